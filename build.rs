@@ -1,0 +1,49 @@
+//! Build script: turns nginx-sys metadata into cfgs and tells tests where nginx is.
+//!
+//! `DEP_NGINX_*` is visible only because `nginx-sys` is a direct dependency (cargo#3544).
+
+use std::env;
+use std::fs;
+use std::path::PathBuf;
+
+fn main() {
+    forward_list_cfg("ngx_feature", "DEP_NGINX_FEATURES_CHECK", "DEP_NGINX_FEATURES");
+    forward_list_cfg("ngx_os", "DEP_NGINX_OS_CHECK", "DEP_NGINX_OS");
+
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
+    if let Ok(build_dir) = env::var("DEP_NGINX_BUILD_DIR") {
+        let nginx = PathBuf::from(&build_dir).join("nginx");
+        println!("cargo::rustc-env=STATUS_ALERT_NGINX_BINARY={}", nginx.display());
+        record_nginx_path(&nginx);
+    }
+
+    if cfg!(target_os = "macos") {
+        println!("cargo::rustc-link-arg=-undefined");
+        println!("cargo::rustc-link-arg=dynamic_lookup");
+    }
+}
+
+/// Declares the allowed values of `cfg(name)` and sets the detected ones.
+fn forward_list_cfg(name: &str, check_var: &str, value_var: &str) {
+    println!("cargo::rerun-if-env-changed={check_var}");
+    println!("cargo::rerun-if-env-changed={value_var}");
+    let check = env::var(check_var).unwrap_or_else(|_| "any()".to_string());
+    println!("cargo::rustc-check-cfg=cfg({name}, values({check}))");
+    if let Ok(values) = env::var(value_var) {
+        for value in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            println!("cargo::rustc-cfg={name}=\"{value}\"");
+        }
+    }
+}
+
+/// Writes `target/<profile>/nginx-path` so that `ci/paths` and scripts find the nginx binary.
+fn record_nginx_path(nginx: &std::path::Path) {
+    // OUT_DIR is target/<profile>/build/<pkg>-<hash>/out
+    let Some(profile_dir) = env::var_os("OUT_DIR")
+        .map(PathBuf::from)
+        .and_then(|out| out.ancestors().nth(3).map(PathBuf::from))
+    else {
+        return;
+    };
+    let _ = fs::write(profile_dir.join("nginx-path"), format!("{}\n", nginx.display()));
+}

@@ -1,0 +1,113 @@
+//! Alert events: the owned values that flow from evaluation and probing to notification.
+//!
+//! Nothing here refers to nginx; events are built in a worker and handed to the notifier.
+
+/// Alert level of a location, ordered by severity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Level {
+    /// Below the warning threshold, or too little traffic to judge.
+    #[default]
+    Ok = 0,
+    /// 5xx ratio at or above `warn`.
+    Warning = 1,
+    /// 5xx ratio at or above `crit`.
+    Critical = 2,
+}
+
+impl Level {
+    /// Decodes the value stored in shared memory; unknown values read as `Ok`.
+    pub fn from_u8(v: u8) -> Level {
+        match v {
+            1 => Level::Warning,
+            2 => Level::Critical,
+            _ => Level::Ok,
+        }
+    }
+
+    /// Upper-case label used in titles and log lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// One thing worth telling the operator about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertEvent {
+    /// The `status_alert` / probe NAME.
+    pub name: String,
+    /// When the evaluation or probe saw it, Unix seconds.
+    pub at_unix: u64,
+    /// Logs dashboard URL from `link=`.
+    pub link: Option<String>,
+    /// Runbook URL from `runbook=`.
+    pub runbook: Option<String>,
+    /// What happened.
+    pub detail: EventDetail,
+}
+
+/// The kind-specific part of an [`AlertEvent`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventDetail {
+    /// A location's 5xx ratio changed level, repeats a firing level, or resolved.
+    Location(LocationEvent),
+    /// A probe target went down or came back up.
+    Probe(ProbeEvent),
+}
+
+/// A location's level change (or repeat) with the window figures that caused it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocationEvent {
+    /// Level now; `Level::Ok` means resolved.
+    pub level: Level,
+    /// Level before this event (equal to `level` for a repeat).
+    pub previous: Level,
+    /// True when this re-posts a level that is still firing (`repeat=`).
+    pub repeat: bool,
+    /// 5xx responses in the window.
+    pub errors: u64,
+    /// All responses in the window.
+    pub total: u64,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Warning threshold in percent; `None` with `warn=off`.
+    pub warn_pct: Option<f64>,
+    /// Critical threshold in percent.
+    pub crit_pct: f64,
+    /// Most frequent status codes (or classes such as `4xx`) in the window, most frequent first.
+    pub top_codes: Vec<(String, u64)>,
+    /// Start of the incident (first non-ok evaluation), Unix seconds.
+    pub since_unix: u64,
+}
+
+impl LocationEvent {
+    /// 5xx share of the window in percent (0 with no requests).
+    pub fn ratio_pct(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.errors as f64 * 100.0 / self.total as f64
+        }
+    }
+}
+
+/// A probe target's transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeEvent {
+    /// True for UP (recovered), false for DOWN.
+    pub up: bool,
+    /// Target URL without credentials.
+    pub target: String,
+    /// Failure reason in words, e.g. `connection refused`; `None` for UP.
+    pub reason: Option<String>,
+    /// HTTP status of the last probe, if any.
+    pub status: Option<u16>,
+    /// Duration of the last probe in milliseconds.
+    pub duration_ms: u64,
+    /// When the target entered its previous state, Unix seconds (for UP: when it went down).
+    pub since_unix: u64,
+}

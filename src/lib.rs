@@ -1,0 +1,2 @@
+//! nginx-status-alert: wiring of the nginx module.
+pub mod event;
