@@ -1,0 +1,184 @@
+//! Request-time FFI: the log-phase counter and the `status_metrics` content handler.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use nginx_sys::{
+    ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_DECLINED,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::ngx_string;
+
+use crate::conf::MainConf;
+use crate::event::Level;
+use crate::metrics::{self, LocationMetrics, Metrics, ProbeMetrics};
+use crate::HttpStatusAlertModule as Module;
+
+/// Log phase: counts the finished request under its location's NAME. Always declines; never
+/// fails or delays the request. Request path: two pointer loads, then three relaxed adds.
+pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request to phase handlers.
+    let r = unsafe { &*r };
+    // Subrequests are part of their main request, which is counted once.
+    if !core::ptr::eq(r.main, r) {
+        return NGX_DECLINED as ngx_int_t;
+    }
+    let Some(name) = Module::location_conf(r).and_then(|l| l.name()) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    // SAFETY: set at zone initialisation to a slot in the mapped zone, or still null.
+    let Some(slot) = (unsafe { name.slot.as_ref() }) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    // The status the client got, as $status computes it.
+    let status = if r.err_status != 0 {
+        r.err_status
+    } else {
+        r.headers_out.status
+    };
+    // Request time from nginx's cached clock, like $request_time: no syscall.
+    let now = nginx_sys::ngx_timeofday();
+    let elapsed_ms = ((now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64))
+        .max(0) as u64;
+    slot.counters.record(status, elapsed_ms);
+    NGX_DECLINED as ngx_int_t
+}
+
+/// Copies the zone's values for every configured NAME and probe.
+pub fn collect(mcf: &MainConf) -> Metrics {
+    let mut m = Metrics::default();
+    for n in &mcf.names {
+        // SAFETY: slots point into the mapped zone once it is initialised.
+        let Some(slot) = (unsafe { n.slot.as_ref() }) else {
+            continue;
+        };
+        m.locations.push(LocationMetrics {
+            name: n.name.clone(),
+            counters: slot.counters.snapshot(),
+            window_requests: slot.alert.window_total.load(Relaxed),
+            window_errors: slot.alert.window_errors.load(Relaxed),
+            level: Level::from_u8(slot.alert.level.load(Relaxed) as u8),
+        });
+    }
+    for p in &mcf.probes {
+        // SAFETY: as above.
+        let Some(slot) = (unsafe { p.slot.as_ref() }) else {
+            continue;
+        };
+        let s = &slot.probe;
+        let mut failures = [0u64; 6];
+        for (d, f) in failures.iter_mut().zip(s.failures.iter()) {
+            *d = f.load(Relaxed);
+        }
+        m.probes.push(ProbeMetrics {
+            name: p.spec.name.clone(),
+            target: p.spec.target.display(),
+            up: match s.state.load(Relaxed) {
+                1 => Some(true),
+                2 => Some(false),
+                _ => None,
+            },
+            duration_seconds: s.last_duration_us.load(Relaxed) as f64 / 1e6,
+            failures,
+        });
+    }
+    if let Some(zone) = &mcf.zone {
+        let h = zone.header();
+        for (d, n) in m.notifications.iter_mut().zip(h.notifications.iter()) {
+            *d = n.load(Relaxed);
+        }
+        m.queue_depth = h.queue_depth.load(Relaxed);
+    }
+    m
+}
+
+/// True when the client asked for JSON (`?format=json` or `Accept: application/json`).
+fn wants_json(r: &mut ngx_http_request_t) -> bool {
+    let mut value = ngx_str_t::empty();
+    let mut arg = *b"format";
+    // SAFETY: valid request; ngx_http_arg only reads the args and writes `value`.
+    let found = unsafe { nginx_sys::ngx_http_arg(r, arg.as_mut_ptr(), arg.len(), &mut value) };
+    if found == NGX_OK as ngx_int_t {
+        return value.as_bytes().eq_ignore_ascii_case(b"json");
+    }
+    // SAFETY: the request's header list is valid for the request's lifetime.
+    let headers = unsafe { ngx::http::list_iterator(&r.headers_in.headers) };
+    for (key, value) in headers {
+        if key.as_bytes().eq_ignore_ascii_case(b"accept") {
+            let v = value.as_bytes();
+            return v
+                .windows(b"application/json".len())
+                .any(|w| w.eq_ignore_ascii_case(b"application/json"));
+        }
+    }
+    false
+}
+
+/// `status_metrics` content handler: Prometheus text by default, JSON on request.
+pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request to content handlers.
+    let r = unsafe { &mut *r };
+    match serve_metrics(r) {
+        Ok(rc) | Err(rc) => rc,
+    }
+}
+
+/// Adds a response header; on allocation failure the header is simply missing.
+fn add_header(r: &mut ngx_http_request_t, key: &str, value: &str) {
+    // SAFETY: `Request` is a transparent wrapper of a valid ngx_http_request_t.
+    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
+    let _ = request.add_header_out(key, value);
+}
+
+fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
+    if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+        add_header(r, "Allow", "GET, HEAD");
+        return Err(NGX_HTTP_NOT_ALLOWED as ngx_int_t);
+    }
+    // SAFETY: valid request.
+    let rc = unsafe { nginx_sys::ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return Err(rc);
+    }
+
+    let mcf = Module::main_conf(r).ok_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
+    let m = collect(mcf);
+    let (body, content_type) = if wants_json(r) {
+        (metrics::render_json(&m), ngx_string!("application/json"))
+    } else {
+        let mut s = String::with_capacity(256 + m.locations.len() * 2048);
+        metrics::render_prometheus(&m, &mut s)
+            .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
+        (s, ngx_string!("text/plain; version=0.0.4; charset=utf-8"))
+    };
+
+    r.headers_out.status = 200;
+    r.headers_out.content_length_n = body.len() as i64;
+    r.headers_out.content_type_len = content_type.len;
+    r.headers_out.content_type = content_type;
+    add_header(r, "Cache-Control", "no-store");
+
+    // SAFETY: valid request.
+    let rc = unsafe { nginx_sys::ngx_http_send_header(r) };
+    if rc == nginx_sys::NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0
+    {
+        return Ok(rc);
+    }
+
+    // SAFETY: the buffer and chain link come from the request pool and live as long as it.
+    unsafe {
+        let b: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len().max(1));
+        if b.is_null() {
+            return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        (*b).set_last_buf(if r.main == r as *mut _ { 1 } else { 0 });
+        (*b).set_last_in_chain(1);
+        let mut out = ngx_chain_t {
+            buf: b,
+            next: core::ptr::null_mut(),
+        };
+        Ok(nginx_sys::ngx_http_output_filter(r, &mut out))
+    }
+}

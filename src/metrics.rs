@@ -1,0 +1,364 @@
+//! Metric values and their encodings (Prometheus text format 0.0.4 and JSON).
+//!
+//! The content handler copies shared-memory counters into a [`Metrics`] value first and renders
+//! afterwards, so rendering is pure and testable.
+
+use core::fmt::{self, Write};
+
+use serde_json::{json, Map, Value};
+
+use crate::counters::{CountersSnapshot, BUCKET_BOUNDS_MS};
+use crate::event::Level;
+use crate::zone::PROBE_REASONS;
+
+/// Results of alert deliveries, in the order of [`Metrics::notifications`].
+pub const NOTIFY_RESULT_LABELS: [&str; 4] = ["sent", "retried", "failed", "dropped"];
+
+/// Everything `status_metrics` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// One entry per NAME, in configuration order.
+    pub locations: Vec<LocationMetrics>,
+    /// One entry per probe target.
+    pub probes: Vec<ProbeMetrics>,
+    /// Alert deliveries by result, see [`NOTIFY_RESULT_LABELS`].
+    pub notifications: [u64; 4],
+    /// Messages waiting for delivery.
+    pub queue_depth: u64,
+}
+
+/// Metrics of one NAME.
+#[derive(Clone, Debug)]
+pub struct LocationMetrics {
+    /// The NAME.
+    pub name: String,
+    /// Cumulative counters.
+    pub counters: CountersSnapshot,
+    /// Requests in the window at the last evaluation.
+    pub window_requests: u64,
+    /// 5xx in the window at the last evaluation.
+    pub window_errors: u64,
+    /// Alert level.
+    pub level: Level,
+}
+
+impl LocationMetrics {
+    /// 5xx share of the window (0 with no requests).
+    pub fn error_ratio(&self) -> f64 {
+        if self.window_requests == 0 {
+            0.0
+        } else {
+            self.window_errors as f64 / self.window_requests as f64
+        }
+    }
+}
+
+/// Metrics of one probe target.
+#[derive(Clone, Debug)]
+pub struct ProbeMetrics {
+    /// Probe NAME.
+    pub name: String,
+    /// Target URL without credentials.
+    pub target: String,
+    /// `None` until the first result.
+    pub up: Option<bool>,
+    /// Last probe's duration in seconds.
+    pub duration_seconds: f64,
+    /// Failures by reason, see [`PROBE_REASONS`].
+    pub failures: [u64; 6],
+}
+
+/// Writes `s` escaped as a Prometheus label value.
+fn escape_label(out: &mut impl Write, s: &str) -> fmt::Result {
+    for c in s.chars() {
+        match c {
+            '\\' => out.write_str("\\\\")?,
+            '"' => out.write_str("\\\"")?,
+            '\n' => out.write_str("\\n")?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
+/// A sample line: `name{k="v",...} value`.
+fn sample(out: &mut impl Write, name: &str, labels: &[(&str, &str)], value: impl fmt::Display) -> fmt::Result {
+    out.write_str(name)?;
+    if !labels.is_empty() {
+        out.write_char('{')?;
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.write_char(',')?;
+            }
+            write!(out, "{k}=\"")?;
+            escape_label(out, v)?;
+            out.write_char('"')?;
+        }
+        out.write_char('}')?;
+    }
+    writeln!(out, " {value}")
+}
+
+fn header(out: &mut impl Write, name: &str, kind: &str, help: &str) -> fmt::Result {
+    writeln!(out, "# HELP {name} {help}")?;
+    writeln!(out, "# TYPE {name} {kind}")
+}
+
+/// Upper bound label of a histogram bucket: `0.005` ... `10`.
+fn le_label(ms: u64) -> String {
+    (ms as f64 / 1000.0).to_string()
+}
+
+fn status_label(code: Option<u16>) -> String {
+    code.map_or_else(|| "other".to_string(), |c| c.to_string())
+}
+
+/// Renders Prometheus text exposition format 0.0.4.
+pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
+    let locs = &m.locations;
+
+    header(out, "nginx_location_requests_total", "counter", "Responses by location NAME and status code.")?;
+    for l in locs {
+        for (code, n) in l.counters.seen_codes() {
+            let status = status_label(code);
+            sample(out, "nginx_location_requests_total", &[("location", &l.name), ("status", &status)], n)?;
+        }
+    }
+
+    let hist = "nginx_location_request_duration_seconds";
+    header(out, hist, "histogram", "Request time by location NAME.")?;
+    for l in locs {
+        let mut cumulative = 0u64;
+        let bucket = format!("{hist}_bucket");
+        for (i, ms) in BUCKET_BOUNDS_MS.iter().enumerate() {
+            cumulative += l.counters.buckets[i];
+            let le = le_label(*ms);
+            sample(out, &bucket, &[("location", &l.name), ("le", &le)], cumulative)?;
+        }
+        cumulative += l.counters.buckets[BUCKET_BOUNDS_MS.len()];
+        sample(out, &bucket, &[("location", &l.name), ("le", "+Inf")], cumulative)?;
+        let sum = l.counters.duration_us_sum as f64 / 1e6;
+        sample(out, &format!("{hist}_sum"), &[("location", &l.name)], sum)?;
+        sample(out, &format!("{hist}_count"), &[("location", &l.name)], cumulative)?;
+    }
+
+    header(out, "nginx_location_window_requests", "gauge", "Requests in the current window.")?;
+    for l in locs {
+        sample(out, "nginx_location_window_requests", &[("location", &l.name)], l.window_requests)?;
+    }
+    header(out, "nginx_location_error_ratio", "gauge", "5xx share of the requests in the current window.")?;
+    for l in locs {
+        sample(out, "nginx_location_error_ratio", &[("location", &l.name)], l.error_ratio())?;
+    }
+    header(out, "nginx_location_alert_state", "gauge", "Alert level: 0 ok, 1 warning, 2 critical.")?;
+    for l in locs {
+        sample(out, "nginx_location_alert_state", &[("location", &l.name)], l.level as u8)?;
+    }
+
+    if !m.probes.is_empty() {
+        header(out, "nginx_probe_up", "gauge", "Probe target health: 1 up, 0 down (absent until the first result).")?;
+        for p in &m.probes {
+            if let Some(up) = p.up {
+                sample(out, "nginx_probe_up", &[("probe", &p.name), ("target", &p.target)], up as u8)?;
+            }
+        }
+        header(out, "nginx_probe_duration_seconds", "gauge", "Duration of the last probe.")?;
+        for p in &m.probes {
+            let labels = [("probe", p.name.as_str()), ("target", p.target.as_str())];
+            sample(out, "nginx_probe_duration_seconds", &labels, p.duration_seconds)?;
+        }
+        header(out, "nginx_probe_failures_total", "counter", "Failed probes by reason.")?;
+        for p in &m.probes {
+            for (reason, n) in PROBE_REASONS.iter().zip(p.failures.iter()) {
+                let labels = [("probe", p.name.as_str()), ("target", p.target.as_str()), ("reason", reason)];
+                sample(out, "nginx_probe_failures_total", &labels, n)?;
+            }
+        }
+    }
+
+    header(out, "nginx_alert_notifications_total", "counter", "Alert deliveries by result.")?;
+    for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(m.notifications.iter()) {
+        sample(out, "nginx_alert_notifications_total", &[("result", result)], n)?;
+    }
+    header(out, "nginx_alert_queue_depth", "gauge", "Alert messages waiting for delivery.")?;
+    sample(out, "nginx_alert_queue_depth", &[], m.queue_depth)
+}
+
+/// Renders the same data as JSON.
+pub fn render_json(m: &Metrics) -> String {
+    let mut locations = Map::new();
+    for l in &m.locations {
+        let mut requests = Map::new();
+        for (code, n) in l.counters.seen_codes() {
+            requests.insert(status_label(code), json!(n));
+        }
+        let mut buckets = Map::new();
+        let mut cumulative = 0u64;
+        for (i, ms) in BUCKET_BOUNDS_MS.iter().enumerate() {
+            cumulative += l.counters.buckets[i];
+            buckets.insert(le_label(*ms), json!(cumulative));
+        }
+        cumulative += l.counters.buckets[BUCKET_BOUNDS_MS.len()];
+        buckets.insert("+Inf".into(), json!(cumulative));
+        locations.insert(
+            l.name.clone(),
+            json!({
+                "requests": requests,
+                "requests_total": l.counters.total(),
+                "duration_seconds": {
+                    "buckets": buckets,
+                    "sum": l.counters.duration_us_sum as f64 / 1e6,
+                    "count": cumulative,
+                },
+                "window": {
+                    "requests": l.window_requests,
+                    "errors": l.window_errors,
+                    "error_ratio": l.error_ratio(),
+                },
+                "alert_state": l.level.label().to_ascii_lowercase(),
+            }),
+        );
+    }
+    let probes: Vec<Value> = m
+        .probes
+        .iter()
+        .map(|p| {
+            let failures: Map<String, Value> = PROBE_REASONS
+                .iter()
+                .zip(p.failures.iter())
+                .map(|(r, n)| (r.to_string(), json!(n)))
+                .collect();
+            json!({
+                "probe": p.name,
+                "target": p.target,
+                "up": p.up,
+                "duration_seconds": p.duration_seconds,
+                "failures": failures,
+            })
+        })
+        .collect();
+    let notifications: Map<String, Value> = NOTIFY_RESULT_LABELS
+        .iter()
+        .zip(m.notifications.iter())
+        .map(|(r, n)| (r.to_string(), json!(n)))
+        .collect();
+    let doc = json!({
+        "locations": locations,
+        "probes": probes,
+        "notifications": notifications,
+        "queue_depth": m.queue_depth,
+    });
+    let mut s = doc.to_string();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::{bucket_index, status_index, BUCKETS, STATUS_SLOTS};
+
+    fn loc(name: &str, records: &[(usize, u64)]) -> LocationMetrics {
+        let mut c = CountersSnapshot {
+            status: [0; STATUS_SLOTS],
+            buckets: [0; BUCKETS],
+            duration_us_sum: 0,
+        };
+        for (status, ms) in records {
+            c.status[status_index(*status)] += 1;
+            c.buckets[bucket_index(*ms)] += 1;
+            c.duration_us_sum += ms * 1000;
+        }
+        LocationMetrics {
+            name: name.into(),
+            counters: c,
+            window_requests: 10,
+            window_errors: 1,
+            level: Level::Warning,
+        }
+    }
+
+    fn render(m: &Metrics) -> String {
+        let mut s = String::new();
+        render_prometheus(m, &mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn prometheus_counts_and_histogram() {
+        let m = Metrics {
+            locations: vec![loc("be", &[(200, 3), (200, 30), (503, 20_000), (0, 1)])],
+            ..Default::default()
+        };
+        let text = render(&m);
+        assert!(text.contains("nginx_location_requests_total{location=\"be\",status=\"200\"} 2\n"));
+        assert!(text.contains("nginx_location_requests_total{location=\"be\",status=\"503\"} 1\n"));
+        assert!(text.contains("status=\"other\"} 1\n"));
+        assert!(!text.contains("status=\"404\""), "only codes seen");
+        let b = "nginx_location_request_duration_seconds_bucket{location=\"be\"";
+        assert!(text.contains(&format!("{b},le=\"0.005\"}} 2\n")));
+        assert!(text.contains(&format!("{b},le=\"0.05\"}} 3\n")));
+        assert!(text.contains(&format!("{b},le=\"10\"}} 3\n")));
+        assert!(text.contains(&format!("{b},le=\"+Inf\"}} 4\n")));
+        assert!(text.contains("nginx_location_request_duration_seconds_count{location=\"be\"} 4\n"));
+        assert!(text.contains("nginx_location_request_duration_seconds_sum{location=\"be\"} 20.034\n"));
+        assert!(text.contains("nginx_location_error_ratio{location=\"be\"} 0.1\n"));
+        assert!(text.contains("nginx_location_alert_state{location=\"be\"} 1\n"));
+        assert!(text.contains("# TYPE nginx_location_request_duration_seconds histogram\n"));
+        assert!(text.contains("nginx_alert_notifications_total{result=\"dropped\"} 0\n"));
+        assert!(text.ends_with("nginx_alert_queue_depth 0\n"));
+    }
+
+    #[test]
+    fn bucket_labels() {
+        let labels: Vec<String> = BUCKET_BOUNDS_MS.iter().map(|ms| le_label(*ms)).collect();
+        assert_eq!(
+            labels,
+            ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"]
+        );
+    }
+
+    #[test]
+    fn label_escaping() {
+        let mut s = String::new();
+        escape_label(&mut s, "a\"b\\c\nd").unwrap();
+        assert_eq!(s, "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn probes_render_only_known_state() {
+        let mut m = Metrics::default();
+        m.probes.push(ProbeMetrics {
+            name: "be".into(),
+            target: "http://127.0.0.1:1/h".into(),
+            up: None,
+            duration_seconds: 0.0,
+            failures: [1, 0, 0, 0, 0, 0],
+        });
+        let text = render(&m);
+        assert!(!text.contains("nginx_probe_up{"));
+        assert!(text.contains("nginx_probe_failures_total{probe=\"be\",target=\"http://127.0.0.1:1/h\",reason=\"refused\"} 1\n"));
+        m.probes[0].up = Some(false);
+        assert!(render(&m).contains("nginx_probe_up{probe=\"be\",target=\"http://127.0.0.1:1/h\"} 0\n"));
+    }
+
+    #[test]
+    fn json_carries_the_same_data() {
+        let m = Metrics {
+            locations: vec![loc("be", &[(200, 3), (502, 3)])],
+            notifications: [3, 1, 0, 0],
+            ..Default::default()
+        };
+        let v: Value = serde_json::from_str(&render_json(&m)).unwrap();
+        let be = &v["locations"]["be"];
+        assert_eq!(be["requests"]["200"], 1);
+        assert_eq!(be["requests"]["502"], 1);
+        assert_eq!(be["requests_total"], 2);
+        assert_eq!(be["duration_seconds"]["count"], 2);
+        assert_eq!(be["duration_seconds"]["buckets"]["+Inf"], 2);
+        assert_eq!(be["window"]["error_ratio"], 0.1);
+        assert_eq!(be["alert_state"], "warning");
+        assert_eq!(v["notifications"]["sent"], 3);
+        assert_eq!(v["queue_depth"], 0);
+    }
+}

@@ -1,0 +1,436 @@
+//! Directive value parsing: pure Rust, no nginx types.
+//!
+//! Errors are worded like nginx's own (`invalid value "x" ...`) and are printed by the
+//! configuration glue as `status_alert: <error>` with nginx's `in file:line` suffix.
+
+use core::fmt;
+
+/// Longest NAME accepted by `status_alert` and `name=`.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest window accepted (`window=`).
+pub const MAX_WINDOW_MS: u64 = 24 * 3600 * 1000;
+/// Default `status_alert_interval`.
+pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
+
+/// A directive value that could not be accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamError {
+    /// `key=value` with an unknown key, or a bare word where `key=value` was expected.
+    UnknownParameter(String),
+    /// The same `key=` given twice.
+    Duplicate(String),
+    /// A value that does not parse or is out of range; the `String` says what was expected.
+    Invalid {
+        /// Parameter name, e.g. `window`.
+        key: String,
+        /// The raw value as written.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+    /// A NAME with forbidden characters or length.
+    InvalidName(String),
+    /// Parameters that are each valid but do not fit together.
+    Conflict(String),
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamError::UnknownParameter(p) => write!(f, "invalid parameter \"{p}\""),
+            ParamError::Duplicate(k) => write!(f, "duplicate parameter \"{k}\""),
+            ParamError::Invalid {
+                key,
+                value,
+                expected,
+            } => write!(f, "invalid {key} value \"{value}\", expected {expected}"),
+            ParamError::InvalidName(n) => write!(
+                f,
+                "invalid name \"{n}\", expected 1-{MAX_NAME_LEN} letters, digits, \".\", \"_\", \
+                 \"-\" or \"/\""
+            ),
+            ParamError::Conflict(msg) => f.write_str(msg),
+        }
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &str) -> ParamError {
+    ParamError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
+}
+
+/// Parses nginx time syntax (`500ms`, `10s`, `5m`, `1h30m`, a bare number is seconds) to ms.
+pub fn parse_time_ms(value: &str) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    let bytes = value.as_bytes();
+    let mut total: u64 = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return None;
+        }
+        let n: u64 = value[start..i].parse().ok()?;
+        let unit_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let factor: u64 = match &value[unit_start..i] {
+            "ms" => 1,
+            "" | "s" => 1000,
+            "m" => 60 * 1000,
+            "h" => 3600 * 1000,
+            "d" => 86_400 * 1000,
+            "w" => 7 * 86_400 * 1000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(factor)?)?;
+    }
+    Some(total)
+}
+
+/// Parses nginx size syntax (`512`, `64k`, `16m`, `1g`) to bytes.
+pub fn parse_size(value: &str) -> Option<usize> {
+    let (digits, factor) = match value.as_bytes().last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 1024),
+        b'm' | b'M' => (&value[..value.len() - 1], 1024 * 1024),
+        b'g' | b'G' => (&value[..value.len() - 1], 1024 * 1024 * 1024),
+        _ => (value, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(factor)
+}
+
+/// Parses a percentage such as `5%`, `12.5%` or `7` into (0, 100].
+pub fn parse_percent(key: &str, value: &str) -> Result<f64, ParamError> {
+    let number = value.strip_suffix('%').unwrap_or(value);
+    let ok = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|b| *b == b'.').count() <= 1;
+    match number.parse::<f64>() {
+        Ok(p) if ok && p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(invalid(key, value, "a percentage in (0, 100], e.g. \"5%\"")),
+    }
+}
+
+/// Checks a NAME: 1-64 bytes of letters, digits, `.`, `_`, `-`, `/`.
+pub fn validate_name(name: &str) -> Result<(), ParamError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ParamError::InvalidName(name.to_string()))
+    }
+}
+
+/// Checks that a `link=`/`runbook=` value is an absolute http(s) URL without spaces.
+pub fn validate_url(key: &str, value: &str) -> Result<(), ParamError> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Ok(())
+        }
+        _ => Err(invalid(key, value, "an http:// or https:// URL")),
+    }
+}
+
+/// The parameters of one `status_alert NAME ...` directive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertParams {
+    /// Warning threshold in percent; `None` with `warn=off`.
+    pub warn_pct: Option<f64>,
+    /// Critical threshold in percent.
+    pub crit_pct: f64,
+    /// Sliding window length.
+    pub window_ms: u64,
+    /// Fewer requests than this in the window count as healthy.
+    pub min_requests: u64,
+    /// Re-post a firing alert this often; `None` with `repeat=off`.
+    pub repeat_ms: Option<u64>,
+    /// Logs dashboard URL.
+    pub link: Option<String>,
+    /// Runbook URL.
+    pub runbook: Option<String>,
+}
+
+impl Default for AlertParams {
+    fn default() -> Self {
+        AlertParams {
+            warn_pct: Some(5.0),
+            crit_pct: 10.0,
+            window_ms: 5 * 60 * 1000,
+            min_requests: 20,
+            repeat_ms: Some(30 * 60 * 1000),
+            link: None,
+            runbook: None,
+        }
+    }
+}
+
+/// Splits `key=value`; a word without `=` yields `None`.
+pub fn split_kv(arg: &str) -> Option<(&str, &str)> {
+    arg.split_once('=')
+}
+
+/// Parses the arguments after NAME of `status_alert NAME [key=value ...]`.
+pub fn parse_alert_params<'a>(
+    args: impl IntoIterator<Item = &'a str>,
+) -> Result<AlertParams, ParamError> {
+    let mut p = AlertParams::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for arg in args {
+        let Some((key, value)) = split_kv(arg) else {
+            return Err(ParamError::UnknownParameter(arg.to_string()));
+        };
+        if seen.contains(&key) {
+            return Err(ParamError::Duplicate(key.to_string()));
+        }
+        match key {
+            "warn" if value == "off" => p.warn_pct = None,
+            "warn" => p.warn_pct = Some(parse_percent(key, value)?),
+            "crit" => p.crit_pct = parse_percent(key, value)?,
+            "window" => {
+                p.window_ms = parse_time_ms(value)
+                    .filter(|ms| *ms >= 1000 && *ms <= MAX_WINDOW_MS)
+                    .ok_or_else(|| invalid(key, value, "a time between 1s and 24h"))?;
+            }
+            "min_requests" => {
+                p.min_requests = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| invalid(key, value, "a non-negative integer"))?;
+            }
+            "repeat" if value == "off" => p.repeat_ms = None,
+            "repeat" => {
+                p.repeat_ms = Some(
+                    parse_time_ms(value)
+                        .filter(|ms| *ms >= 1000)
+                        .ok_or_else(|| invalid(key, value, "a time of at least 1s, or \"off\""))?,
+                );
+            }
+            "link" => {
+                validate_url(key, value)?;
+                p.link = Some(value.to_string());
+            }
+            "runbook" => {
+                validate_url(key, value)?;
+                p.runbook = Some(value.to_string());
+            }
+            _ => return Err(ParamError::UnknownParameter(arg.to_string())),
+        }
+        seen.push(key);
+    }
+    if let Some(warn) = p.warn_pct {
+        if warn >= p.crit_pct {
+            return Err(ParamError::Conflict(format!(
+                "warn={} must be below crit={}",
+                fmt_pct(warn),
+                fmt_pct(p.crit_pct)
+            )));
+        }
+    }
+    Ok(p)
+}
+
+/// Formats a percentage without trailing zeros (`5%`, `12.5%`).
+pub fn fmt_pct(p: f64) -> String {
+    let s = format!("{p:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}%")
+}
+
+/// Parses `status_alert_interval TIME` (at least 1s).
+pub fn parse_interval(value: &str) -> Result<u64, ParamError> {
+    parse_time_ms(value)
+        .filter(|ms| *ms >= 1000 && *ms <= MAX_WINDOW_MS)
+        .ok_or_else(|| invalid("interval", value, "a time between 1s and 24h"))
+}
+
+/// Checks the window against the evaluation interval: at least two evaluations per window.
+pub fn check_window(window_ms: u64, interval_ms: u64) -> Result<(), ParamError> {
+    if window_ms < 2 * interval_ms {
+        return Err(ParamError::Conflict(format!(
+            "window={}ms must be at least 2 x status_alert_interval ({}ms)",
+            window_ms, interval_ms
+        )));
+    }
+    Ok(())
+}
+
+/// Where alerts go, from `status_alert_webhook`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WebhookTarget {
+    /// Alerts are written to the error log only.
+    #[default]
+    Off,
+    /// Alerts are posted to this URL.
+    Url(String),
+}
+
+/// Validates a webhook URL (`https://...` or `http://...` for local receivers).
+pub fn parse_webhook_url(value: &str) -> Result<WebhookTarget, ParamError> {
+    let value = value.trim();
+    validate_url("webhook", value)
+        .map_err(|_| invalid("webhook", &redact_for_error(value), "an http:// or https:// URL"))?;
+    Ok(WebhookTarget::Url(value.to_string()))
+}
+
+/// Never echo a possible token back into error messages: keep at most the first 24 bytes.
+fn redact_for_error(value: &str) -> String {
+    match value.char_indices().nth(24) {
+        Some((i, _)) => format!("{}...", &value[..i]),
+        None => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_syntax() {
+        assert_eq!(parse_time_ms("10"), Some(10_000));
+        assert_eq!(parse_time_ms("10s"), Some(10_000));
+        assert_eq!(parse_time_ms("500ms"), Some(500));
+        assert_eq!(parse_time_ms("5m"), Some(300_000));
+        assert_eq!(parse_time_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_time_ms("1d"), Some(86_400_000));
+        for bad in ["", "s", "5x", "-1s", "1.5s", "5 m", "99999999999999999999s"] {
+            assert_eq!(parse_time_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn size_syntax() {
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("64k"), Some(65536));
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        for bad in ["", "k", "1.5m", "-1", "10x"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(parse_percent("warn", "5%"), Ok(5.0));
+        assert_eq!(parse_percent("warn", "12.5%"), Ok(12.5));
+        assert_eq!(parse_percent("warn", "100"), Ok(100.0));
+        for bad in ["0%", "0", "100.1%", "-5%", "abc", "%", "1e1", "5..0", ""] {
+            assert!(parse_percent("warn", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["be", "api.v2", "ai_service-1", "shop/checkout", &"a".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "x\"y", "é", &"a".repeat(65), "a;b", "a{b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn alert_defaults() {
+        let p = parse_alert_params([]).unwrap();
+        assert_eq!(p, AlertParams::default());
+        assert_eq!(p.warn_pct, Some(5.0));
+        assert_eq!(p.crit_pct, 10.0);
+        assert_eq!(p.window_ms, 300_000);
+        assert_eq!(p.min_requests, 20);
+        assert_eq!(p.repeat_ms, Some(1_800_000));
+    }
+
+    #[test]
+    fn alert_all_params() {
+        let p = parse_alert_params([
+            "warn=2%",
+            "crit=20.5%",
+            "window=10s",
+            "min_requests=0",
+            "repeat=off",
+            "link=https://logs.example.com/be",
+            "runbook=http://wiki/be",
+        ])
+        .unwrap();
+        assert_eq!(p.warn_pct, Some(2.0));
+        assert_eq!(p.crit_pct, 20.5);
+        assert_eq!(p.window_ms, 10_000);
+        assert_eq!(p.min_requests, 0);
+        assert_eq!(p.repeat_ms, None);
+        assert_eq!(p.link.as_deref(), Some("https://logs.example.com/be"));
+        assert_eq!(p.runbook.as_deref(), Some("http://wiki/be"));
+        assert_eq!(parse_alert_params(["warn=off"]).unwrap().warn_pct, None);
+    }
+
+    #[test]
+    fn alert_bad_params() {
+        let cases = [
+            (vec!["foo=1"], "invalid parameter \"foo=1\""),
+            (vec!["bare"], "invalid parameter \"bare\""),
+            (vec!["warn=1%", "warn=2%"], "duplicate parameter \"warn\""),
+            (vec!["warn=abc"], "invalid warn value \"abc\""),
+            (vec!["crit=0%"], "invalid crit value \"0%\""),
+            (vec!["window=0s"], "invalid window value \"0s\""),
+            (vec!["window=25h"], "invalid window value \"25h\""),
+            (vec!["min_requests=-1"], "invalid min_requests value \"-1\""),
+            (vec!["min_requests=+1"], "invalid min_requests value \"+1\""),
+            (vec!["repeat=never"], "invalid repeat value \"never\""),
+            (vec!["link=ftp://x"], "invalid link value \"ftp://x\""),
+            (vec!["runbook=https://"], "invalid runbook value \"https://\""),
+            (vec!["warn=10%", "crit=10%"], "warn=10% must be below crit=10%"),
+            (vec!["warn=20%"], "warn=20% must be below crit=10%"),
+        ];
+        for (args, msg) in cases {
+            let err = parse_alert_params(args.iter().copied()).unwrap_err().to_string();
+            assert!(err.starts_with(msg), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn interval_and_window() {
+        assert_eq!(parse_interval("1s"), Ok(1000));
+        assert!(parse_interval("500ms").is_err());
+        assert!(parse_interval("x").is_err());
+        assert!(check_window(20_000, 10_000).is_ok());
+        let err = check_window(10_000, 10_000).unwrap_err().to_string();
+        assert!(err.contains("at least 2 x status_alert_interval"), "{err}");
+    }
+
+    #[test]
+    fn webhook_urls() {
+        assert_eq!(
+            parse_webhook_url(" https://discord.com/api/webhooks/1/abc\n"),
+            Ok(WebhookTarget::Url("https://discord.com/api/webhooks/1/abc".into()))
+        );
+        let err = parse_webhook_url("discord.com/api/webhooks/1/supersecrettokenvalue123")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("supersecrettokenvalue123"), "token leaked: {err}");
+    }
+
+    #[test]
+    fn pct_formatting() {
+        assert_eq!(fmt_pct(5.0), "5%");
+        assert_eq!(fmt_pct(12.5), "12.5%");
+        assert_eq!(fmt_pct(0.125), "0.125%");
+    }
+}

@@ -1,0 +1,386 @@
+//! `status_alert_probe URL [name=] [interval=] [timeout=] [fails=] [passes=] [expect=]
+//! [tls_verify=]`: pure parsing of the directive's values.
+
+use core::fmt;
+
+use crate::params::{parse_time_ms, validate_name, ParamError};
+
+/// How a target is probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `GET` over plain HTTP/1.1.
+    Http,
+    /// `GET` over HTTPS.
+    Https,
+    /// A TCP connect.
+    Tcp,
+}
+
+/// A parsed probe URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Protocol.
+    pub scheme: Scheme,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Port (scheme default when not written).
+    pub port: u16,
+    /// Path and query for HTTP(S), `/` when not written; empty for TCP.
+    pub path: String,
+    /// `user:password` from the URL, sent as basic authentication; never displayed.
+    pub userinfo: Option<String>,
+}
+
+impl Target {
+    /// `host:port` as used in `Host` headers and socket addresses (IPv6 in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL without credentials, as shown in metrics and alerts.
+    pub fn display(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+            Scheme::Tcp => "tcp",
+        };
+        format!("{scheme}://{}{}", self.authority(), self.path)
+    }
+}
+
+/// One configured probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeSpec {
+    /// NAME the probe reports under; empty until inherited from the location's `status_alert`.
+    pub name: String,
+    /// What is probed.
+    pub target: Target,
+    /// Time between probes.
+    pub interval_ms: u64,
+    /// Time a probe may take.
+    pub timeout_ms: u64,
+    /// Consecutive failures that make the target DOWN.
+    pub fails: u32,
+    /// Consecutive successes that make it UP again.
+    pub passes: u32,
+    /// Accepted HTTP status ranges (inclusive).
+    pub expect: Vec<(u16, u16)>,
+    /// Verify TLS certificates (HTTPS).
+    pub tls_verify: bool,
+}
+
+impl ProbeSpec {
+    /// True if `status` is one of the expected codes.
+    pub fn expects(&self, status: u16) -> bool {
+        self.expect.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+}
+
+/// A probe directive that cannot be accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeError(pub String);
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ParamError> for ProbeError {
+    fn from(e: ParamError) -> Self {
+        ProbeError(e.to_string())
+    }
+}
+
+/// Parses a probe URL.
+pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
+    let bad = |why: &str| ProbeError(format!("invalid URL \"{}\": {why}", redact(url)));
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else if let Some(r) = url.strip_prefix("tcp://") {
+        (Scheme::Tcp, r)
+    } else {
+        return Err(bad("unknown scheme, expected http://, https:// or tcp://"));
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains white space"));
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_string()), h),
+        None => (None, authority),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed \"[\""))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad("invalid port"))?,
+        None => match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+            Scheme::Tcp => return Err(bad("tcp:// needs a port")),
+        },
+    };
+    let path = match scheme {
+        Scheme::Tcp if !path.is_empty() && path != "/" => return Err(bad("tcp:// takes no path")),
+        Scheme::Tcp => String::new(),
+        _ if path.is_empty() => "/".to_string(),
+        _ if path.starts_with('?') => format!("/{path}"),
+        _ => path.to_string(),
+    };
+    Ok(Target {
+        scheme,
+        host: host.to_string(),
+        port,
+        path,
+        userinfo,
+    })
+}
+
+/// Hides credentials when echoing a URL back in an error.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(a)) if a > s => format!("{}***{}", &url[..s + 3], &url[a..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Parses `expect=` codes: `200`, `200-399`, `200,204,300-399`.
+pub fn parse_expect(value: &str) -> Result<Vec<(u16, u16)>, ProbeError> {
+    let bad = || {
+        ProbeError(format!(
+            "invalid expect value \"{value}\", expected status codes or ranges such as \
+             \"200,204,300-399\""
+        ))
+    };
+    let code = |s: &str| {
+        s.parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c) && s.len() == 3)
+            .ok_or_else(bad)
+    };
+    let mut out = Vec::new();
+    for part in value.split(',') {
+        let range = match part.split_once('-') {
+            Some((lo, hi)) => (code(lo)?, code(hi)?),
+            None => {
+                let c = code(part)?;
+                (c, c)
+            }
+        };
+        if range.0 > range.1 {
+            return Err(bad());
+        }
+        out.push(range);
+    }
+    Ok(out)
+}
+
+fn parse_count(key: &str, value: &str) -> Result<u32, ProbeError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| ProbeError(format!("invalid {key} value \"{value}\", expected 1 or more")))
+}
+
+/// Parses the directive's arguments. `name_required` is true at `http` and `server` level.
+pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeError> {
+    let Some(url) = args.first() else {
+        return Err(ProbeError("a URL is required".into()));
+    };
+    let mut spec = ProbeSpec {
+        name: String::new(),
+        target: parse_target(url)?,
+        interval_ms: 60_000,
+        timeout_ms: 5_000,
+        fails: 1,
+        passes: 1,
+        expect: vec![(200, 399)],
+        tls_verify: true,
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for arg in &args[1..] {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(ProbeError(format!("invalid parameter \"{arg}\"")));
+        };
+        if seen.contains(&key) {
+            return Err(ProbeError(format!("duplicate parameter \"{key}\"")));
+        }
+        let time = |max_ms: u64| {
+            parse_time_ms(value)
+                .filter(|ms| *ms >= 1 && *ms <= max_ms)
+                .ok_or_else(|| ProbeError(format!("invalid {key} value \"{value}\", expected a time")))
+        };
+        match key {
+            "name" => {
+                validate_name(value)?;
+                spec.name = value.to_string();
+            }
+            "interval" => spec.interval_ms = time(24 * 3600 * 1000)?.max(1000),
+            "timeout" => spec.timeout_ms = time(3600 * 1000)?,
+            "fails" => spec.fails = parse_count(key, value)?,
+            "passes" => spec.passes = parse_count(key, value)?,
+            "expect" => spec.expect = parse_expect(value)?,
+            "tls_verify" => {
+                spec.tls_verify = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(ProbeError(format!(
+                            "invalid tls_verify value \"{value}\", expected \"on\" or \"off\""
+                        )))
+                    }
+                }
+            }
+            _ => return Err(ProbeError(format!("invalid parameter \"{arg}\""))),
+        }
+        seen.push(key);
+    }
+    if let Some(i) = seen.iter().position(|k| *k == "interval") {
+        let value = args[1 + i].split_once('=').map_or("", |kv| kv.1);
+        if parse_time_ms(value).is_some_and(|ms| ms < 1000) {
+            return Err(ProbeError(format!(
+                "invalid interval value \"{value}\", expected at least 1s"
+            )));
+        }
+    }
+    if spec.timeout_ms >= spec.interval_ms {
+        return Err(ProbeError(format!(
+            "timeout={}ms must be below interval={}ms",
+            spec.timeout_ms, spec.interval_ms
+        )));
+    }
+    if spec.target.scheme == Scheme::Tcp && seen.contains(&"expect") {
+        return Err(ProbeError("expect= applies to http:// and https:// probes only".into()));
+    }
+    if name_required && spec.name.is_empty() {
+        return Err(ProbeError(
+            "name= is required outside a location with \"status_alert NAME\"".into(),
+        ));
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str], name_required: bool) -> Result<ProbeSpec, ProbeError> {
+        let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse(&v, name_required)
+    }
+
+    #[test]
+    fn targets() {
+        let t = parse_target("http://10.0.0.5:8080/health?x=1").unwrap();
+        assert_eq!((t.scheme, t.host.as_str(), t.port), (Scheme::Http, "10.0.0.5", 8080));
+        assert_eq!(t.path, "/health?x=1");
+        assert_eq!(t.display(), "http://10.0.0.5:8080/health?x=1");
+        let t = parse_target("https://user:secret@api.example.com").unwrap();
+        assert_eq!((t.port, t.path.as_str()), (443, "/"));
+        assert_eq!(t.userinfo.as_deref(), Some("user:secret"));
+        assert!(!t.display().contains("secret"));
+        let t = parse_target("tcp://[::1]:5432").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 5432));
+        assert_eq!(t.display(), "tcp://[::1]:5432");
+    }
+
+    #[test]
+    fn bad_targets() {
+        for (url, why) in [
+            ("ftp://x/", "unknown scheme"),
+            ("x:80", "unknown scheme"),
+            ("tcp://db", "needs a port"),
+            ("tcp://db:5432/x", "takes no path"),
+            ("http://:80/", "no host"),
+            ("http://h:0/", "invalid port"),
+            ("http://h:99999/", "invalid port"),
+            ("http://[::1/", "unclosed"),
+        ] {
+            let e = parse_target(url).unwrap_err().to_string();
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        let e = parse_target("ftp://u:topsecret@h/").unwrap_err().to_string();
+        assert!(!e.contains("topsecret"), "{e}");
+    }
+
+    #[test]
+    fn defaults() {
+        let s = p(&["http://127.0.0.1:8080/health"], false).unwrap();
+        assert_eq!(s.name, "");
+        assert_eq!((s.interval_ms, s.timeout_ms, s.fails, s.passes), (60_000, 5_000, 1, 1));
+        assert_eq!(s.expect, vec![(200, 399)]);
+        assert!(s.tls_verify);
+        assert!(s.expects(204) && s.expects(399) && !s.expects(404));
+    }
+
+    #[test]
+    fn all_parameters() {
+        let s = p(
+            &[
+                "https://h/x",
+                "name=be",
+                "interval=10s",
+                "timeout=500ms",
+                "fails=3",
+                "passes=2",
+                "expect=200,204,300-302",
+                "tls_verify=off",
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(s.name, "be");
+        assert_eq!((s.interval_ms, s.timeout_ms, s.fails, s.passes), (10_000, 500, 3, 2));
+        assert_eq!(s.expect, vec![(200, 200), (204, 204), (300, 302)]);
+        assert!(!s.tls_verify);
+    }
+
+    #[test]
+    fn invalid_parameters() {
+        let cases: &[(&[&str], bool, &str)] = &[
+            (&["http://h/"], true, "name= is required"),
+            (&["http://h/", "fails=0"], false, "invalid fails value \"0\""),
+            (&["http://h/", "passes=-1"], false, "invalid passes value"),
+            (&["http://h/", "timeout=60s"], false, "must be below interval"),
+            (&["http://h/", "interval=5s", "timeout=5s"], false, "must be below interval"),
+            (&["http://h/", "interval=500ms", "timeout=100ms"], false, "at least 1s"),
+            (&["http://h/", "expect=2xx"], false, "invalid expect value"),
+            (&["http://h/", "expect=300-200"], false, "invalid expect value"),
+            (&["http://h/", "expect=200,"], false, "invalid expect value"),
+            (&["http://h/", "expect=99"], false, "invalid expect value"),
+            (&["tcp://h:1", "expect=200"], false, "http:// and https:// probes only"),
+            (&["http://h/", "name=a b"], false, "invalid name"),
+            (&["http://h/", "foo=1"], false, "invalid parameter \"foo=1\""),
+            (&["http://h/", "fails=1", "fails=2"], false, "duplicate parameter"),
+            (&["http://h/", "tls_verify=maybe"], false, "invalid tls_verify value"),
+        ];
+        for (args, req, want) in cases {
+            let e = p(args, *req).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+}
