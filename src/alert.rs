@@ -212,7 +212,10 @@ mod tests {
                 to: Level::Critical
             })
         );
-        assert_eq!(s.incident_since_ms, 1_000, "incident start survives escalation");
+        assert_eq!(
+            s.incident_since_ms, 1_000,
+            "incident start survives escalation"
+        );
         let (s, t) = m.step(s, 7, 100, 4_000);
         assert_eq!(
             t,

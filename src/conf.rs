@@ -255,7 +255,10 @@ extern "C" fn set_status_alert(
 ) -> *mut c_char {
     const D: &str = "status_alert";
     handle(cf, conf, |cf, lcf: &mut LocConf| {
-        let err = |message: String| ConfError { directive: D, message };
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
         if !matches!(lcf.alert, AlertSetting::Unset) {
             return Err(err("is duplicate".into()));
         }
@@ -303,7 +306,10 @@ extern "C" fn set_status_alert_probe(
 ) -> *mut c_char {
     const D: &str = "status_alert_probe";
     handle(cf, conf, |cf, lcf: &mut LocConf| {
-        let err = |message: String| ConfError { directive: D, message };
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
         let args = args(cf, D)?;
         // In a location the NAME may come from `status_alert` (also one written later in the
         // block or inherited), so it is resolved when the location is merged.
@@ -329,7 +335,10 @@ extern "C" fn set_webhook(
 ) -> *mut c_char {
     const D: &str = "status_alert_webhook";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError { directive: D, message };
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
         if mcf.webhook.is_some() {
             return Err(err("is duplicate".into()));
         }
@@ -367,7 +376,10 @@ extern "C" fn set_interval(
 ) -> *mut c_char {
     const D: &str = "status_alert_interval";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError { directive: D, message };
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
         if mcf.interval_ms.is_some() {
             return Err(err("is duplicate".into()));
         }
@@ -384,14 +396,21 @@ extern "C" fn set_zone(
 ) -> *mut c_char {
     const D: &str = "status_alert_zone";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError { directive: D, message };
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
         if mcf.zone_size.is_some() {
             return Err(err("is duplicate".into()));
         }
         let value = args(cf, D)?.remove(0);
         let size = params::parse_size(&value)
             .filter(|s| *s >= 64 * 1024)
-            .ok_or_else(|| err(format!("invalid zone size \"{value}\", expected at least 64k")))?;
+            .ok_or_else(|| {
+                err(format!(
+                    "invalid zone size \"{value}\", expected at least 64k"
+                ))
+            })?;
         mcf.zone_size = Some(size);
         Ok(())
     })

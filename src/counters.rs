@@ -122,7 +122,9 @@ impl CountersSnapshot {
 
     /// Responses with a 5xx status.
     pub fn errors(&self) -> u64 {
-        self.status[status_index(500)..=status_index(599)].iter().sum()
+        self.status[status_index(500)..=status_index(599)]
+            .iter()
+            .sum()
     }
 
     /// Responses of status class `class` (1..=5).

@@ -3,8 +3,8 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use nginx_sys::{
-    ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_DECLINED,
-    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+    ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_DECLINED, NGX_HTTP_GET,
+    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_string;
@@ -38,8 +38,8 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     // Request time from nginx's cached clock, like $request_time: no syscall.
     let now = nginx_sys::ngx_timeofday();
-    let elapsed_ms = ((now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64))
-        .max(0) as u64;
+    let elapsed_ms =
+        ((now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64)).max(0) as u64;
     slot.counters.record(status, elapsed_ms);
     NGX_DECLINED as ngx_int_t
 }
@@ -160,8 +160,7 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
 
     // SAFETY: valid request.
     let rc = unsafe { nginx_sys::ngx_http_send_header(r) };
-    if rc == nginx_sys::NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0
-    {
+    if rc == nginx_sys::NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
         return Ok(rc);
     }
 

@@ -20,13 +20,17 @@ pub mod alert;
 mod conf;
 pub mod counters;
 pub mod discord;
+pub mod evaluate;
 pub mod event;
 mod handler;
 pub mod metrics;
+pub mod notifier;
 pub mod params;
+pub mod probe;
 pub mod probe_spec;
 mod shm;
 pub mod window;
+mod worker;
 pub mod zone;
 
 use conf::{LocConf, MainConf};
@@ -56,6 +60,8 @@ pub static mut ngx_http_status_alert_module: ngx_module_t = ngx_module_t {
     ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
     commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(worker::init_process),
+    exit_process: Some(worker::exit_process),
     ..ngx_module_t::default()
 };
 
@@ -113,8 +119,13 @@ unsafe extern "C" fn merge_loc_conf(
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: nginx passes the parent's and this level's LocConf and a valid cf.
-    let (cf, prev, conf) =
-        unsafe { (&mut *cf, &*prev.cast::<LocConf>(), &mut *conf.cast::<LocConf>()) };
+    let (cf, prev, conf) = unsafe {
+        (
+            &mut *cf,
+            &*prev.cast::<LocConf>(),
+            &mut *conf.cast::<LocConf>(),
+        )
+    };
     let Some(mcf) = HttpStatusAlertModule::main_conf_mut(cf) else {
         return NGX_CONF_ERROR;
     };

@@ -82,7 +82,12 @@ fn escape_label(out: &mut impl Write, s: &str) -> fmt::Result {
 }
 
 /// A sample line: `name{k="v",...} value`.
-fn sample(out: &mut impl Write, name: &str, labels: &[(&str, &str)], value: impl fmt::Display) -> fmt::Result {
+fn sample(
+    out: &mut impl Write,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl fmt::Display,
+) -> fmt::Result {
     out.write_str(name)?;
     if !labels.is_empty() {
         out.write_char('{')?;
@@ -117,11 +122,21 @@ fn status_label(code: Option<u16>) -> String {
 pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     let locs = &m.locations;
 
-    header(out, "nginx_location_requests_total", "counter", "Responses by location NAME and status code.")?;
+    header(
+        out,
+        "nginx_location_requests_total",
+        "counter",
+        "Responses by location NAME and status code.",
+    )?;
     for l in locs {
         for (code, n) in l.counters.seen_codes() {
             let status = status_label(code);
-            sample(out, "nginx_location_requests_total", &[("location", &l.name), ("status", &status)], n)?;
+            sample(
+                out,
+                "nginx_location_requests_total",
+                &[("location", &l.name), ("status", &status)],
+                n,
+            )?;
         }
     }
 
@@ -133,54 +148,143 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         for (i, ms) in BUCKET_BOUNDS_MS.iter().enumerate() {
             cumulative += l.counters.buckets[i];
             let le = le_label(*ms);
-            sample(out, &bucket, &[("location", &l.name), ("le", &le)], cumulative)?;
+            sample(
+                out,
+                &bucket,
+                &[("location", &l.name), ("le", &le)],
+                cumulative,
+            )?;
         }
         cumulative += l.counters.buckets[BUCKET_BOUNDS_MS.len()];
-        sample(out, &bucket, &[("location", &l.name), ("le", "+Inf")], cumulative)?;
+        sample(
+            out,
+            &bucket,
+            &[("location", &l.name), ("le", "+Inf")],
+            cumulative,
+        )?;
         let sum = l.counters.duration_us_sum as f64 / 1e6;
         sample(out, &format!("{hist}_sum"), &[("location", &l.name)], sum)?;
-        sample(out, &format!("{hist}_count"), &[("location", &l.name)], cumulative)?;
+        sample(
+            out,
+            &format!("{hist}_count"),
+            &[("location", &l.name)],
+            cumulative,
+        )?;
     }
 
-    header(out, "nginx_location_window_requests", "gauge", "Requests in the current window.")?;
+    header(
+        out,
+        "nginx_location_window_requests",
+        "gauge",
+        "Requests in the current window.",
+    )?;
     for l in locs {
-        sample(out, "nginx_location_window_requests", &[("location", &l.name)], l.window_requests)?;
+        sample(
+            out,
+            "nginx_location_window_requests",
+            &[("location", &l.name)],
+            l.window_requests,
+        )?;
     }
-    header(out, "nginx_location_error_ratio", "gauge", "5xx share of the requests in the current window.")?;
+    header(
+        out,
+        "nginx_location_error_ratio",
+        "gauge",
+        "5xx share of the requests in the current window.",
+    )?;
     for l in locs {
-        sample(out, "nginx_location_error_ratio", &[("location", &l.name)], l.error_ratio())?;
+        sample(
+            out,
+            "nginx_location_error_ratio",
+            &[("location", &l.name)],
+            l.error_ratio(),
+        )?;
     }
-    header(out, "nginx_location_alert_state", "gauge", "Alert level: 0 ok, 1 warning, 2 critical.")?;
+    header(
+        out,
+        "nginx_location_alert_state",
+        "gauge",
+        "Alert level: 0 ok, 1 warning, 2 critical.",
+    )?;
     for l in locs {
-        sample(out, "nginx_location_alert_state", &[("location", &l.name)], l.level as u8)?;
+        sample(
+            out,
+            "nginx_location_alert_state",
+            &[("location", &l.name)],
+            l.level as u8,
+        )?;
     }
 
     if !m.probes.is_empty() {
-        header(out, "nginx_probe_up", "gauge", "Probe target health: 1 up, 0 down (absent until the first result).")?;
+        header(
+            out,
+            "nginx_probe_up",
+            "gauge",
+            "Probe target health: 1 up, 0 down (absent until the first result).",
+        )?;
         for p in &m.probes {
             if let Some(up) = p.up {
-                sample(out, "nginx_probe_up", &[("probe", &p.name), ("target", &p.target)], up as u8)?;
+                sample(
+                    out,
+                    "nginx_probe_up",
+                    &[("probe", &p.name), ("target", &p.target)],
+                    up as u8,
+                )?;
             }
         }
-        header(out, "nginx_probe_duration_seconds", "gauge", "Duration of the last probe.")?;
+        header(
+            out,
+            "nginx_probe_duration_seconds",
+            "gauge",
+            "Duration of the last probe.",
+        )?;
         for p in &m.probes {
             let labels = [("probe", p.name.as_str()), ("target", p.target.as_str())];
-            sample(out, "nginx_probe_duration_seconds", &labels, p.duration_seconds)?;
+            sample(
+                out,
+                "nginx_probe_duration_seconds",
+                &labels,
+                p.duration_seconds,
+            )?;
         }
-        header(out, "nginx_probe_failures_total", "counter", "Failed probes by reason.")?;
+        header(
+            out,
+            "nginx_probe_failures_total",
+            "counter",
+            "Failed probes by reason.",
+        )?;
         for p in &m.probes {
             for (reason, n) in PROBE_REASONS.iter().zip(p.failures.iter()) {
-                let labels = [("probe", p.name.as_str()), ("target", p.target.as_str()), ("reason", reason)];
+                let labels = [
+                    ("probe", p.name.as_str()),
+                    ("target", p.target.as_str()),
+                    ("reason", reason),
+                ];
                 sample(out, "nginx_probe_failures_total", &labels, n)?;
             }
         }
     }
 
-    header(out, "nginx_alert_notifications_total", "counter", "Alert deliveries by result.")?;
+    header(
+        out,
+        "nginx_alert_notifications_total",
+        "counter",
+        "Alert deliveries by result.",
+    )?;
     for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(m.notifications.iter()) {
-        sample(out, "nginx_alert_notifications_total", &[("result", result)], n)?;
+        sample(
+            out,
+            "nginx_alert_notifications_total",
+            &[("result", result)],
+            n,
+        )?;
     }
-    header(out, "nginx_alert_queue_depth", "gauge", "Alert messages waiting for delivery.")?;
+    header(
+        out,
+        "nginx_alert_queue_depth",
+        "gauge",
+        "Alert messages waiting for delivery.",
+    )?;
     sample(out, "nginx_alert_queue_depth", &[], m.queue_depth)
 }
 
@@ -301,7 +405,9 @@ mod tests {
         assert!(text.contains(&format!("{b},le=\"10\"}} 3\n")));
         assert!(text.contains(&format!("{b},le=\"+Inf\"}} 4\n")));
         assert!(text.contains("nginx_location_request_duration_seconds_count{location=\"be\"} 4\n"));
-        assert!(text.contains("nginx_location_request_duration_seconds_sum{location=\"be\"} 20.034\n"));
+        assert!(
+            text.contains("nginx_location_request_duration_seconds_sum{location=\"be\"} 20.034\n")
+        );
         assert!(text.contains("nginx_location_error_ratio{location=\"be\"} 0.1\n"));
         assert!(text.contains("nginx_location_alert_state{location=\"be\"} 1\n"));
         assert!(text.contains("# TYPE nginx_location_request_duration_seconds histogram\n"));
@@ -339,7 +445,9 @@ mod tests {
         assert!(!text.contains("nginx_probe_up{"));
         assert!(text.contains("nginx_probe_failures_total{probe=\"be\",target=\"http://127.0.0.1:1/h\",reason=\"refused\"} 1\n"));
         m.probes[0].up = Some(false);
-        assert!(render(&m).contains("nginx_probe_up{probe=\"be\",target=\"http://127.0.0.1:1/h\"} 0\n"));
+        assert!(
+            render(&m).contains("nginx_probe_up{probe=\"be\",target=\"http://127.0.0.1:1/h\"} 0\n")
+        );
     }
 
     #[test]

@@ -287,8 +287,13 @@ pub enum WebhookTarget {
 /// Validates a webhook URL (`https://...` or `http://...` for local receivers).
 pub fn parse_webhook_url(value: &str) -> Result<WebhookTarget, ParamError> {
     let value = value.trim();
-    validate_url("webhook", value)
-        .map_err(|_| invalid("webhook", &redact_for_error(value), "an http:// or https:// URL"))?;
+    validate_url("webhook", value).map_err(|_| {
+        invalid(
+            "webhook",
+            &redact_for_error(value),
+            "an http:// or https:// URL",
+        )
+    })?;
     Ok(WebhookTarget::Url(value.to_string()))
 }
 
@@ -340,7 +345,13 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["be", "api.v2", "ai_service-1", "shop/checkout", &"a".repeat(64)] {
+        for ok in [
+            "be",
+            "api.v2",
+            "ai_service-1",
+            "shop/checkout",
+            &"a".repeat(64),
+        ] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a b", "x\"y", "é", &"a".repeat(65), "a;b", "a{b"] {
@@ -395,12 +406,20 @@ mod tests {
             (vec!["min_requests=+1"], "invalid min_requests value \"+1\""),
             (vec!["repeat=never"], "invalid repeat value \"never\""),
             (vec!["link=ftp://x"], "invalid link value \"ftp://x\""),
-            (vec!["runbook=https://"], "invalid runbook value \"https://\""),
-            (vec!["warn=10%", "crit=10%"], "warn=10% must be below crit=10%"),
+            (
+                vec!["runbook=https://"],
+                "invalid runbook value \"https://\"",
+            ),
+            (
+                vec!["warn=10%", "crit=10%"],
+                "warn=10% must be below crit=10%",
+            ),
             (vec!["warn=20%"], "warn=20% must be below crit=10%"),
         ];
         for (args, msg) in cases {
-            let err = parse_alert_params(args.iter().copied()).unwrap_err().to_string();
+            let err = parse_alert_params(args.iter().copied())
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(msg), "{args:?}: {err}");
         }
     }
@@ -419,12 +438,17 @@ mod tests {
     fn webhook_urls() {
         assert_eq!(
             parse_webhook_url(" https://discord.com/api/webhooks/1/abc\n"),
-            Ok(WebhookTarget::Url("https://discord.com/api/webhooks/1/abc".into()))
+            Ok(WebhookTarget::Url(
+                "https://discord.com/api/webhooks/1/abc".into()
+            ))
         );
         let err = parse_webhook_url("discord.com/api/webhooks/1/supersecrettokenvalue123")
             .unwrap_err()
             .to_string();
-        assert!(!err.contains("supersecrettokenvalue123"), "token leaked: {err}");
+        assert!(
+            !err.contains("supersecrettokenvalue123"),
+            "token leaked: {err}"
+        );
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub struct ProbeSpec {
 impl ProbeSpec {
     /// True if `status` is one of the expected codes.
     pub fn expects(&self, status: u16) -> bool {
-        self.expect.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        self.expect
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
     }
 }
 
@@ -203,7 +205,11 @@ fn parse_count(key: &str, value: &str) -> Result<u32, ProbeError> {
         .parse::<u32>()
         .ok()
         .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| ProbeError(format!("invalid {key} value \"{value}\", expected 1 or more")))
+        .ok_or_else(|| {
+            ProbeError(format!(
+                "invalid {key} value \"{value}\", expected 1 or more"
+            ))
+        })
 }
 
 /// Parses the directive's arguments. `name_required` is true at `http` and `server` level.
@@ -232,7 +238,9 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
         let time = |max_ms: u64| {
             parse_time_ms(value)
                 .filter(|ms| *ms >= 1 && *ms <= max_ms)
-                .ok_or_else(|| ProbeError(format!("invalid {key} value \"{value}\", expected a time")))
+                .ok_or_else(|| {
+                    ProbeError(format!("invalid {key} value \"{value}\", expected a time"))
+                })
         };
         match key {
             "name" => {
@@ -274,7 +282,9 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
         )));
     }
     if spec.target.scheme == Scheme::Tcp && seen.contains(&"expect") {
-        return Err(ProbeError("expect= applies to http:// and https:// probes only".into()));
+        return Err(ProbeError(
+            "expect= applies to http:// and https:// probes only".into(),
+        ));
     }
     if name_required && spec.name.is_empty() {
         return Err(ProbeError(
@@ -296,7 +306,10 @@ mod tests {
     #[test]
     fn targets() {
         let t = parse_target("http://10.0.0.5:8080/health?x=1").unwrap();
-        assert_eq!((t.scheme, t.host.as_str(), t.port), (Scheme::Http, "10.0.0.5", 8080));
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port),
+            (Scheme::Http, "10.0.0.5", 8080)
+        );
         assert_eq!(t.path, "/health?x=1");
         assert_eq!(t.display(), "http://10.0.0.5:8080/health?x=1");
         let t = parse_target("https://user:secret@api.example.com").unwrap();
@@ -323,7 +336,9 @@ mod tests {
             let e = parse_target(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
         }
-        let e = parse_target("ftp://u:topsecret@h/").unwrap_err().to_string();
+        let e = parse_target("ftp://u:topsecret@h/")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("topsecret"), "{e}");
     }
 
@@ -331,7 +346,10 @@ mod tests {
     fn defaults() {
         let s = p(&["http://127.0.0.1:8080/health"], false).unwrap();
         assert_eq!(s.name, "");
-        assert_eq!((s.interval_ms, s.timeout_ms, s.fails, s.passes), (60_000, 5_000, 1, 1));
+        assert_eq!(
+            (s.interval_ms, s.timeout_ms, s.fails, s.passes),
+            (60_000, 5_000, 1, 1)
+        );
         assert_eq!(s.expect, vec![(200, 399)]);
         assert!(s.tls_verify);
         assert!(s.expects(204) && s.expects(399) && !s.expects(404));
@@ -354,7 +372,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.name, "be");
-        assert_eq!((s.interval_ms, s.timeout_ms, s.fails, s.passes), (10_000, 500, 3, 2));
+        assert_eq!(
+            (s.interval_ms, s.timeout_ms, s.fails, s.passes),
+            (10_000, 500, 3, 2)
+        );
         assert_eq!(s.expect, vec![(200, 200), (204, 204), (300, 302)]);
         assert!(!s.tls_verify);
     }
@@ -363,20 +384,56 @@ mod tests {
     fn invalid_parameters() {
         let cases: &[(&[&str], bool, &str)] = &[
             (&["http://h/"], true, "name= is required"),
-            (&["http://h/", "fails=0"], false, "invalid fails value \"0\""),
+            (
+                &["http://h/", "fails=0"],
+                false,
+                "invalid fails value \"0\"",
+            ),
             (&["http://h/", "passes=-1"], false, "invalid passes value"),
-            (&["http://h/", "timeout=60s"], false, "must be below interval"),
-            (&["http://h/", "interval=5s", "timeout=5s"], false, "must be below interval"),
-            (&["http://h/", "interval=500ms", "timeout=100ms"], false, "at least 1s"),
+            (
+                &["http://h/", "timeout=60s"],
+                false,
+                "must be below interval",
+            ),
+            (
+                &["http://h/", "interval=5s", "timeout=5s"],
+                false,
+                "must be below interval",
+            ),
+            (
+                &["http://h/", "interval=500ms", "timeout=100ms"],
+                false,
+                "at least 1s",
+            ),
             (&["http://h/", "expect=2xx"], false, "invalid expect value"),
-            (&["http://h/", "expect=300-200"], false, "invalid expect value"),
+            (
+                &["http://h/", "expect=300-200"],
+                false,
+                "invalid expect value",
+            ),
             (&["http://h/", "expect=200,"], false, "invalid expect value"),
             (&["http://h/", "expect=99"], false, "invalid expect value"),
-            (&["tcp://h:1", "expect=200"], false, "http:// and https:// probes only"),
+            (
+                &["tcp://h:1", "expect=200"],
+                false,
+                "http:// and https:// probes only",
+            ),
             (&["http://h/", "name=a b"], false, "invalid name"),
-            (&["http://h/", "foo=1"], false, "invalid parameter \"foo=1\""),
-            (&["http://h/", "fails=1", "fails=2"], false, "duplicate parameter"),
-            (&["http://h/", "tls_verify=maybe"], false, "invalid tls_verify value"),
+            (
+                &["http://h/", "foo=1"],
+                false,
+                "invalid parameter \"foo=1\"",
+            ),
+            (
+                &["http://h/", "fails=1", "fails=2"],
+                false,
+                "duplicate parameter",
+            ),
+            (
+                &["http://h/", "tls_verify=maybe"],
+                false,
+                "invalid tls_verify value",
+            ),
         ];
         for (args, req, want) in cases {
             let e = p(args, *req).unwrap_err().to_string();

@@ -5,8 +5,8 @@ use core::ffi::c_void;
 use core::ptr;
 
 use nginx_sys::{
-    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t,
-    ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t,
+    NGX_ERROR, NGX_OK,
 };
 use ngx::http::HttpModule;
 use ngx::ngx_string;
@@ -36,20 +36,27 @@ fn pagesize() -> usize {
 /// Zone capacities and the shared memory size for the configuration.
 pub fn plan(mcf: &MainConf) -> Result<(usize, usize, usize), String> {
     let probes = mcf.probes.len();
-    let probe_cap = if probes == 0 { 0 } else { zone::auto_capacity(probes) };
+    let probe_cap = if probes == 0 {
+        0
+    } else {
+        zone::auto_capacity(probes)
+    };
     match mcf.zone_size {
         None => {
             let name_cap = zone::auto_capacity(mcf.names.len());
             let payload = zone::zone_size(name_cap, probe_cap);
-            Ok((name_cap, probe_cap, shm_size_for_payload(payload, pagesize())))
+            Ok((
+                name_cap,
+                probe_cap,
+                shm_size_for_payload(payload, pagesize()),
+            ))
         }
         Some(size) => {
-            let name_cap = zone::name_capacity_for(payload_for_shm_size(size, pagesize()), probe_cap);
+            let name_cap =
+                zone::name_capacity_for(payload_for_shm_size(size, pagesize()), probe_cap);
             if name_cap < mcf.names.len() {
-                let need = shm_size_for_payload(
-                    zone::zone_size(mcf.names.len(), probe_cap),
-                    pagesize(),
-                );
+                let need =
+                    shm_size_for_payload(zone::zone_size(mcf.names.len(), probe_cap), pagesize());
                 return Err(format!(
                     "status_alert_zone size {}k is too small for {} names and {} probes, \
                      at least {}k is needed",
@@ -99,7 +106,9 @@ pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     mcf.old_zone = unsafe { find_zone((*cf.cycle).old_cycle) }.map(|(_, z)| z);
 
     let mut name = ZONE_NAME;
-    let tag = ptr::from_ref(crate::HttpStatusAlertModule::module()).cast_mut().cast();
+    let tag = ptr::from_ref(crate::HttpStatusAlertModule::module())
+        .cast_mut()
+        .cast();
     // SAFETY: valid cf, name and tag; nginx copies what it needs.
     let shm_zone = unsafe { nginx_sys::ngx_shared_memory_add(cf, &mut name, size, tag) };
     // SAFETY: null or a zone owned by the cycle.
@@ -142,7 +151,10 @@ extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx
         // mmap (nginx maps zones anonymously).
         let base = unsafe { ngx_slab_alloc(sp, payload) } as *mut u8;
         if base.is_null() {
-            emerg!(log, "status_alert: could not allocate {payload} bytes in the shared zone");
+            emerg!(
+                log,
+                "status_alert: could not allocate {payload} bytes in the shared zone"
+            );
             return NGX_ERROR as ngx_int_t;
         }
         // SAFETY: the slab allocator returns memory that is not handed out again.

@@ -217,7 +217,12 @@ mod tests {
         assert_eq!(sample_step_ms(300_000, 10_000), 10_000);
         assert_eq!(sample_step_ms(86_400_000, 10_000), 2_880_000);
         // The ring always covers the window plus one step.
-        for (w, i) in [(10_000, 1_000), (300_000, 10_000), (86_400_000, 1_000), (2_000, 1_000)] {
+        for (w, i) in [
+            (10_000, 1_000),
+            (300_000, 10_000),
+            (86_400_000, 1_000),
+            (2_000, 1_000),
+        ] {
             let step = sample_step_ms(w, i);
             assert!(step * (RING_LEN as u64 - 1) >= w + step, "{w} {i}");
         }

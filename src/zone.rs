@@ -99,8 +99,10 @@ impl AlertShared {
         self.level.store(o.level.load(Relaxed), Relaxed);
         self.incident_since_ms
             .store(o.incident_since_ms.load(Relaxed), Relaxed);
-        self.last_post_ms.store(o.last_post_ms.load(Relaxed), Relaxed);
-        self.window_total.store(o.window_total.load(Relaxed), Relaxed);
+        self.last_post_ms
+            .store(o.last_post_ms.load(Relaxed), Relaxed);
+        self.window_total
+            .store(o.window_total.load(Relaxed), Relaxed);
         self.window_errors
             .store(o.window_errors.load(Relaxed), Relaxed);
     }
@@ -325,16 +327,28 @@ impl Zone {
 
     /// Finds or assigns the slot of each NAME; returns slot indexes in the order of `keys`.
     pub fn claim_names(&self, keys: &[&[u8]], generation: u64) -> Result<Vec<usize>, ZoneFull> {
-        claim(self.names(), keys, generation, |s| &s.key, |s| {
-            s.counters.reset();
-            s.window.reset();
-            s.alert.reset();
-        })
+        claim(
+            self.names(),
+            keys,
+            generation,
+            |s| &s.key,
+            |s| {
+                s.counters.reset();
+                s.window.reset();
+                s.alert.reset();
+            },
+        )
     }
 
     /// Finds or assigns the slot of each probe key; returns slot indexes in the order of `keys`.
     pub fn claim_probes(&self, keys: &[&[u8]], generation: u64) -> Result<Vec<usize>, ZoneFull> {
-        claim(self.probes(), keys, generation, |s| &s.key, |s| s.probe.reset())
+        claim(
+            self.probes(),
+            keys,
+            generation,
+            |s| &s.key,
+            |s| s.probe.reset(),
+        )
     }
 
     /// Copies the state of every live slot from `old` (matched by key) into this zone.
@@ -360,8 +374,7 @@ impl Zone {
         for (d, s) in h.notifications.iter().zip(oh.notifications.iter()) {
             d.store(s.load(Relaxed), Relaxed);
         }
-        h.generation
-            .fetch_max(oh.generation.load(Relaxed), Relaxed);
+        h.generation.fetch_max(oh.generation.load(Relaxed), Relaxed);
     }
 }
 
@@ -402,8 +415,9 @@ fn claim<S, const N: usize>(
             continue;
         }
         let state = |s: &S| key_of(s).state.load(Relaxed);
-        let retired_before =
-            |s: &S| state(s) == SLOT_RETIRED && key_of(s).retired_generation.load(Relaxed) < generation;
+        let retired_before = |s: &S| {
+            state(s) == SLOT_RETIRED && key_of(s).retired_generation.load(Relaxed) < generation
+        };
         let i = slots
             .iter()
             .position(|s| state(s) == SLOT_FREE)
@@ -474,7 +488,10 @@ mod tests {
         let g = z.begin_generation();
         let ids2 = z.claim_names(&keys(&["c", "a"]), g).unwrap();
         assert_eq!(ids2[1], ids[0], "a keeps its slot");
-        assert_ne!(ids2[0], ids[1], "c does not take b's slot while free slots exist");
+        assert_ne!(
+            ids2[0], ids[1],
+            "c does not take b's slot while free slots exist"
+        );
         assert_eq!(z.names()[ids2[1]].counters.snapshot().total(), 1);
         assert_eq!(z.names()[ids2[0]].counters.snapshot().total(), 0);
     }
@@ -506,7 +523,11 @@ mod tests {
         let g = z.begin_generation();
         let ids = z.claim_names(&keys(&["c", "d"]), g).unwrap();
         for i in ids {
-            assert_eq!(z.names()[i].counters.snapshot().total(), 0, "reused slot is reset");
+            assert_eq!(
+                z.names()[i].counters.snapshot().total(),
+                0,
+                "reused slot is reset"
+            );
         }
         let g = z.begin_generation();
         assert_eq!(

@@ -1,0 +1,303 @@
+//! Worker-process FFI: the evaluation timer, the notifier thread and the probe threads.
+//!
+//! All of it runs in exactly one process (worker 0, or the single process with
+//! `master_process off`). A cancelable timer ticks every [`TICK_MS`]: it drains results from the
+//! background threads, and evaluates windows every `status_alert_interval`. It stops re-arming
+//! when nginx is exiting, so it never delays a graceful shutdown or reload.
+
+use core::cell::RefCell;
+use core::ptr;
+use core::sync::atomic::Ordering::Relaxed;
+use core::time::Duration;
+
+use nginx_sys::{ngx_cycle_t, ngx_event_t, ngx_int_t, ngx_log_t, NGX_OK};
+use ngx::http::HttpModuleMainConf;
+
+use crate::conf::MainConf;
+use crate::evaluate::{self, Watched};
+use crate::event::AlertEvent;
+use crate::event::{EventDetail, ProbeEvent};
+use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
+use crate::params::WebhookTarget;
+use crate::probe::{self, ProbeResult, ProbeRunner, ProbeTransition};
+use crate::{discord, HttpStatusAlertModule};
+
+/// Timer period: fast enough to announce probe results promptly, cheap when idle.
+const TICK_MS: u64 = 250;
+/// How long queued alerts may still be delivered when the worker exits.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// State of the evaluating process.
+struct Worker {
+    mcf: &'static MainConf,
+    log: *mut ngx_log_t,
+    host: String,
+    next_eval_ms: u64,
+    notifier: Option<Notifier>,
+    probes: Option<ProbeRunner>,
+    event: Box<ngx_event_t>,
+}
+
+thread_local! {
+    // nginx runs its event loop on one thread; the worker state lives there.
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+fn now_ms() -> u64 {
+    let t = nginx_sys::ngx_timeofday();
+    t.sec as u64 * 1000 + t.msec as u64
+}
+
+fn exiting() -> bool {
+    // SAFETY: plain reads of nginx's process-wide flags, set by signal handlers.
+    unsafe {
+        nginx_sys::ngx_exiting != 0 || nginx_sys::ngx_terminate != 0 || nginx_sys::ngx_quit != 0
+    }
+}
+
+fn is_evaluating_process() -> bool {
+    // SAFETY: plain reads of globals set before init_process.
+    let (process, worker) = unsafe { (nginx_sys::ngx_process, nginx_sys::ngx_worker) };
+    process == nginx_sys::NGX_PROCESS_SINGLE as usize
+        || (process == nginx_sys::NGX_PROCESS_WORKER as usize && worker == 0)
+}
+
+/// `init_process`: starts the timer and background threads in the evaluating process.
+pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    if !is_evaluating_process() {
+        return NGX_OK as ngx_int_t;
+    }
+    // SAFETY: nginx passes the current cycle, valid for the process's lifetime.
+    let cycle = unsafe { &*cycle };
+    let Some(mcf) = HttpStatusAlertModule::main_conf(cycle) else {
+        return NGX_OK as ngx_int_t;
+    };
+    if mcf.zone.is_none() {
+        return NGX_OK as ngx_int_t;
+    }
+    let log = cycle.log;
+
+    let notifier = match mcf.webhook() {
+        WebhookTarget::Off => None,
+        WebhookTarget::Url(url) => match Notifier::start(NotifierConfig::new(url.clone())) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                error!(log, "status_alert: cannot start the webhook thread: {e}");
+                None
+            }
+        },
+    };
+    let probes = if mcf.probes.is_empty() {
+        None
+    } else {
+        let specs = mcf.probes.iter().map(|p| p.spec.clone()).collect();
+        match ProbeRunner::start(specs) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                error!(log, "status_alert: cannot start probe threads: {e}");
+                None
+            }
+        }
+    };
+
+    // SAFETY: an all-zero ngx_event_t is the "unset" state nginx expects before use.
+    let mut event: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
+    event.handler = Some(on_tick);
+    event.log = log;
+    event.data = ptr::null_mut();
+    // Cancelable: a pending tick never holds up a graceful shutdown.
+    event.set_cancelable(1);
+
+    let host = cycle.hostname.to_string();
+    let worker = Worker {
+        mcf,
+        log,
+        host,
+        next_eval_ms: now_ms() + mcf.interval_ms(),
+        notifier,
+        probes,
+        event,
+    };
+    WORKER.with(|w| {
+        let mut w = w.borrow_mut();
+        let worker = w.insert(worker);
+        // SAFETY: the event is boxed and lives in WORKER until exit_process.
+        unsafe { nginx_sys::ngx_add_timer(&mut *worker.event, TICK_MS as _) };
+    });
+    notice!(
+        log,
+        "status_alert: evaluating {} names and {} probes in this process",
+        mcf.names.len(),
+        mcf.probes.len()
+    );
+    NGX_OK as ngx_int_t
+}
+
+/// `exit_process`: gives queued alerts a short grace period, then stops the threads.
+pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
+        return;
+    };
+    if worker.event.timer_set() != 0 {
+        // SAFETY: the timer was added by this module and is still in nginx's timer tree.
+        unsafe { nginx_sys::ngx_del_timer(&mut *worker.event) };
+    }
+    if let Some(p) = worker.probes.take() {
+        p.stop();
+    }
+    if let Some(n) = worker.notifier.take() {
+        let outcomes = n.shutdown(SHUTDOWN_GRACE);
+        record_outcomes(&worker, outcomes);
+    }
+}
+
+extern "C" fn on_tick(_ev: *mut ngx_event_t) {
+    WORKER.with(|w| {
+        let mut guard = w.borrow_mut();
+        let Some(worker) = guard.as_mut() else {
+            return;
+        };
+        // Catch panics so that no unwind crosses into nginx; a failed tick is logged.
+        let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.tick()));
+        if tick.is_err() {
+            error!(worker.log, "status_alert: evaluation failed unexpectedly");
+        }
+        if !exiting() {
+            // SAFETY: the boxed event lives in WORKER.
+            unsafe { nginx_sys::ngx_add_timer(&mut *worker.event, TICK_MS as _) };
+        }
+    });
+}
+
+impl Worker {
+    fn tick(&mut self) {
+        let now = now_ms();
+        let mut events = Vec::new();
+
+        if let Some(runner) = &self.probes {
+            for result in runner.results() {
+                events.extend(self.apply_probe(&result, now));
+            }
+        }
+
+        if now >= self.next_eval_ms {
+            let interval = self.mcf.interval_ms();
+            self.next_eval_ms = now + interval;
+            let zone = self
+                .mcf
+                .zone
+                .as_ref()
+                .expect("zone exists in the evaluating process");
+            if evaluate::take_tick(zone.header(), now, interval) {
+                let watched: Vec<Watched<'_>> = self
+                    .mcf
+                    .names
+                    .iter()
+                    .filter_map(|n| {
+                        // SAFETY: slots point into the mapped zone.
+                        let slot = unsafe { n.slot.as_ref() }?;
+                        Some(Watched {
+                            name: &n.name,
+                            params: &n.params,
+                            slot,
+                        })
+                    })
+                    .collect();
+                events.extend(evaluate::evaluate(&watched, now, interval));
+            }
+        }
+
+        if !events.is_empty() {
+            self.announce(&events);
+        }
+        if let Some(n) = &self.notifier {
+            let outcomes = n.outcomes();
+            if let Some(zone) = &self.mcf.zone {
+                zone.header()
+                    .queue_depth
+                    .store(n.queue_depth() as u64, Relaxed);
+            }
+            record_outcomes(self, outcomes);
+        }
+    }
+
+    /// Updates a target's shared state; returns the DOWN / UP event if it changed.
+    fn apply_probe(&self, r: &ProbeResult, now: u64) -> Option<AlertEvent> {
+        let probe = self.mcf.probes.get(r.index)?;
+        // SAFETY: slots point into the mapped zone.
+        let slot = unsafe { probe.slot.as_ref() }?;
+        let transition = probe::apply(&slot.probe, &probe.spec, r, now)?;
+        let spec = &probe.spec;
+        let params = self
+            .mcf
+            .names
+            .iter()
+            .find(|n| n.name == spec.name)
+            .map(|n| &n.params);
+        let (up, reason, since_ms) = match transition {
+            ProbeTransition::Down { reason } => (false, Some(reason.words(r.status)), now),
+            ProbeTransition::Up { down_since_ms } => (true, None, down_since_ms),
+        };
+        Some(AlertEvent {
+            name: spec.name.clone(),
+            at_unix: now / 1000,
+            link: params.and_then(|p| p.link.clone()),
+            runbook: params.and_then(|p| p.runbook.clone()),
+            detail: EventDetail::Probe(ProbeEvent {
+                up,
+                target: spec.target.display(),
+                reason,
+                status: r.status,
+                duration_ms: r.duration.as_millis() as u64,
+                since_unix: since_ms / 1000,
+            }),
+        })
+    }
+
+    /// Logs every event; with a webhook, also queues the Discord payloads.
+    fn announce(&self, events: &[AlertEvent]) {
+        let Some(n) = &self.notifier else {
+            // No webhook: the error log is where alerts go.
+            for e in events {
+                warn!(self.log, "{}", discord::log_line(e, &self.host));
+            }
+            return;
+        };
+        for e in events {
+            notice!(
+                self.log,
+                "{} (queued for the webhook)",
+                discord::log_line(e, &self.host)
+            );
+        }
+        for payload in discord::build_payloads(events, &self.host) {
+            n.submit(payload.to_string());
+        }
+        if let Some(zone) = &self.mcf.zone {
+            zone.header()
+                .queue_depth
+                .store(n.queue_depth() as u64, Relaxed);
+        }
+    }
+}
+
+/// Counts delivery outcomes in the zone and logs each once.
+fn record_outcomes(worker: &Worker, outcomes: Vec<Outcome>) {
+    let Some(zone) = &worker.mcf.zone else {
+        return;
+    };
+    let counters = &zone.header().notifications;
+    for o in outcomes {
+        let i = DeliveryResult::ALL
+            .iter()
+            .position(|r| *r == o.result)
+            .unwrap_or(0);
+        counters[i].fetch_add(1, Relaxed);
+        let msg = &o.message;
+        match o.result {
+            DeliveryResult::Sent => notice!(worker.log, "status_alert: {msg}"),
+            _ if o.is_error => error!(worker.log, "status_alert: {msg}"),
+            _ => warn!(worker.log, "status_alert: {msg}"),
+        }
+    }
+}
