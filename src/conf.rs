@@ -54,11 +54,13 @@ impl ProbeConf {
 }
 
 /// `http`-level configuration.
+#[derive(Default)]
 pub struct MainConf {
-    /// Every NAME, boxed so that location configurations can point at them.
+    /// Every NAME. Boxed: location configurations point at them while the Vec grows.
+    #[allow(clippy::vec_box)]
     pub names: Vec<Box<NameConf>>,
     /// Every probe target.
-    pub probes: Vec<Box<ProbeConf>>,
+    pub probes: Vec<ProbeConf>,
     /// `status_alert_interval`, ms.
     pub interval_ms: Option<u64>,
     /// `status_alert_webhook`.
@@ -71,21 +73,6 @@ pub struct MainConf {
     pub old_zone: Option<Zone>,
     /// The zone, once initialised.
     pub zone: Option<Zone>,
-}
-
-impl Default for MainConf {
-    fn default() -> Self {
-        MainConf {
-            names: Vec::new(),
-            probes: Vec::new(),
-            interval_ms: None,
-            webhook: None,
-            zone_size: None,
-            capacities: (0, 0),
-            old_zone: None,
-            zone: None,
-        }
-    }
 }
 
 impl MainConf {
@@ -101,7 +88,7 @@ impl MainConf {
     }
 
     /// Adds a probe, refusing a second probe of the same target under the same NAME.
-    pub fn add_probe(&mut self, probe: Box<ProbeConf>) -> Result<(), String> {
+    pub fn add_probe(&mut self, probe: ProbeConf) -> Result<(), String> {
         let spec = &probe.spec;
         if let Some(other) = self
             .probes
@@ -150,7 +137,7 @@ pub struct LocConf {
     /// `status_metrics` handler enabled here.
     pub metrics: bool,
     /// Probes of this location that take their NAME from `status_alert`.
-    pub pending_probes: Vec<Box<ProbeConf>>,
+    pub pending_probes: Vec<ProbeConf>,
 }
 
 impl LocConf {
@@ -315,11 +302,11 @@ extern "C" fn set_status_alert_probe(
         // block or inherited), so it is resolved when the location is merged.
         let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
         let spec = probe_spec::parse(&args, !in_location).map_err(|e| err(e.to_string()))?;
-        let probe = Box::new(ProbeConf {
+        let probe = ProbeConf {
             spec,
             place: place(cf),
             slot: ptr::null(),
-        });
+        };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);
             return Ok(());

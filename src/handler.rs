@@ -172,7 +172,7 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
         }
         core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
         (*b).last = (*b).last.add(body.len());
-        (*b).set_last_buf(if r.main == r as *mut _ { 1 } else { 0 });
+        (*b).set_last_buf(core::ptr::eq(r.main, r) as u32);
         (*b).set_last_in_chain(1);
         let mut out = ngx_chain_t {
             buf: b,

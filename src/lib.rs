@@ -2,138 +2,153 @@
 //! notifications and Prometheus metrics, inside nginx.
 //!
 //! This file only wires the module into nginx; each concern lives in its own module.
+//! Modules marked `cfg(not(test))` are FFI glue that only links inside nginx; everything else
+//! is plain Rust, unit-tested by `cargo test` without nginx.
 
-use core::ffi::{c_char, c_void};
-use core::ptr;
-
-use nginx_sys::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
-};
-use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
-
+#[cfg(not(test))]
 #[macro_use]
 mod log;
 
 pub mod alert;
+#[cfg(not(test))]
 mod conf;
 pub mod counters;
 pub mod discord;
 pub mod evaluate;
 pub mod event;
+#[cfg(not(test))]
 mod handler;
 pub mod metrics;
 pub mod notifier;
 pub mod params;
 pub mod probe;
 pub mod probe_spec;
+#[cfg(not(test))]
 mod shm;
 pub mod window;
+#[cfg(not(test))]
 mod worker;
 pub mod zone;
 
-use conf::{LocConf, MainConf};
+#[cfg(not(test))]
+pub use wiring::{ngx_http_status_alert_module, HttpStatusAlertModule};
 
-/// The module's type for ngx's configuration helpers.
-pub struct HttpStatusAlertModule;
+/// The module table, context and configuration callbacks nginx calls.
+#[cfg(not(test))]
+mod wiring {
+    use core::ffi::{c_char, c_void};
+    use core::ptr;
 
-static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
-    postconfiguration: Some(HttpStatusAlertModule::postconfiguration),
-    create_main_conf: Some(HttpStatusAlertModule::create_main_conf),
-    init_main_conf: None,
-    create_srv_conf: None,
-    merge_srv_conf: None,
-    create_loc_conf: Some(HttpStatusAlertModule::create_loc_conf),
-    merge_loc_conf: Some(merge_loc_conf),
-};
+    use nginx_sys::{
+        ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+        ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
+    };
+    use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
+    use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
-#[cfg(feature = "export-modules")]
-ngx::ngx_modules!(ngx_http_status_alert_module);
+    use crate::conf::{LocConf, MainConf};
+    use crate::{conf, handler, shm, worker};
 
-/// The module definition nginx loads.
-#[used]
-#[allow(non_upper_case_globals)]
-#[cfg_attr(not(feature = "export-modules"), no_mangle)]
-pub static mut ngx_http_status_alert_module: ngx_module_t = ngx_module_t {
-    ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
-    commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
-    type_: NGX_HTTP_MODULE as ngx_uint_t,
-    init_process: Some(worker::init_process),
-    exit_process: Some(worker::exit_process),
-    ..ngx_module_t::default()
-};
+    /// The module's type for ngx's configuration helpers.
+    pub struct HttpStatusAlertModule;
 
-// SAFETY: the main configuration slot of this module holds a MainConf (create_main_conf).
-unsafe impl HttpModuleMainConf for HttpStatusAlertModule {
-    type MainConf = MainConf;
-}
+    static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+        preconfiguration: None,
+        postconfiguration: Some(HttpStatusAlertModule::postconfiguration),
+        create_main_conf: Some(HttpStatusAlertModule::create_main_conf),
+        init_main_conf: None,
+        create_srv_conf: None,
+        merge_srv_conf: None,
+        create_loc_conf: Some(HttpStatusAlertModule::create_loc_conf),
+        merge_loc_conf: Some(merge_loc_conf),
+    };
 
-// SAFETY: the location configuration slots of this module hold LocConfs (create_loc_conf).
-unsafe impl HttpModuleLocationConf for HttpStatusAlertModule {
-    type LocationConf = LocConf;
-}
+    #[cfg(feature = "export-modules")]
+    ngx::ngx_modules!(ngx_http_status_alert_module);
 
-impl HttpModule for HttpStatusAlertModule {
-    fn module() -> &'static ngx_module_t {
-        // SAFETY: the static is only written by nginx while loading modules.
-        unsafe { &*ptr::addr_of!(ngx_http_status_alert_module) }
+    /// The module definition nginx loads.
+    #[used]
+    #[allow(non_upper_case_globals)]
+    #[cfg_attr(not(feature = "export-modules"), no_mangle)]
+    pub static mut ngx_http_status_alert_module: ngx_module_t = ngx_module_t {
+        ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
+        commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
+        type_: NGX_HTTP_MODULE as ngx_uint_t,
+        init_process: Some(worker::init_process),
+        exit_process: Some(worker::exit_process),
+        ..ngx_module_t::default()
+    };
+
+    // SAFETY: the main configuration slot of this module holds a MainConf (create_main_conf).
+    unsafe impl HttpModuleMainConf for HttpStatusAlertModule {
+        type MainConf = MainConf;
     }
 
-    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        // SAFETY: nginx calls postconfiguration with a valid cf.
-        let cf = unsafe { &mut *cf };
-        let Some(mcf) = Self::main_conf_mut(cf) else {
-            return Status::NGX_ERROR.into();
-        };
-        if mcf.names.is_empty() && mcf.probes.is_empty() {
-            return Status::NGX_OK.into();
-        }
-        if let Err(e) = mcf.validate().and_then(|()| shm::add_zone(cf, mcf)) {
-            emerg!(cf.log, "{e}");
-            return Status::NGX_ERROR.into();
-        }
-        if mcf.names.is_empty() {
-            return Status::NGX_OK.into();
-        }
-        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
-            return Status::NGX_ERROR.into();
-        };
-        let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers;
-        // SAFETY: phases[].handlers is an ngx_array_t of ngx_http_handler_pt.
-        let h = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
-        if h.is_null() {
-            return Status::NGX_ERROR.into();
-        }
-        // SAFETY: h points at the new, uninitialised array element.
-        unsafe { *h = Some(handler::log_handler) };
-        Status::NGX_OK.into()
+    // SAFETY: the location configuration slots of this module hold LocConfs (create_loc_conf).
+    unsafe impl HttpModuleLocationConf for HttpStatusAlertModule {
+        type LocationConf = LocConf;
     }
-}
 
-/// Merges a location into its parent and resolves probes that take the location's NAME.
-unsafe extern "C" fn merge_loc_conf(
-    cf: *mut ngx_conf_t,
-    prev: *mut c_void,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: nginx passes the parent's and this level's LocConf and a valid cf.
-    let (cf, prev, conf) = unsafe {
-        (
-            &mut *cf,
-            &*prev.cast::<LocConf>(),
-            &mut *conf.cast::<LocConf>(),
-        )
-    };
-    let Some(mcf) = HttpStatusAlertModule::main_conf_mut(cf) else {
-        return NGX_CONF_ERROR;
-    };
-    match conf.merge_into(prev, mcf) {
-        Ok(()) => NGX_CONF_OK,
-        Err(e) => {
-            emerg!(cf.log, "{e}");
-            NGX_CONF_ERROR
+    impl HttpModule for HttpStatusAlertModule {
+        fn module() -> &'static ngx_module_t {
+            // SAFETY: the static is only written by nginx while loading modules.
+            unsafe { &*ptr::addr_of!(ngx_http_status_alert_module) }
+        }
+
+        unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+            // SAFETY: nginx calls postconfiguration with a valid cf.
+            let cf = unsafe { &mut *cf };
+            let Some(mcf) = Self::main_conf_mut(cf) else {
+                return Status::NGX_ERROR.into();
+            };
+            if mcf.names.is_empty() && mcf.probes.is_empty() {
+                return Status::NGX_OK.into();
+            }
+            if let Err(e) = mcf.validate().and_then(|()| shm::add_zone(cf, mcf)) {
+                emerg!(cf.log, "{e}");
+                return Status::NGX_ERROR.into();
+            }
+            if mcf.names.is_empty() {
+                return Status::NGX_OK.into();
+            }
+            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
+                return Status::NGX_ERROR.into();
+            };
+            let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers;
+            // SAFETY: phases[].handlers is an ngx_array_t of ngx_http_handler_pt.
+            let h = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
+            if h.is_null() {
+                return Status::NGX_ERROR.into();
+            }
+            // SAFETY: h points at the new, uninitialised array element.
+            unsafe { *h = Some(handler::log_handler) };
+            Status::NGX_OK.into()
+        }
+    }
+
+    /// Merges a location into its parent and resolves probes that take the location's NAME.
+    unsafe extern "C" fn merge_loc_conf(
+        cf: *mut ngx_conf_t,
+        prev: *mut c_void,
+        conf: *mut c_void,
+    ) -> *mut c_char {
+        // SAFETY: nginx passes the parent's and this level's LocConf and a valid cf.
+        let (cf, prev, conf) = unsafe {
+            (
+                &mut *cf,
+                &*prev.cast::<LocConf>(),
+                &mut *conf.cast::<LocConf>(),
+            )
+        };
+        let Some(mcf) = HttpStatusAlertModule::main_conf_mut(cf) else {
+            return NGX_CONF_ERROR;
+        };
+        match conf.merge_into(prev, mcf) {
+            Ok(()) => NGX_CONF_OK,
+            Err(e) => {
+                emerg!(cf.log, "{e}");
+                NGX_CONF_ERROR
+            }
         }
     }
 }

@@ -12,21 +12,10 @@ use ngx::http::HttpModule;
 use ngx::ngx_string;
 
 use crate::conf::MainConf;
-use crate::zone::{self, Zone};
+use crate::zone::{self, payload_for_shm_size, shm_size_for_payload, Zone};
 
 /// Name of the zone in nginx's list of shared memory zones.
 const ZONE_NAME: ngx_str_t = ngx_string!("status_alert");
-
-/// The slab allocator needs about one page header per page plus a few pages of its own.
-fn shm_size_for_payload(payload: usize, pagesize: usize) -> usize {
-    let pages = payload.div_ceil(pagesize) + 4;
-    pages * (pagesize + 64) + 2 * pagesize
-}
-
-/// Inverse of [`shm_size_for_payload`]: usable bytes in a zone of `size`.
-fn payload_for_shm_size(size: usize, pagesize: usize) -> usize {
-    (size.saturating_sub(2 * pagesize) / (pagesize + 64)).saturating_sub(4) * pagesize
-}
 
 fn pagesize() -> usize {
     // SAFETY: set once by ngx_os_init before configuration parsing.
@@ -208,18 +197,4 @@ extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx
     }
     mcf.zone = Some(zone);
     NGX_OK as ngx_int_t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shm_size_round_trips() {
-        for payload in [1usize, 4096, 150_000, 12_000_000] {
-            let size = shm_size_for_payload(payload, 4096);
-            assert!(payload_for_shm_size(size, 4096) >= payload, "{payload}");
-            assert!(size >= 8 * 4096, "nginx needs at least 8 pages");
-        }
-    }
 }

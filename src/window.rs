@@ -86,7 +86,7 @@ impl WindowCounts {
         }
         out.retain(|(_, c)| *c > 0);
         // Stable sort keeps 5xx codes ahead of classes on ties.
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|(_, count)| core::cmp::Reverse(*count));
         out.truncate(n);
         out
     }

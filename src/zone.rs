@@ -226,6 +226,18 @@ pub fn name_capacity_for(size: usize, probe_capacity: usize) -> usize {
     size.saturating_sub(fixed) / size_of::<NameSlot>()
 }
 
+/// The slab allocator needs about one page header per page plus a few pages of its own.
+pub fn shm_size_for_payload(payload: usize, pagesize: usize) -> usize {
+    let pages = payload.div_ceil(pagesize) + 4;
+    // nginx refuses zones below 8 pages.
+    (pages * (pagesize + 64) + 2 * pagesize).max(16 * pagesize)
+}
+
+/// Inverse of [`shm_size_for_payload`]: usable bytes in a zone of `size`.
+pub fn payload_for_shm_size(size: usize, pagesize: usize) -> usize {
+    (size.saturating_sub(2 * pagesize) / (pagesize + 64)).saturating_sub(4) * pagesize
+}
+
 /// A view of a zone's memory.
 #[derive(Clone, Copy, Debug)]
 pub struct Zone {
@@ -566,6 +578,15 @@ mod tests {
         assert_eq!(new.names()[nids[1]].counters.snapshot().total(), 0);
         assert_eq!(new.probes()[np].probe.state.load(Relaxed), 2);
         assert_eq!(new.header().notifications[0].load(Relaxed), 7);
+    }
+
+    #[test]
+    fn shm_size_round_trips() {
+        for payload in [1usize, 4096, 150_000, 12_000_000] {
+            let size = shm_size_for_payload(payload, 4096);
+            assert!(payload_for_shm_size(size, 4096) >= payload, "{payload}");
+            assert!(size >= 8 * 4096, "nginx needs at least 8 pages");
+        }
     }
 
     #[test]
