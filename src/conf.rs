@@ -21,7 +21,13 @@ use crate::zone::{NameSlot, ProbeSlot, Zone};
 use crate::HttpStatusAlertModule;
 
 /// One distinct `status_alert` NAME of the configuration.
+///
+/// `repr(C)` with the NAME's bytes first: a pointer to a `NameConf` is also the value of
+/// `$status_alert_name`, which is how a request remembers its NAME across internal redirects.
+#[repr(C)]
 pub struct NameConf {
+    /// The NAME's bytes (`name.len()` of them are valid).
+    pub label: [u8; crate::params::MAX_NAME_LEN],
     /// The NAME.
     pub name: String,
     /// Its parameters (identical at every place that uses the NAME).
@@ -73,6 +79,8 @@ pub struct MainConf {
     pub old_zone: Option<Zone>,
     /// The zone, once initialised.
     pub zone: Option<Zone>,
+    /// Index of `$status_alert_name` in each request's variable array.
+    pub name_var_index: usize,
 }
 
 impl MainConf {
@@ -270,7 +278,10 @@ extern "C" fn set_status_alert(
             }
             Some(n) => &**n,
             None => {
+                let mut label = [0u8; params::MAX_NAME_LEN];
+                label[..name.len()].copy_from_slice(name.as_bytes());
                 let nc = Box::new(NameConf {
+                    label,
                     name: name.to_string(),
                     params: p,
                     place: here,

@@ -3,19 +3,81 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use nginx_sys::{
-    ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_DECLINED, NGX_HTTP_GET,
-    NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+    ngx_buf_t, ngx_chain_t, ngx_http_request_t, ngx_int_t, ngx_str_t, ngx_variable_value_t,
+    NGX_DECLINED, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_NOT_ALLOWED, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_string;
 
-use crate::conf::MainConf;
+use crate::conf::{AlertSetting, MainConf, NameConf};
 use crate::event::Level;
 use crate::metrics::{self, LocationMetrics, Metrics, ProbeMetrics};
 use crate::HttpStatusAlertModule as Module;
 
-/// Log phase: counts the finished request under its location's NAME. Always declines; never
-/// fails or delays the request. Request path: two pointer loads, then three relaxed adds.
+/// The request's bound NAME slot in its variable array, if any.
+///
+/// # Safety
+/// `r` is a request of a cycle whose MainConf has `name_var_index` set.
+unsafe fn bound_name(r: &ngx_http_request_t, mcf: &MainConf) -> Option<*const NameConf> {
+    // SAFETY: r.variables has one entry per configured variable; our index is among them.
+    let v = unsafe { &*r.variables.add(mcf.name_var_index) };
+    (v.valid() != 0 && v.not_found() == 0 && !v.data.is_null()).then_some(v.data as *const NameConf)
+}
+
+/// Binds the request to the NAME of the first location it enters that has one, so internal
+/// redirects (error_page, try_files, rewrite ... last) do not move it to another NAME.
+pub unsafe extern "C" fn bind_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request to phase handlers.
+    let r = unsafe { &mut *r };
+    if !core::ptr::eq(r.main, r) {
+        return NGX_DECLINED as ngx_int_t;
+    }
+    let (Some(mcf), Some(lcf)) = (Module::main_conf(r), Module::location_conf(r)) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    let AlertSetting::Name(nc) = lcf.alert else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    // SAFETY: see bound_name; the entry is plain memory owned by the request.
+    let v = unsafe { &mut *r.variables.add(mcf.name_var_index) };
+    if v.valid() == 0 {
+        // SAFETY: nc points at a live NameConf whose first bytes are the NAME.
+        let len = unsafe { &*nc }.name.len();
+        set_name_value(v, nc, len);
+    }
+    NGX_DECLINED as ngx_int_t
+}
+
+fn set_name_value(v: &mut ngx_variable_value_t, nc: *const NameConf, len: usize) {
+    v.data = nc as *mut u8;
+    v.set_len(len as u32);
+    v.set_valid(1);
+    v.set_no_cacheable(0);
+    v.set_not_found(0);
+}
+
+/// `$status_alert_name` before the request is bound: the NAME of the current location.
+pub unsafe extern "C" fn name_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request and value slot to variable handlers.
+    let (r, v) = unsafe { (&*r, &mut *v) };
+    match Module::location_conf(r).map(|l| l.alert) {
+        Some(AlertSetting::Name(nc)) => {
+            // SAFETY: nc points at a live NameConf.
+            let len = unsafe { &*nc }.name.len();
+            set_name_value(v, nc, len);
+        }
+        _ => v.set_not_found(1),
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// Log phase: counts the finished request under its NAME. Always declines; never fails or
+/// delays the request. Request path: a few pointer loads, then three relaxed adds.
 pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request to phase handlers.
     let r = unsafe { &*r };
@@ -23,11 +85,18 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if !core::ptr::eq(r.main, r) {
         return NGX_DECLINED as ngx_int_t;
     }
-    let Some(name) = Module::location_conf(r).and_then(|l| l.name()) else {
+    let Some(mcf) = Module::main_conf(r) else {
         return NGX_DECLINED as ngx_int_t;
     };
-    // SAFETY: set at zone initialisation to a slot in the mapped zone, or still null.
-    let Some(slot) = (unsafe { name.slot.as_ref() }) else {
+    // The NAME bound when the request entered its first location; requests finalised before
+    // any location (e.g. 400 on a bad header) fall back to the current configuration.
+    // SAFETY: mcf belongs to this request's cycle.
+    let nc = unsafe { bound_name(r, mcf) }.or_else(|| match Module::location_conf(r)?.alert {
+        AlertSetting::Name(nc) => Some(nc),
+        _ => None,
+    });
+    // SAFETY: NameConfs live as long as the cycle; slot is null or points into the zone.
+    let Some(slot) = nc.and_then(|nc| unsafe { (*nc).slot.as_ref() }) else {
         return NGX_DECLINED as ngx_int_t;
     };
     // The status the client got, as $status computes it.

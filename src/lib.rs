@@ -41,9 +41,13 @@ mod wiring {
 
     use nginx_sys::{
         ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
-        ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
+        ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
+        ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
     };
     use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
+    use ngx::ngx_string;
+
+    type PhaseHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
     use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
     use crate::conf::{LocConf, MainConf};
@@ -53,7 +57,7 @@ mod wiring {
     pub struct HttpStatusAlertModule;
 
     static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-        preconfiguration: None,
+        preconfiguration: Some(HttpStatusAlertModule::preconfiguration),
         postconfiguration: Some(HttpStatusAlertModule::postconfiguration),
         create_main_conf: Some(HttpStatusAlertModule::create_main_conf),
         init_main_conf: None,
@@ -95,6 +99,18 @@ mod wiring {
             unsafe { &*ptr::addr_of!(ngx_http_status_alert_module) }
         }
 
+        unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+            let mut name = ngx_string!("status_alert_name");
+            // SAFETY: valid cf; nginx copies the name.
+            let var = unsafe { nginx_sys::ngx_http_add_variable(cf, &mut name, 0) };
+            // SAFETY: null or a variable owned by the configuration.
+            let Some(var) = (unsafe { var.as_mut() }) else {
+                return Status::NGX_ERROR.into();
+            };
+            var.get_handler = Some(handler::name_variable);
+            Status::NGX_OK.into()
+        }
+
         unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             // SAFETY: nginx calls postconfiguration with a valid cf.
             let cf = unsafe { &mut *cf };
@@ -111,17 +127,33 @@ mod wiring {
             if mcf.names.is_empty() {
                 return Status::NGX_OK.into();
             }
+            let mut name = ngx_string!("status_alert_name");
+            // SAFETY: valid cf; the variable was added in preconfiguration.
+            let index = unsafe { nginx_sys::ngx_http_get_variable_index(cf, &mut name) };
+            if index < 0 {
+                return Status::NGX_ERROR.into();
+            }
+            mcf.name_var_index = index as usize;
             let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
                 return Status::NGX_ERROR.into();
             };
-            let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_LOG_PHASE as usize].handlers;
-            // SAFETY: phases[].handlers is an ngx_array_t of ngx_http_handler_pt.
-            let h = unsafe { ngx_array_push(phase) } as *mut ngx_http_handler_pt;
-            if h.is_null() {
-                return Status::NGX_ERROR.into();
+            let phases = [
+                (
+                    ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
+                    handler::bind_handler as PhaseHandler,
+                ),
+                (ngx_http_phases_NGX_HTTP_LOG_PHASE, handler::log_handler),
+            ];
+            for (phase, handler) in phases {
+                let handlers = &mut cmcf.phases[phase as usize].handlers;
+                // SAFETY: phases[].handlers is an ngx_array_t of ngx_http_handler_pt.
+                let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
+                if h.is_null() {
+                    return Status::NGX_ERROR.into();
+                }
+                // SAFETY: h points at the new, uninitialised array element.
+                unsafe { *h = Some(handler) };
             }
-            // SAFETY: h points at the new, uninitialised array element.
-            unsafe { *h = Some(handler::log_handler) };
             Status::NGX_OK.into()
         }
     }

@@ -1,0 +1,379 @@
+//! Counting and `status_metrics` with a real nginx: exact counts across workers, shared NAMEs,
+//! error_page, reloads, and the exposition format checked by promtool.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+
+fn scrape(port: u16) -> Vec<Sample> {
+    let r = http_get(port, "/status_metrics");
+    assert_eq!(r.status, 200, "{}", r.text());
+    parse_prometheus(&r.text())
+}
+
+fn count(samples: &[Sample], name: &str, status: &str) -> u64 {
+    metric(
+        samples,
+        "nginx_location_requests_total",
+        &[("location", name), ("status", status)],
+    )
+    .unwrap_or(0.0) as u64
+}
+
+const METRICS_LOCATION: &str = "location = /status_metrics { status_alert off; status_metrics; }";
+
+#[test]
+fn exact_counts_across_two_workers_under_concurrency() {
+    if !have_module("exact_counts") {
+        return;
+    }
+    let nginx = Nginx::start(
+        &format!(
+            r#"
+            server {{
+                listen 127.0.0.1:{{PORT}} reuseport;
+                add_header X-Worker $pid always;
+                location /ok {{ status_alert api; return 200 "ok"; }}
+                location /err {{ status_alert api; return 503; }}
+                location /missing {{ status_alert api; return 404; }}
+                location /slow {{ status_alert slow; proxy_pass http://127.0.0.1:{{PORT2}}; }}
+                {METRICS_LOCATION}
+            }}
+            server {{
+                listen 127.0.0.1:{{PORT2}};
+                location / {{ return 200; }}
+            }}
+            "#
+        ),
+        NginxOpts {
+            worker_processes: 2,
+            ..Default::default()
+        },
+    );
+    let port = nginx.port;
+
+    // Both workers must take part, or the test would not show that counters are shared.
+    let mut workers = HashSet::new();
+    for _ in 0..200 {
+        if let Some(w) = http_get(port, "/ok").header("X-Worker") {
+            workers.insert(w.to_string());
+        }
+    }
+    assert_eq!(
+        workers.len(),
+        2,
+        "requests did not reach both workers: {workers:?}"
+    );
+
+    let ok = hammer(port, "/ok", 3000, 8);
+    let err = hammer(port, "/err", 1000, 8);
+    let missing = hammer(port, "/missing", 500, 4);
+    let slow = hammer(port, "/slow", 300, 4);
+    assert!(ok.iter().all(|s| *s == 200), "transport errors in /ok");
+    assert!(err.iter().all(|s| *s == 503));
+    assert!(missing.iter().all(|s| *s == 404));
+    assert!(slow.iter().all(|s| *s == 200));
+
+    let m = scrape(port);
+    assert_eq!(count(&m, "api", "200"), 3200); // + the 200 worker-discovery requests
+    assert_eq!(count(&m, "api", "503"), 1000);
+    assert_eq!(count(&m, "api", "404"), 500);
+    assert_eq!(count(&m, "slow", "200"), 300);
+    assert_eq!(
+        count(&m, "api", "500"),
+        0,
+        "codes never seen are not exported"
+    );
+    assert!(
+        !m.iter()
+            .any(|(n, l, _)| n == "nginx_location_requests_total"
+                && l.iter().any(|(k, v)| k == "status" && v == "500")),
+        "a code that was never seen must not appear"
+    );
+
+    // Histogram: cumulative, +Inf equals _count equals the requests counted.
+    let h = "nginx_location_request_duration_seconds";
+    let count_api = metric(&m, &format!("{h}_count"), &[("location", "api")]).unwrap();
+    assert_eq!(count_api as u64, 4700);
+    let inf = metric(
+        &m,
+        &format!("{h}_bucket"),
+        &[("location", "api"), ("le", "+Inf")],
+    );
+    assert_eq!(inf, Some(count_api));
+    let mut last = 0.0;
+    for le in [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+    ] {
+        let v = metric(
+            &m,
+            &format!("{h}_bucket"),
+            &[("location", "api"), ("le", le)],
+        )
+        .unwrap_or_else(|| panic!("bucket le={le} missing"));
+        assert!(
+            v >= last,
+            "buckets must be cumulative: le={le} {v} < {last}"
+        );
+        last = v;
+    }
+    assert!(last <= count_api);
+    nginx.assert_log_clean();
+}
+
+#[test]
+fn shared_name_off_and_unnamed_locations() {
+    if !have_module("shared_name") {
+        return;
+    }
+    let nginx = Nginx::start(
+        &format!(
+            r#"
+            server {{
+                listen 127.0.0.1:{{PORT}};
+                location /a {{ status_alert shop; return 200; }}
+                location /b {{ status_alert shop; return 500; }}
+                location /off {{ status_alert off; return 200; }}
+                location /none {{ return 200; }}
+                {METRICS_LOCATION}
+            }}
+            "#
+        ),
+        NginxOpts::default(),
+    );
+    for path in ["/a", "/a", "/b", "/off", "/none", "/none"] {
+        http_get(nginx.port, path);
+    }
+    let m = scrape(nginx.port);
+    assert_eq!(count(&m, "shop", "200"), 2);
+    assert_eq!(count(&m, "shop", "500"), 1);
+    let total: f64 = m
+        .iter()
+        .filter(|(n, _, _)| n == "nginx_location_requests_total")
+        .map(|(_, _, v)| v)
+        .sum();
+    assert_eq!(total, 3.0, "only the two shop locations count");
+}
+
+#[test]
+fn error_page_counts_the_final_status_once_under_the_first_name() {
+    if !have_module("error_page") {
+        return;
+    }
+    let upstream = Upstream::start();
+    upstream.set("/boom", 502, "bad gateway");
+    let nginx = Nginx::start(
+        &format!(
+            r#"
+            server {{
+                listen 127.0.0.1:{{PORT}};
+                location /api/ {{
+                    status_alert api;
+                    proxy_pass http://127.0.0.1:{up}/;
+                    proxy_intercept_errors on;
+                    error_page 502 /50x.html;
+                }}
+                location /soft/ {{
+                    status_alert soft;
+                    proxy_pass http://127.0.0.1:{up}/;
+                    proxy_intercept_errors on;
+                    error_page 502 =200 /fallback;
+                }}
+                location = /50x.html {{ status_alert static; return 503 "sorry"; }}
+                location = /fallback {{ return 200 "cached copy"; }}
+                location /old {{ rewrite ^ /api/ok last; }}
+                {METRICS_LOCATION}
+            }}
+            "#,
+            up = upstream.port
+        ),
+        NginxOpts::default(),
+    );
+    // Without "=code" the error page is served with the original status.
+    let r = http_get(nginx.port, "/api/boom");
+    assert_eq!((r.status, r.text().as_str()), (502, "sorry"));
+    let r = http_get(nginx.port, "/soft/boom");
+    assert_eq!((r.status, r.text().as_str()), (200, "cached copy"));
+    assert_eq!(http_get(nginx.port, "/old").status, 200);
+
+    let m = scrape(nginx.port);
+    // Counted once, under the API the client asked for, not under the error page's NAME.
+    assert_eq!(count(&m, "api", "502"), 1);
+    assert_eq!(count(&m, "static", "502") + count(&m, "static", "503"), 0);
+    // "=200": the client got 200, so 200 is what counts.
+    assert_eq!(count(&m, "soft", "200"), 1);
+    // A location without a NAME that rewrites into one is counted there.
+    assert_eq!(count(&m, "api", "200"), 1);
+}
+
+#[test]
+fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
+    if !have_module("reload") {
+        return;
+    }
+    let block = |extra: &str, zone: &str| {
+        format!(
+            r#"
+            {zone}
+            server {{
+                listen 127.0.0.1:{{PORT}};
+                location /a {{ status_alert a; return 200; }}
+                location /b {{ status_alert b; return 500; }}
+                {extra}
+                {METRICS_LOCATION}
+            }}
+            "#
+        )
+    };
+    let nginx = Nginx::start(&block("", ""), NginxOpts::default());
+    for _ in 0..5 {
+        http_get(nginx.port, "/a");
+    }
+    http_get(nginx.port, "/b");
+
+    // Add a NAME: the zone keeps its size (headroom) and is reused in place.
+    nginx.write_config(&block("location /c { status_alert c; return 404; }", ""));
+    nginx.reload();
+    http_get(nginx.port, "/c");
+    let m = scrape(nginx.port);
+    assert_eq!((count(&m, "a", "200"), count(&m, "b", "500")), (5, 1));
+    assert_eq!(count(&m, "c", "404"), 1);
+
+    // Resize the zone: a new zone is created and counters are copied into it by NAME.
+    nginx.write_config(&block(
+        "location /c { status_alert c; return 404; }",
+        "status_alert_zone 4m;",
+    ));
+    nginx.reload();
+    let m = scrape(nginx.port);
+    assert_eq!((count(&m, "a", "200"), count(&m, "b", "500")), (5, 1));
+    assert_eq!(count(&m, "c", "404"), 1);
+
+    // Remove "b", then bring it back: its counters come back with it.
+    let without_b = block("", "status_alert_zone 4m;").replace(
+        "location /b { status_alert b; return 500; }",
+        "location /b { return 500; }",
+    );
+    nginx.write_config(&without_b);
+    nginx.reload();
+    let m = scrape(nginx.port);
+    assert_eq!(count(&m, "b", "500"), 0, "removed NAMEs are not exported");
+    assert_eq!(count(&m, "a", "200"), 5);
+    nginx.write_config(&block("", "status_alert_zone 4m;"));
+    nginx.reload();
+    let m = scrape(nginx.port);
+    assert_eq!(count(&m, "b", "500"), 1);
+    nginx.assert_log_clean();
+}
+
+#[test]
+fn metrics_formats_methods_and_promtool() {
+    if !have_module("metrics_formats") {
+        return;
+    }
+    let nginx = Nginx::start(
+        &format!(
+            r#"
+            server {{
+                listen 127.0.0.1:{{PORT}};
+                location /y {{ status_alert api.v2/users; return 418; }}
+                {METRICS_LOCATION}
+            }}
+            "#
+        ),
+        NginxOpts::default(),
+    );
+    http_get(nginx.port, "/y");
+    http_get(nginx.port, "/y");
+
+    let r = http_get(nginx.port, "/status_metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = r.text();
+    assert!(text.contains("# TYPE nginx_location_requests_total counter"));
+    assert!(text.contains("# HELP nginx_location_request_duration_seconds "));
+    assert!(
+        text.contains("nginx_location_requests_total{location=\"api.v2/users\",status=\"418\"} 2")
+    );
+    promtool_check(&text).expect("promtool check metrics");
+
+    let j = http_get(nginx.port, "/status_metrics?format=json");
+    assert_eq!(j.header("Content-Type"), Some("application/json"));
+    let v = j.json();
+    assert_eq!(v["locations"]["api.v2/users"]["requests"]["418"], 2);
+    assert_eq!(v["locations"]["api.v2/users"]["requests_total"], 2);
+
+    let accept = http_request(
+        nginx.port,
+        "GET",
+        "/status_metrics",
+        &[("Accept", "application/json")],
+        None,
+    );
+    assert_eq!(
+        accept.json()["locations"]["api.v2/users"]["requests"]["418"],
+        2
+    );
+
+    let head = http_request(nginx.port, "HEAD", "/status_metrics", &[], None);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+
+    let post = http_request(nginx.port, "POST", "/status_metrics", &[], Some(b"x=1"));
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("Allow"), Some("GET, HEAD"));
+}
+
+#[test]
+fn invalid_name_is_rejected_with_file_and_line() {
+    if !have_module("invalid_name") {
+        return;
+    }
+    let (ok, err) = Nginx::test_config(
+        "server {\n    listen 127.0.0.1:{PORT};\n    location / { status_alert \"bad name\"; }\n}\n",
+        NginxOpts::default(),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("status_alert: invalid name \"bad name\""),
+        "{err}"
+    );
+    let line = http_block_line(&NginxOpts::default(), 3);
+    assert!(
+        err.contains(&format!("nginx.conf:{line}")),
+        "line {line}: {err}"
+    );
+}
+
+#[test]
+fn counting_survives_a_worker_crash() {
+    if !have_module("worker_crash") {
+        return;
+    }
+    let nginx = Nginx::start(
+        &format!(
+            "server {{ listen 127.0.0.1:{{PORT}}; location / {{ status_alert a; return 200; }} \
+             {METRICS_LOCATION} }}"
+        ),
+        NginxOpts::default(),
+    );
+    for _ in 0..10 {
+        http_get(nginx.port, "/");
+    }
+    let before = nginx.worker_pids();
+    assert!(send_signal(before[0], "KILL"));
+    assert!(wait_until(Duration::from_secs(5), || {
+        let now = nginx.worker_pids();
+        now.len() == before.len() && now != before
+    }));
+    for _ in 0..10 {
+        http_get(nginx.port, "/");
+    }
+    assert_eq!(count(&scrape(nginx.port), "a", "200"), 20);
+}
