@@ -71,8 +71,8 @@ pub struct MainConf {
     pub interval_ms: Option<u64>,
     /// `status_alert_webhook`.
     pub webhook: Option<WebhookTarget>,
-    /// `status_alert_zone`, bytes.
-    pub zone_size: Option<usize>,
+    /// `status_alert_zone`, bytes, and where it was set.
+    pub zone_size: Option<(usize, String)>,
     /// Slots per kind the zone is formatted with.
     pub capacities: (usize, usize),
     /// The zone of the previous configuration, to import from after a resize.
@@ -104,7 +104,7 @@ impl MainConf {
             .find(|o| o.spec.name == spec.name && o.spec.target == spec.target)
         {
             return Err(format!(
-                "\"{}\" already probes {} in {}",
+                "\"{}\" already probes {} at {}",
                 spec.name,
                 spec.target.display(),
                 other.place
@@ -163,8 +163,9 @@ impl LocConf {
                 ));
             };
             probe.spec.name = name;
+            let place = probe.place.clone();
             mcf.add_probe(probe)
-                .map_err(|e| format!("status_alert_probe: {e}"))?;
+                .map_err(|e| format!("status_alert_probe: {e} in {place}"))?;
         }
         Ok(())
     }
@@ -259,7 +260,13 @@ extern "C" fn set_status_alert(
         }
         let args = args(cf, D)?;
         let name = args[0].as_str();
-        if name == "off" && args.len() == 1 {
+        if name == "off" {
+            if args.len() > 1 {
+                return Err(err(format!(
+                    "\"off\" takes no parameters, got \"{}\"",
+                    args[1]
+                )));
+            }
             lcf.alert = AlertSetting::Off;
             return Ok(());
         }
@@ -409,7 +416,7 @@ extern "C" fn set_zone(
                     "invalid zone size \"{value}\", expected at least 64k"
                 ))
             })?;
-        mcf.zone_size = Some(size);
+        mcf.zone_size = Some((size, place(cf)));
         Ok(())
     })
 }

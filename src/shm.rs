@@ -40,15 +40,15 @@ pub fn plan(mcf: &MainConf) -> Result<(usize, usize, usize), String> {
                 shm_size_for_payload(payload, pagesize()),
             ))
         }
-        Some(size) => {
+        Some((size, ref place)) => {
             let name_cap =
                 zone::name_capacity_for(payload_for_shm_size(size, pagesize()), probe_cap);
             if name_cap < mcf.names.len() {
                 let need =
                     shm_size_for_payload(zone::zone_size(mcf.names.len(), probe_cap), pagesize());
                 return Err(format!(
-                    "status_alert_zone size {}k is too small for {} names and {} probes, \
-                     at least {}k is needed",
+                    "status_alert_zone: size {}k is too small for {} names and {} probes, \
+                     at least {}k is needed in {place}",
                     size / 1024,
                     mcf.names.len(),
                     probes,

@@ -146,18 +146,25 @@ impl WindowRing {
         let next = self.next.load(Relaxed) as usize % RING_LEN;
         let cutoff = now_ms.saturating_sub(window_ms);
 
+        // Baseline: the newest sample at least a window old. While the history is shorter than
+        // the window and the ring has never wrapped, the slot started counting inside the window,
+        // so the baseline is zero: requests counted before the first sample are included.
         let mut baseline: Option<SampleCounts> = None;
         let mut newest_at: Option<u64> = None;
-        // Walk from newest to oldest.
+        let mut oldest: Option<SampleCounts> = None;
         for k in 1..=len {
             let (at, counts) = self.samples[(next + RING_LEN - k) % RING_LEN].load();
             if k == 1 {
                 newest_at = Some(at);
             }
-            baseline = Some(counts);
             if at <= cutoff {
+                baseline = Some(counts);
                 break;
             }
+            oldest = Some(counts);
+        }
+        if baseline.is_none() && len == RING_LEN {
+            baseline = oldest;
         }
 
         let due = match newest_at {
@@ -170,10 +177,7 @@ impl WindowRing {
             self.len.store((len + 1).min(RING_LEN) as u32, Relaxed);
         }
 
-        match baseline {
-            Some(b) => current.since(&b),
-            None => WindowCounts::default(),
-        }
+        current.since(&baseline.unwrap_or_default())
     }
 
     /// Copies the ring from another zone (reload into a resized zone).
@@ -229,10 +233,12 @@ mod tests {
     }
 
     #[test]
-    fn first_evaluation_has_empty_window() {
+    fn first_evaluation_counts_everything_since_the_slot_was_created() {
         let r = ring();
         let w = r.advance(1_000, &counts(50, 5), 10_000, 1_000);
-        assert_eq!(w.total(), 0);
+        assert_eq!((w.total(), w.errors()), (50, 5));
+        let w = r.advance(2_000, &counts(60, 5), 10_000, 1_000);
+        assert_eq!((w.total(), w.errors()), (60, 5));
     }
 
     #[test]
@@ -257,11 +263,15 @@ mod tests {
     }
 
     #[test]
-    fn partial_history_uses_oldest_sample() {
+    fn wrapped_ring_with_short_history_uses_oldest_sample() {
         let r = ring();
-        r.advance(0, &counts(0, 0), 60_000, 1_000);
-        let w = r.advance(5_000, &counts(40, 4), 60_000, 1_000);
-        assert_eq!((w.total(), w.errors()), (40, 4));
+        // Samples every 1s but a 100s window: the ring (32) wraps before covering the window.
+        for s in 0..40u64 {
+            r.advance(s * 1000, &counts(s * 10, 0), 100_000, 1_000);
+        }
+        let w = r.advance(40_000, &counts(400, 0), 100_000, 1_000);
+        // Oldest kept sample is t=8s (40 - 32): 320 requests since.
+        assert_eq!(w.total(), 320);
     }
 
     #[test]

@@ -56,13 +56,18 @@ pub fn nginx_binary() -> PathBuf {
     }
 }
 
-/// `<target>/<profile>/libngx_http_status_alert_module.so`, where `<target>/<profile>` is the
-/// parent of the `deps` directory holding the running test executable. May not exist.
+/// The module built by this `cargo test` run: `<target>/<profile>/deps/<module>.so`, next to
+/// the running test executable. (`<target>/<profile>/<module>.so` is only refreshed by
+/// `cargo build`, so it may be stale.) Falls back to that copy when the deps one is missing.
 pub fn module_path() -> PathBuf {
     let exe = std::env::current_exe().expect("std::env::current_exe() failed");
     let deps = exe
         .parent()
         .expect("test executable has no parent directory");
+    let fresh = deps.join(MODULE_FILE_NAME);
+    if fresh.exists() {
+        return fresh;
+    }
     let profile = deps
         .parent()
         .expect("the deps directory has no parent directory");

@@ -1,0 +1,356 @@
+//! Window evaluation and alert delivery with a real nginx (4 workers, 1s interval, 10s windows)
+//! and a local webhook receiver that enforces Discord's payload rules.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const INTERVAL_S: u64 = 1;
+
+/// A server with `be` on `/` (200) and `/err` (503), plus metrics.
+fn config(webhook: Option<&str>, alert_params: &str) -> String {
+    let webhook = webhook
+        .map(|u| format!("status_alert_webhook {u};"))
+        .unwrap_or_default();
+    format!(
+        r#"
+        {webhook}
+        status_alert_interval {INTERVAL_S}s;
+        server {{
+            listen 127.0.0.1:{{PORT}};
+            location / {{ status_alert be window=10s {alert_params}; return 200 "ok"; }}
+            location /err {{ status_alert be window=10s {alert_params}; return 503; }}
+            location = /status_metrics {{ status_alert off; status_metrics; }}
+        }}
+        "#
+    )
+}
+
+fn four_workers() -> NginxOpts {
+    NginxOpts {
+        worker_processes: 4,
+        ..Default::default()
+    }
+}
+
+fn title(msg: &Value, i: usize) -> String {
+    msg["embeds"][i]["title"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn titles(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .flat_map(|m| {
+            let n = m["embeds"].as_array().map_or(0, Vec::len);
+            (0..n).map(|i| title(m, i)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn send(port: u16, path: &str, n: usize) {
+    let statuses = hammer(port, path, n, 4);
+    assert_eq!(statuses.len(), n);
+    assert!(
+        statuses.iter().all(|s| *s != 0),
+        "transport errors on {path}"
+    );
+}
+
+fn metrics(port: u16) -> Vec<Sample> {
+    parse_prometheus(&http_get(port, "/status_metrics").text())
+}
+
+fn notifications(port: u16, result: &str) -> f64 {
+    metric(
+        &metrics(port),
+        "nginx_alert_notifications_total",
+        &[("result", result)],
+    )
+    .unwrap_or(-1.0)
+}
+
+#[test]
+fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
+    if !have_module("lifecycle") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &config(
+            Some(&hook.url()),
+            "repeat=off link=https://logs.example.com/be",
+        ),
+        four_workers(),
+    );
+    let port = nginx.port;
+    send(port, "/", 5); // below min_requests: nothing yet
+
+    // 40 errors: the window crosses both thresholds at the moment the burst completes.
+    send(port, "/err", 40);
+    let crossed = Instant::now();
+    let msgs = hook.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(
+        msgs.len(),
+        1,
+        "no CRITICAL message; log:\n{}",
+        nginx.error_log()
+    );
+    let (received, first) = hook.messages_with_time()[0].clone();
+    let delay = received.saturating_duration_since(crossed);
+    eprintln!("threshold crossing -> webhook post: {delay:?}");
+    assert!(
+        delay <= Duration::from_secs(INTERVAL_S + 2),
+        "posted {delay:?} after the crossing"
+    );
+    // The tick may land inside the burst, so the exact figures are checked on the metrics.
+    let t = title(&first, 0);
+    assert!(
+        t.starts_with("CRITICAL be: 5xx ") && t.ends_with("% over 10s"),
+        "{t}"
+    );
+    assert_eq!(first["allowed_mentions"]["parse"], serde_json::json!([]));
+    let fields = first["embeds"][0]["fields"].to_string();
+    assert!(fields.contains("https://logs.example.com/be"), "{fields}");
+    assert!(fields.contains("503"), "top codes: {fields}");
+    assert!(wait_until(Duration::from_secs(3), || {
+        let m = metrics(port);
+        metric(&m, "nginx_location_window_requests", &[("location", "be")]) == Some(45.0)
+            && metric(&m, "nginx_location_alert_state", &[("location", "be")]) == Some(2.0)
+    }));
+    let ratio = metric(
+        &metrics(port),
+        "nginx_location_error_ratio",
+        &[("location", "be")],
+    );
+    assert!((ratio.unwrap() - 40.0 / 45.0).abs() < 1e-9, "{ratio:?}");
+
+    // Enough successes to fall between 5% and 10%: one WARNING.
+    send(port, "/", 400);
+    let msgs = hook.wait_for_messages(2, Duration::from_secs(5));
+    assert_eq!(msgs.len(), 2, "{:?}", titles(&msgs));
+    assert!(
+        title(&msgs[1], 0).starts_with("WARNING be: 5xx "),
+        "{:?}",
+        titles(&msgs)
+    );
+
+    // Traffic stops; once the window has slid past the errors, one RESOLVED.
+    let msgs = hook.wait_for_messages(3, Duration::from_secs(15));
+    assert_eq!(msgs.len(), 3, "{:?}", titles(&msgs));
+    assert!(
+        title(&msgs[2], 0).starts_with("RESOLVED be after"),
+        "{:?}",
+        titles(&msgs)
+    );
+
+    // Nothing more: no duplicate from any of the four workers.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(hook.messages().len(), 3, "{:?}", titles(&hook.messages()));
+    assert!(hook.violations().is_empty(), "{:?}", hook.violations());
+    assert_eq!(notifications(port, "sent"), 3.0);
+    assert_eq!(notifications(port, "failed"), 0.0);
+}
+
+#[test]
+fn below_min_requests_nothing_is_sent() {
+    if !have_module("min_requests") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &config(Some(&hook.url()), "min_requests=20"),
+        four_workers(),
+    );
+    send(nginx.port, "/err", 19);
+    std::thread::sleep(Duration::from_secs(INTERVAL_S * 3));
+    assert_eq!(hook.requests_count(), 0);
+    let m = metrics(nginx.port);
+    assert_eq!(
+        metric(&m, "nginx_location_window_requests", &[("location", "be")]),
+        Some(19.0)
+    );
+    assert_eq!(
+        metric(&m, "nginx_location_error_ratio", &[("location", "be")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "nginx_location_alert_state", &[("location", "be")]),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn firing_alert_repeats() {
+    if !have_module("repeat") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=2s"), four_workers());
+    send(nginx.port, "/err", 30);
+    // Errors stay in the 10s window: CRITICAL, then a repeat about every 2s.
+    let msgs = hook.wait_for_messages(3, Duration::from_secs(8));
+    let t = titles(&msgs);
+    assert!(msgs.len() >= 3, "{t:?}");
+    assert!(
+        t[0].starts_with("CRITICAL be:") && !t[0].contains("still firing"),
+        "{t:?}"
+    );
+    assert!(
+        t[1].ends_with("(still firing)") && t[2].ends_with("(still firing)"),
+        "{t:?}"
+    );
+    let times: Vec<Instant> = hook.messages_with_time().iter().map(|(t, _)| *t).collect();
+    for w in times.windows(2).take(2) {
+        let gap = w[1].duration_since(w[0]);
+        assert!(
+            gap >= Duration::from_millis(1500) && gap <= Duration::from_millis(3500),
+            "repeat gap {gap:?}"
+        );
+    }
+}
+
+#[test]
+fn rate_limited_post_is_retried_and_delivered_once() {
+    if !have_module("429") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    hook.respond_with(vec![(
+        429,
+        vec![("Content-Type".into(), "application/json".into())],
+        r#"{"message": "You are being rate limited.", "retry_after": 0.5, "global": false}"#.into(),
+    )]);
+    let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
+    send(nginx.port, "/err", 30);
+    let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
+    assert_eq!(msgs.len(), 1);
+    let reqs = hook.requests();
+    assert_eq!(reqs.len(), 2, "one 429, one accepted");
+    let gap = reqs[1].at.duration_since(reqs[0].at);
+    assert!(
+        gap >= Duration::from_millis(450),
+        "retry_after not honoured: {gap:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(hook.messages().len(), 1, "delivered exactly once");
+    assert!(wait_until(Duration::from_secs(3), || notifications(
+        nginx.port, "sent"
+    ) == 1.0));
+    assert_eq!(notifications(nginx.port, "retried"), 1.0);
+}
+
+#[test]
+fn hanging_webhook_does_not_slow_requests() {
+    if !have_module("hanging_webhook") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    hook.set_hang(true);
+    let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
+    let before = latencies(nginx.port, "/", 300);
+    send(nginx.port, "/err", 30);
+    assert!(
+        hook.wait_for_requests(1, Duration::from_secs(5)) >= 1,
+        "no post was attempted"
+    );
+    // The webhook is now holding the notifier's connection open.
+    let during = latencies(nginx.port, "/", 300);
+    let (p99_before, p99_during) = (percentile(&before, 99.0), percentile(&during, 99.0));
+    eprintln!("p99 before {p99_before:?}, while the webhook hangs {p99_during:?}");
+    let bound = (p99_before * 3).max(p99_before + Duration::from_millis(20));
+    assert!(p99_during <= bound, "p99 {p99_during:?} > {bound:?}");
+    assert_eq!(notifications(nginx.port, "sent"), 0.0);
+}
+
+#[test]
+fn unreachable_webhook_is_counted_as_failed_and_token_stays_secret() {
+    if !have_module("webhook_down") {
+        return;
+    }
+    let dead = closed_port();
+    let url = format!("http://127.0.0.1:{dead}/api/webhooks/987654/secret-token-xyz");
+    let nginx = Nginx::start(&config(Some(&url), "repeat=off"), four_workers());
+    send(nginx.port, "/err", 30);
+    assert!(
+        wait_until(Duration::from_secs(10), || notifications(
+            nginx.port, "retried"
+        ) >= 1.0),
+        "no retry counted"
+    );
+    // Six attempts with 1, 2, 4, 8, 16s backoff (+-25%): failed within about 40s.
+    assert!(
+        wait_until(Duration::from_secs(60), || notifications(
+            nginx.port, "failed"
+        ) >= 1.0),
+        "no failure counted; log:\n{}",
+        nginx.error_log()
+    );
+    assert_eq!(http_get(nginx.port, "/").status, 200, "nginx keeps serving");
+    let log = nginx.error_log();
+    assert!(
+        !log.contains("secret-token-xyz"),
+        "token in the error log:\n{log}"
+    );
+    assert!(
+        log.contains("/api/webhooks/987654/***"),
+        "redacted URL expected:\n{log}"
+    );
+    let text = http_get(nginx.port, "/status_metrics").text();
+    assert!(!text.contains("secret-token-xyz"));
+    let json = http_get(nginx.port, "/status_metrics?format=json").text();
+    assert!(!json.contains("secret-token-xyz"));
+    assert!(!log.contains("[alert]") && !log.contains("[crit]") && !log.contains("panicked"));
+}
+
+#[test]
+fn reload_while_critical_sends_no_second_critical() {
+    if !have_module("reload_critical") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
+    send(nginx.port, "/err", 40);
+    assert_eq!(hook.wait_for_messages(1, Duration::from_secs(8)).len(), 1);
+    nginx.reload();
+    std::thread::sleep(Duration::from_secs(INTERVAL_S * 3));
+    let t = titles(&hook.messages());
+    assert_eq!(t.len(), 1, "a reload must not repeat the alert: {t:?}");
+    // The new workers carry the incident on: it resolves once, with its full duration.
+    let msgs = hook.wait_for_messages(2, Duration::from_secs(15));
+    let t = titles(&msgs);
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[1].starts_with("RESOLVED be after"), "{t:?}");
+    assert!(hook.violations().is_empty(), "{:?}", hook.violations());
+}
+
+#[test]
+fn without_webhook_alerts_go_to_the_error_log() {
+    if !have_module("log_sink") {
+        return;
+    }
+    let nginx = Nginx::start(&config(None, "repeat=off"), four_workers());
+    send(nginx.port, "/err", 30);
+    assert!(
+        nginx.wait_for_log("[warn]", Duration::from_secs(5))
+            && nginx.wait_for_log(
+                "status_alert: CRITICAL be: 5xx 100.0% over 10s",
+                Duration::from_secs(5)
+            ),
+        "{}",
+        nginx.error_log()
+    );
+    let lines: Vec<String> = nginx
+        .error_log()
+        .lines()
+        .filter(|l| l.contains("status_alert: CRITICAL"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("[warn]"), "{}", lines[0]);
+    assert!(lines[0].contains("30/30 requests"), "{}", lines[0]);
+}

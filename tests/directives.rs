@@ -1,0 +1,1270 @@
+//! The directive contract of SPEC.md section 2, checked with the real `nginx -t`: every
+//! directive has valid forms that pass, and every invalid form fails with an `[emerg]` line that
+//! names the directive, the offending value and the right `nginx.conf:<line>`. Plus `nginx -T`
+//! keeping a `file=` webhook token out of the dump, and one running nginx showing that
+//! `status_alert off` and inheritance decide what is counted.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `server { listen ...; BODY }`.
+fn server(body: &str) -> String {
+    format!("server {{\n    listen 127.0.0.1:{{PORT}};\n{body}\n}}")
+}
+
+/// A server whose `location /` holds `body`.
+fn in_location(body: &str) -> String {
+    server(&format!(
+        "    location / {{\n        {body}\n        return 204;\n    }}"
+    ))
+}
+
+/// Line number in the generated nginx.conf of the one line containing `needle`.
+fn conf_line(opts: &NginxOpts, block: &str, needle: &str) -> usize {
+    let (dir, ports) = (Path::new("/x"), [0; NGINX_PORTS]);
+    let conf = render_config(dir, block, opts, &ports);
+    let rendered_needle = substitute(needle, dir, &ports);
+    let hits: Vec<usize> = conf
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(&rendered_needle))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "test bug: {needle:?} must be on exactly one line of nginx.conf:\n{conf}"
+    );
+    // Cross-check against the harness's own arithmetic when the line is in the http block.
+    if let Some(i) = block.lines().position(|l| l.contains(needle)) {
+        assert_eq!(
+            hits[0],
+            http_block_line(opts, i + 1),
+            "line arithmetic disagrees"
+        );
+    }
+    hits[0]
+}
+
+fn numbered(text: &str) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| format!("{:4} | {l}\n", i + 1))
+        .collect()
+}
+
+/// Checks one rejected configuration: nginx failed, and its first `[emerg]` line contains
+/// every string of `wants` and ends with `nginx.conf:<line>`. Returns a description of what is
+/// wrong, if anything.
+fn check_rejected(ok: bool, out: &str, line: usize, wants: &[&str]) -> Result<(), String> {
+    if ok {
+        return Err(format!("nginx -t accepted it:\n{out}"));
+    }
+    let Some(emerg) = out.lines().find(|l| l.contains("[emerg]")) else {
+        return Err(format!("no [emerg] line in:\n{out}"));
+    };
+    let missing: Vec<&&str> = wants.iter().filter(|w| !emerg.contains(**w)).collect();
+    if !missing.is_empty() {
+        return Err(format!("{missing:?} missing from the [emerg] line:\n{out}"));
+    }
+    let place = format!("nginx.conf:{line}");
+    if !emerg.ends_with(&place) {
+        return Err(format!("the [emerg] line should end with {place}:\n{out}"));
+    }
+    Ok(())
+}
+
+/// `nginx -t` must reject `block`; the error belongs to the line containing `at`, and names
+/// `directive` and everything in `wants`. Returns nginx's output.
+fn expect_rejected_with(
+    opts: &NginxOpts,
+    block: &str,
+    at: &str,
+    directive: &str,
+    wants: &[&str],
+) -> Result<String, String> {
+    let line = conf_line(opts, block, at);
+    let (ok, out) = Nginx::test_config(block, opts.clone());
+    let mut all = vec![directive];
+    all.extend_from_slice(wants);
+    check_rejected(ok, &out, line, &all)
+        .map(|()| out)
+        .map_err(|e| format!("{e}\n--- http block ---\n{}", numbered(block)))
+}
+
+/// [`expect_rejected_with`] with default options; the directive is the first word of `at`.
+fn expect_rejected(block: &str, at: &str, wants: &[&str]) -> Result<String, String> {
+    let directive = at
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .next()
+        .expect("empty `at`");
+    expect_rejected_with(&NginxOpts::default(), block, at, directive, wants)
+}
+
+fn expect_accepted(block: &str) -> Result<(), String> {
+    let (ok, out) = Nginx::test_config(block, NginxOpts::default());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "nginx -t rejected a valid configuration:\n{out}\n--- http block ---\n{}",
+            numbered(block)
+        ))
+    }
+}
+
+/// Runs all `cases` (label, result) and fails once, listing every failed case.
+fn report(cases: Vec<(String, Result<(), String>)>) {
+    let total = cases.len();
+    let failed: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(label, r)| r.err().map(|e| format!("=== {label}: {e}")))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
+
+/// A temp dir of our own (for files that must exist before nginx reads its configuration),
+/// removed on drop.
+struct OwnDir(PathBuf);
+
+impl OwnDir {
+    fn new() -> OwnDir {
+        let dir = unique_temp_dir("directives");
+        for sub in [
+            "logs",
+            "tmp/body",
+            "tmp/proxy",
+            "tmp/fastcgi",
+            "tmp/uwsgi",
+            "tmp/scgi",
+        ] {
+            fs::create_dir_all(dir.join(sub)).expect("create dir");
+        }
+        OwnDir(dir)
+    }
+
+    /// The harness's nginx.conf for `block`, with `{DIR}` being this dir.
+    fn render(&self, block: &str, opts: &NginxOpts) -> String {
+        render_config(&self.0, block, opts, &free_ports(NGINX_PORTS))
+    }
+
+    /// Writes `conf` as nginx.conf and runs `nginx <flag> -p DIR -c DIR/nginx.conf`; returns
+    /// (success, stdout, stderr). `-t` and `-T` never daemonize, so pipes are fine.
+    fn run(&self, conf: &str, flag: &str) -> (bool, String, String) {
+        let conf_path = self.0.join("nginx.conf");
+        fs::write(&conf_path, conf).expect("write nginx.conf");
+        let out = Command::new(nginx_binary())
+            .arg(flag)
+            .arg("-p")
+            .arg(&self.0)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nginx");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for OwnDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const TOKEN: &str = "filetoken-Zq81xK3vP0wsecret";
+
+// ---------------------------------------------------------------------------------------------
+// status_alert
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn status_alert_valid_forms() {
+    if !have_module("status_alert_valid_forms") {
+        return;
+    }
+    let cases = [
+        (
+            "all parameters",
+            in_location(
+                "status_alert be warn=2% crit=20.5% window=10m min_requests=50 repeat=1h \
+                 link=https://logs.example.com/be runbook=http://wiki.example.com/be;",
+            ),
+        ),
+        (
+            "warn=off",
+            in_location("status_alert be warn=off crit=50%;"),
+        ),
+        ("repeat=off", in_location("status_alert be repeat=off;")),
+        (
+            "boundaries crit=100% min_requests=0 window=24h",
+            in_location("status_alert be warn=99.5% crit=100% min_requests=0 window=24h;"),
+        ),
+        (
+            "window exactly 2 x the default interval",
+            in_location("status_alert be window=20s;"),
+        ),
+        ("status_alert off", in_location("status_alert off;")),
+        (
+            "NAME with . _ - /",
+            in_location("status_alert shop.v2/api_backend-1;"),
+        ),
+        (
+            "NAME of 64 bytes",
+            in_location(&format!("status_alert {};", "n".repeat(64))),
+        ),
+        (
+            "same NAME, identical parameters, two locations",
+            server(
+                "    location /a { status_alert be crit=20% window=1m; return 204; }\n\
+                 \x20   location /b { status_alert be crit=20% window=1m; return 204; }",
+            ),
+        ),
+        (
+            "http level, inherited by server and location",
+            format!("status_alert be;\n{}", in_location("return 200;")),
+        ),
+        (
+            "server level, overridden and switched off in locations",
+            server(
+                "    status_alert srv;\n\
+                 \x20   location /a { status_alert api; return 204; }\n\
+                 \x20   location /b { status_alert off; return 204; }\n\
+                 \x20   location /c { return 204; }",
+            ),
+        ),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
+            .collect(),
+    );
+}
+
+#[test]
+fn status_alert_bad_parameters() {
+    if !have_module("status_alert_bad_parameters") {
+        return;
+    }
+    let long = format!("status_alert {};", "n".repeat(65));
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("unknown key", "status_alert be foo=1;", vec!["foo=1"]),
+        ("bare word", "status_alert be loud;", vec!["loud"]),
+        (
+            "duplicate",
+            "status_alert be warn=1% warn=2%;",
+            vec!["duplicate", "warn"],
+        ),
+        (
+            "warn=abc",
+            "status_alert be warn=abc;",
+            vec!["warn", "\"abc\""],
+        ),
+        (
+            "warn=0%",
+            "status_alert be warn=0%;",
+            vec!["warn", "\"0%\""],
+        ),
+        (
+            "warn=-5%",
+            "status_alert be warn=-5%;",
+            vec!["warn", "\"-5%\""],
+        ),
+        (
+            "crit=150%",
+            "status_alert be crit=150%;",
+            vec!["crit", "\"150%\""],
+        ),
+        (
+            "crit=abc",
+            "status_alert be crit=abc;",
+            vec!["crit", "\"abc\""],
+        ),
+        (
+            "window=0s",
+            "status_alert be window=0s;",
+            vec!["window", "\"0s\""],
+        ),
+        (
+            "window=25h",
+            "status_alert be window=25h;",
+            vec!["window", "\"25h\""],
+        ),
+        (
+            "window=abc",
+            "status_alert be window=abc;",
+            vec!["window", "\"abc\""],
+        ),
+        (
+            "min_requests=-1",
+            "status_alert be min_requests=-1;",
+            vec!["min_requests", "\"-1\""],
+        ),
+        (
+            "min_requests=many",
+            "status_alert be min_requests=many;",
+            vec!["min_requests", "\"many\""],
+        ),
+        (
+            "repeat=never",
+            "status_alert be repeat=never;",
+            vec!["repeat", "\"never\""],
+        ),
+        (
+            "repeat=0s",
+            "status_alert be repeat=0s;",
+            vec!["repeat", "\"0s\""],
+        ),
+        (
+            "link=ftp://",
+            "status_alert be link=ftp://logs.example.com/be;",
+            vec!["link", "\"ftp://logs.example.com/be\""],
+        ),
+        (
+            "runbook without scheme",
+            "status_alert be runbook=wiki.example.com/be;",
+            vec!["runbook", "\"wiki.example.com/be\""],
+        ),
+        (
+            "warn = crit",
+            "status_alert be warn=10% crit=10%;",
+            vec!["warn=10%", "crit=10%"],
+        ),
+        (
+            "warn > crit",
+            "status_alert be warn=20% crit=15%;",
+            vec!["warn=20%", "crit=15%"],
+        ),
+        (
+            "warn above the default crit",
+            "status_alert be warn=20%;",
+            vec!["warn=20%", "crit=10%"],
+        ),
+        (
+            "NAME with a space",
+            "status_alert \"a b\";",
+            vec!["\"a b\""],
+        ),
+        ("NAME with a quote", "status_alert 'a\"b';", vec!["a\"b"]),
+        (
+            "NAME with a semicolon",
+            "status_alert \"a;b\";",
+            vec!["a;b"],
+        ),
+        ("NAME of 65 bytes", &long, vec![&long[13..78]]),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, line, wants)| {
+                let block = in_location(line);
+                (
+                    label.to_string(),
+                    expect_rejected(&block, line, &wants).map(drop),
+                )
+            })
+            .collect(),
+    );
+}
+
+#[test]
+fn status_alert_same_name_with_different_parameters() {
+    if !have_module("status_alert_same_name_with_different_parameters") {
+        return;
+    }
+    let opts = NginxOpts::default();
+    let block = server(
+        "    location /a {\n        status_alert be crit=20%;\n        return 204;\n    }\n\
+         \x20   location /b {\n        status_alert be crit=30%;\n        return 204;\n    }",
+    );
+    let first = conf_line(&opts, &block, "crit=20%");
+    let out =
+        expect_rejected(&block, "status_alert be crit=30%", &["\"be\"", "different"]).unwrap();
+    assert!(
+        out.contains(&format!("nginx.conf:{first} ")),
+        "the error should name the first place, nginx.conf:{first}:\n{out}"
+    );
+
+    // Also across levels: http-level NAME vs a location redefining it.
+    let block = format!(
+        "status_alert be window=1m;\n{}",
+        in_location("status_alert be window=2m;")
+    );
+    let first = conf_line(&opts, &block, "window=1m");
+    let out = expect_rejected(&block, "status_alert be window=2m", &["\"be\""]).unwrap();
+    assert!(out.contains(&format!("nginx.conf:{first} ")), "{out}");
+}
+
+#[test]
+fn status_alert_twice_in_one_context() {
+    if !have_module("status_alert_twice_in_one_context") {
+        return;
+    }
+    let cases = [
+        ("same NAME", "status_alert be;", "status_alert be; # second"),
+        ("other NAME", "status_alert be;", "status_alert other;"),
+        ("NAME then off", "status_alert be;", "status_alert off;"),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, first, second)| {
+                let block = in_location(&format!("{first}\n        {second}"));
+                (
+                    label.to_string(),
+                    expect_rejected(&block, second, &["duplicate"]).map(drop),
+                )
+            })
+            .collect(),
+    );
+    // At server level too.
+    let block = server("    status_alert be;\n    status_alert be2;");
+    expect_rejected(&block, "status_alert be2;", &["duplicate"]).unwrap();
+}
+
+#[test]
+fn status_alert_window_below_twice_the_interval() {
+    if !have_module("status_alert_window_below_twice_the_interval") {
+        return;
+    }
+    let cases = [
+        (
+            "explicit interval",
+            format!(
+                "status_alert_interval 10s;\n{}",
+                in_location("status_alert be window=15s;")
+            ),
+            "status_alert be",
+            vec!["\"be\"", "window", "status_alert_interval"],
+        ),
+        (
+            "default interval (10s)",
+            in_location("status_alert be window=19s;"),
+            "status_alert be",
+            vec!["\"be\"", "window", "status_alert_interval"],
+        ),
+        (
+            "default window (5m) vs interval 3m",
+            format!(
+                "status_alert_interval 3m;\n{}",
+                in_location("status_alert be;")
+            ),
+            "status_alert be",
+            vec!["\"be\"", "window", "status_alert_interval"],
+        ),
+        (
+            "interval written after the NAME",
+            format!(
+                "{}\nstatus_alert_interval 1m;",
+                in_location("status_alert late window=90s;")
+            ),
+            "status_alert late",
+            vec!["\"late\"", "window", "status_alert_interval"],
+        ),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, block, at, wants)| {
+                let r =
+                    expect_rejected_with(&NginxOpts::default(), &block, at, "status_alert", &wants);
+                (label.to_string(), r.map(drop))
+            })
+            .collect(),
+    );
+}
+
+#[test]
+fn status_alert_in_wrong_contexts() {
+    if !have_module("status_alert_in_wrong_contexts") {
+        return;
+    }
+    let not_allowed = ["\"status_alert\"", "not allowed here"];
+    // Main level.
+    let opts = NginxOpts {
+        extra_main: "status_alert be;\n".into(),
+        ..NginxOpts::default()
+    };
+    let block = in_location("return 204;");
+    let r = expect_rejected_with(
+        &opts,
+        &block,
+        "status_alert be;",
+        "status_alert",
+        &not_allowed,
+    );
+    let mut results = vec![("main level".to_string(), r.map(drop))];
+
+    // Upstream block.
+    let block = format!(
+        "upstream u {{\n    server 127.0.0.1:1;\n    status_alert be;\n}}\n{}",
+        in_location("return 204;")
+    );
+    results.push((
+        "upstream".to_string(),
+        expect_rejected(&block, "status_alert be;", &not_allowed[1..]).map(drop),
+    ));
+
+    // `if` inside a server.
+    let block = server("    if ($arg_x) {\n        status_alert be;\n    }");
+    results.push((
+        "server if".to_string(),
+        expect_rejected(&block, "status_alert be;", &not_allowed[1..]).map(drop),
+    ));
+
+    // events { }: the harness writes that block itself, so edit the rendered config.
+    let dir = OwnDir::new();
+    let conf = dir.render(&in_location("return 204;"), &NginxOpts::default());
+    let conf = conf.replacen(
+        "    worker_connections 1024;\n",
+        "    worker_connections 1024;\n    status_alert be;\n",
+        1,
+    );
+    let line = conf
+        .lines()
+        .position(|l| l.contains("status_alert be;"))
+        .expect("inserted line")
+        + 1;
+    let (ok, stdout, stderr) = dir.run(&conf, "-t");
+    results.push((
+        "events".to_string(),
+        check_rejected(ok, &(stderr + &stdout), line, &not_allowed),
+    ));
+    report(results);
+}
+
+// ---------------------------------------------------------------------------------------------
+// status_alert_probe
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn probe_valid_forms() {
+    if !have_module("probe_valid_forms") {
+        return;
+    }
+    let probe = "status_alert_probe http://127.0.0.1:9/health;";
+    let cases = [
+        (
+            "location with status_alert NAME before the probe",
+            in_location(&format!("status_alert be;\n        {probe}")),
+        ),
+        (
+            "status_alert NAME after the probe in the same location",
+            in_location(&format!("{probe}\n        status_alert be;")),
+        ),
+        (
+            "NAME inherited from the server level",
+            server(&format!(
+                "    status_alert srv;\n    location / {{\n        {probe}\n        return 204;\n    }}"
+            )),
+        ),
+        (
+            "NAME inherited from the http level",
+            format!("status_alert top;\n{}", in_location(probe)),
+        ),
+        (
+            "explicit name= in a location without status_alert",
+            in_location("status_alert_probe http://127.0.0.1:9/ name=other;"),
+        ),
+        (
+            "server level with name=",
+            server(
+                "    status_alert_probe http://127.0.0.1:9/health name=be;\n\
+                 \x20   location / { return 204; }",
+            ),
+        ),
+        (
+            "http level with name=",
+            format!(
+                "status_alert_probe http://127.0.0.1:9/health name=be;\n{}",
+                in_location("return 204;")
+            ),
+        ),
+        (
+            "https with tls_verify=off and every parameter",
+            in_location(
+                "status_alert_probe https://user:pw@localhost:8443/ready?deep=1 name=be \
+                 interval=10s timeout=500ms fails=3 passes=2 expect=200,204,300-399 \
+                 tls_verify=off;",
+            ),
+        ),
+        (
+            "tcp host:port",
+            in_location("status_alert_probe tcp://127.0.0.1:5432 name=db interval=5s timeout=2s;"),
+        ),
+        (
+            "tcp IPv6",
+            in_location("status_alert_probe tcp://[::1]:6379 name=cache;"),
+        ),
+        (
+            "two targets under one NAME",
+            in_location(
+                "status_alert be;\n        status_alert_probe http://127.0.0.1:9/a;\n        \
+                 status_alert_probe http://127.0.0.1:9/b;",
+            ),
+        ),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
+            .collect(),
+    );
+}
+
+#[test]
+fn probe_bad_parameters() {
+    if !have_module("probe_bad_parameters") {
+        return;
+    }
+    // All inside a location that has a NAME, so only the parameter itself is wrong.
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "unknown scheme",
+            "status_alert_probe ftp://files.example.com/health;",
+            vec!["ftp://files.example.com/health", "scheme"],
+        ),
+        (
+            "no scheme",
+            "status_alert_probe 127.0.0.1:9/health;",
+            vec!["127.0.0.1:9/health"],
+        ),
+        (
+            "unknown parameter",
+            "status_alert_probe http://127.0.0.1:9/ retries=3;",
+            vec!["retries=3"],
+        ),
+        (
+            "duplicate parameter",
+            "status_alert_probe http://127.0.0.1:9/ fails=2 fails=3;",
+            vec!["duplicate", "fails"],
+        ),
+        (
+            "fails=0",
+            "status_alert_probe http://127.0.0.1:9/ fails=0;",
+            vec!["fails", "\"0\""],
+        ),
+        (
+            "passes=0",
+            "status_alert_probe http://127.0.0.1:9/ passes=0;",
+            vec!["passes", "\"0\""],
+        ),
+        (
+            "timeout equal to interval",
+            "status_alert_probe http://127.0.0.1:9/ interval=5s timeout=5s;",
+            vec!["timeout", "interval"],
+        ),
+        (
+            "timeout above the default interval (60s)",
+            "status_alert_probe http://127.0.0.1:9/ timeout=90s;",
+            vec!["timeout", "interval"],
+        ),
+        (
+            "interval=abc",
+            "status_alert_probe http://127.0.0.1:9/ interval=abc;",
+            vec!["interval", "\"abc\""],
+        ),
+        (
+            "expect=2xx",
+            "status_alert_probe http://127.0.0.1:9/ expect=2xx;",
+            vec!["expect", "\"2xx\""],
+        ),
+        (
+            "expect=300-200",
+            "status_alert_probe http://127.0.0.1:9/ expect=300-200;",
+            vec!["expect", "\"300-200\""],
+        ),
+        (
+            "tcp:// without port",
+            "status_alert_probe tcp://db.internal;",
+            vec!["tcp://db.internal", "port"],
+        ),
+        (
+            "tls_verify=maybe",
+            "status_alert_probe https://127.0.0.1:9/ tls_verify=maybe;",
+            vec!["tls_verify", "\"maybe\""],
+        ),
+        (
+            "expect= on tcp://",
+            "status_alert_probe tcp://127.0.0.1:5432 expect=200;",
+            vec!["expect="],
+        ),
+        (
+            "bad name=",
+            "status_alert_probe http://127.0.0.1:9/ \"name=a b\";",
+            vec!["\"a b\""],
+        ),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, line, wants)| {
+                let block = in_location(&format!("status_alert be;\n        {line}"));
+                (
+                    label.to_string(),
+                    expect_rejected(&block, line, &wants).map(drop),
+                )
+            })
+            .collect(),
+    );
+}
+
+#[test]
+fn probe_url_credentials_stay_out_of_errors() {
+    if !have_module("probe_url_credentials_stay_out_of_errors") {
+        return;
+    }
+    let line = "status_alert_probe ftp://probeuser:probesecret99@files.example.com/ name=be;";
+    let block = in_location(line);
+    let out = expect_rejected(&block, line, &["ftp://", "files.example.com"]).unwrap();
+    assert!(!out.contains("probesecret99"), "password leaked:\n{out}");
+}
+
+#[test]
+fn probe_without_a_name() {
+    if !have_module("probe_without_a_name") {
+        return;
+    }
+    let probe = "status_alert_probe http://127.0.0.1:9/health;";
+    let cases = [
+        (
+            "http level",
+            format!("{probe}\n{}", in_location("return 204;")),
+        ),
+        (
+            "server level",
+            server(&format!("    {probe}\n    location / {{ return 204; }}")),
+        ),
+        (
+            "server level, even with status_alert NAME there",
+            server(&format!(
+                "    status_alert srv;\n    {probe}\n    location / {{ return 204; }}"
+            )),
+        ),
+        ("location with no NAME in scope", in_location(probe)),
+        (
+            "location with status_alert off under a server NAME",
+            server(&format!(
+                "    status_alert srv;\n    location / {{\n        status_alert off;\n        \
+                 {probe}\n        return 204;\n    }}"
+            )),
+        ),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, block)| {
+                let r = expect_rejected(&block, probe, &["name="]).map(drop);
+                (label.to_string(), r)
+            })
+            .collect(),
+    );
+}
+
+#[test]
+fn duplicate_named_probe() {
+    if !have_module("duplicate_named_probe") {
+        return;
+    }
+    let opts = NginxOpts::default();
+    let block = format!(
+        "status_alert_probe http://127.0.0.1:9/health name=be;\n\
+         status_alert_probe http://127.0.0.1:9/health name=be; # dup\n{}",
+        in_location("return 204;")
+    );
+    let first = http_block_line(&opts, 1);
+    let wants = ["\"be\"", "http://127.0.0.1:9/health"];
+    let out = expect_rejected_with(&opts, &block, "# dup", "status_alert_probe", &wants).unwrap();
+    assert!(out.contains(&format!("nginx.conf:{first} ")), "{out}");
+}
+
+#[test]
+fn duplicate_location_probe_names_its_own_line() {
+    if !have_module("duplicate_location_probe_names_its_own_line") {
+        return;
+    }
+    // Both locations inherit NAME srv and probe the same target without name=, so the clash is
+    // only found when the locations are merged.
+    let opts = NginxOpts::default();
+    let block = server(
+        "    status_alert srv;\n\
+         \x20   location /a { status_alert_probe http://127.0.0.1:9/health; return 204; }\n\
+         \x20   location /b { status_alert_probe http://127.0.0.1:9/health; return 204; }",
+    );
+    let first = conf_line(&opts, &block, "location /a");
+    let wants = ["\"srv\"", "http://127.0.0.1:9/health"];
+    let out =
+        expect_rejected_with(&opts, &block, "location /b", "status_alert_probe", &wants).unwrap();
+    assert!(out.contains(&format!("nginx.conf:{first} ")), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// status_alert_webhook
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn webhook_valid_forms() {
+    if !have_module("webhook_valid_forms") {
+        return;
+    }
+    let cases = [
+        "status_alert_webhook https://discord.com/api/webhooks/123456/abcDEF-token;",
+        "status_alert_webhook http://127.0.0.1:9/api/webhooks/1/local;",
+        "status_alert_webhook off;",
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|line| {
+                let block = format!("{line}\n{}", in_location("status_alert be;"));
+                (line.to_string(), expect_accepted(&block))
+            })
+            .collect(),
+    );
+}
+
+/// Writes `content` to DIR/webhook.url.
+fn webhook_file(dir: &OwnDir, content: &str) -> PathBuf {
+    let path = dir.0.join("webhook.url");
+    fs::write(&path, content).expect("write webhook.url");
+    path
+}
+
+fn webhook_file_block() -> String {
+    format!(
+        "status_alert_webhook file={{DIR}}/webhook.url;\n{}",
+        in_location("status_alert be;")
+    )
+}
+
+#[test]
+fn webhook_url_from_file() {
+    if !have_module("webhook_url_from_file") {
+        return;
+    }
+    let dir = OwnDir::new();
+    webhook_file(
+        &dir,
+        &format!("https://discord.com/api/webhooks/987654/{TOKEN}\n"),
+    );
+    let conf = dir.render(&webhook_file_block(), &NginxOpts::default());
+    let (ok, stdout, stderr) = dir.run(&conf, "-t");
+    assert!(ok, "file= with a valid URL was rejected:\n{stderr}{stdout}");
+    assert!(
+        !stderr.contains(TOKEN) && !stdout.contains(TOKEN),
+        "{stderr}{stdout}"
+    );
+
+    // A relative path is resolved against the configuration's directory.
+    let relative = webhook_file_block().replace("file={DIR}/webhook.url", "file=webhook.url");
+    let (ok, stdout, stderr) = dir.run(&dir.render(&relative, &NginxOpts::default()), "-t");
+    assert!(ok, "relative file= was rejected:\n{stderr}{stdout}");
+}
+
+#[test]
+fn webhook_file_token_not_in_nginx_dash_capital_t() {
+    if !have_module("webhook_file_token_not_in_nginx_dash_capital_t") {
+        return;
+    }
+    let dir = OwnDir::new();
+    webhook_file(
+        &dir,
+        &format!("https://discord.com/api/webhooks/987654/{TOKEN}\n"),
+    );
+    let conf = dir.render(&webhook_file_block(), &NginxOpts::default());
+    let (ok, stdout, stderr) = dir.run(&conf, "-T");
+    assert!(ok, "nginx -T failed:\n{stderr}{stdout}");
+    // The dump really is there (so the absence of the token means something).
+    assert!(
+        stdout.contains("status_alert_webhook file="),
+        "nginx -T printed no configuration:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains(TOKEN),
+        "token in nginx -T stdout:\n{stdout}"
+    );
+    assert!(
+        !stderr.contains(TOKEN),
+        "token in nginx -T stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn webhook_file_with_bad_url_does_not_echo_the_token() {
+    if !have_module("webhook_file_with_bad_url_does_not_echo_the_token") {
+        return;
+    }
+    let dir = OwnDir::new();
+    let path = webhook_file(&dir, &format!("discord.com/api/webhooks/987654/{TOKEN}\n"));
+    let opts = NginxOpts::default();
+    let block = webhook_file_block();
+    let conf = dir.render(&block, &opts);
+    let line = conf_line(&opts, &block, "status_alert_webhook file=");
+    let (ok, stdout, stderr) = dir.run(&conf, "-t");
+    let out = stderr + &stdout;
+    let path = path.display().to_string();
+    check_rejected(ok, &out, line, &["status_alert_webhook", &path]).unwrap();
+    assert!(!out.contains(TOKEN), "token leaked:\n{out}");
+
+    // An empty file holds no URL either.
+    webhook_file(&dir, "\n");
+    let (ok, stdout, stderr) = dir.run(&conf, "-t");
+    check_rejected(
+        ok,
+        &(stderr + &stdout),
+        line,
+        &["status_alert_webhook", &path],
+    )
+    .unwrap();
+}
+
+#[test]
+fn webhook_invalid_forms() {
+    if !have_module("webhook_invalid_forms") {
+        return;
+    }
+    let after = in_location("status_alert be;");
+    let mut results = Vec::new();
+
+    let line = "status_alert_webhook discord.com/api/webhooks/1/supersecrettoken123;";
+    let block = format!("{line}\n{after}");
+    results.push((
+        "URL without scheme".to_string(),
+        expect_rejected(&block, line, &["discord.com"]).and_then(|out| {
+            if out.contains("supersecrettoken123") {
+                Err(format!("token leaked into the error:\n{out}"))
+            } else {
+                Ok(())
+            }
+        }),
+    ));
+
+    let line = "status_alert_webhook ftp://discord.com/api/webhooks/1/x;";
+    let block = format!("{line}\n{after}");
+    results.push((
+        "ftp:// URL".to_string(),
+        expect_rejected(&block, line, &["ftp://"]).map(drop),
+    ));
+
+    let line = "status_alert_webhook file={DIR}/missing-webhook.url;";
+    let block = format!("{line}\n{after}");
+    results.push((
+        "file= that does not exist".to_string(),
+        expect_rejected(&block, line, &["missing-webhook.url"]).map(drop),
+    ));
+
+    let second = "status_alert_webhook https://discord.com/api/webhooks/2/b;";
+    let block =
+        format!("status_alert_webhook https://discord.com/api/webhooks/1/a;\n{second}\n{after}");
+    results.push((
+        "duplicate".to_string(),
+        expect_rejected(&block, second, &["duplicate"]).map(drop),
+    ));
+
+    let second = "status_alert_webhook off;";
+    let block =
+        format!("status_alert_webhook https://discord.com/api/webhooks/1/a;\n{second}\n{after}");
+    results.push((
+        "URL then off".to_string(),
+        expect_rejected(&block, second, &["duplicate"]).map(drop),
+    ));
+
+    for (label, block) in [
+        (
+            "in a server block",
+            server("    status_alert_webhook https://discord.com/api/webhooks/1/a;"),
+        ),
+        (
+            "in a location",
+            in_location("status_alert_webhook https://discord.com/api/webhooks/1/a;"),
+        ),
+    ] {
+        results.push((
+            label.to_string(),
+            expect_rejected(&block, "status_alert_webhook", &["not allowed here"]).map(drop),
+        ));
+    }
+    report(results);
+}
+
+// ---------------------------------------------------------------------------------------------
+// status_alert_interval, status_alert_zone, status_metrics
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn interval_zone_metrics_valid_forms() {
+    if !have_module("interval_zone_metrics_valid_forms") {
+        return;
+    }
+    let cases = [
+        (
+            "interval 1s, window 2s",
+            format!(
+                "status_alert_interval 1s;\n{}",
+                in_location("status_alert be window=2s;")
+            ),
+        ),
+        (
+            "interval 1m with the default window",
+            format!(
+                "status_alert_interval 1m;\n{}",
+                in_location("status_alert be;")
+            ),
+        ),
+        (
+            "zone 1m",
+            format!("status_alert_zone 1m;\n{}", in_location("status_alert be;")),
+        ),
+        (
+            "zone 64k for one NAME",
+            format!(
+                "status_alert_zone 64k;\n{}",
+                in_location("status_alert be;")
+            ),
+        ),
+        ("status_metrics", in_location("status_metrics;")),
+        (
+            "status_metrics next to status_alert off",
+            in_location("status_alert off;\n        status_metrics;"),
+        ),
+    ];
+    report(
+        cases
+            .into_iter()
+            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
+            .collect(),
+    );
+}
+
+#[test]
+fn interval_and_zone_invalid_values() {
+    if !have_module("interval_and_zone_invalid_values") {
+        return;
+    }
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "interval 500ms",
+            "status_alert_interval 500ms;",
+            vec!["\"500ms\""],
+        ),
+        ("interval 0", "status_alert_interval 0;", vec!["\"0\""]),
+        (
+            "interval abc",
+            "status_alert_interval abc;",
+            vec!["\"abc\""],
+        ),
+        ("zone 10k", "status_alert_zone 10k;", vec!["\"10k\""]),
+        ("zone abc", "status_alert_zone abc;", vec!["\"abc\""]),
+        ("zone 1.5m", "status_alert_zone 1.5m;", vec!["\"1.5m\""]),
+    ];
+    let mut results: Vec<(String, Result<(), String>)> = cases
+        .into_iter()
+        .map(|(label, line, wants)| {
+            let block = format!("{line}\n{}", in_location("status_alert be;"));
+            (
+                label.to_string(),
+                expect_rejected(&block, line, &wants).map(drop),
+            )
+        })
+        .collect();
+    for (label, first, second) in [
+        (
+            "interval twice",
+            "status_alert_interval 5s;",
+            "status_alert_interval 6s;",
+        ),
+        (
+            "zone twice",
+            "status_alert_zone 1m;",
+            "status_alert_zone 2m;",
+        ),
+    ] {
+        let block = format!("{first}\n{second}\n{}", in_location("status_alert be;"));
+        results.push((
+            label.to_string(),
+            expect_rejected(&block, second, &["duplicate"]).map(drop),
+        ));
+    }
+    for (label, block) in [
+        (
+            "interval in a server",
+            server("    status_alert_interval 5s;"),
+        ),
+        ("zone in a location", in_location("status_alert_zone 1m;")),
+    ] {
+        let at = if label.starts_with("interval") {
+            "status_alert_interval"
+        } else {
+            "status_alert_zone"
+        };
+        results.push((
+            label.to_string(),
+            expect_rejected(&block, at, &["not allowed here"]).map(drop),
+        ));
+    }
+    report(results);
+}
+
+/// A config with `n` distinct NAMEs, one location each, and `zone` as status_alert_zone.
+fn many_names_block(zone: &str, n: usize) -> String {
+    let locations: String = (0..n)
+        .map(|i| format!("    location /svc{i} {{ status_alert svc-{i}; return 204; }}\n"))
+        .collect();
+    format!("status_alert_zone {zone};\n{}", server(&locations))
+}
+
+#[test]
+fn zone_too_small_for_the_names() {
+    if !have_module("zone_too_small_for_the_names") {
+        return;
+    }
+    let (ok, out) = Nginx::test_config(&many_names_block("64k", 40), NginxOpts::default());
+    assert!(!ok, "64k accepted for 40 names:\n{out}");
+    let emerg = out
+        .lines()
+        .find(|l| l.contains("[emerg]"))
+        .unwrap_or_else(|| panic!("no [emerg] line:\n{out}"));
+    for want in ["status_alert_zone", "64k", "too small"] {
+        assert!(emerg.contains(want), "{want:?} missing:\n{out}");
+    }
+    // The same names fit in an automatically sized zone and in a large one.
+    expect_accepted(&many_names_block("4m", 40)).unwrap();
+    let auto = many_names_block("4m", 40).replacen("status_alert_zone 4m;\n", "", 1);
+    expect_accepted(&auto).unwrap();
+}
+
+#[test]
+fn zone_too_small_names_the_zone_line() {
+    if !have_module("zone_too_small_names_the_zone_line") {
+        return;
+    }
+    let block = many_names_block("64k", 40);
+    expect_rejected(&block, "status_alert_zone 64k;", &["64k", "too small"]).unwrap();
+}
+
+#[test]
+fn status_metrics_invalid_forms() {
+    if !have_module("status_metrics_invalid_forms") {
+        return;
+    }
+    let mut results = vec![(
+        "with an argument".to_string(),
+        expect_rejected(
+            &in_location("status_metrics on;"),
+            "status_metrics on;",
+            &["arguments"],
+        )
+        .map(drop),
+    )];
+    for (label, block) in [
+        (
+            "server level",
+            server("    status_metrics;\n    location / { return 204; }"),
+        ),
+        (
+            "http level",
+            format!("status_metrics;\n{}", in_location("return 204;")),
+        ),
+    ] {
+        results.push((
+            label.to_string(),
+            expect_rejected(&block, "status_metrics;", &["not allowed here"]).map(drop),
+        ));
+    }
+    let block = in_location("status_metrics;\n        status_metrics; # again");
+    results.push((
+        "twice in one location".to_string(),
+        expect_rejected(&block, "status_metrics; # again", &["duplicate"]).map(drop),
+    ));
+    report(results);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functional: what `status_alert off` and inheritance count
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn off_and_inheritance_decide_what_is_counted() {
+    if !have_module("off_and_inheritance_decide_what_is_counted") {
+        return;
+    }
+    let block = server(
+        "    status_alert srv;\n\
+         \x20   location /off { status_alert off; return 200; }\n\
+         \x20   location /api { status_alert api; return 503; }\n\
+         \x20   location /inherit { return 404; }\n\
+         \x20   location = /m { status_alert off; status_metrics; }",
+    );
+    let nginx = Nginx::start(&block, NginxOpts::default());
+    for (path, status, times) in [("/off", 200, 3), ("/api", 503, 2), ("/inherit", 404, 4)] {
+        for _ in 0..times {
+            assert_eq!(http_get(nginx.port, path).status, status, "GET {path}");
+        }
+    }
+
+    // Requests are counted in the log phase, which may run just after the client has its
+    // response: poll until the expected counts show up, then check everything exactly.
+    let total = |s: &[Sample]| -> f64 {
+        s.iter()
+            .filter(|(n, _, _)| n == "nginx_location_requests_total")
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    let fetch = || {
+        let r = http_get(nginx.port, "/m");
+        assert_eq!(r.status, 200, "GET /m: {}", r.text());
+        r.text()
+    };
+    let settled = wait_until(Duration::from_secs(5), || {
+        total(&parse_prometheus(&fetch())) >= 6.0
+    });
+    assert!(settled, "counts never reached 6:\n{}", fetch());
+    // Give stray counts (of /off or /m, which must not count) time to land, then scrape again.
+    std::thread::sleep(Duration::from_millis(300));
+    let text = fetch();
+    let samples = parse_prometheus(&text);
+    let count = |location: &str, status: &str| {
+        metric(
+            &samples,
+            "nginx_location_requests_total",
+            &[("location", location), ("status", status)],
+        )
+    };
+    assert_eq!(count("api", "503"), Some(2.0), "{text}");
+    assert_eq!(count("srv", "404"), Some(4.0), "{text}");
+    assert_eq!(
+        total(&samples),
+        6.0,
+        "only /api and /inherit count:\n{text}"
+    );
+    for (name, labels, value) in &samples {
+        if name == "nginx_location_requests_total" {
+            assert!(
+                labels
+                    .iter()
+                    .all(|(k, v)| k != "status" || v == "503" || v == "404"),
+                "status 200 only came from the off location: {labels:?} = {value}\n{text}"
+            );
+        }
+    }
+    nginx.assert_log_clean();
+}
