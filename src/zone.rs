@@ -481,6 +481,8 @@ mod tests {
         assert_eq!(size_of::<ZoneHeader>() % 64, 0);
         assert_eq!(size_of::<NameSlot>() % 64, 0);
         assert_eq!(size_of::<ProbeSlot>() % 64, 0);
+        // Documented in the README (memory per NAME).
+        assert_eq!(size_of::<NameSlot>(), 9216);
         assert_eq!(auto_capacity(1), 16);
         assert_eq!(auto_capacity(100), 128);
         assert_eq!(name_capacity_for(zone_size(10, 3), 3), 10);
