@@ -7,13 +7,20 @@ use std::fs;
 use std::path::PathBuf;
 
 fn main() {
-    forward_list_cfg("ngx_feature", "DEP_NGINX_FEATURES_CHECK", "DEP_NGINX_FEATURES");
+    forward_list_cfg(
+        "ngx_feature",
+        "DEP_NGINX_FEATURES_CHECK",
+        "DEP_NGINX_FEATURES",
+    );
     forward_list_cfg("ngx_os", "DEP_NGINX_OS_CHECK", "DEP_NGINX_OS");
 
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(build_dir) = env::var("DEP_NGINX_BUILD_DIR") {
         let nginx = PathBuf::from(&build_dir).join("nginx");
-        println!("cargo::rustc-env=STATUS_ALERT_NGINX_BINARY={}", nginx.display());
+        println!(
+            "cargo::rustc-env=STATUS_ALERT_NGINX_BINARY={}",
+            nginx.display()
+        );
         record_nginx_path(&nginx);
     }
 
@@ -45,5 +52,8 @@ fn record_nginx_path(nginx: &std::path::Path) {
     else {
         return;
     };
-    let _ = fs::write(profile_dir.join("nginx-path"), format!("{}\n", nginx.display()));
+    let _ = fs::write(
+        profile_dir.join("nginx-path"),
+        format!("{}\n", nginx.display()),
+    );
 }
