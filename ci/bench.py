@@ -164,7 +164,8 @@ def run(cmd, timeout, what=None, check=True):
                 PROCS.procs.remove(p)
     out = out.decode("utf-8", "replace")
     if check and p.returncode != 0:
-        raise StepFailed(f"{what} exited with status {p.returncode}:\n{out[-2000:]}")
+        last = next((ln for ln in reversed(out.splitlines()) if ln.strip()), "")
+        raise StepFailed(f"{what} exited with status {p.returncode}: {last.strip()}\n{out[-2000:]}")
     return out
 
 
@@ -404,31 +405,69 @@ def callgrind_dump(pid, d, before):
     raise StepFailed("callgrind_control -d wrote no dump file")
 
 
-def module_functions(dump, module_file, n, top):
-    """Self cost of the module's functions (callgrind_annotate), per request."""
+def annotate(dump):
+    """Self cost per (object, function) from callgrind_annotate.
+
+    Entries whose cost equals the program total are the bottom of the stack at the time of the
+    zeroing (main, below main), not self cost; they are left out, the rest adds up to the total.
+    """
     out = run(["callgrind_annotate", "--threshold=100", "--inclusive=no", "--auto=no", str(dump)],
               120, what="callgrind_annotate")
-    rows = []
-    total = 0
-    name = Path(module_file).name
-    pat = re.compile(r"^\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(.*)$")
+    pat = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*?)\s*(?:\[([^\]]*)\])?\s*$")
+    total = None
+    funcs = {}
     for line in out.splitlines():
-        if name not in line:
-            continue
         m = pat.match(line)
         if not m:
             continue
         ir = int(m.group(1).replace(",", ""))
-        fn = m.group(2).strip()
-        fn = re.sub(r"\s*\[[^\]]*\]\s*$", "", fn)
+        if "PROGRAM TOTALS" in m.group(2):
+            total = ir
+            continue
+        if ir == total:
+            continue
         # "file:function": file names hold no ':', Rust paths do.
-        fn = fn.split(":", 1)[1] if ":" in fn else fn
-        total += ir
-        rows.append((ir, fn))
-    rows.sort(reverse=True)
+        fn = m.group(2).split(":", 1)[1] if ":" in m.group(2) else m.group(2)
+        obj = Path(m.group(3) or "???").name
+        funcs[(obj, fn)] = funcs.get((obj, fn), 0) + ir
+    if total is None:
+        raise StepFailed(f"callgrind_annotate printed no PROGRAM TOTALS for {dump}")
+    # Some entries come without their object; file them with the same function's object.
+    owner = {fn: obj for (obj, fn) in funcs if obj != "???"}
+    merged = {}
+    for (obj, fn), ir in funcs.items():
+        key = (owner.get(fn, obj) if obj == "???" else obj, fn)
+        merged[key] = merged.get(key, 0) + ir
+    return merged
+
+
+def object_group(obj, nginx_name, module_name):
+    if obj == module_name:
+        return "module"
+    if obj == nginx_name:
+        return "nginx"
+    if obj.startswith("libc.so") or obj.startswith("libpthread"):
+        return "libc"
+    return "other"
+
+
+def attribute(funcs, base, n, nginx_bin, module_file, top):
+    """Per-request cost of the module's own functions, and where the delta vs vanilla goes."""
+    nginx_name, module_name = Path(nginx_bin).name, Path(module_file).name
+    mod = sorted(((ir, fn) for (obj, fn), ir in funcs.items() if obj == module_name), reverse=True)
+    groups = {"module": 0.0, "nginx": 0.0, "libc": 0.0, "other": 0.0}
+    deltas = []
+    for key in set(funcs) | set(base):
+        d = (funcs.get(key, 0) - base.get(key, 0)) / n
+        groups[object_group(key[0], nginx_name, module_name)] += d
+        deltas.append((d, key))
+    deltas.sort(reverse=True)
     return {
-        "module_ir_per_request": total / n,
-        "top": [{"ir": ir, "per_request": ir / n, "function": fn} for ir, fn in rows[:top]],
+        "module_ir_per_request": sum(ir for ir, _ in mod) / n,
+        "top": [{"ir": ir, "per_request": ir / n, "function": fn} for ir, fn in mod[:top]],
+        "delta_by_object": groups,
+        "top_deltas": [{"per_request": d, "object": k[0], "function": k[1]}
+                       for d, k in deltas[:top] if d >= 1.0],
     }
 
 
@@ -462,12 +501,7 @@ def bench_callgrind(args, nginx, receiver, out_dir, results):
                 total = read_callgrind_total(dump)
                 e = {"ir_total": total, "per_request": total / n, "dump": str(dump),
                      "seconds": secs, "keepalive": abres["keepalive"]}
-                if cfg != "vanilla":
-                    try:
-                        e.update(module_functions(dump, args.module, n, args.top))
-                    except StepFailed as ex:
-                        log(f"callgrind_annotate failed: {ex}")
-                        raise
+                e["functions"] = annotate(dump)
                 entry[kind] = e
                 log(f"callgrind {cfg:8s} {kind:6s}: {total / n:,.0f} Ir/request "
                     f"({n} requests in {secs:.1f}s)")
@@ -480,6 +514,11 @@ def bench_callgrind(args, nginx, receiver, out_dir, results):
             e = res["configs"][cfg][kind]
             e["delta"] = e["per_request"] - base
             e["delta_pct"] = 100.0 * e["delta"] / base
+            e.update(attribute(e["functions"], res["configs"]["vanilla"][kind]["functions"], n,
+                               args.nginx, args.module, args.top))
+    for cfg in res["configs"].values():
+        for e in cfg.values():
+            e.pop("functions", None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -843,6 +882,28 @@ def report(args, results, errors, elapsed):
                  f"vanilla 10,027, JSON access log +2,117 (+21%), nginx-module-vts +2,532 (+25%); "
                  f"proxy vanilla 33,268, JSON log +3,033, VTS +4,954.")
         L.append("")
+        L.append("Where the delta goes (self cost by object, minus vanilla's, Ir/request):")
+        L.append("")
+        L.append("| location | config | total | module .so | nginx | libc | other |")
+        L.append("|---|---|---:|---:|---:|---:|---:|")
+        for kind in ("return", "proxy"):
+            for cfg in ("alert", "full"):
+                e = cg["configs"][cfg][kind]
+                g = e["delta_by_object"]
+                L.append(f"| {KIND_TITLE[kind]} | {CONFIG_TITLE[cfg]} | {fmt_delta(e['delta'])} | "
+                         f"{fmt_delta(g['module'])} | {fmt_delta(g['nginx'])} | {fmt_delta(g['libc'])} | "
+                         f"{fmt_delta(g['other'])} |")
+        L.append("")
+        for cfg in ("alert", "full"):
+            e = cg["configs"][cfg]["return"]
+            if e.get("top_deltas"):
+                L.append(f"Largest per-function deltas vs vanilla, `return 200`, {CONFIG_TITLE[cfg]}:")
+                L.append("")
+                L.append("| Ir / request | function | object |")
+                L.append("|---:|---|---|")
+                for t in e["top_deltas"]:
+                    L.append(f"| {t['per_request']:+,.1f} | `{t['function']}` | {t['object']} |")
+                L.append("")
         top = cg["configs"]["full"]["return"].get("top") or []
         if top:
             L.append("Module functions, `return 200`, status_alert + probe + webhook "
@@ -912,6 +973,10 @@ def report(args, results, errors, elapsed):
                  f"difference of Private_Dirty outside shared mappings, module minus vanilla.")
         L.append("")
 
+    if "probe_hits" in results:
+        L.append(f"Alerting stayed idle: the local webhook receiver got {results['webhook_posts']} "
+                 f"posts; the probe target answered {results['probe_hits']} probes.")
+        L.append("")
     if errors:
         L.append("## Failed steps")
         L.append("")
@@ -1014,14 +1079,15 @@ def main():
         }
         for name in sections:
             t0 = time.monotonic()
+            hits0 = receiver.health_hits
             log(f"--- {name}")
             try:
                 steps[name]()
-            except (StepFailed, OSError, ValueError, KeyError, ZeroDivisionError,
-                    json.JSONDecodeError, http.client.HTTPException) as e:
+            except Exception as e:  # noqa: BLE001 - every step is tried; any failure fails the run
                 traceback.print_exc(file=sys.stderr)
                 errors.append(f"{name}: {e}".splitlines()[0])
             results.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 1)
+            results.setdefault("probe_hits_by_section", {})[name] = receiver.health_hits - hits0
         results["webhook_posts"] = receiver.webhook_hits
         results["probe_hits"] = receiver.health_hits
         if receiver.webhook_hits:

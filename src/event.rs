@@ -108,6 +108,6 @@ pub struct ProbeEvent {
     pub status: Option<u16>,
     /// Duration of the last probe in milliseconds.
     pub duration_ms: u64,
-    /// When the target entered its previous state, Unix seconds (for UP: when it went down).
+    /// Unix seconds: for DOWN, when the target was declared down (now); for UP, when it went down.
     pub since_unix: u64,
 }
