@@ -413,7 +413,7 @@ def annotate(dump):
     """
     out = run(["callgrind_annotate", "--threshold=100", "--inclusive=no", "--auto=no", str(dump)],
               120, what="callgrind_annotate")
-    pat = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*?)\s*(?:\[([^\]]*)\])?\s*$")
+    pat = re.compile(r"^\s*([\d,]+)\s+(?:\(\s*[\d.]+%\)\s+)?(.*?)\s*(?:\[([^\]]*)\])?\s*$")
     total = None
     funcs = {}
     for line in out.splitlines():
