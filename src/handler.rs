@@ -71,7 +71,11 @@ fn set_name_value(v: &mut ngx_variable_value_t, nc: *const NameConf, len: usize)
     v.data = nc as *mut u8;
     let word = (len as u32 & VAR_LEN_MASK) | VAR_VALID;
     // SAFETY: as in var_flags.
-    unsafe { core::ptr::addr_of_mut!(v._bitfield_1).cast::<u32>().write(word) };
+    unsafe {
+        core::ptr::addr_of_mut!(v._bitfield_1)
+            .cast::<u32>()
+            .write(word)
+    };
     debug_assert!(v.valid() == 1 && v.not_found() == 0 && v.len() as usize == len);
 }
 
