@@ -25,6 +25,7 @@ pub mod probe;
 pub mod probe_spec;
 #[cfg(not(test))]
 mod shm;
+pub mod sidecar;
 pub mod window;
 #[cfg(not(test))]
 mod worker;

@@ -1,9 +1,9 @@
-//! Worker-process FFI: the evaluation timer, the notifier thread and the probe threads.
+//! Worker-process FFI: the evaluation timer and the helper process for webhooks and probes.
 //!
 //! All of it runs in exactly one process (worker 0, or the single process with
-//! `master_process off`). A cancelable timer ticks every [`TICK_MS`]: it drains results from the
-//! background threads, and evaluates windows every `status_alert_interval`. It stops re-arming
-//! when nginx is exiting, so it never delays a graceful shutdown or reload.
+//! `master_process off`). A cancelable timer ticks every [`TICK_MS`]: it collects reports from
+//! the helper process (`sidecar.rs`), and evaluates windows every `status_alert_interval`. It
+//! stops re-arming when nginx is exiting, so it never delays a graceful shutdown or reload.
 
 use core::cell::RefCell;
 use core::ptr;
@@ -15,11 +15,11 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::conf::MainConf;
 use crate::evaluate::{self, Watched};
-use crate::event::AlertEvent;
-use crate::event::{EventDetail, ProbeEvent};
-use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
+use crate::event::{AlertEvent, EventDetail, ProbeEvent};
+use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
 use crate::params::WebhookTarget;
-use crate::probe::{self, ProbeResult, ProbeRunner, ProbeTransition};
+use crate::probe::{self, ProbeResult, ProbeTransition};
+use crate::sidecar::{Report, Sidecar};
 use crate::{discord, HttpStatusAlertModule};
 
 /// Timer period: fast enough to announce probe results promptly, cheap when idle.
@@ -33,8 +33,9 @@ struct Worker {
     log: *mut ngx_log_t,
     host: String,
     next_eval_ms: u64,
-    notifier: Option<Notifier>,
-    probes: Option<ProbeRunner>,
+    /// True when alerts go to a webhook (through the helper process).
+    webhook: bool,
+    sidecar: Option<Sidecar>,
     event: Box<ngx_event_t>,
 }
 
@@ -77,27 +78,23 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     let log = cycle.log;
 
-    let notifier = match mcf.webhook() {
+    let webhook = match mcf.webhook() {
         WebhookTarget::Off => None,
-        WebhookTarget::Url(url) => match Notifier::start(NotifierConfig::new(url.clone())) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                error!(log, "status_alert: cannot start the webhook thread: {e}");
-                None
-            }
-        },
+        WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
     };
-    let probes = if mcf.probes.is_empty() {
-        None
-    } else {
-        let specs = mcf.probes.iter().map(|p| p.spec.clone()).collect();
-        match ProbeRunner::start(specs) {
-            Ok(r) => Some(r),
+    let has_webhook = webhook.is_some();
+    let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
+    // Forked here, before this process has any thread (see sidecar.rs).
+    let sidecar = if webhook.is_some() || !probes.is_empty() {
+        match Sidecar::start(webhook, probes) {
+            Ok(s) => Some(s),
             Err(e) => {
-                error!(log, "status_alert: cannot start probe threads: {e}");
+                error!(log, "status_alert: cannot start the helper process: {e}");
                 None
             }
         }
+    } else {
+        None
     };
 
     // SAFETY: an all-zero ngx_event_t is the "unset" state nginx expects before use.
@@ -114,8 +111,8 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         log,
         host,
         next_eval_ms: now_ms() + mcf.interval_ms(),
-        notifier,
-        probes,
+        webhook: has_webhook,
+        sidecar,
         event,
     };
     WORKER.with(|w| {
@@ -142,11 +139,9 @@ pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         // SAFETY: the timer was added by this module and is still in nginx's timer tree.
         unsafe { nginx_sys::ngx_del_timer(&mut *worker.event) };
     }
-    if let Some(p) = worker.probes.take() {
-        p.stop();
-    }
-    if let Some(n) = worker.notifier.take() {
-        let outcomes = n.shutdown(SHUTDOWN_GRACE);
+    if let Some(sidecar) = worker.sidecar.take() {
+        let reports = sidecar.shutdown(SHUTDOWN_GRACE);
+        let outcomes = worker.absorb(reports, now_ms(), &mut Vec::new());
         record_outcomes(&worker, outcomes);
     }
 }
@@ -174,11 +169,8 @@ impl Worker {
         let now = now_ms();
         let mut events = Vec::new();
 
-        if let Some(runner) = &self.probes {
-            for result in runner.results() {
-                events.extend(self.apply_probe(&result, now));
-            }
-        }
+        let reports = self.sidecar.as_mut().map(Sidecar::poll).unwrap_or_default();
+        let mut outcomes = self.absorb(reports, now, &mut events);
 
         if now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();
@@ -208,17 +200,27 @@ impl Worker {
         }
 
         if !events.is_empty() {
-            self.announce(&events);
+            outcomes.extend(self.announce(&events));
         }
-        if let Some(n) = &self.notifier {
-            let outcomes = n.outcomes();
-            if let Some(zone) = &self.mcf.zone {
-                zone.header()
-                    .queue_depth
-                    .store(n.queue_depth() as u64, Relaxed);
+        record_outcomes(self, outcomes);
+    }
+
+    /// Applies the helper's reports: probe results become events, the queue depth goes to the
+    /// zone, delivery outcomes are returned for counting and logging.
+    fn absorb(&self, reports: Vec<Report>, now: u64, events: &mut Vec<AlertEvent>) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for r in reports {
+            match r {
+                Report::Outcome(o) => outcomes.push(o),
+                Report::Probe(p) => events.extend(self.apply_probe(&p, now)),
+                Report::QueueDepth(n) => {
+                    if let Some(zone) = &self.mcf.zone {
+                        zone.header().queue_depth.store(n, Relaxed);
+                    }
+                }
             }
-            record_outcomes(self, outcomes);
         }
+        outcomes
     }
 
     /// Updates a target's shared state; returns the DOWN / UP event if it changed.
@@ -254,14 +256,15 @@ impl Worker {
         })
     }
 
-    /// Logs every event; with a webhook, also queues the Discord payloads.
-    fn announce(&self, events: &[AlertEvent]) {
-        let Some(n) = &self.notifier else {
+    /// Logs every event; with a webhook, also hands the Discord payloads to the helper.
+    /// Returns outcomes for payloads that could not be handed over.
+    fn announce(&mut self, events: &[AlertEvent]) -> Vec<Outcome> {
+        let Some(sidecar) = self.sidecar.as_mut().filter(|_| self.webhook) else {
             // No webhook: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));
             }
-            return;
+            return Vec::new();
         };
         for e in events {
             notice!(
@@ -270,14 +273,17 @@ impl Worker {
                 discord::log_line(e, &self.host)
             );
         }
+        let mut dropped = Vec::new();
         for payload in discord::build_payloads(events, &self.host) {
-            n.submit(payload.to_string());
+            if !sidecar.submit(&payload.to_string()) {
+                dropped.push(Outcome {
+                    result: DeliveryResult::Dropped,
+                    message: "alert dropped: the notifier process is not keeping up".into(),
+                    is_error: false,
+                });
+            }
         }
-        if let Some(zone) = &self.mcf.zone {
-            zone.header()
-                .queue_depth
-                .store(n.queue_depth() as u64, Relaxed);
-        }
+        dropped
     }
 }
 

@@ -354,3 +354,57 @@ fn without_webhook_alerts_go_to_the_error_log() {
     assert!(lines[0].contains("[warn]"), "{}", lines[0]);
     assert!(lines[0].contains("30/30 requests"), "{}", lines[0]);
 }
+
+/// Threads of `pid` from /proc, 0 if the process is gone.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse().ok()))
+        })
+        .flatten()
+        .unwrap_or(0)
+}
+
+#[test]
+fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
+    if !have_module("helper_process") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let upstream = Upstream::start();
+    let block = config(Some(&hook.url()), "repeat=off").replace(
+        "return 200 \"ok\"; }",
+        &format!(
+            "status_alert_probe http://127.0.0.1:{}/health interval=1s timeout=500ms; \
+             return 200 \"ok\"; }}",
+            upstream.port
+        ),
+    );
+    let mut nginx = Nginx::start(&block, four_workers());
+    assert!(wait_until(Duration::from_secs(5), || upstream
+        .hits("/health")
+        >= 1));
+    let workers = nginx.worker_pids();
+    assert_eq!(workers.len(), 4);
+    // The webhook and probe threads live in one helper process, a child of one worker.
+    let helpers: Vec<u32> = workers.iter().flat_map(|w| children_of(*w)).collect();
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    let helper = helpers[0];
+    let comm = std::fs::read_to_string(format!("/proc/{helper}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "status-alert");
+    assert!(threads(helper) >= 3, "notifier + probe threads expected");
+    for w in &workers {
+        assert_eq!(threads(*w), 1, "worker {w} must stay single-threaded");
+    }
+    // The helper delivers alerts end to end.
+    send(nginx.port, "/err", 30);
+    assert_eq!(hook.wait_for_messages(1, Duration::from_secs(8)).len(), 1);
+
+    nginx.stop();
+    assert!(
+        wait_until(Duration::from_secs(5), || !process_alive(helper)),
+        "the helper process outlived nginx"
+    );
+}

@@ -1,0 +1,469 @@
+//! The helper process that runs webhook delivery and probes outside nginx's workers.
+//!
+//! A thread anywhere in a process makes glibc leave its single-threaded fast paths (locked
+//! malloc, cancellable syscalls): `ci/bench` measured +150 to +450 instructions per request in
+//! the worker that hosted the notifier and probe threads. So worker 0 forks one child at start,
+//! while it is still single-threaded, and the threads live there. They talk over two
+//! non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes, probe results and
+//! the queue depth come back. The child never calls nginx; it dies with worker 0
+//! (`PR_SET_PDEATHSIG`) and, when worker 0 closes the pipe on exit, delivers what is queued for
+//! at most the grace period and exits.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
+use crate::probe::{ProbeResult, ProbeRunner, Reason};
+use crate::probe_spec::ProbeSpec;
+
+/// Bytes of payloads waiting for the pipe before new alerts are dropped.
+const MAX_PENDING: usize = 1 << 20;
+/// How often the child checks for work when idle.
+const CHILD_POLL_MS: i32 = 100;
+
+/// A report from the helper process.
+#[derive(Clone, Debug)]
+pub enum Report {
+    /// A delivery outcome.
+    Outcome(Outcome),
+    /// A probe result.
+    Probe(ProbeResult),
+    /// Messages waiting in the notifier's queue.
+    QueueDepth(u64),
+}
+
+const REASONS: [Reason; 6] = [
+    Reason::Refused,
+    Reason::Timeout,
+    Reason::Status,
+    Reason::Reset,
+    Reason::Tls,
+    Reason::Dns,
+];
+
+/// One report as a JSON line.
+pub fn encode(report: &Report) -> String {
+    let v = match report {
+        Report::Outcome(o) => json!({"outcome": {
+            "result": o.result.label(), "message": o.message, "is_error": o.is_error}}),
+        Report::Probe(p) => json!({"probe": {
+            "index": p.index,
+            "failure": p.failure.map(|r| r as u8),
+            "status": p.status,
+            "duration_us": p.duration.as_micros() as u64}}),
+        Report::QueueDepth(n) => json!({ "queue_depth": n }),
+    };
+    let mut line = v.to_string();
+    line.push('\n');
+    line
+}
+
+/// Parses a line written by [`encode`]; `None` for anything else.
+pub fn decode(line: &str) -> Option<Report> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    if let Some(o) = v.get("outcome") {
+        let label = o.get("result")?.as_str()?;
+        let result = DeliveryResult::ALL
+            .into_iter()
+            .find(|r| r.label() == label)?;
+        return Some(Report::Outcome(Outcome {
+            result,
+            message: o.get("message")?.as_str()?.to_string(),
+            is_error: o.get("is_error")?.as_bool()?,
+        }));
+    }
+    if let Some(p) = v.get("probe") {
+        let failure = match p.get("failure")? {
+            Value::Null => None,
+            f => Some(*REASONS.get(f.as_u64()? as usize)?),
+        };
+        return Some(Report::Probe(ProbeResult {
+            index: p.get("index")?.as_u64()? as usize,
+            failure,
+            status: p.get("status")?.as_u64().map(|s| s as u16),
+            duration: Duration::from_micros(p.get("duration_us")?.as_u64()?),
+        }));
+    }
+    v.get("queue_depth")?.as_u64().map(Report::QueueDepth)
+}
+
+/// Splits complete lines off the front of `buf` and decodes them.
+fn drain_lines(buf: &mut Vec<u8>) -> Vec<Report> {
+    let mut out = Vec::new();
+    while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=nl).collect();
+        if let Some(r) = std::str::from_utf8(&line).ok().and_then(decode) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Worker 0's handle on the helper process.
+pub struct Sidecar {
+    pid: libc::pid_t,
+    to_child: Option<File>,
+    from_child: File,
+    pending: Vec<u8>,
+    inbox: Vec<u8>,
+}
+
+impl Sidecar {
+    /// Forks the helper process. Call only while the calling process has a single thread.
+    pub fn start(webhook: Option<NotifierConfig>, probes: Vec<ProbeSpec>) -> io::Result<Sidecar> {
+        let (down_r, down_w) = pipe()?;
+        let (up_r, up_w) = pipe()?;
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the caller guarantees a single-threaded process, so the child may run
+        // arbitrary code (allocation included) after fork.
+        match unsafe { libc::fork() } {
+            -1 => Err(io::Error::last_os_error()),
+            0 => {
+                drop(down_w);
+                drop(up_r);
+                child_main(
+                    parent,
+                    File::from(down_r),
+                    File::from(up_w),
+                    webhook,
+                    probes,
+                )
+            }
+            pid => {
+                drop(down_r);
+                drop(up_w);
+                set_nonblocking(down_w.as_raw_fd())?;
+                set_nonblocking(up_r.as_raw_fd())?;
+                Ok(Sidecar {
+                    pid,
+                    to_child: Some(File::from(down_w)),
+                    from_child: File::from(up_r),
+                    pending: Vec::new(),
+                    inbox: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Queues a webhook payload; false (and nothing queued) when too much is already waiting.
+    pub fn submit(&mut self, body: &str) -> bool {
+        if self.pending.len() + body.len() + 1 > MAX_PENDING {
+            return false;
+        }
+        self.pending.extend_from_slice(body.as_bytes());
+        self.pending.push(b'\n');
+        self.flush();
+        true
+    }
+
+    /// Writes as much of the pending payloads as the pipe takes, without blocking.
+    fn flush(&mut self) {
+        let Some(pipe) = self.to_child.as_mut() else {
+            return;
+        };
+        while !self.pending.is_empty() {
+            match pipe.write(&self.pending) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Reports received so far; never blocks.
+    pub fn poll(&mut self) -> Vec<Report> {
+        self.flush();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.from_child.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        drain_lines(&mut self.inbox)
+    }
+
+    /// Closes the payload pipe and collects reports until the child exits or `grace` passes;
+    /// then makes sure the child is gone.
+    pub fn shutdown(mut self, grace: Duration) -> Vec<Report> {
+        let deadline = Instant::now() + grace + Duration::from_millis(200);
+        // Hand over what is still pending, for a short while, before closing.
+        while !self.pending.is_empty() && Instant::now() < deadline {
+            self.flush();
+            if !self.pending.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let undelivered = self.pending.iter().filter(|b| **b == b'\n').count();
+        self.to_child = None;
+        let mut reports: Vec<Report> = (0..undelivered)
+            .map(|_| {
+                Report::Outcome(Outcome {
+                    result: DeliveryResult::Dropped,
+                    message: "alert dropped at shutdown: not handed to the notifier".into(),
+                    is_error: false,
+                })
+            })
+            .collect();
+        let fd = self.from_child.as_raw_fd();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+            if ready <= 0 {
+                continue;
+            }
+            match self.from_child.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        reports.extend(drain_lines(&mut self.inbox));
+        // SAFETY: signalling and reaping our own child; nginx may already have reaped it.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, core::ptr::null_mut(), libc::WNOHANG);
+        }
+        reports
+    }
+}
+
+/// Prepares the forked child: dies with its parent, default signal handling, no inherited
+/// descriptors but its pipes (listening sockets stay with nginx), a recognisable name.
+fn child_setup(parent: libc::pid_t, keep: [RawFd; 2]) {
+    // SAFETY: plain syscalls on the child's own state.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
+        libc::prctl(libc::PR_SET_NAME, c"status-alert".as_ptr());
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+            libc::SIGCHLD,
+            libc::SIGALRM,
+            libc::SIGIO,
+        ] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, core::ptr::null_mut());
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<RawFd> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2 && !keep.contains(fd))
+            .collect();
+        for fd in fds {
+            // SAFETY: closing descriptors inherited from nginx, which the child never uses.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn child_main(
+    parent: libc::pid_t,
+    mut down: File,
+    mut up: File,
+    webhook: Option<NotifierConfig>,
+    probes: Vec<ProbeSpec>,
+) -> ! {
+    child_setup(parent, [down.as_raw_fd(), up.as_raw_fd()]);
+    let mut send = |r: &Report| up.write_all(encode(r).as_bytes()).is_ok();
+
+    let notifier = webhook.and_then(|cfg| match Notifier::start(cfg) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            send(&Report::Outcome(Outcome {
+                result: DeliveryResult::Failed,
+                message: format!("cannot start the webhook thread: {e}"),
+                is_error: true,
+            }));
+            None
+        }
+    });
+    let runner = if probes.is_empty() {
+        None
+    } else {
+        ProbeRunner::start(probes).ok()
+    };
+
+    let grace = Duration::from_secs(2);
+    let mut inbox = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let mut last_depth = 0usize;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: down.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, CHILD_POLL_MS) };
+        let mut closed = false;
+        if ready > 0 {
+            match down.read(&mut chunk) {
+                Ok(0) => closed = true,
+                Ok(n) => inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => closed = true,
+            }
+        }
+        while let Some(nl) = inbox.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = inbox.drain(..=nl).collect();
+            if let (Some(n), Ok(body)) = (&notifier, String::from_utf8(line)) {
+                n.submit(body.trim_end().to_string());
+            }
+        }
+        let mut alive = true;
+        if let Some(n) = &notifier {
+            for o in n.outcomes() {
+                alive &= send(&Report::Outcome(o));
+            }
+            let depth = n.queue_depth();
+            if depth != last_depth {
+                alive &= send(&Report::QueueDepth(depth as u64));
+                last_depth = depth;
+            }
+        }
+        if let Some(r) = &runner {
+            for p in r.results() {
+                alive &= send(&Report::Probe(p));
+            }
+        }
+        if closed || !alive {
+            break;
+        }
+    }
+    if let Some(r) = runner {
+        r.stop();
+    }
+    if let Some(n) = notifier {
+        for o in n.shutdown(grace) {
+            send(&Report::Outcome(o));
+        }
+        send(&Report::QueueDepth(0));
+    }
+    // SAFETY: leave without running the inherited process's exit handlers.
+    unsafe { libc::_exit(0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_round_trip() {
+        let reports = [
+            Report::Outcome(Outcome {
+                result: DeliveryResult::Retried,
+                message: "webhook answered 429,\nretrying \"soon\"".into(),
+                is_error: false,
+            }),
+            Report::Probe(ProbeResult {
+                index: 3,
+                failure: Some(Reason::Dns),
+                status: None,
+                duration: Duration::from_micros(1234),
+            }),
+            Report::Probe(ProbeResult {
+                index: 0,
+                failure: None,
+                status: Some(204),
+                duration: Duration::from_micros(5),
+            }),
+            Report::QueueDepth(7),
+        ];
+        let mut buf: Vec<u8> = reports
+            .iter()
+            .flat_map(|r| encode(r).into_bytes())
+            .collect();
+        buf.extend_from_slice(b"{\"probe\": {\"index\"");
+        let back = drain_lines(&mut buf);
+        assert_eq!(back.len(), 4);
+        assert_eq!(
+            buf, b"{\"probe\": {\"index\"",
+            "a partial line waits for the rest"
+        );
+        match &back[0] {
+            Report::Outcome(o) => {
+                assert_eq!(o.result, DeliveryResult::Retried);
+                assert_eq!(o.message, "webhook answered 429,\nretrying \"soon\"");
+            }
+            r => panic!("{r:?}"),
+        }
+        match (&back[1], &back[2]) {
+            (Report::Probe(a), Report::Probe(b)) => {
+                assert_eq!((a.index, a.failure, a.status), (3, Some(Reason::Dns), None));
+                assert_eq!(a.duration, Duration::from_micros(1234));
+                assert_eq!((b.failure, b.status), (None, Some(204)));
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(matches!(back[3], Report::QueueDepth(7)));
+    }
+
+    #[test]
+    fn garbage_lines_are_skipped() {
+        let mut buf = b"not json\n{\"other\": 1}\n{\"queue_depth\": 2}\n".to_vec();
+        let back = drain_lines(&mut buf);
+        assert_eq!(back.len(), 1);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_reason_round_trips() {
+        for (i, reason) in REASONS.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "REASONS must follow the enum's order");
+        }
+    }
+}
