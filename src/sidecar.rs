@@ -1,17 +1,20 @@
-//! The helper process that runs webhook delivery and probes outside nginx's workers.
+//! The helper process that runs webhook delivery and probes outside nginx's workers, and paces
+//! worker 0's evaluation.
 //!
 //! A thread anywhere in a process makes glibc leave its single-threaded fast paths (locked
 //! malloc, cancellable syscalls): `ci/bench` measured +150 to +450 instructions per request in
 //! the worker that hosted the notifier and probe threads. So worker 0 forks one child at start,
 //! while it is still single-threaded, and the threads live there. They talk over two
 //! non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes, probe results and
-//! the queue depth come back. The child never calls nginx; it dies with worker 0
+//! the queue depth come back, plus a tick every [`TICK_MS`] that wakes worker 0 through nginx's
+//! event loop, so worker 0 needs no timer of its own (a timer node in nginx's timer tree cost
+//! every request about 20-35 instructions). The child never calls nginx; it dies with worker 0
 //! (`PR_SET_PDEATHSIG`) and, when worker 0 closes the pipe on exit, delivers what is queued for
 //! at most the grace period and exits.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,7 +26,9 @@ use crate::probe_spec::ProbeSpec;
 /// Bytes of payloads waiting for the pipe before new alerts are dropped.
 const MAX_PENDING: usize = 1 << 20;
 /// How often the child checks for work when idle.
-const CHILD_POLL_MS: i32 = 100;
+const CHILD_POLL_MS: i32 = 50;
+/// How often the child wakes worker 0 to evaluate and collect reports.
+pub const TICK_MS: u64 = 250;
 
 /// A report from the helper process.
 #[derive(Clone, Debug)]
@@ -34,6 +39,8 @@ pub enum Report {
     Probe(ProbeResult),
     /// Messages waiting in the notifier's queue.
     QueueDepth(u64),
+    /// Time for worker 0 to evaluate (sent every [`TICK_MS`]).
+    Tick,
 }
 
 const REASONS: [Reason; 6] = [
@@ -56,6 +63,7 @@ pub fn encode(report: &Report) -> String {
             "status": p.status,
             "duration_us": p.duration.as_micros() as u64}}),
         Report::QueueDepth(n) => json!({ "queue_depth": n }),
+        Report::Tick => json!({ "tick": true }),
     };
     let mut line = v.to_string();
     line.push('\n');
@@ -87,6 +95,9 @@ pub fn decode(line: &str) -> Option<Report> {
             status: p.get("status")?.as_u64().map(|s| s as u16),
             duration: Duration::from_micros(p.get("duration_us")?.as_u64()?),
         }));
+    }
+    if v.get("tick").is_some() {
+        return Some(Report::Tick);
     }
     v.get("queue_depth")?.as_u64().map(Report::QueueDepth)
 }
@@ -198,19 +209,43 @@ impl Sidecar {
         }
     }
 
-    /// Reports received so far; never blocks.
-    pub fn poll(&mut self) -> Vec<Report> {
+    /// Descriptor worker 0 watches for reports (registered with nginx's event loop).
+    pub fn read_fd(&self) -> RawFd {
+        self.from_child.as_raw_fd()
+    }
+
+    /// Reports received so far, and whether the child has gone (end of file); never blocks.
+    pub fn poll(&mut self) -> (Vec<Report>, bool) {
         self.flush();
         let mut chunk = [0u8; 16 * 1024];
+        let mut eof = false;
         loop {
             match self.from_child.read(&mut chunk) {
-                Ok(0) => break,
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
                 Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
         }
-        drain_lines(&mut self.inbox)
+        (drain_lines(&mut self.inbox), eof)
+    }
+
+    /// Tells the child to stop (it delivers what is queued within its grace period, reporting
+    /// back, and exits); hands over what is pending first if the pipe takes it.
+    pub fn close_input(&mut self) {
+        self.flush();
+        self.to_child = None;
+    }
+
+    /// Gives up on a child that has gone: returns the report descriptor for the caller to close
+    /// (nginx's event loop owns it) and reaps the child.
+    pub fn abandon(self) -> RawFd {
+        // SAFETY: reaping our own child; nginx may already have reaped it.
+        unsafe { libc::waitpid(self.pid, core::ptr::null_mut(), libc::WNOHANG) };
+        self.from_child.into_raw_fd()
     }
 
     /// Closes the payload pipe and collects reports until the child exits or `grace` passes;
@@ -218,7 +253,7 @@ impl Sidecar {
     pub fn shutdown(mut self, grace: Duration) -> Vec<Report> {
         let deadline = Instant::now() + grace + Duration::from_millis(200);
         // Hand over what is still pending, for a short while, before closing.
-        while !self.pending.is_empty() && Instant::now() < deadline {
+        while !self.pending.is_empty() && self.to_child.is_some() && Instant::now() < deadline {
             self.flush();
             if !self.pending.is_empty() {
                 std::thread::sleep(Duration::from_millis(10));
@@ -338,6 +373,8 @@ fn child_main(
     };
 
     let grace = Duration::from_secs(2);
+    let tick = Duration::from_millis(TICK_MS);
+    let mut next_tick = Instant::now();
     let mut inbox = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let mut last_depth = 0usize;
@@ -365,6 +402,13 @@ fn child_main(
             }
         }
         let mut alive = true;
+        if Instant::now() >= next_tick {
+            next_tick += tick;
+            if next_tick < Instant::now() {
+                next_tick = Instant::now() + tick;
+            }
+            alive &= send(&Report::Tick);
+        }
         if let Some(n) = &notifier {
             for o in n.outcomes() {
                 alive &= send(&Report::Outcome(o));
@@ -422,6 +466,7 @@ mod tests {
                 duration: Duration::from_micros(5),
             }),
             Report::QueueDepth(7),
+            Report::Tick,
         ];
         let mut buf: Vec<u8> = reports
             .iter()
@@ -429,7 +474,7 @@ mod tests {
             .collect();
         buf.extend_from_slice(b"{\"probe\": {\"index\"");
         let back = drain_lines(&mut buf);
-        assert_eq!(back.len(), 4);
+        assert_eq!(back.len(), 5);
         assert_eq!(
             buf, b"{\"probe\": {\"index\"",
             "a partial line waits for the rest"
@@ -450,6 +495,7 @@ mod tests {
             r => panic!("{r:?}"),
         }
         assert!(matches!(back[3], Report::QueueDepth(7)));
+        assert!(matches!(back[4], Report::Tick));
     }
 
     #[test]

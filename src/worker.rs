@@ -1,16 +1,21 @@
-//! Worker-process FFI: the evaluation timer and the helper process for webhooks and probes.
+//! Worker-process FFI: evaluation and the helper process for webhooks and probes.
 //!
 //! All of it runs in exactly one process (worker 0, or the single process with
-//! `master_process off`). A cancelable timer ticks every [`TICK_MS`]: it collects reports from
-//! the helper process (`sidecar.rs`), and evaluates windows every `status_alert_interval`. It
-//! stops re-arming when nginx is exiting, so it never delays a graceful shutdown or reload.
+//! `master_process off`). It forks the helper process (`sidecar.rs`) and watches the helper's
+//! report pipe as an nginx channel event, so it needs no timer: the helper writes a tick every
+//! `sidecar::TICK_MS`, and on each one worker 0 applies probe results, counts delivery outcomes
+//! and, every `status_alert_interval`, evaluates the windows. Once nginx is exiting it stops
+//! evaluating and tells the helper to finish; a channel event never delays shutdown.
 
 use core::cell::RefCell;
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 use core::time::Duration;
 
-use nginx_sys::{ngx_cycle_t, ngx_event_t, ngx_int_t, ngx_log_t, NGX_OK};
+use nginx_sys::{
+    ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_handler_pt, ngx_event_t,
+    ngx_fd_t, ngx_int_t, ngx_log_t, NGX_OK,
+};
 use ngx::http::HttpModuleMainConf;
 
 use crate::conf::MainConf;
@@ -22,8 +27,19 @@ use crate::probe::{self, ProbeResult, ProbeTransition};
 use crate::sidecar::{Report, Sidecar};
 use crate::{discord, HttpStatusAlertModule};
 
-/// Timer period: fast enough to announce probe results promptly, cheap when idle.
-const TICK_MS: u64 = 250;
+extern "C" {
+    // nginx's own helper for its master/worker channel (src/os/unix/ngx_channel.c): registers
+    // a descriptor for read events with `channel` set, so it never holds up a worker's exit.
+    fn ngx_add_channel_event(
+        cycle: *mut ngx_cycle_t,
+        fd: ngx_fd_t,
+        event: ngx_int_t,
+        handler: ngx_event_handler_pt,
+    ) -> ngx_int_t;
+}
+
+/// nginx's `NGX_READ_EVENT` with the epoll event method.
+const NGX_READ_EVENT: ngx_int_t = (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t;
 /// How long queued alerts may still be delivered when the worker exits.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -36,7 +52,8 @@ struct Worker {
     /// True when alerts go to a webhook (through the helper process).
     webhook: bool,
     sidecar: Option<Sidecar>,
-    event: Box<ngx_event_t>,
+    /// The helper was told to finish (nginx is exiting).
+    stopping: bool,
 }
 
 thread_local! {
@@ -78,49 +95,21 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     let log = cycle.log;
 
-    let webhook = match mcf.webhook() {
-        WebhookTarget::Off => None,
-        WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
-    };
-    let has_webhook = webhook.is_some();
-    let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
-    // Forked here, before this process has any thread (see sidecar.rs).
-    let sidecar = if webhook.is_some() || !probes.is_empty() {
-        match Sidecar::start(webhook, probes) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                error!(log, "status_alert: cannot start the helper process: {e}");
-                None
-            }
-        }
-    } else {
-        None
+    let webhook = mcf.webhook() != &WebhookTarget::Off;
+    let Some(sidecar) = start_helper(mcf, cycle, log) else {
+        return NGX_OK as ngx_int_t;
     };
 
-    // SAFETY: an all-zero ngx_event_t is the "unset" state nginx expects before use.
-    let mut event: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
-    event.handler = Some(on_tick);
-    event.log = log;
-    event.data = ptr::null_mut();
-    // Cancelable: a pending tick never holds up a graceful shutdown.
-    event.set_cancelable(1);
-
-    let host = cycle.hostname.to_string();
     let worker = Worker {
         mcf,
         log,
-        host,
+        host: cycle.hostname.to_string(),
         next_eval_ms: now_ms() + mcf.interval_ms(),
-        webhook: has_webhook,
-        sidecar,
-        event,
+        webhook,
+        sidecar: Some(sidecar),
+        stopping: false,
     };
-    WORKER.with(|w| {
-        let mut w = w.borrow_mut();
-        let worker = w.insert(worker);
-        // SAFETY: the event is boxed and lives in WORKER until exit_process.
-        unsafe { nginx_sys::ngx_add_timer(&mut *worker.event, TICK_MS as _) };
-    });
+    WORKER.with(|w| *w.borrow_mut() = Some(worker));
     notice!(
         log,
         "status_alert: evaluating {} names and {} probes in this process",
@@ -130,49 +119,115 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
-/// `exit_process`: gives queued alerts a short grace period, then stops the threads.
+/// Forks the helper process and watches its reports; logs and returns `None` on failure.
+fn start_helper(mcf: &MainConf, cycle: &ngx_cycle_t, log: *mut ngx_log_t) -> Option<Sidecar> {
+    let webhook = match mcf.webhook() {
+        WebhookTarget::Off => None,
+        WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
+    };
+    let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
+    // Forked while this process has no thread (see sidecar.rs).
+    let sidecar = match Sidecar::start(webhook, probes) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(
+                log,
+                "status_alert: cannot start the helper process, alerting is off: {e}"
+            );
+            return None;
+        }
+    };
+    // SAFETY: valid cycle; the descriptor stays open as long as the sidecar.
+    let rc = unsafe {
+        ngx_add_channel_event(
+            ptr::from_ref(cycle).cast_mut(),
+            sidecar.read_fd(),
+            NGX_READ_EVENT,
+            Some(on_reports),
+        )
+    };
+    if rc != NGX_OK as ngx_int_t {
+        error!(
+            log,
+            "status_alert: cannot watch the helper process, alerting is off"
+        );
+        let _ = sidecar.shutdown(Duration::ZERO);
+        return None;
+    }
+    Some(sidecar)
+}
+
+/// `exit_process`: gives queued alerts a short grace period, then lets the helper go.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return;
     };
-    if worker.event.timer_set() != 0 {
-        // SAFETY: the timer was added by this module and is still in nginx's timer tree.
-        unsafe { nginx_sys::ngx_del_timer(&mut *worker.event) };
-    }
     if let Some(sidecar) = worker.sidecar.take() {
+        // The report descriptor is closed with the sidecar; nginx's channel connection for it is
+        // not used again (the process is exiting, and channel connections are not checked).
         let reports = sidecar.shutdown(SHUTDOWN_GRACE);
         let outcomes = worker.absorb(reports, now_ms(), &mut Vec::new());
         record_outcomes(&worker, outcomes);
     }
 }
 
-extern "C" fn on_tick(_ev: *mut ngx_event_t) {
+/// Read event on the helper's report pipe.
+extern "C" fn on_reports(ev: *mut ngx_event_t) {
+    // SAFETY: nginx passes the channel event it registered; its data is the connection.
+    let c = unsafe { (*ev).data.cast::<ngx_connection_t>() };
     WORKER.with(|w| {
         let mut guard = w.borrow_mut();
         let Some(worker) = guard.as_mut() else {
             return;
         };
         // Catch panics so that no unwind crosses into nginx; a failed tick is logged.
-        let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.tick()));
-        if tick.is_err() {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.on_reports(c)));
+        if run.is_err() {
             error!(worker.log, "status_alert: evaluation failed unexpectedly");
-        }
-        if !exiting() {
-            // SAFETY: the boxed event lives in WORKER.
-            unsafe { nginx_sys::ngx_add_timer(&mut *worker.event, TICK_MS as _) };
         }
     });
 }
 
 impl Worker {
-    fn tick(&mut self) {
+    fn on_reports(&mut self, c: *mut ngx_connection_t) {
         let now = now_ms();
         let mut events = Vec::new();
-
-        let reports = self.sidecar.as_mut().map(Sidecar::poll).unwrap_or_default();
+        let Some(sidecar) = self.sidecar.as_mut() else {
+            return;
+        };
+        let (reports, gone) = sidecar.poll();
+        let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
         let mut outcomes = self.absorb(reports, now, &mut events);
-
-        if now >= self.next_eval_ms {
+        if gone {
+            // The helper died (it never exits on its own while its input is open).
+            if let Some(sidecar) = self.sidecar.take() {
+                let fd = sidecar.abandon();
+                // SAFETY: c is the channel connection of fd; closing it removes the event.
+                unsafe {
+                    if !c.is_null() && (*c).fd == fd {
+                        ngx_close_connection(c);
+                    } else {
+                        libc::close(fd);
+                    }
+                }
+            }
+            if !self.stopping {
+                error!(
+                    self.log,
+                    "status_alert: the helper process exited, restarting it"
+                );
+                // SAFETY: ngx_cycle is this process's current cycle.
+                let cycle = unsafe { &*nginx_sys::ngx_cycle };
+                self.sidecar = start_helper(self.mcf, cycle, self.log);
+            }
+        }
+        if exiting() && !self.stopping {
+            self.stopping = true;
+            if let Some(s) = self.sidecar.as_mut() {
+                s.close_input();
+            }
+        }
+        if ticked && !self.stopping && now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();
             self.next_eval_ms = now + interval;
             let zone = self
@@ -218,6 +273,7 @@ impl Worker {
                         zone.header().queue_depth.store(n, Relaxed);
                     }
                 }
+                Report::Tick => {}
             }
         }
         outcomes

@@ -408,3 +408,38 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
         "the helper process outlived nginx"
     );
 }
+
+#[test]
+fn a_killed_helper_is_restarted_and_alerts_still_flow() {
+    if !have_module("helper_restart") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
+    let helper = || -> Vec<u32> {
+        nginx
+            .worker_pids()
+            .iter()
+            .flat_map(|w| children_of(*w))
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(5), || helper().len() == 1));
+    let first = helper()[0];
+    assert!(send_signal(first, "KILL"));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let now = helper();
+            now.len() == 1 && now[0] != first
+        }),
+        "no new helper; log:\n{}",
+        nginx.error_log()
+    );
+    assert!(nginx.wait_for_log(
+        "the helper process exited, restarting it",
+        Duration::from_secs(2)
+    ));
+    send(nginx.port, "/err", 30);
+    let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
+    assert_eq!(titles(&msgs).len(), 1, "{:?}", titles(&msgs));
+    assert!(titles(&msgs)[0].starts_with("CRITICAL be:"));
+}
