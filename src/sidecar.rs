@@ -70,8 +70,14 @@ pub fn encode(report: &Report) -> String {
     line
 }
 
+/// The tick line, recognised without parsing: worker 0 reads four per second.
+const TICK_LINE: &str = "{\"tick\":true}";
+
 /// Parses a line written by [`encode`]; `None` for anything else.
 pub fn decode(line: &str) -> Option<Report> {
+    if line.trim_end() == TICK_LINE {
+        return Some(Report::Tick);
+    }
     let v: Value = serde_json::from_str(line).ok()?;
     if let Some(o) = v.get("outcome") {
         let label = o.get("result")?.as_str()?;
@@ -105,12 +111,15 @@ pub fn decode(line: &str) -> Option<Report> {
 /// Splits complete lines off the front of `buf` and decodes them.
 fn drain_lines(buf: &mut Vec<u8>) -> Vec<Report> {
     let mut out = Vec::new();
-    while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-        let line: Vec<u8> = buf.drain(..=nl).collect();
-        if let Some(r) = std::str::from_utf8(&line).ok().and_then(decode) {
+    let mut start = 0;
+    while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+        let line = &buf[start..start + nl];
+        if let Some(r) = std::str::from_utf8(line).ok().and_then(decode) {
             out.push(r);
         }
+        start += nl + 1;
     }
+    buf.drain(..start);
     out
 }
 
@@ -141,6 +150,8 @@ pub struct Sidecar {
     from_child: File,
     pending: Vec<u8>,
     inbox: Vec<u8>,
+    /// Read buffer, allocated once: zeroing a fresh one per tick showed up in ci/bench.
+    scratch: Vec<u8>,
 }
 
 impl Sidecar {
@@ -176,6 +187,7 @@ impl Sidecar {
                     from_child: File::from(up_r),
                     pending: Vec::new(),
                     inbox: Vec::new(),
+                    scratch: vec![0; 16 * 1024],
                 })
             }
         }
@@ -217,15 +229,14 @@ impl Sidecar {
     /// Reports received so far, and whether the child has gone (end of file); never blocks.
     pub fn poll(&mut self) -> (Vec<Report>, bool) {
         self.flush();
-        let mut chunk = [0u8; 16 * 1024];
         let mut eof = false;
         loop {
-            match self.from_child.read(&mut chunk) {
+            match self.from_child.read(&mut self.scratch) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.inbox.extend_from_slice(&self.scratch[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
@@ -271,7 +282,6 @@ impl Sidecar {
             })
             .collect();
         let fd = self.from_child.as_raw_fd();
-        let mut chunk = [0u8; 16 * 1024];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -287,9 +297,9 @@ impl Sidecar {
             if ready <= 0 {
                 continue;
             }
-            match self.from_child.read(&mut chunk) {
+            match self.from_child.read(&mut self.scratch) {
                 Ok(0) => break,
-                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.inbox.extend_from_slice(&self.scratch[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
