@@ -52,17 +52,19 @@ impl Reason {
         }
     }
 
-    fn from_index(i: u32) -> Option<Reason> {
-        [
-            Reason::Refused,
-            Reason::Timeout,
-            Reason::Status,
-            Reason::Reset,
-            Reason::Tls,
-            Reason::Dns,
-        ]
-        .get(i as usize)
-        .copied()
+    /// Every reason, in the order of their values and of `zone::PROBE_REASONS`.
+    pub const ALL: [Reason; 6] = [
+        Reason::Refused,
+        Reason::Timeout,
+        Reason::Status,
+        Reason::Reset,
+        Reason::Tls,
+        Reason::Dns,
+    ];
+
+    /// The reason with value `i`.
+    pub fn from_index(i: u32) -> Option<Reason> {
+        Reason::ALL.get(i as usize).copied()
     }
 }
 
