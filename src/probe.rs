@@ -455,6 +455,15 @@ mod tests {
     }
 
     #[test]
+    fn reasons_match_metric_labels() {
+        let labels: Vec<&str> = Reason::ALL
+            .iter()
+            .map(|r| crate::zone::PROBE_REASONS[*r as usize])
+            .collect();
+        assert_eq!(labels, ["refused", "timeout", "status", "reset", "tls", "dns"]);
+    }
+
+    #[test]
     fn base64_rfc4648() {
         assert_eq!(base64(b""), "");
         assert_eq!(base64(b"f"), "Zg==");
