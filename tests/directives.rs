@@ -1268,3 +1268,15 @@ fn off_and_inheritance_decide_what_is_counted() {
     }
     nginx.assert_log_clean();
 }
+
+#[test]
+fn status_alert_off_takes_no_parameters() {
+    if !have_module("status_alert_off_takes_no_parameters") {
+        return;
+    }
+    // Without this check `off warn=1%` would silently define a NAME called "off".
+    let block = in_location("status_alert off warn=1%;");
+    let out = expect_rejected(&block, "status_alert off", &["\"off\" takes no parameters"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("warn=1%"), "{out}");
+}
