@@ -377,3 +377,30 @@ fn counting_survives_a_worker_crash() {
     }
     assert_eq!(count(&scrape(nginx.port), "a", "200"), 20);
 }
+
+#[test]
+fn requests_rejected_before_any_location_count_under_the_server_name() {
+    if !have_module("bad_request") {
+        return;
+    }
+    use std::io::{Read, Write};
+    let nginx = Nginx::start(
+        &format!(
+            "server {{ listen 127.0.0.1:{{PORT}}; status_alert srv; \
+             location / {{ status_alert api; return 200; }} {METRICS_LOCATION} }}"
+        ),
+        NginxOpts::default(),
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
+    s.write_all(b"BAD REQUEST LINE\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    drop(s);
+    assert!(wait_until(Duration::from_secs(2), || count(
+        &scrape(nginx.port),
+        "srv",
+        "400"
+    ) == 1));
+    assert_eq!(count(&scrape(nginx.port), "api", "400"), 0);
+}
