@@ -8,10 +8,31 @@ use std::time::Duration;
 
 use common::*;
 
-fn scrape(port: u16) -> Vec<Sample> {
+fn scrape_once(port: u16) -> Vec<Sample> {
     let r = http_get(port, "/status_metrics");
     assert_eq!(r.status, 200, "{}", r.text());
     parse_prometheus(&r.text())
+}
+
+/// Metrics once the counters have settled. A request is counted in the log phase, just after its
+/// response is sent, so a scrape served by the other worker can arrive a moment before it.
+fn scrape(port: u16) -> Vec<Sample> {
+    let counters = |m: &[Sample]| -> Vec<Sample> {
+        m.iter()
+            .filter(|(n, _, _)| n.starts_with("nginx_location_request"))
+            .cloned()
+            .collect()
+    };
+    let mut last = scrape_once(port);
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = scrape_once(port);
+        if counters(&now) == counters(&last) {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 fn count(samples: &[Sample], name: &str, status: &str) -> u64 {
