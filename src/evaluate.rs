@@ -138,6 +138,15 @@ mod tests {
         }
     }
 
+    /// One watched NAME "be" over `z`'s first slot.
+    fn watch<'a>(z: &'a Zone, p: &'a AlertParams) -> [Watched<'a>; 1] {
+        [Watched {
+            name: "be",
+            params: p,
+            slot: &z.names()[0],
+        }]
+    }
+
     fn traffic(slot: &NameSlot, ok: u64, errors: u64) {
         for _ in 0..ok {
             slot.counters.record(200, 1);
@@ -152,11 +161,7 @@ mod tests {
         let z = zone(&["be"]);
         let p = params();
         let slot = &z.names()[0];
-        let w = [Watched {
-            name: "be",
-            params: &p,
-            slot,
-        }];
+        let w = watch(&z, &p);
         let mut log: Vec<(u64, String)> = Vec::new();
         for s in 0..=120u64 {
             // 20 req/s; 50% errors between t=20s and t=60s.
@@ -188,11 +193,7 @@ mod tests {
         let z = zone(&["be"]);
         let p = params();
         let slot = &z.names()[0];
-        let w = [Watched {
-            name: "be",
-            params: &p,
-            slot,
-        }];
+        let w = watch(&z, &p);
         for s in 0..30u64 {
             traffic(slot, 0, 1); // 1 error per second: 10 in the window < 20
             assert!(evaluate(&w, s * 1000 + 1, 1000).is_empty());
@@ -205,11 +206,7 @@ mod tests {
         let z = zone(&["be"]);
         let p = params();
         let slot = &z.names()[0];
-        let w = [Watched {
-            name: "be",
-            params: &p,
-            slot,
-        }];
+        let w = watch(&z, &p);
         evaluate(&w, 1_000, 1000);
         traffic(slot, 0, 100);
         let first = evaluate(&w, 2_000, 1000);

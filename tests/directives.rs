@@ -144,16 +144,7 @@ struct OwnDir(PathBuf);
 impl OwnDir {
     fn new() -> OwnDir {
         let dir = unique_temp_dir("directives");
-        for sub in [
-            "logs",
-            "tmp/body",
-            "tmp/proxy",
-            "tmp/fastcgi",
-            "tmp/uwsgi",
-            "tmp/scgi",
-        ] {
-            fs::create_dir_all(dir.join(sub)).expect("create dir");
-        }
+        prepare_dir(&dir);
         OwnDir(dir)
     }
 

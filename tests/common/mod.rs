@@ -407,7 +407,8 @@ fn numbered(text: &str) -> String {
         .collect()
 }
 
-fn prepare_dir(dir: &Path) {
+/// Creates the sub-directories an nginx prefix needs (logs and temp paths) under `dir`.
+pub fn prepare_dir(dir: &Path) {
     // logs/ is where nginx opens its compiled-in default error log (relative to -p) before it
     // has read our config; without it every start prints a spurious "[alert] could not open".
     for sub in [
