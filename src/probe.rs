@@ -460,7 +460,10 @@ mod tests {
             .iter()
             .map(|r| crate::zone::PROBE_REASONS[*r as usize])
             .collect();
-        assert_eq!(labels, ["refused", "timeout", "status", "reset", "tls", "dns"]);
+        assert_eq!(
+            labels,
+            ["refused", "timeout", "status", "reset", "tls", "dns"]
+        );
     }
 
     #[test]
