@@ -164,11 +164,7 @@ pub fn collect(mcf: &MainConf) -> Metrics {
         m.probes.push(ProbeMetrics {
             name: p.spec.name.clone(),
             target: p.spec.target.display(),
-            up: match s.state.load(Relaxed) {
-                1 => Some(true),
-                2 => Some(false),
-                _ => None,
-            },
+            up: crate::probe::is_up(s),
             duration_seconds: s.last_duration_us.load(Relaxed) as f64 / 1e6,
             failures,
         });

@@ -109,6 +109,22 @@ fn header(out: &mut impl Write, name: &str, kind: &str, help: &str) -> fmt::Resu
     writeln!(out, "# TYPE {name} {kind}")
 }
 
+/// Cumulative bucket counts with their `le` labels, `+Inf` last (equal to the count).
+fn cumulative_buckets(c: &CountersSnapshot) -> Vec<(String, u64)> {
+    let mut total = 0u64;
+    let mut out: Vec<(String, u64)> = BUCKET_BOUNDS_MS
+        .iter()
+        .zip(c.buckets.iter())
+        .map(|(ms, n)| {
+            total += n;
+            (le_label(*ms), total)
+        })
+        .collect();
+    total += c.buckets[BUCKET_BOUNDS_MS.len()];
+    out.push(("+Inf".to_string(), total));
+    out
+}
+
 /// Upper bound label of a histogram bucket: `0.005` ... `10`.
 fn le_label(ms: u64) -> String {
     (ms as f64 / 1000.0).to_string()
@@ -143,32 +159,19 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     let hist = "nginx_location_request_duration_seconds";
     header(out, hist, "histogram", "Request time by location NAME.")?;
     for l in locs {
-        let mut cumulative = 0u64;
         let bucket = format!("{hist}_bucket");
-        for (i, ms) in BUCKET_BOUNDS_MS.iter().enumerate() {
-            cumulative += l.counters.buckets[i];
-            let le = le_label(*ms);
-            sample(
-                out,
-                &bucket,
-                &[("location", &l.name), ("le", &le)],
-                cumulative,
-            )?;
+        let buckets = cumulative_buckets(&l.counters);
+        for (le, n) in &buckets {
+            sample(out, &bucket, &[("location", &l.name), ("le", le)], n)?;
         }
-        cumulative += l.counters.buckets[BUCKET_BOUNDS_MS.len()];
-        sample(
-            out,
-            &bucket,
-            &[("location", &l.name), ("le", "+Inf")],
-            cumulative,
-        )?;
+        let count = buckets.last().map_or(0, |(_, n)| *n);
         let sum = l.counters.duration_us_sum as f64 / 1e6;
         sample(out, &format!("{hist}_sum"), &[("location", &l.name)], sum)?;
         sample(
             out,
             &format!("{hist}_count"),
             &[("location", &l.name)],
-            cumulative,
+            count,
         )?;
     }
 
@@ -296,14 +299,12 @@ pub fn render_json(m: &Metrics) -> String {
         for (code, n) in l.counters.seen_codes() {
             requests.insert(status_label(code), json!(n));
         }
-        let mut buckets = Map::new();
-        let mut cumulative = 0u64;
-        for (i, ms) in BUCKET_BOUNDS_MS.iter().enumerate() {
-            cumulative += l.counters.buckets[i];
-            buckets.insert(le_label(*ms), json!(cumulative));
-        }
-        cumulative += l.counters.buckets[BUCKET_BOUNDS_MS.len()];
-        buckets.insert("+Inf".into(), json!(cumulative));
+        let cumulative = cumulative_buckets(&l.counters);
+        let count = cumulative.last().map_or(0, |(_, n)| *n);
+        let buckets: Map<String, Value> = cumulative
+            .into_iter()
+            .map(|(le, n)| (le, json!(n)))
+            .collect();
         locations.insert(
             l.name.clone(),
             json!({
@@ -312,7 +313,7 @@ pub fn render_json(m: &Metrics) -> String {
                 "duration_seconds": {
                     "buckets": buckets,
                     "sum": l.counters.duration_us_sum as f64 / 1e6,
-                    "count": cumulative,
+                    "count": count,
                 },
                 "window": {
                     "requests": l.window_requests,

@@ -183,11 +183,6 @@ impl Default for AlertParams {
     }
 }
 
-/// Splits `key=value`; a word without `=` yields `None`.
-pub fn split_kv(arg: &str) -> Option<(&str, &str)> {
-    arg.split_once('=')
-}
-
 /// Parses the arguments after NAME of `status_alert NAME [key=value ...]`.
 pub fn parse_alert_params<'a>(
     args: impl IntoIterator<Item = &'a str>,
@@ -195,7 +190,7 @@ pub fn parse_alert_params<'a>(
     let mut p = AlertParams::default();
     let mut seen: Vec<&str> = Vec::new();
     for arg in args {
-        let Some((key, value)) = split_kv(arg) else {
+        let Some((key, value)) = arg.split_once('=') else {
             return Err(ParamError::UnknownParameter(arg.to_string()));
         };
         if seen.contains(&key) {

@@ -158,13 +158,13 @@ fn set_state(shared: &ProbeShared, from: u32, to: u32, now_ms: u64) -> bool {
     won
 }
 
-/// The last failure reason stored in `shared`.
-pub fn last_reason(shared: &ProbeShared) -> Option<Reason> {
-    shared
-        .last_reason
-        .load(Relaxed)
-        .checked_sub(1)
-        .and_then(Reason::from_index)
+/// Whether the target is up: `None` until its first result.
+pub fn is_up(shared: &ProbeShared) -> Option<bool> {
+    match shared.state.load(Relaxed) {
+        UP => Some(true),
+        DOWN => Some(false),
+        _ => None,
+    }
 }
 
 /// Background probe threads, one per target.
@@ -441,7 +441,8 @@ mod tests {
         );
         assert_eq!(s.failures[Reason::Refused as usize].load(Relaxed), 1);
         assert_eq!(s.failures[Reason::Timeout as usize].load(Relaxed), 2);
-        assert_eq!(last_reason(&s), Some(Reason::Timeout));
+        assert_eq!(s.last_reason.load(Relaxed), Reason::Timeout as u32 + 1);
+        assert_eq!(is_up(&s), Some(true));
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::probe_spec::ProbeSpec;
 const MAX_PENDING: usize = 1 << 20;
 /// How often the child checks for work when idle.
 const CHILD_POLL_MS: i32 = 50;
+/// How long queued alerts may still be delivered once worker 0 exits.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often the child wakes worker 0 to evaluate and collect reports.
 pub const TICK_MS: u64 = 250;
 
@@ -373,7 +375,6 @@ fn child_main(
         ProbeRunner::start(probes).ok()
     };
 
-    let grace = Duration::from_secs(2);
     let tick = Duration::from_millis(TICK_MS);
     let mut next_tick = Instant::now();
     let mut inbox = Vec::new();
@@ -433,7 +434,7 @@ fn child_main(
         r.stop();
     }
     if let Some(n) = notifier {
-        for o in n.shutdown(grace) {
+        for o in n.shutdown(SHUTDOWN_GRACE) {
             send(&Report::Outcome(o));
         }
         send(&Report::QueueDepth(0));

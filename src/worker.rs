@@ -24,7 +24,7 @@ use crate::event::{AlertEvent, EventDetail, ProbeEvent};
 use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
 use crate::params::WebhookTarget;
 use crate::probe::{self, ProbeResult, ProbeTransition};
-use crate::sidecar::{Report, Sidecar};
+use crate::sidecar::{Report, Sidecar, SHUTDOWN_GRACE};
 use crate::{discord, HttpStatusAlertModule};
 
 extern "C" {
@@ -40,8 +40,6 @@ extern "C" {
 
 /// nginx's `NGX_READ_EVENT` with the epoll event method.
 const NGX_READ_EVENT: ngx_int_t = (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t;
-/// How long queued alerts may still be delivered when the worker exits.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// State of the evaluating process.
 struct Worker {
@@ -49,8 +47,6 @@ struct Worker {
     log: *mut ngx_log_t,
     host: String,
     next_eval_ms: u64,
-    /// True when alerts go to a webhook (through the helper process).
-    webhook: bool,
     sidecar: Option<Sidecar>,
     /// The helper was told to finish (nginx is exiting).
     stopping: bool,
@@ -80,7 +76,7 @@ fn is_evaluating_process() -> bool {
         || (process == nginx_sys::NGX_PROCESS_WORKER as usize && worker == 0)
 }
 
-/// `init_process`: starts the timer and background threads in the evaluating process.
+/// `init_process`: in the evaluating process, forks the helper and watches its reports.
 pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     if !is_evaluating_process() {
         return NGX_OK as ngx_int_t;
@@ -95,7 +91,6 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     let log = cycle.log;
 
-    let webhook = mcf.webhook() != &WebhookTarget::Off;
     let Some(sidecar) = start_helper(mcf, cycle, log) else {
         return NGX_OK as ngx_int_t;
     };
@@ -105,7 +100,6 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         log,
         host: cycle.hostname.to_string(),
         next_eval_ms: now_ms() + mcf.interval_ms(),
-        webhook,
         sidecar: Some(sidecar),
         stopping: false,
     };
@@ -315,7 +309,8 @@ impl Worker {
     /// Logs every event; with a webhook, also hands the Discord payloads to the helper.
     /// Returns outcomes for payloads that could not be handed over.
     fn announce(&mut self, events: &[AlertEvent]) -> Vec<Outcome> {
-        let Some(sidecar) = self.sidecar.as_mut().filter(|_| self.webhook) else {
+        let webhook = self.mcf.webhook() != &WebhookTarget::Off;
+        let Some(sidecar) = self.sidecar.as_mut().filter(|_| webhook) else {
             // No webhook: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));
