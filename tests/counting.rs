@@ -14,25 +14,28 @@ fn scrape_once(port: u16) -> Vec<Sample> {
     parse_prometheus(&r.text())
 }
 
-/// Metrics once the counters have settled. A request is counted in the log phase, just after its
-/// response is sent, so a scrape served by the other worker can arrive a moment before it.
-fn scrape(port: u16) -> Vec<Sample> {
-    let counters = |m: &[Sample]| -> Vec<Sample> {
+/// Metrics once `requests` requests have been counted. A request is counted in the log phase,
+/// just after its response is sent, so a scrape served by the other worker can arrive a moment
+/// before it: poll until the total is reached, then wait a little and scrape again so that a
+/// request counted twice (or under the wrong NAME) still shows up in the exact checks.
+fn scrape(port: u16, requests: u64) -> Vec<Sample> {
+    let total = |m: &[Sample]| -> u64 {
         m.iter()
-            .filter(|(n, _, _)| n.starts_with("nginx_location_request"))
-            .cloned()
-            .collect()
+            .filter(|(n, _, _)| n == "nginx_location_requests_total")
+            .map(|(_, _, v)| *v as u64)
+            .sum()
     };
-    let mut last = scrape_once(port);
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = scrape_once(port);
-        if counters(&now) == counters(&last) {
-            return now;
-        }
-        last = now;
-    }
-    last
+    let reached = wait_until(Duration::from_secs(5), || {
+        total(&scrape_once(port)) >= requests
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let m = scrape_once(port);
+    assert!(
+        reached,
+        "only {} of {requests} requests were counted",
+        total(&m)
+    );
+    m
 }
 
 fn count(samples: &[Sample], name: &str, status: &str) -> u64 {
@@ -98,7 +101,7 @@ fn exact_counts_across_two_workers_under_concurrency() {
     assert!(missing.iter().all(|s| *s == 404));
     assert!(slow.iter().all(|s| *s == 200));
 
-    let m = scrape(port);
+    let m = scrape(port, 5000);
     assert_eq!(count(&m, "api", "200"), 3200); // + the 200 worker-discovery requests
     assert_eq!(count(&m, "api", "503"), 1000);
     assert_eq!(count(&m, "api", "404"), 500);
@@ -168,7 +171,7 @@ fn shared_name_off_and_unnamed_locations() {
     for path in ["/a", "/a", "/b", "/off", "/none", "/none"] {
         http_get(nginx.port, path);
     }
-    let m = scrape(nginx.port);
+    let m = scrape(nginx.port, 3);
     assert_eq!(count(&m, "shop", "200"), 2);
     assert_eq!(count(&m, "shop", "500"), 1);
     let total: f64 = m
@@ -220,7 +223,7 @@ fn error_page_counts_the_final_status_once_under_the_first_name() {
     assert_eq!((r.status, r.text().as_str()), (200, "cached copy"));
     assert_eq!(http_get(nginx.port, "/old").status, 200);
 
-    let m = scrape(nginx.port);
+    let m = scrape(nginx.port, 3);
     // Counted once, under the API the client asked for, not under the error page's NAME.
     assert_eq!(count(&m, "api", "502"), 1);
     assert_eq!(count(&m, "static", "502") + count(&m, "static", "503"), 0);
@@ -259,7 +262,7 @@ fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
     nginx.write_config(&block("location /c { status_alert c; return 404; }", ""));
     nginx.reload();
     http_get(nginx.port, "/c");
-    let m = scrape(nginx.port);
+    let m = scrape(nginx.port, 7);
     assert_eq!((count(&m, "a", "200"), count(&m, "b", "500")), (5, 1));
     assert_eq!(count(&m, "c", "404"), 1);
 
@@ -269,7 +272,7 @@ fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
         "status_alert_zone 4m;",
     ));
     nginx.reload();
-    let m = scrape(nginx.port);
+    let m = scrape(nginx.port, 7);
     assert_eq!((count(&m, "a", "200"), count(&m, "b", "500")), (5, 1));
     assert_eq!(count(&m, "c", "404"), 1);
 
@@ -280,12 +283,12 @@ fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
     );
     nginx.write_config(&without_b);
     nginx.reload();
-    let m = scrape(nginx.port);
+    let m = scrape(nginx.port, 5);
     assert_eq!(count(&m, "b", "500"), 0, "removed NAMEs are not exported");
     assert_eq!(count(&m, "a", "200"), 5);
     nginx.write_config(&block("", "status_alert_zone 4m;"));
     nginx.reload();
-    let m = scrape(nginx.port);
+    let m = scrape(nginx.port, 6);
     assert_eq!(count(&m, "b", "500"), 1);
     nginx.assert_log_clean();
 }
@@ -309,6 +312,8 @@ fn metrics_formats_methods_and_promtool() {
     );
     http_get(nginx.port, "/y");
     http_get(nginx.port, "/y");
+    // Exact output checks below: first let both /y be counted.
+    assert_eq!(count(&scrape(nginx.port, 2), "api.v2/users", "418"), 2);
 
     let r = http_get(nginx.port, "/status_metrics");
     assert_eq!(r.status, 200);
@@ -396,7 +401,7 @@ fn counting_survives_a_worker_crash() {
     for _ in 0..10 {
         http_get(nginx.port, "/");
     }
-    assert_eq!(count(&scrape(nginx.port), "a", "200"), 20);
+    assert_eq!(count(&scrape(nginx.port, 20), "a", "200"), 20);
 }
 
 #[test]
@@ -418,10 +423,7 @@ fn requests_rejected_before_any_location_count_under_the_server_name() {
     s.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 400");
     drop(s);
-    assert!(wait_until(Duration::from_secs(2), || count(
-        &scrape(nginx.port),
-        "srv",
-        "400"
-    ) == 1));
-    assert_eq!(count(&scrape(nginx.port), "api", "400"), 0);
+    let m = scrape(nginx.port, 1);
+    assert_eq!(count(&m, "srv", "400"), 1);
+    assert_eq!(count(&m, "api", "400"), 0);
 }
