@@ -8,7 +8,8 @@
 //! non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes, probe results and
 //! the queue depth come back, plus a tick every [`TICK_MS`] that wakes worker 0 through nginx's
 //! event loop, so worker 0 needs no timer of its own (a timer node in nginx's timer tree cost
-//! every request about 20-35 instructions). The child never calls nginx; it dies with worker 0
+//! every request about 20-35 instructions). The child never calls nginx (but for the `in_child`
+//! hook its parent passes, which sets the process title); it dies with worker 0
 //! (`PR_SET_PDEATHSIG`) and, when worker 0 closes the pipe on exit, delivers what is queued for
 //! at most the grace period and exits.
 
@@ -149,7 +150,13 @@ pub struct Sidecar {
 
 impl Sidecar {
     /// Forks the helper process. Call only while the calling process has a single thread.
-    pub fn start(webhook: Option<NotifierConfig>, probes: Vec<ProbeSpec>) -> io::Result<Sidecar> {
+    /// `in_child` runs first thing in the child (worker 0 passes one that sets the process
+    /// title, which needs nginx).
+    pub fn start(
+        webhook: Option<NotifierConfig>,
+        probes: Vec<ProbeSpec>,
+        in_child: fn(),
+    ) -> io::Result<Sidecar> {
         let (down_r, down_w) = pipe()?;
         let (up_r, up_w) = pipe()?;
         // SAFETY: getpid has no preconditions.
@@ -159,6 +166,7 @@ impl Sidecar {
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
             0 => {
+                in_child();
                 drop(down_w);
                 drop(up_r);
                 child_main(

@@ -14,7 +14,7 @@ use core::time::Duration;
 
 use nginx_sys::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_handler_pt, ngx_event_t,
-    ngx_fd_t, ngx_int_t, ngx_log_t, NGX_OK,
+    ngx_fd_t, ngx_int_t, ngx_log_t, ngx_setproctitle, NGX_OK,
 };
 use ngx::http::HttpModuleMainConf;
 
@@ -121,7 +121,7 @@ fn start_helper(mcf: &MainConf, cycle: &ngx_cycle_t, log: *mut ngx_log_t) -> Opt
     };
     let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
     // Forked while this process has no thread (see sidecar.rs).
-    let sidecar = match Sidecar::start(webhook, probes) {
+    let sidecar = match Sidecar::start(webhook, probes, set_helper_title) {
         Ok(s) => s,
         Err(e) => {
             error!(
@@ -149,6 +149,14 @@ fn start_helper(mcf: &MainConf, cycle: &ngx_cycle_t, log: *mut ngx_log_t) -> Opt
         return None;
     }
     Some(sidecar)
+}
+
+/// In the helper, right after fork: `ps` shows `nginx: status alert helper` instead of the
+/// inherited `nginx: worker process`.
+fn set_helper_title() {
+    // SAFETY: nginx prepared the argv area at start (ngx_init_setproctitle, on every Linux
+    // build); the forked child owns its copy and has no other thread.
+    unsafe { ngx_setproctitle(c"status alert helper".as_ptr().cast_mut()) };
 }
 
 /// `exit_process`: gives queued alerts a short grace period, then lets the helper go.

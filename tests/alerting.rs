@@ -394,6 +394,13 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
     let helper = helpers[0];
     let comm = std::fs::read_to_string(format!("/proc/{helper}/comm")).unwrap_or_default();
     assert_eq!(comm.trim(), "status-alert");
+    let cmdline = std::fs::read(format!("/proc/{helper}/cmdline")).unwrap_or_default();
+    let title = String::from_utf8_lossy(&cmdline);
+    assert_eq!(
+        title.trim_end_matches('\0'),
+        "nginx: status alert helper",
+        "what ps shows for the helper"
+    );
     assert!(threads(helper) >= 3, "notifier + probe threads expected");
     for w in &workers {
         assert_eq!(threads(*w), 1, "worker {w} must stay single-threaded");
