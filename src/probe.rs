@@ -319,13 +319,7 @@ fn probe_once(spec: &ProbeSpec, agent: &ureq::Agent) -> (Option<Reason>, Option<
 
 fn tcp_probe(host: &str, port: u16, timeout_ms: u64) -> Result<(), Reason> {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|_| Reason::Dns)?
-        .collect();
-    if addrs.is_empty() {
-        return Err(Reason::Dns);
-    }
+    let addrs = resolve_within(host, port, Duration::from_millis(timeout_ms), system_lookup)?;
     let mut last = Reason::Refused;
     for addr in addrs {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -340,6 +334,44 @@ fn tcp_probe(host: &str, port: u16, timeout_ms: u64) -> Result<(), Reason> {
     Err(last)
 }
 
+type Lookup = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+fn system_lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+/// Resolves `host` within `timeout`, so that a resolver that never answers fails the probe as
+/// `dns` in time instead of stalling it. `getaddrinfo` cannot be cancelled: a lookup that runs
+/// over is left to finish on its own thread, which then exits (the send finds nobody waiting).
+/// IP literals, the common case for upstreams, resolve without a thread.
+fn resolve_within(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    lookup: Lookup,
+) -> Result<Vec<SocketAddr>, Reason> {
+    let addrs = if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        let (tx, rx) = bounded(1);
+        let name = host.to_owned();
+        std::thread::Builder::new()
+            .name("status-alert-dns".into())
+            .spawn(move || {
+                let _ = tx.send(lookup(&name, port));
+            })
+            .map_err(|_| Reason::Dns)?;
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(addrs)) => addrs,
+            _ => return Err(Reason::Dns),
+        }
+    };
+    if addrs.is_empty() {
+        return Err(Reason::Dns);
+    }
+    Ok(addrs)
+}
+
 fn classify_io(e: &io::Error) -> Reason {
     use io::ErrorKind::*;
     match e.kind() {
@@ -352,6 +384,7 @@ fn classify_io(e: &io::Error) -> Reason {
 fn classify_ureq(e: &ureq::Error) -> Reason {
     match e {
         ureq::Error::Io(io) => classify_io(io),
+        ureq::Error::Timeout(ureq::Timeout::Resolve) => Reason::Dns,
         ureq::Error::Timeout(_) => Reason::Timeout,
         ureq::Error::HostNotFound => Reason::Dns,
         ureq::Error::ConnectionFailed => Reason::Refused,
@@ -487,6 +520,32 @@ mod tests {
             tcp_probe("no-such-host.invalid", 80, 1000),
             Err(Reason::Dns)
         );
+    }
+
+    #[test]
+    fn a_lookup_that_never_answers_fails_as_dns_within_the_timeout() {
+        fn hanging(_: &str, _: u16) -> io::Result<Vec<SocketAddr>> {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(vec![])
+        }
+        fn answers(_: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+        }
+        let started = Instant::now();
+        let r = resolve_within("db.internal", 5432, Duration::from_millis(200), hanging);
+        assert_eq!(r, Err(Reason::Dns));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        let r = resolve_within("db.internal", 5432, Duration::from_millis(200), answers);
+        assert_eq!(r, Ok(vec![SocketAddr::from(([127, 0, 0, 1], 5432))]));
+        // IP literals never reach the lookup.
+        let r = resolve_within("10.0.0.5", 80, Duration::from_millis(200), hanging);
+        assert_eq!(r, Ok(vec![SocketAddr::from(([10, 0, 0, 5], 80))]));
+        let r = resolve_within("::1", 80, Duration::ZERO, hanging);
+        assert_eq!(r, Ok(vec!["[::1]:80".parse().unwrap()]));
     }
 
     #[test]
