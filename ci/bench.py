@@ -789,10 +789,8 @@ def memory_snapshot(nginx, d, conf, port, what):
     finally:
         PROCS.stop(p)
     shared = [m for m in maps if m["perms"][3] == "s"]
-    private = [m for m in maps if m["perms"][3] != "s"]
     return {
         "shared": [{"size": m["size"], "rss": m.get("Rss", 0), "path": m["path"]} for m in shared],
-        "private_dirty": sum(m.get("Private_Dirty", 0) for m in private),
         "rss": sum(m.get("Rss", 0) for m in maps),
     }
 
@@ -825,8 +823,6 @@ def bench_memory(args, nginx, out_dir, results):
         raise StepFailed(f"expected exactly one extra shared mapping (the status_alert zone), "
                          f"found {len(z1)} with 1 NAME and {len(zn)} with {n} NAMEs")
     s1, sn = z1[0]["size"], zn[0]["size"]
-    heap_n = snaps["module-n"]["private_dirty"] - snaps["vanilla-n"]["private_dirty"]
-    heap_1 = snaps["module-1"]["private_dirty"] - snaps["vanilla-1"]["private_dirty"]
     res = {
         "names": n,
         "zone_1": s1,
@@ -835,9 +831,6 @@ def bench_memory(args, nginx, out_dir, results):
         "zone_n": sn,
         "zone_n_rss": zn[0]["rss"],
         "per_name": (sn - s1) / (n - 1),
-        "private_dirty_delta_1": heap_1,
-        "private_dirty_delta_n": heap_n,
-        "private_per_name": (heap_n - heap_1) / (n - 1),
     }
     results["memory"] = res
     log(f"memory: zone {s1:,} B with 1 NAME, {sn:,} B with {n}; {res['per_name']:,.0f} B per NAME")
@@ -961,16 +954,15 @@ def report(args, results, errors, elapsed):
         L.append(f"| zone, 1 NAME | {fmt_bytes(mem['zone_1'])} |")
         L.append(f"| zone, {mem['names']:,} NAMEs | {fmt_bytes(mem['zone_n'])} "
                  f"(resident {fmt_bytes(mem['zone_n_rss'])}) |")
-        L.append(f"| process private memory per NAME (configuration) | "
-                 f"{mem['private_per_name']:,.0f} B |")
         L.append("")
         L.append(f"Method: nginx (`master_process off`) is started with 1 and with {mem['names']:,} "
                  f"NAMEs, and with the same locations without the module; the zone is the one shared "
                  f"mapping (`{mem['zone_1_path'] or 'anonymous'}` in /proc/PID/smaps) that the module "
                  f"configuration has and the vanilla one has not. Per NAME = (zone({mem['names']:,}) - "
                  f"zone(1)) / {mem['names'] - 1:,}; it includes the automatic headroom (about 25% spare "
-                 f"slots so a reload adding names reuses the zone). Private memory per NAME = the same "
-                 f"difference of Private_Dirty outside shared mappings, module minus vanilla.")
+                 f"slots so a reload adding names reuses the zone). Process-private memory (the "
+                 f"configuration in nginx's pools) is not reported: per NAME it is smaller than the "
+                 f"run-to-run noise of Private_Dirty.")
         L.append("")
 
     if "probe_hits" in results:
