@@ -62,14 +62,29 @@ fn invalid(key: &str, value: &str, expected: &str) -> ParamError {
     }
 }
 
-/// Parses nginx time syntax (`500ms`, `10s`, `5m`, `1h30m`, a bare number is seconds) to ms.
+/// Units of nginx time syntax, most significant first, in milliseconds. As in nginx's
+/// millisecond directives, `y` is not accepted.
+const TIME_UNITS: [(&str, u64); 7] = [
+    ("M", 30 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
+/// Parses nginx time syntax to milliseconds: `500ms`, `10s`, `5m`, `1h30m`, `"1h 30m"`; units in
+/// order from the most to the least significant, each at most once, optionally separated by
+/// spaces; a number without a unit, alone or last, is seconds.
 pub fn parse_time_ms(value: &str) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
     let bytes = value.as_bytes();
     let mut total: u64 = 0;
+    let mut next_unit = 0; // index into TIME_UNITS of the first unit still allowed
     let mut i = 0;
+    if bytes.is_empty() {
+        return None;
+    }
     while i < bytes.len() {
         let start = i;
         while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -83,16 +98,24 @@ pub fn parse_time_ms(value: &str) -> Option<u64> {
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
         }
-        let factor: u64 = match &value[unit_start..i] {
-            "ms" => 1,
-            "" | "s" => 1000,
-            "m" => 60 * 1000,
-            "h" => 3600 * 1000,
-            "d" => 86_400 * 1000,
-            "w" => 7 * 86_400 * 1000,
-            _ => return None,
+        let factor = if unit_start == i {
+            if i != bytes.len() {
+                return None; // "5 m": a space may follow a unit, not a number
+            }
+            1000
+        } else {
+            let unit = &value[unit_start..i];
+            let at = TIME_UNITS.iter().position(|(u, _)| *u == unit)?;
+            if at < next_unit {
+                return None; // out of order or repeated: "5m1h", "1s1s"
+            }
+            next_unit = at + 1;
+            TIME_UNITS[at].1
         };
         total = total.checked_add(n.checked_mul(factor)?)?;
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
     }
     Some(total)
 }
@@ -312,7 +335,27 @@ mod tests {
         assert_eq!(parse_time_ms("5m"), Some(300_000));
         assert_eq!(parse_time_ms("1h30m"), Some(5_400_000));
         assert_eq!(parse_time_ms("1d"), Some(86_400_000));
-        for bad in ["", "s", "5x", "-1s", "1.5s", "5 m", "99999999999999999999s"] {
+        assert_eq!(parse_time_ms("1h 30m"), Some(5_400_000));
+        assert_eq!(parse_time_ms("1m 30"), Some(90_000));
+        assert_eq!(parse_time_ms("1s 500ms"), Some(1_500));
+        assert_eq!(parse_time_ms("2w1d"), Some(15 * 86_400_000));
+        assert_eq!(parse_time_ms("1M"), Some(30 * 86_400_000));
+        for bad in [
+            "",
+            " ",
+            "s",
+            "5x",
+            "-1s",
+            "1.5s",
+            "5 m",
+            " 5s",
+            "5m1h",
+            "1s1s",
+            "500ms1s",
+            "1y",
+            "99999999999999999999s",
+            "99999999999M",
+        ] {
             assert_eq!(parse_time_ms(bad), None, "{bad}");
         }
     }
