@@ -25,6 +25,8 @@ pub struct Target {
     pub host: String,
     /// Port (scheme default when not written).
     pub port: u16,
+    /// The port was written in the URL (always for `tcp://`).
+    pub explicit_port: bool,
     /// Path and query for HTTP(S), `/` when not written; empty for TCP.
     pub path: String,
     /// `user:password` from the URL, sent as basic authentication; never displayed.
@@ -32,12 +34,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// `host:port` as used in `Host` headers and socket addresses (IPv6 in brackets).
+    /// `host[:port]` as written in the URL, without credentials (IPv6 in brackets): what the
+    /// request URL and `Host` header use.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.host.clone()
+        };
+        if self.explicit_port {
+            format!("{host}:{}", self.port)
+        } else {
+            host
         }
     }
 
@@ -133,6 +141,7 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
     if host.is_empty() {
         return Err(bad("no host"));
     }
+    let explicit_port = port.is_some();
     let port = match port {
         Some(p) => p
             .parse::<u16>()
@@ -156,6 +165,7 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
         scheme,
         host: host.to_string(),
         port,
+        explicit_port,
         path,
         userinfo,
     })
@@ -315,7 +325,14 @@ mod tests {
         let t = parse_target("https://user:secret@api.example.com").unwrap();
         assert_eq!((t.port, t.path.as_str()), (443, "/"));
         assert_eq!(t.userinfo.as_deref(), Some("user:secret"));
-        assert!(!t.display().contains("secret"));
+        assert_eq!(t.display(), "https://api.example.com/");
+        let t = parse_target("http://backend/health").unwrap();
+        assert_eq!(
+            (t.port, t.display().as_str()),
+            (80, "http://backend/health")
+        );
+        let t = parse_target("http://[fe80::1]/").unwrap();
+        assert_eq!((t.port, t.display().as_str()), (80, "http://[fe80::1]/"));
         let t = parse_target("tcp://[::1]:5432").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 5432));
         assert_eq!(t.display(), "tcp://[::1]:5432");
