@@ -24,7 +24,7 @@ use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
 use crate::probe::{ProbeResult, ProbeRunner, Reason};
 use crate::probe_spec::ProbeSpec;
 
-/// Bytes of payloads waiting for the pipe before new alerts are dropped.
+/// Bytes of payloads waiting for the pipe before the oldest are dropped.
 const MAX_PENDING: usize = 1 << 20;
 /// How often the child checks for work when idle.
 const CHILD_POLL_MS: i32 = 50;
@@ -142,7 +142,7 @@ pub struct Sidecar {
     pid: libc::pid_t,
     to_child: Option<File>,
     from_child: File,
-    pending: Vec<u8>,
+    pending: Outbox,
     inbox: Vec<u8>,
     /// Read buffer, allocated once: zeroing a fresh one per tick showed up in ci/bench.
     scratch: Vec<u8>,
@@ -186,7 +186,7 @@ impl Sidecar {
                     pid,
                     to_child: Some(File::from(down_w)),
                     from_child: File::from(up_r),
-                    pending: Vec::new(),
+                    pending: Outbox::default(),
                     inbox: Vec::new(),
                     scratch: vec![0; 16 * 1024],
                 })
@@ -194,15 +194,12 @@ impl Sidecar {
         }
     }
 
-    /// Queues a webhook payload; false (and nothing queued) when too much is already waiting.
-    pub fn submit(&mut self, body: &str) -> bool {
-        if self.pending.len() + body.len() + 1 > MAX_PENDING {
-            return false;
-        }
-        self.pending.extend_from_slice(body.as_bytes());
-        self.pending.push(b'\n');
+    /// Queues a webhook payload; returns how many payloads were dropped to make room for it
+    /// (the oldest waiting ones; or this one, which happens only if it alone is over the limit).
+    pub fn submit(&mut self, body: &str) -> usize {
+        let dropped = self.pending.push(body, MAX_PENDING);
         self.flush();
-        true
+        dropped
     }
 
     /// Writes as much of the pending payloads as the pipe takes, without blocking.
@@ -211,11 +208,9 @@ impl Sidecar {
             return;
         };
         while !self.pending.is_empty() {
-            match pipe.write(&self.pending) {
+            match pipe.write(self.pending.bytes()) {
                 Ok(0) => break,
-                Ok(n) => {
-                    self.pending.drain(..n);
-                }
+                Ok(n) => self.pending.written(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
@@ -271,7 +266,7 @@ impl Sidecar {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let undelivered = self.pending.iter().filter(|b| **b == b'\n').count();
+        let undelivered = self.pending.len();
         self.to_child = None;
         let mut reports: Vec<Report> = (0..undelivered)
             .map(|_| {
@@ -313,6 +308,64 @@ impl Sidecar {
             libc::waitpid(self.pid, core::ptr::null_mut(), libc::WNOHANG);
         }
         reports
+    }
+}
+
+/// Payloads waiting for the pipe to the helper, one JSON line each. Only the first may have
+/// been partly written, and it is never dropped: that would corrupt the stream.
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    head_started: bool,
+}
+
+impl Outbox {
+    /// Appends a payload, dropping the oldest whole ones while over `limit` bytes; returns how
+    /// many were dropped (the new one counts if it cannot fit even then).
+    fn push(&mut self, body: &str, limit: usize) -> usize {
+        // A partly written first payload is never dropped.
+        let keep = if self.head_started {
+            self.buf
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(self.buf.len(), |i| i + 1)
+        } else {
+            0
+        };
+        if keep + body.len() + 1 > limit {
+            return 1;
+        }
+        let mut dropped = 0;
+        while self.buf.len() + body.len() + 1 > limit {
+            let end = self.buf[keep..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(self.buf.len(), |i| keep + i);
+            self.buf.drain(keep..=end);
+            dropped += 1;
+        }
+        self.buf.extend_from_slice(body.as_bytes());
+        self.buf.push(b'\n');
+        dropped
+    }
+
+    /// The first `n` bytes went into the pipe.
+    fn written(&mut self, n: usize) {
+        self.head_started = self.buf[n - 1] != b'\n';
+        self.buf.drain(..n);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Payloads not completely written.
+    fn len(&self) -> usize {
+        self.buf.iter().filter(|b| **b == b'\n').count()
     }
 }
 
@@ -454,6 +507,38 @@ fn child_main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbox_drops_the_oldest_whole_payloads_and_never_a_partly_written_one() {
+        let mut o = Outbox::default();
+        assert_eq!(o.push("aaaa", 16), 0);
+        assert_eq!(o.push("bbbb", 16), 0);
+        assert_eq!(o.push("cccc", 16), 0);
+        assert_eq!(o.len(), 3);
+        // 15 bytes waiting: a fourth needs room, so "aaaa" goes.
+        assert_eq!(o.push("dddd", 16), 1);
+        assert_eq!(o.bytes(), b"bbbb\ncccc\ndddd\n");
+        // "bb" went into the pipe: "bbbb" must stay whole, so "cccc" goes instead.
+        o.written(2);
+        assert_eq!(o.push("eeee", 16), 1);
+        assert_eq!(o.bytes(), b"bb\ndddd\neeee\n");
+        // The rest of "bbbb" out: nothing is partly written any more.
+        o.written(3);
+        assert_eq!(o.push("ffff", 16), 0);
+        assert_eq!(o.push("gggg", 16), 1);
+        assert_eq!(o.bytes(), b"eeee\nffff\ngggg\n");
+        // Too big even alone: dropped itself, nothing else lost.
+        assert_eq!(o.push(&"x".repeat(16), 16), 1);
+        assert_eq!(o.bytes(), b"eeee\nffff\ngggg\n");
+        // Partly written "ffff": a payload that cannot fit next to it is dropped, nothing else.
+        o.written(7);
+        assert_eq!(o.push("0123456789abc", 16), 1);
+        assert_eq!(o.bytes(), b"ff\ngggg\n");
+        // One that fits once "gggg" is gone.
+        assert_eq!(o.push("0123456789a", 16), 1);
+        assert_eq!(o.bytes(), b"ff\n0123456789a\n");
+        assert_eq!(o.len(), 2);
+    }
 
     #[test]
     fn reports_round_trip() {

@@ -334,7 +334,7 @@ impl Worker {
         }
         let mut dropped = Vec::new();
         for payload in discord::build_payloads(events, &self.host) {
-            if !sidecar.submit(&payload.to_string()) {
+            for _ in 0..sidecar.submit(&payload.to_string()) {
                 dropped.push(Outcome {
                     result: DeliveryResult::Dropped,
                     message: "alert dropped: the notifier process is not keeping up".into(),
