@@ -222,6 +222,11 @@ fn parse_count(key: &str, value: &str) -> Result<u32, ProbeError> {
         })
 }
 
+/// Default `interval=`, as the README and error messages write it.
+const DEFAULT_INTERVAL: &str = "60s";
+/// Default `timeout=`.
+const DEFAULT_TIMEOUT: &str = "5s";
+
 /// Parses the directive's arguments. `name_required` is true at `http` and `server` level.
 pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeError> {
     let Some(url) = args.first() else {
@@ -230,8 +235,8 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
     let mut spec = ProbeSpec {
         name: String::new(),
         target: parse_target(url)?,
-        interval_ms: 60_000,
-        timeout_ms: 5_000,
+        interval_ms: parse_time_ms(DEFAULT_INTERVAL).unwrap_or_default(),
+        timeout_ms: parse_time_ms(DEFAULT_TIMEOUT).unwrap_or_default(),
         fails: 1,
         passes: 1,
         expect: vec![(200, 399)],
@@ -277,6 +282,11 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
         }
         seen.push(key);
     }
+    // A parameter as written, or its default in words.
+    let written = |key: &str, default: &str| match seen.iter().position(|k| *k == key) {
+        Some(i) => args[1 + i].clone(),
+        None => format!("{key} (default {default})"),
+    };
     if let Some(i) = seen.iter().position(|k| *k == "interval") {
         let value = args[1 + i].split_once('=').map_or("", |kv| kv.1);
         if parse_time_ms(value).is_some_and(|ms| ms < 1000) {
@@ -287,8 +297,9 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
     }
     if spec.timeout_ms >= spec.interval_ms {
         return Err(ProbeError(format!(
-            "timeout={}ms must be below interval={}ms",
-            spec.timeout_ms, spec.interval_ms
+            "{} must be below {}",
+            written("timeout", DEFAULT_TIMEOUT),
+            written("interval", DEFAULT_INTERVAL)
         )));
     }
     if spec.target.scheme == Scheme::Tcp && seen.contains(&"expect") {
@@ -415,7 +426,17 @@ mod tests {
             (
                 &["http://h/", "interval=5s", "timeout=5s"],
                 false,
-                "must be below interval",
+                "timeout=5s must be below interval=5s",
+            ),
+            (
+                &["http://h/", "interval=3s"],
+                false,
+                "timeout (default 5s) must be below interval=3s",
+            ),
+            (
+                &["http://h/", "timeout=2m"],
+                false,
+                "timeout=2m must be below interval (default 60s)",
             ),
             (
                 &["http://h/", "interval=500ms", "timeout=100ms"],

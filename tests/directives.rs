@@ -662,12 +662,17 @@ fn probe_bad_parameters() {
         (
             "timeout equal to interval",
             "status_alert_probe http://127.0.0.1:9/ interval=5s timeout=5s;",
-            vec!["timeout", "interval"],
+            vec!["timeout=5s must be below interval=5s"],
         ),
         (
             "timeout above the default interval (60s)",
             "status_alert_probe http://127.0.0.1:9/ timeout=90s;",
-            vec!["timeout", "interval"],
+            vec!["timeout=90s must be below interval (default 60s)"],
+        ),
+        (
+            "interval below the default timeout (5s)",
+            "status_alert_probe http://127.0.0.1:9/ interval=3s;",
+            vec!["timeout (default 5s) must be below interval=3s"],
         ),
         (
             "interval=abc",
