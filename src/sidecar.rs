@@ -337,11 +337,11 @@ impl Outbox {
         }
         let mut dropped = 0;
         while self.buf.len() + body.len() + 1 > limit {
-            let end = self.buf[keep..]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(self.buf.len(), |i| keep + i);
-            self.buf.drain(keep..=end);
+            // Every payload ends with a newline, and the check above leaves one to drop.
+            let Some(end) = self.buf[keep..].iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            self.buf.drain(keep..=keep + end);
             dropped += 1;
         }
         self.buf.extend_from_slice(body.as_bytes());
