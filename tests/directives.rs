@@ -122,6 +122,34 @@ fn expect_accepted(block: &str) -> Result<(), String> {
     }
 }
 
+/// `nginx -t` must accept every (label, http block); fails once, listing the ones it rejected.
+fn report_accepted<'a>(cases: impl IntoIterator<Item = (&'a str, String)>) {
+    report(
+        cases
+            .into_iter()
+            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
+            .collect(),
+    );
+}
+
+/// Results of (label, line, wants) cases: the http block `place(line)` must be rejected at
+/// `line`, naming its directive and everything in `wants`.
+fn rejected_lines(
+    cases: Vec<(&str, &str, Vec<&str>)>,
+    place: impl Fn(&str) -> String,
+) -> Vec<(String, Result<(), String>)> {
+    cases
+        .into_iter()
+        .map(|(label, line, wants)| {
+            let block = place(line);
+            (
+                label.to_string(),
+                expect_rejected(&block, line, &wants).map(drop),
+            )
+        })
+        .collect()
+}
+
 /// Runs all `cases` (label, result) and fails once, listing every failed case.
 fn report(cases: Vec<(String, Result<(), String>)>) {
     let total = cases.len();
@@ -243,12 +271,7 @@ fn status_alert_valid_forms() {
             ),
         ),
     ];
-    report(
-        cases
-            .into_iter()
-            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
-            .collect(),
-    );
+    report_accepted(cases);
 }
 
 #[test]
@@ -363,18 +386,7 @@ fn status_alert_bad_parameters() {
         ),
         ("NAME of 65 bytes", &long, vec![&long[13..78]]),
     ];
-    report(
-        cases
-            .into_iter()
-            .map(|(label, line, wants)| {
-                let block = in_location(line);
-                (
-                    label.to_string(),
-                    expect_rejected(&block, line, &wants).map(drop),
-                )
-            })
-            .collect(),
-    );
+    report(rejected_lines(cases, in_location));
 }
 
 #[test]
@@ -614,12 +626,7 @@ fn probe_valid_forms() {
             ),
         ),
     ];
-    report(
-        cases
-            .into_iter()
-            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
-            .collect(),
-    );
+    report_accepted(cases);
 }
 
 #[test]
@@ -710,18 +717,9 @@ fn probe_bad_parameters() {
             vec!["\"a b\""],
         ),
     ];
-    report(
-        cases
-            .into_iter()
-            .map(|(label, line, wants)| {
-                let block = in_location(&format!("status_alert be;\n        {line}"));
-                (
-                    label.to_string(),
-                    expect_rejected(&block, line, &wants).map(drop),
-                )
-            })
-            .collect(),
-    );
+    report(rejected_lines(cases, |line| {
+        in_location(&format!("status_alert be;\n        {line}"))
+    }));
 }
 
 #[test]
@@ -1043,12 +1041,7 @@ fn interval_zone_metrics_valid_forms() {
             in_location("status_alert off;\n        status_metrics;"),
         ),
     ];
-    report(
-        cases
-            .into_iter()
-            .map(|(label, block)| (label.to_string(), expect_accepted(&block)))
-            .collect(),
-    );
+    report_accepted(cases);
 }
 
 #[test]
@@ -1072,16 +1065,9 @@ fn interval_and_zone_invalid_values() {
         ("zone abc", "status_alert_zone abc;", vec!["\"abc\""]),
         ("zone 1.5m", "status_alert_zone 1.5m;", vec!["\"1.5m\""]),
     ];
-    let mut results: Vec<(String, Result<(), String>)> = cases
-        .into_iter()
-        .map(|(label, line, wants)| {
-            let block = format!("{line}\n{}", in_location("status_alert be;"));
-            (
-                label.to_string(),
-                expect_rejected(&block, line, &wants).map(drop),
-            )
-        })
-        .collect();
+    let mut results = rejected_lines(cases, |line| {
+        format!("{line}\n{}", in_location("status_alert be;"))
+    });
     for (label, first, second) in [
         (
             "interval twice",
