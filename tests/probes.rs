@@ -189,6 +189,29 @@ fn health_requests_after(up: &Upstream, after: Instant) -> Vec<ReceivedRequest> 
         .collect()
 }
 
+/// An upstream answering `/health` with 200, a webhook receiver, and nginx (2 workers) probing
+/// the upstream's `/health` with the `extra` probe parameters.
+fn probe_upstream_health(extra: &str) -> (Upstream, WebhookReceiver, String, Nginx) {
+    let upstream = Upstream::start();
+    let rx = WebhookReceiver::start();
+    let target = upstream.url("/health");
+    let nginx = Nginx::start(
+        &http_block(Some(&rx.url()), &probe_args(&target, extra)),
+        opts(2),
+    );
+    (upstream, rx, target, nginx)
+}
+
+/// Waits until `target` is reported up in the metrics.
+fn wait_until_up(nginx: &Nginx, rx: &WebhookReceiver, target: &str) {
+    assert!(
+        wait_until(Duration::from_secs(5), || probe_up(nginx, target)
+            == Some(1.0)),
+        "target never reported up{}",
+        report(nginx, Some(rx))
+    );
+}
+
 /// Waits for the next `/health` probe request and returns when it arrived; synchronising on
 /// it lets a test change the answer with most of an interval before the next probe.
 fn next_probe(up: &Upstream) -> Instant {
@@ -215,13 +238,7 @@ fn healthy_target_is_probed_silently() {
     if !have_module("healthy_target_is_probed_silently") {
         return;
     }
-    let upstream = Upstream::start();
-    let rx = WebhookReceiver::start();
-    let target = upstream.url("/health");
-    let nginx = Nginx::start(
-        &http_block(Some(&rx.url()), &probe_args(&target, "")),
-        opts(2),
-    );
+    let (upstream, rx, target, nginx) = probe_upstream_health("");
     let started = Instant::now();
 
     assert!(
@@ -301,19 +318,8 @@ fn status_503_down_then_up_after_passes() {
     if !have_module("status_503_down_then_up_after_passes") {
         return;
     }
-    let upstream = Upstream::start();
-    let rx = WebhookReceiver::start();
-    let target = upstream.url("/health");
-    let nginx = Nginx::start(
-        &http_block(Some(&rx.url()), &probe_args(&target, "passes=2")),
-        opts(2),
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || probe_up(&nginx, &target)
-            == Some(1.0)),
-        "target never reported up{}",
-        report(&nginx, Some(&rx))
-    );
+    let (upstream, rx, target, nginx) = probe_upstream_health("passes=2");
+    wait_until_up(&nginx, &rx, &target);
 
     // Fault just after the first result was published, i.e. shortly after a probe: nearly a
     // whole interval passes before the next probe sees it (close to the worst case).
@@ -739,19 +745,8 @@ fn fails_3_needs_three_consecutive_failures() {
     if !have_module("fails_3_needs_three_consecutive_failures") {
         return;
     }
-    let upstream = Upstream::start();
-    let rx = WebhookReceiver::start();
-    let target = upstream.url("/health");
-    let nginx = Nginx::start(
-        &http_block(Some(&rx.url()), &probe_args(&target, "fails=3")),
-        opts(2),
-    );
-    assert!(
-        wait_until(Duration::from_secs(5), || probe_up(&nginx, &target)
-            == Some(1.0)),
-        "target never reported up{}",
-        report(&nginx, Some(&rx))
-    );
+    let (upstream, rx, target, nginx) = probe_upstream_health("fails=3");
+    wait_until_up(&nginx, &rx, &target);
     next_probe(&upstream);
     thread::sleep(Duration::from_millis(100));
     let fault = Instant::now();
