@@ -282,13 +282,14 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
         }
         seen.push(key);
     }
+    // The `key=value` argument as written, if any.
+    let given = |key: &str| seen.iter().position(|k| *k == key).map(|i| &args[1 + i]);
     // A parameter as written, or its default in words.
-    let written = |key: &str, default: &str| match seen.iter().position(|k| *k == key) {
-        Some(i) => args[1 + i].clone(),
-        None => format!("{key} (default {default})"),
+    let written = |key: &str, default: &str| {
+        given(key).map_or_else(|| format!("{key} (default {default})"), String::clone)
     };
-    if let Some(i) = seen.iter().position(|k| *k == "interval") {
-        let value = args[1 + i].split_once('=').map_or("", |kv| kv.1);
+    if let Some(arg) = given("interval") {
+        let value = arg.split_once('=').map_or("", |kv| kv.1);
         if parse_time_ms(value).is_some_and(|ms| ms < 1000) {
             return Err(ProbeError(format!(
                 "invalid interval value \"{value}\", expected at least 1s"
