@@ -87,11 +87,7 @@ pub struct LocationEvent {
 impl LocationEvent {
     /// 5xx share of the window in percent (0 with no requests).
     pub fn ratio_pct(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.errors as f64 * 100.0 / self.total as f64
-        }
+        crate::window::error_share(self.errors, self.total, 100.0)
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::counters::{CountersSnapshot, BUCKET_BOUNDS_MS};
 use crate::event::Level;
+use crate::window::error_share;
 use crate::zone::PROBE_REASONS;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
@@ -45,11 +46,7 @@ pub struct LocationMetrics {
 impl LocationMetrics {
     /// 5xx share of the window (0 with no requests).
     pub fn error_ratio(&self) -> f64 {
-        if self.window_requests == 0 {
-            0.0
-        } else {
-            self.window_errors as f64 / self.window_requests as f64
-        }
+        error_share(self.window_errors, self.window_requests, 1.0)
     }
 }
 

@@ -63,15 +63,6 @@ impl WindowCounts {
         self.0[CLASS + 4]
     }
 
-    /// 5xx share in [0, 1]; 0 with no requests.
-    pub fn ratio(&self) -> f64 {
-        if self.total() == 0 {
-            0.0
-        } else {
-            self.errors() as f64 / self.total() as f64
-        }
-    }
-
     /// The `n` most frequent codes or classes, most frequent first: individual 5xx codes
     /// (500..=511), `5xx` for other 5xx codes, and `1xx`..`4xx` classes.
     pub fn top_codes(&self, n: usize) -> Vec<(String, u64)> {
@@ -89,6 +80,15 @@ impl WindowCounts {
         out.sort_by_key(|(_, count)| core::cmp::Reverse(*count));
         out.truncate(n);
         out
+    }
+}
+
+/// 5xx responses per `per` requests (1.0: a ratio, 100.0: percent); 0 with no requests.
+pub fn error_share(errors: u64, total: u64, per: f64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        errors as f64 * per / total as f64
     }
 }
 
@@ -254,7 +254,8 @@ mod tests {
         assert_eq!(now, 30_000);
         assert_eq!(w.total(), 100);
         assert_eq!(w.errors(), 10);
-        assert!((w.ratio() - 0.1).abs() < 1e-9);
+        assert!((error_share(w.errors(), w.total(), 1.0) - 0.1).abs() < 1e-9);
+        assert_eq!(error_share(0, 0, 100.0), 0.0);
         // Traffic stops: after a full window the figures drop to zero.
         for s in 31..=41u64 {
             w = r.advance(s * 1000, &counts(300, 30), 10_000, 1_000);
