@@ -73,17 +73,48 @@ pub struct MainConf {
     pub webhook: Option<WebhookTarget>,
     /// `status_alert_zone`, bytes, and where it was set.
     pub zone_size: Option<(usize, String)>,
-    /// Slots per kind the zone is formatted with.
-    pub capacities: (usize, usize),
-    /// The zone of the previous configuration, to import from after a resize.
-    pub old_zone: Option<Zone>,
-    /// The zone, once initialised.
+    /// The primary zone (this configuration counts into it), once initialised.
     pub zone: Option<Zone>,
+    /// The configuration generation this configuration's slots were claimed under.
+    pub generation: u64,
+    /// The previous configuration's zones other than the primary; master only, until commit.
+    pub old_zones: Vec<OldZone>,
+    /// Zones older workers still count into: the evaluator moves their counts into the primary.
+    pub draining: Vec<Draining>,
+    /// The previous primary, if it is draining: its evaluator's last state is taken over.
+    pub predecessor: Option<Zone>,
     /// Index of `$status_alert_name` in each request's variable array.
     pub name_var_index: usize,
 }
 
+/// A zone of the previous configuration.
+pub struct OldZone {
+    /// Its memory (mapped until the new configuration commits, longer if kept).
+    pub zone: Zone,
+    /// Registered again, because processes that count into it still live.
+    pub kept: bool,
+}
+
+/// A zone older workers still count into.
+pub struct Draining {
+    /// Its memory.
+    pub zone: Zone,
+    /// (slot in the primary, slot in this zone) of every NAME in both.
+    pub pairs: Vec<(*const NameSlot, *const NameSlot)>,
+}
+
 impl MainConf {
+    /// Zone keys of every NAME and every probe, in configuration order.
+    pub fn keys(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let names = self
+            .names
+            .iter()
+            .map(|n| n.name.as_bytes().to_vec())
+            .collect();
+        let probes = self.probes.iter().map(ProbeConf::key).collect();
+        (names, probes)
+    }
+
     /// Evaluation interval in ms.
     pub fn interval_ms(&self) -> u64 {
         self.interval_ms.unwrap_or(params::DEFAULT_INTERVAL_MS)

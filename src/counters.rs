@@ -79,6 +79,24 @@ impl LocationCounters {
             .store(other.duration_us_sum.load(Relaxed), Relaxed);
     }
 
+    /// Moves every count of `other` into `self`, leaving `other` at zero. Exact while processes
+    /// still add to `other`: each count lands before the swap (moved now) or after it (moved by
+    /// the next call).
+    pub fn move_from(&self, other: &LocationCounters) {
+        let pairs = self.status.iter().zip(other.status.iter());
+        let pairs = pairs.chain(self.buckets.iter().zip(other.buckets.iter()));
+        let pairs = pairs.chain(core::iter::once((
+            &self.duration_us_sum,
+            &other.duration_us_sum,
+        )));
+        for (d, s) in pairs {
+            let n = s.swap(0, Relaxed);
+            if n != 0 {
+                d.fetch_add(n, Relaxed);
+            }
+        }
+    }
+
     /// Zeroes every counter (a slot taken over by a new NAME).
     pub fn reset(&self) {
         self.status.iter().for_each(|c| c.store(0, Relaxed));
@@ -202,6 +220,22 @@ mod tests {
         assert_eq!(b.snapshot(), a.snapshot());
         b.reset();
         assert_eq!(b.snapshot().total(), 0);
+    }
+
+    #[test]
+    fn move_leaves_the_source_empty_and_adds_to_the_target() {
+        let a = zeroed();
+        let b = zeroed();
+        a.record(503, 7);
+        a.record(200, 1);
+        b.record(200, 1);
+        b.move_from(&a);
+        assert_eq!(a.snapshot().total(), 0);
+        assert_eq!(a.snapshot().duration_us_sum, 0);
+        let s = b.snapshot();
+        assert_eq!((s.total(), s.errors(), s.duration_us_sum), (3, 1, 9000));
+        b.move_from(&a);
+        assert_eq!(b.snapshot().total(), 3, "moving twice moves nothing twice");
     }
 
     #[test]

@@ -123,10 +123,8 @@ mod tests {
         let layout = Layout::from_size_align(size, 64).unwrap();
         // SAFETY: non-zero size; leaked for the test's lifetime.
         let z = unsafe { Zone::from_raw(alloc_zeroed(layout), size) }.unwrap();
-        z.format(names.len(), 0);
-        let g = z.begin_generation();
         let keys: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
-        z.claim_names(&keys, g).unwrap();
+        z.claim(&keys, &[], |_| false).unwrap();
         z
     }
 

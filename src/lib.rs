@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod event;
 #[cfg(not(test))]
 mod handler;
+pub mod lease;
 pub mod metrics;
 pub mod notifier;
 pub mod params;
@@ -79,6 +80,7 @@ mod wiring {
         ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
         commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as ngx_uint_t,
+        init_module: Some(shm::init_module),
         init_process: Some(worker::init_process),
         exit_process: Some(worker::exit_process),
         ..ngx_module_t::default()

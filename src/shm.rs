@@ -1,5 +1,13 @@
-//! FFI glue for the shared-memory zone: registration, initialisation and carrying state across
-//! reloads. The layout itself is in `zone.rs`.
+//! FFI glue for the shared-memory zones: registration, initialisation and the hand-over of
+//! counters and state across reloads. The layout itself is in `zone.rs`.
+//!
+//! Each configuration counts into one *primary* zone named `status_alert_<size>`. A reload that
+//! keeps the size reuses it in place (nginx maps it again; slots are matched by key). A reload
+//! that changes the size gets a new primary; the old one stays registered, as a *draining*
+//! zone, for as long as a process that counts into it lives, and the new evaluator moves its
+//! counts over every tick. Zone flags are never touched (`noreuse` stays 0), so nginx treats
+//! every zone the same way in every cycle. Nothing is changed in a zone before the new
+//! configuration commits (`init_module`): a reload that fails leaves the running one intact.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -8,193 +16,303 @@ use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t,
     NGX_ERROR, NGX_OK,
 };
-use ngx::http::HttpModule;
-use ngx::ngx_string;
+use ngx::http::{HttpModule, HttpModuleMainConf};
 
-use crate::conf::MainConf;
+use crate::conf::{Draining, MainConf, OldZone};
 use crate::zone::{self, payload_for_shm_size, shm_size_for_payload, Zone};
+use crate::HttpStatusAlertModule;
 
-/// Name of the zone in nginx's list of shared memory zones.
-const ZONE_NAME: ngx_str_t = ngx_string!("status_alert");
+/// Prefix of the zones' names in nginx's list of shared memory zones.
+const ZONE_PREFIX: &str = "status_alert_";
 
 fn pagesize() -> usize {
     // SAFETY: set once by ngx_os_init before configuration parsing.
     unsafe { nginx_sys::ngx_pagesize }
 }
 
-/// Zone capacities and the shared memory size for the configuration.
-pub fn plan(mcf: &MainConf) -> Result<(usize, usize, usize), String> {
-    let probes = mcf.probes.len();
-    let probe_cap = if probes == 0 {
-        0
-    } else {
-        zone::auto_capacity(probes)
-    };
-    match mcf.zone_size {
-        None => {
-            let name_cap = zone::auto_capacity(mcf.names.len());
-            let payload = zone::zone_size(name_cap, probe_cap);
-            Ok((
-                name_cap,
-                probe_cap,
-                shm_size_for_payload(payload, pagesize()),
-            ))
-        }
-        Some((size, ref place)) => {
-            let name_cap =
-                zone::name_capacity_for(payload_for_shm_size(size, pagesize()), probe_cap);
-            if name_cap < mcf.names.len() {
-                let need =
-                    shm_size_for_payload(zone::zone_size(mcf.names.len(), probe_cap), pagesize());
-                return Err(format!(
-                    "status_alert_zone: size {}k is too small for {} names and {} probes, \
-                     at least {}k is needed in {place}",
-                    size / 1024,
-                    mcf.names.len(),
-                    probes,
-                    need.div_ceil(1024)
-                ));
-            }
-            Ok((name_cap, probe_cap, size))
-        }
-    }
+fn tag() -> *mut c_void {
+    ptr::from_ref(HttpStatusAlertModule::module())
+        .cast_mut()
+        .cast()
 }
 
-/// Finds this module's zone in a (previous) cycle and returns a view of its payload.
+/// True if process `pid` exists (a zombie counts; so may a recycled pid, which only keeps a
+/// zone or a slot a little longer).
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This module's zones in `cycle`, with their names and sizes.
 ///
 /// # Safety
 /// `cycle` must be null or a cycle whose shared memory is still mapped.
-unsafe fn find_zone(cycle: *const ngx_cycle_t) -> Option<(*mut ngx_shm_zone_t, Zone)> {
-    let cycle = cycle.as_ref()?;
+unsafe fn our_zones(cycle: *const ngx_cycle_t) -> Vec<(String, usize, Zone)> {
+    let mut out = Vec::new();
+    let Some(cycle) = cycle.as_ref() else {
+        return out;
+    };
     let mut part = ptr::addr_of!(cycle.shared_memory.part);
     while let Some(p) = part.as_ref() {
-        let zones = p.elts as *mut ngx_shm_zone_t;
+        let zones = p.elts as *const ngx_shm_zone_t;
         for i in 0..p.nelts {
-            let z = zones.add(i);
-            if (*z).shm.name.as_bytes() == ZONE_NAME.as_bytes() && !(*z).shm.addr.is_null() {
-                let sp = (*z).shm.addr as *mut ngx_slab_pool_t;
-                let base = (*sp).data as *mut u8;
-                if base.is_null() {
-                    return None;
-                }
-                let size = ((*sp).end as usize).saturating_sub(base as usize);
-                return Zone::from_raw(base, size).map(|zone| (z, zone));
+            let z = &*zones.add(i);
+            if z.tag != tag() || z.shm.addr.is_null() {
+                continue;
+            }
+            let sp = z.shm.addr as *const ngx_slab_pool_t;
+            let base = (*sp).data as *mut u8;
+            let size = ((*sp).end as usize).saturating_sub(base as usize);
+            if let Some(zone) = Zone::from_raw(base, size).filter(Zone::is_formatted) {
+                out.push((z.shm.name.to_string(), z.shm.size, zone));
             }
         }
         part = p.next;
     }
-    None
+    out
 }
 
-/// Registers the zone; called from postconfiguration when anything needs it.
-pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
-    let (name_cap, probe_cap, size) = plan(mcf)?;
-    mcf.capacities = (name_cap, probe_cap);
-
-    // SAFETY: cf.cycle is the cycle being configured; its old cycle is still mapped.
-    mcf.old_zone = unsafe { find_zone((*cf.cycle).old_cycle) }.map(|(_, z)| z);
-
-    let mut name = ZONE_NAME;
-    let tag = ptr::from_ref(crate::HttpStatusAlertModule::module())
-        .cast_mut()
-        .cast();
-    // SAFETY: valid cf, name and tag; nginx copies what it needs.
-    let shm_zone = unsafe { nginx_sys::ngx_shared_memory_add(cf, &mut name, size, tag) };
-    // SAFETY: null or a zone owned by the cycle.
-    let Some(shm_zone) = (unsafe { shm_zone.as_mut() }) else {
-        return Err("could not add the status_alert shared memory zone".into());
+/// The primary zone's size for this configuration.
+fn plan_size(mcf: &MainConf, old: &[(String, usize, Zone)]) -> Result<usize, String> {
+    let (names, probes) = mcf.keys();
+    let (names, probes) = (as_slices(&names), as_slices(&probes));
+    let fits_old = |size: usize| {
+        old.iter()
+            .find(|(_, s, _)| *s == size)
+            .map(|(_, _, z)| z.check(&names, &probes, process_alive))
     };
-
-    // A zone of the same size is reused in place by nginx. That only works while its layout
-    // can hold the new configuration; otherwise ask for a fresh zone and import into it.
-    if let Some(old) = mcf.old_zone {
-        let fits = old.is_formatted()
-            && old.names().len() >= mcf.names.len()
-            && old.probes().len() >= mcf.probes.len();
-        if !fits {
-            shm_zone.noreuse = 1;
+    if let Some((size, place)) = &mcf.zone_size {
+        let need = zone::zone_size(names.len(), probes.len());
+        return match fits_old(*size) {
+            Some(Err(full)) => Err(format!(
+                "status_alert_zone {}k cannot hold {} names and {} probes: it {full} (slots of \
+                 removed names are reused once the workers that count into them have exited) \
+                 in {place}",
+                size / 1024,
+                names.len(),
+                probes.len(),
+            )),
+            Some(Ok(())) => Ok(*size),
+            None if payload_for_shm_size(*size, pagesize()) >= need => Ok(*size),
+            None => Err(format!(
+                "status_alert_zone: size {}k is too small for {} names and {} probes, at \
+                 least {}k is needed in {place}",
+                size / 1024,
+                names.len(),
+                probes.len(),
+                shm_size_for_payload(need, pagesize()).div_ceil(1024)
+            )),
+        };
+    }
+    // Automatic: keep the running primary while it has room, else size anew with headroom.
+    let primary = old
+        .iter()
+        .find(|(_, _, z)| z.header().superseded.load(Relaxed) == 0);
+    if let Some((_, size, _)) = primary {
+        if fits_old(*size) == Some(Ok(())) {
+            return Ok(*size);
         }
     }
-    shm_zone.init = Some(zone_init);
-    shm_zone.data = ptr::from_mut(mcf).cast();
+    let payload = zone::zone_size(
+        zone::auto_capacity(names.len()),
+        if probes.is_empty() {
+            0
+        } else {
+            zone::auto_capacity(probes.len())
+        },
+    );
+    let mut size = shm_size_for_payload(payload, pagesize());
+    // Never land on an old zone's size that cannot hold us (it would be reused).
+    while fits_old(size).is_some_and(|r| r.is_err()) {
+        size += pagesize();
+    }
+    Ok(size)
+}
+
+use core::sync::atomic::Ordering::Relaxed;
+
+fn as_slices(keys: &[Vec<u8>]) -> Vec<&[u8]> {
+    keys.iter().map(Vec::as_slice).collect()
+}
+
+/// Registers a zone named `name` of `size` bytes; the name is copied into the cycle's pool.
+fn register(
+    cf: &mut ngx_conf_t,
+    name: &str,
+    size: usize,
+) -> Result<&'static mut ngx_shm_zone_t, String> {
+    // SAFETY: valid pool; nginx keeps a pointer to the name for the cycle's lifetime.
+    let data = unsafe { nginx_sys::ngx_pnalloc(cf.pool, name.len()) } as *mut u8;
+    if data.is_null() {
+        return Err("could not allocate the zone name".into());
+    }
+    // SAFETY: data has room for name.len() bytes.
+    unsafe { ptr::copy_nonoverlapping(name.as_ptr(), data, name.len()) };
+    let mut zone_name = ngx_str_t {
+        len: name.len(),
+        data,
+    };
+    // SAFETY: valid cf, name and tag.
+    let z = unsafe { nginx_sys::ngx_shared_memory_add(cf, &mut zone_name, size, tag()) };
+    // SAFETY: null or a zone owned by the cycle.
+    unsafe { z.as_mut() }.ok_or_else(|| format!("could not add the shared memory zone {name}"))
+}
+
+/// Registers the zones; called from postconfiguration when anything needs them.
+pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    // SAFETY: cf.cycle is the cycle being configured; its old cycle is still mapped.
+    let old = unsafe { our_zones((*cf.cycle).old_cycle) };
+    let size = plan_size(mcf, &old)?;
+    let primary = format!("{ZONE_PREFIX}{size}");
+    let z = register(cf, &primary, size)?;
+    z.init = Some(zone_init);
+    z.data = ptr::from_mut(mcf).cast();
+
+    mcf.old_zones.clear();
+    for (name, size, zone) in old {
+        if name == primary {
+            continue;
+        }
+        // Old workers may still count into it: keep it mapped until they have exited.
+        let kept = zone.has_live_writers(process_alive);
+        if kept {
+            let z = register(cf, &name, size)?;
+            z.init = Some(draining_init);
+            z.data = ptr::from_mut(mcf).cast();
+        }
+        mcf.old_zones.push(OldZone { zone, kept });
+    }
     Ok(())
 }
 
-/// Initialises a new zone or re-adopts a reused one, then assigns slots to the configuration.
+/// The zone's payload, allocated (and zero-filled) in a fresh slab pool, or the one a
+/// reused zone already has.
+///
+/// # Safety
+/// `shm_zone` is a zone nginx is initialising; its memory is mapped.
+unsafe fn payload(shm_zone: *mut ngx_shm_zone_t, reused: bool) -> Result<Zone, String> {
+    let sp = &mut *((*shm_zone).shm.addr as *mut ngx_slab_pool_t);
+    if !reused || sp.data.is_null() {
+        let size = payload_for_shm_size((*shm_zone).shm.size, pagesize());
+        // Large slab allocations are page-aligned.
+        let base = ngx_slab_alloc(sp, size) as *mut u8;
+        if base.is_null() {
+            return Err(format!(
+                "could not allocate {size} bytes in the shared zone"
+            ));
+        }
+        ptr::write_bytes(base, 0, size);
+        sp.data = base.cast();
+    }
+    let base = sp.data as *mut u8;
+    let size = (sp.end as usize).saturating_sub(base as usize);
+    let zone = Zone::from_raw(base, size).ok_or("the shared zone is misaligned")?;
+    if !zone.is_formatted() {
+        zone.format();
+    }
+    Ok(zone)
+}
+
+/// Initialises the primary zone (new or reused) and checks that the configuration fits.
+/// Slots are claimed only once the configuration commits, in [`init_module`].
 extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
     // SAFETY: nginx passes the zone registered in add_zone; its data is the MainConf of the
     // cycle being configured, which outlives the zone's initialisation.
-    let (shm_zone, mcf) = unsafe {
-        let z = &mut *shm_zone;
-        (z as *mut ngx_shm_zone_t, &mut *(z.data as *mut MainConf))
+    let (mcf, log) = unsafe {
+        (
+            &mut *((*shm_zone).data as *mut MainConf),
+            (*shm_zone).shm.log,
+        )
     };
-    // SAFETY: the zone's memory is mapped and starts with nginx's slab pool.
-    let sp = unsafe { &mut *((*shm_zone).shm.addr as *mut ngx_slab_pool_t) };
-    // SAFETY: see above.
-    let log = unsafe { (*shm_zone).shm.log };
-
-    let reused = !data.is_null() && !sp.data.is_null();
-    if !reused {
-        let payload = zone::zone_size(mcf.capacities.0, mcf.capacities.1);
-        // SAFETY: a fresh slab pool; large allocations are page-aligned and zero-filled by
-        // mmap (nginx maps zones anonymously).
-        let base = unsafe { ngx_slab_alloc(sp, payload) } as *mut u8;
-        if base.is_null() {
-            emerg!(
-                log,
-                "status_alert: could not allocate {payload} bytes in the shared zone"
-            );
-            return NGX_ERROR as ngx_int_t;
-        }
-        // SAFETY: the slab allocator returns memory that is not handed out again.
-        unsafe { ptr::write_bytes(base, 0, payload) };
-        sp.data = base.cast();
-    }
-
-    let base = sp.data as *mut u8;
-    let size = (sp.end as usize).saturating_sub(base as usize);
-    // SAFETY: base..end is the payload allocated above (or by the previous configuration).
-    let Some(zone) = (unsafe { Zone::from_raw(base, size) }) else {
-        emerg!(log, "status_alert: shared zone is misaligned");
-        return NGX_ERROR as ngx_int_t;
-    };
-    if !zone.is_formatted() && !zone.format(mcf.capacities.0, mcf.capacities.1) {
-        emerg!(log, "status_alert: shared zone is too small");
-        return NGX_ERROR as ngx_int_t;
-    }
-
-    let generation = zone.begin_generation();
-    let name_keys: Vec<&[u8]> = mcf.names.iter().map(|n| n.name.as_bytes()).collect();
-    let probe_keys: Vec<Vec<u8>> = mcf.probes.iter().map(|p| p.key()).collect();
-    let probe_keys: Vec<&[u8]> = probe_keys.iter().map(Vec::as_slice).collect();
-    let claimed = zone
-        .claim_names(&name_keys, generation)
-        .and_then(|n| zone.claim_probes(&probe_keys, generation).map(|p| (n, p)));
-    let (name_ids, probe_ids) = match claimed {
-        Ok(ids) => ids,
-        Err(full) => {
-            emerg!(
-                log,
-                "status_alert: shared zone holds {} slots, {} needed; raise status_alert_zone",
-                full.capacity,
-                full.needed
-            );
+    // SAFETY: as above.
+    let zone = match unsafe { payload(shm_zone, !data.is_null()) } {
+        Ok(z) => z,
+        Err(e) => {
+            emerg!(log, "status_alert: {e}");
             return NGX_ERROR as ngx_int_t;
         }
     };
-
-    if !reused {
-        if let Some(old) = mcf.old_zone {
-            zone.import(&old);
-        }
-    }
-
-    for (n, id) in mcf.names.iter_mut().zip(name_ids) {
-        n.slot = &zone.names()[id];
-    }
-    for (p, id) in mcf.probes.iter_mut().zip(probe_ids) {
-        p.slot = &zone.probes()[id];
+    let (names, probes) = mcf.keys();
+    if let Err(full) = zone.check(&as_slices(&names), &as_slices(&probes), process_alive) {
+        emerg!(
+            log,
+            "status_alert: the shared zone {full}; raise status_alert_zone"
+        );
+        return NGX_ERROR as ngx_int_t;
     }
     mcf.zone = Some(zone);
+    NGX_OK as ngx_int_t
+}
+
+/// Re-adopts a draining zone (always reused: it has the old zone's name and size).
+extern "C" fn draining_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx passes a zone registered in add_zone.
+    let log = unsafe { (*shm_zone).shm.log };
+    // SAFETY: as above.
+    match unsafe { payload(shm_zone, !data.is_null()) } {
+        Ok(_) => NGX_OK as ngx_int_t,
+        Err(e) => {
+            emerg!(log, "status_alert: {e}");
+            NGX_ERROR as ngx_int_t
+        }
+    }
+}
+
+/// `init_module`: the configuration has committed (nothing after this can make nginx go back
+/// to the old one). Claims the slots, then takes over from the previous zones: state is
+/// copied into a new primary, counts are moved, and old zones learn they are superseded.
+pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the new cycle.
+    let cycle = unsafe { &*cycle };
+    let Some(mcf) = HttpStatusAlertModule::main_conf_mut(cycle) else {
+        return NGX_OK as ngx_int_t;
+    };
+    let Some(zone) = mcf.zone else {
+        return NGX_OK as ngx_int_t;
+    };
+    let (names, probes) = mcf.keys();
+    let claimed = match zone.claim(&as_slices(&names), &as_slices(&probes), process_alive) {
+        Ok(c) => c,
+        Err(full) => {
+            // zone_init checked the same plan; only slots freed since can differ, which helps.
+            error!(
+                cycle.log,
+                "status_alert: the shared zone {full}; counting is off"
+            );
+            return NGX_OK as ngx_int_t;
+        }
+    };
+    for (n, slot) in mcf.names.iter_mut().zip(&claimed.names) {
+        n.slot = *slot;
+    }
+    for (p, slot) in mcf.probes.iter_mut().zip(&claimed.probes) {
+        p.slot = *slot;
+    }
+    mcf.generation = claimed.generation;
+    zone.header().superseded.store(0, Relaxed);
+
+    let old_zones = core::mem::take(&mut mcf.old_zones);
+    let previous = old_zones
+        .iter()
+        .find(|o| o.zone.header().superseded.load(Relaxed) == 0);
+    if let Some(p) = previous {
+        zone.import_state(&p.zone);
+        mcf.predecessor = p.kept.then_some(p.zone);
+    }
+    for o in &old_zones {
+        let pairs = zone.name_pairs(&o.zone);
+        zone.move_counts(&o.zone, &pairs);
+        o.zone.header().superseded.store(1, Relaxed);
+        if o.kept {
+            mcf.draining.push(Draining {
+                zone: o.zone,
+                pairs: pairs
+                    .into_iter()
+                    .map(|(a, b)| (ptr::from_ref(a), ptr::from_ref(b)))
+                    .collect(),
+            });
+        }
+    }
     NGX_OK as ngx_int_t
 }

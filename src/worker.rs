@@ -21,6 +21,7 @@ use ngx::http::HttpModuleMainConf;
 use crate::conf::MainConf;
 use crate::evaluate::{self, Watched};
 use crate::event::{AlertEvent, EventDetail, ProbeEvent};
+use crate::lease::{self, Lease};
 use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
 use crate::params::WebhookTarget;
 use crate::probe::{self, ProbeResult, ProbeTransition};
@@ -50,6 +51,12 @@ struct Worker {
     sidecar: Option<Sidecar>,
     /// The helper was told to finish (nginx is exiting).
     stopping: bool,
+    /// Held while this process is the one that evaluates (see lease.rs).
+    lease: Option<Lease>,
+    /// The lease's name for this nginx.
+    lease_name: Vec<u8>,
+    /// A failure to take the lease was logged (logged once).
+    lease_error_logged: bool,
 }
 
 thread_local! {
@@ -76,17 +83,21 @@ fn is_evaluating_process() -> bool {
         || (process == nginx_sys::NGX_PROCESS_WORKER as usize && worker == 0)
 }
 
-/// `init_process`: in the evaluating process, forks the helper and watches its reports.
+/// `init_process`: every worker notes in the zone that it counts into it; the evaluating
+/// process also forks the helper and watches its reports.
 pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    if !is_evaluating_process() {
-        return NGX_OK as ngx_int_t;
-    }
     // SAFETY: nginx passes the current cycle, valid for the process's lifetime.
     let cycle = unsafe { &*cycle };
     let Some(mcf) = HttpStatusAlertModule::main_conf(cycle) else {
         return NGX_OK as ngx_int_t;
     };
-    if mcf.zone.is_none() {
+    let Some(zone) = mcf.zone else {
+        return NGX_OK as ngx_int_t;
+    };
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    zone.register_writer(pid, mcf.generation, crate::shm::process_alive);
+    if !is_evaluating_process() {
         return NGX_OK as ngx_int_t;
     }
     let log = cycle.log;
@@ -102,6 +113,9 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         next_eval_ms: now_ms() + mcf.interval_ms(),
         sidecar: Some(sidecar),
         stopping: false,
+        lease: None,
+        lease_name: lease::name_for(&cycle.conf_file.to_string()),
+        lease_error_logged: false,
     };
     WORKER.with(|w| *w.borrow_mut() = Some(worker));
     notice!(
@@ -164,6 +178,8 @@ pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return;
     };
+    // Let the next evaluator start at once rather than after the helper's grace period.
+    worker.lease = None;
     if let Some(sidecar) = worker.sidecar.take() {
         // The report descriptor is closed with the sidecar; nginx's channel connection for it is
         // not used again (the process is exiting, and channel connections are not checked).
@@ -199,6 +215,16 @@ impl Worker {
         };
         let (reports, gone) = sidecar.poll();
         let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
+        if exiting() && !self.stopping {
+            self.stopping = true;
+            self.lease = None;
+            if let Some(s) = self.sidecar.as_mut() {
+                s.close_input();
+            }
+        }
+        if ticked && !self.stopping {
+            self.take_over();
+        }
         let mut outcomes = self.absorb(reports, now, &mut events);
         if gone {
             // The helper died (it never exits on its own while its input is open).
@@ -223,13 +249,7 @@ impl Worker {
                 self.sidecar = start_helper(self.mcf, cycle, self.log);
             }
         }
-        if exiting() && !self.stopping {
-            self.stopping = true;
-            if let Some(s) = self.sidecar.as_mut() {
-                s.close_input();
-            }
-        }
-        if ticked && !self.stopping && now >= self.next_eval_ms {
+        if ticked && self.lease.is_some() && now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();
             self.next_eval_ms = now + interval;
             let zone = self
@@ -262,6 +282,56 @@ impl Worker {
         record_outcomes(self, outcomes);
     }
 
+    /// On every tick: stops evaluating once a newer configuration counts elsewhere, moves the
+    /// counts of draining zones into the primary, and takes the lease when it is free (with
+    /// the last state of the previous evaluator).
+    fn take_over(&mut self) {
+        let Some(zone) = self.mcf.zone else {
+            return;
+        };
+        let superseded =
+            zone.header().superseded.load(Relaxed) != 0 || zone.generation() != self.mcf.generation;
+        if superseded {
+            if self.lease.take().is_some() {
+                notice!(
+                    self.log,
+                    "status_alert: a newer configuration evaluates from now on"
+                );
+            }
+            return;
+        }
+        for d in &self.mcf.draining {
+            // SAFETY: both slots of a pair point into zones mapped for this cycle.
+            let pairs: Vec<_> = d
+                .pairs
+                .iter()
+                .map(|(a, b)| unsafe { (&**a, &**b) })
+                .collect();
+            zone.move_counts(&d.zone, &pairs);
+        }
+        if self.lease.is_some() {
+            return;
+        }
+        match Lease::try_acquire(&self.lease_name) {
+            Ok(Some(lease)) => {
+                if let Some(p) = self.mcf.predecessor {
+                    zone.import_state(&p);
+                }
+                self.lease = Some(lease);
+                notice!(self.log, "status_alert: this process evaluates from now on");
+            }
+            Ok(None) => {}
+            Err(e) if !self.lease_error_logged => {
+                self.lease_error_logged = true;
+                error!(
+                    self.log,
+                    "status_alert: cannot take the evaluation lease, not evaluating: {e}"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Applies the helper's reports: probe results become events, the queue depth goes to the
     /// zone, delivery outcomes are returned for counting and logging.
     fn absorb(&self, reports: Vec<Report>, now: u64, events: &mut Vec<AlertEvent>) -> Vec<Outcome> {
@@ -269,7 +339,11 @@ impl Worker {
         for r in reports {
             match r {
                 Report::Outcome(o) => outcomes.push(o),
-                Report::Probe(p) => events.extend(self.apply_probe(&p, now)),
+                // Only the evaluating process applies results: one DOWN per target.
+                Report::Probe(p) if self.lease.is_some() => {
+                    events.extend(self.apply_probe(&p, now))
+                }
+                Report::Probe(_) => {}
                 Report::QueueDepth(n) => {
                     if let Some(zone) = &self.mcf.zone {
                         zone.header().queue_depth.store(n, Relaxed);

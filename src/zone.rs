@@ -11,13 +11,15 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use crate::counters::LocationCounters;
 use crate::window::WindowRing;
 
-/// "STALERT" + layout generation; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x01");
+/// "STALRT" + layout version; a zone written by another layout is never read.
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x02");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
 /// Longest probe key (NAME, a space, the URL).
 pub const PROBE_KEY_MAX: usize = 512;
+/// Worker processes a zone remembers as writers (see [`Zone::register_writer`]).
+pub const MAX_WRITERS: usize = 256;
 
 const SLOT_FREE: u32 = 0;
 const SLOT_LIVE: u32 = 1;
@@ -27,19 +29,29 @@ const SLOT_RETIRED: u32 = 2;
 pub const NOTIFY_RESULTS: usize = 4;
 
 /// Zone-wide state.
+///
+/// Slots are carved from the payload as configurations need them: NAME slots from the front,
+/// probe slots from the back, so one zone size serves any mix and a slot never moves. Only the
+/// master changes the layout (at configuration time); workers only hold pointers to slots.
 #[repr(C, align(64))]
 pub struct ZoneHeader {
     magic: AtomicU64,
-    name_capacity: AtomicU32,
-    probe_capacity: AtomicU32,
-    /// Incremented by every configuration load that uses the zone.
+    /// Payload bytes (header included).
+    size: AtomicU64,
+    name_count: AtomicU32,
+    probe_count: AtomicU32,
+    /// Incremented by every configuration that commits with this zone as its primary.
     pub generation: AtomicU64,
+    /// Set once a newer configuration counts into another zone: its evaluator stops.
+    pub superseded: AtomicU64,
     /// Time of the last evaluation tick, ms; evaluators take a tick by compare-and-swap.
     pub eval_tick_ms: AtomicU64,
     /// Alert deliveries by result: sent, retried, failed, dropped.
     pub notifications: [AtomicU64; NOTIFY_RESULTS],
     /// Messages waiting in the notifier queue (as last seen by the delivering worker).
     pub queue_depth: AtomicU64,
+    /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
+    writers: [AtomicU64; MAX_WRITERS],
 }
 
 /// A fixed-capacity key stored in shared memory.
@@ -76,6 +88,10 @@ impl<const N: usize> SlotKey<N> {
 
     fn is_live(&self) -> bool {
         self.state.load(Relaxed) == SLOT_LIVE
+    }
+
+    fn is_used(&self) -> bool {
+        self.state.load(Relaxed) != SLOT_FREE
     }
 }
 
@@ -201,29 +217,31 @@ pub struct ProbeSlot {
 /// The zone cannot hold what the configuration asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ZoneFull {
-    /// Slots needed.
+    /// Bytes the new slots need.
     pub needed: usize,
-    /// Slots available.
-    pub capacity: usize,
+    /// Bytes left in the zone.
+    pub free: usize,
 }
 
-/// Bytes needed for a zone with the given capacities.
-pub fn zone_size(name_capacity: usize, probe_capacity: usize) -> usize {
-    size_of::<ZoneHeader>()
-        + name_capacity * size_of::<NameSlot>()
-        + probe_capacity * size_of::<ProbeSlot>()
+impl core::fmt::Display for ZoneFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "needs {} more bytes, {} are free",
+            self.needed, self.free
+        )
+    }
 }
 
-/// Capacities for an automatically sized zone: headroom so that a reload adding a few names
-/// reuses the zone in place.
+/// Bytes needed for a zone holding the given numbers of slots.
+pub fn zone_size(names: usize, probes: usize) -> usize {
+    size_of::<ZoneHeader>() + names * size_of::<NameSlot>() + probes * size_of::<ProbeSlot>()
+}
+
+/// Slots an automatically sized zone is made for: headroom so that reloads adding a few names
+/// (or renaming some while old workers still count into the old ones) keep the zone.
 pub fn auto_capacity(count: usize) -> usize {
     (count + (count / 4).max(8)).next_multiple_of(8)
-}
-
-/// How many NAME slots fit in `size` bytes next to `probe_capacity` probe slots.
-pub fn name_capacity_for(size: usize, probe_capacity: usize) -> usize {
-    let fixed = size_of::<ZoneHeader>() + probe_capacity * size_of::<ProbeSlot>();
-    size.saturating_sub(fixed) / size_of::<NameSlot>()
 }
 
 /// The slab allocator needs about one page header per page plus a few pages of its own.
@@ -236,6 +254,34 @@ pub fn shm_size_for_payload(payload: usize, pagesize: usize) -> usize {
 /// Inverse of [`shm_size_for_payload`]: usable bytes in a zone of `size`.
 pub fn payload_for_shm_size(size: usize, pagesize: usize) -> usize {
     (size.saturating_sub(2 * pagesize) / (pagesize + 64)).saturating_sub(4) * pagesize
+}
+
+/// Which slot a key gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pick {
+    /// The slot already holding the key (live, or retired and kept): its data is kept.
+    Existing(usize),
+    /// A slot carved from free space.
+    New,
+    /// A retired slot nobody can write any more, reset for the key.
+    Reclaimed(usize),
+}
+
+/// Slots a configuration gets in a zone, worked out without changing it.
+#[derive(Debug)]
+struct Plan {
+    names: Vec<Pick>,
+    probes: Vec<Pick>,
+}
+
+/// The slots a configuration got, in the order of its keys.
+pub struct Claimed<'z> {
+    /// The generation the configuration counts under.
+    pub generation: u64,
+    /// One slot per NAME key.
+    pub names: Vec<&'z NameSlot>,
+    /// One slot per probe key.
+    pub probes: Vec<&'z ProbeSlot>,
 }
 
 /// A view of a zone's memory.
@@ -263,7 +309,10 @@ impl Zone {
         if size < size_of::<ZoneHeader>() {
             return None;
         }
-        Some(Zone { base, size })
+        Some(Zone {
+            base,
+            size: size - size % 64,
+        })
     }
 
     /// The header.
@@ -276,30 +325,28 @@ impl Zone {
     pub fn is_formatted(&self) -> bool {
         let h = self.header();
         h.magic.load(Relaxed) == ZONE_MAGIC
+            && h.size.load(Relaxed) as usize == self.size
             && zone_size(
-                h.name_capacity.load(Relaxed) as usize,
-                h.probe_capacity.load(Relaxed) as usize,
+                h.name_count.load(Relaxed) as usize,
+                h.probe_count.load(Relaxed) as usize,
             ) <= self.size
     }
 
-    /// Writes an empty zone with the given capacities. Returns false if it does not fit.
-    pub fn format(&self, name_capacity: usize, probe_capacity: usize) -> bool {
-        if zone_size(name_capacity, probe_capacity) > self.size {
-            return false;
-        }
+    /// Writes an empty zone over zero-filled memory.
+    pub fn format(&self) {
         let h = self.header();
-        h.name_capacity.store(name_capacity as u32, Relaxed);
-        h.probe_capacity.store(probe_capacity as u32, Relaxed);
+        h.name_count.store(0, Relaxed);
+        h.probe_count.store(0, Relaxed);
+        h.size.store(self.size as u64, Relaxed);
         h.magic.store(ZONE_MAGIC, Relaxed);
-        true
     }
 
-    /// NAME slots (empty until formatted).
+    /// NAME slots carved so far (none until formatted).
     pub fn names(&self) -> &[NameSlot] {
         if !self.is_formatted() {
             return &[];
         }
-        let n = self.header().name_capacity.load(Relaxed) as usize;
+        let n = self.header().name_count.load(Relaxed) as usize;
         // SAFETY: is_formatted checked that the slots fit; NameSlot's alignment (64) divides the
         // header size, and all-zero is a valid slot.
         unsafe {
@@ -310,83 +357,259 @@ impl Zone {
         }
     }
 
-    /// Probe slots (empty until formatted).
+    /// Probe slots carved so far (none until formatted), newest first.
     pub fn probes(&self) -> &[ProbeSlot] {
         if !self.is_formatted() {
             return &[];
         }
-        let h = self.header();
-        let names = h.name_capacity.load(Relaxed) as usize;
-        let n = h.probe_capacity.load(Relaxed) as usize;
-        let offset = size_of::<ZoneHeader>() + names * size_of::<NameSlot>();
-        // SAFETY: as in `names`; ProbeSlot is 64-byte aligned and NameSlot's size is a multiple
-        // of 64.
+        let n = self.header().probe_count.load(Relaxed) as usize;
+        let offset = self.size - n * size_of::<ProbeSlot>();
+        // SAFETY: as in `names`; the size is a multiple of 64, and so is ProbeSlot's.
         unsafe { core::slice::from_raw_parts(self.base.add(offset) as *const ProbeSlot, n) }
     }
 
-    /// Starts a configuration generation: marks every live slot retired; `claim_*` revives or
-    /// assigns slots for the keys of the new configuration.
-    pub fn begin_generation(&self) -> u64 {
-        let generation = self.header().generation.fetch_add(1, Relaxed) + 1;
+    /// Bytes not yet carved into slots.
+    pub fn free_bytes(&self) -> usize {
+        let h = self.header();
+        self.size.saturating_sub(zone_size(
+            h.name_count.load(Relaxed) as usize,
+            h.probe_count.load(Relaxed) as usize,
+        ))
+    }
+
+    /// The generation of the configuration that last claimed slots here.
+    pub fn generation(&self) -> u64 {
+        self.header().generation.load(Relaxed) & 0xffff_ffff
+    }
+
+    /// Records that process `pid` counts into this zone for configuration `generation`, so
+    /// that slots it may write are not handed to another NAME while it lives. Entries of dead
+    /// processes are reused.
+    pub fn register_writer(&self, pid: u32, generation: u64, alive: impl Fn(u32) -> bool) {
+        let entry = u64::from(pid) << 32 | (generation & 0xffff_ffff);
+        let writers = &self.header().writers;
+        for w in writers {
+            let v = w.load(Relaxed);
+            if v >> 32 == u64::from(pid) {
+                w.store(entry, Relaxed);
+                return;
+            }
+        }
+        for w in writers {
+            let v = w.load(Relaxed);
+            if (v == 0 || !alive((v >> 32) as u32))
+                && w.compare_exchange(v, entry, Relaxed, Relaxed).is_ok()
+            {
+                return;
+            }
+        }
+        // More live workers than entries: the oldest generation's entry goes (its slots may
+        // then be reclaimed a reload early; far beyond any real worker_processes).
+        if let Some(w) = writers.iter().min_by_key(|w| w.load(Relaxed) & 0xffff_ffff) {
+            w.store(entry, Relaxed);
+        }
+    }
+
+    /// Generations of the live processes counting into this zone.
+    fn live_writer_generations(&self, alive: &dyn Fn(u32) -> bool) -> Vec<u64> {
+        self.header()
+            .writers
+            .iter()
+            .map(|w| w.load(Relaxed))
+            .filter(|v| *v != 0 && alive((*v >> 32) as u32))
+            .map(|v| v & 0xffff_ffff)
+            .collect()
+    }
+
+    /// True while a process that counted into this zone lives.
+    pub fn has_live_writers(&self, alive: impl Fn(u32) -> bool) -> bool {
+        !self.live_writer_generations(&alive).is_empty()
+    }
+
+    /// Works out the slots of a configuration without changing anything.
+    fn plan(
+        &self,
+        names: &[&[u8]],
+        probes: &[&[u8]],
+        alive: &dyn Fn(u32) -> bool,
+    ) -> Result<Plan, ZoneFull> {
+        let next = (self.header().generation.load(Relaxed) + 1) & 0xffff_ffff;
+        let writers = self.live_writer_generations(alive);
+        // A slot retired at generation r is written only by processes of generations < r;
+        // a slot live now is retired at `next` unless the new configuration keeps it.
+        let reclaimable = |state: u32, retired: u64| {
+            let r = if state == SLOT_LIVE { next } else { retired };
+            state != SLOT_FREE && writers.iter().all(|g| *g >= r)
+        };
+        // NAME slots are carved first; probes take what is left.
+        let free = self.free_bytes();
+        let (ns, ps) = (size_of::<NameSlot>(), size_of::<ProbeSlot>());
+        let names = pick(self.names(), names, |s| &s.key, &reclaimable, free / ns);
+        let new_names = names.iter().filter(|p| **p == Some(Pick::New)).count();
+        let left = free - new_names * ns;
+        let probes = pick(self.probes(), probes, |s| &s.key, &reclaimable, left / ps);
+        let missing = |picks: &[Option<Pick>], size: usize| {
+            picks.iter().filter(|p| p.is_none()).count() * size
+        };
+        let needed = missing(&names, ns) + missing(&probes, ps);
+        if needed > 0 {
+            return Err(ZoneFull { needed, free });
+        }
+        let all = |picks: Vec<Option<Pick>>| picks.into_iter().flatten().collect();
+        let (names, probes) = (all(names), all(probes));
+        Ok(Plan { names, probes })
+    }
+
+    /// Checks that a configuration's keys fit; see [`Zone::claim`].
+    pub fn check(
+        &self,
+        names: &[&[u8]],
+        probes: &[&[u8]],
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<(), ZoneFull> {
+        self.plan(names, probes, &alive).map(|_| ())
+    }
+
+    /// Starts a configuration generation and gives every key a slot: the slot already holding
+    /// it (its data kept), else fresh space, else a retired slot that no live process can
+    /// still write (the oldest first). Every other live slot is retired: its data stays until
+    /// the space is needed, so a NAME that comes back finds its counters.
+    pub fn claim(
+        &self,
+        names: &[&[u8]],
+        probes: &[&[u8]],
+        alive: impl Fn(u32) -> bool,
+    ) -> Result<Claimed<'_>, ZoneFull> {
+        if !self.is_formatted() {
+            self.format();
+        }
+        let plan = self.plan(names, probes, &alive)?;
+        let generation = (self.header().generation.fetch_add(1, Relaxed) + 1) & 0xffff_ffff;
         for key in self.names().iter().map(|s| &s.key) {
             retire(key, generation);
         }
         for key in self.probes().iter().map(|s| &s.key) {
             retire(key, generation);
         }
-        generation
-    }
-
-    /// Finds or assigns the slot of each NAME; returns slot indexes in the order of `keys`.
-    pub fn claim_names(&self, keys: &[&[u8]], generation: u64) -> Result<Vec<usize>, ZoneFull> {
-        claim(
-            self.names(),
-            keys,
+        let h = self.header();
+        let mut name_ids = Vec::with_capacity(names.len());
+        for (key, p) in names.iter().zip(&plan.names) {
+            let i = match *p {
+                Pick::Existing(i) => i,
+                Pick::New => {
+                    let n = h.name_count.fetch_add(1, Relaxed) as usize;
+                    // Fresh space is zero-filled (nginx maps zones anonymously) or was never
+                    // handed out; reset anyway so a slot never starts with stale data.
+                    self.names()[n].reset();
+                    n
+                }
+                Pick::Reclaimed(i) => {
+                    self.names()[i].reset();
+                    i
+                }
+            };
+            self.names()[i].key.set(key);
+            self.names()[i].key.state.store(SLOT_LIVE, Relaxed);
+            name_ids.push(i);
+        }
+        // Probe slots grow downwards, which shifts slice indexes: resolve the kept and
+        // reclaimed ones before carving new ones.
+        let old_probes = self.probes();
+        let mut probe_slots: Vec<Option<&ProbeSlot>> = plan
+            .probes
+            .iter()
+            .map(|p| match *p {
+                Pick::Existing(i) => Some(&old_probes[i]),
+                Pick::Reclaimed(i) => {
+                    old_probes[i].probe.reset();
+                    Some(&old_probes[i])
+                }
+                Pick::New => None,
+            })
+            .collect();
+        for slot in probe_slots.iter_mut().filter(|s| s.is_none()) {
+            h.probe_count.fetch_add(1, Relaxed);
+            // The newest probe slot is the first of the slice.
+            let s = &self.probes()[0];
+            s.probe.reset();
+            *slot = Some(s);
+        }
+        let probe_keys: Vec<&ProbeSlot> = probe_slots.into_iter().flatten().collect();
+        for (slot, key) in probe_keys.iter().zip(probes) {
+            slot.key.set(key);
+            slot.key.state.store(SLOT_LIVE, Relaxed);
+        }
+        let names = name_ids.into_iter().map(|i| &self.names()[i]).collect();
+        Ok(Claimed {
             generation,
-            |s| &s.key,
-            |s| {
-                s.counters.reset();
-                s.window.reset();
-                s.alert.reset();
-            },
-        )
+            names,
+            probes: probe_keys,
+        })
     }
 
-    /// Finds or assigns the slot of each probe key; returns slot indexes in the order of `keys`.
-    pub fn claim_probes(&self, keys: &[&[u8]], generation: u64) -> Result<Vec<usize>, ZoneFull> {
-        claim(
-            self.probes(),
-            keys,
-            generation,
-            |s| &s.key,
-            |s| s.probe.reset(),
-        )
+    /// Pairs every live NAME slot of this zone with the slot holding the same key in `old`.
+    pub fn name_pairs<'a>(&'a self, old: &'a Zone) -> Vec<(&'a NameSlot, &'a NameSlot)> {
+        let by_key: std::collections::HashMap<Vec<u8>, &NameSlot> = old
+            .names()
+            .iter()
+            .filter(|s| s.key.is_used())
+            .map(|s| (s.key.to_vec(), s))
+            .collect();
+        self.names()
+            .iter()
+            .filter(|s| s.key.is_live())
+            .filter_map(|s| by_key.get(&s.key.to_vec()).map(|o| (s, *o)))
+            .collect()
     }
 
-    /// Copies the state of every live slot from `old` (matched by key) into this zone.
-    pub fn import(&self, old: &Zone) {
+    /// Copies the evaluator's state (windows, alert levels, probe health, delivery counts) of
+    /// every live slot from `old`, matched by key. Counters are moved, not copied: see
+    /// [`Zone::move_counts`].
+    pub fn import_state(&self, old: &Zone) {
         if !old.is_formatted() {
             return;
         }
-        for slot in self.names().iter().filter(|s| s.key.is_live()) {
-            let key = slot.key.to_vec();
-            if let Some(o) = old.names().iter().find(|o| o.key.matches(&key)) {
-                slot.counters.copy_from(&o.counters);
-                slot.window.copy_from(&o.window);
-                slot.alert.copy_from(&o.alert);
-            }
+        for (slot, o) in self.name_pairs(old) {
+            slot.window.copy_from(&o.window);
+            slot.alert.copy_from(&o.alert);
         }
+        let by_key: std::collections::HashMap<Vec<u8>, &ProbeSlot> = old
+            .probes()
+            .iter()
+            .filter(|s| s.key.is_used())
+            .map(|s| (s.key.to_vec(), s))
+            .collect();
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {
-            let key = slot.key.to_vec();
-            if let Some(o) = old.probes().iter().find(|o| o.key.matches(&key)) {
+            if let Some(o) = by_key.get(&slot.key.to_vec()) {
                 slot.probe.copy_from(&o.probe);
             }
         }
         let (h, oh) = (self.header(), old.header());
-        for (d, s) in h.notifications.iter().zip(oh.notifications.iter()) {
-            d.store(s.load(Relaxed), Relaxed);
+        h.eval_tick_ms
+            .fetch_max(oh.eval_tick_ms.load(Relaxed), Relaxed);
+    }
+
+    /// Moves the counts of `old` into this zone: the request counters of every NAME in
+    /// `pairs` (see [`Zone::name_pairs`]) and the delivery outcomes.
+    pub fn move_counts(&self, old: &Zone, pairs: &[(&NameSlot, &NameSlot)]) {
+        for (slot, o) in pairs {
+            slot.counters.move_from(&o.counters);
         }
-        h.generation.fetch_max(oh.generation.load(Relaxed), Relaxed);
+        let (h, oh) = (self.header(), old.header());
+        for (d, s) in h.notifications.iter().zip(oh.notifications.iter()) {
+            let n = s.swap(0, Relaxed);
+            if n != 0 {
+                d.fetch_add(n, Relaxed);
+            }
+        }
+    }
+}
+
+impl NameSlot {
+    fn reset(&self) {
+        self.counters.reset();
+        self.window.reset();
+        self.alert.reset();
     }
 }
 
@@ -397,55 +620,45 @@ fn retire<const N: usize>(key: &SlotKey<N>, generation: u64) {
     }
 }
 
-/// Assigns slots: the slot already holding the key (its data is kept), else a free slot, else
-/// one retired by an earlier reload, else (capacity tight) one retired by this reload.
-fn claim<S, const N: usize>(
+/// Picks a slot for every key: the one holding it, else fresh space while `space` lasts,
+/// else a reclaimable retired slot (the longest retired first); `None` when none is left.
+fn pick<S, const N: usize>(
     slots: &[S],
     keys: &[&[u8]],
-    generation: u64,
     key_of: impl Fn(&S) -> &SlotKey<N>,
-    reset: impl Fn(&S),
-) -> Result<Vec<usize>, ZoneFull> {
-    if keys.len() > slots.len() {
-        return Err(ZoneFull {
-            needed: keys.len(),
-            capacity: slots.len(),
-        });
-    }
-    let mut out = vec![usize::MAX; keys.len()];
-    for (k, key) in keys.iter().enumerate() {
-        if let Some(i) = slots
-            .iter()
-            .position(|s| key_of(s).state.load(Relaxed) != SLOT_FREE && key_of(s).matches(key))
-        {
-            key_of(&slots[i]).state.store(SLOT_LIVE, Relaxed);
-            out[k] = i;
-        }
-    }
-    for (k, key) in keys.iter().enumerate() {
-        if out[k] != usize::MAX {
-            continue;
-        }
-        let state = |s: &S| key_of(s).state.load(Relaxed);
-        let retired_before = |s: &S| {
-            state(s) == SLOT_RETIRED && key_of(s).retired_generation.load(Relaxed) < generation
-        };
-        let i = slots
-            .iter()
-            .position(|s| state(s) == SLOT_FREE)
-            .or_else(|| slots.iter().position(retired_before))
-            .or_else(|| slots.iter().position(|s| state(s) == SLOT_RETIRED))
-            .ok_or(ZoneFull {
-                needed: keys.len(),
-                capacity: slots.len(),
-            })?;
-        let sk = key_of(&slots[i]);
-        reset(&slots[i]);
-        sk.set(key);
-        sk.state.store(SLOT_LIVE, Relaxed);
-        out[k] = i;
-    }
-    Ok(out)
+    reclaimable: &dyn Fn(u32, u64) -> bool,
+    mut space: usize,
+) -> Vec<Option<Pick>> {
+    let mut taken = vec![false; slots.len()];
+    let existing: Vec<Option<usize>> = keys
+        .iter()
+        .map(|key| {
+            let i = slots
+                .iter()
+                .position(|s| key_of(s).is_used() && key_of(s).matches(key))?;
+            taken[i] = true;
+            Some(i)
+        })
+        .collect();
+    let mut spare: Vec<usize> = (0..slots.len())
+        .filter(|&i| {
+            let k = key_of(&slots[i]);
+            !taken[i] && reclaimable(k.state.load(Relaxed), k.retired_generation.load(Relaxed))
+        })
+        .collect();
+    // Longest retired last, so that pop() takes it first.
+    spare.sort_by_key(|&i| core::cmp::Reverse(key_of(&slots[i]).retired_generation.load(Relaxed)));
+    existing
+        .into_iter()
+        .map(|e| match e {
+            Some(i) => Some(Pick::Existing(i)),
+            None if space > 0 => {
+                space -= 1;
+                Some(Pick::New)
+            }
+            None => spare.pop().map(Pick::Reclaimed),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -476,6 +689,18 @@ mod tests {
         names.iter().map(|s| s.as_bytes()).collect()
     }
 
+    fn nobody(_: u32) -> bool {
+        false
+    }
+
+    fn everybody(_: u32) -> bool {
+        true
+    }
+
+    fn claim_names<'z>(z: &'z Zone, names: &[&str]) -> Vec<&'z NameSlot> {
+        z.claim(&keys(names), &[], nobody).unwrap().names
+    }
+
     #[test]
     fn layout_is_cache_line_aligned() {
         assert_eq!(size_of::<ZoneHeader>() % 64, 0);
@@ -485,101 +710,146 @@ mod tests {
         assert_eq!(size_of::<NameSlot>(), 9216);
         assert_eq!(auto_capacity(1), 16);
         assert_eq!(auto_capacity(100), 128);
-        assert_eq!(name_capacity_for(zone_size(10, 3), 3), 10);
     }
 
     #[test]
     fn claim_keeps_existing_slots_across_generations() {
         let b = Buf::new(zone_size(4, 0));
         let z = b.zone();
-        assert!(z.format(4, 0));
-        let g = z.begin_generation();
-        let ids = z.claim_names(&keys(&["a", "b"]), g).unwrap();
-        z.names()[ids[0]].counters.record(200, 1);
-        z.names()[ids[1]].counters.record(500, 1);
+        let first = claim_names(&z, &["a", "b"]);
+        first[0].counters.record(200, 1);
+        first[1].counters.record(500, 1);
 
         // Reload: "b" removed, "c" added, "a" kept.
-        let g = z.begin_generation();
-        let ids2 = z.claim_names(&keys(&["c", "a"]), g).unwrap();
-        assert_eq!(ids2[1], ids[0], "a keeps its slot");
-        assert_ne!(
-            ids2[0], ids[1],
-            "c does not take b's slot while free slots exist"
+        let second = claim_names(&z, &["c", "a"]);
+        assert!(core::ptr::eq(second[1], first[0]), "a keeps its slot");
+        assert!(
+            !core::ptr::eq(second[0], first[1]),
+            "c does not take b's slot"
         );
-        assert_eq!(z.names()[ids2[1]].counters.snapshot().total(), 1);
-        assert_eq!(z.names()[ids2[0]].counters.snapshot().total(), 0);
+        assert_eq!(second[1].counters.snapshot().total(), 1);
+        assert_eq!(second[0].counters.snapshot().total(), 0);
     }
 
     #[test]
     fn removed_then_readded_name_keeps_counters() {
         let b = Buf::new(zone_size(4, 0));
         let z = b.zone();
-        z.format(4, 0);
-        let g = z.begin_generation();
-        let a = z.claim_names(&keys(&["a"]), g).unwrap()[0];
-        z.names()[a].counters.record(200, 1);
-        let g = z.begin_generation();
-        z.claim_names(&keys(&["x"]), g).unwrap();
-        let g = z.begin_generation();
-        let a2 = z.claim_names(&keys(&["a"]), g).unwrap()[0];
-        assert_eq!(a, a2);
-        assert_eq!(z.names()[a2].counters.snapshot().total(), 1);
+        let a = claim_names(&z, &["a"])[0];
+        a.counters.record(200, 1);
+        claim_names(&z, &["x"]);
+        let a2 = claim_names(&z, &["a"])[0];
+        assert!(core::ptr::eq(a, a2));
+        assert_eq!(a2.counters.snapshot().total(), 1);
     }
 
     #[test]
-    fn full_zone_reuses_retired_slots_then_fails() {
+    fn a_slot_is_reused_only_once_no_process_can_write_it() {
         let b = Buf::new(zone_size(2, 0));
         let z = b.zone();
-        z.format(2, 0);
-        let g = z.begin_generation();
-        let ids = z.claim_names(&keys(&["a", "b"]), g).unwrap();
-        z.names()[ids[0]].counters.record(200, 1);
-        let g = z.begin_generation();
-        let ids = z.claim_names(&keys(&["c", "d"]), g).unwrap();
-        for i in ids {
-            assert_eq!(
-                z.names()[i].counters.snapshot().total(),
-                0,
-                "reused slot is reset"
-            );
-        }
-        let g = z.begin_generation();
+        let first = z.claim(&keys(&["a", "b"]), &[], nobody).unwrap();
+        // Worker 10 of that generation still runs (an old worker finishing its requests).
+        z.register_writer(10, first.generation, everybody);
+        first.names[0].counters.record(500, 1);
+        // Renaming both while it lives: no slot is free and none may be reused.
+        let full = z.check(&keys(&["c", "d"]), &[], everybody);
         assert_eq!(
-            z.claim_names(&keys(&["a", "b", "c"]), g),
+            full,
             Err(ZoneFull {
-                needed: 3,
-                capacity: 2
+                needed: 2 * size_of::<NameSlot>(),
+                free: 0
             })
+        );
+        // Once it has exited, the retired slots are reused, reset.
+        let renamed = z.claim(&keys(&["c", "d"]), &[], nobody).unwrap();
+        for s in &renamed.names {
+            assert_eq!(s.counters.snapshot().total(), 0, "reused slot is reset");
+        }
+    }
+
+    #[test]
+    fn fresh_space_before_retired_slots_and_oldest_retired_first() {
+        let b = Buf::new(zone_size(3, 0));
+        let z = b.zone();
+        let a = claim_names(&z, &["a"])[0];
+        let bb = claim_names(&z, &["b"])[0];
+        // "a" retired first, then "b": "c" takes the last fresh slot, "d" the oldest retired.
+        let cd = claim_names(&z, &["c"]);
+        let d = claim_names(&z, &["c", "d"]);
+        assert!(!core::ptr::eq(cd[0], a) && !core::ptr::eq(cd[0], bb));
+        assert!(
+            core::ptr::eq(d[1], a),
+            "the longest retired slot is reused first"
         );
     }
 
     #[test]
-    fn import_copies_by_key_into_a_resized_zone() {
+    fn one_size_holds_any_mix_of_names_and_probes() {
+        let b = Buf::new(zone_size(2, 4));
+        let z = b.zone();
+        let c = z
+            .claim(&keys(&["a", "b"]), &keys(&["p1", "p2"]), nobody)
+            .unwrap();
+        c.probes[0].probe.state.store(2, Relaxed);
+        let c2 = z
+            .claim(&keys(&["a"]), &keys(&["p0", "p1", "p2", "p3"]), nobody)
+            .unwrap();
+        assert!(
+            core::ptr::eq(c2.probes[1], c.probes[0]),
+            "probe slots never move"
+        );
+        assert_eq!(c2.probes[1].probe.state.load(Relaxed), 2);
+        assert_eq!(c2.probes.len(), 4);
+        assert!(z.check(&keys(&["a", "b", "x"]), &[], nobody).is_err());
+    }
+
+    #[test]
+    fn writers_are_remembered_until_they_die() {
+        let b = Buf::new(zone_size(1, 0));
+        let z = b.zone();
+        z.format();
+        z.register_writer(7, 1, everybody);
+        z.register_writer(8, 1, everybody);
+        assert!(z.has_live_writers(|pid| pid == 8));
+        assert!(!z.has_live_writers(|pid| pid == 9));
+        // The same pid updates its entry; a dead writer's entry is reused.
+        z.register_writer(8, 2, everybody);
+        z.register_writer(9, 3, |pid| pid != 7);
+        assert_eq!(z.live_writer_generations(&|_| true), vec![3, 2]);
+    }
+
+    #[test]
+    fn counts_move_into_a_new_zone_and_state_is_copied() {
         let old_buf = Buf::new(zone_size(2, 1));
         let old = old_buf.zone();
-        old.format(2, 1);
-        let g = old.begin_generation();
-        let ids = old.claim_names(&keys(&["a", "b"]), g).unwrap();
+        let c = old
+            .claim(&keys(&["a", "b"]), &keys(&["be http://x/"]), nobody)
+            .unwrap();
         for _ in 0..3 {
-            old.names()[ids[1]].counters.record(503, 1);
+            c.names[1].counters.record(503, 1);
         }
-        old.names()[ids[1]].alert.level.store(2, Relaxed);
-        let p = old.claim_probes(&keys(&["be http://x/"]), g).unwrap()[0];
-        old.probes()[p].probe.state.store(2, Relaxed);
+        c.names[1].alert.level.store(2, Relaxed);
+        c.probes[0].probe.state.store(2, Relaxed);
         old.header().notifications[0].store(7, Relaxed);
 
         let new_buf = Buf::new(zone_size(8, 2));
         let new = new_buf.zone();
-        new.format(8, 2);
-        let g = new.begin_generation();
-        let nids = new.claim_names(&keys(&["b", "c"]), g).unwrap();
-        let np = new.claim_probes(&keys(&["be http://x/"]), g).unwrap()[0];
-        new.import(&old);
-        assert_eq!(new.names()[nids[0]].counters.snapshot().errors(), 3);
-        assert_eq!(new.names()[nids[0]].alert.level.load(Relaxed), 2);
-        assert_eq!(new.names()[nids[1]].counters.snapshot().total(), 0);
-        assert_eq!(new.probes()[np].probe.state.load(Relaxed), 2);
+        let n = new
+            .claim(&keys(&["b", "c"]), &keys(&["be http://x/"]), nobody)
+            .unwrap();
+        new.import_state(&old);
+        let pairs = new.name_pairs(&old);
+        new.move_counts(&old, &pairs);
+        assert_eq!(n.names[0].counters.snapshot().errors(), 3);
+        assert_eq!(n.names[0].alert.level.load(Relaxed), 2);
+        assert_eq!(n.names[1].counters.snapshot().total(), 0);
+        assert_eq!(n.probes[0].probe.state.load(Relaxed), 2);
         assert_eq!(new.header().notifications[0].load(Relaxed), 7);
+        // An old worker counts one more into the old zone: the next move brings it over.
+        c.names[1].counters.record(503, 1);
+        new.move_counts(&old, &pairs);
+        assert_eq!(n.names[0].counters.snapshot().errors(), 4);
+        assert_eq!(c.names[1].counters.snapshot().total(), 0);
     }
 
     #[test]
@@ -597,6 +867,5 @@ mod tests {
         let z = b.zone();
         assert!(!z.is_formatted());
         assert!(z.names().is_empty());
-        assert!(!z.format(3, 0), "does not fit");
     }
 }
