@@ -358,12 +358,12 @@ pub fn render_json(m: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::{bucket_index, status_index, BUCKETS, STATUS_SLOTS};
+    use crate::counters::{bucket_index, status_index, BUCKET_SLOTS, STATUS_SLOTS};
 
     fn loc(name: &str, records: &[(usize, u64)]) -> LocationMetrics {
         let mut c = CountersSnapshot {
             status: [0; STATUS_SLOTS],
-            buckets: [0; BUCKETS],
+            buckets: [0; BUCKET_SLOTS],
             duration_us_sum: 0,
         };
         for (status, ms) in records {

@@ -12,7 +12,7 @@ use crate::counters::LocationCounters;
 use crate::window::WindowRing;
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x02");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x03");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
@@ -707,7 +707,7 @@ mod tests {
         assert_eq!(size_of::<NameSlot>() % 64, 0);
         assert_eq!(size_of::<ProbeSlot>() % 64, 0);
         // Documented in the README (memory per NAME).
-        assert_eq!(size_of::<NameSlot>(), 9216);
+        assert_eq!(size_of::<NameSlot>(), 13440);
         assert_eq!(auto_capacity(1), 16);
         assert_eq!(auto_capacity(100), 128);
     }
