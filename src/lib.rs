@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod event;
 #[cfg(not(test))]
 mod handler;
+pub mod latency;
 pub mod lease;
 pub mod metrics;
 pub mod notifier;
@@ -27,6 +28,7 @@ pub mod probe_spec;
 #[cfg(not(test))]
 mod shm;
 pub mod sidecar;
+pub mod slo;
 pub mod window;
 #[cfg(not(test))]
 mod worker;
