@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod event;
 #[cfg(not(test))]
 mod handler;
+pub mod incidents;
 pub mod latency;
 pub mod lease;
 pub mod metrics;

@@ -8,8 +8,10 @@
 use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use crate::counters::LocationCounters;
-use crate::window::WindowRing;
+use crate::counters::{BucketBounds, LocationCounters};
+use crate::event::Level;
+use crate::incidents::{IncidentLog, IncidentSummary};
+use crate::window::{LongWindowRing, WindowRing};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
 const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x03");
@@ -132,7 +134,87 @@ impl AlertShared {
     }
 }
 
-/// Everything the zone keeps for one NAME.
+/// Level and incident timing of one alert kind (latency, error budget).
+#[repr(C)]
+pub struct LevelShared {
+    /// `Level` as u32, changed only by compare-and-swap.
+    pub level: AtomicU32,
+    /// Start of the current incident, ms since the epoch; 0 if ok.
+    pub incident_since_ms: AtomicU64,
+    /// Last announcement of the firing level, ms since the epoch.
+    pub last_post_ms: AtomicU64,
+}
+
+impl LevelShared {
+    fn copy_from(&self, o: &LevelShared) {
+        self.level.store(o.level.load(Relaxed), Relaxed);
+        self.incident_since_ms
+            .store(o.incident_since_ms.load(Relaxed), Relaxed);
+        self.last_post_ms
+            .store(o.last_post_ms.load(Relaxed), Relaxed);
+    }
+
+    fn reset(&self) {
+        self.level.store(0, Relaxed);
+        self.incident_since_ms.store(0, Relaxed);
+        self.last_post_ms.store(0, Relaxed);
+    }
+
+    /// Start of the current incident, `None` while ok.
+    pub fn ongoing_since_ms(&self) -> Option<u64> {
+        (Level::from_u8(self.level.load(Relaxed) as u8) != Level::Ok)
+            .then(|| self.incident_since_ms.load(Relaxed))
+    }
+}
+
+/// `latency=` state of one NAME.
+#[repr(C)]
+pub struct LatencyShared {
+    /// Level of the percentile alert.
+    pub state: LevelShared,
+    /// Percentile estimate at the last evaluation in microseconds, plus one; 0 for none.
+    pub estimate_us_plus_one: AtomicU64,
+}
+
+impl LatencyShared {
+    /// The percentile estimate of the last evaluation in seconds, if there was one.
+    pub fn estimate_seconds(&self) -> Option<f64> {
+        let v = self.estimate_us_plus_one.load(Relaxed);
+        (v != 0).then(|| (v - 1) as f64 / 1e6)
+    }
+
+    /// Stores the estimate of this evaluation (`None`: no requests, or no `latency=`).
+    pub fn set_estimate_ms(&self, ms: Option<f64>) {
+        let v = ms.map_or(0, |ms| (ms * 1000.0).round() as u64 + 1);
+        self.estimate_us_plus_one.store(v, Relaxed);
+    }
+}
+
+/// `slo=` state of one NAME.
+#[repr(C)]
+pub struct SloShared {
+    /// Level of the burn-rate alert.
+    pub state: LevelShared,
+    /// Burn rates of the last evaluation (`f64::to_bits`), in the order of
+    /// `slo::BURN_FACTORS`.
+    pub burn_rates: [AtomicU64; 4],
+}
+
+impl SloShared {
+    /// Burn rates of the last evaluation, in the order of `slo::BURN_FACTORS`.
+    pub fn rates(&self) -> [f64; 4] {
+        [0, 1, 2, 3].map(|i| f64::from_bits(self.burn_rates[i].load(Relaxed)))
+    }
+
+    /// Stores this evaluation's burn rates.
+    pub fn set_rates(&self, rates: [f64; 4]) {
+        for (d, r) in self.burn_rates.iter().zip(rates) {
+            d.store(r.to_bits(), Relaxed);
+        }
+    }
+}
+
+/// Everything the zone keeps for one NAME: 16,192 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -143,6 +225,14 @@ pub struct NameSlot {
     pub window: WindowRing,
     /// Alert state (evaluator).
     pub alert: AlertShared,
+    /// Coarse samples for the burn-rate windows of `slo=` (evaluator).
+    pub long_window: LongWindowRing,
+    /// `latency=` state (evaluator).
+    pub latency: LatencyShared,
+    /// `slo=` state (evaluator).
+    pub slo: SloShared,
+    /// Recent incidents and per-kind totals (evaluator).
+    pub incidents: IncidentLog,
 }
 
 /// Probe failure reasons, in the order of [`ProbeShared::failures`].
@@ -572,6 +662,14 @@ impl Zone {
         for (slot, o) in self.name_pairs(old) {
             slot.window.copy_from(&o.window);
             slot.alert.copy_from(&o.alert);
+            slot.long_window.copy_from(&o.long_window);
+            slot.latency.state.copy_from(&o.latency.state);
+            slot.latency
+                .estimate_us_plus_one
+                .store(o.latency.estimate_us_plus_one.load(Relaxed), Relaxed);
+            slot.slo.state.copy_from(&o.slo.state);
+            slot.slo.set_rates(o.slo.rates());
+            slot.incidents.copy_from(&o.incidents);
         }
         let by_key: std::collections::HashMap<Vec<u8>, &ProbeSlot> = old
             .probes()
@@ -610,6 +708,34 @@ impl NameSlot {
         self.counters.reset();
         self.window.reset();
         self.alert.reset();
+        self.long_window.reset();
+        self.latency.state.reset();
+        self.latency.set_estimate_ms(None);
+        self.slo.state.reset();
+        self.slo.set_rates([0.0; 4]);
+        self.incidents.reset();
+    }
+
+    /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a
+    /// configuration claims the slot. A slot that counted by other bounds restarts its
+    /// histogram and the window's bucket history; with the same bounds nothing changes, so the
+    /// counters survive the reload.
+    pub fn adopt_bucket_bounds(&self, bounds: &BucketBounds) {
+        if self.counters.adopt_bounds(bounds) {
+            self.window.reset_histogram();
+        }
+    }
+
+    /// Incident totals and history at `now_ms`, ongoing incidents included.
+    pub fn incident_summary(&self, now_ms: u64) -> IncidentSummary {
+        let level = Level::from_u8(self.alert.level.load(Relaxed) as u8);
+        let errors_since = (level != Level::Ok).then(|| self.alert.incident_since_ms.load(Relaxed));
+        let ongoing = [
+            errors_since,
+            self.latency.state.ongoing_since_ms(),
+            self.slo.state.ongoing_since_ms(),
+        ];
+        self.incidents.summary(now_ms, ongoing)
     }
 }
 
@@ -706,8 +832,10 @@ mod tests {
         assert_eq!(size_of::<ZoneHeader>() % 64, 0);
         assert_eq!(size_of::<NameSlot>() % 64, 0);
         assert_eq!(size_of::<ProbeSlot>() % 64, 0);
-        // Documented in the README (memory per NAME).
-        assert_eq!(size_of::<NameSlot>(), 13440);
+        // Documented in the README (memory per NAME): at most 16 KiB including the histogram
+        // window (8,968 bytes), the burn-rate ring (2,312) and the incident log (312).
+        assert_eq!(size_of::<NameSlot>(), 16192);
+        assert!(size_of::<NameSlot>() <= 16 * 1024);
         assert_eq!(auto_capacity(1), 16);
         assert_eq!(auto_capacity(100), 128);
     }
@@ -850,6 +978,53 @@ mod tests {
         new.move_counts(&old, &pairs);
         assert_eq!(n.names[0].counters.snapshot().errors(), 4);
         assert_eq!(c.names[1].counters.snapshot().total(), 0);
+    }
+
+    #[test]
+    fn new_bucket_bounds_restart_the_histogram_only() {
+        let b = Buf::new(zone_size(1, 0));
+        let z = b.zone();
+        let s = claim_names(&z, &["a"])[0];
+        let default = BucketBounds::default();
+        s.adopt_bucket_bounds(&default);
+        s.counters.record(200, 3);
+        s.adopt_bucket_bounds(&default);
+        assert_eq!(
+            s.counters.snapshot().buckets[0],
+            1,
+            "same bounds keep counts"
+        );
+        s.adopt_bucket_bounds(&BucketBounds::new(&[1, 2]).unwrap());
+        let snap = s.counters.snapshot();
+        assert_eq!((snap.buckets[0], snap.total()), (0, 1));
+    }
+
+    #[test]
+    fn incident_state_survives_a_resize_and_a_reset_slot_forgets_it() {
+        let old_buf = Buf::new(zone_size(1, 0));
+        let old = old_buf.zone();
+        let o = claim_names(&old, &["a"])[0];
+        o.incidents.open(
+            crate::incidents::IncidentKind::Latency,
+            1_000,
+            Level::Warning,
+            0.7,
+        );
+        o.latency.state.level.store(1, Relaxed);
+        o.latency.state.incident_since_ms.store(1_000, Relaxed);
+        o.latency.set_estimate_ms(Some(700.0));
+        o.slo.set_rates([1.0, 2.0, 3.0, 4.0]);
+        let new_buf = Buf::new(zone_size(2, 0));
+        let new = new_buf.zone();
+        let n = claim_names(&new, &["a"])[0];
+        new.import_state(&old);
+        let summary = n.incident_summary(11_000);
+        assert_eq!((summary.opened[1], summary.firing_seconds[1]), (1, 10));
+        assert_eq!(n.latency.estimate_seconds(), Some(0.7));
+        assert_eq!(n.slo.rates(), [1.0, 2.0, 3.0, 4.0]);
+        n.reset();
+        assert_eq!(n.incident_summary(11_000), IncidentSummary::default());
+        assert_eq!(n.latency.estimate_seconds(), None);
     }
 
     #[test]
