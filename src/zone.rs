@@ -238,6 +238,9 @@ pub struct NameSlot {
 /// Probe failure reasons, in the order of [`ProbeShared::failures`].
 pub const PROBE_REASONS: [&str; 6] = ["refused", "timeout", "status", "reset", "tls", "dns"];
 
+/// [`ProbeShared::state`] of a target that is down.
+const PROBE_DOWN: u32 = 2;
+
 /// Health state of one probe target.
 #[repr(C)]
 pub struct ProbeShared {
@@ -257,6 +260,8 @@ pub struct ProbeShared {
     pub since_ms: AtomicU64,
     /// Failures by reason, see [`PROBE_REASONS`].
     pub failures: [AtomicU64; PROBE_REASONS.len()],
+    /// Milliseconds spent down in periods that have ended (see [`ProbeShared::book_down_time`]).
+    pub down_ms_total: AtomicU64,
 }
 
 impl ProbeShared {
@@ -277,6 +282,26 @@ impl ProbeShared {
         for (d, s) in self.failures.iter().zip(o.failures.iter()) {
             d.store(s.load(Relaxed), Relaxed);
         }
+        self.down_ms_total
+            .store(o.down_ms_total.load(Relaxed), Relaxed);
+    }
+
+    /// Books a down period that ended: called once per DOWN -> UP transition (the one that
+    /// won the state's compare-and-swap), with the time it went down.
+    pub fn book_down_time(&self, down_since_ms: u64, now_ms: u64) {
+        self.down_ms_total
+            .fetch_add(now_ms.saturating_sub(down_since_ms), Relaxed);
+    }
+
+    /// Seconds spent down at `now_ms`, the current down period included
+    /// (`nginx_probe_down_seconds_total`).
+    pub fn down_seconds(&self, now_ms: u64) -> u64 {
+        let current = if self.state.load(Relaxed) == PROBE_DOWN {
+            now_ms.saturating_sub(self.since_ms.load(Relaxed))
+        } else {
+            0
+        };
+        (self.down_ms_total.load(Relaxed) + current) / 1000
     }
 
     fn reset(&self) {
@@ -292,6 +317,7 @@ impl ProbeShared {
         self.last_duration_us.store(0, Relaxed);
         self.since_ms.store(0, Relaxed);
         self.failures.iter().for_each(|f| f.store(0, Relaxed));
+        self.down_ms_total.store(0, Relaxed);
     }
 }
 
@@ -832,6 +858,7 @@ mod tests {
         assert_eq!(size_of::<ZoneHeader>() % 64, 0);
         assert_eq!(size_of::<NameSlot>() % 64, 0);
         assert_eq!(size_of::<ProbeSlot>() % 64, 0);
+        assert_eq!(size_of::<ProbeSlot>(), 640);
         // Documented in the README (memory per NAME): at most 16 KiB including the histogram
         // window (8,968 bytes), the burn-rate ring (2,312) and the incident log (312).
         assert_eq!(size_of::<NameSlot>(), 16192);
@@ -1025,6 +1052,26 @@ mod tests {
         n.reset();
         assert_eq!(n.incident_summary(11_000), IncidentSummary::default());
         assert_eq!(n.latency.estimate_seconds(), None);
+    }
+
+    #[test]
+    fn probe_down_time_counts_the_current_period() {
+        let b = Buf::new(zone_size(0, 1));
+        let z = b.zone();
+        let p = &z
+            .claim(&[], &keys(&["be http://x/"]), nobody)
+            .unwrap()
+            .probes[0]
+            .probe;
+        p.state.store(PROBE_DOWN, Relaxed);
+        p.since_ms.store(10_000, Relaxed);
+        assert_eq!(p.down_seconds(70_000), 60);
+        p.book_down_time(10_000, 100_000);
+        p.state.store(1, Relaxed);
+        p.since_ms.store(100_000, Relaxed);
+        assert_eq!(p.down_seconds(500_000), 90);
+        p.reset();
+        assert_eq!(p.down_seconds(500_000), 0);
     }
 
     #[test]
