@@ -391,19 +391,26 @@ fn latency_description(name: &str, l: &LatencyEvent) -> String {
 /// One-sentence explanation for an error-budget event.
 fn slo_description(name: &str, l: &SloEvent) -> String {
     let slo = fmt_pct(l.slo_pct);
-    match l.level {
-        Level::Ok => format!("{name} recovered: the error budget of its {slo}% SLO is safe again."),
-        Level::Critical => format!(
-            "{name} is burning the error budget of its {slo}% SLO {:.1}x as fast as it allows, \
-             over both the short and the 1-hour-scale window.",
-            l.burn_rate
-        ),
-        Level::Warning => format!(
-            "{name} is burning the error budget of its {slo}% SLO {:.1}x as fast as it allows, \
-             over both longer windows.",
-            l.burn_rate
-        ),
-    }
+    // Windows are shortest first: x1, x6, x12, x72 (5m, 30m, 1h, 6h by default).
+    let window = |i: usize| {
+        l.windows
+            .get(i)
+            .map_or("?".to_owned(), |(w, _)| clip(w, 16))
+    };
+    let pair = match l.level {
+        Level::Ok => {
+            return format!(
+                "{name} recovered: its error budget ({slo}% SLO) is no longer burning fast."
+            )
+        }
+        Level::Critical => (window(0), window(2)),
+        Level::Warning => (window(1), window(3)),
+    };
+    format!(
+        "{name} is burning its error budget ({slo}% SLO) at least {:.1}x as fast as allowed over \
+         both {} and {}.",
+        l.burn_rate, pair.0, pair.1
+    )
 }
 
 /// One-sentence explanation for a probe event.
@@ -1354,6 +1361,11 @@ mod tests {
             Some("5m 20.0x · 30m 16.0x · 1h 15.2x · 6h 3.0x")
         );
         assert_eq!(field(&embed, "SLO"), Some("99.9%"));
+        assert_eq!(
+            embed["description"],
+            "api is burning its error budget (99.9% SLO) at least 15.2x as fast as allowed over \
+             both 5m and 1h."
+        );
         assert!(log_line(&crit, "h").contains("(burn 5m 20.0x · 30m 16.0x · 1h 15.2x · 6h 3.0x"));
         let warn = event("api", EventDetail::Slo(slo(Level::Warning, 6.5)));
         assert_eq!(only_embed(&warn)["color"], COLOR_AMBER);

@@ -9,9 +9,9 @@ pub enum Level {
     /// Below the warning threshold, or too little traffic to judge.
     #[default]
     Ok = 0,
-    /// 5xx ratio at or above `warn`.
+    /// At or above the warning threshold (`warn=`, the WARN of `latency=`, or burn rate 6).
     Warning = 1,
-    /// 5xx ratio at or above `crit`.
+    /// At or above the critical threshold (`crit=`, the CRIT of `latency=`, or burn rate 14.4).
     Critical = 2,
 }
 
