@@ -215,6 +215,33 @@ pub fn children_of(ppid: u32) -> Vec<u32> {
     pids
 }
 
+/// Session id of `pid` (field 6 of /proc/PID/stat).
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Live helper processes (`comm` "status-alert") in the session of `pid`: the module's helper
+/// is double-forked, so it is nobody's child in nginx, but it stays in nginx's session.
+pub fn helper_processes(pid: u32) -> Vec<u32> {
+    let Some(session) = session_of(pid) else {
+        return Vec::new();
+    };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| process_alive(p) && session_of(p) == Some(session))
+        .filter(|&p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "status-alert")
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 fn is_nginx_process(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| String::from_utf8_lossy(&c).contains("nginx"))
