@@ -73,8 +73,16 @@ pub fn evaluate(watched: &[Watched<'_>], now_ms: u64, interval_ms: u64) -> Vec<A
         let current = SampleCounts::from_snapshot(&w.slot.counters.snapshot());
         let step = sample_step_ms(p.window_ms, interval_ms);
         let figures = w.slot.window.advance(now_ms, &current, p.window_ms, step);
-        w.slot.alert.window_total.store(figures.total(), Relaxed);
-        w.slot.alert.window_errors.store(figures.errors(), Relaxed);
+        w.slot.alert.set_window(figures.total(), figures.errors());
+        // Taken over from another master (binary upgrade): this zone's counts start then, so
+        // hold the level until it has seen a whole window rather than resolve or re-fire.
+        let adopted = w.slot.alert.adopted_at_ms.load(Relaxed);
+        if adopted != 0 {
+            if now_ms < adopted.saturating_add(p.window_ms) {
+                continue;
+            }
+            w.slot.alert.adopted_at_ms.store(0, Relaxed);
+        }
 
         let machine = AlertMachine::from(p);
         let old = load_state(w.slot);
@@ -196,7 +204,7 @@ mod tests {
             traffic(slot, 0, 1); // 1 error per second: 10 in the window < 20
             assert!(evaluate(&w, s * 1000 + 1, 1000).is_empty());
         }
-        assert_eq!(slot.alert.window_total.load(Relaxed), 10);
+        assert_eq!(slot.alert.window().0, 10);
     }
 
     #[test]
@@ -211,6 +219,25 @@ mod tests {
         assert_eq!(first.len(), 1);
         // Same figures seen again (e.g. by a new worker right after a reload): no event.
         assert!(evaluate(&w, 2_500, 1000).is_empty());
+    }
+
+    #[test]
+    fn an_adopted_level_is_held_for_one_window() {
+        let z = zone(&["be"]);
+        let p = params();
+        let slot = &z.names()[0];
+        let w = watch(&z, &p);
+        // Another master's evaluator left "critical since 1_000" then; no traffic here yet.
+        slot.alert.level.store(Level::Critical as u32, Relaxed);
+        slot.alert.incident_since_ms.store(1_000, Relaxed);
+        slot.alert.adopted_at_ms.store(1_000, Relaxed);
+        for t in (2_000..11_000).step_by(1_000) {
+            assert!(evaluate(&w, t, 1000).is_empty(), "held at {t}");
+        }
+        let resolved = evaluate(&w, 11_000, 1000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(crate::discord::title(&resolved[0]), "RESOLVED be after 10s");
+        assert_eq!(slot.alert.adopted_at_ms.load(Relaxed), 0);
     }
 
     #[test]

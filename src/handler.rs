@@ -146,8 +146,8 @@ pub fn collect(mcf: &MainConf) -> Metrics {
         m.locations.push(LocationMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
-            window_requests: slot.alert.window_total.load(Relaxed),
-            window_errors: slot.alert.window_errors.load(Relaxed),
+            window_requests: slot.alert.window().0,
+            window_errors: slot.alert.window().1,
             level: Level::from_u8(slot.alert.level.load(Relaxed) as u8),
         });
     }

@@ -410,7 +410,11 @@ impl Outbox {
     /// Forgets a partly written first payload (its pipe is gone).
     fn drop_partial_head(&mut self) {
         if self.head_started {
-            let end = self.buf.iter().position(|b| *b == b'\n').map_or(self.buf.len(), |i| i + 1);
+            let end = self
+                .buf
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(self.buf.len(), |i| i + 1);
             self.buf.drain(..end);
             self.head_started = false;
         }

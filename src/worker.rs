@@ -20,7 +20,7 @@ use ngx::http::HttpModuleMainConf;
 use crate::conf::MainConf;
 use crate::evaluate::{self, Watched};
 use crate::event::{AlertEvent, EventDetail, ProbeEvent};
-use crate::lease::{self, Lease};
+use crate::lease::{self, Lease, Mailbox};
 use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
 use crate::params::WebhookTarget;
 use crate::probe::{self, ProbeResult, ProbeTransition};
@@ -54,6 +54,8 @@ struct Worker {
     lease: Option<Lease>,
     /// The lease's name for this nginx.
     lease_name: Vec<u8>,
+    /// Where the previous holder leaves its state when it cannot share a zone with us.
+    mailbox: Option<Mailbox>,
     /// A failure to take the lease was logged (logged once).
     lease_error_logged: bool,
     /// When the helper was last started, ms, and the wait before the next start after a crash.
@@ -113,6 +115,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let log = cycle.log;
 
     let sidecar = start_helper(mcf, cycle, log, Outbox::default());
+    let lease_name = lease::name_for(&cycle.conf_file.to_string());
     // SAFETY: all-zero is an idle event; the fields nginx's timer code reads are set below.
     let mut restart_timer: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
     restart_timer.handler = Some(on_restart_timer);
@@ -128,7 +131,8 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         sidecar,
         stopping: false,
         lease: None,
-        lease_name: lease::name_for(&cycle.conf_file.to_string()),
+        lease_name: lease_name.clone(),
+        mailbox: Mailbox::open(&lease_name).ok().flatten(),
         lease_error_logged: false,
         helper_started_ms: now_ms(),
         helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
@@ -204,8 +208,8 @@ pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return;
     };
-    // Let the next evaluator start at once.
-    worker.lease = None;
+    // Let the next evaluator start at once, with our state.
+    worker.release_lease();
     if worker.restart_timer.timer_set() != 0 {
         // SAFETY: the timer was armed by this process's event loop.
         unsafe { nginx_sys::ngx_del_timer(&mut *worker.restart_timer) };
@@ -215,7 +219,10 @@ pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
         // SAFETY: our descriptor; the process is exiting and its channel event is not used again.
         unsafe { libc::close(fd) };
         // Payloads the pipe did not take in time are lost with this process: count them.
-        record_outcomes(&worker, lost_outcomes(unsent, "worker 0 exited before handing it over"));
+        record_outcomes(
+            &worker,
+            lost_outcomes(unsent, "worker 0 exited before handing it over"),
+        );
     }
 }
 
@@ -253,7 +260,6 @@ extern "C" fn on_restart_timer(_ev: *mut ngx_event_t) {
         if !worker.stopping && !exiting() && worker.sidecar.is_none() {
             worker.restart_helper(Outbox::default());
         }
-
     });
 }
 
@@ -290,7 +296,7 @@ impl Worker {
         if exiting() && !self.stopping {
             // The helper finishes alone (see sidecar.rs); nothing here waits for it.
             self.stopping = true;
-            self.lease = None;
+            self.release_lease();
             if let Some(s) = self.sidecar.take() {
                 let (fd, unsent) = s.close();
                 close_channel(c, fd);
@@ -347,6 +353,17 @@ impl Worker {
         record_outcomes(self, outcomes);
     }
 
+    /// Gives up the lease, leaving this process's evaluator state for the next holder.
+    fn release_lease(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        if let Some(zone) = self.mcf.zone {
+            lease::hand_over(&self.lease_name, zone.export_state().to_string().as_bytes());
+        }
+        drop(lease);
+    }
+
     /// Starts a helper: at once if the last one lived a while, else after a backoff that
     /// doubles with every quick death or failed start (1 s up to 60 s). Payloads in `pending`
     /// (never handed to the dead one) go to the new one.
@@ -387,7 +404,9 @@ impl Worker {
             wait / 1000
         );
         // SAFETY: the event lives as long as the worker state; nginx's timer tree is ours.
-        unsafe { nginx_sys::ngx_add_timer(&mut *self.restart_timer, wait as nginx_sys::ngx_msec_t) };
+        unsafe {
+            nginx_sys::ngx_add_timer(&mut *self.restart_timer, wait as nginx_sys::ngx_msec_t)
+        };
     }
 
     /// On every tick: stops evaluating once a newer configuration counts elsewhere, moves the
@@ -400,7 +419,8 @@ impl Worker {
         let superseded =
             zone.header().superseded.load(Relaxed) != 0 || zone.generation() != self.mcf.generation;
         if superseded {
-            if self.lease.take().is_some() {
+            if self.lease.is_some() {
+                self.release_lease();
                 notice!(
                     self.log,
                     "status_alert: a newer configuration evaluates from now on"
@@ -425,10 +445,21 @@ impl Worker {
                 if let Some(p) = self.mcf.predecessor {
                     zone.import_state(&p);
                 }
+                // The last state the previous holder left (from the other master of a binary
+                // upgrade; after a reload it is what the zone already holds).
+                // The holder needs no mailbox: the next waiting process opens it.
+                let last = self.mailbox.take().and_then(|m| m.take_all().pop());
+                if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
+                    zone.import_exported(&state, now_ms());
+                }
                 self.lease = Some(lease);
                 notice!(self.log, "status_alert: this process evaluates from now on");
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if self.mailbox.is_none() {
+                    self.mailbox = Mailbox::open(&self.lease_name).ok().flatten();
+                }
+            }
             Err(e) if !self.lease_error_logged => {
                 self.lease_error_logged = true;
                 error!(
