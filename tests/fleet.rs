@@ -3,6 +3,7 @@
 //! shipped routing tree (deploy/alertmanager/alertmanager.yml), and a local HTTP server standing
 //! in for Discord. Both hosts fail on `api`; Alertmanager must hold `NginxLocationErrorRatio`
 //! for location="api" (one alert per host) and post exactly one notification for the two.
+//! Then every query of the shipped Grafana dashboard runs against that Prometheus.
 //!
 //! For speed the test runs copies of the shipped files with these changes (nothing else):
 //! - rules: every `[5m]` range becomes `[10s]` and every `for:` becomes `for: 2s`
@@ -123,6 +124,7 @@ fn test_alertmanager_config(receiver_url: &str) -> String {
 fn nginx_host() -> Nginx {
     Nginx::start(
         r#"
+        status_alert_interval 1s;
         server {
             listen 127.0.0.1:{PORT};
             location /api { status_alert api; return 500; }
@@ -151,6 +153,44 @@ fn api_alerts(am_port: u16) -> Vec<Value> {
                 && a["labels"]["location"] == "api"
         })
         .collect()
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs every panel query of the shipped dashboard against the live Prometheus (Grafana's
+/// variables replaced: all instances, all locations, a 1m rate interval). Each must succeed;
+/// returns (panel title, number of series) per query.
+fn run_dashboard_queries(prom_port: u16) -> Vec<(String, usize)> {
+    let dash: Value = serde_json::from_str(&repo_file("deploy/grafana/nginx-status-alert.json"))
+        .expect("dashboard JSON");
+    let mut out = Vec::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let Some(expr) = target["expr"].as_str() else {
+                continue;
+            };
+            let query = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*")
+                .replace("$location", ".*");
+            let path = format!("/api/v1/query?query={}", percent_encode(&query));
+            let resp = http_get(prom_port, &path);
+            let body = resp.json();
+            assert_eq!(body["status"], "success", "query {query:?} failed: {body}");
+            let n = body["data"]["result"].as_array().map_or(0, Vec::len);
+            out.push((panel["title"].as_str().unwrap_or_default().to_string(), n));
+        }
+    }
+    out
 }
 
 #[test]
@@ -357,6 +397,24 @@ scrape_configs:
         assert!(
             description.contains(&format!("instance = 127.0.0.1:{port}")),
             "the notification should list host 127.0.0.1:{port}: {description}"
+        );
+    }
+
+    // The dashboard's queries run against real data; the panels fed by this traffic show it.
+    let results = run_dashboard_queries(prom_port);
+    for panel in [
+        "Requests/s",
+        "5xx share",
+        "Locations firing",
+        "Request rate per location",
+        "5xx share per location",
+        "Request time p50 / p95 / p99",
+        "Alert state per location",
+        "Notification queue depth",
+    ] {
+        assert!(
+            results.iter().any(|(t, n)| t == panel && *n > 0),
+            "dashboard panel {panel:?} has no data: {results:?}"
         );
     }
 
