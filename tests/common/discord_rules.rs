@@ -67,8 +67,8 @@ fn two_digits(b: &[u8], at: usize, max: u32) -> Option<u32> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`: the shape of `embeds[].timestamp`
-/// ("ISO8601 timestamp"). Our own ~40 lines rather than a date crate: it checks exactly this
-/// shape, and the date crates' current releases need a newer Rust than the crate's 1.81.
+/// ("ISO8601 timestamp"). Our own lines rather than a date crate: RFC 3339 parsers also take a
+/// lower-case `t`/`z` (some a space for `T`), and current `time` needs Rust 1.88, not 1.81.
 pub fn is_iso8601(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() < 20 || !b[..4].iter().all(u8::is_ascii_digit) {
