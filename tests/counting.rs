@@ -392,6 +392,9 @@ fn counting_survives_a_worker_crash() {
     for _ in 0..10 {
         http_get(nginx.port, "/");
     }
+    // A worker counts a request in its log phase, just after sending the response: wait until
+    // all 10 are counted, or the kill can land in between and take one with it.
+    scrape(nginx.port, 10);
     let before = nginx.worker_pids();
     assert!(send_signal(before[0], "KILL"));
     assert!(wait_until(Duration::from_secs(5), || {

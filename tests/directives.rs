@@ -1,4 +1,4 @@
-//! The directive contract of SPEC.md section 2, checked with the real `nginx -t`: every
+//! The directive contract of the README (Directives), checked with the real `nginx -t`: every
 //! directive has valid forms that pass, and every invalid form fails with an `[emerg]` line that
 //! names the directive, the offending value and the right `nginx.conf:<line>`. Plus `nginx -T`
 //! keeping a `file=` webhook token out of the dump, and one running nginx showing that
