@@ -131,7 +131,13 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
     };
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed \"[\""))?;
-        (h, after.strip_prefix(':'))
+        match after {
+            "" => (h, None),
+            _ => (
+                h,
+                Some(after.strip_prefix(':').ok_or_else(|| bad("invalid port"))?),
+            ),
+        }
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -362,6 +368,9 @@ mod tests {
             ("http://h:0/", "invalid port"),
             ("http://h:99999/", "invalid port"),
             ("http://[::1/", "unclosed"),
+            // Found by tests/properties.rs: what followed "]" was ignored, probing port 80.
+            ("http://[::1]8080/", "invalid port"),
+            ("tcp://[::1]x:5432", "invalid port"),
         ] {
             let e = parse_target(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
