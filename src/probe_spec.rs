@@ -152,7 +152,7 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
         Some(p) => p
             .parse::<u16>()
             .ok()
-            .filter(|p| *p > 0)
+            .filter(|n| *n > 0 && p.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| bad("invalid port"))?,
         None => match scheme {
             Scheme::Http => 80,
@@ -370,6 +370,9 @@ mod tests {
             ("http://[::1/", "unclosed"),
             // Found by tests/properties.rs: what followed "]" was ignored, probing port 80.
             ("http://[::1]8080/", "invalid port"),
+            // Found by tests/properties.rs: Rust's integer parsing takes a leading '+'.
+            ("http://h:+80/", "invalid port"),
+            ("tcp://[::1]:+5432", "invalid port"),
             ("tcp://[::1]x:5432", "invalid port"),
         ] {
             let e = parse_target(url).unwrap_err().to_string();
