@@ -147,6 +147,9 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
     if host.is_empty() {
         return Err(bad("no host"));
     }
+    if host.contains(['[', ']']) {
+        return Err(bad("invalid host"));
+    }
     let explicit_port = port.is_some();
     let port = match port {
         Some(p) => p
@@ -372,6 +375,10 @@ mod tests {
             ("http://[::1]8080/", "invalid port"),
             // Found by tests/properties.rs: Rust's integer parsing takes a leading '+'.
             ("http://h:+80/", "invalid port"),
+            // Found by tests/properties.rs: brackets inside the host were kept as part of it.
+            ("http://[[]", "invalid host"),
+            ("http://[[::1]/", "invalid host"),
+            ("http://a]b/", "invalid host"),
             ("tcp://[::1]:+5432", "invalid port"),
             ("tcp://[::1]x:5432", "invalid port"),
         ] {
