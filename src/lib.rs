@@ -24,6 +24,8 @@ pub mod notifier;
 pub mod params;
 pub mod probe;
 pub mod probe_spec;
+#[cfg(test)]
+mod properties;
 #[cfg(not(test))]
 mod shm;
 pub mod sidecar;
