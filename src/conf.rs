@@ -126,13 +126,15 @@ impl MainConf {
         self.webhook.as_ref().unwrap_or(&OFF)
     }
 
-    /// Adds a probe, refusing a second probe of the same target under the same NAME.
+    /// Adds a probe, refusing a second probe of the same target under the same NAME. Targets
+    /// are compared as shown (without credentials): two probes differing only in `user:pass@`
+    /// would share one metric series and one slot.
     pub fn add_probe(&mut self, probe: ProbeConf) -> Result<(), String> {
         let spec = &probe.spec;
         if let Some(other) = self
             .probes
             .iter()
-            .find(|o| o.spec.name == spec.name && o.spec.target == spec.target)
+            .find(|o| o.spec.name == spec.name && o.spec.target.display() == spec.target.display())
         {
             return Err(format!(
                 "\"{}\" already probes {} at {}",

@@ -508,6 +508,15 @@ fn backoff_delay(base: Duration, cap: Duration, retry: u32, unit: f64) -> Durati
 fn reason_excerpt(body: &str) -> String {
     // Collapsing all whitespace keeps pretty-printed JSON on one readable log line.
     let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    // No raw control characters (escape sequences, NULs) from a receiver reach the error log.
+    let one_line: String = one_line
+        .chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            let plain = (!c.is_control()).then_some(c);
+            escaped.into_iter().flatten().chain(plain)
+        })
+        .collect();
     if one_line.is_empty() {
         return "no reason given".to_string();
     }
@@ -944,6 +953,13 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_carry_no_control_characters() {
+        let r = reason_excerpt("{\"message\": \"bad\u{1b}[31mred\u{0}\"}\r\n");
+        assert_eq!(r, "{\"message\": \"bad\\u{1b}[31mred\\u{0}\"}");
+        assert!(!r.chars().any(char::is_control));
+    }
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::sync::Mutex;

@@ -315,8 +315,19 @@ pub fn parse_webhook_url(value: &str) -> Result<WebhookTarget, ParamError> {
     Ok(WebhookTarget::Url(value.to_string()))
 }
 
-/// Never echo a possible token back into error messages: keep at most the first 24 bytes.
+/// Never echo a possible secret back into error messages: credentials (`user:pass@`) become
+/// `***@`, and at most the first 24 characters are kept (a path may hold a token).
 fn redact_for_error(value: &str) -> String {
+    let value = match value.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => value.to_string(),
+            }
+        }
+        None => value.to_string(),
+    };
     match value.char_indices().nth(24) {
         Some((i, _)) => format!("{}...", &value[..i]),
         None => value.to_string(),
@@ -326,6 +337,17 @@ fn redact_for_error(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_errors_never_show_credentials() {
+        let e = parse_webhook_url("ftp://user:hunter2@example.com/x").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("user"),
+            "{text}"
+        );
+        assert!(text.contains("ftp://***@example.com"), "{text}");
+    }
 
     #[test]
     fn time_syntax() {
