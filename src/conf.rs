@@ -22,8 +22,8 @@ use crate::HttpStatusAlertModule;
 
 /// One distinct `status_alert` NAME of the configuration.
 ///
-/// `repr(C)` with the NAME's bytes first: a pointer to a `NameConf` is also the value of
-/// `$status_alert_name`, which is how a request remembers its NAME across internal redirects.
+/// `repr(C)` with the NAME's bytes first: a pointer to a `NameConf` is also the value of the
+/// binding variable, which is how a request remembers its NAME across internal redirects.
 #[repr(C)]
 pub struct NameConf {
     /// The NAME's bytes (`name.len()` of them are valid).
@@ -83,7 +83,8 @@ pub struct MainConf {
     pub draining: Vec<Draining>,
     /// The previous primary, if it is draining: its evaluator's last state is taken over.
     pub predecessor: Option<Zone>,
-    /// Index of `$status_alert_name` in each request's variable array.
+    /// Index of the binding variable (handler::BINDING_VARIABLE) in each request's variable
+    /// array; set when there are NAMEs.
     pub name_var_index: usize,
 }
 
