@@ -21,15 +21,17 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The nginx binary: the build script's compile-time `STATUS_ALERT_NGINX_BINARY`, else the
-/// runtime env var of the same name. The path may not exist; see [`have_nginx`].
+/// The nginx binary: the runtime env var `STATUS_ALERT_NGINX_BINARY` if set (to test another
+/// nginx, e.g. `/usr/sbin/nginx` in `ci/test-debian`), else the nginx the build script saw
+/// (compile-time `STATUS_ALERT_BUILT_NGINX`: the vendored one, or `NGINX_BUILD_DIR/nginx`).
+/// The path may not exist; see [`have_nginx`].
 pub fn nginx_binary() -> PathBuf {
-    if let Some(p) = option_env!("STATUS_ALERT_NGINX_BINARY") {
+    if let Some(p) = std::env::var_os("STATUS_ALERT_NGINX_BINARY") {
         if !p.is_empty() {
             return PathBuf::from(p);
         }
     }
-    match std::env::var_os("STATUS_ALERT_NGINX_BINARY") {
+    match option_env!("STATUS_ALERT_BUILT_NGINX") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         // A path that cannot exist, so `.exists()` answers "no nginx" instead of PATH lookup
         // silently picking up some unrelated system nginx.
@@ -37,10 +39,18 @@ pub fn nginx_binary() -> PathBuf {
     }
 }
 
-/// The module built by this `cargo test` run: `<target>/<profile>/deps/<module>.so`, next to
-/// the running test executable. (`<target>/<profile>/<module>.so` is only refreshed by
-/// `cargo build`, so it may be stale.) Falls back to that copy when the deps one is missing.
+/// The module to load: the env var `STATUS_ALERT_MODULE` if set (a module built elsewhere, e.g.
+/// `/usr/lib/nginx/modules/ngx_http_status_alert_module.so` from the Debian package, to be run
+/// with the matching `STATUS_ALERT_NGINX_BINARY`); else the module built by this `cargo test`
+/// run: `<target>/<profile>/deps/<module>.so`, next to the running test executable.
+/// (`<target>/<profile>/<module>.so` is only refreshed by `cargo build`, so it may be stale.)
+/// Falls back to that copy when the deps one is missing.
 pub fn module_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("STATUS_ALERT_MODULE") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
     let exe = std::env::current_exe().expect("std::env::current_exe() failed");
     let deps = exe
         .parent()
