@@ -504,6 +504,37 @@ fn backoff_delay(base: Duration, cap: Duration, retry: u32, unit: f64) -> Durati
         .min(cap)
 }
 
+/// How often a message is sent again after a failure that came once the request was sent (the
+/// webhook may have received it): each resend risks one duplicate, and webhooks such as
+/// Discord's have no idempotency key to dedupe by.
+const MAX_RESENDS_AFTER_SENDING: u32 = 1;
+
+/// True if `error` came after the request may have reached the webhook: waiting for or reading
+/// the answer, or an I/O error at a point ureq does not tell. Connection, DNS and TLS-handshake
+/// failures come before anything was sent.
+fn may_have_arrived(error: &ureq::Error) -> bool {
+    use ureq::Timeout;
+    match error {
+        ureq::Error::Timeout(t) => matches!(
+            t,
+            Timeout::Global
+                | Timeout::PerCall
+                | Timeout::SendBody
+                | Timeout::RecvResponse
+                | Timeout::RecvBody
+        ),
+        ureq::Error::Io(e) => {
+            use std::io::ErrorKind::{AddrNotAvailable, ConnectionRefused, NotFound};
+            let unreachable = matches!(
+                e.raw_os_error(),
+                Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+            );
+            !(matches!(e.kind(), ConnectionRefused | AddrNotAvailable | NotFound) || unreachable)
+        }
+        _ => false,
+    }
+}
+
 /// A diagnostic excerpt of a response body: one line, at most `REASON_MAX_CHARS` characters.
 fn reason_excerpt(body: &str) -> String {
     // Collapsing all whitespace keeps pretty-printed JSON on one readable log line.
@@ -735,6 +766,8 @@ impl Worker {
 
     fn deliver(&mut self, body: &str) {
         let mut attempt: u32 = 1;
+        // Failures after which the webhook may have received the message anyway.
+        let mut maybe_delivered: u32 = 0;
         loop {
             if let Some(at) = self.next_allowed {
                 if !self.wait_until(at) {
@@ -756,7 +789,26 @@ impl Worker {
 
             let step = match self.post(body, budget) {
                 Ok(response) => self.judge_response(response, attempt),
-                Err(error) => self.judge_error(&error, attempt),
+                Err(error) => {
+                    let step = self.judge_error(&error, attempt);
+                    if matches!(step, Step::Retry { .. }) && may_have_arrived(&error) {
+                        maybe_delivered += 1;
+                        // Resending could show the alert twice: do it once, never more.
+                        if maybe_delivered > MAX_RESENDS_AFTER_SENDING {
+                            self.emit(
+                                DeliveryResult::Failed,
+                                format!(
+                                    "webhook {} did not answer after the message was sent, \
+                                     twice ({}); it may have received it: not sending again",
+                                    self.redacted,
+                                    self.scrub(&error.to_string())
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                    step
+                }
             };
             match step {
                 Step::Done(result, message) => {
@@ -1446,6 +1498,27 @@ mod tests {
         // Two queued payloads plus the one stuck in flight.
         assert_eq!(results(&outcomes), vec![DeliveryResult::Dropped; 3]);
         assert!(outcomes.iter().all(|o| !o.message.contains(TOKEN)));
+    }
+
+    #[test]
+    fn a_webhook_that_never_answers_gets_the_message_at_most_twice() {
+        // Every request is read in full and never answered: each time out may be a delivery.
+        let server = TestServer::start(vec![Reply::HoldThen(204)]);
+        let mut config = fast_config(&server.url);
+        config.request_timeout = Duration::from_millis(300);
+        let notifier = Notifier::start(config).expect("start");
+        notifier.submit("once".to_string());
+        let outcomes = collect(&notifier, |o| {
+            o.iter().any(|o| o.result == DeliveryResult::Failed)
+        });
+        assert_eq!(
+            results(&outcomes),
+            vec![DeliveryResult::Retried, DeliveryResult::Failed],
+            "{outcomes:?}"
+        );
+        assert!(outcomes[1].message.contains("may have received it"));
+        assert_eq!(server.seen().len(), 2, "sent once, resent once, never more");
+        drop(notifier);
     }
 
     #[test]
