@@ -20,14 +20,14 @@ use serde_json::{json, Value};
 use crate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
 
 /// Webhook `username` and embed footer text.
-const BOT_NAME: &str = "nginx-status-alert";
+pub(crate) const BOT_NAME: &str = "nginx-status-alert";
 
 /// Red for critical alerts and failed probes.
-const COLOR_RED: u32 = 0xE0_1E_5A;
+pub(crate) const COLOR_RED: u32 = 0xE0_1E_5A;
 /// Amber for warnings.
-const COLOR_AMBER: u32 = 0xF2_A9_00;
+pub(crate) const COLOR_AMBER: u32 = 0xF2_A9_00;
 /// Green for resolved alerts and recovered probes.
-const COLOR_GREEN: u32 = 0x2E_B6_7D;
+pub(crate) const COLOR_GREEN: u32 = 0x2E_B6_7D;
 
 // Discord's documented limits, in Unicode scalar values.
 const MAX_CONTENT: usize = 2000;
@@ -56,7 +56,7 @@ const LOG_TOP: usize = 200;
 const LOG_MAX: usize = 1024;
 
 /// Truncates `s` to at most `max` characters, ending a cut string with `…`.
-fn truncate_chars(s: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     // Find the byte offset of the char that would be the (max+1)-th; none means it fits.
     match s.char_indices().nth(max) {
         None => s.to_owned(),
@@ -74,7 +74,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 
 /// Replaces control characters (including `\n`, `\r`, `\t`) and Unicode line/paragraph
 /// separators with spaces, so that any input stays on one line.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
@@ -87,12 +87,12 @@ fn one_line(s: &str) -> String {
 }
 
 /// Truncates and flattens untrusted input in one step (truncating first keeps the work small).
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     one_line(&truncate_chars(s, max))
 }
 
 /// Treats an empty or whitespace-only optional string as absent.
-fn non_blank(s: &Option<String>) -> Option<&str> {
+pub(crate) fn non_blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|v| !v.trim().is_empty())
 }
 
@@ -163,10 +163,10 @@ pub fn iso8601(unix: u64) -> String {
 }
 
 /// Last second of 9999-12-31: Discord only accepts four-digit years in `timestamp`.
-const MAX_TIMESTAMP: u64 = 253_402_300_799;
+pub(crate) const MAX_TIMESTAMP: u64 = 253_402_300_799;
 
 /// Formats a percentage without trailing zeros: `5`, `12.5`, `0.25`.
-fn fmt_pct(v: f64) -> String {
+pub(crate) fn fmt_pct(v: f64) -> String {
     let s = format!("{v:.3}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -177,7 +177,7 @@ fn fmt_pct(v: f64) -> String {
 }
 
 /// Formats top status codes as `502 × 120, 504 × 30`.
-fn fmt_top(codes: &[(String, u64)]) -> String {
+pub(crate) fn fmt_top(codes: &[(String, u64)]) -> String {
     codes
         .iter()
         .map(|(code, n)| format!("{} × {n}", clip(code, 32)))
@@ -186,7 +186,7 @@ fn fmt_top(codes: &[(String, u64)]) -> String {
 }
 
 /// Short upper-case word for the event kind, used in the multi-event summary line.
-fn kind_label(event: &AlertEvent) -> &'static str {
+pub(crate) fn kind_label(event: &AlertEvent) -> &'static str {
     match &event.detail {
         EventDetail::Location(l) if l.level == Level::Ok => "RESOLVED",
         EventDetail::Location(l) => l.level.label(),
@@ -238,7 +238,7 @@ pub fn title(event: &AlertEvent) -> String {
 }
 
 /// One-sentence explanation for a location event.
-fn location_description(name: &str, l: &LocationEvent) -> String {
+pub(crate) fn location_description(name: &str, l: &LocationEvent) -> String {
     let crit = fmt_pct(l.crit_pct);
     let warn = l.warn_pct.map(fmt_pct);
     let still = l.repeat || l.previous == l.level;
@@ -271,7 +271,7 @@ fn location_description(name: &str, l: &LocationEvent) -> String {
 }
 
 /// One-sentence explanation for a probe event.
-fn probe_description(name: &str, at_unix: u64, p: &ProbeEvent) -> String {
+pub(crate) fn probe_description(name: &str, at_unix: u64, p: &ProbeEvent) -> String {
     if p.up {
         let down = format_duration(at_unix.saturating_sub(p.since_unix));
         return format!("Health probe {name} is healthy again after {down} down.");

@@ -18,8 +18,10 @@ pub mod evaluate;
 pub mod event;
 #[cfg(not(test))]
 mod handler;
+pub mod html;
 pub mod lease;
 pub mod metrics;
+pub mod negotiate;
 pub mod notifier;
 pub mod params;
 pub mod probe;
