@@ -448,12 +448,12 @@ fn write_sparkline(out: &mut String, d: &LocationDetail, level: Level) -> core::
             )?;
         }
     }
-    write!(
+    writeln!(
         out,
         "<polygon points=\"0,{SPARK_H} {line} {SPARK_W},{SPARK_H}\" fill=\"currentColor\" \
          fill-opacity=\"0.15\" stroke=\"none\"/>\
          <polyline points=\"{line}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\" \
-         stroke-linejoin=\"round\" vector-effect=\"non-scaling-stroke\"/></svg>\n"
+         stroke-linejoin=\"round\" vector-effect=\"non-scaling-stroke\"/></svg>"
     )?;
     let mut caption = format!("{label} (level now {})", level.label().to_ascii_lowercase());
     if warn.is_some() || crit.is_some() {
@@ -504,10 +504,10 @@ fn write_probes(
                 (None, None) => None,
             }
         });
-        write!(
+        writeln!(
             out,
             "<td data-label=\"Last failure\">{}</td><td data-label=\"Duration\" class=\"num\">{}\
-             </td></tr>\n",
+             </td></tr>",
             reason.as_deref().unwrap_or("–"),
             if p.up.is_some() {
                 fmt_seconds(p.duration_seconds)
@@ -564,12 +564,12 @@ fn write_incidents(
             ),
             None => ("ongoing".to_owned(), now.saturating_sub(i.start_unix)),
         };
-        write!(
+        writeln!(
             out,
             "<tr><td data-label=\"Start\"><time datetime=\"{s}\">{s}</time></td>\
              <td data-label=\"End\">{end}</td><td data-label=\"Duration\">{}</td>\
              <td data-label=\"Peak level\"><span class=\"badge {class}\">{word}</span></td>\
-             <td data-label=\"Peak 5xx\" class=\"num\">{}</td></tr>\n",
+             <td data-label=\"Peak 5xx\" class=\"num\">{}</td></tr>",
             format_duration(secs),
             fmt_share(i.peak_share),
             s = iso8601(i.start_unix)
