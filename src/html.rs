@@ -159,15 +159,16 @@ svg.spark{display:block;width:100%;height:60px;color:var(--spark)}\
 .spark .w{stroke:var(--warn)}.spark .c{stroke:var(--crit)}\
 table{width:100%;border-collapse:collapse;font-size:.9rem}\
 th,td{text-align:left;padding:.3rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}\
-th{font-weight:600;color:var(--muted)}\
+th{font-weight:600;color:var(--muted);overflow-wrap:normal}\
 td.num{font-variant-numeric:tabular-nums}\
 .links{display:flex;flex-wrap:wrap;gap:1rem;margin:.75rem 0 0}\
 footer{margin-top:1.5rem}\
 @media (max-width:40rem){body{padding:.6rem}\
 thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
 tr{display:block;border-bottom:1px solid var(--line);padding:.25rem 0}\
-td{display:flex;gap:.5rem;border:0;padding:.1rem 0}\
-td::before{content:attr(data-label);flex:0 0 6.5rem;font-weight:600;color:var(--muted)}}\
+td{display:block;position:relative;border:0;padding:.1rem 0 .1rem 7rem;min-height:1.5rem}\
+td::before{content:attr(data-label);position:absolute;left:0;width:6.5rem;font-weight:600;\
+color:var(--muted)}}\
 ";
 
 /// Renders the whole status page.
@@ -915,6 +916,53 @@ mod tests {
         let html = render_html(&Metrics::default(), &opts());
         assert!(html.contains("No <code>status_alert</code> names or probes are configured."));
         assert!(html.contains("<title>OK · nginx status · web-1</title>"));
+    }
+
+    /// WCAG 2 contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let lum = |hex: &str| {
+            let c = |i: usize| {
+                let v = u8::from_str_radix(&hex[i..i + 2], 16).unwrap() as f64 / 255.0;
+                if v <= 0.03928 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * c(1) + 0.7152 * c(3) + 0.0722 * c(5)
+        };
+        let (la, lb) = (lum(a), lum(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    #[test]
+    fn text_colours_meet_wcag_aa() {
+        // (text, background) pairs as used by the style sheet, light and dark.
+        let pairs = [
+            ("#1a1a1a", "#ffffff"),
+            ("#1a1a1a", "#f5f6f8"),
+            ("#555555", "#f5f6f8"),
+            ("#0b57d0", "#f5f6f8"),
+            ("#ffffff", "#b00020"),
+            ("#000000", "#ffb000"),
+            ("#ffffff", "#1b7f3b"),
+            ("#ffffff", "#5f6368"),
+            ("#e8e8e8", "#1e1e1e"),
+            ("#b0b0b0", "#1e1e1e"),
+            ("#8ab4f8", "#1e1e1e"),
+        ];
+        for (fg, bg) in pairs {
+            assert!(
+                contrast(fg, bg) >= 4.5,
+                "{fg} on {bg}: {:.2}",
+                contrast(fg, bg)
+            );
+        }
+        for colour in [
+            "#b00020", "#ffb000", "#1b7f3b", "#5f6368", "#0b57d0", "#555", "#f5f6f8",
+        ] {
+            assert!(CSS.contains(colour), "{colour} no longer in the CSS");
+        }
     }
 
     #[test]
