@@ -23,11 +23,11 @@ use crate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
 pub(crate) const BOT_NAME: &str = "nginx-status-alert";
 
 /// Red for critical alerts and failed probes.
-pub(crate) const COLOR_RED: u32 = 0xE0_1E_5A;
+const COLOR_RED: u32 = 0xE0_1E_5A;
 /// Amber for warnings.
-pub(crate) const COLOR_AMBER: u32 = 0xF2_A9_00;
+const COLOR_AMBER: u32 = 0xF2_A9_00;
 /// Green for resolved alerts and recovered probes.
-pub(crate) const COLOR_GREEN: u32 = 0x2E_B6_7D;
+const COLOR_GREEN: u32 = 0x2E_B6_7D;
 
 // Discord's documented limits, in Unicode scalar values.
 const MAX_CONTENT: usize = 2000;
@@ -177,7 +177,7 @@ pub(crate) fn fmt_pct(v: f64) -> String {
 }
 
 /// Formats top status codes as `502 × 120, 504 × 30`.
-pub(crate) fn fmt_top(codes: &[(String, u64)]) -> String {
+fn fmt_top(codes: &[(String, u64)]) -> String {
     codes
         .iter()
         .map(|(code, n)| format!("{} × {n}", clip(code, 32)))
@@ -238,7 +238,7 @@ pub fn title(event: &AlertEvent) -> String {
 }
 
 /// One-sentence explanation for a location event.
-pub(crate) fn location_description(name: &str, l: &LocationEvent) -> String {
+fn location_description(name: &str, l: &LocationEvent) -> String {
     let crit = fmt_pct(l.crit_pct);
     let warn = l.warn_pct.map(fmt_pct);
     let still = l.repeat || l.previous == l.level;
@@ -271,7 +271,7 @@ pub(crate) fn location_description(name: &str, l: &LocationEvent) -> String {
 }
 
 /// One-sentence explanation for a probe event.
-pub(crate) fn probe_description(name: &str, at_unix: u64, p: &ProbeEvent) -> String {
+fn probe_description(name: &str, at_unix: u64, p: &ProbeEvent) -> String {
     if p.up {
         let down = format_duration(at_unix.saturating_sub(p.since_unix));
         return format!("Health probe {name} is healthy again after {down} down.");
@@ -394,72 +394,88 @@ fn discord_time(unix: u64) -> String {
     format!("<t:{unix}:f>")
 }
 
-/// Builds the (not yet budgeted) embed for one event.
-fn build_embed(event: &AlertEvent, host: &str) -> Embed {
-    let name = clip(&event.name, DESCRIPTION_NAME);
+/// Colour of an event: critical and down red, warning amber, resolved and up green.
+pub(crate) fn event_color(event: &AlertEvent) -> u32 {
+    match &event.detail {
+        EventDetail::Location(l) => match l.level {
+            Level::Critical => COLOR_RED,
+            Level::Warning => COLOR_AMBER,
+            Level::Ok => COLOR_GREEN,
+        },
+        EventDetail::Probe(p) if p.up => COLOR_GREEN,
+        EventDetail::Probe(_) => COLOR_RED,
+    }
+}
+
+/// One-sentence explanation of an event; `name` is the (possibly shortened) NAME to mention.
+pub(crate) fn event_description(event: &AlertEvent, name: &str) -> String {
+    match &event.detail {
+        EventDetail::Location(l) => location_description(name, l),
+        EventDetail::Probe(p) => probe_description(name, event.at_unix, p),
+    }
+}
+
+/// The facts of an event as (name, value, inline) fields, shared by Discord embeds and Slack
+/// attachments; `time` formats the "Since" value for the destination. Values are untrusted and
+/// not yet cut or escaped.
+pub(crate) fn event_fields(
+    event: &AlertEvent,
+    host: &str,
+    time: fn(u64) -> String,
+) -> Vec<(&'static str, String, bool)> {
     let mut fields = Vec::new();
-    let (color, description) = match &event.detail {
+    match &event.detail {
         EventDetail::Location(l) => {
-            let color = match l.level {
-                Level::Critical => COLOR_RED,
-                Level::Warning => COLOR_AMBER,
-                Level::Ok => COLOR_GREEN,
-            };
-            fields.push(Field::new(
-                "5xx / total",
-                &format!("{} / {}", l.errors, l.total),
-                true,
-            ));
+            fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
             let crit = format!("crit {}%", fmt_pct(l.crit_pct));
             let thresholds = match l.warn_pct {
                 Some(w) => format!("warn {}% · {crit}", fmt_pct(w)),
                 None => crit,
             };
-            fields.push(Field::new("Thresholds", &thresholds, true));
-            fields.push(Field::new("Window", &format_window(l.window_secs), true));
+            fields.push(("Thresholds", thresholds, true));
+            fields.push(("Window", format_window(l.window_secs), true));
             if !l.top_codes.is_empty() {
-                fields.push(Field::new(
-                    "Top status codes",
-                    &fmt_top(&l.top_codes),
-                    false,
-                ));
+                fields.push(("Top status codes", fmt_top(&l.top_codes), false));
             }
-            fields.push(Field::new("Since", &discord_time(l.since_unix), true));
-            (color, location_description(&name, l))
+            fields.push(("Since", time(l.since_unix), true));
         }
         EventDetail::Probe(p) => {
-            let color = if p.up { COLOR_GREEN } else { COLOR_RED };
-            fields.push(Field::new("Target", &p.target, false));
+            fields.push(("Target", p.target.clone(), false));
             if !p.up {
                 if let Some(r) = non_blank(&p.reason) {
-                    fields.push(Field::new("Reason", r, true));
+                    fields.push(("Reason", r.to_owned(), true));
                 }
             }
             if let Some(s) = p.status {
-                fields.push(Field::new("Status", &s.to_string(), true));
+                fields.push(("Status", s.to_string(), true));
             }
-            fields.push(Field::new(
-                "Probe duration",
-                &format!("{} ms", p.duration_ms),
-                true,
-            ));
-            fields.push(Field::new("Since", &discord_time(p.since_unix), true));
-            (color, probe_description(&name, event.at_unix, p))
+            fields.push(("Probe duration", format!("{} ms", p.duration_ms), true));
+            fields.push(("Since", time(p.since_unix), true));
         }
-    };
-    fields.push(Field::new("Host", host, true));
+    }
+    fields.push(("Host", host.to_owned(), true));
     // Links go into fields, not the embed `url`: Discord rejects the whole call for a URL it
     // considers malformed, whereas a field value is just text.
     if let Some(link) = non_blank(&event.link) {
-        fields.push(Field::new("Link", link, false));
+        fields.push(("Link", link.to_owned(), false));
     }
     if let Some(runbook) = non_blank(&event.runbook) {
-        fields.push(Field::new("Runbook", runbook, false));
+        fields.push(("Runbook", runbook.to_owned(), false));
     }
+    fields
+}
+
+/// Builds the (not yet budgeted) embed for one event.
+fn build_embed(event: &AlertEvent, host: &str) -> Embed {
+    let name = clip(&event.name, DESCRIPTION_NAME);
+    let fields = event_fields(event, host, discord_time)
+        .into_iter()
+        .map(|(name, value, inline)| Field::new(name, &value, inline))
+        .collect();
     let mut embed = Embed {
         title: title(event),
-        description: truncate_chars(&description, MAX_DESCRIPTION),
-        color,
+        description: truncate_chars(&event_description(event, &name), MAX_DESCRIPTION),
+        color: event_color(event),
         // Discord rejects five-digit years; the embed is still useful without a timestamp.
         timestamp: (event.at_unix <= MAX_TIMESTAMP).then(|| iso8601(event.at_unix)),
         fields,

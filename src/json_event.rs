@@ -34,7 +34,7 @@
 
 use serde_json::{json, Value};
 
-use crate::discord::{iso8601, location_description, probe_description, title, MAX_TIMESTAMP};
+use crate::discord::{event_description, iso8601, title, MAX_TIMESTAMP};
 use crate::event::{AlertEvent, EventDetail, Level};
 
 /// Version of the message schema; changes only when a key changes meaning or goes away.
@@ -60,6 +60,7 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
     let mut v = json!({
         "name": event.name,
         "title": title(event),
+        "summary": event_description(event, &event.name),
         "at": rfc3339(event.at_unix),
         "at_unix": event.at_unix,
         "host": host,
@@ -79,7 +80,6 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "level": if resolved { "resolved" } else { level_name(l.level) },
                 "previous": level_name(l.previous),
                 "repeat": l.repeat,
-                "summary": location_description(&event.name, l),
                 "since": rfc3339(l.since_unix),
                 "since_unix": l.since_unix,
                 "errors": l.errors,
@@ -95,7 +95,6 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
         EventDetail::Probe(p) => json!({
             "kind": "probe",
             "level": if p.up { "up" } else { "down" },
-            "summary": probe_description(&event.name, event.at_unix, p),
             "since": rfc3339(p.since_unix),
             "since_unix": p.since_unix,
             "target": p.target,

@@ -25,10 +25,10 @@
 use serde_json::{json, Value};
 
 use crate::discord::{
-    format_window, iso8601, kind_label, location_description, non_blank, probe_description, title,
-    truncate_chars, BOT_NAME, COLOR_AMBER, COLOR_GREEN, COLOR_RED,
+    event_color, event_description, event_fields, iso8601, kind_label, title, truncate_chars,
+    BOT_NAME,
 };
-use crate::event::{AlertEvent, EventDetail, Level};
+use crate::event::AlertEvent;
 
 const MAX_TEXT: usize = 3000;
 const MAX_ATTACHMENTS: usize = 20;
@@ -77,11 +77,6 @@ pub fn escape_slack(s: &str, max: usize) -> String {
     out
 }
 
-/// `#rrggbb` of a Discord colour constant.
-fn hex(color: u32) -> String {
-    format!("#{color:06X}")
-}
-
 fn field(title: &str, value: &str, short: bool) -> Value {
     let value = escape_slack(value, MAX_FIELD_VALUE);
     json!({
@@ -93,67 +88,17 @@ fn field(title: &str, value: &str, short: bool) -> Value {
 
 /// The attachment for one event.
 fn attachment(event: &AlertEvent, host: &str) -> Value {
-    let mut fields = Vec::new();
-    let (color, description) = match &event.detail {
-        EventDetail::Location(l) => {
-            let color = match l.level {
-                Level::Critical => COLOR_RED,
-                Level::Warning => COLOR_AMBER,
-                Level::Ok => COLOR_GREEN,
-            };
-            fields.push(field(
-                "5xx / total",
-                &format!("{} / {}", l.errors, l.total),
-                true,
-            ));
-            let crit = format!("crit {}%", crate::discord::fmt_pct(l.crit_pct));
-            let thresholds = match l.warn_pct {
-                Some(w) => format!("warn {}% · {crit}", crate::discord::fmt_pct(w)),
-                None => crit,
-            };
-            fields.push(field("Thresholds", &thresholds, true));
-            fields.push(field("Window", &format_window(l.window_secs), true));
-            if !l.top_codes.is_empty() {
-                let top = crate::discord::fmt_top(&l.top_codes);
-                fields.push(field("Top status codes", &top, false));
-            }
-            fields.push(field("Since", &iso8601(l.since_unix), true));
-            (color, location_description(&event.name, l))
-        }
-        EventDetail::Probe(p) => {
-            fields.push(field("Target", &p.target, false));
-            if !p.up {
-                if let Some(r) = non_blank(&p.reason) {
-                    fields.push(field("Reason", r, true));
-                }
-            }
-            if let Some(s) = p.status {
-                fields.push(field("Status", &s.to_string(), true));
-            }
-            fields.push(field(
-                "Probe duration",
-                &format!("{} ms", p.duration_ms),
-                true,
-            ));
-            fields.push(field("Since", &iso8601(p.since_unix), true));
-            let color = if p.up { COLOR_GREEN } else { COLOR_RED };
-            (color, probe_description(&event.name, event.at_unix, p))
-        }
-    };
-    fields.push(field("Host", host, true));
-    if let Some(link) = non_blank(&event.link) {
-        fields.push(field("Link", link, false));
-    }
-    if let Some(runbook) = non_blank(&event.runbook) {
-        fields.push(field("Runbook", runbook, false));
-    }
-    fields.truncate(MAX_FIELDS);
+    let fields: Vec<Value> = event_fields(event, host, iso8601)
+        .into_iter()
+        .take(MAX_FIELDS)
+        .map(|(name, value, short)| field(name, &value, short))
+        .collect();
     let title = title(event);
     json!({
         "fallback": escape_slack(&title, MAX_FALLBACK),
-        "color": hex(color),
+        "color": format!("#{:06X}", event_color(event)),
         "title": escape_slack(&title, MAX_TITLE),
-        "text": escape_slack(&description, MAX_ATTACHMENT_TEXT),
+        "text": escape_slack(&event_description(event, &event.name), MAX_ATTACHMENT_TEXT),
         "fields": fields,
         "footer": escape_slack(&format!("{BOT_NAME} · {host}"), MAX_FOOTER),
         "ts": event.at_unix,
@@ -202,7 +147,7 @@ pub fn build_payloads(events: &[AlertEvent], host: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{LocationEvent, ProbeEvent};
+    use crate::event::{EventDetail, Level, LocationEvent, ProbeEvent};
 
     const AT: u64 = 1_795_308_505;
 
