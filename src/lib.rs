@@ -18,10 +18,14 @@ pub mod evaluate;
 pub mod event;
 #[cfg(not(test))]
 mod handler;
+pub mod html;
+pub mod json_event;
 pub mod lease;
 pub mod metrics;
+pub mod negotiate;
 pub mod notifier;
 pub mod params;
+pub mod payload;
 pub mod probe;
 pub mod probe_spec;
 #[cfg(test)]
@@ -29,6 +33,7 @@ mod properties;
 #[cfg(not(test))]
 mod shm;
 pub mod sidecar;
+pub mod slack;
 pub mod window;
 #[cfg(not(test))]
 mod worker;

@@ -1,4 +1,4 @@
-//! Discord webhook delivery on a background thread.
+//! Webhook delivery (Discord, Slack or JSON payloads) on a background thread.
 //!
 //! An nginx worker hands JSON payloads to [`Notifier::submit`], which never blocks: a bounded
 //! queue sits between the worker and a thread that does the HTTP work, so a slow or failing
@@ -933,11 +933,13 @@ impl Worker {
                     self.scrub(&reason_excerpt(&text))
                 ),
             ),
-            401 | 403 | 404 => Step::Done(
+            // 410: Slack's answer for an archived channel (`channel_is_archived`).
+            401 | 403 | 404 | 410 => Step::Done(
                 DeliveryResult::Failed,
                 format!(
                     "webhook {redacted} is gone (HTTP {status}): check status_alert_webhook; \
-                     dropping message"
+                     {}; dropping message",
+                    self.scrub(&reason_excerpt(&text))
                 ),
             ),
             _ => Step::Done(
@@ -1395,6 +1397,21 @@ mod tests {
         assert!(outcomes[0].is_error);
         assert!(outcomes[0].message.contains("Cannot send an empty message"));
         assert!(!outcomes[0].message.contains('\n'));
+        thread::sleep(Duration::from_millis(150));
+        assert_eq!(server.seen().len(), 1);
+        notifier.shutdown(Duration::from_secs(2));
+    }
+
+    #[test]
+    fn archived_slack_channel_is_gone_with_its_reason() {
+        let server = TestServer::start(vec![answer_with(410, &[], "channel_is_archived")]);
+        let notifier = Notifier::start(fast_config(&server.url)).expect("start");
+        notifier.submit("{}".to_string());
+        let outcomes = collect(&notifier, |o| finals(o) == 1);
+        assert_eq!(results(&outcomes), vec![DeliveryResult::Failed]);
+        assert!(outcomes[0].is_error);
+        assert!(outcomes[0].message.contains("is gone (HTTP 410)"));
+        assert!(outcomes[0].message.contains("channel_is_archived"));
         thread::sleep(Duration::from_millis(150));
         assert_eq!(server.seen().len(), 1);
         notifier.shutdown(Duration::from_secs(2));

@@ -804,6 +804,7 @@ fn metrics() -> impl Strategy<Value = Metrics> {
             probes,
             notifications,
             queue_depth,
+            ..Metrics::default()
         })
 }
 
