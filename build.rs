@@ -17,8 +17,11 @@ fn main() {
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(build_dir) = env::var("DEP_NGINX_BUILD_DIR") {
         let nginx = PathBuf::from(&build_dir).join("nginx");
+        // Not named STATUS_ALERT_NGINX_BINARY: cargo also sets rustc-env variables in the
+        // environment of `cargo test`'s test processes, which would override the runtime
+        // variable the harness lets users set to test another nginx (ci/test-debian).
         println!(
-            "cargo::rustc-env=STATUS_ALERT_NGINX_BINARY={}",
+            "cargo::rustc-env=STATUS_ALERT_BUILT_NGINX={}",
             nginx.display()
         );
         record_nginx_path(&nginx);

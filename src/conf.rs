@@ -22,8 +22,8 @@ use crate::HttpStatusAlertModule;
 
 /// One distinct `status_alert` NAME of the configuration.
 ///
-/// `repr(C)` with the NAME's bytes first: a pointer to a `NameConf` is also the value of
-/// `$status_alert_name`, which is how a request remembers its NAME across internal redirects.
+/// `repr(C)` with the NAME's bytes first: a pointer to a `NameConf` is also the value of the
+/// binding variable, which is how a request remembers its NAME across internal redirects.
 #[repr(C)]
 pub struct NameConf {
     /// The NAME's bytes (`name.len()` of them are valid).
@@ -83,7 +83,8 @@ pub struct MainConf {
     pub draining: Vec<Draining>,
     /// The previous primary, if it is draining: its evaluator's last state is taken over.
     pub predecessor: Option<Zone>,
-    /// Index of `$status_alert_name` in each request's variable array.
+    /// Index of the binding variable (handler::BINDING_VARIABLE) in each request's variable
+    /// array; set when there are NAMEs.
     pub name_var_index: usize,
 }
 
@@ -126,13 +127,15 @@ impl MainConf {
         self.webhook.as_ref().unwrap_or(&OFF)
     }
 
-    /// Adds a probe, refusing a second probe of the same target under the same NAME.
+    /// Adds a probe, refusing a second probe of the same target under the same NAME. Targets
+    /// are compared as shown (without credentials): two probes differing only in `user:pass@`
+    /// would share one metric series and one slot.
     pub fn add_probe(&mut self, probe: ProbeConf) -> Result<(), String> {
         let spec = &probe.spec;
         if let Some(other) = self
             .probes
             .iter()
-            .find(|o| o.spec.name == spec.name && o.spec.target == spec.target)
+            .find(|o| o.spec.name == spec.name && o.spec.target.display() == spec.target.display())
         {
             return Err(format!(
                 "\"{}\" already probes {} at {}",

@@ -173,9 +173,17 @@ impl LocationCounters {
     /// Moves every count of `other` into `self`, leaving `other` at zero. Exact while processes
     /// still add to `other`: each count lands before the swap (moved now) or after it (moved by
     /// the next call).
+    ///
+    /// The histogram moves bucket by bucket (all [`BUCKET_SLOTS`]) only when both count by the
+    /// same bounds (equal `bounds_id`, both 0 included). When they differ, `other`'s buckets
+    /// counted by another layout: they are emptied and dropped, as [`adopt_bounds`] restarts a
+    /// histogram whose bounds change, while the status counts and the duration sum still move.
+    /// `bounds_id` itself never moves.
+    ///
+    /// [`adopt_bounds`]: LocationCounters::adopt_bounds
     pub fn move_from(&self, other: &LocationCounters) {
+        let same_bounds = self.bounds_id.load(Relaxed) == other.bounds_id.load(Relaxed);
         let pairs = self.status.iter().zip(other.status.iter());
-        let pairs = pairs.chain(self.buckets.iter().zip(other.buckets.iter()));
         let pairs = pairs.chain(core::iter::once((
             &self.duration_us_sum,
             &other.duration_us_sum,
@@ -183,6 +191,12 @@ impl LocationCounters {
         for (d, s) in pairs {
             let n = s.swap(0, Relaxed);
             if n != 0 {
+                d.fetch_add(n, Relaxed);
+            }
+        }
+        for (d, s) in self.buckets.iter().zip(other.buckets.iter()) {
+            let n = s.swap(0, Relaxed);
+            if n != 0 && same_bounds {
                 d.fetch_add(n, Relaxed);
             }
         }
@@ -328,6 +342,45 @@ mod tests {
         assert_eq!((s.total(), s.errors(), s.duration_us_sum), (3, 1, 9000));
         b.move_from(&a);
         assert_eq!(b.snapshot().total(), 3, "moving twice moves nothing twice");
+    }
+
+    #[test]
+    fn move_under_other_bounds_drops_only_the_histogram() {
+        let a = zeroed();
+        let b = zeroed();
+        let custom = BucketBounds::new(&[100, 1000]).unwrap();
+        a.adopt_bounds(&custom);
+        a.record_in(200, 50, custom.as_ms());
+        a.record_in(200, 5000, custom.as_ms());
+        b.adopt_bounds(&custom);
+        b.move_from(&a);
+        let s = b.snapshot();
+        assert_eq!(
+            (s.buckets[0], s.buckets[2], s.total()),
+            (1, 1, 2),
+            "same bounds move"
+        );
+
+        let c = zeroed();
+        c.adopt_bounds(&BucketBounds::default());
+        a.record_in(503, 50, custom.as_ms());
+        c.move_from(&b);
+        c.move_from(&a);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.total(), s.errors(), s.duration_us_sum),
+            (3, 1, 5_100_000)
+        );
+        assert!(
+            s.buckets.iter().all(|n| *n == 0),
+            "other bounds: no buckets"
+        );
+        assert!(a.snapshot().buckets.iter().all(|n| *n == 0));
+        assert!(b.snapshot().buckets.iter().all(|n| *n == 0));
+        assert_eq!(
+            c.bounds_id.load(Relaxed),
+            BucketBounds::default().fingerprint()
+        );
     }
 
     #[test]

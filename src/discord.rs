@@ -26,7 +26,7 @@ use crate::event::{
 };
 
 /// Webhook `username` and embed footer text.
-const BOT_NAME: &str = "nginx-status-alert";
+pub(crate) const BOT_NAME: &str = "nginx-status-alert";
 
 /// Red for critical alerts and failed probes.
 const COLOR_RED: u32 = 0xE0_1E_5A;
@@ -62,7 +62,7 @@ const LOG_TOP: usize = 200;
 const LOG_MAX: usize = 1024;
 
 /// Truncates `s` to at most `max` characters, ending a cut string with `…`.
-fn truncate_chars(s: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     // Find the byte offset of the char that would be the (max+1)-th; none means it fits.
     match s.char_indices().nth(max) {
         None => s.to_owned(),
@@ -80,7 +80,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 
 /// Replaces control characters (including `\n`, `\r`, `\t`) and Unicode line/paragraph
 /// separators with spaces, so that any input stays on one line.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
@@ -93,12 +93,12 @@ fn one_line(s: &str) -> String {
 }
 
 /// Truncates and flattens untrusted input in one step (truncating first keeps the work small).
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     one_line(&truncate_chars(s, max))
 }
 
 /// Treats an empty or whitespace-only optional string as absent.
-fn non_blank(s: &Option<String>) -> Option<&str> {
+pub(crate) fn non_blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|v| !v.trim().is_empty())
 }
 
@@ -169,10 +169,10 @@ pub fn iso8601(unix: u64) -> String {
 }
 
 /// Last second of 9999-12-31: Discord only accepts four-digit years in `timestamp`.
-const MAX_TIMESTAMP: u64 = 253_402_300_799;
+pub(crate) const MAX_TIMESTAMP: u64 = 253_402_300_799;
 
 /// Formats a percentage without trailing zeros: `5`, `12.5`, `0.25`.
-fn fmt_pct(v: f64) -> String {
+pub(crate) fn fmt_pct(v: f64) -> String {
     let s = format!("{v:.3}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -237,7 +237,7 @@ fn fmt_top(codes: &[(String, u64)]) -> String {
 }
 
 /// Short upper-case word for the event kind, used in the multi-event summary line.
-fn kind_label(event: &AlertEvent) -> &'static str {
+pub(crate) fn kind_label(event: &AlertEvent) -> &'static str {
     match &event.detail {
         EventDetail::Location(l) if l.level == Level::Ok => "RESOLVED",
         EventDetail::Location(l) => l.level.label(),
@@ -537,96 +537,104 @@ fn discord_time(unix: u64) -> String {
     format!("<t:{unix}:f>")
 }
 
-/// Builds the (not yet budgeted) embed for one event.
-fn build_embed(event: &AlertEvent, host: &str) -> Embed {
-    let name = clip(&event.name, DESCRIPTION_NAME);
+/// Colour of an event: critical and down red, warning amber, resolved and up green (for
+/// latency and error-budget events too).
+pub(crate) fn event_color(event: &AlertEvent) -> u32 {
+    match &event.detail {
+        EventDetail::Location(l) => level_color(l.level),
+        EventDetail::Latency(l) => level_color(l.level),
+        EventDetail::Slo(l) => level_color(l.level),
+        EventDetail::Probe(p) if p.up => COLOR_GREEN,
+        EventDetail::Probe(_) => COLOR_RED,
+    }
+}
+
+/// One-sentence explanation of an event; `name` is the (possibly shortened) NAME to mention.
+pub(crate) fn event_description(event: &AlertEvent, name: &str) -> String {
+    match &event.detail {
+        EventDetail::Location(l) => location_description(name, l),
+        EventDetail::Probe(p) => probe_description(name, event.at_unix, p),
+        EventDetail::Latency(l) => latency_description(name, l),
+        EventDetail::Slo(l) => slo_description(name, l),
+    }
+}
+
+/// The facts of an event as (name, value, inline) fields, shared by Discord embeds and Slack
+/// attachments; `time` formats the "Since" value for the destination. Values are untrusted and
+/// not yet cut or escaped.
+pub(crate) fn event_fields(
+    event: &AlertEvent,
+    host: &str,
+    time: fn(u64) -> String,
+) -> Vec<(&'static str, String, bool)> {
     let mut fields = Vec::new();
-    let (color, description) = match &event.detail {
+    match &event.detail {
         EventDetail::Location(l) => {
-            let color = level_color(l.level);
-            fields.push(Field::new(
-                "5xx / total",
-                &format!("{} / {}", l.errors, l.total),
-                true,
-            ));
+            fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
             let crit = format!("crit {}%", fmt_pct(l.crit_pct));
             let thresholds = match l.warn_pct {
                 Some(w) => format!("warn {}% · {crit}", fmt_pct(w)),
                 None => crit,
             };
-            fields.push(Field::new("Thresholds", &thresholds, true));
-            fields.push(Field::new("Window", &format_window(l.window_secs), true));
+            fields.push(("Thresholds", thresholds, true));
+            fields.push(("Window", format_window(l.window_secs), true));
             if !l.top_codes.is_empty() {
-                fields.push(Field::new(
-                    "Top status codes",
-                    &fmt_top(&l.top_codes),
-                    false,
-                ));
+                fields.push(("Top status codes", fmt_top(&l.top_codes), false));
             }
-            fields.push(Field::new("Since", &discord_time(l.since_unix), true));
-            (color, location_description(&name, l))
+            fields.push(("Since", time(l.since_unix), true));
         }
         EventDetail::Probe(p) => {
-            let color = if p.up { COLOR_GREEN } else { COLOR_RED };
-            fields.push(Field::new("Target", &p.target, false));
+            fields.push(("Target", p.target.clone(), false));
             if !p.up {
                 if let Some(r) = non_blank(&p.reason) {
-                    fields.push(Field::new("Reason", r, true));
+                    fields.push(("Reason", r.to_owned(), true));
                 }
             }
             if let Some(s) = p.status {
-                fields.push(Field::new("Status", &s.to_string(), true));
+                fields.push(("Status", s.to_string(), true));
             }
-            fields.push(Field::new(
-                "Probe duration",
-                &format!("{} ms", p.duration_ms),
-                true,
-            ));
-            fields.push(Field::new("Since", &discord_time(p.since_unix), true));
-            (color, probe_description(&name, event.at_unix, p))
+            fields.push(("Probe duration", format!("{} ms", p.duration_ms), true));
+            fields.push(("Since", time(p.since_unix), true));
         }
         EventDetail::Latency(l) => {
             let p = clip(&l.percentile, 8);
-            fields.push(Field::new(
-                "Percentile",
-                &format!("{p} {}", fmt_latency(l.estimate_ms)),
-                true,
-            ));
-            fields.push(Field::new("Thresholds", &latency_thresholds(l), true));
-            fields.push(Field::new("Window", &format_window(l.window_secs), true));
-            fields.push(Field::new("Requests", &l.requests.to_string(), true));
-            fields.push(Field::new("Since", &discord_time(l.since_unix), true));
-            (level_color(l.level), latency_description(&name, l))
+            let estimate = format!("{p} {}", fmt_latency(l.estimate_ms));
+            fields.push(("Percentile", estimate, true));
+            fields.push(("Thresholds", latency_thresholds(l), true));
+            fields.push(("Window", format_window(l.window_secs), true));
+            fields.push(("Requests", l.requests.to_string(), true));
+            fields.push(("Since", time(l.since_unix), true));
         }
         EventDetail::Slo(l) => {
-            fields.push(Field::new(
-                "Burn rate",
-                &fmt_burn_windows(&l.windows),
-                false,
-            ));
-            fields.push(Field::new("SLO", &format!("{}%", fmt_pct(l.slo_pct)), true));
-            fields.push(Field::new(
-                "5xx / total",
-                &format!("{} / {}", l.errors, l.total),
-                true,
-            ));
-            fields.push(Field::new("Since", &discord_time(l.since_unix), true));
-            (level_color(l.level), slo_description(&name, l))
+            fields.push(("Burn rate", fmt_burn_windows(&l.windows), false));
+            fields.push(("SLO", format!("{}%", fmt_pct(l.slo_pct)), true));
+            fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
+            fields.push(("Since", time(l.since_unix), true));
         }
-    };
-    fields.push(Field::new("Host", host, true));
+    }
+    fields.push(("Host", host.to_owned(), true));
     // Links go into fields, not the embed `url`: Discord rejects the whole call for a URL it
     // considers malformed, whereas a field value is just text.
     if let Some(link) = non_blank(&event.link) {
-        fields.push(Field::new("Link", link, false));
+        fields.push(("Link", link.to_owned(), false));
     }
     if let Some(runbook) = non_blank(&event.runbook) {
-        fields.push(Field::new("Runbook", runbook, false));
+        fields.push(("Runbook", runbook.to_owned(), false));
     }
+    fields
+}
+
+/// Builds the (not yet budgeted) embed for one event.
+fn build_embed(event: &AlertEvent, host: &str) -> Embed {
+    let name = clip(&event.name, DESCRIPTION_NAME);
+    let fields = event_fields(event, host, discord_time)
+        .into_iter()
+        .map(|(name, value, inline)| Field::new(name, &value, inline))
+        .collect();
     let mut embed = Embed {
         title: title(event),
-        description: truncate_chars(&description, MAX_DESCRIPTION),
-        color,
+        description: truncate_chars(&event_description(event, &name), MAX_DESCRIPTION),
+        color: event_color(event),
         // Discord rejects five-digit years; the embed is still useful without a timestamp.
         timestamp: (event.at_unix <= MAX_TIMESTAMP).then(|| iso8601(event.at_unix)),
         fields,

@@ -186,8 +186,15 @@ pub fn evaluate_with(
             p.window_ms,
             step,
         );
-        slot.alert.window_total.store(figures.total(), Relaxed);
-        slot.alert.window_errors.store(figures.errors(), Relaxed);
+        slot.alert.set_window(figures.total(), figures.errors());
+        // Taken over from another master (binary upgrade): this zone's counts start then, so
+        // hold every level (5xx, latency, error budget) until it has seen a whole window rather
+        // than resolve or re-fire. The figures (window, estimate, burn rates) still advance.
+        let adopted = slot.alert.adopted_at_ms.load(Relaxed);
+        let held = adopted != 0 && now_ms < adopted.saturating_add(p.window_ms);
+        if adopted != 0 && !held {
+            slot.alert.adopted_at_ms.store(0, Relaxed);
+        }
         let event = |detail| AlertEvent {
             name: w.name.to_string(),
             at_unix: now_ms / 1000,
@@ -202,15 +209,20 @@ pub fn evaluate_with(
         let share_pct = error_share(figures.errors(), figures.total(), 100.0);
         let cells = StateCells::errors(slot);
         let kind = IncidentKind::Errors;
-        if let Some(a) = settle(
-            &cells,
-            &slot.incidents,
-            kind,
-            level,
-            share_pct,
-            now_ms,
-            p.repeat_ms,
-        ) {
+        let announce = if held {
+            None
+        } else {
+            settle(
+                &cells,
+                &slot.incidents,
+                kind,
+                level,
+                share_pct,
+                now_ms,
+                p.repeat_ms,
+            )
+        };
+        if let Some(a) = announce {
             events.push(event(EventDetail::Location(LocationEvent {
                 level: a.level,
                 previous: a.previous,
@@ -237,15 +249,19 @@ pub fn evaluate_with(
         let cells = StateCells::of(&slot.latency.state);
         let kind = IncidentKind::Latency;
         let seconds = estimate.unwrap_or(0.0) / 1000.0;
-        let announce = settle(
-            &cells,
-            &slot.incidents,
-            kind,
-            level,
-            seconds,
-            now_ms,
-            p.repeat_ms,
-        );
+        let announce = if held {
+            None
+        } else {
+            settle(
+                &cells,
+                &slot.incidents,
+                kind,
+                level,
+                seconds,
+                now_ms,
+                p.repeat_ms,
+            )
+        };
         if let (Some(a), Some(l)) = (announce, p.latency) {
             events.push(event(EventDetail::Latency(LatencyEvent {
                 level: a.level,
@@ -295,15 +311,19 @@ pub fn evaluate_with(
         };
         let cells = StateCells::of(&slot.slo.state);
         let kind = IncidentKind::Slo;
-        let announce = settle(
-            &cells,
-            &slot.incidents,
-            kind,
-            level,
-            rate,
-            now_ms,
-            p.repeat_ms,
-        );
+        let announce = if held {
+            None
+        } else {
+            settle(
+                &cells,
+                &slot.incidents,
+                kind,
+                level,
+                rate,
+                now_ms,
+                p.repeat_ms,
+            )
+        };
         if let (Some(a), Some(slo)) = (announce, p.slo_pct) {
             let rates = burn.rates(slo);
             events.push(event(EventDetail::Slo(SloEvent {
@@ -410,7 +430,7 @@ mod tests {
             traffic(slot, 0, 1); // 1 error per second: 10 in the window < 20
             assert!(evaluate(&w, s * 1000 + 1, 1000).is_empty());
         }
-        assert_eq!(slot.alert.window_total.load(Relaxed), 10);
+        assert_eq!(slot.alert.window().0, 10);
     }
 
     #[test]
@@ -425,6 +445,62 @@ mod tests {
         assert_eq!(first.len(), 1);
         // Same figures seen again (e.g. by a new worker right after a reload): no event.
         assert!(evaluate(&w, 2_500, 1000).is_empty());
+    }
+
+    #[test]
+    fn an_adopted_level_is_held_for_one_window() {
+        let z = zone(&["be"]);
+        let p = params();
+        let slot = &z.names()[0];
+        let w = watch(&z, &p);
+        // Another master's evaluator left "critical since 1_000" then; no traffic here yet.
+        slot.alert.level.store(Level::Critical as u32, Relaxed);
+        slot.alert.incident_since_ms.store(1_000, Relaxed);
+        slot.alert.adopted_at_ms.store(1_000, Relaxed);
+        for t in (2_000..11_000).step_by(1_000) {
+            assert!(evaluate(&w, t, 1000).is_empty(), "held at {t}");
+        }
+        let resolved = evaluate(&w, 11_000, 1000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(crate::discord::title(&resolved[0]), "RESOLVED be after 10s");
+        assert_eq!(slot.alert.adopted_at_ms.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn adopted_latency_and_slo_levels_are_held_too() {
+        let z = zone(&["be"]);
+        let p = AlertParams {
+            slo_pct: Some(99.0),
+            ..latency_params()
+        };
+        let slot = &z.names()[0];
+        let w = watch(&z, &p);
+        // Taken over (import_exported): latency critical, error budget warning since 1_000.
+        slot.latency
+            .state
+            .level
+            .store(Level::Critical as u32, Relaxed);
+        slot.latency.state.incident_since_ms.store(1_000, Relaxed);
+        slot.slo.state.level.store(Level::Warning as u32, Relaxed);
+        slot.slo.state.incident_since_ms.store(1_000, Relaxed);
+        slot.alert.adopted_at_ms.store(1_000, Relaxed);
+        for t in (2_000..11_000).step_by(1_000) {
+            assert!(evaluate(&w, t, 1000).is_empty(), "held at {t}");
+            assert_eq!(slot.latency.state.level.load(Relaxed), 2);
+            assert_eq!(slot.slo.state.level.load(Relaxed), 1);
+        }
+        let titles: Vec<String> = evaluate(&w, 11_000, 1000)
+            .iter()
+            .map(crate::discord::title)
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                "RESOLVED be latency after 10s",
+                "RESOLVED be error budget after 10s"
+            ]
+        );
+        assert_eq!(slot.alert.adopted_at_ms.load(Relaxed), 0);
     }
 
     #[test]

@@ -79,7 +79,30 @@ fn set_name_value(v: &mut ngx_variable_value_t, nc: *const NameConf, len: usize)
     debug_assert!(v.valid() == 1 && v.not_found() == 0 && v.len() as usize == len);
 }
 
-/// `$status_alert_name` before the request is bound: the NAME of the current location.
+/// Name of the variable that holds a request's binding (see lib.rs, preconfiguration).
+pub const BINDING_VARIABLE: ngx_str_t = ngx_string!("status_alert binding");
+
+/// The binding variable read before the request is bound: not found.
+pub unsafe extern "C" fn binding_variable(
+    _r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx passes a valid value slot to variable handlers.
+    unsafe { (*v).set_not_found(1) };
+    NGX_OK as ngx_int_t
+}
+
+/// Set handler of both variables: writes from other modules are ignored.
+pub unsafe extern "C" fn ignore_variable_write(
+    _r: *mut ngx_http_request_t,
+    _v: *mut ngx_variable_value_t,
+    _data: usize,
+) {
+}
+
+/// `$status_alert_name`: the request's bound NAME, or before it is bound the NAME of the
+/// current location.
 pub unsafe extern "C" fn name_variable(
     r: *mut ngx_http_request_t,
     v: *mut ngx_variable_value_t,
@@ -87,13 +110,21 @@ pub unsafe extern "C" fn name_variable(
 ) -> ngx_int_t {
     // SAFETY: nginx passes a valid request and value slot to variable handlers.
     let (r, v) = unsafe { (&*r, &mut *v) };
-    match Module::location_conf(r).map(|l| l.alert) {
-        Some(AlertSetting::Name(nc)) => {
+    let bound = Module::main_conf(r)
+        .filter(|mcf| !mcf.names.is_empty())
+        // SAFETY: the binding index is set whenever there are NAMEs.
+        .and_then(|mcf| unsafe { bound_name(r, mcf) });
+    let current = || match Module::location_conf(r)?.alert {
+        AlertSetting::Name(nc) => Some(nc),
+        _ => None,
+    };
+    match bound.or_else(current) {
+        Some(nc) => {
             // SAFETY: nc points at a live NameConf.
             let len = unsafe { &*nc }.name.len();
             set_name_value(v, nc, len);
         }
-        _ => v.set_not_found(1),
+        None => v.set_not_found(1),
     }
     NGX_OK as ngx_int_t
 }
@@ -146,8 +177,8 @@ pub fn collect(mcf: &MainConf) -> Metrics {
         m.locations.push(LocationMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
-            window_requests: slot.alert.window_total.load(Relaxed),
-            window_errors: slot.alert.window_errors.load(Relaxed),
+            window_requests: slot.alert.window().0,
+            window_errors: slot.alert.window().1,
             level: Level::from_u8(slot.alert.level.load(Relaxed) as u8),
         });
     }

@@ -7,7 +7,7 @@
 //! when the holder closes it or dies, also by `kill -9`. No nginx types: unit-tested directly.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// A held lease; dropping it releases the name.
 #[derive(Debug)]
@@ -33,23 +33,107 @@ fn address(name: &[u8]) -> (libc::sockaddr_un, libc::socklen_t) {
 impl Lease {
     /// Takes the lease `name` if nobody holds it: `Ok(None)` while another process does.
     pub fn try_acquire(name: &[u8]) -> io::Result<Option<Lease>> {
-        // SAFETY: plain socket creation.
-        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        Ok(bound_socket(name, 0)?.map(|socket| Lease { _socket: socket }))
+    }
+}
+
+/// The next evaluator's mailbox: a datagram socket bound next to the lease, on which the
+/// releasing holder leaves its last state (see [`hand_over`]).
+#[derive(Debug)]
+pub struct Mailbox {
+    socket: OwnedFd,
+}
+
+fn mailbox_name(lease: &[u8]) -> Vec<u8> {
+    let mut n = lease.to_vec();
+    n.extend_from_slice(b":next");
+    n
+}
+
+impl Mailbox {
+    /// Opens the mailbox of lease `name`; `Ok(None)` if another waiting process has it.
+    pub fn open(name: &[u8]) -> io::Result<Option<Mailbox>> {
+        let socket = bound_socket(&mailbox_name(name), libc::SOCK_NONBLOCK)?;
+        Ok(socket.map(|socket| Mailbox { socket }))
+    }
+
+    /// Every message waiting, oldest first; never blocks.
+    pub fn take_all(&self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            // SAFETY: buf is writable for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.socket.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                return out;
+            }
+            out.push(buf[..n as usize].to_vec());
         }
-        // SAFETY: fd was just created and is owned by nobody else.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        let (addr, len) = address(name);
-        // SAFETY: addr is a valid sockaddr_un of `len` bytes.
-        let rc = unsafe { libc::bind(fd, core::ptr::addr_of!(addr).cast(), len) };
-        if rc == 0 {
-            return Ok(Some(Lease { _socket: socket }));
-        }
-        match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(None),
-            e => Err(e),
-        }
+    }
+}
+
+/// Largest hand-over message: the default socket buffer takes about 200 KiB.
+pub const MAX_MESSAGE: usize = 192 * 1024;
+
+/// Leaves `message` in the mailbox of lease `name`, if a process waits there; call it before
+/// releasing the lease, so the next holder finds it. Returns whether it was delivered.
+pub fn hand_over(name: &[u8], message: &[u8]) -> bool {
+    if message.len() > MAX_MESSAGE {
+        return false;
+    }
+    // SAFETY: plain socket creation.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (addr, len) = address(&mailbox_name(name));
+    // SAFETY: valid buffer and address.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            message.as_ptr().cast(),
+            message.len(),
+            libc::MSG_DONTWAIT,
+            core::ptr::addr_of!(addr).cast(),
+            len,
+        )
+    };
+    sent == message.len() as isize
+}
+
+/// A datagram socket bound to `name`, or `None` if the name is taken.
+fn bound_socket(name: &[u8], flags: libc::c_int) -> io::Result<Option<OwnedFd>> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | flags,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (addr, len) = address(name);
+    // SAFETY: addr is a valid sockaddr_un of `len` bytes.
+    let rc = unsafe { libc::bind(fd, core::ptr::addr_of!(addr).cast(), len) };
+    if rc == 0 {
+        return Ok(Some(socket));
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(None),
+        e => Err(e),
     }
 }
 
@@ -76,6 +160,25 @@ mod tests {
         );
         drop(first);
         assert!(Lease::try_acquire(&name).unwrap().is_some(), "released");
+    }
+
+    #[test]
+    fn the_holder_leaves_its_state_for_the_next_one() {
+        let name = name_for(&format!("/tmp/mailbox-test-{}.conf", std::process::id()));
+        assert!(!hand_over(&name, b"nobody waits"), "no mailbox yet");
+        let mailbox = Mailbox::open(&name).unwrap().expect("free");
+        assert!(
+            Mailbox::open(&name).unwrap().is_none(),
+            "one waiting process"
+        );
+        assert!(hand_over(&name, b"first"));
+        assert!(hand_over(&name, b"second"));
+        assert_eq!(
+            mailbox.take_all(),
+            vec![b"first".to_vec(), b"second".to_vec()]
+        );
+        assert!(mailbox.take_all().is_empty());
+        assert!(!hand_over(&name, &vec![b'x'; MAX_MESSAGE + 1]), "too large");
     }
 
     #[test]

@@ -18,17 +18,24 @@ pub mod evaluate;
 pub mod event;
 #[cfg(not(test))]
 mod handler;
+pub mod html;
 pub mod incidents;
+pub mod json_event;
 pub mod latency;
 pub mod lease;
 pub mod metrics;
+pub mod negotiate;
 pub mod notifier;
 pub mod params;
+pub mod payload;
 pub mod probe;
 pub mod probe_spec;
+#[cfg(test)]
+mod properties;
 #[cfg(not(test))]
 mod shm;
 pub mod sidecar;
+pub mod slack;
 pub mod slo;
 pub mod window;
 #[cfg(not(test))]
@@ -48,11 +55,17 @@ mod wiring {
         ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
         ngx_http_phases_NGX_HTTP_LOG_PHASE, ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
         ngx_http_request_t, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE,
+        NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_NOHASH,
     };
     use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
     use ngx::ngx_string;
 
     type PhaseHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+    type VariableGetter = unsafe extern "C" fn(
+        *mut ngx_http_request_t,
+        *mut nginx_sys::ngx_variable_value_t,
+        usize,
+    ) -> ngx_int_t;
     use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
     use crate::conf::{LocConf, MainConf};
@@ -106,14 +119,32 @@ mod wiring {
         }
 
         unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            let mut name = ngx_string!("status_alert_name");
-            // SAFETY: valid cf; nginx copies the name.
-            let var = unsafe { nginx_sys::ngx_http_add_variable(cf, &mut name, 0) };
-            // SAFETY: null or a variable owned by the configuration.
-            let Some(var) = (unsafe { var.as_mut() }) else {
-                return Status::NGX_ERROR.into();
-            };
-            var.get_handler = Some(handler::name_variable);
+            // `$status_alert_name`, derived on demand from the binding below; never cached,
+            // since the binding can be made after a first read.
+            let public = (
+                ngx_string!("status_alert_name"),
+                NGX_HTTP_VAR_NOCACHEABLE,
+                handler::name_variable as VariableGetter,
+            );
+            // The binding itself, in a variable slot because slots survive internal
+            // redirects (request contexts do not). The space keeps the name out of reach of
+            // configuration, NOHASH out of reach of lookups by name (njs `r.variables`), and
+            // the no-op set handler out of reach of any module that sets variables through it.
+            let binding = (
+                handler::BINDING_VARIABLE,
+                NGX_HTTP_VAR_NOHASH,
+                handler::binding_variable as VariableGetter,
+            );
+            for (mut name, flags, get) in [public, binding] {
+                // SAFETY: valid cf; nginx copies the name.
+                let var = unsafe { nginx_sys::ngx_http_add_variable(cf, &mut name, flags as _) };
+                // SAFETY: null or a variable owned by the configuration.
+                let Some(var) = (unsafe { var.as_mut() }) else {
+                    return Status::NGX_ERROR.into();
+                };
+                var.get_handler = Some(get);
+                var.set_handler = Some(handler::ignore_variable_write);
+            }
             Status::NGX_OK.into()
         }
 
@@ -133,7 +164,7 @@ mod wiring {
             if mcf.names.is_empty() {
                 return Status::NGX_OK.into();
             }
-            let mut name = ngx_string!("status_alert_name");
+            let mut name = handler::BINDING_VARIABLE;
             // SAFETY: valid cf; the variable was added in preconfiguration.
             let index = unsafe { nginx_sys::ngx_http_get_variable_index(cf, &mut name) };
             if index < 0 {

@@ -4,6 +4,7 @@
 //! afterwards, so rendering is pure and testable.
 
 use core::fmt::{self, Write};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
@@ -33,6 +34,74 @@ pub struct Metrics {
     pub health: Vec<LocationHealth>,
     /// Time each probe target spent down, matched to `probes` by name and target.
     pub probe_down: Vec<ProbeDown>,
+    /// What the status page shows beyond the counters, by NAME; a NAME without an entry
+    /// simply shows less. (Kept out of [`LocationMetrics`] so existing constructors stay valid.)
+    pub location_details: BTreeMap<String, LocationDetail>,
+    /// Probe state beyond the counters, by (probe NAME, target).
+    pub probe_details: BTreeMap<(String, String), ProbeDetail>,
+}
+
+impl Metrics {
+    /// The page details of a NAME, if any were collected.
+    pub fn location_detail(&self, name: &str) -> Option<&LocationDetail> {
+        self.location_details.get(name)
+    }
+
+    /// The page details of a probe target, if any were collected.
+    pub fn probe_detail(&self, name: &str, target: &str) -> Option<&ProbeDetail> {
+        self.probe_details
+            .get(&(name.to_string(), target.to_string()))
+    }
+}
+
+/// Status-page data of one NAME that the cumulative counters do not carry; every field is
+/// optional, empty or `None` until the zone keeps it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocationDetail {
+    /// 5xx share (0..=1) at successive evaluations across the window, oldest first.
+    pub error_share_history: Vec<f64>,
+    /// Recent incidents, any order (the page shows the newest first).
+    pub incidents: Vec<IncidentView>,
+    /// Start of the current incident while the level is not ok, Unix seconds.
+    pub level_since_unix: Option<u64>,
+    /// Window length in seconds (`window=`).
+    pub window_secs: Option<u64>,
+    /// `warn=` in percent; `None` with `warn=off` or when unknown.
+    pub warn_pct: Option<f64>,
+    /// `crit=` in percent.
+    pub crit_pct: Option<f64>,
+    /// Window median request time in seconds, when the zone tracks window percentiles.
+    pub window_p50_seconds: Option<f64>,
+    /// Window 95th percentile request time in seconds, as above.
+    pub window_p95_seconds: Option<f64>,
+    /// `link=` URL.
+    pub link: Option<String>,
+    /// `runbook=` URL.
+    pub runbook: Option<String>,
+}
+
+/// One incident of a NAME: from the first non-ok evaluation to the return to ok.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentView {
+    /// Start, Unix seconds.
+    pub start_unix: u64,
+    /// End, Unix seconds; `None` while ongoing.
+    pub end_unix: Option<u64>,
+    /// Highest level reached.
+    pub peak_level: Level,
+    /// Highest 5xx share (0..=1) seen during the incident.
+    pub peak_share: f64,
+}
+
+/// Probe state beyond the counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbeDetail {
+    /// Since when the target is in its current state (up or down), Unix seconds.
+    pub since_unix: Option<u64>,
+    /// Reason of the last failure in words, e.g. `connection refused`.
+    pub last_reason: Option<String>,
+    /// HTTP status of the last probe, if any.
+    pub last_status: Option<u16>,
 }
 
 /// Latency, error-budget and incident figures of one NAME.
@@ -154,6 +223,53 @@ fn cumulative_buckets(c: &CountersSnapshot, bounds: &BucketBounds) -> Vec<(Strin
     total += c.buckets[bounds.inf_index()];
     out.push(("+Inf".to_string(), total));
     out
+}
+
+/// Estimates the `q` quantile (0..=1) from cumulative bucket counts like Prometheus's
+/// `histogram_quantile`: linear interpolation inside the bucket holding the rank, the first
+/// bucket starting at 0, and the highest finite bound when the rank falls into `+Inf`.
+///
+/// `bounds` are the finite upper bounds, increasing; `cumulative` has one more entry (`+Inf`).
+/// `None` without observations, for `q` outside 0..=1 or for mismatched slices.
+pub fn histogram_quantile(q: f64, bounds: &[f64], cumulative: &[u64]) -> Option<f64> {
+    if !(0.0..=1.0).contains(&q) || bounds.is_empty() || cumulative.len() != bounds.len() + 1 {
+        return None;
+    }
+    let total = *cumulative.last()?;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let b = cumulative.iter().position(|&n| n as f64 >= rank)?;
+    if b == bounds.len() {
+        return Some(bounds[b - 1]);
+    }
+    let (lower, below) = if b == 0 {
+        (0.0, 0)
+    } else {
+        (bounds[b - 1], cumulative[b - 1])
+    };
+    let upper = bounds[b];
+    let in_bucket = cumulative[b] - below;
+    if in_bucket == 0 {
+        return Some(upper);
+    }
+    Some(lower + (upper - lower) * (rank - below as f64) / in_bucket as f64)
+}
+
+/// Request-time quantile in seconds over all requests counted so far (not just the window),
+/// with the histogram counted by `bounds` (see [`Metrics::bucket_bounds`]).
+pub fn duration_quantile(c: &CountersSnapshot, bounds: &BucketBounds, q: f64) -> Option<f64> {
+    let seconds: Vec<f64> = bounds
+        .as_ms()
+        .iter()
+        .map(|ms| *ms as f64 / 1000.0)
+        .collect();
+    let cumulative: Vec<u64> = cumulative_buckets(c, bounds)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    histogram_quantile(q, &seconds, &cumulative)
 }
 
 /// Upper bound label of a histogram bucket: `0.005` ... `10`.
@@ -639,6 +755,34 @@ mod tests {
         assert!(
             render(&m).contains("nginx_probe_up{probe=\"be\",target=\"http://127.0.0.1:1/h\"} 0\n")
         );
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_prometheus() {
+        let bounds = [0.1, 0.5, 1.0];
+        // 10 in [0, 0.1], 10 in (0.1, 0.5], 0 in (0.5, 1], 0 above.
+        let cum = [10, 20, 20, 20];
+        assert_eq!(histogram_quantile(0.5, &bounds, &cum), Some(0.1));
+        assert_eq!(histogram_quantile(0.25, &bounds, &cum), Some(0.05));
+        let p75 = histogram_quantile(0.75, &bounds, &cum).unwrap();
+        assert!((p75 - 0.3).abs() < 1e-12, "{p75}");
+        assert_eq!(histogram_quantile(0.0, &bounds, &cum), Some(0.0));
+        // Rank in +Inf: the highest finite bound, as Prometheus does.
+        assert_eq!(histogram_quantile(0.99, &bounds, &[0, 0, 1, 10]), Some(1.0));
+        assert_eq!(histogram_quantile(0.5, &bounds, &[0, 0, 0, 0]), None);
+        assert_eq!(histogram_quantile(1.5, &bounds, &cum), None);
+        assert_eq!(histogram_quantile(f64::NAN, &bounds, &cum), None);
+        assert_eq!(histogram_quantile(0.5, &bounds, &cum[..3]), None);
+    }
+
+    #[test]
+    fn duration_quantile_uses_the_module_buckets() {
+        let l = loc("be", &[(200, 3), (200, 3), (200, 30), (200, 30)]);
+        // Two in le=0.005, two in (0.025, 0.05]: the median is the top of the first bucket.
+        let default = BucketBounds::default();
+        assert_eq!(duration_quantile(&l.counters, &default, 0.5), Some(0.005));
+        let p95 = duration_quantile(&l.counters, &default, 0.95).unwrap();
+        assert!((p95 - 0.0475).abs() < 1e-12, "{p95}");
     }
 
     #[test]

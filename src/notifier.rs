@@ -1,4 +1,4 @@
-//! Discord webhook delivery on a background thread.
+//! Webhook delivery (Discord, Slack or JSON payloads) on a background thread.
 //!
 //! An nginx worker hands JSON payloads to [`Notifier::submit`], which never blocks: a bounded
 //! queue sits between the worker and a thread that does the HTTP work, so a slow or failing
@@ -504,10 +504,50 @@ fn backoff_delay(base: Duration, cap: Duration, retry: u32, unit: f64) -> Durati
         .min(cap)
 }
 
+/// How often a message is sent again after a failure that came once the request was sent (the
+/// webhook may have received it): each resend risks one duplicate, and webhooks such as
+/// Discord's have no idempotency key to dedupe by.
+const MAX_RESENDS_AFTER_SENDING: u32 = 1;
+
+/// True if `error` came after the request may have reached the webhook: waiting for or reading
+/// the answer, or an I/O error at a point ureq does not tell. Connection, DNS and TLS-handshake
+/// failures come before anything was sent.
+fn may_have_arrived(error: &ureq::Error) -> bool {
+    use ureq::Timeout;
+    match error {
+        ureq::Error::Timeout(t) => matches!(
+            t,
+            Timeout::Global
+                | Timeout::PerCall
+                | Timeout::SendBody
+                | Timeout::RecvResponse
+                | Timeout::RecvBody
+        ),
+        ureq::Error::Io(e) => {
+            use std::io::ErrorKind::{AddrNotAvailable, ConnectionRefused, NotFound};
+            let unreachable = matches!(
+                e.raw_os_error(),
+                Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+            );
+            !(matches!(e.kind(), ConnectionRefused | AddrNotAvailable | NotFound) || unreachable)
+        }
+        _ => false,
+    }
+}
+
 /// A diagnostic excerpt of a response body: one line, at most `REASON_MAX_CHARS` characters.
 fn reason_excerpt(body: &str) -> String {
     // Collapsing all whitespace keeps pretty-printed JSON on one readable log line.
     let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    // No raw control characters (escape sequences, NULs) from a receiver reach the error log.
+    let one_line: String = one_line
+        .chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            let plain = (!c.is_control()).then_some(c);
+            escaped.into_iter().flatten().chain(plain)
+        })
+        .collect();
     if one_line.is_empty() {
         return "no reason given".to_string();
     }
@@ -726,6 +766,8 @@ impl Worker {
 
     fn deliver(&mut self, body: &str) {
         let mut attempt: u32 = 1;
+        // Failures after which the webhook may have received the message anyway.
+        let mut maybe_delivered: u32 = 0;
         loop {
             if let Some(at) = self.next_allowed {
                 if !self.wait_until(at) {
@@ -747,7 +789,26 @@ impl Worker {
 
             let step = match self.post(body, budget) {
                 Ok(response) => self.judge_response(response, attempt),
-                Err(error) => self.judge_error(&error, attempt),
+                Err(error) => {
+                    let step = self.judge_error(&error, attempt);
+                    if matches!(step, Step::Retry { .. }) && may_have_arrived(&error) {
+                        maybe_delivered += 1;
+                        // Resending could show the alert twice: do it once, never more.
+                        if maybe_delivered > MAX_RESENDS_AFTER_SENDING {
+                            self.emit(
+                                DeliveryResult::Failed,
+                                format!(
+                                    "webhook {} did not answer after the message was sent, \
+                                     twice ({}); it may have received it: not sending again",
+                                    self.redacted,
+                                    self.scrub(&error.to_string())
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                    step
+                }
             };
             match step {
                 Step::Done(result, message) => {
@@ -872,11 +933,13 @@ impl Worker {
                     self.scrub(&reason_excerpt(&text))
                 ),
             ),
-            401 | 403 | 404 => Step::Done(
+            // 410: Slack's answer for an archived channel (`channel_is_archived`).
+            401 | 403 | 404 | 410 => Step::Done(
                 DeliveryResult::Failed,
                 format!(
                     "webhook {redacted} is gone (HTTP {status}): check status_alert_webhook; \
-                     dropping message"
+                     {}; dropping message",
+                    self.scrub(&reason_excerpt(&text))
                 ),
             ),
             _ => Step::Done(
@@ -944,6 +1007,13 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_carry_no_control_characters() {
+        let r = reason_excerpt("{\"message\": \"bad\u{1b}[31mred\u{0}\"}\r\n");
+        assert_eq!(r, "{\"message\": \"bad\\u{1b}[31mred\\u{0}\"}");
+        assert!(!r.chars().any(char::is_control));
+    }
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
     use std::sync::Mutex;
@@ -1333,6 +1403,21 @@ mod tests {
     }
 
     #[test]
+    fn archived_slack_channel_is_gone_with_its_reason() {
+        let server = TestServer::start(vec![answer_with(410, &[], "channel_is_archived")]);
+        let notifier = Notifier::start(fast_config(&server.url)).expect("start");
+        notifier.submit("{}".to_string());
+        let outcomes = collect(&notifier, |o| finals(o) == 1);
+        assert_eq!(results(&outcomes), vec![DeliveryResult::Failed]);
+        assert!(outcomes[0].is_error);
+        assert!(outcomes[0].message.contains("is gone (HTTP 410)"));
+        assert!(outcomes[0].message.contains("channel_is_archived"));
+        thread::sleep(Duration::from_millis(150));
+        assert_eq!(server.seen().len(), 1);
+        notifier.shutdown(Duration::from_secs(2));
+    }
+
+    #[test]
     fn missing_webhook_is_reported_loudly_without_retry() {
         let server = TestServer::start(vec![answer(404)]);
         let notifier = Notifier::start(fast_config(&server.url)).expect("start");
@@ -1430,6 +1515,27 @@ mod tests {
         // Two queued payloads plus the one stuck in flight.
         assert_eq!(results(&outcomes), vec![DeliveryResult::Dropped; 3]);
         assert!(outcomes.iter().all(|o| !o.message.contains(TOKEN)));
+    }
+
+    #[test]
+    fn a_webhook_that_never_answers_gets_the_message_at_most_twice() {
+        // Every request is read in full and never answered: each time out may be a delivery.
+        let server = TestServer::start(vec![Reply::HoldThen(204)]);
+        let mut config = fast_config(&server.url);
+        config.request_timeout = Duration::from_millis(300);
+        let notifier = Notifier::start(config).expect("start");
+        notifier.submit("once".to_string());
+        let outcomes = collect(&notifier, |o| {
+            o.iter().any(|o| o.result == DeliveryResult::Failed)
+        });
+        assert_eq!(
+            results(&outcomes),
+            vec![DeliveryResult::Retried, DeliveryResult::Failed],
+            "{outcomes:?}"
+        );
+        assert!(outcomes[1].message.contains("may have received it"));
+        assert_eq!(server.seen().len(), 2, "sent once, resent once, never more");
+        drop(notifier);
     }
 
     #[test]

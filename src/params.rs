@@ -45,6 +45,8 @@ pub enum ParamError {
         /// What would have been accepted.
         expected: &'static str,
     },
+    /// The file named by `file=` could not be read; the message says why.
+    File(String),
 }
 
 impl fmt::Display for ParamError {
@@ -62,7 +64,7 @@ impl fmt::Display for ParamError {
                 "invalid name \"{n}\", expected 1-{MAX_NAME_LEN} letters, digits, \".\", \"_\", \
                  \"-\" or \"/\""
             ),
-            ParamError::Conflict(msg) => f.write_str(msg),
+            ParamError::Conflict(msg) | ParamError::File(msg) => f.write_str(msg),
             ParamError::InvalidPart {
                 what,
                 part,
@@ -525,8 +527,101 @@ pub fn parse_webhook_url(value: &str) -> Result<WebhookTarget, ParamError> {
     Ok(WebhookTarget::Url(value.to_string()))
 }
 
-/// Never echo a possible token back into error messages: keep at most the first 24 bytes.
+/// Payload format of a webhook destination, from `format=`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum WebhookFormat {
+    /// Discord webhook payload (embeds); the default.
+    #[default]
+    Discord,
+    /// Slack incoming-webhook payload (attachments).
+    Slack,
+    /// The versioned JSON event of `json_event`.
+    Json,
+}
+
+impl WebhookFormat {
+    /// Parses a `format=` value.
+    pub fn parse(value: &str) -> Result<WebhookFormat, ParamError> {
+        match value {
+            "discord" => Ok(WebhookFormat::Discord),
+            "slack" => Ok(WebhookFormat::Slack),
+            "json" => Ok(WebhookFormat::Json),
+            _ => Err(invalid("format", value, "discord, slack or json")),
+        }
+    }
+
+    /// The `format=` value naming this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookFormat::Discord => "discord",
+            WebhookFormat::Slack => "slack",
+            WebhookFormat::Json => "json",
+        }
+    }
+}
+
+/// Parses the arguments of `status_alert_webhook URL | file=PATH [format=...] | off`.
+///
+/// The destination and `format=` may come in either order. `read_file` is called with the
+/// `file=` path as written and returns the file's text or why it could not be read; the
+/// configuration glue resolves the path and does the I/O, so this stays pure. Errors never echo
+/// more than the first 24 characters of a URL (it may carry the webhook token).
+pub fn parse_webhook_args(
+    args: &[&str],
+    read_file: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<(WebhookTarget, WebhookFormat), ParamError> {
+    let mut destination: Option<&str> = None;
+    let mut format: Option<WebhookFormat> = None;
+    for arg in args {
+        if let Some(value) = arg.strip_prefix("format=") {
+            if format.is_some() {
+                return Err(ParamError::Duplicate("format".into()));
+            }
+            format = Some(WebhookFormat::parse(value)?);
+        } else if destination.is_some() {
+            return Err(ParamError::UnknownParameter(redact_for_error(arg)));
+        } else {
+            destination = Some(arg);
+        }
+    }
+    let Some(destination) = destination else {
+        return Err(ParamError::Conflict(
+            "a webhook URL, \"file=PATH\" or \"off\" is required".into(),
+        ));
+    };
+    let target = if destination == "off" {
+        if format.is_some() {
+            return Err(ParamError::Conflict(
+                "\"off\" takes no other parameters".into(),
+            ));
+        }
+        WebhookTarget::Off
+    } else if let Some(path) = destination.strip_prefix("file=") {
+        if path.is_empty() {
+            return Err(invalid("file", path, "a path"));
+        }
+        let text = read_file(path).map_err(ParamError::File)?;
+        parse_webhook_url(&text)
+            .map_err(|e| ParamError::File(format!("{e} (read from \"{path}\")")))?
+    } else {
+        parse_webhook_url(destination)?
+    };
+    Ok((target, format.unwrap_or_default()))
+}
+
+/// Never echo a possible secret back into error messages: credentials (`user:pass@`) become
+/// `***@`, and at most the first 24 characters are kept (a path may hold a token).
 fn redact_for_error(value: &str) -> String {
+    let value = match value.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => value.to_string(),
+            }
+        }
+        None => value.to_string(),
+    };
     match value.char_indices().nth(24) {
         Some((i, _)) => format!("{}...", &value[..i]),
         None => value.to_string(),
@@ -536,6 +631,17 @@ fn redact_for_error(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_errors_never_show_credentials() {
+        let e = parse_webhook_url("ftp://user:hunter2@example.com/x").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("user"),
+            "{text}"
+        );
+        assert!(text.contains("ftp://***@example.com"), "{text}");
+    }
 
     #[test]
     fn time_syntax() {
@@ -696,6 +802,106 @@ mod tests {
         assert!(
             !err.contains("supersecrettokenvalue123"),
             "token leaked: {err}"
+        );
+    }
+
+    fn no_file(path: &str) -> Result<String, String> {
+        panic!("unexpected read of {path}")
+    }
+
+    #[test]
+    fn webhook_args_accepted() {
+        let url = "https://hooks.slack.com/services/T0/B0/secret";
+        let target = WebhookTarget::Url(url.into());
+        let cases: [(&[&str], WebhookTarget, WebhookFormat); 6] = [
+            (&[url], target.clone(), WebhookFormat::Discord),
+            (&[url, "format=slack"], target.clone(), WebhookFormat::Slack),
+            (&["format=json", url], target.clone(), WebhookFormat::Json),
+            (
+                &[url, "format=discord"],
+                target.clone(),
+                WebhookFormat::Discord,
+            ),
+            (&["off"], WebhookTarget::Off, WebhookFormat::Discord),
+            (
+                &["http://127.0.0.1:9000/hook"],
+                WebhookTarget::Url("http://127.0.0.1:9000/hook".into()),
+                WebhookFormat::Discord,
+            ),
+        ];
+        for (args, t, f) in cases {
+            assert_eq!(parse_webhook_args(args, no_file), Ok((t, f)), "{args:?}");
+        }
+        let read = |path: &str| {
+            assert_eq!(path, "/etc/nginx/slack.url");
+            Ok(format!("{url}\n"))
+        };
+        assert_eq!(
+            parse_webhook_args(&["file=/etc/nginx/slack.url", "format=slack"], read),
+            Ok((target, WebhookFormat::Slack))
+        );
+    }
+
+    #[test]
+    fn webhook_args_rejected() {
+        let secret = "https://discord.com/api/webhooks/1/supersecrettokenvalue123";
+        let cases: [(&[&str], &str); 9] = [
+            (&[], "a webhook URL, \"file=PATH\" or \"off\" is required"),
+            (
+                &["format=slack"],
+                "a webhook URL, \"file=PATH\" or \"off\" is required",
+            ),
+            (&["off", "format=json"], "\"off\" takes no other parameters"),
+            (
+                &["https://a/b", "format=teams"],
+                "invalid format value \"teams\", expected discord, slack or json",
+            ),
+            (&["https://a/b", "format="], "invalid format value \"\""),
+            (
+                &["https://a/b", "format=json", "format=slack"],
+                "duplicate parameter \"format\"",
+            ),
+            (&["https://a/b", "foo=1"], "invalid parameter \"foo=1\""),
+            (&["file="], "invalid file value \"\", expected a path"),
+            (&["ftp://a/b"], "invalid webhook value \"ftp://a/b\""),
+        ];
+        for (args, msg) in cases {
+            let err = parse_webhook_args(args, no_file).unwrap_err().to_string();
+            assert!(err.starts_with(msg), "{args:?}: {err}");
+        }
+        // A second URL is an unknown parameter, shown without its token.
+        let err = parse_webhook_args(&["https://a/b", secret], no_file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid parameter \"https://discord.com/api/"),
+            "{err}"
+        );
+        assert!(!err.contains("supersecrettokenvalue123"), "{err}");
+        // File errors: the reader's reason, or the bad content without its token.
+        let err = parse_webhook_args(&["file=x"], |_| Err("cannot read \"x\": gone".into()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "cannot read \"x\": gone");
+        let err = parse_webhook_args(&["file=x"], |_| Ok(secret.replace("https://", "")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("(read from \"x\")"), "{err}");
+        assert!(!err.contains("supersecrettokenvalue123"), "{err}");
+    }
+
+    #[test]
+    fn webhook_format_names() {
+        for f in [
+            WebhookFormat::Discord,
+            WebhookFormat::Slack,
+            WebhookFormat::Json,
+        ] {
+            assert_eq!(WebhookFormat::parse(f.name()), Ok(f));
+        }
+        assert!(
+            WebhookFormat::parse("Slack").is_err(),
+            "values are lower case like nginx's"
         );
     }
 

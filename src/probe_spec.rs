@@ -131,7 +131,13 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
     };
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed \"[\""))?;
-        (h, after.strip_prefix(':'))
+        match after {
+            "" => (h, None),
+            _ => (
+                h,
+                Some(after.strip_prefix(':').ok_or_else(|| bad("invalid port"))?),
+            ),
+        }
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -141,12 +147,15 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
     if host.is_empty() {
         return Err(bad("no host"));
     }
+    if host.contains(['[', ']']) {
+        return Err(bad("invalid host"));
+    }
     let explicit_port = port.is_some();
     let port = match port {
         Some(p) => p
             .parse::<u16>()
             .ok()
-            .filter(|p| *p > 0)
+            .filter(|n| *n > 0 && p.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| bad("invalid port"))?,
         None => match scheme {
             Scheme::Http => 80,
@@ -171,9 +180,10 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
     })
 }
 
-/// Hides credentials when echoing a URL back in an error.
+/// Hides credentials when echoing a URL back in an error: everything up to the last `@`, as
+/// [`parse_target`] splits userinfo at the last `@` (a password may contain one).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
+    match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(a)) if a > s => format!("{}***{}", &url[..s + 3], &url[a..]),
         _ => url.to_string(),
     }
@@ -361,6 +371,16 @@ mod tests {
             ("http://h:0/", "invalid port"),
             ("http://h:99999/", "invalid port"),
             ("http://[::1/", "unclosed"),
+            // Found by tests/properties.rs: what followed "]" was ignored, probing port 80.
+            ("http://[::1]8080/", "invalid port"),
+            // Found by tests/properties.rs: Rust's integer parsing takes a leading '+'.
+            ("http://h:+80/", "invalid port"),
+            // Found by tests/properties.rs: brackets inside the host were kept as part of it.
+            ("http://[[]", "invalid host"),
+            ("http://[[::1]/", "invalid host"),
+            ("http://a]b/", "invalid host"),
+            ("tcp://[::1]:+5432", "invalid port"),
+            ("tcp://[::1]x:5432", "invalid port"),
         ] {
             let e = parse_target(url).unwrap_err().to_string();
             assert!(e.contains(why), "{url}: {e}");
@@ -369,6 +389,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("topsecret"), "{e}");
+        // Found by tests/properties.rs: a password holding an `@` leaked its tail.
+        let e = parse_target("http://u:top@secret@h:99999/")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+        assert!(e.contains("\"http://***@h:99999/\""), "{e}");
     }
 
     #[test]

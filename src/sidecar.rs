@@ -8,10 +8,15 @@
 //! non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes, probe results and
 //! the queue depth come back, plus a tick every [`TICK_MS`] that wakes worker 0 through nginx's
 //! event loop, so worker 0 needs no timer of its own (a timer node in nginx's timer tree cost
-//! every request about 20-35 instructions). The child never calls nginx (but for the `in_child`
-//! hook its parent passes, which sets the process title); it dies with worker 0
-//! (`PR_SET_PDEATHSIG`) and, when worker 0 closes the pipe on exit, delivers what is queued for
-//! at most the grace period and exits.
+//! every request about 20-35 instructions). The helper never calls nginx (but for the `in_child`
+//! hook its parent passes, which sets the process title).
+//!
+//! Lifecycle: the helper is double-forked, so it is no nginx process's child (nginx never
+//! reaps it, logs it as unknown or has a pid to signal). It lives while its input pipe is open.
+//! When worker 0 exits or dies, the pipe closes; the helper then delivers what it has queued
+//! within [`SHUTDOWN_GRACE`] (an alarm bounds it hard), counts those outcomes in the zone and
+//! logs them as nginx-style lines on stderr (nginx's error log), and exits. Worker 0 never waits
+//! for it. When the helper dies, worker 0 counts what it took with it and starts another.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -23,6 +28,7 @@ use serde_json::{json, Value};
 use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
 use crate::probe::{ProbeResult, ProbeRunner, Reason};
 use crate::probe_spec::ProbeSpec;
+use crate::zone::Zone;
 
 /// Bytes of payloads waiting for the pipe before the oldest are dropped.
 const MAX_PENDING: usize = 1 << 20;
@@ -139,59 +145,143 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 
 /// Worker 0's handle on the helper process.
 pub struct Sidecar {
-    pid: libc::pid_t,
     to_child: Option<File>,
     from_child: File,
     pending: Outbox,
     inbox: Vec<u8>,
     /// Read buffer, allocated once: zeroing a fresh one per tick showed up in ci/bench.
     scratch: Vec<u8>,
+    /// Payloads written whole into the pipe.
+    handed_over: u64,
+    /// Delivery outcomes that settled a payload (sent, failed or dropped).
+    settled: u64,
+}
+
+/// What the helper needs besides its work: where to count and log once worker 0 is gone.
+pub struct HelperContext {
+    /// Runs first thing in the helper (worker 0 passes one that sets the process title).
+    pub in_child: fn(),
+    /// The zone whose delivery counters the helper updates once worker 0 has gone.
+    pub zone: Option<Zone>,
+    /// The generation the helper registers under as a writer of that zone.
+    pub generation: u64,
+    /// nginx's error log level (NGX_LOG_*): what the helper logs itself once worker 0 is gone.
+    pub log_level: usize,
+}
+
+/// Blocks SIGCHLD until dropped, so that the short-lived middle process of the double fork is
+/// reaped here and nginx's own SIGCHLD handler never sees an unknown child.
+struct ChildSignalsBlocked {
+    set: libc::sigset_t,
+    old: libc::sigset_t,
+}
+
+impl ChildSignalsBlocked {
+    fn new() -> ChildSignalsBlocked {
+        // SAFETY: plain signal-mask calls on zero-initialised sets.
+        unsafe {
+            let mut set: libc::sigset_t = core::mem::zeroed();
+            let mut old: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+            ChildSignalsBlocked { set, old }
+        }
+    }
+
+    /// Reaps `pid` and swallows the SIGCHLD its exit raised; returns its exit status.
+    fn reap(&self, pid: libc::pid_t) -> i32 {
+        let mut status = 0;
+        // SAFETY: waiting for our own child; a zero timeout only polls for the pending signal.
+        unsafe {
+            while libc::waitpid(pid, &mut status, 0) < 0
+                && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+            {}
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&self.set, core::ptr::null_mut(), &zero);
+        }
+        status
+    }
+}
+
+impl Drop for ChildSignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in new().
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+    }
 }
 
 impl Sidecar {
-    /// Forks the helper process. Call only while the calling process has a single thread.
-    /// `in_child` runs first thing in the child (worker 0 passes one that sets the process
-    /// title, which needs nginx).
+    /// Starts the helper process. Call only while the calling process has a single thread.
+    ///
+    /// The helper is double-forked: its parent exits at once and is reaped here, so the helper
+    /// is nobody's child in nginx (no `unknown process` in the error log, no pid to signal).
+    /// It lives until its input pipe closes (worker 0 exits or dies), then delivers what is
+    /// queued within [`SHUTDOWN_GRACE`], logging and counting those outcomes itself, and exits.
     pub fn start(
         webhook: Option<NotifierConfig>,
         probes: Vec<ProbeSpec>,
-        in_child: fn(),
+        ctx: HelperContext,
     ) -> io::Result<Sidecar> {
         let (down_r, down_w) = pipe()?;
         let (up_r, up_w) = pipe()?;
-        // SAFETY: getpid has no preconditions.
-        let parent = unsafe { libc::getpid() };
-        // SAFETY: the caller guarantees a single-threaded process, so the child may run
+        let blocked = ChildSignalsBlocked::new();
+        // SAFETY: the caller guarantees a single-threaded process, so the children may run
         // arbitrary code (allocation included) after fork.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
             0 => {
-                in_child();
+                // The middle process: fork the helper and leave.
+                // SAFETY: as above; _exit skips the parent's exit handlers.
+                unsafe {
+                    match libc::fork() {
+                        0 => {}
+                        -1 => libc::_exit(1),
+                        _ => libc::_exit(0),
+                    }
+                }
                 drop(down_w);
                 drop(up_r);
-                child_main(
-                    parent,
-                    File::from(down_r),
-                    File::from(up_w),
-                    webhook,
-                    probes,
-                )
+                // A panic must never unwind back into the copy of nginx's event loop.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    child_main(File::from(down_r), File::from(up_w), webhook, probes, ctx)
+                }));
+                // SAFETY: leave without running the inherited process's exit handlers.
+                unsafe { libc::_exit(70) }
             }
-            pid => {
+            middle => {
+                let status = blocked.reap(middle);
+                drop(blocked);
                 drop(down_r);
                 drop(up_w);
+                if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                    return Err(io::Error::other("the helper process could not be forked"));
+                }
                 set_nonblocking(down_w.as_raw_fd())?;
                 set_nonblocking(up_r.as_raw_fd())?;
                 Ok(Sidecar {
-                    pid,
                     to_child: Some(File::from(down_w)),
                     from_child: File::from(up_r),
                     pending: Outbox::default(),
                     inbox: Vec::new(),
                     scratch: vec![0; 16 * 1024],
+                    handed_over: 0,
+                    settled: 0,
                 })
             }
         }
+    }
+
+    /// Takes over what a helper that died had not yet been handed: payloads still waiting in
+    /// its outbox go to this one (one it had partly received is lost, and counted by the
+    /// caller through [`Sidecar::abandon`]).
+    pub fn adopt(&mut self, mut pending: Outbox) {
+        pending.drop_partial_head();
+        self.pending = pending;
+        self.flush();
     }
 
     /// Queues a webhook payload; returns how many payloads were dropped to make room for it
@@ -210,7 +300,7 @@ impl Sidecar {
         while !self.pending.is_empty() {
             match pipe.write(self.pending.bytes()) {
                 Ok(0) => break,
-                Ok(n) => self.pending.written(n),
+                Ok(n) => self.handed_over += self.pending.written(n) as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
@@ -237,84 +327,38 @@ impl Sidecar {
                 Err(_) => break,
             }
         }
-        (drain_lines(&mut self.inbox), eof)
+        let reports = drain_lines(&mut self.inbox);
+        self.settled += reports
+            .iter()
+            .filter(|r| matches!(r, Report::Outcome(o) if o.result != DeliveryResult::Retried))
+            .count() as u64;
+        (reports, eof)
     }
 
-    /// Tells the child to stop (it delivers what is queued within its grace period, reporting
-    /// back, and exits); hands over what is pending first if the pipe takes it.
-    pub fn close_input(&mut self) {
+    /// Lets the helper go: it delivers what it has within its grace period, logging and
+    /// counting the outcomes itself, and exits. Never waits. Returns the report descriptor
+    /// for the caller to close (nginx's event loop may own it) and how many payloads never
+    /// reached the helper (the pipe was full), for the caller to count as dropped.
+    pub fn close(mut self) -> (RawFd, usize) {
         self.flush();
-        self.to_child = None;
+        let unsent = self.pending.len();
+        (self.from_child.into_raw_fd(), unsent)
     }
 
-    /// Gives up on a child that has gone: returns the report descriptor for the caller to close
-    /// (nginx's event loop owns it) and reaps the child.
-    pub fn abandon(self) -> RawFd {
-        // SAFETY: reaping our own child; nginx may already have reaped it.
-        unsafe { libc::waitpid(self.pid, core::ptr::null_mut(), libc::WNOHANG) };
-        self.from_child.into_raw_fd()
-    }
-
-    /// Closes the payload pipe and collects reports until the child exits or `grace` passes;
-    /// then makes sure the child is gone.
-    pub fn shutdown(mut self, grace: Duration) -> Vec<Report> {
-        let deadline = Instant::now() + grace + Duration::from_millis(200);
-        // Hand over what is still pending, for a short while, before closing.
-        while !self.pending.is_empty() && self.to_child.is_some() && Instant::now() < deadline {
-            self.flush();
-            if !self.pending.is_empty() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let undelivered = self.pending.len();
-        self.to_child = None;
-        let mut reports: Vec<Report> = (0..undelivered)
-            .map(|_| {
-                Report::Outcome(Outcome {
-                    result: DeliveryResult::Dropped,
-                    message: "alert dropped at shutdown: not handed to the notifier".into(),
-                    is_error: false,
-                })
-            })
-            .collect();
-        let fd = self.from_child.as_raw_fd();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
-            if ready <= 0 {
-                continue;
-            }
-            match self.from_child.read(&mut self.scratch) {
-                Ok(0) => break,
-                Ok(n) => self.inbox.extend_from_slice(&self.scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-        reports.extend(drain_lines(&mut self.inbox));
-        // SAFETY: signalling and reaping our own child; nginx may already have reaped it.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            libc::waitpid(self.pid, core::ptr::null_mut(), libc::WNOHANG);
-        }
-        reports
+    /// Gives up on a helper that has died: returns the report descriptor for the caller to
+    /// close (nginx's event loop owns it), the payloads it was never handed, and how many it
+    /// had been handed but took with it unsettled.
+    pub fn abandon(self) -> (RawFd, Outbox, u64) {
+        let lost = self.handed_over.saturating_sub(self.settled);
+        let partial = u64::from(self.pending.head_started);
+        (self.from_child.into_raw_fd(), self.pending, lost + partial)
     }
 }
 
 /// Payloads waiting for the pipe to the helper, one JSON line each. Only the first may have
 /// been partly written, and it is never dropped: that would corrupt the stream.
 #[derive(Default)]
-struct Outbox {
+pub struct Outbox {
     buf: Vec<u8>,
     head_started: bool,
 }
@@ -349,10 +393,31 @@ impl Outbox {
         dropped
     }
 
-    /// The first `n` bytes went into the pipe.
-    fn written(&mut self, n: usize) {
+    /// The first `n` bytes went into the pipe; returns how many payloads are now complete.
+    fn written(&mut self, n: usize) -> usize {
+        let complete = self.buf[..n].iter().filter(|b| **b == b'\n').count();
         self.head_started = self.buf[n - 1] != b'\n';
         self.buf.drain(..n);
+        complete
+    }
+
+    /// Appends the payloads of `other` (its partly written head, if any, is dropped).
+    pub fn append(&mut self, mut other: Outbox) {
+        other.drop_partial_head();
+        self.buf.extend_from_slice(&other.buf);
+    }
+
+    /// Forgets a partly written first payload (its pipe is gone).
+    fn drop_partial_head(&mut self) {
+        if self.head_started {
+            let end = self
+                .buf
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(self.buf.len(), |i| i + 1);
+            self.buf.drain(..end);
+            self.head_started = false;
+        }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -369,15 +434,12 @@ impl Outbox {
     }
 }
 
-/// Prepares the forked child: dies with its parent, default signal handling, no inherited
-/// descriptors but its pipes (listening sockets stay with nginx), a recognisable name.
-fn child_setup(parent: libc::pid_t, keep: [RawFd; 2]) {
+/// Prepares the forked helper: default signal handling, no inherited descriptors but its pipes
+/// and stderr (nginx points it at the error log; listening sockets stay with nginx), a
+/// recognisable name.
+fn child_setup(keep: [RawFd; 2]) {
     // SAFETY: plain syscalls on the child's own state.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != parent {
-            libc::_exit(0);
-        }
         libc::prctl(libc::PR_SET_NAME, c"status-alert".as_ptr());
         for sig in [
             libc::SIGINT,
@@ -410,13 +472,20 @@ fn child_setup(parent: libc::pid_t, keep: [RawFd; 2]) {
 }
 
 fn child_main(
-    parent: libc::pid_t,
     mut down: File,
     mut up: File,
     webhook: Option<NotifierConfig>,
     probes: Vec<ProbeSpec>,
+    ctx: HelperContext,
 ) -> ! {
-    child_setup(parent, [down.as_raw_fd(), up.as_raw_fd()]);
+    (ctx.in_child)();
+    child_setup([down.as_raw_fd(), up.as_raw_fd()]);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    if let Some(zone) = &ctx.zone {
+        // Keeps the zone mapped across reloads while this process may still count into it.
+        zone.register_writer(pid, ctx.generation, process_exists);
+    }
     let mut send = |r: &Report| up.write_all(encode(r).as_bytes()).is_ok();
 
     let notifier = webhook.and_then(|cfg| match Notifier::start(cfg) {
@@ -491,17 +560,88 @@ fn child_main(
             break;
         }
     }
+    // Worker 0 has gone (exit, reload or crash): finish alone, bounded by the grace period
+    // (and by an alarm, should a thread refuse to let go).
+    // SAFETY: alarm has no preconditions; SIGALRM is at its default action (terminate).
+    unsafe { libc::alarm(SHUTDOWN_GRACE.as_secs() as u32 + 3) };
     if let Some(r) = runner {
         r.stop();
     }
     if let Some(n) = notifier {
+        let orphan = Orphan {
+            zone: ctx.zone,
+            log_level: ctx.log_level,
+            pid,
+        };
         for o in n.shutdown(SHUTDOWN_GRACE) {
-            send(&Report::Outcome(o));
+            orphan.record(&o);
         }
-        send(&Report::QueueDepth(0));
     }
     // SAFETY: leave without running the inherited process's exit handlers.
     unsafe { libc::_exit(0) }
+}
+
+fn process_exists(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Counts and logs delivery outcomes once worker 0 has gone: in the zone, and as nginx-style
+/// lines on stderr, which nginx points at the error log.
+struct Orphan {
+    zone: Option<Zone>,
+    log_level: usize,
+    pid: u32,
+}
+
+impl Orphan {
+    fn record(&self, o: &Outcome) {
+        if let Some(zone) = &self.zone {
+            let i = DeliveryResult::ALL
+                .iter()
+                .position(|r| *r == o.result)
+                .unwrap_or(0);
+            zone.header().notifications[i].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+        // nginx's levels: 4 error, 5 warn, 6 notice (ngx_log.h).
+        let (level, name) = match o.result {
+            DeliveryResult::Sent => (6, "notice"),
+            _ if o.is_error => (4, "error"),
+            _ => (5, "warn"),
+        };
+        if level > self.log_level {
+            return;
+        }
+        let line = format!(
+            "{} [{name}] {}#{}: status_alert: {} (helper process, after worker 0 exited)\n",
+            log_time(),
+            self.pid,
+            self.pid,
+            o.message
+        );
+        // SAFETY: writing a buffer to stderr; O_APPEND keeps lines whole in the log.
+        unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
+}
+
+/// Local time as nginx's error log writes it: `2026/11/30 05:10:10`.
+fn log_time() -> String {
+    // SAFETY: time and localtime_r write only into the given values.
+    unsafe {
+        let now = libc::time(core::ptr::null_mut());
+        let mut tm: libc::tm = core::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        format!(
+            "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 use core::cell::RefCell;
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
-use core::time::Duration;
 
 use nginx_sys::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_handler_pt, ngx_event_t,
@@ -21,11 +20,11 @@ use ngx::http::HttpModuleMainConf;
 use crate::conf::MainConf;
 use crate::evaluate::{self, Watched};
 use crate::event::{AlertEvent, EventDetail, ProbeEvent};
-use crate::lease::{self, Lease};
+use crate::lease::{self, Lease, Mailbox};
 use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
 use crate::params::WebhookTarget;
 use crate::probe::{self, ProbeResult, ProbeTransition};
-use crate::sidecar::{Report, Sidecar, SHUTDOWN_GRACE};
+use crate::sidecar::{HelperContext, Outbox, Report, Sidecar};
 use crate::{discord, HttpStatusAlertModule};
 
 extern "C" {
@@ -55,9 +54,22 @@ struct Worker {
     lease: Option<Lease>,
     /// The lease's name for this nginx.
     lease_name: Vec<u8>,
+    /// Where the previous holder leaves its state when it cannot share a zone with us.
+    mailbox: Option<Mailbox>,
     /// A failure to take the lease was logged (logged once).
     lease_error_logged: bool,
+    /// When the helper was last started, ms, and the wait before the next start after a crash.
+    helper_started_ms: u64,
+    helper_backoff_ms: u64,
+    /// Restarts the helper after a backoff (armed only while there is none).
+    restart_timer: Box<ngx_event_t>,
+    /// Payloads waiting for the next helper while the restart backs off.
+    pending_restart: Option<Outbox>,
 }
+
+/// The shortest and longest wait before restarting a helper that keeps dying.
+const RESTART_BACKOFF_MIN_MS: u64 = 1000;
+const RESTART_BACKOFF_MAX_MS: u64 = 60_000;
 
 thread_local! {
     // nginx runs its event loop on one thread; the worker state lives there.
@@ -102,20 +114,30 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     let log = cycle.log;
 
-    let Some(sidecar) = start_helper(mcf, cycle, log) else {
-        return NGX_OK as ngx_int_t;
-    };
+    let sidecar = start_helper(mcf, cycle, log, Outbox::default());
+    let lease_name = lease::name_for(&cycle.conf_file.to_string());
+    // SAFETY: all-zero is an idle event; the fields nginx's timer code reads are set below.
+    let mut restart_timer: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
+    restart_timer.handler = Some(on_restart_timer);
+    restart_timer.log = log;
+    // A pending restart never holds up a graceful shutdown.
+    restart_timer.set_cancelable(1);
 
     let worker = Worker {
         mcf,
         log,
         host: cycle.hostname.to_string(),
         next_eval_ms: now_ms() + mcf.interval_ms(),
-        sidecar: Some(sidecar),
+        sidecar,
         stopping: false,
         lease: None,
-        lease_name: lease::name_for(&cycle.conf_file.to_string()),
+        lease_name: lease_name.clone(),
+        mailbox: Mailbox::open(&lease_name).ok().flatten(),
         lease_error_logged: false,
+        helper_started_ms: now_ms(),
+        helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
+        restart_timer,
+        pending_restart: None,
     };
     WORKER.with(|w| *w.borrow_mut() = Some(worker));
     notice!(
@@ -128,20 +150,30 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 }
 
 /// Forks the helper process and watches its reports; logs and returns `None` on failure.
-fn start_helper(mcf: &MainConf, cycle: &ngx_cycle_t, log: *mut ngx_log_t) -> Option<Sidecar> {
+/// `pending` holds payloads a previous helper was never handed.
+fn start_helper(
+    mcf: &MainConf,
+    cycle: &ngx_cycle_t,
+    log: *mut ngx_log_t,
+    pending: Outbox,
+) -> Option<Sidecar> {
     let webhook = match mcf.webhook() {
         WebhookTarget::Off => None,
         WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
     };
     let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
+    let ctx = HelperContext {
+        in_child: set_helper_title,
+        zone: mcf.zone,
+        generation: mcf.generation,
+        // SAFETY: log is the cycle's valid log.
+        log_level: unsafe { (*log).log_level },
+    };
     // Forked while this process has no thread (see sidecar.rs).
-    let sidecar = match Sidecar::start(webhook, probes, set_helper_title) {
+    let mut sidecar = match Sidecar::start(webhook, probes, ctx) {
         Ok(s) => s,
         Err(e) => {
-            error!(
-                log,
-                "status_alert: cannot start the helper process, alerting is off: {e}"
-            );
+            error!(log, "status_alert: cannot start the helper process: {e}");
             return None;
         }
     };
@@ -155,13 +187,11 @@ fn start_helper(mcf: &MainConf, cycle: &ngx_cycle_t, log: *mut ngx_log_t) -> Opt
         )
     };
     if rc != NGX_OK as ngx_int_t {
-        error!(
-            log,
-            "status_alert: cannot watch the helper process, alerting is off"
-        );
-        let _ = sidecar.shutdown(Duration::ZERO);
+        error!(log, "status_alert: cannot watch the helper process");
+        let _ = sidecar.close();
         return None;
     }
+    sidecar.adopt(pending);
     Some(sidecar)
 }
 
@@ -173,20 +203,64 @@ fn set_helper_title() {
     unsafe { ngx_setproctitle(c"status alert helper".as_ptr().cast_mut()) };
 }
 
-/// `exit_process`: gives queued alerts a short grace period, then lets the helper go.
+/// `exit_process`: lets the helper go (it finishes delivering on its own) without waiting.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return;
     };
-    // Let the next evaluator start at once rather than after the helper's grace period.
-    worker.lease = None;
-    if let Some(sidecar) = worker.sidecar.take() {
-        // The report descriptor is closed with the sidecar; nginx's channel connection for it is
-        // not used again (the process is exiting, and channel connections are not checked).
-        let reports = sidecar.shutdown(SHUTDOWN_GRACE);
-        let outcomes = worker.absorb(reports, now_ms(), &mut Vec::new());
-        record_outcomes(&worker, outcomes);
+    // Let the next evaluator start at once, with our state.
+    worker.release_lease();
+    if worker.restart_timer.timer_set() != 0 {
+        // SAFETY: the timer was armed by this process's event loop.
+        unsafe { nginx_sys::ngx_del_timer(&mut *worker.restart_timer) };
     }
+    if let Some(sidecar) = worker.sidecar.take() {
+        let (fd, unsent) = sidecar.close();
+        // SAFETY: our descriptor; the process is exiting and its channel event is not used again.
+        unsafe { libc::close(fd) };
+        // Payloads the pipe did not take in time are lost with this process: count them.
+        record_outcomes(
+            &worker,
+            lost_outcomes(unsent, "worker 0 exited before handing it over"),
+        );
+    }
+}
+
+/// Closes the helper's report descriptor `fd`, through nginx when `c` is its connection.
+fn close_channel(c: *mut ngx_connection_t, fd: libc::c_int) {
+    // SAFETY: c is null or the channel connection nginx made for a descriptor of ours;
+    // closing it removes the event.
+    unsafe {
+        if !c.is_null() && (*c).fd == fd {
+            ngx_close_connection(c);
+        } else {
+            libc::close(fd);
+        }
+    }
+}
+
+/// One `dropped` outcome per payload lost for `why`.
+fn lost_outcomes(n: usize, why: &str) -> Vec<Outcome> {
+    (0..n)
+        .map(|_| Outcome {
+            result: DeliveryResult::Dropped,
+            message: format!("alert dropped: {why}"),
+            is_error: false,
+        })
+        .collect()
+}
+
+/// Timer: start the helper again after a backoff.
+extern "C" fn on_restart_timer(_ev: *mut ngx_event_t) {
+    WORKER.with(|w| {
+        let mut guard = w.borrow_mut();
+        let Some(worker) = guard.as_mut() else {
+            return;
+        };
+        if !worker.stopping && !exiting() && worker.sidecar.is_none() {
+            worker.restart_helper(Outbox::default());
+        }
+    });
 }
 
 /// Read event on the helper's report pipe.
@@ -215,38 +289,35 @@ impl Worker {
         };
         let (reports, gone) = sidecar.poll();
         let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
-        if exiting() && !self.stopping {
-            self.stopping = true;
-            self.lease = None;
-            if let Some(s) = self.sidecar.as_mut() {
-                s.close_input();
-            }
-        }
-        if ticked && !self.stopping {
+        if ticked && !exiting() {
             self.take_over();
         }
         let mut outcomes = self.absorb(reports, now, &mut events);
+        if exiting() && !self.stopping {
+            // The helper finishes alone (see sidecar.rs); nothing here waits for it.
+            self.stopping = true;
+            self.release_lease();
+            if let Some(s) = self.sidecar.take() {
+                let (fd, unsent) = s.close();
+                close_channel(c, fd);
+                outcomes.extend(lost_outcomes(unsent, "nginx is exiting"));
+            }
+            record_outcomes(self, outcomes);
+            return;
+        }
         if gone {
             // The helper died (it never exits on its own while its input is open).
             if let Some(sidecar) = self.sidecar.take() {
-                let fd = sidecar.abandon();
-                // SAFETY: c is the channel connection of fd; closing it removes the event.
-                unsafe {
-                    if !c.is_null() && (*c).fd == fd {
-                        ngx_close_connection(c);
-                    } else {
-                        libc::close(fd);
-                    }
+                let (fd, pending, lost) = sidecar.abandon();
+                close_channel(c, fd);
+                outcomes.extend(lost_outcomes(
+                    lost as usize,
+                    "the helper process exited before delivering it",
+                ));
+                if !self.stopping {
+                    error!(self.log, "status_alert: the helper process exited");
+                    self.restart_helper(pending);
                 }
-            }
-            if !self.stopping {
-                error!(
-                    self.log,
-                    "status_alert: the helper process exited, restarting it"
-                );
-                // SAFETY: ngx_cycle is this process's current cycle.
-                let cycle = unsafe { &*nginx_sys::ngx_cycle };
-                self.sidecar = start_helper(self.mcf, cycle, self.log);
             }
         }
         if ticked && self.lease.is_some() && now >= self.next_eval_ms {
@@ -282,6 +353,62 @@ impl Worker {
         record_outcomes(self, outcomes);
     }
 
+    /// Gives up the lease, leaving this process's evaluator state for the next holder.
+    fn release_lease(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        if let Some(zone) = self.mcf.zone {
+            lease::hand_over(&self.lease_name, zone.export_state().to_string().as_bytes());
+        }
+        drop(lease);
+    }
+
+    /// Starts a helper: at once if the last one lived a while, else after a backoff that
+    /// doubles with every quick death or failed start (1 s up to 60 s). Payloads in `pending`
+    /// (never handed to the dead one) go to the new one.
+    fn restart_helper(&mut self, pending: Outbox) {
+        let now = now_ms();
+        if now.saturating_sub(self.helper_started_ms) >= RESTART_BACKOFF_MAX_MS {
+            self.helper_backoff_ms = 0;
+        }
+        let pending = match self.pending_restart.take() {
+            Some(mut older) => {
+                older.append(pending);
+                older
+            }
+            None => pending,
+        };
+        if self.helper_backoff_ms == 0 || self.restart_timer.timedout() != 0 {
+            self.restart_timer.set_timedout(0);
+            self.helper_started_ms = now;
+            // SAFETY: ngx_cycle is this process's current cycle.
+            let cycle = unsafe { &*nginx_sys::ngx_cycle };
+            match start_helper(self.mcf, cycle, self.log, pending) {
+                Some(s) => {
+                    self.sidecar = Some(s);
+                    self.helper_backoff_ms = self.helper_backoff_ms.max(RESTART_BACKOFF_MIN_MS);
+                    notice!(self.log, "status_alert: started a new helper process");
+                    return;
+                }
+                None => self.pending_restart = Some(Outbox::default()),
+            }
+        } else {
+            self.pending_restart = Some(pending);
+        }
+        let wait = self.helper_backoff_ms.max(RESTART_BACKOFF_MIN_MS);
+        self.helper_backoff_ms = (wait * 2).min(RESTART_BACKOFF_MAX_MS);
+        warn!(
+            self.log,
+            "status_alert: the helper process keeps exiting; next start in {} s",
+            wait / 1000
+        );
+        // SAFETY: the event lives as long as the worker state; nginx's timer tree is ours.
+        unsafe {
+            nginx_sys::ngx_add_timer(&mut *self.restart_timer, wait as nginx_sys::ngx_msec_t)
+        };
+    }
+
     /// On every tick: stops evaluating once a newer configuration counts elsewhere, moves the
     /// counts of draining zones into the primary, and takes the lease when it is free (with
     /// the last state of the previous evaluator).
@@ -292,7 +419,8 @@ impl Worker {
         let superseded =
             zone.header().superseded.load(Relaxed) != 0 || zone.generation() != self.mcf.generation;
         if superseded {
-            if self.lease.take().is_some() {
+            if self.lease.is_some() {
+                self.release_lease();
                 notice!(
                     self.log,
                     "status_alert: a newer configuration evaluates from now on"
@@ -317,10 +445,21 @@ impl Worker {
                 if let Some(p) = self.mcf.predecessor {
                     zone.import_state(&p);
                 }
+                // The last state the previous holder left (from the other master of a binary
+                // upgrade; after a reload it is what the zone already holds).
+                // The holder needs no mailbox: the next waiting process opens it.
+                let last = self.mailbox.take().and_then(|m| m.take_all().pop());
+                if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
+                    zone.import_exported(&state, now_ms());
+                }
                 self.lease = Some(lease);
                 notice!(self.log, "status_alert: this process evaluates from now on");
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if self.mailbox.is_none() {
+                    self.mailbox = Mailbox::open(&self.lease_name).ok().flatten();
+                }
+            }
             Err(e) if !self.lease_error_logged => {
                 self.lease_error_logged = true;
                 error!(

@@ -6,7 +6,8 @@
 //! slot and never searches. This module needs no nginx: tests run it on a heap buffer.
 
 use core::mem::{align_of, size_of};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 
 use crate::counters::{BucketBounds, LocationCounters};
 use crate::event::Level;
@@ -102,14 +103,19 @@ impl<const N: usize> SlotKey<N> {
 pub struct AlertShared {
     /// `Level` as u8 in the low byte, packed with nothing else so CAS is simple.
     pub level: AtomicU32,
+    /// Seqlock over the window figures: odd while the evaluator writes them.
+    window_seq: AtomicU32,
     /// Start of the current incident, ms since the epoch.
     pub incident_since_ms: AtomicU64,
     /// Last announcement of the firing level, ms since the epoch.
     pub last_post_ms: AtomicU64,
     /// Requests in the window at the last evaluation.
-    pub window_total: AtomicU64,
+    window_total: AtomicU64,
     /// 5xx in the window at the last evaluation.
-    pub window_errors: AtomicU64,
+    window_errors: AtomicU64,
+    /// When the level was taken over from another master's evaluator (binary upgrade), ms; 0
+    /// otherwise. Until this zone has seen a whole window, the level is held (see evaluate.rs).
+    pub adopted_at_ms: AtomicU64,
 }
 
 impl AlertShared {
@@ -119,18 +125,45 @@ impl AlertShared {
             .store(o.incident_since_ms.load(Relaxed), Relaxed);
         self.last_post_ms
             .store(o.last_post_ms.load(Relaxed), Relaxed);
-        self.window_total
-            .store(o.window_total.load(Relaxed), Relaxed);
-        self.window_errors
-            .store(o.window_errors.load(Relaxed), Relaxed);
+        let (total, errors) = o.window();
+        self.set_window(total, errors);
+        self.adopted_at_ms
+            .store(o.adopted_at_ms.load(Relaxed), Relaxed);
     }
 
     fn reset(&self) {
         self.level.store(0, Relaxed);
         self.incident_since_ms.store(0, Relaxed);
         self.last_post_ms.store(0, Relaxed);
-        self.window_total.store(0, Relaxed);
-        self.window_errors.store(0, Relaxed);
+        self.set_window(0, 0);
+        self.adopted_at_ms.store(0, Relaxed);
+    }
+
+    /// Publishes the window's requests and 5xx (one writer: the evaluator).
+    pub fn set_window(&self, total: u64, errors: u64) {
+        let seq = self.window_seq.load(Relaxed);
+        self.window_seq.store(seq.wrapping_add(1), Relaxed);
+        fence(Release);
+        self.window_total.store(total, Relaxed);
+        self.window_errors.store(errors, Relaxed);
+        self.window_seq.store(seq.wrapping_add(2), Release);
+    }
+
+    /// The window's (requests, 5xx) as one consistent pair, never 5xx above requests.
+    pub fn window(&self) -> (u64, u64) {
+        for _ in 0..16 {
+            let before = self.window_seq.load(Acquire);
+            let total = self.window_total.load(Relaxed);
+            let errors = self.window_errors.load(Relaxed);
+            fence(Acquire);
+            if before % 2 == 0 && self.window_seq.load(Relaxed) == before {
+                return (total, errors);
+            }
+            core::hint::spin_loop();
+        }
+        // A writer stalled mid-update (it was killed): the pair is the best there is.
+        let total = self.window_total.load(Relaxed);
+        (total, self.window_errors.load(Relaxed).min(total))
     }
 }
 
@@ -687,6 +720,11 @@ impl Zone {
         }
         for (slot, o) in self.name_pairs(old) {
             slot.window.copy_from(&o.window);
+            if slot.counters.bounds_id.load(Relaxed) != o.counters.bounds_id.load(Relaxed) {
+                // The buckets will not move (see `LocationCounters::move_from`): the window's
+                // bucket history restarts with them.
+                slot.window.reset_histogram();
+            }
             slot.alert.copy_from(&o.alert);
             slot.long_window.copy_from(&o.long_window);
             slot.latency.state.copy_from(&o.latency.state);
@@ -711,6 +749,91 @@ impl Zone {
         let (h, oh) = (self.header(), old.header());
         h.eval_tick_ms
             .fetch_max(oh.eval_tick_ms.load(Relaxed), Relaxed);
+    }
+
+    /// The evaluator's state of every live slot, for the evaluator that comes next when it
+    /// cannot read this zone (the other master of a binary upgrade): per NAME its alert level,
+    /// incident start and last post, then the same three for `latency=` and for `slo=` (an
+    /// importer that knows only the first three ignores the rest); per probe target its health.
+    pub fn export_state(&self) -> serde_json::Value {
+        let mut names = serde_json::Map::new();
+        for s in self.names().iter().filter(|s| s.key.is_live()) {
+            let a = &s.alert;
+            let (l, o) = (&s.latency.state, &s.slo.state);
+            let v = [
+                u64::from(a.level.load(Relaxed)),
+                a.incident_since_ms.load(Relaxed),
+                a.last_post_ms.load(Relaxed),
+                u64::from(l.level.load(Relaxed)),
+                l.incident_since_ms.load(Relaxed),
+                l.last_post_ms.load(Relaxed),
+                u64::from(o.level.load(Relaxed)),
+                o.incident_since_ms.load(Relaxed),
+                o.last_post_ms.load(Relaxed),
+            ];
+            names.insert(lossy(&s.key), serde_json::json!(v));
+        }
+        let mut probes = serde_json::Map::new();
+        for s in self.probes().iter().filter(|s| s.key.is_live()) {
+            let p = &s.probe;
+            let v = [
+                u64::from(p.state.load(Relaxed)),
+                p.since_ms.load(Relaxed),
+                u64::from(p.consecutive_failures.load(Relaxed)),
+                u64::from(p.consecutive_successes.load(Relaxed)),
+                u64::from(p.last_reason.load(Relaxed)),
+                u64::from(p.last_status.load(Relaxed)),
+            ];
+            probes.insert(lossy(&s.key), serde_json::json!(v));
+        }
+        serde_json::json!({"version": 1, "names": names, "probes": probes})
+    }
+
+    /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
+    /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
+    /// exported without the `latency=` and `slo=` levels (an older exporter) keeps its own.
+    /// Every level taken over is held for one window (`adopted_at_ms`, see evaluate.rs).
+    pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
+        if state["version"] != 1 {
+            return;
+        }
+        let field = |v: &serde_json::Value, i: usize| v.get(i).and_then(|x| x.as_u64());
+        for s in self.names().iter().filter(|s| s.key.is_live()) {
+            let v = &state["names"][lossy(&s.key)];
+            if let (Some(level), Some(since), Some(post)) = (field(v, 0), field(v, 1), field(v, 2))
+            {
+                let a = &s.alert;
+                a.level.store(level.min(2) as u32, Relaxed);
+                a.incident_since_ms.store(since, Relaxed);
+                a.last_post_ms.store(post, Relaxed);
+                a.adopted_at_ms.store(now_ms, Relaxed);
+                for (k, shared) in [(3, &s.latency.state), (6, &s.slo.state)] {
+                    if let (Some(level), Some(since), Some(post)) =
+                        (field(v, k), field(v, k + 1), field(v, k + 2))
+                    {
+                        shared.level.store(level.min(2) as u32, Relaxed);
+                        shared.incident_since_ms.store(since, Relaxed);
+                        shared.last_post_ms.store(post, Relaxed);
+                    }
+                }
+            }
+        }
+        for s in self.probes().iter().filter(|s| s.key.is_live()) {
+            let v = &state["probes"][lossy(&s.key)];
+            let f: Vec<Option<u64>> = (0..6).map(|i| field(v, i)).collect();
+            if let [Some(st), Some(since), Some(fails), Some(passes), Some(reason), Some(status)] =
+                f[..]
+            {
+                let p = &s.probe;
+                p.state.store(st.min(2) as u32, Relaxed);
+                p.since_ms.store(since, Relaxed);
+                p.consecutive_failures.store(fails as u32, Relaxed);
+                p.consecutive_successes.store(passes as u32, Relaxed);
+                p.last_reason
+                    .store(reason.min(PROBE_REASONS.len() as u64) as u32, Relaxed);
+                p.last_status.store(status.min(999) as u32, Relaxed);
+            }
+        }
     }
 
     /// Moves the counts of `old` into this zone: the request counters of every NAME in
@@ -763,6 +886,10 @@ impl NameSlot {
         ];
         self.incidents.summary(now_ms, ongoing)
     }
+}
+
+fn lossy<const N: usize>(key: &SlotKey<N>) -> String {
+    String::from_utf8_lossy(&key.to_vec()).into_owned()
 }
 
 fn retire<const N: usize>(key: &SlotKey<N>, generation: u64) {
@@ -1072,6 +1199,115 @@ mod tests {
         assert_eq!(p.down_seconds(500_000), 90);
         p.reset();
         assert_eq!(p.down_seconds(500_000), 0);
+    }
+
+    #[test]
+    fn exported_state_is_taken_over_by_key_in_another_zone() {
+        let a_buf = Buf::new(zone_size(2, 1));
+        let a = a_buf.zone();
+        let c = a
+            .claim(&keys(&["api", "web"]), &keys(&["api tcp://x:1"]), nobody)
+            .unwrap();
+        c.names[0].alert.level.store(2, Relaxed);
+        c.names[0].alert.incident_since_ms.store(1_000, Relaxed);
+        c.probes[0].probe.state.store(2, Relaxed);
+        c.probes[0].probe.since_ms.store(900, Relaxed);
+        c.names[0].latency.state.level.store(1, Relaxed);
+        c.names[0]
+            .latency
+            .state
+            .incident_since_ms
+            .store(2_000, Relaxed);
+        c.names[0].slo.state.level.store(2, Relaxed);
+        c.names[0].slo.state.last_post_ms.store(3_000, Relaxed);
+        let state = a.export_state();
+        // Through text, as it travels between the masters of a binary upgrade.
+        let state: serde_json::Value = serde_json::from_str(&state.to_string()).unwrap();
+
+        let b_buf = Buf::new(zone_size(2, 1));
+        let b = b_buf.zone();
+        let n = b
+            .claim(&keys(&["web", "api"]), &keys(&["api tcp://x:1"]), nobody)
+            .unwrap();
+        b.import_exported(&state, 5_000);
+        assert_eq!(n.names[1].alert.level.load(Relaxed), 2);
+        assert_eq!(n.names[1].latency.state.level.load(Relaxed), 1);
+        assert_eq!(
+            n.names[1].latency.state.incident_since_ms.load(Relaxed),
+            2_000
+        );
+        assert_eq!(n.names[1].slo.state.level.load(Relaxed), 2);
+        assert_eq!(n.names[1].slo.state.last_post_ms.load(Relaxed), 3_000);
+        assert_eq!(n.names[1].alert.incident_since_ms.load(Relaxed), 1_000);
+        assert_eq!(n.names[0].alert.level.load(Relaxed), 0);
+        assert_eq!(n.probes[0].probe.state.load(Relaxed), 2);
+        assert_eq!(n.probes[0].probe.since_ms.load(Relaxed), 900);
+        // Garbage changes nothing.
+        b.import_exported(
+            &serde_json::json!({"version": 1, "names": {"api": ["x"]}}),
+            6_000,
+        );
+        b.import_exported(
+            &serde_json::json!({"version": 9, "names": {"api": [0, 0, 0]}}),
+            6_000,
+        );
+        assert_eq!(n.names[1].alert.adopted_at_ms.load(Relaxed), 5_000);
+        assert_eq!(n.names[1].alert.level.load(Relaxed), 2);
+        // An older exporter's three values leave the latency and error-budget levels alone.
+        b.import_exported(
+            &serde_json::json!({"version": 1, "names": {"api": [1, 7_000, 0]}}),
+            8_000,
+        );
+        assert_eq!(n.names[1].alert.level.load(Relaxed), 1);
+        assert_eq!(n.names[1].latency.state.level.load(Relaxed), 1);
+        assert_eq!(n.names[1].slo.state.level.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_reload_to_other_bucket_bounds_drops_the_histogram_only() {
+        let old_buf = Buf::new(zone_size(1, 0));
+        let old = old_buf.zone();
+        let o = claim_names(&old, &["a"])[0];
+        let custom = BucketBounds::new(&[100, 1000]).unwrap();
+        o.adopt_bucket_bounds(&custom);
+        o.counters.record_in(503, 50, custom.as_ms());
+        let current = crate::window::SampleCounts::from_snapshot(&o.counters.snapshot());
+        let buckets = o.counters.snapshot().buckets;
+        o.window
+            .advance_with_histogram(1_000, &current, &buckets, 10_000, 1_000);
+
+        let new_buf = Buf::new(zone_size(1, 0));
+        let new = new_buf.zone();
+        let n = claim_names(&new, &["a"])[0];
+        n.adopt_bucket_bounds(&BucketBounds::default());
+        new.import_state(&old);
+        let pairs = new.name_pairs(&old);
+        new.move_counts(&old, &pairs);
+        let snap = n.counters.snapshot();
+        assert_eq!((snap.total(), snap.errors()), (1, 1));
+        assert!(snap.buckets.iter().all(|b| *b == 0));
+        // The copied window kept its status figures but restarted its histogram: no bucket
+        // count goes backwards (which would read as ~2^32 requests).
+        let current = crate::window::SampleCounts::from_snapshot(&snap);
+        let (figures, histogram) =
+            n.window
+                .advance_with_histogram(12_000, &current, &snap.buckets, 10_000, 1_000);
+        assert_eq!(figures.total(), 0);
+        assert_eq!(histogram.total(), 0);
+    }
+
+    #[test]
+    fn window_figures_are_read_as_one_pair() {
+        let b = Buf::new(zone_size(1, 0));
+        let z = b.zone();
+        let a = &claim_names(&z, &["a"])[0].alert;
+        a.set_window(10, 3);
+        assert_eq!(a.window(), (10, 3));
+        // A writer killed between its two stores leaves the sequence odd: readers still get a
+        // pair with no more 5xx than requests.
+        a.window_seq.fetch_add(1, Relaxed);
+        a.window_errors.store(50, Relaxed);
+        assert_eq!(a.window(), (10, 10));
     }
 
     #[test]

@@ -388,9 +388,12 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
         >= 1));
     let workers = nginx.worker_pids();
     assert_eq!(workers.len(), 4);
-    // The webhook and probe threads live in one helper process, a child of one worker.
-    let helpers: Vec<u32> = workers.iter().flat_map(|w| children_of(*w)).collect();
+    // The webhook and probe threads live in one helper process, nobody's child in nginx.
+    let helpers = helper_processes(nginx.pid());
     assert_eq!(helpers.len(), 1, "{helpers:?}");
+    for w in &workers {
+        assert!(children_of(*w).is_empty(), "worker {w} has children");
+    }
     let helper = helpers[0];
     let comm = std::fs::read_to_string(format!("/proc/{helper}/comm")).unwrap_or_default();
     assert_eq!(comm.trim(), "status-alert");
@@ -409,10 +412,15 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
     send(nginx.port, "/err", 30);
     assert_eq!(hook.wait_for_messages(1, Duration::from_secs(8)).len(), 1);
 
+    let log_before_stop = nginx.error_log();
     nginx.stop();
     assert!(
         wait_until(Duration::from_secs(5), || !process_alive(helper)),
         "the helper process outlived nginx"
+    );
+    assert!(
+        !log_before_stop.contains("unknown process"),
+        "{log_before_stop}"
     );
 }
 
@@ -423,13 +431,7 @@ fn a_killed_helper_is_restarted_and_alerts_still_flow() {
     }
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
-    let helper = || -> Vec<u32> {
-        nginx
-            .worker_pids()
-            .iter()
-            .flat_map(|w| children_of(*w))
-            .collect()
-    };
+    let helper = || helper_processes(nginx.pid());
     assert!(wait_until(Duration::from_secs(5), || helper().len() == 1));
     let first = helper()[0];
     assert!(send_signal(first, "KILL"));
@@ -441,10 +443,9 @@ fn a_killed_helper_is_restarted_and_alerts_still_flow() {
         "no new helper; log:\n{}",
         nginx.error_log()
     );
-    assert!(nginx.wait_for_log(
-        "the helper process exited, restarting it",
-        Duration::from_secs(2)
-    ));
+    assert!(nginx.wait_for_log("the helper process exited", Duration::from_secs(2)));
+    assert!(nginx.wait_for_log("started a new helper process", Duration::from_secs(2)));
+    assert!(!nginx.error_log().contains("unknown process"));
     send(nginx.port, "/err", 30);
     let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
     assert_eq!(titles(&msgs).len(), 1, "{:?}", titles(&msgs));

@@ -392,6 +392,9 @@ fn counting_survives_a_worker_crash() {
     for _ in 0..10 {
         http_get(nginx.port, "/");
     }
+    // A worker counts a request in its log phase, just after sending the response: wait until
+    // all 10 are counted, or the kill can land in between and take one with it.
+    scrape(nginx.port, 10);
     let before = nginx.worker_pids();
     assert!(send_signal(before[0], "KILL"));
     assert!(wait_until(Duration::from_secs(5), || {
@@ -426,4 +429,39 @@ fn requests_rejected_before_any_location_count_under_the_server_name() {
     let m = scrape(nginx.port, 1);
     assert_eq!(count(&m, "srv", "400"), 1);
     assert_eq!(count(&m, "api", "400"), 0);
+}
+
+#[test]
+fn status_alert_name_variable_follows_the_binding_and_cannot_be_set() {
+    if !have_module("status_alert_name_variable") {
+        return;
+    }
+    let block = r#"
+        log_format names "$uri $status_alert_name";
+        server {
+            listen 127.0.0.1:{PORT};
+            access_log {DIR}/names.log names;
+            location /api/ { status_alert api; error_page 502 /50x.html; return 502; }
+            location = /50x.html { status_alert pages; return 200 "sorry"; }
+            location /plain/ { return 200; }
+        }
+    "#;
+    let nginx = Nginx::start(block, NginxOpts::default());
+    let r = http_get(nginx.port, "/api/x");
+    assert_eq!((r.status, r.text().as_str()), (502, "sorry"));
+    assert_eq!(http_get(nginx.port, "/plain/x").status, 200);
+    let log_path = nginx.dir.join("names.log");
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.lines().count() >= 2)
+    }));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    // The error page's location has a NAME too, but the request was bound to "api" first.
+    assert!(log.contains("/50x.html api\n"), "{log}");
+    assert!(log.contains("/plain/x -\n"), "{log}");
+    // Only the module binds a request: configuration cannot set the variable.
+    let (ok, out) = Nginx::test_config(
+        "server { listen 127.0.0.1:{PORT}; set $status_alert_name x; }",
+        NginxOpts::default(),
+    );
+    assert!(!ok, "{out}");
 }

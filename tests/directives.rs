@@ -1,4 +1,4 @@
-//! The directive contract of SPEC.md section 2, checked with the real `nginx -t`: every
+//! The directive contract of the README (Directives), checked with the real `nginx -t`: every
 //! directive has valid forms that pass, and every invalid form fails with an `[emerg]` line that
 //! names the directive, the offending value and the right `nginx.conf:<line>`. Plus `nginx -T`
 //! keeping a `file=` webhook token out of the dump, and one running nginx showing that
@@ -731,6 +731,41 @@ fn probe_url_credentials_stay_out_of_errors() {
     let block = in_location(line);
     let out = expect_rejected(&block, line, &["ftp://", "files.example.com"]).unwrap();
     assert!(!out.contains("probesecret99"), "password leaked:\n{out}");
+}
+
+#[test]
+fn probes_differing_only_in_credentials_are_one_target() {
+    if !have_module("probes_differing_only_in_credentials") {
+        return;
+    }
+    // They would share one metric series (promtool rejects that) and one slot.
+    let second = "status_alert_probe http://b:two@127.0.0.1:9/health;";
+    let block = in_location(&format!(
+        "status_alert be;\n        status_alert_probe http://a:one@127.0.0.1:9/health;\n        \
+         {second}"
+    ));
+    let out = expect_rejected(
+        &block,
+        second,
+        &["already probes", "http://127.0.0.1:9/health"],
+    )
+    .unwrap();
+    assert!(!out.contains("one@") && !out.contains("two@"), "{out}");
+}
+
+#[test]
+fn webhook_url_credentials_stay_out_of_errors() {
+    if !have_module("webhook_url_credentials_stay_out_of_errors") {
+        return;
+    }
+    let line = "status_alert_webhook ftp://hookuser:hooksecret77@hooks.example.com/x;";
+    let (ok, out) = Nginx::test_config(&format!("{line}\n"), NginxOpts::default());
+    assert!(!ok, "{out}");
+    assert!(out.contains("ftp://***@hooks.example"), "{out}");
+    assert!(
+        !out.contains("hooksecret77") && !out.contains("hookuser"),
+        "{out}"
+    );
 }
 
 #[test]

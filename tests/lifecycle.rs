@@ -219,3 +219,341 @@ fn assert_no_alerts(nginx: &Nginx) {
         .collect();
     assert!(bad.is_empty(), "error log:\n{}", bad.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Crashes, stops and binary upgrades: alerts exactly once
+// ---------------------------------------------------------------------------------------------
+
+/// `be` counts `/` (200) and `/err` (503) with a 10 s window, evaluated every second.
+fn alerting(webhook: &str) -> String {
+    format!(
+        r#"
+        status_alert_webhook {webhook};
+        status_alert_interval 1s;
+        server {{
+            listen 127.0.0.1:{{PORT}};
+            location / {{ status_alert be window=10s repeat=off; return 200; }}
+            location /err {{ status_alert be window=10s repeat=off; return 503; }}
+            {METRICS}
+        }}
+        "#
+    )
+}
+
+fn titles(hook: &WebhookReceiver) -> Vec<String> {
+    hook.messages()
+        .iter()
+        .flat_map(|m| {
+            m["embeds"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .map(|e| e["title"].as_str().unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Sends `n` requests to `path`; all must be answered.
+fn send(port: u16, path: &str, n: usize) {
+    let statuses = hammer(port, path, n, 4);
+    assert!(
+        statuses.iter().all(|s| *s != 0),
+        "transport errors on {path}"
+    );
+}
+
+/// Waits until the webhook has `n` titles, then a few intervals more to catch extra ones.
+fn settle(hook: &WebhookReceiver, n: usize) -> Vec<String> {
+    wait_until(Duration::from_secs(15), || titles(hook).len() >= n);
+    thread::sleep(Duration::from_secs(3));
+    titles(hook)
+}
+
+fn kill_all_workers(nginx: &Nginx) {
+    let before = nginx.worker_pids();
+    for w in &before {
+        assert!(send_signal(*w, "KILL"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let now = nginx.worker_pids();
+            now.len() == 2 && now.iter().all(|p| !before.contains(p))
+        }),
+        "workers were not respawned\n{}",
+        nginx.error_log()
+    );
+}
+
+/// `[alert]`/`[crit]`/`[emerg]` lines not caused by the test itself (nginx reports a worker
+/// killed with -9 at `[alert]`, which is the test's doing), and any `unknown process`.
+fn module_trouble(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("[alert]") || l.contains("[crit]") || l.contains("[emerg]"))
+        .filter(|l| !l.contains("exited on signal 9"))
+        .chain(log.lines().filter(|l| l.contains("unknown process")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn kill_9_of_every_worker_neither_repeats_nor_swallows_an_alert() {
+    if !have_module("kill_9_workers") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
+
+    // During an incident: the killed evaluator's successor carries it on, then resolves it.
+    send(nginx.port, "/err", 40);
+    assert!(wait_until(Duration::from_secs(5), || titles(&hook).len() == 1));
+    kill_all_workers(&nginx);
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        titles(&hook).len(),
+        1,
+        "a crash repeated the alert: {:?}",
+        titles(&hook)
+    );
+    let t = settle(&hook, 2);
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(
+        t[0].starts_with("CRITICAL be:") && t[1].starts_with("RESOLVED be"),
+        "{t:?}"
+    );
+
+    // Between incidents: the next one alerts exactly once.
+    kill_all_workers(&nginx);
+    send(nginx.port, "/err", 40);
+    let t = settle(&hook, 3);
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[2].starts_with("CRITICAL be:"), "{t:?}");
+    assert!(hook.violations().is_empty(), "{:?}", hook.violations());
+    let trouble = module_trouble(&nginx.error_log());
+    assert!(trouble.is_empty(), "{trouble:#?}");
+}
+
+#[test]
+fn a_killed_helper_takes_nothing_uncounted_with_it() {
+    if !have_module("kill_9_helper") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    hook.set_hang(true);
+    let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
+    send(nginx.port, "/err", 40);
+    // The alert is in flight to a webhook that never answers.
+    assert!(hook.wait_for_requests(1, Duration::from_secs(8)) >= 1);
+    let helpers = helper_processes(nginx.pid());
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    assert!(send_signal(helpers[0], "KILL"));
+    assert!(
+        nginx.wait_for_log(
+            "helper process exited before delivering",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        nginx.error_log()
+    );
+    let dropped = || {
+        metric(
+            &parse_prometheus(&http_get(nginx.port, "/status_metrics").text()),
+            "nginx_alert_notifications_total",
+            &[("result", "dropped")],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || dropped() >= 1.0),
+        "not counted"
+    );
+    assert!(wait_until(Duration::from_secs(5), || helper_processes(
+        nginx.pid()
+    )
+    .len()
+        == 1));
+    hook.set_hang(false);
+    let trouble = module_trouble(&nginx.error_log());
+    assert!(trouble.is_empty(), "{trouble:#?}");
+}
+
+/// Time from signalling the master until it has exited.
+fn time_to_exit(nginx: &Nginx, sig: &str) -> Duration {
+    let pid = nginx.pid();
+    let start = std::time::Instant::now();
+    assert!(nginx.signal(sig));
+    assert!(wait_until(Duration::from_secs(20), || !process_alive(pid)));
+    start.elapsed()
+}
+
+#[test]
+fn quit_and_stop_return_promptly_with_a_hung_webhook() {
+    if !have_module("quit_stop_hung_webhook") {
+        return;
+    }
+    for sig in ["QUIT", "TERM"] {
+        let hook = WebhookReceiver::start();
+        hook.set_hang(true);
+        let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
+        send(nginx.port, "/err", 40);
+        assert!(hook.wait_for_requests(1, Duration::from_secs(8)) >= 1);
+        // A second incident queued behind the hung one.
+        let helper = helper_processes(nginx.pid());
+        let took = time_to_exit(&nginx, sig);
+        assert!(
+            took < Duration::from_secs(3),
+            "{sig}: nginx took {took:?} to exit"
+        );
+        // The helper gives up within its grace period and says what it dropped.
+        assert!(
+            wait_until(Duration::from_secs(8), || helper
+                .iter()
+                .all(|p| !process_alive(*p))),
+            "{sig}: the helper outlived its grace period"
+        );
+        let log = nginx.error_log();
+        assert!(
+            log.contains("after worker 0 exited") && log.contains("abandoned"),
+            "{sig}: the undelivered alert is not logged as dropped:\n{log}"
+        );
+        let trouble = module_trouble(&log);
+        assert!(trouble.is_empty(), "{sig}: {trouble:#?}");
+        hook.set_hang(false);
+    }
+}
+
+/// Reads a pid file, 0 if absent.
+fn read_pid(path: &std::path::Path) -> u32 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Quits a master the harness does not know (the new one of a binary upgrade) on drop.
+struct MasterGuard(u32);
+
+impl Drop for MasterGuard {
+    fn drop(&mut self) {
+        if self.0 != 0 && process_alive(self.0) {
+            send_signal(self.0, "QUIT");
+            if !wait_until(Duration::from_secs(5), || !process_alive(self.0)) {
+                send_signal(self.0, "KILL");
+            }
+        }
+    }
+}
+
+/// USR2: a second master with the same binary and configuration; returns its pid.
+fn start_upgrade(nginx: &Nginx) -> u32 {
+    let pid_file = nginx.dir.join("nginx.pid");
+    assert!(nginx.signal("USR2"));
+    let mut new = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            new = read_pid(&pid_file);
+            new != 0 && new != nginx.pid() && nginx.dir.join("nginx.pid.oldbin").exists()
+        }),
+        "no new master\n{}",
+        nginx.error_log()
+    );
+    // Its workers are up once it has children.
+    assert!(wait_until(Duration::from_secs(10), || children_of(new)
+        .len()
+        >= 2));
+    new
+}
+
+/// The old master's workers (its children but the new master).
+fn old_workers(nginx: &Nginx, new_master: u32) -> Vec<u32> {
+    children_of(nginx.pid())
+        .into_iter()
+        .filter(|p| *p != new_master)
+        .collect()
+}
+
+#[test]
+fn binary_upgrade_announces_each_event_once() {
+    if !have_module("binary_upgrade") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
+    send(nginx.port, "/err", 40);
+    assert!(wait_until(Duration::from_secs(5), || titles(&hook).len() == 1));
+
+    let new = MasterGuard(start_upgrade(&nginx));
+    // Old workers finish; the new master's evaluator takes the incident over and does not
+    // announce it again, then resolves it once.
+    assert!(nginx.signal("WINCH"));
+    assert!(wait_until(Duration::from_secs(10), || old_workers(
+        &nginx, new.0
+    )
+    .is_empty()));
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        titles(&hook).len(),
+        1,
+        "the upgrade repeated the alert: {:?}",
+        titles(&hook)
+    );
+    let t = settle(&hook, 2);
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[1].starts_with("RESOLVED be"), "{t:?}");
+    assert!(nginx.signal("QUIT"));
+    assert!(wait_until(Duration::from_secs(5), || !process_alive(
+        nginx.pid()
+    )));
+
+    // The new master alerts on the next incident, once.
+    send(nginx.port, "/err", 40);
+    let t = settle(&hook, 3);
+    assert_eq!(t.len(), 3, "{t:?}");
+    assert!(t[2].starts_with("CRITICAL be:"), "{t:?}");
+    let trouble = module_trouble(&nginx.error_log());
+    assert!(trouble.is_empty(), "{trouble:#?}");
+    drop(new);
+}
+
+#[test]
+fn binary_upgrade_rolled_back_announces_each_event_once() {
+    if !have_module("binary_upgrade_rollback") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
+    let new = MasterGuard(start_upgrade(&nginx));
+    assert!(nginx.signal("WINCH"));
+    assert!(wait_until(Duration::from_secs(10), || old_workers(
+        &nginx, new.0
+    )
+    .is_empty()));
+    // An incident while only the new master serves.
+    send(nginx.port, "/err", 40);
+    assert!(wait_until(Duration::from_secs(5), || titles(&hook).len() == 1));
+    // Roll back: the old master starts workers again, the new one quits.
+    assert!(nginx.signal("HUP"));
+    assert!(wait_until(Duration::from_secs(10), || old_workers(
+        &nginx, new.0
+    )
+    .len()
+        >= 2));
+    assert!(send_signal(new.0, "QUIT"));
+    assert!(wait_until(Duration::from_secs(10), || !process_alive(
+        new.0
+    )));
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        titles(&hook).len(),
+        1,
+        "the rollback repeated the alert: {:?}",
+        titles(&hook)
+    );
+    let t = settle(&hook, 2);
+    assert_eq!(t.len(), 2, "{t:?}");
+    assert!(t[1].starts_with("RESOLVED be"), "{t:?}");
+    let trouble = module_trouble(&nginx.error_log());
+    assert!(trouble.is_empty(), "{trouble:#?}");
+}

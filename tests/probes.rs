@@ -1,4 +1,5 @@
-//! Integration tests of the active health probes (`status_alert_probe`, SPEC sections 2-4):
+//! Integration tests of the active health probes (README, Directives > status_alert_probe,
+//! Metrics, Alerts > Lifecycle):
 //! DOWN / UP messages on the webhook, the error-log fallback, the probe metrics (Prometheus and
 //! JSON), `fails=` / `passes=`, one message per event however many workers run (also across a
 //! reload), and that a hanging target never stalls nginx's event loop.
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 const INTERVAL: Duration = Duration::from_secs(1);
 /// `timeout=` of every probe below (except the JSON test, which needs a longer one).
 const TIMEOUT: Duration = Duration::from_millis(500);
-/// SPEC 4: a message is posted within the interval (plus delivery time) of the probe that saw
-/// the change; the probe itself can take up to its timeout. One second covers the worker's
-/// 250ms drain tick, delivery and a loaded machine.
+/// README, Alerts > Lifecycle: a message is posted within the interval (plus delivery time) of
+/// the probe that saw the change; the probe itself can take up to its timeout. One second covers
+/// the worker's 250ms drain tick, delivery and a loaded machine.
 const SLACK: Duration = Duration::from_secs(1);
 /// How long to wait for a message that should come, so a late one is measured, not missed.
 const PATIENCE: Duration = Duration::from_secs(8);
@@ -160,7 +161,8 @@ fn report(nginx: &Nginx, rx: Option<&WebhookReceiver>) -> String {
     )
 }
 
-/// SPEC 4 + the receiver's Discord checks: nothing was rejected.
+/// README, Alerts > Lifecycle (Discord's limits always hold) + the receiver's Discord checks:
+/// nothing was rejected.
 fn assert_no_violations(rx: &WebhookReceiver) {
     let v = rx.violations();
     assert!(

@@ -1,0 +1,112 @@
+"""nginx configurations: the main context, and the server blocks each benchmark measures."""
+
+import shutil
+from pathlib import Path
+
+from .procs import PROCS, pin, run
+
+
+class Nginx:
+    def __init__(self, args):
+        self.bin = args.nginx
+        self.module = args.module
+
+    def conf(self, *, module, master, workers, servers, http_extra=""):
+        lines = []
+        if module:
+            lines.append(f"load_module {self.module};")
+        lines += [
+            "daemon off;",
+            f"master_process {'on' if master else 'off'};",
+            f"worker_processes {workers};",
+            "error_log logs/error.log warn;",
+            "pid logs/nginx.pid;",
+            "events { worker_connections 4096; }",
+            "http {",
+            "    access_log off;",
+            # Temp paths inside the prefix: nothing is written outside the run's directory.
+            "    client_body_temp_path tmp/body;",
+            "    proxy_temp_path tmp/proxy;",
+            "    fastcgi_temp_path tmp/fastcgi;",
+            "    uwsgi_temp_path tmp/uwsgi;",
+            "    scgi_temp_path tmp/scgi;",
+        ]
+        if http_extra:
+            lines.append(http_extra)
+        lines.append(servers)
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def prepare(d):
+        d = Path(d)
+        if d.exists():
+            shutil.rmtree(d)
+        (d / "logs").mkdir(parents=True)
+        (d / "tmp").mkdir()
+        return d
+
+    def check(self, d):
+        run([self.bin, "-t", "-q", "-p", f"{d}/", "-c", f"{d}/nginx.conf"], 60,
+            what=f"nginx -t ({d.name})")
+
+    def start(self, d, core=None, valgrind=None):
+        cmd = [self.bin, "-p", f"{d}/", "-c", f"{d}/nginx.conf"]
+        if valgrind:
+            cmd = valgrind + cmd
+        return PROCS.start(pin(core, cmd), log_path=d / "stdout.log")
+
+
+def front_servers(cfg, p_ret, p_proxy, p_up, receiver_port=None, metrics=False):
+    """The measured servers: `return 200` on p_ret, proxy_pass on p_proxy, upstream on p_up."""
+    alert = "status_alert be; " if cfg in ("alert", "full") else ""
+    http_extra = ""
+    if cfg == "full":
+        http_extra = (
+            f"    status_alert_webhook http://127.0.0.1:{receiver_port}/api/webhooks/1/x;\n"
+            f"    status_alert_probe http://127.0.0.1:{receiver_port}/health name=be interval=60s;"
+        )
+    metrics_loc = "        location = /status_metrics { status_metrics; }\n" if metrics else ""
+    servers = f"""
+    upstream bench_upstream {{
+        server 127.0.0.1:{p_up};
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{p_ret};
+        location / {{ {alert}return 200; }}
+{metrics_loc}    }}
+    server {{
+        listen 127.0.0.1:{p_proxy};
+        location / {{
+            {alert}proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{p_up};
+        location / {{ return 200 "ok"; }}
+    }}
+"""
+    return http_extra, servers
+
+
+def names_servers(n, port, module):
+    """n exact locations, each its own NAME (mixed statuses via ?s=), a plain location counted
+    under the first NAME, and /status_metrics."""
+    locs = []
+    for i in range(n):
+        alert = f"status_alert n{i:04d}; " if module else ""
+        locs.append(
+            f"        location = /n/{i:04d} {{ {alert}"
+            f"if ($arg_s = 404) {{ return 404; }} if ($arg_s = 503) {{ return 503; }} return 200; }}"
+        )
+    plain_alert = "status_alert n0000; " if module and n else ""
+    metrics = "        location = /status_metrics { status_metrics; }\n" if module else ""
+    return (
+        "    server {\n"
+        f"        listen 127.0.0.1:{port};\n"
+        f"        location / {{ {plain_alert}return 200; }}\n"
+        f"{metrics}" + "\n".join(locs) + "\n    }\n"
+    )

@@ -1,0 +1,195 @@
+"""The report: report.md tables (also printed) from the results of every benchmark."""
+
+import datetime
+
+# Anchors from the issue: nginx 1.28.3, 1 worker, instructions per request under callgrind.
+ANCHORS = {
+    "return": {"vanilla": 10027, "json_log": 2117, "vts": 2532},
+    "proxy": {"vanilla": 33268, "json_log": 3033, "vts": 4954},
+}
+TARGET_DELTA = 150
+AIM_DELTA = 100
+
+KIND_TITLE = {"return": "`return 200`", "proxy": "`proxy_pass` (keepalive upstream)"}
+CONFIG_TITLE = {
+    "vanilla": "vanilla (module not loaded)",
+    "alert": "`status_alert` on the location",
+    "full": "`status_alert` + probe + webhook (idle)",
+}
+
+
+def fmt_int(v):
+    return f"{v:,.0f}" if v is not None else "n/a"
+
+
+def fmt_delta(v):
+    return f"{v:+,.0f}" if v is not None else "n/a"
+
+
+def fmt_pct(v):
+    return f"{v:+.2f}%" if v is not None else "n/a"
+
+
+def fmt_ms(v):
+    if v is None:
+        return "n/a"
+    return f"{v:.3f} ms" if v < 10 else f"{v:.1f} ms"
+
+
+def fmt_bytes(v):
+    if v is None:
+        return "n/a"
+    if v >= 1024 * 1024:
+        return f"{v:,} B ({v / 1024 / 1024:.2f} MiB)"
+    if v >= 1024:
+        return f"{v:,} B ({v / 1024:.1f} KiB)"
+    return f"{v:,} B"
+
+
+def anchors():
+    """The ANCHORS in words, for the line under the instructions table."""
+    ret, proxy = ANCHORS["return"], ANCHORS["proxy"]
+
+    def pct(part, whole):
+        return f"{100 * part / whole:+.0f}%"
+
+    return (f"`return 200` vanilla {ret['vanilla']:,}, JSON access log +{ret['json_log']:,} "
+            f"({pct(ret['json_log'], ret['vanilla'])}), nginx-module-vts +{ret['vts']:,} "
+            f"({pct(ret['vts'], ret['vanilla'])}); proxy vanilla {proxy['vanilla']:,}, "
+            f"JSON log +{proxy['json_log']:,}, VTS +{proxy['vts']:,}")
+
+
+def report(args, results, errors, elapsed):
+    L = []
+    mode = "quick (smoke run: tiny numbers, not for quoting)" if args.quick else "full"
+    L.append("# nginx-status-alert benchmark")
+    L.append("")
+    L.append(f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; "
+             f"mode: {mode}; build: {args.profile}; run time {elapsed:.0f} s")
+    L.append(f"- nginx: {results.get('nginx_version', '?')} (`{args.nginx}`), the same binary for "
+             f"vanilla and module runs; {args.cores} CPU(s): {results.get('cpu', '?')}")
+    L.append("")
+
+    cg = results.get("callgrind")
+    if cg and cg.get("configs", {}).get("full"):
+        L.append(f"## Instructions per request (callgrind, 1 process, `ab -k -n {cg['requests']} -c 4` "
+                 f"after {cg['warmup']} warm-up requests)")
+        L.append("")
+        L.append("| location | config | Ir / request | delta vs vanilla | delta % | in the module's .so |")
+        L.append("|---|---|---:|---:|---:|---:|")
+        for kind in ("return", "proxy"):
+            for cfg in ("vanilla", "alert", "full"):
+                e = cg["configs"][cfg][kind]
+                L.append(f"| {KIND_TITLE[kind]} | {CONFIG_TITLE[cfg]} | {fmt_int(e['per_request'])} | "
+                         f"{fmt_delta(e.get('delta')) if cfg != 'vanilla' else '—'} | "
+                         f"{fmt_pct(e.get('delta_pct')) if cfg != 'vanilla' else '—'} | "
+                         f"{fmt_int(e['module_ir_per_request']) if 'module_ir_per_request' in e else '—'} |")
+        L.append("")
+        worst = max(cg["configs"][c]["return"]["delta"] for c in ("alert", "full"))
+        verdict = ("within the target" if worst <= TARGET_DELTA else "OVER the target")
+        if worst <= AIM_DELTA:
+            verdict += f" and the aim (+{AIM_DELTA})"
+        L.append(f"Target: at most +{TARGET_DELTA} Ir/request on `return 200` (aim +{AIM_DELTA}): "
+                 f"worst measured {fmt_delta(worst)}, {verdict}. Anchors (nginx 1.28.3): {anchors()}.")
+        L.append("")
+        L.append("Where the delta goes (self cost by object, minus vanilla's, Ir/request):")
+        L.append("")
+        L.append("| location | config | total | module .so | nginx | libc | other |")
+        L.append("|---|---|---:|---:|---:|---:|---:|")
+        for kind in ("return", "proxy"):
+            for cfg in ("alert", "full"):
+                e = cg["configs"][cfg][kind]
+                g = e["delta_by_object"]
+                L.append(f"| {KIND_TITLE[kind]} | {CONFIG_TITLE[cfg]} | {fmt_delta(e['delta'])} | "
+                         f"{fmt_delta(g['module'])} | {fmt_delta(g['nginx'])} | {fmt_delta(g['libc'])} | "
+                         f"{fmt_delta(g['other'])} |")
+        L.append("")
+        for cfg in ("alert", "full"):
+            e = cg["configs"][cfg]["return"]
+            if e.get("top_deltas"):
+                L.append(f"Largest per-function deltas vs vanilla, `return 200`, {CONFIG_TITLE[cfg]}:")
+                L.append("")
+                L.append("| Ir / request | function | object |")
+                L.append("|---:|---|---|")
+                for t in e["top_deltas"]:
+                    L.append(f"| {t['per_request']:+,.1f} | `{t['function']}` | {t['object']} |")
+                L.append("")
+        top = cg["configs"]["full"]["return"].get("top") or []
+        if top:
+            L.append("Module functions, `return 200`, status_alert + probe + webhook "
+                     "(callgrind_annotate self cost):")
+            L.append("")
+            L.append("| Ir / request | function |")
+            L.append("|---:|---|")
+            for t in top:
+                L.append(f"| {t['per_request']:,.1f} | `{t['function']}` |")
+            L.append("")
+
+    tp = results.get("throughput")
+    if tp and tp.get("runs"):
+        L.append(f"## Throughput ratio (wrk, vanilla and module alternately, {tp['rounds']} rounds of "
+                 f"{tp['seconds']} s; module = status_alert + probe + webhook)")
+        L.append("")
+        L.append("| location | workers | wrk | vanilla req/s (median) | module req/s (median) | "
+                 "ratio (median of pairs) | ratio min..max | p99 vanilla / module |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|")
+        for r in tp["runs"]:
+            w = f"{r['workers']}{' (pinned)' if r['pinned'] else ''}"
+            L.append(f"| {KIND_TITLE[r['kind']]} | {w} | `{r['wrk']}` | {fmt_int(r['vanilla_rps'])} | "
+                     f"{fmt_int(r['module_rps'])} | {r['ratio_median']:.3f} | "
+                     f"{r['ratio_min']:.3f}..{r['ratio_max']:.3f} | "
+                     f"{fmt_ms(r['vanilla_p99_ms'])} / {fmt_ms(r['module_p99_ms'])} |")
+        L.append("")
+
+    sc = results.get("scrape")
+    if sc and "plain_p99_ms" in sc:
+        L.append(f"## Scrape cost ({sc['names']:,} NAMEs, 1 worker, every NAME with 3 status codes)")
+        L.append("")
+        L.append("| figure | value |")
+        L.append("|---|---|")
+        L.append(f"| `/status_metrics` (Prometheus), median / max of {sc['scrapes']} | "
+                 f"{fmt_ms(sc['prom_ms_median'])} / {fmt_ms(sc['prom_ms_max'])} "
+                 f"({sc['prom_bytes']:,} bytes, {sc['prom_lines']:,} lines) |")
+        L.append(f"| `/status_metrics?format=json`, median | {fmt_ms(sc['json_ms_median'])} "
+                 f"({sc['json_bytes']:,} bytes) |")
+        L.append(f"| plain request, same client, median | {fmt_ms(sc['plain_ms_median'])} |")
+        L.append(f"| plain requests (wrk -c16), p50 / p99 | {fmt_ms(sc['plain_p50_ms'])} / "
+                 f"{fmt_ms(sc['plain_p99_ms'])} ({fmt_int(sc['plain_rps'])} req/s) |")
+        L.append(f"| same, while scraped in a loop, p50 / p99 | {fmt_ms(sc['loaded_p50_ms'])} / "
+                 f"{fmt_ms(sc['loaded_p99_ms'])} ({fmt_int(sc['loaded_rps'])} req/s) |")
+        L.append(f"| scrape loop: scrapes/s, p50 / p99 | {sc['scrapes_per_s']:.1f} /s, "
+                 f"{fmt_ms(sc['scrape_loop_p50_ms'])} / {fmt_ms(sc['scrape_loop_p99_ms'])} |")
+        L.append("")
+
+    mem = results.get("memory")
+    if mem:
+        L.append("## Memory")
+        L.append("")
+        L.append("| figure | value |")
+        L.append("|---|---|")
+        L.append(f"| shared memory per NAME | {mem['per_name']:,.0f} B |")
+        L.append(f"| zone, 1 NAME | {fmt_bytes(mem['zone_1'])} |")
+        L.append(f"| zone, {mem['names']:,} NAMEs | {fmt_bytes(mem['zone_n'])} "
+                 f"(resident {fmt_bytes(mem['zone_n_rss'])}) |")
+        L.append("")
+        L.append(f"Method: nginx (`master_process off`) is started with 1 and with {mem['names']:,} "
+                 f"NAMEs, and with the same locations without the module; the zone is the one shared "
+                 f"mapping (`{mem['zone_1_path'] or 'anonymous'}` in /proc/PID/smaps) that the module "
+                 f"configuration has and the vanilla one has not. Per NAME = (zone({mem['names']:,}) - "
+                 f"zone(1)) / {mem['names'] - 1:,}; it includes the automatic headroom (about 25% spare "
+                 f"slots so a reload adding names reuses the zone). Process-private memory (the "
+                 f"configuration in nginx's pools) is not reported: per NAME it is smaller than the "
+                 f"run-to-run noise of Private_Dirty.")
+        L.append("")
+
+    if "probe_hits" in results:
+        L.append(f"Alerting stayed idle: the local webhook receiver got {results['webhook_posts']} "
+                 f"posts; the probe target answered {results['probe_hits']} probes.")
+        L.append("")
+    if errors:
+        L.append("## Failed steps")
+        L.append("")
+        for e in errors:
+            L.append(f"- {e}")
+        L.append("")
+    return "\n".join(L)

@@ -1,0 +1,1265 @@
+//! Property tests: every directive-value parser and every renderer fed hostile input (any
+//! string, any bytes, huge numbers, long strings, control characters, multi-byte UTF-8).
+//!
+//! Parsers never panic, and what they accept round-trips or stays within the documented bounds.
+//! Renderers never panic, and their output stays valid: Prometheus text checked by a strict
+//! line checker written here (and by `promtool check metrics` for a few cases when installed),
+//! JSON re-parsed with serde_json, Discord payloads checked against Discord's documented limits,
+//! stated here independently of the module's own constants.
+//!
+//! A unit-test module (compiled only for `cargo test`), so that it reaches the pure modules
+//! without linking the FFI glue, which needs the nginx binary's symbols.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::counters::{CountersSnapshot, BUCKETS, BUCKET_SLOTS, STATUS_SLOTS};
+use crate::discord::{build_payloads, log_line, title};
+use crate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
+use crate::metrics::{render_json, render_prometheus, LocationMetrics, Metrics, ProbeMetrics};
+use crate::params::{
+    check_window, fmt_pct, parse_alert_params, parse_interval, parse_percent, parse_size,
+    parse_time_ms, parse_webhook_url, validate_name, validate_url, ParamError, WebhookTarget,
+    MAX_NAME_LEN, MAX_WINDOW_MS,
+};
+use crate::probe_spec::{self, parse_expect, parse_target, Scheme};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const CASES: u32 = 256;
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        // No regression files next to the tests: a failure prints the minimal input instead.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input
+// ---------------------------------------------------------------------------------------------
+
+/// Any string, with a bias towards what breaks parsers and renderers.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        // Printable text, the characters that matter to URLs, labels and JSON, and controls.
+        "[ -~]{0,40}",
+        "[\\x00-\\x1f\\x7f\u{80}-\u{9f}\u{2028}\u{2029}\u{feff} a0:@/?#%\\[\\]\"\\\\{}=,.-]{0,40}",
+        // Multi-byte UTF-8: two-, three- and four-byte sequences, a combining mark, the maximum.
+        "[é€😀\u{301}\u{10ffff}a\n]{0,300}",
+        // Arbitrary bytes, made into a string the way nginx text would be (lossily).
+        prop::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        // Long: a short piece repeated up to thousands of times.
+        ("[a😀\n\"\\\\é ]{1,3}", 0usize..3000).prop_map(|(s, n)| s.repeat(n)),
+    ]
+}
+
+/// Digits, possibly far too many for any integer type.
+fn digits() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9]{1,5}",
+        "[0-9]{15,25}",
+        any::<u64>().prop_map(|n| n.to_string())
+    ]
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+// ---------------------------------------------------------------------------------------------
+// params.rs
+// ---------------------------------------------------------------------------------------------
+
+/// nginx time units, most significant first, with their length in milliseconds.
+const UNITS: [(&str, u64); 7] = [
+    ("M", 30 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
+/// A well-formed time: some units in order, each once, maybe a trailing bare number
+/// (seconds), maybe spaces after units; with the value it means (`None` on u64 overflow).
+fn time_value() -> impl Strategy<Value = (String, Option<u64>)> {
+    let part = prop_oneof![0u64..100, 0u64..100_000, any::<u64>()];
+    (
+        prop::collection::vec((any::<bool>(), part.clone(), any::<bool>()), UNITS.len()),
+        prop::option::of(part),
+    )
+        .prop_filter_map("empty time", |(units, bare)| {
+            let mut text = String::new();
+            let mut total = Some(0u64);
+            for ((unit, factor), (on, n, space)) in UNITS.iter().zip(units) {
+                if on {
+                    text.push_str(&format!("{n}{unit}"));
+                    if space {
+                        text.push(' ');
+                    }
+                    total = total.and_then(|t| t.checked_add(n.checked_mul(*factor)?));
+                }
+            }
+            if let Some(n) = bare {
+                text.push_str(&n.to_string());
+                total = total.and_then(|t| t.checked_add(n.checked_mul(1000)?));
+            }
+            let text = text.trim_end().to_string();
+            (!text.is_empty()).then_some((text, total))
+        })
+}
+
+/// Time-like text: digits and unit letters in any order, any count.
+fn time_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        hostile(),
+        time_value().prop_map(|(t, _)| t),
+        "([0-9]{0,22}(M|w|d|h|m|s|ms|y|x|)[ ]?){1,5}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn time_never_panics_and_accepts_only_time_syntax(s in time_like()) {
+        if let Some(ms) = parse_time_ms(&s) {
+            // As in nginx, spaces may follow a unit, also the last one; nothing may lead.
+            prop_assert!(!s.is_empty() && !s.starts_with(' '), "{s:?}");
+            prop_assert!(
+                s.bytes().all(|b| b.is_ascii_digit() || b" Mwdhms".contains(&b)),
+                "{s:?} -> {ms}"
+            );
+        }
+    }
+
+    #[test]
+    fn time_round_trips((text, want) in time_value()) {
+        prop_assert_eq!(parse_time_ms(&text), want, "{:?}", text);
+    }
+
+    #[test]
+    fn interval_within_documented_range(s in time_like()) {
+        if let Ok(ms) = parse_interval(&s) {
+            prop_assert!((1000..=MAX_WINDOW_MS).contains(&ms), "{s:?} -> {ms}");
+            prop_assert_eq!(Some(ms), parse_time_ms(&s));
+        }
+    }
+
+    #[test]
+    fn window_check_means_two_evaluations(window in any::<u64>(), interval in 0u64..1 << 62) {
+        prop_assert_eq!(check_window(window, interval).is_ok(), window >= 2 * interval);
+    }
+
+    #[test]
+    fn size_never_panics_and_round_trips(
+        s in prop_oneof![hostile(), "[0-9]{0,25}[kKmMgGx]?"],
+        n in any::<u64>(),
+        unit in 0usize..7,
+    ) {
+        if let Some(bytes) = parse_size(&s) {
+            let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);
+            prop_assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+            prop_assert!(s.len() - digits.len() <= 1, "{s:?}");
+            prop_assert!(bytes as u128 >= digits.parse::<u128>().unwrap_or(u128::MAX));
+        }
+        let (suffix, factor) = [("", 1u64), ("k", 1 << 10), ("K", 1 << 10), ("m", 1 << 20),
+            ("M", 1 << 20), ("g", 1 << 30), ("G", 1 << 30)][unit];
+        let want = n.checked_mul(factor).and_then(|b| usize::try_from(b).ok());
+        prop_assert_eq!(parse_size(&format!("{n}{suffix}")), want);
+    }
+
+    #[test]
+    fn percent_in_range(
+        s in prop_oneof![hostile(), "[0-9.]{0,8}%?", digits()],
+        x in prop_oneof![0.0f64..=100.0, 0.0f64..1e-6, 99.999f64..100.001],
+    ) {
+        if let Ok(p) = parse_percent("warn", &s) {
+            prop_assert!(p > 0.0 && p <= 100.0, "{s:?} -> {p}");
+            let number = s.strip_suffix('%').unwrap_or(&s);
+            prop_assert!(number.bytes().all(|b| b.is_ascii_digit() || b == b'.'), "{s:?}");
+        }
+        // Rust prints an f64 as a plain decimal that parses back to the same value.
+        let written = format!("{x}%");
+        match parse_percent("crit", &written) {
+            Ok(p) => prop_assert_eq!(p, x),
+            Err(_) => prop_assert!(!(x > 0.0 && x <= 100.0), "{written} rejected"),
+        }
+    }
+
+    #[test]
+    fn pct_formatting_parses_back(x in 0.001f64..=100.0) {
+        let text = fmt_pct(x);
+        let p = parse_percent("warn", &text);
+        prop_assert!(p.is_ok(), "{x} -> {text}");
+        prop_assert!((p.unwrap_or(0.0) - x).abs() <= 0.0005 + 1e-9, "{x} -> {text}");
+    }
+
+    #[test]
+    fn names_match_charset_and_length(
+        s in prop_oneof![hostile(), "[a-zA-Z0-9._/-]{0,70}", "[a-z./_-]{60,68}"],
+    ) {
+        let allowed = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        prop_assert_eq!(validate_name(&s).is_ok(), allowed, "{:?}", s);
+        prop_assert_eq!(MAX_NAME_LEN, 64);
+        if let Err(e) = validate_name(&s) {
+            prop_assert_eq!(e, ParamError::InvalidName(s.clone()));
+        }
+    }
+
+    #[test]
+    fn urls_are_absolute_http_without_blanks(
+        s in prop_oneof![hostile(), "(https?://|ftp://|http:/|)[ -~\u{a0}\u{85}\t\n]{0,20}"],
+    ) {
+        if validate_url("link", &s).is_ok() {
+            let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+            prop_assert!(rest.is_some_and(|r| !r.is_empty()), "{s:?}");
+            prop_assert!(!s.chars().any(|c| c.is_whitespace() || c.is_control()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_urls_are_trimmed_and_tokens_stay_out_of_errors(
+        s in prop_oneof![hostile(), "[ \n]?(https?://|discord.com)[ -~]{0,40}[ \n]?"],
+        prefix in "(https?://|http:/|discord\\.com)[a-z./]{24,30}",
+        token in "[A-Za-z0-9_]{16,40}",
+        tail in "( |\n|\t|)",
+    ) {
+        match parse_webhook_url(&s) {
+            Ok(WebhookTarget::Url(u)) => {
+                prop_assert_eq!(u.as_str(), s.trim());
+                prop_assert!(validate_url("webhook", &u).is_ok());
+            }
+            Ok(WebhookTarget::Off) => prop_assert!(false, "Off from {s:?}"),
+            Err(e) => prop_assert!(e.to_string().starts_with("invalid webhook value")),
+        }
+        // A rejected URL whose token comes after the first 24 characters never shows it.
+        let bad = format!("{prefix}{token} x{tail}");
+        let err = parse_webhook_url(&bad);
+        prop_assert!(err.is_err(), "{bad:?} accepted");
+        if let Err(e) = err {
+            prop_assert!(!e.to_string().contains(&token), "token leaked: {e}");
+        }
+    }
+}
+
+/// Well-formed `status_alert` parameters, with what they mean.
+#[derive(Debug, Clone)]
+struct AlertCase {
+    args: Vec<String>,
+    warn: Option<Option<f64>>,
+    crit: Option<f64>,
+    window_s: Option<u64>,
+    min_requests: Option<u64>,
+    repeat_s: Option<Option<u64>>,
+    link: Option<String>,
+}
+
+fn alert_case() -> impl Strategy<Value = AlertCase> {
+    (
+        prop::option::of(prop::option::of(1u32..1000)),
+        prop::option::of(1u32..=1000),
+        prop::option::of(1u64..=86_400),
+        prop::option::of(any::<u64>()),
+        prop::option::of(prop::option::of(1u64..10_000_000)),
+        prop::option::of("https?://[a-z0-9./?=&%-]{1,60}"),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(
+            |(warn, crit, window_s, min_requests, repeat_s, link, order)| {
+                // Percentages in tenths so that they print exactly.
+                let warn = warn.map(|w| w.map(|t| f64::from(t) / 10.0));
+                let crit = crit.map(|t| f64::from(t) / 10.0);
+                let mut args = Vec::new();
+                if let Some(w) = warn {
+                    args.push(w.map_or("warn=off".into(), |w| format!("warn={w}%")));
+                }
+                if let Some(c) = crit {
+                    args.push(format!("crit={c}"));
+                }
+                if let Some(s) = window_s {
+                    args.push(format!("window={s}s"));
+                }
+                if let Some(n) = min_requests {
+                    args.push(format!("min_requests={n}"));
+                }
+                if let Some(r) = repeat_s {
+                    args.push(r.map_or("repeat=off".into(), |s| format!("repeat={s}")));
+                }
+                if let Some(l) = &link {
+                    args.push(format!("link={l}"));
+                }
+                if !args.is_empty() {
+                    let i = order.index(args.len());
+                    args.rotate_left(i);
+                }
+                AlertCase {
+                    args,
+                    warn,
+                    crit,
+                    window_s,
+                    min_requests,
+                    repeat_s,
+                    link,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn alert_params_within_bounds(
+        args in prop::collection::vec(
+            prop_oneof![
+                hostile(),
+                (
+                    "(warn|crit|window|min_requests|repeat|link|runbook|x)",
+                    prop_oneof![hostile(), time_like(), "[0-9.]{1,6}%?", digits(), "off"],
+                )
+                    .prop_map(|(k, v)| format!("{k}={v}")),
+            ],
+            0..6,
+        ),
+    ) {
+        if let Ok(p) = parse_alert_params(args.iter().map(String::as_str)) {
+            prop_assert!(p.crit_pct > 0.0 && p.crit_pct <= 100.0);
+            if let Some(w) = p.warn_pct {
+                prop_assert!(w > 0.0 && w < p.crit_pct, "warn {w} crit {}", p.crit_pct);
+            }
+            prop_assert!((1000..=MAX_WINDOW_MS).contains(&p.window_ms));
+            prop_assert!(p.repeat_ms.map_or(true, |r| r >= 1000));
+            for url in [&p.link, &p.runbook].into_iter().flatten() {
+                prop_assert!(validate_url("link", url).is_ok(), "{url:?}");
+            }
+            let keys: Vec<&str> = args.iter().filter_map(|a| a.split_once('=')).map(|kv| kv.0)
+                .collect();
+            let distinct: BTreeSet<&str> = keys.iter().copied().collect();
+            prop_assert_eq!(keys.len(), distinct.len(), "duplicate accepted");
+        }
+    }
+
+    #[test]
+    fn alert_params_round_trip(case in alert_case()) {
+        let got = parse_alert_params(case.args.iter().map(String::as_str));
+        let warn = case.warn.unwrap_or(Some(5.0));
+        let crit = case.crit.unwrap_or(10.0);
+        if warn.is_some_and(|w| w >= crit) {
+            prop_assert!(matches!(got, Err(ParamError::Conflict(_))), "{case:?}: {got:?}");
+            return Ok(());
+        }
+        let window_ms = case.window_s.unwrap_or(300) * 1000;
+        let window_ok = (1000..=MAX_WINDOW_MS).contains(&window_ms);
+        prop_assert_eq!(got.is_ok(), window_ok, "{:?}", case);
+        let Ok(p) = got else { return Ok(()) };
+        prop_assert_eq!(p.warn_pct, warn);
+        prop_assert_eq!(p.crit_pct, crit);
+        prop_assert_eq!(p.window_ms, window_ms);
+        prop_assert_eq!(p.min_requests, case.min_requests.unwrap_or(20));
+        prop_assert_eq!(p.repeat_ms, case.repeat_s.unwrap_or(Some(1800)).map(|s| s * 1000));
+        prop_assert_eq!(p.link, case.link);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// probe_spec.rs
+// ---------------------------------------------------------------------------------------------
+
+/// URL-like text: a scheme or not, userinfo or not, brackets, ports, paths.
+fn url_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        hostile(),
+        (
+            "(http://|https://|tcp://|ftp://|http:/|)",
+            "([a-z:@]{0,6}@)?",
+            "(\\[[0-9a-f:]{0,8}\\]?|[a-z0-9.\\[\\]-]{0,10})",
+            "(:[0-9+-]{0,6}|:)?",
+            "([/?][ -~]{0,10})?",
+        )
+            .prop_map(|(a, b, c, d, e)| format!("{a}{b}{c}{d}{e}")),
+    ]
+}
+
+/// The `host[:port]` of a URL as written (after the last `@` of the authority).
+fn written_hostport(url: &str) -> &str {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn targets_never_panic_and_display_clean(url in url_like()) {
+        let Ok(t) = parse_target(&url) else { return Ok(()) };
+        let shown = t.display();
+        prop_assert!(!shown.chars().any(|c| c.is_whitespace() || c.is_control()), "{shown:?}");
+        prop_assert!(!t.host.is_empty() && t.port > 0);
+        let scheme = match t.scheme {
+            Scheme::Http => "http://",
+            Scheme::Https => "https://",
+            Scheme::Tcp => "tcp://",
+        };
+        prop_assert!(url.starts_with(scheme) && shown.starts_with(scheme));
+        match t.scheme {
+            Scheme::Tcp => prop_assert!(t.path.is_empty() && t.explicit_port),
+            _ => prop_assert!(t.path.starts_with('/')),
+        }
+        // What is shown parses back to the same target, minus the credentials.
+        let again = parse_target(&shown);
+        prop_assert_eq!(again, Ok(probe_spec::Target { userinfo: None, ..t.clone() }));
+        // Nothing written in host[:port] is ignored: it is the host, then at most a port.
+        let hostport = written_hostport(&url);
+        let host_written = if hostport.starts_with('[') {
+            format!("[{}]", t.host)
+        } else {
+            t.host.clone()
+        };
+        let port_written = hostport.strip_prefix(host_written.as_str());
+        prop_assert!(port_written.is_some(), "{url:?}: host {:?}", t.host);
+        let port_written = port_written.unwrap_or_default();
+        if t.explicit_port {
+            let digits = port_written.strip_prefix(':').unwrap_or("x");
+            prop_assert!(
+                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()),
+                "{url:?}: port written as {port_written:?}"
+            );
+            prop_assert_eq!(digits.parse::<u64>().ok(), Some(u64::from(t.port)));
+        } else {
+            prop_assert_eq!(port_written, "", "{:?}: ignored {:?}", url, port_written);
+        }
+    }
+
+    #[test]
+    fn probe_credentials_never_shown(
+        scheme in "(http|https|tcp|ftp)",
+        user in "[a-z]{1,8}",
+        secret in "[A-Z]{6,10}(@[A-Z]{6,10})?(:[A-Z]{6,10})?",
+        host in "([a-z][a-z0-9.-]{0,12}|\\[[0-9a-f:]{2,10}\\])",
+        port in prop::option::of(prop_oneof![1u32..65536, 65536u32..100_000]),
+        path in "([/?][a-z0-9/=&?.-]{0,12})?",
+        spoil in "( |\t|\n|)",
+    ) {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let url = format!("{scheme}://{user}:{secret}@{host}{port}{path}{spoil}");
+        // Everything else is lower case: no upper-case run of the password may show anywhere.
+        let pieces: Vec<&str> = secret.split(['@', ':']).collect();
+        let leaks = |text: &str| pieces.iter().any(|p| text.contains(p));
+        match parse_target(&url) {
+            Ok(t) => {
+                prop_assert!(!leaks(&t.display()), "{url} shown as {}", t.display());
+                prop_assert!(!leaks(&t.authority()));
+                prop_assert_eq!(t.userinfo, Some(format!("{user}:{secret}")));
+            }
+            Err(e) => prop_assert!(!leaks(&e.to_string()), "{url}: {e}"),
+        }
+        let args = vec![url.clone(), "interval=1s".to_string()];
+        if let Err(e) = probe_spec::parse(&args, false) {
+            prop_assert!(!leaks(&e.to_string()), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn expect_codes_are_valid_ranges(
+        s in prop_oneof![hostile(), "([0-9]{1,4}(-[0-9]{1,4})?,?){0,4}", digits()],
+        codes in prop::collection::vec((100u16..=599, 0u16..100), 1..6),
+    ) {
+        if let Ok(ranges) = parse_expect(&s) {
+            prop_assert!(!ranges.is_empty());
+            for (lo, hi) in ranges {
+                prop_assert!(100 <= lo && lo <= hi && hi <= 599, "{s:?}: {lo}-{hi}");
+            }
+        }
+        let want: Vec<(u16, u16)> = codes.iter().map(|(lo, w)| (*lo, (lo + w).min(599))).collect();
+        let text: Vec<String> = want
+            .iter()
+            .map(|(lo, hi)| if lo == hi { lo.to_string() } else { format!("{lo}-{hi}") })
+            .collect();
+        prop_assert_eq!(parse_expect(&text.join(",")), Ok(want));
+    }
+
+    #[test]
+    fn probe_specs_within_bounds(
+        url in prop_oneof![url_like(), "(http|https|tcp)://h:1(/x)?"],
+        params in prop::collection::vec(
+            prop_oneof![
+                hostile(),
+                (
+                    "(name|interval|timeout|fails|passes|expect|tls_verify|x)",
+                    prop_oneof![hostile(), time_like(), digits(), "(on|off|be|200-399)"],
+                )
+                    .prop_map(|(k, v)| format!("{k}={v}")),
+            ],
+            0..6,
+        ),
+        name_required in any::<bool>(),
+    ) {
+        let mut args = vec![url];
+        args.extend(params);
+        let Ok(s) = probe_spec::parse(&args, name_required) else { return Ok(()) };
+        prop_assert!((1000..=86_400_000).contains(&s.interval_ms), "{args:?}");
+        prop_assert!(s.timeout_ms >= 1 && s.timeout_ms <= 3_600_000);
+        prop_assert!(s.timeout_ms < s.interval_ms);
+        prop_assert!(s.fails >= 1 && s.passes >= 1);
+        prop_assert!(s.name.is_empty() || validate_name(&s.name).is_ok());
+        prop_assert!(!name_required || !s.name.is_empty());
+        prop_assert!(!s.expect.is_empty());
+        for (lo, hi) in &s.expect {
+            prop_assert!(100 <= *lo && lo <= hi && *hi <= 599);
+        }
+        if s.target.scheme == Scheme::Tcp {
+            prop_assert_eq!(&s.expect, &vec![(200, 399)]);
+        }
+    }
+
+    #[test]
+    fn probe_specs_round_trip(
+        name in "[a-zA-Z0-9._/-]{1,64}",
+        interval_s in 1u64..=86_400,
+        timeout in 1u64..=3_600_000,
+        fails in 1u32..,
+        passes in 1u32..,
+        tls in any::<bool>(),
+    ) {
+        let args: Vec<String> = vec![
+            "https://u:p@h:8443/x".into(),
+            format!("tls_verify={}", if tls { "on" } else { "off" }),
+            format!("passes={passes}"),
+            format!("timeout={timeout}ms"),
+            format!("name={name}"),
+            format!("interval={interval_s}s"),
+            format!("fails={fails}"),
+        ];
+        let got = probe_spec::parse(&args, true);
+        if timeout >= interval_s * 1000 {
+            prop_assert!(got.is_err());
+            return Ok(());
+        }
+        let s = got.map_err(|e| TestCaseError::fail(format!("{args:?}: {e}")))?;
+        prop_assert_eq!(s.name, name);
+        prop_assert_eq!((s.interval_ms, s.timeout_ms), (interval_s * 1000, timeout));
+        prop_assert_eq!((s.fails, s.passes, s.tls_verify), (fails, passes, tls));
+        prop_assert_eq!(s.target.display(), "https://h:8443/x");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics.rs: a strict checker for the Prometheus text format 0.0.4
+// ---------------------------------------------------------------------------------------------
+
+/// One sample line, label values unescaped.
+#[derive(Debug)]
+struct PromSample {
+    name: String,
+    labels: Labels,
+    value: String,
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// A Go `strconv.ParseFloat` number that is finite, or `+Inf`.
+fn is_sample_value(v: &str) -> bool {
+    if v == "+Inf" {
+        return true;
+    }
+    let body = v.strip_prefix(['+', '-']).unwrap_or(v);
+    let (mantissa, exp) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty())
+        && all_digits(int)
+        && all_digits(frac)
+        && exp.map_or(true, |e| !e.is_empty() && all_digits(e))
+        && v.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+/// Label names and unescaped values, in order.
+type Labels = Vec<(String, String)>;
+
+/// Parses `{k="v",...}` at the start of `s`; returns the labels and the rest.
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
+    let mut labels = Vec::new();
+    let mut rest = s.strip_prefix('{').ok_or("no {")?;
+    if let Some(r) = rest.strip_prefix('}') {
+        return Ok((labels, r));
+    }
+    loop {
+        let eq = rest.find('=').ok_or("label without =")?;
+        let name = &rest[..eq];
+        if !is_label_name(name) {
+            return Err(format!("bad label name {name:?}"));
+        }
+        if labels.iter().any(|(n, _)| n == name) {
+            return Err(format!("label {name} twice"));
+        }
+        let mut chars = rest[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("unquoted label value")?
+            .chars();
+        let mut value = String::new();
+        loop {
+            match chars.next().ok_or("unterminated label value")? {
+                '"' => break,
+                '\n' => return Err("raw newline in label value".into()),
+                '\\' => match chars.next() {
+                    Some('\\') => value.push('\\'),
+                    Some('"') => value.push('"'),
+                    Some('n') => value.push('\n'),
+                    other => return Err(format!("bad escape \\{other:?}")),
+                },
+                c => value.push(c),
+            }
+        }
+        labels.push((name.to_string(), value));
+        rest = chars.as_str();
+        if let Some(r) = rest.strip_prefix('}') {
+            return Ok((labels, r));
+        }
+        rest = rest.strip_prefix(',').ok_or("labels not separated by ,")?;
+    }
+}
+
+/// Checks the whole exposition strictly and returns its samples.
+fn check_prometheus(text: &str) -> Result<Vec<PromSample>, String> {
+    let body = text.strip_suffix('\n').ok_or("no final newline")?;
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut helps: BTreeSet<String> = BTreeSet::new();
+    let mut family: Option<(String, String)> = None;
+    let mut samples = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        let at = |e: String| format!("line {}: {e}: {line:?}", i + 1);
+        if let Some(help) = line.strip_prefix("# HELP ") {
+            let (name, doc) = help
+                .split_once(' ')
+                .ok_or_else(|| at("HELP without text".into()))?;
+            if !is_metric_name(name) || !helps.insert(name.to_string()) {
+                return Err(at("bad or repeated HELP".into()));
+            }
+            let mut chars = doc.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' && !matches!(chars.next(), Some('\\' | 'n')) {
+                    return Err(at("bad escape in HELP".into()));
+                }
+            }
+        } else if let Some(ty) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = ty
+                .split_once(' ')
+                .ok_or_else(|| at("TYPE without type".into()))?;
+            let known = ["counter", "gauge", "histogram", "summary", "untyped"];
+            if !is_metric_name(name) || !known.contains(&kind) {
+                return Err(at("bad TYPE".into()));
+            }
+            if types.insert(name.to_string(), kind.to_string()).is_some() {
+                return Err(at("repeated TYPE".into()));
+            }
+            family = Some((name.to_string(), kind.to_string()));
+        } else if line.starts_with('#') || line.is_empty() {
+            return Err(at("unexpected comment or blank line".into()));
+        } else {
+            let end = line.find(['{', ' ']).ok_or_else(|| at("no value".into()))?;
+            let name = &line[..end];
+            if !is_metric_name(name) {
+                return Err(at("bad metric name".into()));
+            }
+            let (labels, rest) = if line[end..].starts_with('{') {
+                parse_labels(&line[end..]).map_err(at)?
+            } else {
+                (Vec::new(), &line[end..])
+            };
+            let value = rest
+                .strip_prefix(' ')
+                .ok_or_else(|| at("no space before value".into()))?;
+            if !is_sample_value(value) {
+                return Err(at(format!("bad value {value:?}")));
+            }
+            let (fam, kind) = family
+                .as_ref()
+                .ok_or_else(|| at("sample before TYPE".into()))?;
+            let belongs = name == fam
+                || (kind == "histogram"
+                    && ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name.strip_suffix(s) == Some(fam)));
+            if !belongs {
+                return Err(at(format!("sample outside its family {fam}")));
+            }
+            if name.ends_with("_bucket") != labels.iter().any(|(n, _)| n == "le") {
+                return Err(at("le label on a non-bucket or missing on a bucket".into()));
+            }
+            samples.push(PromSample {
+                name: name.to_string(),
+                labels,
+                value: value.to_string(),
+            });
+        }
+    }
+    Ok(samples)
+}
+
+impl PromSample {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Counters small enough that their sums cannot overflow u64 (2^54 each, still huge).
+fn counter() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..1000, 0u64..=u64::MAX >> 10]
+}
+
+fn location_metrics() -> impl Strategy<Value = LocationMetrics> {
+    (
+        hostile(),
+        prop::collection::vec((0..STATUS_SLOTS, counter()), 0..8),
+        prop::array::uniform12(counter()),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u8>(),
+    )
+        .prop_map(|(name, codes, buckets, sum, requests, errors, level)| {
+            let mut status = [0u64; STATUS_SLOTS];
+            for (i, n) in codes {
+                status[i] = n;
+            }
+            // The default bounds (`Metrics::default()`): their BUCKETS slots, the rest unused.
+            let mut slots = [0u64; BUCKET_SLOTS];
+            slots[..BUCKETS].copy_from_slice(&buckets);
+            LocationMetrics {
+                name,
+                counters: CountersSnapshot {
+                    status,
+                    buckets: slots,
+                    duration_us_sum: sum,
+                },
+                window_requests: requests,
+                window_errors: errors,
+                level: Level::from_u8(level),
+            }
+        })
+}
+
+fn probe_metrics() -> impl Strategy<Value = ProbeMetrics> {
+    (
+        hostile(),
+        hostile(),
+        prop::option::of(any::<bool>()),
+        prop_oneof![
+            0.0f64..100.0,
+            Just(0.0),
+            prop::num::f64::POSITIVE
+                | prop::num::f64::NORMAL
+                | prop::num::f64::SUBNORMAL
+                | prop::num::f64::ZERO
+        ],
+        prop::array::uniform6(any::<u64>()),
+    )
+        .prop_map(
+            |(name, target, up, duration_seconds, failures)| ProbeMetrics {
+                name,
+                target,
+                up,
+                duration_seconds,
+                failures,
+            },
+        )
+}
+
+fn metrics() -> impl Strategy<Value = Metrics> {
+    (
+        prop::collection::vec(location_metrics(), 0..5),
+        prop::collection::vec(probe_metrics(), 0..4),
+        prop::array::uniform4(any::<u64>()),
+        any::<u64>(),
+    )
+        .prop_map(|(locations, probes, notifications, queue_depth)| Metrics {
+            locations,
+            probes,
+            notifications,
+            queue_depth,
+            ..Metrics::default()
+        })
+}
+
+fn prometheus(m: &Metrics) -> String {
+    let mut out = String::new();
+    render_prometheus(m, &mut out).expect("rendering into a String cannot fail");
+    out
+}
+
+/// Runs `promtool check metrics` on `text` when promtool is installed.
+fn promtool_check(text: &str) -> Option<Result<(), String>> {
+    let promtool = Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        return None;
+    }
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    stdin
+        .write_all(text.as_bytes())
+        .expect("promtool reads the text");
+    drop(stdin);
+    let out = child.wait_with_output().expect("promtool finishes");
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    })
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn prometheus_output_is_valid_and_carries_the_input(m in metrics()) {
+        let text = prometheus(&m);
+        let samples = check_prometheus(&text).map_err(TestCaseError::fail)?;
+        let of = |name: &'static str| samples.iter().filter(move |s| s.name == name);
+        // Every NAME comes back unchanged through escaping, in order.
+        let names: Vec<&str> =
+            of("nginx_location_window_requests").filter_map(|s| s.label("location")).collect();
+        let want: Vec<&str> = m.locations.iter().map(|l| l.name.as_str()).collect();
+        prop_assert_eq!(names, want);
+        let values: Vec<&str> =
+            of("nginx_location_window_requests").map(|s| s.value.as_str()).collect();
+        let want: Vec<String> = m.locations.iter().map(|l| l.window_requests.to_string()).collect();
+        prop_assert_eq!(values, want);
+        // Every probe and target likewise.
+        let probes: Vec<(&str, &str)> = of("nginx_probe_duration_seconds")
+            .map(|s| (s.label("probe").unwrap_or("?"), s.label("target").unwrap_or("?")))
+            .collect();
+        let want: Vec<(&str, &str)> =
+            m.probes.iter().map(|p| (p.name.as_str(), p.target.as_str())).collect();
+        prop_assert_eq!(probes, want);
+        prop_assert_eq!(
+            of("nginx_probe_up").count(),
+            m.probes.iter().filter(|p| p.up.is_some()).count()
+        );
+        // Histograms, one run of buckets per location: cumulative, +Inf last and equal to the
+        // count.
+        let buckets: Vec<&PromSample> =
+            of("nginx_location_request_duration_seconds_bucket").collect();
+        let counts: Vec<&PromSample> =
+            of("nginx_location_request_duration_seconds_count").collect();
+        prop_assert_eq!(buckets.len(), m.locations.len() * BUCKETS);
+        prop_assert_eq!(counts.len(), m.locations.len());
+        for ((l, run), count) in m.locations.iter().zip(buckets.chunks(BUCKETS)).zip(counts) {
+            let total: u64 = l.counters.buckets.iter().sum();
+            let values: Vec<u64> = run.iter().map(|s| s.value.parse().unwrap_or(0)).collect();
+            prop_assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+            prop_assert!(run.iter().all(|s| s.label("location") == Some(l.name.as_str())));
+            prop_assert_eq!(run[BUCKETS - 1].label("le"), Some("+Inf"));
+            prop_assert_eq!(values[BUCKETS - 1], total);
+            prop_assert_eq!(count.value.parse::<u64>().ok(), Some(total));
+        }
+        let depth = of("nginx_alert_queue_depth").map(|s| s.value.as_str()).collect::<Vec<_>>();
+        prop_assert_eq!(depth, vec![m.queue_depth.to_string()]);
+    }
+
+    #[test]
+    fn json_output_parses_and_carries_the_input(m in metrics()) {
+        let text = render_json(&m);
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        let names: BTreeSet<&str> = v["locations"]
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let want: BTreeSet<&str> = m.locations.iter().map(|l| l.name.as_str()).collect();
+        prop_assert_eq!(names, want);
+        for l in &m.locations {
+            let total: u64 = l.counters.status.iter().sum();
+            // With a NAME given twice the last one wins; compare with that one.
+            let last = m.locations.iter().rev().find(|o| o.name == l.name).unwrap_or(l);
+            let j = &v["locations"][&l.name];
+            prop_assert_eq!(&j["window"]["requests"], &json!(last.window_requests));
+            prop_assert_eq!(&j["window"]["errors"], &json!(last.window_errors));
+            if std::ptr::eq(last, l) {
+                prop_assert_eq!(&j["requests_total"], &json!(total));
+            }
+        }
+        let probes = v["probes"].as_array().cloned().unwrap_or_default();
+        prop_assert_eq!(probes.len(), m.probes.len());
+        for (j, p) in probes.iter().zip(&m.probes) {
+            prop_assert_eq!(&j["probe"], &json!(p.name));
+            prop_assert_eq!(&j["target"], &json!(p.target));
+            prop_assert_eq!(&j["up"], &json!(p.up));
+            // serde_json parses floats to within an ulp unless its float_roundtrip is on.
+            let d = j["duration_seconds"].as_f64().unwrap_or(f64::NAN);
+            let close = (d - p.duration_seconds).abs()
+                <= p.duration_seconds * 1e-12 + f64::MIN_POSITIVE;
+            prop_assert!(close, "{d} for {}", p.duration_seconds);
+        }
+        let sent = &v["notifications"]["sent"];
+        prop_assert_eq!(sent, &json!(m.notifications[0]));
+        prop_assert_eq!(&v["queue_depth"], &json!(m.queue_depth));
+    }
+}
+
+proptest! {
+    // promtool is a separate process: a handful of cases is enough.
+    #![proptest_config(config(8))]
+
+    #[test]
+    fn promtool_accepts_the_output(m in metrics()) {
+        let text = prometheus(&m);
+        if let Some(result) = promtool_check(&text) {
+            prop_assert!(result.is_ok(), "{}\n{text}", result.unwrap_err());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// discord.rs: Discord's documented limits, counted in characters
+// ---------------------------------------------------------------------------------------------
+
+const DISCORD_CONTENT: usize = 2000;
+const DISCORD_EMBEDS: usize = 10;
+const DISCORD_TITLE: usize = 256;
+const DISCORD_DESCRIPTION: usize = 4096;
+const DISCORD_FIELDS: usize = 25;
+const DISCORD_FIELD_NAME: usize = 256;
+const DISCORD_FIELD_VALUE: usize = 1024;
+const DISCORD_FOOTER: usize = 2048;
+const DISCORD_AUTHOR: usize = 256;
+const DISCORD_EMBED_TOTAL: usize = 6000;
+const DISCORD_USERNAME: usize = 80;
+
+/// Characters of an optional JSON string; a present non-string is an error.
+fn text_len(v: &Value, what: &str) -> Result<usize, String> {
+    match v {
+        Value::Null => Ok(0),
+        Value::String(s) => Ok(s.chars().count()),
+        other => Err(format!("{what} is not a string: {other}")),
+    }
+}
+
+/// Checks one webhook payload against Discord's limits; returns its number of embeds.
+fn check_discord(p: &Value) -> Result<usize, String> {
+    let wire = serde_json::to_string(p).map_err(|e| e.to_string())?;
+    let back: Value = serde_json::from_str(&wire).map_err(|e| e.to_string())?;
+    if &back != p {
+        return Err("payload does not survive JSON".into());
+    }
+    let limit = |what: &str, n: usize, max: usize| {
+        if n <= max {
+            Ok(())
+        } else {
+            Err(format!("{what}: {n} > {max} characters"))
+        }
+    };
+    limit(
+        "content",
+        text_len(&p["content"], "content")?,
+        DISCORD_CONTENT,
+    )?;
+    limit(
+        "username",
+        text_len(&p["username"], "username")?,
+        DISCORD_USERNAME,
+    )?;
+    if p["allowed_mentions"] != json!({ "parse": [] }) {
+        return Err(format!("allowed_mentions {}", p["allowed_mentions"]));
+    }
+    let embeds = p["embeds"].as_array().ok_or("embeds is not an array")?;
+    if embeds.is_empty() || embeds.len() > DISCORD_EMBEDS {
+        return Err(format!("{} embeds", embeds.len()));
+    }
+    let mut total = 0;
+    for e in embeds {
+        let title = text_len(&e["title"], "title")?;
+        let description = text_len(&e["description"], "description")?;
+        let footer = text_len(&e["footer"]["text"], "footer")?;
+        let author = text_len(&e["author"]["name"], "author")?;
+        limit("title", title, DISCORD_TITLE)?;
+        limit("description", description, DISCORD_DESCRIPTION)?;
+        limit("footer", footer, DISCORD_FOOTER)?;
+        limit("author", author, DISCORD_AUTHOR)?;
+        total += title + description + footer + author;
+        let fields = match &e["fields"] {
+            Value::Null => Vec::new(),
+            Value::Array(a) => a.clone(),
+            other => return Err(format!("fields {other}")),
+        };
+        if fields.len() > DISCORD_FIELDS {
+            return Err(format!("{} fields", fields.len()));
+        }
+        for f in &fields {
+            let name = text_len(&f["name"], "field name")?;
+            let value = text_len(&f["value"], "field value")?;
+            limit("field name", name, DISCORD_FIELD_NAME)?;
+            limit("field value", value, DISCORD_FIELD_VALUE)?;
+            let blank = |v: &Value| v.as_str().map_or(true, |s| s.trim().is_empty());
+            if blank(&f["name"]) || blank(&f["value"]) {
+                return Err(format!("empty field {f}"));
+            }
+            total += name + value;
+        }
+    }
+    limit("embeds together", total, DISCORD_EMBED_TOTAL)?;
+    Ok(embeds.len())
+}
+
+/// Unix seconds: plausible, or absurd.
+fn unix() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1_700_000_000u64..1_900_000_000,
+        any::<u64>(),
+        Just(u64::MAX)
+    ]
+}
+
+fn level() -> impl Strategy<Value = Level> {
+    any::<u8>().prop_map(|v| Level::from_u8(v % 3))
+}
+
+fn percent() -> impl Strategy<Value = f64> {
+    prop_oneof![0.1f64..=100.0, any::<f64>()]
+}
+
+fn location_event() -> impl Strategy<Value = EventDetail> {
+    (
+        (level(), level(), any::<bool>()),
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        (prop::option::of(percent()), percent()),
+        prop::collection::vec((hostile(), any::<u64>()), 0..40),
+        unix(),
+    )
+        .prop_map(
+            |(
+                (level, previous, repeat),
+                (errors, total, window_secs),
+                (warn, crit),
+                top,
+                since,
+            )| {
+                EventDetail::Location(LocationEvent {
+                    level,
+                    previous,
+                    repeat,
+                    errors,
+                    total,
+                    window_secs,
+                    warn_pct: warn,
+                    crit_pct: crit,
+                    top_codes: top,
+                    since_unix: since,
+                })
+            },
+        )
+}
+
+fn probe_event() -> impl Strategy<Value = EventDetail> {
+    (
+        any::<bool>(),
+        hostile(),
+        prop::option::of(hostile()),
+        prop::option::of(any::<u16>()),
+        any::<u64>(),
+        unix(),
+    )
+        .prop_map(|(up, target, reason, status, duration_ms, since_unix)| {
+            EventDetail::Probe(ProbeEvent {
+                up,
+                target,
+                reason,
+                status,
+                duration_ms,
+                since_unix,
+            })
+        })
+}
+
+fn alert_event() -> impl Strategy<Value = AlertEvent> {
+    (
+        hostile(),
+        unix(),
+        prop::option::of(hostile()),
+        prop::option::of(hostile()),
+        prop_oneof![location_event(), probe_event()],
+    )
+        .prop_map(|(name, at_unix, link, runbook, detail)| AlertEvent {
+            name,
+            at_unix,
+            link,
+            runbook,
+            detail,
+        })
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn discord_payloads_within_limits(
+        events in prop::collection::vec(alert_event(), 0..24),
+        host in hostile(),
+    ) {
+        let payloads = build_payloads(&events, &host);
+        let mut embeds = 0;
+        for p in &payloads {
+            embeds += check_discord(p).map_err(TestCaseError::fail)?;
+        }
+        // No event is dropped, and they keep their order.
+        prop_assert_eq!(embeds, events.len());
+        let titles: Vec<String> = payloads
+            .iter()
+            .flat_map(|p| p["embeds"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["title"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let want: Vec<String> = events.iter().map(title).collect();
+        prop_assert_eq!(titles, want);
+    }
+
+    #[test]
+    fn titles_and_log_lines_stay_on_one_short_line(event in alert_event(), host in hostile()) {
+        let t = title(&event);
+        prop_assert!(t.chars().count() <= DISCORD_TITLE, "{} chars", t.chars().count());
+        prop_assert!(!has_control(&t), "{t:?}");
+        let line = log_line(&event, &host);
+        prop_assert!(line.starts_with("status_alert: "));
+        prop_assert!(!has_control(&line), "{line:?}");
+        prop_assert!(!line.contains(['\u{2028}', '\u{2029}']), "{line:?}");
+        // The module keeps log lines to 1024 characters so that nginx's 2048-byte error
+        // message buffer keeps what matters.
+        prop_assert!(line.chars().count() <= 1024, "{} chars", line.chars().count());
+    }
+
+    #[test]
+    fn ratio_is_a_share(errors in any::<u64>(), total in any::<u64>()) {
+        let l = LocationEvent {
+            level: Level::Critical,
+            previous: Level::Ok,
+            repeat: false,
+            errors: errors.min(total),
+            total,
+            window_secs: 300,
+            warn_pct: None,
+            crit_pct: 10.0,
+            top_codes: Vec::new(),
+            since_unix: 0,
+        };
+        // errors * 100 / total in floating point: at most an ulp above 100 when all failed.
+        let r = l.ratio_pct();
+        prop_assert!(r.is_finite() && (0.0..=100.0 + 1e-9).contains(&r), "{r}");
+        let shown = format!("{r:.1}");
+        prop_assert!(shown.parse::<f64>().is_ok_and(|p| p <= 100.0), "{shown}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checkers themselves: they must reject what Prometheus and Discord reject.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn prometheus_checker_rejects_malformed_text() {
+    let head = "# HELP m_total x\n# TYPE m_total counter\n";
+    let good = format!("{head}m_total{{a=\"x\\\\y\\\"z\\n\u{1b}é\"}} 1\nm_total 2.5e3\n");
+    let samples = check_prometheus(&good).expect("valid text");
+    assert_eq!(samples[0].label("a"), Some("x\\y\"z\n\u{1b}é"));
+    for bad in [
+        "m_total{a=\"x\ny\"} 1\n",
+        "m_total{a=\"\\q\"} 1\n",
+        "m_total{a=\"x\"} NaN\n",
+        "m_total{a=\"x\"} inf\n",
+        "m_total{a=\"x\",a=\"y\"} 1\n",
+        "m_total{a=\"x\"}  1\n",
+        "m_total{a=\"x} 1\n",
+        "other 1\n",
+        "m_total 1",
+    ] {
+        assert!(
+            check_prometheus(&format!("{head}{bad}")).is_err(),
+            "{bad:?}"
+        );
+        if bad.starts_with("m_total{a=\"\\q") || bad.contains("x\ny") {
+            let promtool = promtool_check(&format!("{head}{bad}"));
+            assert!(
+                promtool.map_or(true, |r| r.is_err()),
+                "promtool took {bad:?}"
+            );
+        }
+    }
+    assert!(
+        check_prometheus("m_total 1\n").is_err(),
+        "sample before TYPE"
+    );
+    if let Some(r) = promtool_check(&good) {
+        r.expect("promtool takes the valid text");
+    }
+}
+
+#[test]
+fn discord_checker_rejects_what_discord_rejects() {
+    let embed = json!({
+        "title": "t", "description": "d", "fields": [{"name": "n", "value": "v"}],
+        "footer": {"text": "f"},
+    });
+    let payload = |content: &str, embeds: Vec<Value>| {
+        json!({
+            "content": content, "username": "u", "allowed_mentions": {"parse": []},
+            "embeds": embeds,
+        })
+    };
+    assert_eq!(check_discord(&payload("x", vec![embed.clone()])), Ok(1));
+    // 2000 characters of a four-byte character fit; one more does not.
+    assert!(check_discord(&payload(&"😀".repeat(2000), vec![embed.clone()])).is_ok());
+    assert!(check_discord(&payload(&"😀".repeat(2001), vec![embed.clone()])).is_err());
+    assert!(check_discord(&payload("x", vec![embed.clone(); 11])).is_err());
+    assert!(check_discord(&payload("x", vec![])).is_err());
+    let mut big = embed.clone();
+    big["description"] = json!("d".repeat(4096));
+    let two = vec![big.clone(), big.clone()];
+    assert!(
+        check_discord(&payload("x", two)).is_err(),
+        "8000 characters in all"
+    );
+    big["title"] = json!("t".repeat(257));
+    assert!(check_discord(&payload("x", vec![big])).is_err());
+    let mut blank = embed.clone();
+    blank["fields"][0]["value"] = json!(" ");
+    assert!(check_discord(&payload("x", vec![blank])).is_err());
+    let mut mentions = payload("x", vec![embed]);
+    mentions["allowed_mentions"] = json!({"parse": ["everyone"]});
+    assert!(check_discord(&mentions).is_err());
+}

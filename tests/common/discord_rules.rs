@@ -1,0 +1,247 @@
+//! What Discord accepts on "Execute Webhook", stated here independently of `src/discord.rs`
+//! (which must stay within the same limits) so that a wrong limit in the module fails a test
+//! instead of being copied into it. Limits count characters (code points), not UTF-8 bytes.
+
+use serde_json::{json, Value};
+
+// Execute Webhook, JSON params:
+// <https://discord.com/developers/docs/resources/webhook#execute-webhook>
+
+/// `content`: the message text.
+pub const MAX_CONTENT: usize = 2000;
+/// Number of `embeds`.
+pub const MAX_EMBEDS: usize = 10;
+/// `username` override; webhook names are 1-80 characters
+/// (<https://discord.com/developers/docs/resources/webhook#create-webhook>).
+pub const MAX_USERNAME: usize = 80;
+
+// Embed limits: <https://discord.com/developers/docs/resources/message#embed-object-embed-limits>
+
+/// `embeds[].title`.
+pub const MAX_TITLE: usize = 256;
+/// `embeds[].description`.
+pub const MAX_DESCRIPTION: usize = 4096;
+/// Number of `embeds[].fields`.
+pub const MAX_FIELDS: usize = 25;
+/// `embeds[].fields[].name`.
+pub const MAX_FIELD_NAME: usize = 256;
+/// `embeds[].fields[].value`.
+pub const MAX_FIELD_VALUE: usize = 1024;
+/// `embeds[].footer.text`.
+pub const MAX_FOOTER_TEXT: usize = 2048;
+/// `embeds[].author.name`.
+pub const MAX_AUTHOR_NAME: usize = 256;
+/// Sum of the title, description, field names and values, footer text and author name of all
+/// embeds of one message.
+pub const MAX_EMBEDS_TOTAL: usize = 6000;
+
+/// `embeds[].color`: an RGB integer
+/// (<https://discord.com/developers/docs/resources/message#embed-object-embed-structure>).
+pub const MAX_COLOR: u64 = 0xFF_FFFF;
+
+fn chars_of(v: Option<&Value>, what: &str, max: usize, non_empty: bool) -> Result<usize, String> {
+    let s = match v {
+        None | Some(Value::Null) if !non_empty => return Ok(0),
+        None | Some(Value::Null) => return Err(format!("{what} is required")),
+        Some(Value::String(s)) => s,
+        Some(other) => return Err(format!("{what} must be a string, got {other}")),
+    };
+    // Discord limits count characters (code points), not UTF-8 bytes.
+    let n = s.chars().count();
+    if n > max {
+        return Err(format!("{what} is {n} characters long (max {max})"));
+    }
+    if non_empty && n == 0 {
+        return Err(format!("{what} must not be empty"));
+    }
+    Ok(n)
+}
+
+fn two_digits(b: &[u8], at: usize, max: u32) -> Option<u32> {
+    let (hi, lo) = (*b.get(at)?, *b.get(at + 1)?);
+    if !hi.is_ascii_digit() || !lo.is_ascii_digit() {
+        return None;
+    }
+    let n = u32::from(hi - b'0') * 10 + u32::from(lo - b'0');
+    (n <= max).then_some(n)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)`: the shape of `embeds[].timestamp`
+/// ("ISO8601 timestamp"). Our own lines rather than a date crate: RFC 3339 parsers also take a
+/// lower-case `t`/`z` (some a space for `T`), and current `time` needs Rust 1.88, not 1.81.
+pub fn is_iso8601(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 20 || !b[..4].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| b[i] != c) {
+        return false;
+    }
+    let fields_ok = matches!(two_digits(b, 5, 12), Some(m) if m >= 1)
+        && matches!(two_digits(b, 8, 31), Some(d) if d >= 1)
+        && two_digits(b, 11, 23).is_some()
+        && two_digits(b, 14, 59).is_some()
+        && two_digits(b, 17, 59).is_some();
+    if !fields_ok {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &frac[digits..];
+    }
+    match rest {
+        b"Z" => true,
+        [sign, ..] if (*sign == b'+' || *sign == b'-') && rest.len() == 6 && rest[3] == b':' => {
+            two_digits(rest, 1, 23).is_some() && two_digits(rest, 4, 59).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// Checks one embed; returns its characters counted toward Discord's [`MAX_EMBEDS_TOTAL`].
+fn check_embed(i: usize, embed: &Value) -> Result<usize, String> {
+    let at = |key: &str| format!("embeds[{i}].{key}");
+    let e = embed
+        .as_object()
+        .ok_or_else(|| format!("embeds[{i}] is not an object"))?;
+    let mut total = chars_of(e.get("title"), &at("title"), MAX_TITLE, false)?;
+    total += chars_of(
+        e.get("description"),
+        &at("description"),
+        MAX_DESCRIPTION,
+        false,
+    )?;
+    match e.get("fields") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(fields)) => {
+            if fields.len() > MAX_FIELDS {
+                return Err(format!(
+                    "{} has {} entries (max {MAX_FIELDS})",
+                    at("fields"),
+                    fields.len()
+                ));
+            }
+            for (j, field) in fields.iter().enumerate() {
+                let f = field
+                    .as_object()
+                    .ok_or_else(|| format!("embeds[{i}].fields[{j}] is not an object"))?;
+                total += chars_of(
+                    f.get("name"),
+                    &format!("embeds[{i}].fields[{j}].name"),
+                    MAX_FIELD_NAME,
+                    true,
+                )?;
+                total += chars_of(
+                    f.get("value"),
+                    &format!("embeds[{i}].fields[{j}].value"),
+                    MAX_FIELD_VALUE,
+                    true,
+                )?;
+                if let Some(inline) = f.get("inline") {
+                    if !inline.is_boolean() && !inline.is_null() {
+                        return Err(format!("embeds[{i}].fields[{j}].inline must be a boolean"));
+                    }
+                }
+            }
+        }
+        Some(other) => return Err(format!("{} must be an array, got {other}", at("fields"))),
+    }
+    match e.get("footer") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(footer)) => {
+            total += chars_of(
+                footer.get("text"),
+                &at("footer.text"),
+                MAX_FOOTER_TEXT,
+                true,
+            )?;
+        }
+        Some(other) => return Err(format!("{} must be an object, got {other}", at("footer"))),
+    }
+    match e.get("author") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(author)) => {
+            total += chars_of(
+                author.get("name"),
+                &at("author.name"),
+                MAX_AUTHOR_NAME,
+                true,
+            )?;
+        }
+        Some(other) => return Err(format!("{} must be an object, got {other}", at("author"))),
+    }
+    match e.get("color") {
+        None | Some(Value::Null) => {}
+        Some(c) if c.as_u64().is_some_and(|c| c <= MAX_COLOR) => {}
+        Some(c) => {
+            return Err(format!(
+                "{} must be an integer in 0..=0xFFFFFF, got {c}",
+                at("color")
+            ))
+        }
+    }
+    match e.get("timestamp") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if is_iso8601(t) => {}
+        Some(t) => {
+            return Err(format!(
+                "{} is not an ISO 8601 timestamp: {t}",
+                at("timestamp")
+            ))
+        }
+    }
+    Ok(total)
+}
+
+/// `allowed_mentions` that lets no text in a message ping anyone: our rule, not Discord's
+/// (whose default parses mentions in `content`).
+/// <https://discord.com/developers/docs/resources/message#allowed-mentions-object>
+pub fn no_pings() -> Value {
+    json!({ "parse": [] })
+}
+
+/// Validates a webhook payload against Discord's limits and our "no pings" rule.
+pub fn check_discord_payload(v: &Value) -> Result<(), String> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("payload is not a JSON object: {v}"))?;
+    let content = chars_of(obj.get("content"), "content", MAX_CONTENT, false)?;
+    let embeds: &[Value] = match obj.get("embeds") {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => return Err(format!("embeds must be an array, got {other}")),
+    };
+    if content == 0 && embeds.is_empty() {
+        return Err("neither content nor embeds present: cannot send an empty message".into());
+    }
+    if embeds.len() > MAX_EMBEDS {
+        return Err(format!(
+            "embeds has {} entries (max {MAX_EMBEDS})",
+            embeds.len()
+        ));
+    }
+    let mut total = 0;
+    for (i, embed) in embeds.iter().enumerate() {
+        total += check_embed(i, embed)?;
+    }
+    if total > MAX_EMBEDS_TOTAL {
+        return Err(format!(
+            "embeds total {total} characters (max {MAX_EMBEDS_TOTAL} across all embeds)"
+        ));
+    }
+    if obj.contains_key("username") {
+        chars_of(obj.get("username"), "username", MAX_USERNAME, true)?;
+    }
+    match obj.get("allowed_mentions") {
+        None => Err("allowed_mentions missing: must be {\"parse\": []} so nobody is pinged".into()),
+        Some(am) if *am == no_pings() => Ok(()),
+        Some(am) => Err(format!(
+            "allowed_mentions must be exactly {{\"parse\": []}}, got {am}"
+        )),
+    }
+}
