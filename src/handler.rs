@@ -12,7 +12,9 @@ use ngx::ngx_string;
 
 use crate::conf::{AlertSetting, MainConf, NameConf};
 use crate::event::Level;
-use crate::metrics::{self, LocationMetrics, Metrics, ProbeMetrics};
+use crate::html::{render_html, HtmlOptions};
+use crate::metrics::{self, LocationDetail, LocationMetrics, Metrics, ProbeDetail, ProbeMetrics};
+use crate::negotiate::{choose_format, parse_refresh, Format};
 use crate::HttpStatusAlertModule as Module;
 
 // `ngx_variable_value_t` packs `len:28, valid:1, no_cacheable:1, not_found:1, escape:1` into one
@@ -166,14 +168,30 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     NGX_DECLINED as ngx_int_t
 }
 
-/// Copies the zone's values for every configured NAME and probe.
-pub fn collect(mcf: &MainConf) -> Metrics {
+/// Copies the zone's values for every configured NAME and probe at `now_ms`.
+pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
     let mut m = Metrics::default();
     for n in &mcf.names {
         // SAFETY: slots point into the mapped zone once it is initialised.
         let Some(slot) = (unsafe { n.slot.as_ref() }) else {
             continue;
         };
+        let p = &n.params;
+        let since = slot.alert.incident_since_ms.load(Relaxed);
+        let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
+        m.location_details.insert(
+            n.name.clone(),
+            LocationDetail {
+                error_share_history: slot.window.share_history(now_ms, p.window_ms),
+                level_since_unix: (level != Level::Ok && since != 0).then_some(since / 1000),
+                window_secs: Some(p.window_ms / 1000),
+                warn_pct: p.warn_pct,
+                crit_pct: Some(p.crit_pct),
+                link: p.link.clone(),
+                runbook: p.runbook.clone(),
+                ..LocationDetail::default()
+            },
+        );
         m.locations.push(LocationMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
@@ -192,6 +210,21 @@ pub fn collect(mcf: &MainConf) -> Metrics {
         for (d, f) in failures.iter_mut().zip(s.failures.iter()) {
             *d = f.load(Relaxed);
         }
+        let since = s.since_ms.load(Relaxed);
+        let status = s.last_status.load(Relaxed) as u16;
+        m.probe_details.insert(
+            (p.spec.name.clone(), p.spec.target.display()),
+            ProbeDetail {
+                since_unix: (since != 0).then_some(since / 1000),
+                last_reason: s
+                    .last_reason
+                    .load(Relaxed)
+                    .checked_sub(1)
+                    .and_then(crate::probe::Reason::from_index)
+                    .map(|r| r.words((status != 0).then_some(status))),
+                last_status: (status != 0).then_some(status),
+            },
+        );
         m.probes.push(ProbeMetrics {
             name: p.spec.name.clone(),
             target: p.spec.target.display(),
@@ -210,26 +243,25 @@ pub fn collect(mcf: &MainConf) -> Metrics {
     m
 }
 
-/// True when the client asked for JSON (`?format=json` or `Accept: application/json`).
-fn wants_json(r: &mut ngx_http_request_t) -> bool {
+/// The value of query argument `name`, if present.
+fn arg(r: &mut ngx_http_request_t, name: &str) -> Option<String> {
     let mut value = ngx_str_t::empty();
-    let mut arg = *b"format";
+    let mut key = name.as_bytes().to_vec();
     // SAFETY: valid request; ngx_http_arg only reads the args and writes `value`.
-    let found = unsafe { nginx_sys::ngx_http_arg(r, arg.as_mut_ptr(), arg.len(), &mut value) };
-    if found == NGX_OK as ngx_int_t {
-        return value.as_bytes().eq_ignore_ascii_case(b"json");
-    }
+    let found = unsafe { nginx_sys::ngx_http_arg(r, key.as_mut_ptr(), key.len(), &mut value) };
+    (found == NGX_OK as ngx_int_t).then(|| String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+/// The request's `Accept` header, if any.
+fn accept(r: &ngx_http_request_t) -> Option<String> {
     // SAFETY: the request's header list is valid for the request's lifetime.
     let headers = unsafe { ngx::http::list_iterator(&r.headers_in.headers) };
     for (key, value) in headers {
         if key.as_bytes().eq_ignore_ascii_case(b"accept") {
-            let v = value.as_bytes();
-            return v
-                .windows(b"application/json".len())
-                .any(|w| w.eq_ignore_ascii_case(b"application/json"));
+            return Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
     }
-    false
+    None
 }
 
 /// `status_metrics` content handler: Prometheus text by default, JSON on request.
@@ -260,14 +292,32 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
     }
 
     let mcf = Module::main_conf(r).ok_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
-    let m = collect(mcf);
-    let (body, content_type) = if wants_json(r) {
-        (metrics::render_json(&m), ngx_string!("application/json"))
-    } else {
-        let mut s = String::with_capacity(256 + m.locations.len() * 2048);
-        metrics::render_prometheus(&m, &mut s)
-            .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
-        (s, ngx_string!("text/plain; version=0.0.4; charset=utf-8"))
+    let now = nginx_sys::ngx_timeofday();
+    let now_ms = now.sec as u64 * 1000 + now.msec as u64;
+    let m = collect(mcf, now_ms);
+    let format = choose_format(arg(r, "format").as_deref(), accept(r).as_deref());
+    let body = match format {
+        Format::Json => metrics::render_json(&m),
+        Format::Html => {
+            let opts = HtmlOptions {
+                refresh: parse_refresh(arg(r, "refresh").as_deref()),
+                // SAFETY: ngx_cycle is this process's current cycle.
+                host: unsafe { (*nginx_sys::ngx_cycle).hostname.to_string() },
+                now_unix: now_ms / 1000,
+            };
+            render_html(&m, &opts)
+        }
+        Format::Prometheus => {
+            let mut s = String::with_capacity(256 + m.locations.len() * 2048);
+            metrics::render_prometheus(&m, &mut s)
+                .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
+            s
+        }
+    };
+    let content_type = format.content_type();
+    let content_type = ngx_str_t {
+        len: content_type.len(),
+        data: content_type.as_ptr().cast_mut(),
     };
 
     r.headers_out.status = 200;
@@ -275,6 +325,8 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
     r.headers_out.content_type_len = content_type.len;
     r.headers_out.content_type = content_type;
     add_header(r, "Cache-Control", "no-store");
+    // The answer depends on Accept: caches must not hand a browser's HTML to Prometheus.
+    add_header(r, "Vary", "Accept");
 
     // SAFETY: valid request.
     let rc = unsafe { nginx_sys::ngx_http_send_header(r) };

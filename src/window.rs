@@ -282,6 +282,26 @@ impl WindowRing {
         }
     }
 
+    /// 5xx share between consecutive samples no older than `window_ms` before `now_ms`, oldest
+    /// first (the status page's sparkline); intervals without requests count as 0.
+    pub fn share_history(&self, now_ms: u64, window_ms: u64) -> Vec<f64> {
+        let len = (self.len.load(Relaxed) as usize).min(RING_LEN);
+        let next = self.next.load(Relaxed) as usize % RING_LEN;
+        let cutoff = now_ms.saturating_sub(window_ms);
+        let samples: Vec<(u64, SampleCounts)> = (1..=len)
+            .rev()
+            .map(|k| self.samples[(next + RING_LEN - k) % RING_LEN].load())
+            .filter(|(at, _)| *at >= cutoff)
+            .collect();
+        samples
+            .windows(2)
+            .map(|w| {
+                let d = w[1].1.since(&w[0].1);
+                error_share(d.errors(), d.total(), 1.0)
+            })
+            .collect()
+    }
+
     /// Forgets all samples.
     pub fn reset(&self) {
         self.len.store(0, Relaxed);
@@ -409,6 +429,21 @@ mod tests {
         f[CLASS + 4] = errors;
         f[CODE_500 + 2] = errors; // all 502
         SampleCounts(f)
+    }
+
+    #[test]
+    fn share_history_follows_the_samples_within_the_window() {
+        let r = ring();
+        r.advance(1_000, &counts(10, 0), 10_000, 1_000);
+        r.advance(2_000, &counts(20, 5), 10_000, 1_000);
+        r.advance(3_000, &counts(20, 5), 10_000, 1_000);
+        r.advance(4_000, &counts(30, 15), 10_000, 1_000);
+        assert_eq!(r.share_history(4_000, 10_000), vec![0.5, 0.0, 1.0]);
+        assert_eq!(
+            r.share_history(4_000, 1_500),
+            vec![1.0],
+            "older samples are left out"
+        );
     }
 
     #[test]
