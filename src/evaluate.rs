@@ -74,19 +74,21 @@ pub fn evaluate(watched: &[Watched<'_>], now_ms: u64, interval_ms: u64) -> Vec<A
         let step = sample_step_ms(p.window_ms, interval_ms);
         let figures = w.slot.window.advance(now_ms, &current, p.window_ms, step);
         w.slot.alert.set_window(figures.total(), figures.errors());
-        // Taken over from another master (binary upgrade): this zone's counts start then, so
-        // hold the level until it has seen a whole window rather than resolve or re-fire.
+        // A firing level taken over from another master (binary upgrade): this zone's counts
+        // start then, so it is not lowered (or resolved) before the zone has seen a whole
+        // window; a worse level is announced as usual.
         let adopted = w.slot.alert.adopted_at_ms.load(Relaxed);
-        if adopted != 0 {
-            if now_ms < adopted.saturating_add(p.window_ms) {
-                continue;
-            }
+        let hold = adopted != 0 && now_ms < adopted.saturating_add(p.window_ms);
+        if adopted != 0 && !hold {
             w.slot.alert.adopted_at_ms.store(0, Relaxed);
         }
 
         let machine = AlertMachine::from(p);
         let old = load_state(w.slot);
         let (new, transition) = machine.step(old, figures.errors(), figures.total(), now_ms);
+        if hold && new.level < old.level {
+            continue;
+        }
         if new == old || !store_state(w.slot, old, new) {
             continue;
         }
@@ -234,6 +236,16 @@ mod tests {
         for t in (2_000..11_000).step_by(1_000) {
             assert!(evaluate(&w, t, 1000).is_empty(), "held at {t}");
         }
+        // A worse level is not held back.
+        let worse_z = zone(&["be"]);
+        let worse = &worse_z.names()[0];
+        worse.alert.level.store(Level::Warning as u32, Relaxed);
+        worse.alert.adopted_at_ms.store(1_000, Relaxed);
+        traffic(worse, 0, 100);
+        let ws = watch(&worse_z, &p);
+        let up = evaluate(&ws, 2_000, 1000);
+        assert_eq!(up.len(), 1);
+        assert!(crate::discord::title(&up[0]).starts_with("CRITICAL be"));
         let resolved = evaluate(&w, 11_000, 1000);
         assert_eq!(resolved.len(), 1);
         assert_eq!(crate::discord::title(&resolved[0]), "RESOLVED be after 10s");

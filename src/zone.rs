@@ -667,7 +667,9 @@ impl Zone {
                 a.level.store(level.min(2) as u32, Relaxed);
                 a.incident_since_ms.store(since, Relaxed);
                 a.last_post_ms.store(post, Relaxed);
-                a.adopted_at_ms.store(now_ms, Relaxed);
+                // Only a firing level needs holding until this zone has seen a window.
+                a.adopted_at_ms
+                    .store(if level == 0 { 0 } else { now_ms }, Relaxed);
             }
         }
         for s in self.probes().iter().filter(|s| s.key.is_live()) {
