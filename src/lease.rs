@@ -56,7 +56,11 @@ impl HandOver {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         });
         let dir = Path::new("/dev/shm");
-        let dir = if dir.is_dir() { dir.to_path_buf() } else { std::env::temp_dir() };
+        let dir = if dir.is_dir() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         HandOver {
             path: dir.join(format!("nginx-status-alert.{hash:016x}.state")),
         }
@@ -64,7 +68,9 @@ impl HandOver {
 
     /// Leaves `state` (replacing an earlier one), readable by this user only.
     pub fn leave(&self, state: &[u8]) -> io::Result<()> {
-        let tmp = self.path.with_extension(format!("{}.tmp", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("{}.tmp", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -162,11 +168,18 @@ mod tests {
         assert_eq!(h.take(Duration::from_secs(60)), None, "nothing left yet");
         h.leave(b"first").unwrap();
         h.leave(b"second").unwrap();
-        assert_eq!(h.take(Duration::from_secs(60)).as_deref(), Some(&b"second"[..]));
+        assert_eq!(
+            h.take(Duration::from_secs(60)).as_deref(),
+            Some(&b"second"[..])
+        );
         assert_eq!(h.take(Duration::from_secs(60)), None, "taken once");
         h.leave(b"old").unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(h.take(Duration::from_millis(1)), None, "too old: another run's");
+        assert_eq!(
+            h.take(Duration::from_millis(1)),
+            None,
+            "too old: another run's"
+        );
         let mode = |p: &Path| std::fs::metadata(p).map(|m| m.mode() & 0o777);
         h.leave(b"x").unwrap();
         assert_eq!(mode(&h.path).unwrap(), 0o600);

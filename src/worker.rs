@@ -362,8 +362,14 @@ impl Worker {
             return;
         };
         if let Some(zone) = self.mcf.zone {
-            if let Err(e) = self.hand_over.leave(zone.export_state().to_string().as_bytes()) {
-                warn!(self.log, "status_alert: cannot leave the evaluator state: {e}");
+            if let Err(e) = self
+                .hand_over
+                .leave(zone.export_state().to_string().as_bytes())
+            {
+                warn!(
+                    self.log,
+                    "status_alert: cannot leave the evaluator state: {e}"
+                );
             }
         }
         drop(lease);
