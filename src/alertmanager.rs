@@ -103,7 +103,7 @@ pub fn build_payload(
             alerts.push(alert(e, level, host, now_unix + FIRING_FOR_SECS));
         }
     }
-    (!alerts.is_empty()).then(|| Value::Array(alerts))
+    (!alerts.is_empty()).then_some(Value::Array(alerts))
 }
 
 #[cfg(test)]
@@ -154,7 +154,7 @@ mod tests {
         let critical = location(Level::Critical, Level::Ok);
         let v = build_payload(
             std::slice::from_ref(&critical),
-            &[critical.clone()],
+            std::slice::from_ref(&critical),
             "web1",
             2_000,
         )
@@ -185,7 +185,13 @@ mod tests {
     #[test]
     fn a_changed_level_ends_the_old_severity_and_a_resolution_ends_now() {
         let up = location(Level::Critical, Level::Warning);
-        let v = build_payload(std::slice::from_ref(&up), &[up.clone()], "h", 2_000).unwrap();
+        let v = build_payload(
+            std::slice::from_ref(&up),
+            std::slice::from_ref(&up),
+            "h",
+            2_000,
+        )
+        .unwrap();
         let alerts = v.as_array().unwrap();
         assert_eq!(alerts.len(), 2);
         assert_eq!(alerts[0]["labels"]["severity"], "warning");
