@@ -106,7 +106,9 @@ struct Announce {
 
 /// Moves one alert kind to `level`: stores the state (compare-and-swap, so an event is
 /// announced once however many evaluators run), books the incident, and returns what to
-/// announce. `value` is the figure behind the level (see `Incident::peak_value`).
+/// announce. `value` is the figure behind the level (see `Incident::peak_value`). With `hold`
+/// (a level taken over less than a window ago) the level may rise but not fall.
+#[allow(clippy::too_many_arguments)]
 fn settle(
     cells: &StateCells<'_>,
     incidents: &IncidentLog,
@@ -115,9 +117,14 @@ fn settle(
     value: f64,
     now_ms: u64,
     repeat_ms: Option<u64>,
+    hold: bool,
 ) -> Option<Announce> {
     let old = cells.load();
     let (new, transition) = advance(old, level, now_ms, repeat_ms);
+    if hold && new.level < old.level {
+        // A taken-over level is not lowered yet (see `evaluate_with`).
+        return None;
+    }
     if new != old && !cells.store(old, new) {
         return None;
     }
@@ -187,12 +194,13 @@ pub fn evaluate_with(
             step,
         );
         slot.alert.set_window(figures.total(), figures.errors());
-        // Taken over from another master (binary upgrade): this zone's counts start then, so
-        // hold every level (5xx, latency, error budget) until it has seen a whole window rather
-        // than resolve or re-fire. The figures (window, estimate, burn rates) still advance.
+        // A firing level taken over from another master (binary upgrade): this zone's counts
+        // start then, so no level (5xx, latency, error budget) is lowered (or resolved) before
+        // the zone has seen a whole window; a worse level is announced as usual. The figures
+        // (window, estimate, burn rates) still advance.
         let adopted = slot.alert.adopted_at_ms.load(Relaxed);
-        let held = adopted != 0 && now_ms < adopted.saturating_add(p.window_ms);
-        if adopted != 0 && !held {
+        let hold = adopted != 0 && now_ms < adopted.saturating_add(p.window_ms);
+        if adopted != 0 && !hold {
             slot.alert.adopted_at_ms.store(0, Relaxed);
         }
         let event = |detail| AlertEvent {
@@ -209,19 +217,16 @@ pub fn evaluate_with(
         let share_pct = error_share(figures.errors(), figures.total(), 100.0);
         let cells = StateCells::errors(slot);
         let kind = IncidentKind::Errors;
-        let announce = if held {
-            None
-        } else {
-            settle(
-                &cells,
-                &slot.incidents,
-                kind,
-                level,
-                share_pct,
-                now_ms,
-                p.repeat_ms,
-            )
-        };
+        let announce = settle(
+            &cells,
+            &slot.incidents,
+            kind,
+            level,
+            share_pct,
+            now_ms,
+            p.repeat_ms,
+            hold,
+        );
         if let Some(a) = announce {
             events.push(event(EventDetail::Location(LocationEvent {
                 level: a.level,
@@ -249,19 +254,16 @@ pub fn evaluate_with(
         let cells = StateCells::of(&slot.latency.state);
         let kind = IncidentKind::Latency;
         let seconds = estimate.unwrap_or(0.0) / 1000.0;
-        let announce = if held {
-            None
-        } else {
-            settle(
-                &cells,
-                &slot.incidents,
-                kind,
-                level,
-                seconds,
-                now_ms,
-                p.repeat_ms,
-            )
-        };
+        let announce = settle(
+            &cells,
+            &slot.incidents,
+            kind,
+            level,
+            seconds,
+            now_ms,
+            p.repeat_ms,
+            hold,
+        );
         if let (Some(a), Some(l)) = (announce, p.latency) {
             events.push(event(EventDetail::Latency(LatencyEvent {
                 level: a.level,
@@ -311,19 +313,16 @@ pub fn evaluate_with(
         };
         let cells = StateCells::of(&slot.slo.state);
         let kind = IncidentKind::Slo;
-        let announce = if held {
-            None
-        } else {
-            settle(
-                &cells,
-                &slot.incidents,
-                kind,
-                level,
-                rate,
-                now_ms,
-                p.repeat_ms,
-            )
-        };
+        let announce = settle(
+            &cells,
+            &slot.incidents,
+            kind,
+            level,
+            rate,
+            now_ms,
+            p.repeat_ms,
+            hold,
+        );
         if let (Some(a), Some(slo)) = (announce, p.slo_pct) {
             let rates = burn.rates(slo);
             events.push(event(EventDetail::Slo(SloEvent {
@@ -460,6 +459,16 @@ mod tests {
         for t in (2_000..11_000).step_by(1_000) {
             assert!(evaluate(&w, t, 1000).is_empty(), "held at {t}");
         }
+        // A worse level is not held back.
+        let worse_z = zone(&["be"]);
+        let worse = &worse_z.names()[0];
+        worse.alert.level.store(Level::Warning as u32, Relaxed);
+        worse.alert.adopted_at_ms.store(1_000, Relaxed);
+        traffic(worse, 0, 100);
+        let ws = watch(&worse_z, &p);
+        let up = evaluate(&ws, 2_000, 1000);
+        assert_eq!(up.len(), 1);
+        assert!(crate::discord::title(&up[0]).starts_with("CRITICAL be"));
         let resolved = evaluate(&w, 11_000, 1000);
         assert_eq!(resolved.len(), 1);
         assert_eq!(crate::discord::title(&resolved[0]), "RESOLVED be after 10s");
@@ -501,6 +510,21 @@ mod tests {
             ]
         );
         assert_eq!(slot.alert.adopted_at_ms.load(Relaxed), 0);
+
+        // A worse latency level is not held back.
+        let worse_z = zone(&["be"]);
+        let worse = &worse_z.names()[0];
+        worse
+            .latency
+            .state
+            .level
+            .store(Level::Warning as u32, Relaxed);
+        worse.latency.state.incident_since_ms.store(1_000, Relaxed);
+        worse.alert.adopted_at_ms.store(1_000, Relaxed);
+        slow_traffic(worse, 0, 100, 3000);
+        let up = evaluate(&watch(&worse_z, &p), 2_000, 1000);
+        assert_eq!(up.len(), 1);
+        assert!(crate::discord::title(&up[0]).starts_with("CRITICAL be: p95"));
     }
 
     #[test]

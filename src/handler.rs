@@ -212,17 +212,19 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         }
         let since = s.since_ms.load(Relaxed);
         let status = s.last_status.load(Relaxed) as u16;
+        let status = (status != 0).then_some(status);
+        let reason = s
+            .last_reason
+            .load(Relaxed)
+            .checked_sub(1)
+            .and_then(crate::probe::Reason::from_index);
         m.probe_details.insert(
             (p.spec.name.clone(), p.spec.target.display()),
             ProbeDetail {
                 since_unix: (since != 0).then_some(since / 1000),
-                last_reason: s
-                    .last_reason
-                    .load(Relaxed)
-                    .checked_sub(1)
-                    .and_then(crate::probe::Reason::from_index)
-                    .map(|r| r.words((status != 0).then_some(status))),
-                last_status: (status != 0).then_some(status),
+                last_reason: reason.map(|r| r.words(status)),
+                // The page shows it as part of the last failure: only an unexpected status.
+                last_status: status.filter(|_| reason == Some(crate::probe::Reason::Status)),
             },
         );
         m.probes.push(ProbeMetrics {

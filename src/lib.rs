@@ -10,6 +10,7 @@
 mod log;
 
 pub mod alert;
+pub mod alertmanager;
 #[cfg(not(test))]
 mod conf;
 pub mod counters;

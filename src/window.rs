@@ -288,11 +288,17 @@ impl WindowRing {
         let len = (self.len.load(Relaxed) as usize).min(RING_LEN);
         let next = self.next.load(Relaxed) as usize % RING_LEN;
         let cutoff = now_ms.saturating_sub(window_ms);
-        let samples: Vec<(u64, SampleCounts)> = (1..=len)
+        let mut samples: Vec<(u64, SampleCounts)> = (1..=len)
             .rev()
             .map(|k| self.samples[(next + RING_LEN - k) % RING_LEN].load())
             .filter(|(at, _)| *at >= cutoff)
             .collect();
+        // A ring that never wrapped and whose first sample is inside the window started
+        // counting inside it: what came before the first sample is the first step (as in
+        // `advance`, whose baseline is then zero).
+        if len < RING_LEN && samples.len() == len && len > 0 {
+            samples.insert(0, (samples[0].0, SampleCounts::default()));
+        }
         samples
             .windows(2)
             .map(|w| {
@@ -438,7 +444,8 @@ mod tests {
         r.advance(2_000, &counts(20, 5), 10_000, 1_000);
         r.advance(3_000, &counts(20, 5), 10_000, 1_000);
         r.advance(4_000, &counts(30, 15), 10_000, 1_000);
-        assert_eq!(r.share_history(4_000, 10_000), vec![0.5, 0.0, 1.0]);
+        // Everything before the first sample (the slot started counting in the window) first.
+        assert_eq!(r.share_history(4_000, 10_000), vec![0.0, 0.5, 0.0, 1.0]);
         assert_eq!(
             r.share_history(4_000, 1_500),
             vec![1.0],

@@ -20,7 +20,7 @@ use ngx::http::HttpModuleMainConf;
 use crate::conf::MainConf;
 use crate::evaluate::{self, Watched};
 use crate::event::{AlertEvent, EventDetail, ProbeEvent};
-use crate::lease::{self, Lease, Mailbox};
+use crate::lease::{self, HandOver, Lease};
 use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
 use crate::params::WebhookTarget;
 use crate::probe::{self, ProbeResult, ProbeTransition};
@@ -55,7 +55,7 @@ struct Worker {
     /// The lease's name for this nginx.
     lease_name: Vec<u8>,
     /// Where the previous holder leaves its state when it cannot share a zone with us.
-    mailbox: Option<Mailbox>,
+    hand_over: HandOver,
     /// A failure to take the lease was logged (logged once).
     lease_error_logged: bool,
     /// When the helper was last started, ms, and the wait before the next start after a crash.
@@ -66,6 +66,9 @@ struct Worker {
     /// Payloads waiting for the next helper while the restart backs off.
     pending_restart: Option<Outbox>,
 }
+
+/// A hand-over older than this is from an earlier run of nginx, not from the previous holder.
+const HAND_OVER_MAX_AGE: core::time::Duration = core::time::Duration::from_secs(60);
 
 /// The shortest and longest wait before restarting a helper that keeps dying.
 const RESTART_BACKOFF_MIN_MS: u64 = 1000;
@@ -132,7 +135,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         stopping: false,
         lease: None,
         lease_name: lease_name.clone(),
-        mailbox: Mailbox::open(&lease_name).ok().flatten(),
+        hand_over: HandOver::for_lease(&lease_name),
         lease_error_logged: false,
         helper_started_ms: now_ms(),
         helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
@@ -359,7 +362,15 @@ impl Worker {
             return;
         };
         if let Some(zone) = self.mcf.zone {
-            lease::hand_over(&self.lease_name, zone.export_state().to_string().as_bytes());
+            if let Err(e) = self
+                .hand_over
+                .leave(zone.export_state().to_string().as_bytes())
+            {
+                warn!(
+                    self.log,
+                    "status_alert: cannot leave the evaluator state: {e}"
+                );
+            }
         }
         drop(lease);
     }
@@ -447,19 +458,14 @@ impl Worker {
                 }
                 // The last state the previous holder left (from the other master of a binary
                 // upgrade; after a reload it is what the zone already holds).
-                // The holder needs no mailbox: the next waiting process opens it.
-                let last = self.mailbox.take().and_then(|m| m.take_all().pop());
+                let last = self.hand_over.take(HAND_OVER_MAX_AGE);
                 if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
                     zone.import_exported(&state, now_ms());
                 }
                 self.lease = Some(lease);
                 notice!(self.log, "status_alert: this process evaluates from now on");
             }
-            Ok(None) => {
-                if self.mailbox.is_none() {
-                    self.mailbox = Mailbox::open(&self.lease_name).ok().flatten();
-                }
-            }
+            Ok(None) => {}
             Err(e) if !self.lease_error_logged => {
                 self.lease_error_logged = true;
                 error!(

@@ -806,7 +806,7 @@ impl Zone {
                 a.level.store(level.min(2) as u32, Relaxed);
                 a.incident_since_ms.store(since, Relaxed);
                 a.last_post_ms.store(post, Relaxed);
-                a.adopted_at_ms.store(now_ms, Relaxed);
+                let mut firing = level != 0;
                 for (k, shared) in [(3, &s.latency.state), (6, &s.slo.state)] {
                     if let (Some(level), Some(since), Some(post)) =
                         (field(v, k), field(v, k + 1), field(v, k + 2))
@@ -815,7 +815,12 @@ impl Zone {
                         shared.incident_since_ms.store(since, Relaxed);
                         shared.last_post_ms.store(post, Relaxed);
                     }
+                    firing |= shared.level.load(Relaxed) != 0;
                 }
+                // Only a firing level (of any kind) needs holding until this zone has seen a
+                // window.
+                a.adopted_at_ms
+                    .store(if firing { now_ms } else { 0 }, Relaxed);
             }
         }
         for s in self.probes().iter().filter(|s| s.key.is_live()) {
@@ -1261,6 +1266,14 @@ mod tests {
         assert_eq!(n.names[1].alert.level.load(Relaxed), 1);
         assert_eq!(n.names[1].latency.state.level.load(Relaxed), 1);
         assert_eq!(n.names[1].slo.state.level.load(Relaxed), 2);
+        // 5xx ok but latency firing: still held; nothing firing: nothing to hold.
+        let json = serde_json::json!({"version": 1, "names": {
+            "web": [0, 0, 0, 2, 9_000, 0, 0, 0, 0],
+            "api": [0, 0, 0, 0, 0, 0, 0, 0, 0],
+        }});
+        b.import_exported(&json, 9_000);
+        assert_eq!(n.names[0].alert.adopted_at_ms.load(Relaxed), 9_000);
+        assert_eq!(n.names[1].alert.adopted_at_ms.load(Relaxed), 0);
     }
 
     #[test]
