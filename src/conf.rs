@@ -15,6 +15,7 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
+use crate::counters::BucketBounds;
 use crate::params::{self, AlertParams, WebhookTarget};
 use crate::probe_spec::{self, ProbeSpec};
 use crate::zone::{NameSlot, ProbeSlot, Zone};
@@ -71,6 +72,10 @@ pub struct MainConf {
     pub interval_ms: Option<u64>,
     /// `status_alert_webhook`.
     pub webhook: Option<WebhookTarget>,
+    /// `status_alert_buckets`, and where it was set.
+    pub buckets: Option<(BucketBounds, String)>,
+    /// The bounds in ms as the request path reads them (set in postconfiguration).
+    pub bucket_ms: Vec<u64>,
     /// `status_alert_zone`, bytes, and where it was set.
     pub zone_size: Option<(usize, String)>,
     /// The primary zone (this configuration counts into it), once initialised.
@@ -105,6 +110,11 @@ pub struct Draining {
 }
 
 impl MainConf {
+    /// Histogram bounds (`status_alert_buckets` or the default).
+    pub fn bucket_bounds(&self) -> BucketBounds {
+        self.buckets.as_ref().map(|(b, _)| *b).unwrap_or_default()
+    }
+
     /// Zone keys of every NAME and every probe, in configuration order.
     pub fn keys(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let names = self
@@ -151,9 +161,22 @@ impl MainConf {
     /// Checks what can only be checked once the whole `http` block is read.
     pub fn validate(&self) -> Result<(), String> {
         let interval = self.interval_ms();
+        let bounds = self.bucket_bounds();
         for n in &self.names {
             params::check_window(n.params.window_ms, interval)
                 .map_err(|e| format!("status_alert \"{}\": {e} in {}", n.name, n.place))?;
+            if let Some(latency) = &n.params.latency {
+                params::check_latency_buckets(latency, bounds.as_ms()).map_err(|e| {
+                    let at = self.buckets.as_ref().map(|(_, p)| p.as_str());
+                    format!(
+                        "status_alert \"{}\": {e} in {}{}",
+                        n.name,
+                        n.place,
+                        at.map(|p| format!(" (status_alert_buckets in {p})"))
+                            .unwrap_or_default()
+                    )
+                })?;
+            }
         }
         Ok(())
     }
@@ -428,6 +451,30 @@ extern "C" fn set_interval(
     })
 }
 
+extern "C" fn set_buckets(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_buckets";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if mcf.buckets.is_some() {
+            return Err(err("is duplicate".into()));
+        }
+        let args = args(cf, D)?;
+        let ms = params::parse_buckets(args.iter().map(String::as_str))
+            .map_err(|e| err(e.to_string()))?;
+        let bounds = BucketBounds::new(&ms)
+            .ok_or_else(|| err("expects 1 to 30 increasing times".to_string()))?;
+        mcf.buckets = Some((bounds, place(cf)));
+        Ok(())
+    })
+}
+
 extern "C" fn set_zone(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -478,7 +525,7 @@ extern "C" fn set_metrics(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 7] = [
+pub static mut COMMANDS: [ngx_command_t; 8] = [
     ngx_command_t {
         name: ngx_string!("status_alert"),
         type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
@@ -507,6 +554,14 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
         name: ngx_string!("status_alert_interval"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(set_interval),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_buckets"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_buckets),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),

@@ -13,7 +13,10 @@ use ngx::ngx_string;
 use crate::conf::{AlertSetting, MainConf, NameConf};
 use crate::event::Level;
 use crate::html::{render_html, HtmlOptions};
-use crate::metrics::{self, LocationDetail, LocationMetrics, Metrics, ProbeDetail, ProbeMetrics};
+use crate::metrics::{
+    self, LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail, ProbeDown,
+    ProbeMetrics,
+};
 use crate::negotiate::{choose_format, parse_refresh, Format};
 use crate::HttpStatusAlertModule as Module;
 
@@ -164,13 +167,17 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let now = nginx_sys::ngx_timeofday();
     let elapsed_ms =
         ((now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64)).max(0) as u64;
-    slot.counters.record(status, elapsed_ms);
+    slot.counters
+        .record_in(status, elapsed_ms, mcf.bucket_ms.as_slice());
     NGX_DECLINED as ngx_int_t
 }
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
-    let mut m = Metrics::default();
+    let mut m = Metrics {
+        bucket_bounds: mcf.bucket_bounds(),
+        ..Metrics::default()
+    };
     for n in &mcf.names {
         // SAFETY: slots point into the mapped zone once it is initialised.
         let Some(slot) = (unsafe { n.slot.as_ref() }) else {
@@ -192,6 +199,18 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 ..LocationDetail::default()
             },
         );
+        m.health.push(LocationHealth {
+            name: n.name.clone(),
+            latency: p
+                .latency
+                .as_ref()
+                .map(|l| (l.quantile_label(), slot.latency.estimate_seconds())),
+            slo: p.slo_pct.map(|pct| {
+                let labels = crate::slo::burn_windows_ms(p.window_ms).map(crate::slo::window_label);
+                (pct, labels.into_iter().zip(slot.slo.rates()).collect())
+            }),
+            incidents: slot.incident_summary(now_ms),
+        });
         m.locations.push(LocationMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
@@ -227,6 +246,11 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 last_status: status.filter(|_| reason == Some(crate::probe::Reason::Status)),
             },
         );
+        m.probe_down.push(ProbeDown {
+            name: p.spec.name.clone(),
+            target: p.spec.target.display(),
+            seconds: s.down_seconds(now_ms),
+        });
         m.probes.push(ProbeMetrics {
             name: p.spec.name.clone(),
             target: p.spec.target.display(),

@@ -158,6 +158,7 @@ mod wiring {
             if mcf.names.is_empty() && mcf.probes.is_empty() {
                 return Status::NGX_OK.into();
             }
+            mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();
             if let Err(e) = mcf.validate().and_then(|()| shm::add_zone(cf, mcf)) {
                 emerg!(cf.log, "{e}");
                 return Status::NGX_ERROR.into();

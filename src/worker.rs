@@ -346,7 +346,8 @@ impl Worker {
                         })
                     })
                     .collect();
-                events.extend(evaluate::evaluate(&watched, now, interval));
+                let bounds = self.mcf.bucket_bounds();
+                events.extend(evaluate::evaluate_with(&watched, now, interval, &bounds));
             }
         }
 

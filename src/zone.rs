@@ -873,11 +873,14 @@ impl NameSlot {
     /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a
     /// configuration claims the slot. A slot that counted by other bounds restarts its
     /// histogram and the window's bucket history; with the same bounds nothing changes, so the
-    /// counters survive the reload.
-    pub fn adopt_bucket_bounds(&self, bounds: &BucketBounds) {
-        if self.counters.adopt_bounds(bounds) {
+    /// counters survive the reload. True when the slot counted with other bounds before (its
+    /// histogram restarted).
+    pub fn adopt_bucket_bounds(&self, bounds: &BucketBounds) -> bool {
+        let changed = self.counters.adopt_bounds(bounds);
+        if changed {
             self.window.reset_histogram();
         }
+        changed
     }
 
     /// Incident totals and history at `now_ms`, ongoing incidents included.
