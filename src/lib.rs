@@ -9,38 +9,16 @@
 #[macro_use]
 mod log;
 
-pub mod alert;
-pub mod alertmanager;
+pub mod conf;
 #[cfg(not(test))]
-mod conf;
-pub mod counters;
-pub mod discord;
+mod count;
 pub mod evaluate;
-pub mod event;
-#[cfg(not(test))]
-mod handler;
-pub mod html;
-pub mod incidents;
-pub mod json_event;
-pub mod latency;
-pub mod lease;
-pub mod metrics;
-pub mod negotiate;
-pub mod notifier;
-pub mod params;
-pub mod payload;
+pub mod expose;
+pub mod helper;
+pub mod notify;
 pub mod probe;
-pub mod probe_spec;
 #[cfg(test)]
 mod properties;
-#[cfg(not(test))]
-mod shm;
-pub mod sidecar;
-pub mod slack;
-pub mod slo;
-pub mod window;
-#[cfg(not(test))]
-mod worker;
 pub mod zone;
 
 #[cfg(not(test))]
@@ -69,8 +47,11 @@ mod wiring {
     ) -> ngx_int_t;
     use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
+    use crate::conf::directives;
     use crate::conf::{LocConf, MainConf};
-    use crate::{conf, handler, shm, worker};
+    use crate::count;
+    use crate::helper::evaluator;
+    use crate::zone::shm;
 
     /// The module's type for ngx's configuration helpers.
     pub struct HttpStatusAlertModule;
@@ -95,11 +76,11 @@ mod wiring {
     #[cfg_attr(not(feature = "export-modules"), no_mangle)]
     pub static mut ngx_http_status_alert_module: ngx_module_t = ngx_module_t {
         ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
-        commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
+        commands: unsafe { ptr::addr_of_mut!(directives::COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as ngx_uint_t,
         init_module: Some(shm::init_module),
-        init_process: Some(worker::init_process),
-        exit_process: Some(worker::exit_process),
+        init_process: Some(evaluator::init_process),
+        exit_process: Some(evaluator::exit_process),
         ..ngx_module_t::default()
     };
 
@@ -125,16 +106,16 @@ mod wiring {
             let public = (
                 ngx_string!("status_alert_name"),
                 NGX_HTTP_VAR_NOCACHEABLE,
-                handler::name_variable as VariableGetter,
+                count::name_variable as VariableGetter,
             );
             // The binding itself, in a variable slot because slots survive internal
             // redirects (request contexts do not). The space keeps the name out of reach of
             // configuration, NOHASH out of reach of lookups by name (njs `r.variables`), and
             // the no-op set handler out of reach of any module that sets variables through it.
             let binding = (
-                handler::BINDING_VARIABLE,
+                count::BINDING_VARIABLE,
                 NGX_HTTP_VAR_NOHASH,
-                handler::binding_variable as VariableGetter,
+                count::binding_variable as VariableGetter,
             );
             for (mut name, flags, get) in [public, binding] {
                 // SAFETY: valid cf; nginx copies the name.
@@ -144,7 +125,7 @@ mod wiring {
                     return Status::NGX_ERROR.into();
                 };
                 var.get_handler = Some(get);
-                var.set_handler = Some(handler::ignore_variable_write);
+                var.set_handler = Some(count::ignore_variable_write);
             }
             Status::NGX_OK.into()
         }
@@ -166,7 +147,7 @@ mod wiring {
             if mcf.names.is_empty() {
                 return Status::NGX_OK.into();
             }
-            let mut name = handler::BINDING_VARIABLE;
+            let mut name = count::BINDING_VARIABLE;
             // SAFETY: valid cf; the variable was added in preconfiguration.
             let index = unsafe { nginx_sys::ngx_http_get_variable_index(cf, &mut name) };
             if index < 0 {
@@ -179,9 +160,9 @@ mod wiring {
             let phases = [
                 (
                     ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
-                    handler::bind_handler as PhaseHandler,
+                    count::bind_handler as PhaseHandler,
                 ),
-                (ngx_http_phases_NGX_HTTP_LOG_PHASE, handler::log_handler),
+                (ngx_http_phases_NGX_HTTP_LOG_PHASE, count::log_handler),
             ];
             for (phase, handler) in phases {
                 let handlers = &mut cmcf.phases[phase as usize].handlers;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-use crate::probe_spec::{ProbeSpec, Scheme};
+use crate::conf::probe_spec::{ProbeSpec, Scheme};
 use crate::zone::ProbeShared;
 
 /// Most of a response body a probe reads (and discards).
@@ -422,7 +422,7 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe_spec::parse;
+    use crate::conf::probe_spec::parse;
     use std::io::Write;
     use std::net::TcpListener;
 

@@ -15,16 +15,18 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::counters::{CountersSnapshot, BUCKETS, BUCKET_SLOTS, STATUS_SLOTS};
-use crate::discord::{build_payloads, log_line, title};
-use crate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
-use crate::metrics::{render_json, render_prometheus, LocationMetrics, Metrics, ProbeMetrics};
-use crate::params::{
+use crate::conf::params::{
     check_window, fmt_pct, parse_alert_params, parse_interval, parse_percent, parse_size,
     parse_time_ms, parse_webhook_url, validate_name, validate_url, ParamError, WebhookTarget,
     MAX_NAME_LEN, MAX_WINDOW_MS,
 };
-use crate::probe_spec::{self, parse_expect, parse_target, Scheme};
+use crate::conf::probe_spec::{self, parse_expect, parse_target, Scheme};
+use crate::evaluate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
+use crate::expose::metrics::{
+    render_json, render_prometheus, LocationMetrics, Metrics, ProbeMetrics,
+};
+use crate::notify::discord::{build_payloads, log_line, title};
+use crate::zone::counters::{CountersSnapshot, BUCKETS, BUCKET_SLOTS, STATUS_SLOTS};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::counters::MAX_BUCKET_BOUNDS;
+use crate::zone::counters::MAX_BUCKET_BOUNDS;
 
 /// Longest NAME accepted by `status_alert` and `name=`.
 pub const MAX_NAME_LEN: usize = 64;
@@ -991,7 +991,7 @@ mod tests {
         let default = "5ms 10ms 25ms 50ms 100ms 250ms 500ms 1s 2.5s 5s 10s";
         assert_eq!(
             parse_buckets(default.split(' ')).unwrap(),
-            crate::counters::BUCKET_BOUNDS_MS.to_vec()
+            crate::zone::counters::BUCKET_BOUNDS_MS.to_vec()
         );
         assert_eq!(parse_buckets(["1ms"]).unwrap(), vec![1]);
         let thirty: Vec<String> = (1..=30).map(|i| format!("{i}ms")).collect();
@@ -1028,7 +1028,7 @@ mod tests {
     #[test]
     fn latency_thresholds_must_be_reachable() {
         let l = parse_latency("p95:500ms:2s", "latency=p95:500ms:2s").unwrap();
-        assert!(check_latency_buckets(&l, &crate::counters::BUCKET_BOUNDS_MS).is_ok());
+        assert!(check_latency_buckets(&l, &crate::zone::counters::BUCKET_BOUNDS_MS).is_ok());
         let err = check_latency_buckets(&l, &[100, 1000])
             .unwrap_err()
             .to_string();

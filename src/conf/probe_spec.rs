@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::params::{parse_time_ms, validate_name, ParamError};
+use crate::conf::params::{parse_time_ms, validate_name, ParamError};
 
 /// How a target is probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 //! state plus at most one [`Transition`]. The caller stores the state in shared memory with a
 //! compare-and-swap, so two evaluators can never both announce the same transition.
 
-use crate::event::Level;
-use crate::params::AlertParams;
+use crate::conf::params::AlertParams;
+use crate::evaluate::event::Level;
 
 /// The persistent part of a NAME's alert state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

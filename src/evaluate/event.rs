@@ -91,7 +91,7 @@ pub struct LocationEvent {
 impl LocationEvent {
     /// 5xx share of the window in percent (0 with no requests).
     pub fn ratio_pct(&self) -> f64 {
-        crate::window::error_share(self.errors, self.total, 100.0)
+        crate::evaluate::window::error_share(self.errors, self.total, 100.0)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::event::Level;
+use crate::evaluate::event::Level;
 
 /// Incidents kept per NAME.
 pub const INCIDENT_HISTORY: usize = 8;

@@ -5,8 +5,8 @@
 //! that falls into `+Inf` answers with the highest finite bound, as Prometheus does. Pure: no
 //! shared memory, no nginx.
 
-use crate::event::Level;
-use crate::params::LatencyParams;
+use crate::conf::params::LatencyParams;
+use crate::evaluate::event::Level;
 
 /// Estimates the `q`-quantile (0 < q < 1) of request time in milliseconds from non-cumulative
 /// bucket `counts` (`counts[i]` for `bounds_ms[i]`, `counts[bounds_ms.len()]` for `+Inf`; slots
@@ -59,7 +59,7 @@ pub fn latency_level(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::BUCKET_BOUNDS_MS;
+    use crate::zone::counters::BUCKET_BOUNDS_MS;
 
     const BOUNDS: [u64; 3] = [100, 200, 400];
 

@@ -2,16 +2,28 @@
 //!
 //! Runs in the single evaluating process. Plain Rust over zone slots: no nginx types.
 
+pub mod alert;
+pub mod event;
+pub mod incidents;
+pub mod latency;
+pub mod lease;
+pub mod slo;
+pub mod window;
+
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::alert::{advance, AlertMachine, AlertState, Transition};
-use crate::counters::BucketBounds;
-use crate::event::{AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, SloEvent};
-use crate::incidents::{IncidentKind, IncidentLog};
-use crate::latency::{latency_level, quantile_ms};
-use crate::params::AlertParams;
-use crate::slo::{burn_windows_ms, window_label, BurnWindows};
-use crate::window::{error_share, long_step_ms, sample_step_ms, ErrorCounts, SampleCounts};
+use crate::conf::params::AlertParams;
+use crate::evaluate::alert::{advance, AlertMachine, AlertState, Transition};
+use crate::evaluate::event::{
+    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, SloEvent,
+};
+use crate::evaluate::incidents::{IncidentKind, IncidentLog};
+use crate::evaluate::latency::{latency_level, quantile_ms};
+use crate::evaluate::slo::{burn_windows_ms, window_label, BurnWindows};
+use crate::evaluate::window::{
+    error_share, long_step_ms, sample_step_ms, ErrorCounts, SampleCounts,
+};
+use crate::zone::counters::BucketBounds;
 use crate::zone::{LevelShared, NameSlot, ZoneHeader};
 
 /// How many status codes an alert lists.
@@ -399,7 +411,7 @@ mod tests {
             let errors = if (20..60).contains(&s) { 10 } else { 0 };
             traffic(slot, 20 - errors, errors);
             for e in evaluate(&w, 1_000_000 + s * 1000, 1000) {
-                log.push((s, crate::discord::title(&e)));
+                log.push((s, crate::notify::discord::title(&e)));
             }
         }
         let titles: Vec<&str> = log.iter().map(|(_, t)| t.as_str()).collect();
@@ -468,10 +480,13 @@ mod tests {
         let ws = watch(&worse_z, &p);
         let up = evaluate(&ws, 2_000, 1000);
         assert_eq!(up.len(), 1);
-        assert!(crate::discord::title(&up[0]).starts_with("CRITICAL be"));
+        assert!(crate::notify::discord::title(&up[0]).starts_with("CRITICAL be"));
         let resolved = evaluate(&w, 11_000, 1000);
         assert_eq!(resolved.len(), 1);
-        assert_eq!(crate::discord::title(&resolved[0]), "RESOLVED be after 10s");
+        assert_eq!(
+            crate::notify::discord::title(&resolved[0]),
+            "RESOLVED be after 10s"
+        );
         assert_eq!(slot.alert.adopted_at_ms.load(Relaxed), 0);
     }
 
@@ -500,7 +515,7 @@ mod tests {
         }
         let titles: Vec<String> = evaluate(&w, 11_000, 1000)
             .iter()
-            .map(crate::discord::title)
+            .map(crate::notify::discord::title)
             .collect();
         assert_eq!(
             titles,
@@ -524,7 +539,7 @@ mod tests {
         slow_traffic(worse, 0, 100, 3000);
         let up = evaluate(&watch(&worse_z, &p), 2_000, 1000);
         assert_eq!(up.len(), 1);
-        assert!(crate::discord::title(&up[0]).starts_with("CRITICAL be: p95"));
+        assert!(crate::notify::discord::title(&up[0]).starts_with("CRITICAL be: p95"));
     }
 
     #[test]
@@ -547,7 +562,8 @@ mod tests {
 
     fn latency_params() -> AlertParams {
         AlertParams {
-            latency: crate::params::parse_latency("p95:500ms:2s", "latency=p95:500ms:2s").ok(),
+            latency: crate::conf::params::parse_latency("p95:500ms:2s", "latency=p95:500ms:2s")
+                .ok(),
             ..params()
         }
     }
@@ -565,7 +581,7 @@ mod tests {
             slow_traffic(slot, 20 - slow, slow, 3000);
             let now = 1_000_000 + s * 1000;
             for e in evaluate(&w, now, 1000) {
-                log.push((s, crate::discord::title(&e)));
+                log.push((s, crate::notify::discord::title(&e)));
             }
             if s == 22 {
                 // Another evaluator seeing the same figures announces nothing.
@@ -627,7 +643,7 @@ mod tests {
             traffic(slot, 100 - errors, errors);
             for e in evaluate(w, 1_000_000 + s * 1000, 1000) {
                 if matches!(e.detail, EventDetail::Slo(_)) {
-                    out.push((s - start, crate::discord::title(&e)));
+                    out.push((s - start, crate::notify::discord::title(&e)));
                 }
             }
         }

@@ -17,7 +17,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::counters::{CountersSnapshot, BUCKET_SLOTS};
+use crate::zone::counters::{CountersSnapshot, BUCKET_SLOTS};
 
 /// Samples kept per NAME; the step is chosen so that a window spans at most `RING_LEN - 2`.
 pub const RING_LEN: usize = 32;
@@ -43,7 +43,7 @@ impl SampleCounts {
             f[CLASS + class - 1] = s.class(class);
         }
         for (i, v) in f[CODE_500..].iter_mut().enumerate() {
-            *v = s.status[crate::counters::status_index(500 + i)];
+            *v = s.status[crate::zone::counters::status_index(500 + i)];
         }
         SampleCounts(f)
     }

@@ -14,12 +14,12 @@
 
 use core::fmt::Write;
 
-use crate::discord::{format_duration, format_window, iso8601};
-use crate::event::Level;
-use crate::metrics::{
+use crate::evaluate::event::Level;
+use crate::expose::metrics::{
     duration_quantile, IncidentView, LocationDetail, LocationMetrics, Metrics, ProbeMetrics,
     NOTIFY_RESULT_LABELS,
 };
+use crate::notify::discord::{format_duration, format_window, iso8601};
 
 /// Longest auto-refresh period accepted, in seconds.
 pub const MAX_REFRESH_SECS: u32 = 3600;
@@ -585,10 +585,10 @@ fn write_incidents(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::{
+    use crate::expose::metrics::ProbeDetail;
+    use crate::zone::counters::{
         bucket_index, status_index, CountersSnapshot, BUCKET_SLOTS, STATUS_SLOTS,
     };
-    use crate::metrics::ProbeDetail;
 
     const EVIL: &str = "\"><script>alert(1)</script>";
     const NOW: u64 = 1_795_308_505;

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::counters::{BucketBounds, CountersSnapshot};
-use crate::event::Level;
-use crate::incidents::{IncidentKind, IncidentSummary};
-use crate::window::error_share;
+use crate::evaluate::event::Level;
+use crate::evaluate::incidents::{IncidentKind, IncidentSummary};
+use crate::evaluate::window::error_share;
+use crate::zone::counters::{BucketBounds, CountersSnapshot};
 use crate::zone::PROBE_REASONS;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
@@ -664,7 +664,7 @@ pub fn render_json(m: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::{bucket_index, status_index, BUCKET_SLOTS, STATUS_SLOTS};
+    use crate::zone::counters::{bucket_index, status_index, BUCKET_SLOTS, STATUS_SLOTS};
 
     fn loc(name: &str, records: &[(usize, u64)]) -> LocationMetrics {
         let mut c = CountersSnapshot {
@@ -721,7 +721,7 @@ mod tests {
 
     #[test]
     fn bucket_labels() {
-        let labels: Vec<String> = crate::counters::BUCKET_BOUNDS_MS
+        let labels: Vec<String> = crate::zone::counters::BUCKET_BOUNDS_MS
             .iter()
             .map(|ms| le_label(*ms))
             .collect();
@@ -806,7 +806,7 @@ mod tests {
     }
 
     fn health() -> LocationHealth {
-        use crate::incidents::Incident;
+        use crate::evaluate::incidents::Incident;
         LocationHealth {
             name: "api".into(),
             latency: Some(("0.95".into(), Some(2.4))),

@@ -153,7 +153,7 @@ pub fn parse_refresh(value: Option<&str>) -> Option<u32> {
         return None;
     }
     let n = v.parse::<u64>().unwrap_or(u64::MAX);
-    (n > 0).then(|| n.min(u64::from(crate::html::MAX_REFRESH_SECS)) as u32)
+    (n > 0).then(|| n.min(u64::from(crate::expose::html::MAX_REFRESH_SECS)) as u32)
 }
 
 #[cfg(test)]

@@ -17,15 +17,16 @@ use nginx_sys::{
 };
 use ngx::http::HttpModuleMainConf;
 
+use crate::conf::params::WebhookTarget;
 use crate::conf::MainConf;
+use crate::evaluate::event::{AlertEvent, EventDetail, ProbeEvent};
+use crate::evaluate::lease::{self, HandOver, Lease};
 use crate::evaluate::{self, Watched};
-use crate::event::{AlertEvent, EventDetail, ProbeEvent};
-use crate::lease::{self, HandOver, Lease};
-use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
-use crate::params::WebhookTarget;
+use crate::helper::{HelperContext, Outbox, Report, Sidecar};
+use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
+use crate::notify::discord;
 use crate::probe::{self, ProbeResult, ProbeTransition};
-use crate::sidecar::{HelperContext, Outbox, Report, Sidecar};
-use crate::{discord, HttpStatusAlertModule};
+use crate::HttpStatusAlertModule;
 
 extern "C" {
     // nginx's own helper for its master/worker channel (src/os/unix/ngx_channel.c): registers
@@ -111,7 +112,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     };
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
-    zone.register_writer(pid, mcf.generation, crate::shm::process_alive);
+    zone.register_writer(pid, mcf.generation, crate::zone::shm::process_alive);
     if !is_evaluating_process() {
         return NGX_OK as ngx_int_t;
     }

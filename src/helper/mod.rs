@@ -18,6 +18,9 @@
 //! logs them as nginx-style lines on stderr (nginx's error log), and exits. Worker 0 never waits
 //! for it. When the helper dies, worker 0 counts what it took with it and starts another.
 
+#[cfg(not(test))]
+pub(crate) mod evaluator;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -25,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
+use crate::conf::probe_spec::ProbeSpec;
+use crate::notify::delivery::{DeliveryResult, Notifier, NotifierConfig, Outcome};
 use crate::probe::{ProbeResult, ProbeRunner, Reason};
-use crate::probe_spec::ProbeSpec;
 use crate::zone::Zone;
 
 /// Bytes of payloads waiting for the pipe before the oldest are dropped.

@@ -11,8 +11,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::discord::{iso8601, log_line, title};
-use crate::event::{AlertEvent, EventDetail, Level};
+use crate::evaluate::event::{AlertEvent, EventDetail, Level};
+use crate::notify::discord::{iso8601, log_line, title};
 
 /// How often firing alerts are posted again.
 pub const RESEND_SECS: u64 = 60;
@@ -126,7 +126,7 @@ pub fn build_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{LocationEvent, ProbeEvent};
+    use crate::evaluate::event::{LocationEvent, ProbeEvent};
 
     fn location(level: Level, previous: Level) -> AlertEvent {
         AlertEvent {
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn latency_and_error_budget_use_their_rules_alertnames() {
         let latency = AlertEvent {
-            detail: EventDetail::Latency(crate::event::LatencyEvent {
+            detail: EventDetail::Latency(crate::evaluate::event::LatencyEvent {
                 level: Level::Warning,
                 previous: Level::Critical,
                 repeat: false,
@@ -252,7 +252,7 @@ mod tests {
             ..location(Level::Ok, Level::Ok)
         };
         let slo = AlertEvent {
-            detail: EventDetail::Slo(crate::event::SloEvent {
+            detail: EventDetail::Slo(crate::evaluate::event::SloEvent {
                 level: Level::Ok,
                 previous: Level::Critical,
                 repeat: false,

@@ -21,7 +21,7 @@
 
 use serde_json::{json, Value};
 
-use crate::event::{
+use crate::evaluate::event::{
     AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
 };
 

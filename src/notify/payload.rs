@@ -1,22 +1,22 @@
 //! Webhook request bodies in each destination's format (`status_alert_webhook ... format=`).
 
-use crate::event::AlertEvent;
-use crate::params::WebhookFormat;
+use crate::conf::params::WebhookFormat;
+use crate::evaluate::event::AlertEvent;
 
 /// JSON bodies to POST for `events`, in order: Discord and Slack split large batches over several
 /// messages to stay within their limits; the JSON event is one message per batch. No events, no
 /// bodies.
 pub fn webhook_bodies(format: WebhookFormat, events: &[AlertEvent], host: &str) -> Vec<String> {
     match format {
-        WebhookFormat::Discord => crate::discord::build_payloads(events, host)
+        WebhookFormat::Discord => crate::notify::discord::build_payloads(events, host)
             .iter()
             .map(|p| p.to_string())
             .collect(),
-        WebhookFormat::Slack => crate::slack::build_payloads(events, host)
+        WebhookFormat::Slack => crate::notify::slack::build_payloads(events, host)
             .iter()
             .map(|p| p.to_string())
             .collect(),
-        WebhookFormat::Json => crate::json_event::build_payload(events, host)
+        WebhookFormat::Json => crate::notify::json_event::build_payload(events, host)
             .map(|p| p.to_string())
             .into_iter()
             .collect(),
@@ -26,7 +26,7 @@ pub fn webhook_bodies(format: WebhookFormat, events: &[AlertEvent], host: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventDetail, ProbeEvent};
+    use crate::evaluate::event::{EventDetail, ProbeEvent};
 
     fn down(name: &str) -> AlertEvent {
         AlertEvent {

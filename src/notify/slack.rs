@@ -24,11 +24,11 @@
 
 use serde_json::{json, Value};
 
-use crate::discord::{
+use crate::evaluate::event::AlertEvent;
+use crate::notify::discord::{
     event_color, event_description, event_fields, iso8601, kind_label, title, truncate_chars,
     BOT_NAME,
 };
-use crate::event::AlertEvent;
 
 const MAX_TEXT: usize = 3000;
 const MAX_ATTACHMENTS: usize = 20;
@@ -147,7 +147,7 @@ pub fn build_payloads(events: &[AlertEvent], host: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventDetail, Level, LocationEvent, ProbeEvent};
+    use crate::evaluate::event::{EventDetail, Level, LocationEvent, ProbeEvent};
 
     const AT: u64 = 1_795_308_505;
 

@@ -5,14 +5,18 @@
 //! probe's NAME and URL) at configuration time only; the request path gets a pointer to its
 //! slot and never searches. This module needs no nginx: tests run it on a heap buffer.
 
+pub mod counters;
+#[cfg(not(test))]
+pub(crate) mod shm;
+
 use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 
-use crate::counters::{BucketBounds, LocationCounters};
-use crate::event::Level;
-use crate::incidents::{IncidentLog, IncidentSummary};
-use crate::window::{LongWindowRing, WindowRing};
+use crate::evaluate::event::Level;
+use crate::evaluate::incidents::{IncidentLog, IncidentSummary};
+use crate::evaluate::window::{LongWindowRing, WindowRing};
+use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
 const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x03");
@@ -1167,7 +1171,7 @@ mod tests {
         let old = old_buf.zone();
         let o = claim_names(&old, &["a"])[0];
         o.incidents.open(
-            crate::incidents::IncidentKind::Latency,
+            crate::evaluate::incidents::IncidentKind::Latency,
             1_000,
             Level::Warning,
             0.7,
@@ -1287,7 +1291,7 @@ mod tests {
         let custom = BucketBounds::new(&[100, 1000]).unwrap();
         o.adopt_bucket_bounds(&custom);
         o.counters.record_in(503, 50, custom.as_ms());
-        let current = crate::window::SampleCounts::from_snapshot(&o.counters.snapshot());
+        let current = crate::evaluate::window::SampleCounts::from_snapshot(&o.counters.snapshot());
         let buckets = o.counters.snapshot().buckets;
         o.window
             .advance_with_histogram(1_000, &current, &buckets, 10_000, 1_000);
@@ -1304,7 +1308,7 @@ mod tests {
         assert!(snap.buckets.iter().all(|b| *b == 0));
         // The copied window kept its status figures but restarted its histogram: no bucket
         // count goes backwards (which would read as ~2^32 requests).
-        let current = crate::window::SampleCounts::from_snapshot(&snap);
+        let current = crate::evaluate::window::SampleCounts::from_snapshot(&snap);
         let (figures, histogram) =
             n.window
                 .advance_with_histogram(12_000, &current, &snap.buckets, 10_000, 1_000);

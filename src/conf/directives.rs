@@ -1,0 +1,346 @@
+//! The directive table and its handlers: nginx's arguments in, the structs of `conf` out,
+//! errors reported the way nginx reports them (`nginx: [emerg] ... in file:line`).
+
+use core::ffi::{c_char, c_void};
+use core::{fmt, ptr};
+
+use nginx_sys::{
+    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS,
+    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+};
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::http::HttpModuleMainConf;
+use ngx::ngx_string;
+
+use super::params::{self, WebhookTarget};
+use super::probe_spec;
+use super::{AlertSetting, LocConf, MainConf, NameConf, ProbeConf};
+use crate::zone::counters::BucketBounds;
+use crate::HttpStatusAlertModule;
+
+/// A configuration error, printed as `<directive>: <message>`.
+pub(crate) struct ConfError {
+    pub(crate) directive: &'static str,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for ConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.directive, self.message)
+    }
+}
+
+/// Reports `err` at the directive being parsed (nginx appends `in file:line`).
+fn conf_error(cf: *mut ngx_conf_t, err: ConfError) -> *mut c_char {
+    ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", err);
+    NGX_CONF_ERROR
+}
+
+/// `file:line` of the directive being parsed.
+fn place(cf: &ngx_conf_t) -> String {
+    // SAFETY: conf_file is set while a configuration file is being parsed.
+    match unsafe { cf.conf_file.as_ref() } {
+        Some(f) => format!("{}:{}", f.file.name, f.line),
+        None => "(command line)".to_string(),
+    }
+}
+
+/// The directive's arguments after its name, as UTF-8 strings.
+fn args(cf: &ngx_conf_t, directive: &'static str) -> Result<Vec<String>, ConfError> {
+    // SAFETY: cf.args is an array of ngx_str_t holding the directive and its arguments.
+    let all: &[ngx_str_t] = unsafe { (*cf.args).as_slice() };
+    all.iter()
+        .skip(1)
+        .map(|a| {
+            a.to_str().map(str::to_string).map_err(|_| ConfError {
+                directive,
+                message: format!("invalid value \"{a}\": not UTF-8"),
+            })
+        })
+        .collect()
+}
+
+/// Runs a directive handler body with references made from nginx's pointers.
+pub(crate) fn handle<C>(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    body: impl FnOnce(&mut ngx_conf_t, &mut C) -> Result<(), ConfError>,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a valid cf and the configuration struct of
+    // the level selected by the command's `conf` offset, which is a `C` by construction.
+    let (cfr, conf) = unsafe { (&mut *cf, &mut *conf.cast::<C>()) };
+    match body(cfr, conf) {
+        Ok(()) => NGX_CONF_OK,
+        Err(e) => conf_error(cf, e),
+    }
+}
+
+fn main_conf(cf: &mut ngx_conf_t) -> &'static mut MainConf {
+    // Always present: the module's create_main_conf ran before any directive.
+    HttpStatusAlertModule::main_conf_mut(cf).expect("status_alert main conf")
+}
+
+extern "C" fn set_status_alert(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert";
+    handle(cf, conf, |cf, lcf: &mut LocConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if !matches!(lcf.alert, AlertSetting::Unset) {
+            return Err(err("is duplicate".into()));
+        }
+        let args = args(cf, D)?;
+        let name = args[0].as_str();
+        if name == "off" {
+            if args.len() > 1 {
+                return Err(err(format!(
+                    "\"off\" takes no parameters, got \"{}\"",
+                    args[1]
+                )));
+            }
+            lcf.alert = AlertSetting::Off;
+            return Ok(());
+        }
+        params::validate_name(name).map_err(|e| err(e.to_string()))?;
+        let p = params::parse_alert_params(args[1..].iter().map(String::as_str))
+            .map_err(|e| err(format!("\"{name}\": {e}")))?;
+        let here = place(cf);
+        let mcf = main_conf(cf);
+        let existing = mcf.names.iter().find(|n| n.name == name);
+        let nc: *const NameConf = match existing {
+            Some(n) if n.params != p => {
+                return Err(err(format!(
+                    "\"{name}\" is already defined with different parameters in {}",
+                    n.place
+                )))
+            }
+            Some(n) => &**n,
+            None => {
+                let mut label = [0u8; params::MAX_NAME_LEN];
+                label[..name.len()].copy_from_slice(name.as_bytes());
+                let nc = Box::new(NameConf {
+                    label,
+                    name: name.to_string(),
+                    params: p,
+                    place: here,
+                    slot: ptr::null(),
+                });
+                let p: *const NameConf = &*nc;
+                mcf.names.push(nc);
+                p
+            }
+        };
+        lcf.alert = AlertSetting::Name(nc);
+        Ok(())
+    })
+}
+
+extern "C" fn set_status_alert_probe(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_probe";
+    handle(cf, conf, |cf, lcf: &mut LocConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        let args = args(cf, D)?;
+        // In a location the NAME may come from `status_alert` (also one written later in the
+        // block or inherited), so it is resolved when the location is merged.
+        let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
+        let spec = probe_spec::parse(&args, !in_location).map_err(|e| err(e.to_string()))?;
+        let probe = ProbeConf {
+            spec,
+            place: place(cf),
+            slot: ptr::null(),
+        };
+        if probe.spec.name.is_empty() {
+            lcf.pending_probes.push(probe);
+            return Ok(());
+        }
+        main_conf(cf).add_probe(probe).map_err(err)
+    })
+}
+
+extern "C" fn set_webhook(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_webhook";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if mcf.webhook.is_some() {
+            return Err(err("is duplicate".into()));
+        }
+        let value = args(cf, D)?.remove(0);
+        let target = if value == "off" {
+            WebhookTarget::Off
+        } else if let Some(path) = value.strip_prefix("file=") {
+            let full = full_conf_path(cf, path);
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| err(format!("cannot read webhook URL from \"{full}\": {e}")))?;
+            params::parse_webhook_url(&text)
+                .map_err(|e| err(format!("{e} (read from \"{full}\")")))?
+        } else {
+            params::parse_webhook_url(&value).map_err(|e| err(e.to_string()))?
+        };
+        mcf.webhook = Some(target);
+        Ok(())
+    })
+}
+
+/// Resolves a relative path against nginx's configuration prefix, like `ssl_certificate`.
+fn full_conf_path(cf: &ngx_conf_t, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_string();
+    }
+    // SAFETY: cf.cycle is valid during configuration parsing.
+    let prefix = unsafe { (*cf.cycle).conf_prefix };
+    format!("{prefix}{path}")
+}
+
+extern "C" fn set_interval(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_interval";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if mcf.interval_ms.is_some() {
+            return Err(err("is duplicate".into()));
+        }
+        let value = args(cf, D)?.remove(0);
+        mcf.interval_ms = Some(params::parse_interval(&value).map_err(|e| err(e.to_string()))?);
+        Ok(())
+    })
+}
+
+extern "C" fn set_buckets(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_buckets";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if mcf.buckets.is_some() {
+            return Err(err("is duplicate".into()));
+        }
+        let args = args(cf, D)?;
+        let ms = params::parse_buckets(args.iter().map(String::as_str))
+            .map_err(|e| err(e.to_string()))?;
+        let bounds = BucketBounds::new(&ms)
+            .ok_or_else(|| err("expects 1 to 30 increasing times".to_string()))?;
+        mcf.buckets = Some((bounds, place(cf)));
+        Ok(())
+    })
+}
+
+extern "C" fn set_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_zone";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if mcf.zone_size.is_some() {
+            return Err(err("is duplicate".into()));
+        }
+        let value = args(cf, D)?.remove(0);
+        let size = params::parse_size(&value)
+            .filter(|s| *s >= 64 * 1024)
+            .ok_or_else(|| {
+                err(format!(
+                    "invalid zone size \"{value}\", expected at least 64k"
+                ))
+            })?;
+        mcf.zone_size = Some((size, place(cf)));
+        Ok(())
+    })
+}
+
+const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+
+/// The module's directives.
+pub static mut COMMANDS: [ngx_command_t; 8] = [
+    ngx_command_t {
+        name: ngx_string!("status_alert"),
+        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_status_alert),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_probe"),
+        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_status_alert_probe),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_webhook"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_webhook),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_interval"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_interval),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_buckets"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_buckets),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_zone"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_zone),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_metrics"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(crate::expose::handler::set_metrics),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];

@@ -1,0 +1,148 @@
+//! FFI of the `status_metrics` endpoint: its directive (beside the handler it installs, as in
+//! nginx's stub_status) and the content handler.
+
+use core::ffi::{c_char, c_void};
+
+use nginx_sys::{
+    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_str_t,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+use super::collect;
+use super::html::{render_html, HtmlOptions};
+use super::metrics;
+use super::negotiate::{choose_format, parse_refresh, Format};
+use crate::conf::directives::{handle, ConfError};
+use crate::conf::LocConf;
+use crate::HttpStatusAlertModule as Module;
+
+/// `status_metrics`: serve the metrics from this location.
+pub extern "C" fn set_metrics(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_metrics";
+    handle(cf, conf, |cf, lcf: &mut LocConf| {
+        if lcf.metrics {
+            return Err(ConfError {
+                directive: D,
+                message: "is duplicate".into(),
+            });
+        }
+        lcf.metrics = true;
+        let clcf = NgxHttpCoreModule::location_conf_mut(cf).expect("http core loc conf");
+        clcf.handler = Some(metrics_handler);
+        Ok(())
+    })
+}
+
+/// The value of query argument `name`, if present.
+fn arg(r: &mut ngx_http_request_t, name: &str) -> Option<String> {
+    let mut value = ngx_str_t::empty();
+    let mut key = name.as_bytes().to_vec();
+    // SAFETY: valid request; ngx_http_arg only reads the args and writes `value`.
+    let found = unsafe { nginx_sys::ngx_http_arg(r, key.as_mut_ptr(), key.len(), &mut value) };
+    (found == NGX_OK as ngx_int_t).then(|| String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+/// The request's `Accept` header, if any.
+fn accept(r: &ngx_http_request_t) -> Option<String> {
+    // SAFETY: the request's header list is valid for the request's lifetime.
+    let headers = unsafe { ngx::http::list_iterator(&r.headers_in.headers) };
+    for (key, value) in headers {
+        if key.as_bytes().eq_ignore_ascii_case(b"accept") {
+            return Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+    }
+    None
+}
+
+/// `status_metrics` content handler: Prometheus text by default, JSON on request.
+pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a valid request to content handlers.
+    let r = unsafe { &mut *r };
+    match serve_metrics(r) {
+        Ok(rc) | Err(rc) => rc,
+    }
+}
+
+/// Adds a response header; on allocation failure the header is simply missing.
+fn add_header(r: &mut ngx_http_request_t, key: &str, value: &str) {
+    // SAFETY: `Request` is a transparent wrapper of a valid ngx_http_request_t.
+    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
+    let _ = request.add_header_out(key, value);
+}
+
+fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
+    if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+        add_header(r, "Allow", "GET, HEAD");
+        return Err(NGX_HTTP_NOT_ALLOWED as ngx_int_t);
+    }
+    // SAFETY: valid request.
+    let rc = unsafe { nginx_sys::ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return Err(rc);
+    }
+
+    let mcf = Module::main_conf(r).ok_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
+    let now = nginx_sys::ngx_timeofday();
+    let now_ms = now.sec as u64 * 1000 + now.msec as u64;
+    let m = collect(mcf, now_ms);
+    let format = choose_format(arg(r, "format").as_deref(), accept(r).as_deref());
+    let body = match format {
+        Format::Json => metrics::render_json(&m),
+        Format::Html => {
+            let opts = HtmlOptions {
+                refresh: parse_refresh(arg(r, "refresh").as_deref()),
+                // SAFETY: ngx_cycle is this process's current cycle.
+                host: unsafe { (*nginx_sys::ngx_cycle).hostname.to_string() },
+                now_unix: now_ms / 1000,
+            };
+            render_html(&m, &opts)
+        }
+        Format::Prometheus => {
+            let mut s = String::with_capacity(256 + m.locations.len() * 2048);
+            metrics::render_prometheus(&m, &mut s)
+                .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
+            s
+        }
+    };
+    let content_type = format.content_type();
+    let content_type = ngx_str_t {
+        len: content_type.len(),
+        data: content_type.as_ptr().cast_mut(),
+    };
+
+    r.headers_out.status = 200;
+    r.headers_out.content_length_n = body.len() as i64;
+    r.headers_out.content_type_len = content_type.len;
+    r.headers_out.content_type = content_type;
+    add_header(r, "Cache-Control", "no-store");
+    // The answer depends on Accept: caches must not hand a browser's HTML to Prometheus.
+    add_header(r, "Vary", "Accept");
+
+    // SAFETY: valid request.
+    let rc = unsafe { nginx_sys::ngx_http_send_header(r) };
+    if rc == nginx_sys::NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+        return Ok(rc);
+    }
+
+    // SAFETY: the buffer and chain link come from the request pool and live as long as it.
+    unsafe {
+        let b: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len().max(1));
+        if b.is_null() {
+            return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+        core::ptr::copy_nonoverlapping(body.as_ptr(), (*b).last, body.len());
+        (*b).last = (*b).last.add(body.len());
+        (*b).set_last_buf(core::ptr::eq(r.main, r) as u32);
+        (*b).set_last_in_chain(1);
+        let mut out = ngx_chain_t {
+            buf: b,
+            next: core::ptr::null_mut(),
+        };
+        Ok(nginx_sys::ngx_http_output_filter(r, &mut out))
+    }
+}

@@ -1,0 +1,115 @@
+//! The `status_metrics` endpoint: what it shows ([`collect`], plain Rust over the zone), how
+//! (Prometheus text and JSON in `metrics`, the HTML page in `html`, the choice between them in
+//! `negotiate`), and the content handler with its directive (`handler`, FFI).
+
+#[cfg(not(test))]
+pub(crate) mod handler;
+pub mod html;
+pub mod metrics;
+pub mod negotiate;
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::conf::MainConf;
+use crate::evaluate::event::Level;
+use metrics::{
+    LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail, ProbeDown, ProbeMetrics,
+};
+
+/// Copies the zone's values for every configured NAME and probe at `now_ms`.
+pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
+    let mut m = Metrics {
+        bucket_bounds: mcf.bucket_bounds(),
+        ..Metrics::default()
+    };
+    for n in &mcf.names {
+        // SAFETY: slots point into the mapped zone once it is initialised.
+        let Some(slot) = (unsafe { n.slot.as_ref() }) else {
+            continue;
+        };
+        let p = &n.params;
+        let since = slot.alert.incident_since_ms.load(Relaxed);
+        let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
+        m.location_details.insert(
+            n.name.clone(),
+            LocationDetail {
+                error_share_history: slot.window.share_history(now_ms, p.window_ms),
+                level_since_unix: (level != Level::Ok && since != 0).then_some(since / 1000),
+                window_secs: Some(p.window_ms / 1000),
+                warn_pct: p.warn_pct,
+                crit_pct: Some(p.crit_pct),
+                link: p.link.clone(),
+                runbook: p.runbook.clone(),
+                ..LocationDetail::default()
+            },
+        );
+        m.health.push(LocationHealth {
+            name: n.name.clone(),
+            latency: p
+                .latency
+                .as_ref()
+                .map(|l| (l.quantile_label(), slot.latency.estimate_seconds())),
+            slo: p.slo_pct.map(|pct| {
+                let labels = crate::evaluate::slo::burn_windows_ms(p.window_ms)
+                    .map(crate::evaluate::slo::window_label);
+                (pct, labels.into_iter().zip(slot.slo.rates()).collect())
+            }),
+            incidents: slot.incident_summary(now_ms),
+        });
+        m.locations.push(LocationMetrics {
+            name: n.name.clone(),
+            counters: slot.counters.snapshot(),
+            window_requests: slot.alert.window().0,
+            window_errors: slot.alert.window().1,
+            level: Level::from_u8(slot.alert.level.load(Relaxed) as u8),
+        });
+    }
+    for p in &mcf.probes {
+        // SAFETY: as above.
+        let Some(slot) = (unsafe { p.slot.as_ref() }) else {
+            continue;
+        };
+        let s = &slot.probe;
+        let mut failures = [0u64; 6];
+        for (d, f) in failures.iter_mut().zip(s.failures.iter()) {
+            *d = f.load(Relaxed);
+        }
+        let since = s.since_ms.load(Relaxed);
+        let status = s.last_status.load(Relaxed) as u16;
+        let status = (status != 0).then_some(status);
+        let reason = s
+            .last_reason
+            .load(Relaxed)
+            .checked_sub(1)
+            .and_then(crate::probe::Reason::from_index);
+        m.probe_details.insert(
+            (p.spec.name.clone(), p.spec.target.display()),
+            ProbeDetail {
+                since_unix: (since != 0).then_some(since / 1000),
+                last_reason: reason.map(|r| r.words(status)),
+                // The page shows it as part of the last failure: only an unexpected status.
+                last_status: status.filter(|_| reason == Some(crate::probe::Reason::Status)),
+            },
+        );
+        m.probe_down.push(ProbeDown {
+            name: p.spec.name.clone(),
+            target: p.spec.target.display(),
+            seconds: s.down_seconds(now_ms),
+        });
+        m.probes.push(ProbeMetrics {
+            name: p.spec.name.clone(),
+            target: p.spec.target.display(),
+            up: crate::probe::is_up(s),
+            duration_seconds: s.last_duration_us.load(Relaxed) as f64 / 1e6,
+            failures,
+        });
+    }
+    if let Some(zone) = &mcf.zone {
+        let h = zone.header();
+        for (d, n) in m.notifications.iter_mut().zip(h.notifications.iter()) {
+            *d = n.load(Relaxed);
+        }
+        m.queue_depth = h.queue_depth.load(Relaxed);
+    }
+    m
+}
