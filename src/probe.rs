@@ -22,7 +22,8 @@ const MAX_BODY: u64 = 64 * 1024;
 /// The first probe of each target starts within this much of process start (spread by jitter).
 const MAX_START_DELAY_MS: u64 = 1000;
 
-/// Why a probe failed; the order matches `zone::PROBE_REASONS`.
+/// Why a probe failed. [`Reason::ALL`] is the one list of reasons: the zone's counters, the
+/// metric labels and the status page follow its order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// Connection refused.
@@ -52,7 +53,10 @@ impl Reason {
         }
     }
 
-    /// Every reason, in the order of their values and of `zone::PROBE_REASONS`.
+    /// How many reasons there are.
+    pub const COUNT: usize = Reason::ALL.len();
+
+    /// Every reason, in the order of their values.
     pub const ALL: [Reason; 6] = [
         Reason::Refused,
         Reason::Timeout,
@@ -61,6 +65,18 @@ impl Reason {
         Reason::Tls,
         Reason::Dns,
     ];
+
+    /// The `reason` label of the failure metrics and the key in the JSON output.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Refused => "refused",
+            Reason::Timeout => "timeout",
+            Reason::Status => "status",
+            Reason::Reset => "reset",
+            Reason::Tls => "tls",
+            Reason::Dns => "dns",
+        }
+    }
 
     /// The reason with value `i`.
     pub fn from_index(i: u32) -> Option<Reason> {
@@ -494,14 +510,14 @@ mod tests {
 
     #[test]
     fn reasons_match_metric_labels() {
-        let labels: Vec<&str> = Reason::ALL
-            .iter()
-            .map(|r| crate::zone::PROBE_REASONS[*r as usize])
-            .collect();
+        let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(
             labels,
             ["refused", "timeout", "status", "reset", "tls", "dns"]
         );
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "ALL is in the order of the values");
+        }
     }
 
     #[test]

@@ -618,7 +618,7 @@ mod tests {
             target: target.into(),
             up,
             duration_seconds: 0.0042,
-            failures: [0; 6],
+            failures: [0; crate::probe::Reason::COUNT],
         }
     }
 

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use crate::evaluate::event::Level;
 use crate::evaluate::incidents::{IncidentKind, IncidentSummary};
 use crate::evaluate::window::error_share;
+use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, CountersSnapshot};
-use crate::zone::PROBE_REASONS;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
 pub const NOTIFY_RESULT_LABELS: [&str; 4] = ["sent", "retried", "failed", "dropped"];
@@ -163,8 +163,8 @@ pub struct ProbeMetrics {
     pub up: Option<bool>,
     /// Last probe's duration in seconds.
     pub duration_seconds: f64,
-    /// Failures by reason, see [`PROBE_REASONS`].
-    pub failures: [u64; 6],
+    /// Failures by reason, in the order of [`Reason::ALL`].
+    pub failures: [u64; Reason::COUNT],
 }
 
 /// Writes `s` escaped as a Prometheus label value.
@@ -405,11 +405,11 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             "Failed probes by reason.",
         )?;
         for p in &m.probes {
-            for (reason, n) in PROBE_REASONS.iter().zip(p.failures.iter()) {
+            for (reason, n) in Reason::ALL.iter().zip(p.failures.iter()) {
                 let labels = [
                     ("probe", p.name.as_str()),
                     ("target", p.target.as_str()),
-                    ("reason", reason),
+                    ("reason", reason.label()),
                 ];
                 sample(out, "nginx_probe_failures_total", &labels, n)?;
             }
@@ -625,10 +625,10 @@ pub fn render_json(m: &Metrics) -> String {
         .probes
         .iter()
         .map(|p| {
-            let failures: Map<String, Value> = PROBE_REASONS
+            let failures: Map<String, Value> = Reason::ALL
                 .iter()
                 .zip(p.failures.iter())
-                .map(|(r, n)| (r.to_string(), json!(n)))
+                .map(|(r, n)| (r.label().to_string(), json!(n)))
                 .collect();
             let down = m
                 .probe_down

@@ -70,7 +70,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             continue;
         };
         let s = &slot.probe;
-        let mut failures = [0u64; 6];
+        let mut failures = [0u64; crate::probe::Reason::COUNT];
         for (d, f) in failures.iter_mut().zip(s.failures.iter()) {
             *d = f.load(Relaxed);
         }

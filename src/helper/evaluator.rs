@@ -1,9 +1,10 @@
-//! Worker-process FFI: evaluation and the helper process for webhooks and probes.
+//! The evaluating process (FFI): worker 0 evaluates the windows and runs the helper process
+//! that delivers webhooks and runs probes.
 //!
 //! All of it runs in exactly one process (worker 0, or the single process with
-//! `master_process off`). It forks the helper process (`sidecar.rs`) and watches the helper's
+//! `master_process off`). It forks the helper process (`helper/mod.rs`) and watches the helper's
 //! report pipe as an nginx channel event, so it needs no timer: the helper writes a tick every
-//! `sidecar::TICK_MS`, and on each one worker 0 applies probe results, counts delivery outcomes
+//! `helper::TICK_MS`, and on each one worker 0 applies probe results, counts delivery outcomes
 //! and, every `status_alert_interval`, evaluates the windows. Once nginx is exiting it stops
 //! evaluating and tells the helper to finish; a channel event never delays shutdown.
 
@@ -22,7 +23,7 @@ use crate::conf::MainConf;
 use crate::evaluate::event::{AlertEvent, EventDetail, ProbeEvent};
 use crate::evaluate::lease::{self, HandOver, Lease};
 use crate::evaluate::{self, Watched};
-use crate::helper::{HelperContext, Outbox, Report, Sidecar};
+use crate::helper::{Helper, HelperContext, Outbox, Report};
 use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
 use crate::notify::discord;
 use crate::probe::{self, ProbeResult, ProbeTransition};
@@ -43,12 +44,12 @@ extern "C" {
 const NGX_READ_EVENT: ngx_int_t = (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t;
 
 /// State of the evaluating process.
-struct Worker {
+struct Evaluator {
     mcf: &'static MainConf,
     log: *mut ngx_log_t,
     host: String,
     next_eval_ms: u64,
-    sidecar: Option<Sidecar>,
+    helper: Option<Helper>,
     /// The helper was told to finish (nginx is exiting).
     stopping: bool,
     /// Held while this process is the one that evaluates (see lease.rs).
@@ -77,7 +78,7 @@ const RESTART_BACKOFF_MAX_MS: u64 = 60_000;
 
 thread_local! {
     // nginx runs its event loop on one thread; the worker state lives there.
-    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+    static EVALUATOR: RefCell<Option<Evaluator>> = const { RefCell::new(None) };
 }
 
 fn now_ms() -> u64 {
@@ -118,7 +119,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     let log = cycle.log;
 
-    let sidecar = start_helper(mcf, cycle, log, Outbox::default());
+    let helper = start_helper(mcf, cycle, log, Outbox::default());
     let lease_name = lease::name_for(&cycle.conf_file.to_string());
     // SAFETY: all-zero is an idle event; the fields nginx's timer code reads are set below.
     let mut restart_timer: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
@@ -127,12 +128,12 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // A pending restart never holds up a graceful shutdown.
     restart_timer.set_cancelable(1);
 
-    let worker = Worker {
+    let evaluator = Evaluator {
         mcf,
         log,
         host: cycle.hostname.to_string(),
         next_eval_ms: now_ms() + mcf.interval_ms(),
-        sidecar,
+        helper,
         stopping: false,
         lease: None,
         lease_name: lease_name.clone(),
@@ -143,7 +144,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         restart_timer,
         pending_restart: None,
     };
-    WORKER.with(|w| *w.borrow_mut() = Some(worker));
+    EVALUATOR.with(|w| *w.borrow_mut() = Some(evaluator));
     notice!(
         log,
         "status_alert: evaluating {} names and {} probes in this process",
@@ -160,7 +161,7 @@ fn start_helper(
     cycle: &ngx_cycle_t,
     log: *mut ngx_log_t,
     pending: Outbox,
-) -> Option<Sidecar> {
+) -> Option<Helper> {
     let webhook = match mcf.webhook() {
         WebhookTarget::Off => None,
         WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
@@ -173,30 +174,30 @@ fn start_helper(
         // SAFETY: log is the cycle's valid log.
         log_level: unsafe { (*log).log_level },
     };
-    // Forked while this process has no thread (see sidecar.rs).
-    let mut sidecar = match Sidecar::start(webhook, probes, ctx) {
+    // Forked while this process has no thread (see helper/mod.rs).
+    let mut helper = match Helper::start(webhook, probes, ctx) {
         Ok(s) => s,
         Err(e) => {
             error!(log, "status_alert: cannot start the helper process: {e}");
             return None;
         }
     };
-    // SAFETY: valid cycle; the descriptor stays open as long as the sidecar.
+    // SAFETY: valid cycle; the descriptor stays open as long as the helper.
     let rc = unsafe {
         ngx_add_channel_event(
             ptr::from_ref(cycle).cast_mut(),
-            sidecar.read_fd(),
+            helper.read_fd(),
             NGX_READ_EVENT,
             Some(on_reports),
         )
     };
     if rc != NGX_OK as ngx_int_t {
         error!(log, "status_alert: cannot watch the helper process");
-        let _ = sidecar.close();
+        let _ = helper.close();
         return None;
     }
-    sidecar.adopt(pending);
-    Some(sidecar)
+    helper.adopt(pending);
+    Some(helper)
 }
 
 /// In the helper, right after fork: `ps` shows `nginx: status alert helper` instead of the
@@ -209,23 +210,23 @@ fn set_helper_title() {
 
 /// `exit_process`: lets the helper go (it finishes delivering on its own) without waiting.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
-    let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
+    let Some(mut evaluator) = EVALUATOR.with(|w| w.borrow_mut().take()) else {
         return;
     };
     // Let the next evaluator start at once, with our state.
-    worker.release_lease();
-    if worker.restart_timer.timer_set() != 0 {
+    evaluator.release_lease();
+    if evaluator.restart_timer.timer_set() != 0 {
         // SAFETY: the timer was armed by this process's event loop.
-        unsafe { nginx_sys::ngx_del_timer(&mut *worker.restart_timer) };
+        unsafe { nginx_sys::ngx_del_timer(&mut *evaluator.restart_timer) };
     }
-    if let Some(sidecar) = worker.sidecar.take() {
-        let (fd, unsent) = sidecar.close();
+    if let Some(helper) = evaluator.helper.take() {
+        let (fd, unsent) = helper.close();
         // SAFETY: our descriptor; the process is exiting and its channel event is not used again.
         unsafe { libc::close(fd) };
         // Payloads the pipe did not take in time are lost with this process: count them.
         record_outcomes(
-            &worker,
-            lost_outcomes(unsent, "worker 0 exited before handing it over"),
+            &evaluator,
+            lost_outcomes(unsent, "evaluator 0 exited before handing it over"),
         );
     }
 }
@@ -256,13 +257,13 @@ fn lost_outcomes(n: usize, why: &str) -> Vec<Outcome> {
 
 /// Timer: start the helper again after a backoff.
 extern "C" fn on_restart_timer(_ev: *mut ngx_event_t) {
-    WORKER.with(|w| {
+    EVALUATOR.with(|w| {
         let mut guard = w.borrow_mut();
-        let Some(worker) = guard.as_mut() else {
+        let Some(evaluator) = guard.as_mut() else {
             return;
         };
-        if !worker.stopping && !exiting() && worker.sidecar.is_none() {
-            worker.restart_helper(Outbox::default());
+        if !evaluator.stopping && !exiting() && evaluator.helper.is_none() {
+            evaluator.restart_helper(Outbox::default());
         }
     });
 }
@@ -271,37 +272,41 @@ extern "C" fn on_restart_timer(_ev: *mut ngx_event_t) {
 extern "C" fn on_reports(ev: *mut ngx_event_t) {
     // SAFETY: nginx passes the channel event it registered; its data is the connection.
     let c = unsafe { (*ev).data.cast::<ngx_connection_t>() };
-    WORKER.with(|w| {
+    EVALUATOR.with(|w| {
         let mut guard = w.borrow_mut();
-        let Some(worker) = guard.as_mut() else {
+        let Some(evaluator) = guard.as_mut() else {
             return;
         };
         // Catch panics so that no unwind crosses into nginx; a failed tick is logged.
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.on_reports(c)));
+        let run =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.on_reports(c)));
         if run.is_err() {
-            error!(worker.log, "status_alert: evaluation failed unexpectedly");
+            error!(
+                evaluator.log,
+                "status_alert: evaluation failed unexpectedly"
+            );
         }
     });
 }
 
-impl Worker {
+impl Evaluator {
     fn on_reports(&mut self, c: *mut ngx_connection_t) {
         let now = now_ms();
         let mut events = Vec::new();
-        let Some(sidecar) = self.sidecar.as_mut() else {
+        let Some(helper) = self.helper.as_mut() else {
             return;
         };
-        let (reports, gone) = sidecar.poll();
+        let (reports, gone) = helper.poll();
         let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
         if ticked && !exiting() {
             self.take_over();
         }
         let mut outcomes = self.absorb(reports, now, &mut events);
         if exiting() && !self.stopping {
-            // The helper finishes alone (see sidecar.rs); nothing here waits for it.
+            // The helper finishes alone (see helper/mod.rs); nothing here waits for it.
             self.stopping = true;
             self.release_lease();
-            if let Some(s) = self.sidecar.take() {
+            if let Some(s) = self.helper.take() {
                 let (fd, unsent) = s.close();
                 close_channel(c, fd);
                 outcomes.extend(lost_outcomes(unsent, "nginx is exiting"));
@@ -311,8 +316,8 @@ impl Worker {
         }
         if gone {
             // The helper died (it never exits on its own while its input is open).
-            if let Some(sidecar) = self.sidecar.take() {
-                let (fd, pending, lost) = sidecar.abandon();
+            if let Some(helper) = self.helper.take() {
+                let (fd, pending, lost) = helper.abandon();
                 close_channel(c, fd);
                 outcomes.extend(lost_outcomes(
                     lost as usize,
@@ -399,7 +404,7 @@ impl Worker {
             let cycle = unsafe { &*nginx_sys::ngx_cycle };
             match start_helper(self.mcf, cycle, self.log, pending) {
                 Some(s) => {
-                    self.sidecar = Some(s);
+                    self.helper = Some(s);
                     self.helper_backoff_ms = self.helper_backoff_ms.max(RESTART_BACKOFF_MIN_MS);
                     notice!(self.log, "status_alert: started a new helper process");
                     return;
@@ -539,7 +544,7 @@ impl Worker {
     /// Returns outcomes for payloads that could not be handed over.
     fn announce(&mut self, events: &[AlertEvent]) -> Vec<Outcome> {
         let webhook = self.mcf.webhook() != &WebhookTarget::Off;
-        let Some(sidecar) = self.sidecar.as_mut().filter(|_| webhook) else {
+        let Some(helper) = self.helper.as_mut().filter(|_| webhook) else {
             // No webhook: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));
@@ -555,10 +560,10 @@ impl Worker {
         }
         let mut dropped = Vec::new();
         for payload in discord::build_payloads(events, &self.host) {
-            for _ in 0..sidecar.submit(&payload.to_string()) {
+            for _ in 0..helper.submit(&payload.to_string()) {
                 dropped.push(Outcome {
                     result: DeliveryResult::Dropped,
-                    message: "alert dropped: the notifier process is not keeping up".into(),
+                    message: "alert dropped: the helper process is not keeping up".into(),
                     is_error: false,
                 });
             }
@@ -568,8 +573,8 @@ impl Worker {
 }
 
 /// Counts delivery outcomes in the zone and logs each once.
-fn record_outcomes(worker: &Worker, outcomes: Vec<Outcome>) {
-    let Some(zone) = &worker.mcf.zone else {
+fn record_outcomes(evaluator: &Evaluator, outcomes: Vec<Outcome>) {
+    let Some(zone) = &evaluator.mcf.zone else {
         return;
     };
     let counters = &zone.header().notifications;
@@ -581,9 +586,9 @@ fn record_outcomes(worker: &Worker, outcomes: Vec<Outcome>) {
         counters[i].fetch_add(1, Relaxed);
         let msg = &o.message;
         match o.result {
-            DeliveryResult::Sent => notice!(worker.log, "status_alert: {msg}"),
-            _ if o.is_error => error!(worker.log, "status_alert: {msg}"),
-            _ => warn!(worker.log, "status_alert: {msg}"),
+            DeliveryResult::Sent => notice!(evaluator.log, "status_alert: {msg}"),
+            _ if o.is_error => error!(evaluator.log, "status_alert: {msg}"),
+            _ => warn!(evaluator.log, "status_alert: {msg}"),
         }
     }
 }

@@ -147,7 +147,7 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Worker 0's handle on the helper process.
-pub struct Sidecar {
+pub struct Helper {
     to_child: Option<File>,
     from_child: File,
     pending: Outbox,
@@ -217,7 +217,7 @@ impl Drop for ChildSignalsBlocked {
     }
 }
 
-impl Sidecar {
+impl Helper {
     /// Starts the helper process. Call only while the calling process has a single thread.
     ///
     /// The helper is double-forked: its parent exits at once and is reaped here, so the helper
@@ -228,7 +228,7 @@ impl Sidecar {
         webhook: Option<NotifierConfig>,
         probes: Vec<ProbeSpec>,
         ctx: HelperContext,
-    ) -> io::Result<Sidecar> {
+    ) -> io::Result<Helper> {
         let (down_r, down_w) = pipe()?;
         let (up_r, up_w) = pipe()?;
         let blocked = ChildSignalsBlocked::new();
@@ -265,7 +265,7 @@ impl Sidecar {
                 }
                 set_nonblocking(down_w.as_raw_fd())?;
                 set_nonblocking(up_r.as_raw_fd())?;
-                Ok(Sidecar {
+                Ok(Helper {
                     to_child: Some(File::from(down_w)),
                     from_child: File::from(up_r),
                     pending: Outbox::default(),
@@ -280,7 +280,7 @@ impl Sidecar {
 
     /// Takes over what a helper that died had not yet been handed: payloads still waiting in
     /// its outbox go to this one (one it had partly received is lost, and counted by the
-    /// caller through [`Sidecar::abandon`]).
+    /// caller through [`Helper::abandon`]).
     pub fn adopt(&mut self, mut pending: Outbox) {
         pending.drop_partial_head();
         self.pending = pending;

@@ -1,9 +1,10 @@
-//! Webhook delivery (Discord, Slack or JSON payloads) on a background thread.
+//! Webhook delivery (Discord, Slack or JSON payloads) on a thread of the helper
+//! process: queue, retry policy with backoff, redaction of the URL in what it reports.
 //!
-//! An nginx worker hands JSON payloads to [`Notifier::submit`], which never blocks: a bounded
-//! queue sits between the worker and a thread that does the HTTP work, so a slow or failing
-//! webhook can never stall request processing. The thread never logs and never touches nginx;
-//! it reports every outcome over a channel, and the worker logs and counts them.
+//! The helper process hands JSON payloads to [`Notifier::submit`], which never blocks: a bounded
+//! queue sits between it and the delivery thread that does the HTTP work. The thread never logs
+//! and never touches nginx; it reports every outcome over a channel, and the helper sends them
+//! to worker 0, which counts and logs them.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -35,7 +36,7 @@ const THREAD_NAME: &str = "status-alert-notify";
 const REASON_MAX_CHARS: usize = 300;
 /// We only read response bodies for diagnostics and `retry_after`, so cap what we pull in.
 const RESPONSE_BODY_LIMIT: u64 = 64 * 1024;
-/// Outcomes are drained by the worker's timer; beyond this they are discarded, never blocked on.
+/// Outcomes are drained by the helper's loop; beyond this they are discarded, never blocked on.
 const OUTCOME_CAPACITY_MIN: usize = 1024;
 /// Extra time `shutdown` waits past the grace for the thread to post its last outcomes.
 const SHUTDOWN_SLACK: Duration = Duration::from_millis(100);
@@ -141,7 +142,7 @@ pub struct Outcome {
     pub is_error: bool,
 }
 
-/// Handle to the webhook delivery thread, owned by an nginx worker.
+/// Handle to the webhook delivery thread, owned by the helper process.
 pub struct Notifier {
     queue_tx: Sender<String>,
     // A receiver on the sending side lets `submit` pop the oldest payload when the queue is full.
@@ -195,7 +196,7 @@ impl Notifier {
             .build()
             .into();
 
-        let worker = Worker {
+        let delivery = DeliveryLoop {
             secrets: url_secrets(&config.url),
             url: config.url.trim().to_string(),
             redacted: redacted.clone(),
@@ -217,7 +218,7 @@ impl Notifier {
         };
         let handle = thread::Builder::new()
             .name(THREAD_NAME.to_string())
-            .spawn(move || worker.run())?;
+            .spawn(move || delivery.run())?;
 
         Ok(Notifier {
             queue_tx,
@@ -613,7 +614,7 @@ enum Step {
 }
 
 /// State of the delivery thread.
-struct Worker {
+struct DeliveryLoop {
     url: String,
     redacted: String,
     secrets: Vec<String>,
@@ -637,7 +638,7 @@ struct Worker {
     _done: Sender<()>,
 }
 
-impl Worker {
+impl DeliveryLoop {
     fn run(mut self) {
         loop {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {

@@ -16,6 +16,7 @@ use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 use crate::evaluate::event::Level;
 use crate::evaluate::incidents::{IncidentLog, IncidentSummary};
 use crate::evaluate::window::{LongWindowRing, WindowRing};
+use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
@@ -272,9 +273,6 @@ pub struct NameSlot {
     pub incidents: IncidentLog,
 }
 
-/// Probe failure reasons, in the order of [`ProbeShared::failures`].
-pub const PROBE_REASONS: [&str; 6] = ["refused", "timeout", "status", "reset", "tls", "dns"];
-
 /// [`ProbeShared::state`] of a target that is down.
 const PROBE_DOWN: u32 = 2;
 
@@ -289,14 +287,14 @@ pub struct ProbeShared {
     pub consecutive_successes: AtomicU32,
     /// HTTP status of the last probe, 0 if none.
     pub last_status: AtomicU32,
-    /// Index into [`PROBE_REASONS`] + 1 of the last failure, 0 if none.
+    /// Index into [`Reason::ALL`] + 1 of the last failure, 0 if none.
     pub last_reason: AtomicU32,
     /// Duration of the last probe in microseconds.
     pub last_duration_us: AtomicU64,
     /// When the current state began, ms since the epoch.
     pub since_ms: AtomicU64,
-    /// Failures by reason, see [`PROBE_REASONS`].
-    pub failures: [AtomicU64; PROBE_REASONS.len()],
+    /// Failures by reason, in the order of [`Reason::ALL`].
+    pub failures: [AtomicU64; Reason::COUNT],
     /// Milliseconds spent down in periods that have ended (see [`ProbeShared::book_down_time`]).
     pub down_ms_total: AtomicU64,
 }
@@ -839,7 +837,7 @@ impl Zone {
                 p.consecutive_failures.store(fails as u32, Relaxed);
                 p.consecutive_successes.store(passes as u32, Relaxed);
                 p.last_reason
-                    .store(reason.min(PROBE_REASONS.len() as u64) as u32, Relaxed);
+                    .store(reason.min(Reason::COUNT as u64) as u32, Relaxed);
                 p.last_status.store(status.min(999) as u32, Relaxed);
             }
         }
