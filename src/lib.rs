@@ -140,7 +140,11 @@ mod wiring {
                 return Status::NGX_OK.into();
             }
             mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();
-            if let Err(e) = mcf.validate().and_then(|()| shm::add_zone(cf, mcf)) {
+            if let Err(e) = mcf
+                .validate()
+                .map_err(|e| e.to_string())
+                .and_then(|()| shm::add_zone(cf, mcf))
+            {
                 emerg!(cf.log, "{e}");
                 return Status::NGX_ERROR.into();
             }

@@ -10,7 +10,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
@@ -231,16 +231,12 @@ impl ProbeRunner {
     }
 }
 
-/// Up to `max_ms` of jitter from the clock's nanoseconds (no RNG crate needed for spreading).
+/// Up to `max_ms` of jitter, so that targets with equal intervals do not probe in step.
 fn jitter_ms(max_ms: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
     if max_ms == 0 {
         0
     } else {
-        nanos % max_ms
+        fastrand::u64(..max_ms)
     }
 }
 
@@ -415,24 +411,8 @@ fn classify_ureq(e: &ureq::Error) -> Reason {
 
 /// Standard base64 for basic authentication (RFC 4648 with padding).
 fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]

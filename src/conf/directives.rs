@@ -2,7 +2,7 @@
 //! errors reported the way nginx reports them (`nginx: [emerg] ... in file:line`).
 
 use core::ffi::{c_char, c_void};
-use core::{fmt, ptr};
+use core::ptr;
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS,
@@ -15,24 +15,20 @@ use ngx::ngx_string;
 
 use super::params::{self, WebhookTarget};
 use super::probe_spec;
-use super::{AlertSetting, LocConf, MainConf, NameConf, ProbeConf};
+use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
 use crate::zone::counters::BucketBounds;
 use crate::HttpStatusAlertModule;
 
-/// A configuration error, printed as `<directive>: <message>`.
-pub(crate) struct ConfError {
-    pub(crate) directive: &'static str,
-    pub(crate) message: String,
-}
+/// nginx's `NGX_CONF_DUPLICATE` (a string macro, so not in nginx-sys): returned by a handler,
+/// nginx prints `"<directive>" directive is duplicate` itself.
+const NGX_CONF_DUPLICATE: *mut c_char = c"is duplicate".as_ptr().cast_mut();
 
-impl fmt::Display for ConfError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.directive, self.message)
-    }
-}
-
-/// Reports `err` at the directive being parsed (nginx appends `in file:line`).
+/// Turns `err` into what `nginx -t` prints for the directive being parsed (nginx appends
+/// `in file:line`).
 fn conf_error(cf: *mut ngx_conf_t, err: ConfError) -> *mut c_char {
+    if err == ConfError::Duplicate {
+        return NGX_CONF_DUPLICATE;
+    }
     ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", err);
     NGX_CONF_ERROR
 }
@@ -53,10 +49,12 @@ fn args(cf: &ngx_conf_t, directive: &'static str) -> Result<Vec<String>, ConfErr
     all.iter()
         .skip(1)
         .map(|a| {
-            a.to_str().map(str::to_string).map_err(|_| ConfError {
-                directive,
-                message: format!("invalid value \"{a}\": not UTF-8"),
-            })
+            a.to_str()
+                .map(str::to_string)
+                .map_err(|_| ConfError::Invalid {
+                    directive,
+                    message: format!("invalid value \"{a}\": not UTF-8"),
+                })
         })
         .collect()
 }
@@ -88,12 +86,12 @@ extern "C" fn set_status_alert(
 ) -> *mut c_char {
     const D: &str = "status_alert";
     handle(cf, conf, |cf, lcf: &mut LocConf| {
-        let err = |message: String| ConfError {
+        let err = |message: String| ConfError::Invalid {
             directive: D,
             message,
         };
         if !matches!(lcf.alert, AlertSetting::Unset) {
-            return Err(err("is duplicate".into()));
+            return Err(ConfError::Duplicate);
         }
         let args = args(cf, D)?;
         let name = args[0].as_str();
@@ -148,7 +146,7 @@ extern "C" fn set_status_alert_probe(
 ) -> *mut c_char {
     const D: &str = "status_alert_probe";
     handle(cf, conf, |cf, lcf: &mut LocConf| {
-        let err = |message: String| ConfError {
+        let err = |message: String| ConfError::Invalid {
             directive: D,
             message,
         };
@@ -166,7 +164,7 @@ extern "C" fn set_status_alert_probe(
             lcf.pending_probes.push(probe);
             return Ok(());
         }
-        main_conf(cf).add_probe(probe).map_err(err)
+        main_conf(cf).add_probe(probe)
     })
 }
 
@@ -177,12 +175,12 @@ extern "C" fn set_webhook(
 ) -> *mut c_char {
     const D: &str = "status_alert_webhook";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError {
+        let err = |message: String| ConfError::Invalid {
             directive: D,
             message,
         };
         if mcf.webhook.is_some() {
-            return Err(err("is duplicate".into()));
+            return Err(ConfError::Duplicate);
         }
         let value = args(cf, D)?.remove(0);
         let target = if value == "off" {
@@ -218,12 +216,12 @@ extern "C" fn set_interval(
 ) -> *mut c_char {
     const D: &str = "status_alert_interval";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError {
+        let err = |message: String| ConfError::Invalid {
             directive: D,
             message,
         };
         if mcf.interval_ms.is_some() {
-            return Err(err("is duplicate".into()));
+            return Err(ConfError::Duplicate);
         }
         let value = args(cf, D)?.remove(0);
         mcf.interval_ms = Some(params::parse_interval(&value).map_err(|e| err(e.to_string()))?);
@@ -238,12 +236,12 @@ extern "C" fn set_buckets(
 ) -> *mut c_char {
     const D: &str = "status_alert_buckets";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError {
+        let err = |message: String| ConfError::Invalid {
             directive: D,
             message,
         };
         if mcf.buckets.is_some() {
-            return Err(err("is duplicate".into()));
+            return Err(ConfError::Duplicate);
         }
         let args = args(cf, D)?;
         let ms = params::parse_buckets(args.iter().map(String::as_str))
@@ -262,12 +260,12 @@ extern "C" fn set_zone(
 ) -> *mut c_char {
     const D: &str = "status_alert_zone";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError {
+        let err = |message: String| ConfError::Invalid {
             directive: D,
             message,
         };
         if mcf.zone_size.is_some() {
-            return Err(err("is duplicate".into()));
+            return Err(ConfError::Duplicate);
         }
         let value = args(cf, D)?.remove(0);
         let size = params::parse_size(&value)

@@ -11,9 +11,48 @@ pub mod probe_spec;
 
 use params::{AlertParams, WebhookTarget};
 use probe_spec::ProbeSpec;
+use thiserror::Error;
 
 use crate::zone::counters::BucketBounds;
 use crate::zone::{NameSlot, ProbeSlot, Zone};
+
+/// A configuration error, worded like nginx's own; `directives` turns it into `nginx -t` output.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfError {
+    /// The directive was already given at this level (nginx words this one itself).
+    #[error("is duplicate")]
+    Duplicate,
+    /// A bad value or a conflict found while the directive is parsed.
+    #[error("{directive}: {message}")]
+    Invalid {
+        /// The directive.
+        directive: &'static str,
+        /// What is wrong, naming the bad value.
+        message: String,
+    },
+    /// A conflict found once the `http` block is read, at a place the message names.
+    #[error("{directive}: {message} in {place}")]
+    At {
+        /// The directive.
+        directive: &'static str,
+        /// What is wrong.
+        message: String,
+        /// `file:line` of the directive.
+        place: String,
+    },
+    /// A NAME's parameters that do not fit the rest of the `http` block.
+    #[error("{directive} \"{name}\": {message} in {place}")]
+    Name {
+        /// The directive.
+        directive: &'static str,
+        /// The NAME.
+        name: String,
+        /// What is wrong.
+        message: String,
+        /// `file:line` of the NAME, and of what it conflicts with.
+        place: String,
+    },
+}
 
 /// One distinct `status_alert` NAME of the configuration.
 ///
@@ -134,41 +173,52 @@ impl MainConf {
     /// Adds a probe, refusing a second probe of the same target under the same NAME. Targets
     /// are compared as shown (without credentials): two probes differing only in `user:pass@`
     /// would share one metric series and one slot.
-    pub fn add_probe(&mut self, probe: ProbeConf) -> Result<(), String> {
+    pub fn add_probe(&mut self, probe: ProbeConf) -> Result<(), ConfError> {
         let spec = &probe.spec;
         if let Some(other) = self
             .probes
             .iter()
             .find(|o| o.spec.name == spec.name && o.spec.target.display() == spec.target.display())
         {
-            return Err(format!(
-                "\"{}\" already probes {} at {}",
-                spec.name,
-                spec.target.display(),
-                other.place
-            ));
+            return Err(ConfError::Invalid {
+                directive: "status_alert_probe",
+                message: format!(
+                    "\"{}\" already probes {} at {}",
+                    spec.name,
+                    spec.target.display(),
+                    other.place
+                ),
+            });
         }
         self.probes.push(probe);
         Ok(())
     }
 
     /// Checks what can only be checked once the whole `http` block is read.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfError> {
         let interval = self.interval_ms();
         let bounds = self.bucket_bounds();
         for n in &self.names {
-            params::check_window(n.params.window_ms, interval)
-                .map_err(|e| format!("status_alert \"{}\": {e} in {}", n.name, n.place))?;
+            params::check_window(n.params.window_ms, interval).map_err(|e| ConfError::Name {
+                directive: "status_alert",
+                name: n.name.clone(),
+                message: e.to_string(),
+                place: n.place.clone(),
+            })?;
             if let Some(latency) = &n.params.latency {
                 params::check_latency_buckets(latency, bounds.as_ms()).map_err(|e| {
                     let at = self.buckets.as_ref().map(|(_, p)| p.as_str());
-                    format!(
-                        "status_alert \"{}\": {e} in {}{}",
-                        n.name,
-                        n.place,
-                        at.map(|p| format!(" (status_alert_buckets in {p})"))
-                            .unwrap_or_default()
-                    )
+                    ConfError::Name {
+                        directive: "status_alert",
+                        name: n.name.clone(),
+                        message: e.to_string(),
+                        place: format!(
+                            "{}{}",
+                            n.place,
+                            at.map(|p| format!(" (status_alert_buckets in {p})"))
+                                .unwrap_or_default()
+                        ),
+                    }
                 })?;
             }
         }
@@ -201,22 +251,29 @@ pub struct LocConf {
 
 impl LocConf {
     /// Inherits from the enclosing level, then gives NAME-less probes this context's NAME.
-    pub fn merge_into(&mut self, prev: &LocConf, mcf: &mut MainConf) -> Result<(), String> {
+    pub fn merge_into(&mut self, prev: &LocConf, mcf: &mut MainConf) -> Result<(), ConfError> {
         if let AlertSetting::Unset = self.alert {
             self.alert = prev.alert;
         }
         for mut probe in core::mem::take(&mut self.pending_probes) {
             let Some(name) = self.name().map(|n| n.name.clone()) else {
-                return Err(format!(
-                    "status_alert_probe: name= is required outside a location with \
-                     \"status_alert NAME\" in {}",
-                    probe.place
-                ));
+                return Err(ConfError::At {
+                    directive: "status_alert_probe",
+                    message: "name= is required outside a location with \"status_alert NAME\""
+                        .into(),
+                    place: probe.place,
+                });
             };
             probe.spec.name = name;
             let place = probe.place.clone();
-            mcf.add_probe(probe)
-                .map_err(|e| format!("status_alert_probe: {e} in {place}"))?;
+            mcf.add_probe(probe).map_err(|e| match e {
+                ConfError::Invalid { directive, message } => ConfError::At {
+                    directive,
+                    message,
+                    place,
+                },
+                e => e,
+            })?;
         }
         Ok(())
     }
@@ -230,5 +287,59 @@ impl LocConf {
             AlertSetting::Name(n) => unsafe { n.as_ref() },
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_like_nginx() {
+        let invalid = ConfError::Invalid {
+            directive: "status_alert_zone",
+            message: "invalid zone size \"1k\", expected at least 64k".into(),
+        };
+        assert_eq!(
+            invalid.to_string(),
+            "status_alert_zone: invalid zone size \"1k\", expected at least 64k"
+        );
+        let name = ConfError::Name {
+            directive: "status_alert",
+            name: "be".into(),
+            message: "window=10s is shorter than 2 intervals".into(),
+            place: "nginx.conf:12".into(),
+        };
+        assert_eq!(
+            name.to_string(),
+            "status_alert \"be\": window=10s is shorter than 2 intervals in nginx.conf:12"
+        );
+    }
+
+    #[test]
+    fn a_second_probe_of_a_target_is_refused_and_a_nameless_probe_needs_a_name() {
+        let spec = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            probe_spec::parse(&args, true).unwrap()
+        };
+        let probe = |spec, place: &str| ProbeConf {
+            spec,
+            place: place.into(),
+            slot: core::ptr::null(),
+        };
+        let mut mcf = MainConf::default();
+        let args = ["http://127.0.0.1:1/health", "name=be"];
+        mcf.add_probe(probe(spec(&args), "a:1")).unwrap();
+        let err = mcf.add_probe(probe(spec(&args), "a:2")).unwrap_err();
+        assert!(err.to_string().contains("already probes"), "{err}");
+
+        let mut lcf = LocConf::default();
+        let nameless = probe_spec::parse(&["http://127.0.0.1:1/".to_string()], false).unwrap();
+        lcf.pending_probes.push(probe(nameless, "a:3"));
+        let err = lcf.merge_into(&LocConf::default(), &mut mcf).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("status_alert_probe: name= is required"));
+        assert!(err.to_string().ends_with(" in a:3"), "{err}");
     }
 }

@@ -13,7 +13,8 @@ use super::collect;
 use super::html::{render_html, HtmlOptions};
 use super::metrics;
 use super::negotiate::{choose_format, parse_refresh, Format};
-use crate::conf::directives::{handle, ConfError};
+use crate::conf::directives::handle;
+use crate::conf::ConfError;
 use crate::conf::LocConf;
 use crate::HttpStatusAlertModule as Module;
 
@@ -23,13 +24,9 @@ pub extern "C" fn set_metrics(
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    const D: &str = "status_metrics";
     handle(cf, conf, |cf, lcf: &mut LocConf| {
         if lcf.metrics {
-            return Err(ConfError {
-                directive: D,
-                message: "is duplicate".into(),
-            });
+            return Err(ConfError::Duplicate);
         }
         lcf.metrics = true;
         let clcf = NgxHttpCoreModule::location_conf_mut(cf).expect("http core loc conf");

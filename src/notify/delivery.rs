@@ -12,7 +12,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TrySendError};
 
@@ -213,7 +213,7 @@ impl Notifier {
             in_flight: Arc::clone(&in_flight),
             deadline: None,
             next_allowed: None,
-            rng: XorShift::seeded(),
+            rng: fastrand::Rng::new(),
             _done: done_tx,
         };
         let handle = thread::Builder::new()
@@ -566,36 +566,6 @@ fn fmt_secs(d: Duration) -> String {
     format!("{text}s")
 }
 
-/// Small xorshift64* generator: jitter only needs to differ between workers, not be secure.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded() -> XorShift {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        // Workers forked at the same moment still get different seeds through their pid.
-        let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
-        XorShift(if seed == 0 {
-            0x2545_F491_4F6C_DD1D
-        } else {
-            seed
-        })
-    }
-
-    /// Uniform-ish value in [0, 1).
-    fn next_unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        let out = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (out >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// What the delivery loop woke up for.
 enum Event {
     Payload(String),
@@ -633,8 +603,9 @@ struct DeliveryLoop {
     deadline: Option<Instant>,
     /// Discord said the bucket is empty: no POST before this instant.
     next_allowed: Option<Instant>,
-    rng: XorShift,
-    /// Dropped with the worker, which tells `shutdown` the thread is done.
+    /// Backoff jitter: only needs to differ between hosts and retries, not be secure.
+    rng: fastrand::Rng,
+    /// Dropped with the loop, which tells `shutdown` the thread is done.
     _done: Sender<()>,
 }
 
@@ -981,7 +952,7 @@ impl DeliveryLoop {
     }
 
     fn backoff(&mut self, attempt: u32) -> Duration {
-        let unit = self.rng.next_unit();
+        let unit = self.rng.f64();
         backoff_delay(self.backoff_base, self.backoff_cap, attempt, unit)
     }
 
@@ -1639,9 +1610,9 @@ mod tests {
         );
         assert_eq!(backoff_delay(base, cap, 7, 0.99), cap);
         assert_eq!(backoff_delay(base, cap, u32::MAX, f64::NAN), cap);
-        let mut rng = XorShift::seeded();
+        let mut rng = fastrand::Rng::new();
         for retry in 1..=10 {
-            let wait = backoff_delay(base, cap, retry, rng.next_unit());
+            let wait = backoff_delay(base, cap, retry, rng.f64());
             let plain = base.saturating_mul(1 << (retry - 1)).min(cap);
             assert!(wait <= cap && wait.as_secs_f64() >= plain.as_secs_f64() * 0.75);
         }
