@@ -7,6 +7,12 @@ use std::fs;
 use std::path::PathBuf;
 
 fn main() {
+    // The helper process (fork, pipes, prctl), the epoll event flags and /proc are Linux's.
+    let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if target_os != "linux" {
+        panic!("nginx-status-alert needs Linux: target_os \"{target_os}\" is not supported");
+    }
+
     forward_list_cfg(
         "ngx_feature",
         "DEP_NGINX_FEATURES_CHECK",
@@ -25,11 +31,6 @@ fn main() {
             nginx.display()
         );
         record_nginx_path(&nginx);
-    }
-
-    if cfg!(target_os = "macos") {
-        println!("cargo::rustc-link-arg=-undefined");
-        println!("cargo::rustc-link-arg=dynamic_lookup");
     }
 }
 

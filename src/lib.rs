@@ -76,6 +76,7 @@ mod wiring {
     #[cfg_attr(not(feature = "export-modules"), no_mangle)]
     pub static mut ngx_http_status_alert_module: ngx_module_t = ngx_module_t {
         ctx: ptr::addr_of!(MODULE_CTX).cast_mut().cast(),
+        // SAFETY: only the address of the static is taken; nginx reads the table.
         commands: unsafe { ptr::addr_of_mut!(directives::COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as ngx_uint_t,
         init_module: Some(shm::init_module),
