@@ -1392,3 +1392,78 @@ fn latency_slo_and_buckets_invalid_values() {
     )
     .unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Destinations: status_alert_webhook ... format=, status_alert_alertmanager
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn destinations_valid_forms() {
+    if !have_module("destinations_valid") {
+        return;
+    }
+    let body = in_location("status_alert api;");
+    report_accepted([
+        (
+            "three formats",
+            format!(
+                "status_alert_webhook http://127.0.0.1:9/a;\n\
+                 status_alert_webhook http://127.0.0.1:9/b format=slack;\n\
+                 status_alert_webhook format=json http://127.0.0.1:9/c;\n{body}"
+            ),
+        ),
+        (
+            "an Alertmanager cluster",
+            format!(
+                "status_alert_alertmanager http://127.0.0.1:9093 http://127.0.0.2:9093/;\n{body}"
+            ),
+        ),
+        (
+            "webhook and Alertmanager",
+            format!(
+                "status_alert_webhook http://127.0.0.1:9/a;\n\
+                 status_alert_alertmanager http://127.0.0.1:9093;\n{body}"
+            ),
+        ),
+    ]);
+}
+
+#[test]
+fn destinations_invalid_values() {
+    if !have_module("destinations_invalid") {
+        return;
+    }
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "unknown format",
+            "status_alert_webhook http://127.0.0.1:9/a format=teams;",
+            vec!["teams", "discord, slack or json"],
+        ),
+        (
+            "off with a format",
+            "status_alert_webhook off format=slack;",
+            vec!["off"],
+        ),
+        (
+            "alertmanager without a scheme",
+            "status_alert_alertmanager am1:9093;",
+            vec!["am1:9093"],
+        ),
+    ];
+    report(rejected_lines(cases, |line| {
+        format!("{line}\n{}", in_location("status_alert api;"))
+    }));
+    // `off` and a destination do not mix; the same destination twice is a mistake.
+    let line = "status_alert_webhook off;";
+    let block = format!(
+        "status_alert_webhook http://127.0.0.1:9/a;\n{line}\n{}",
+        in_location("status_alert api;")
+    );
+    expect_rejected(&block, line, &["off"]).unwrap();
+    let line = "status_alert_webhook http://127.0.0.1:9/a format=discord;";
+    let block = format!(
+        "status_alert_webhook http://127.0.0.1:9/a;\n{line}\n{}",
+        in_location("status_alert api;")
+    );
+    expect_rejected(&block, line, &["duplicate"]).unwrap();
+}

@@ -13,7 +13,7 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::HttpModuleMainConf;
 use ngx::ngx_string;
 
-use super::params::{self, WebhookTarget};
+use super::params::{self, WebhookFormat, WebhookTarget};
 use super::probe_spec;
 use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
 use crate::zone::counters::BucketBounds;
@@ -179,22 +179,64 @@ extern "C" fn set_webhook(
             directive: D,
             message,
         };
-        if mcf.webhook.is_some() {
-            return Err(ConfError::Duplicate);
-        }
-        let value = args(cf, D)?.remove(0);
-        let target = if value == "off" {
-            WebhookTarget::Off
-        } else if let Some(path) = value.strip_prefix("file=") {
+        let args = args(cf, D)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let read = |path: &str| {
             let full = full_conf_path(cf, path);
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| err(format!("cannot read webhook URL from \"{full}\": {e}")))?;
-            params::parse_webhook_url(&text)
-                .map_err(|e| err(format!("{e} (read from \"{full}\")")))?
-        } else {
-            params::parse_webhook_url(&value).map_err(|e| err(e.to_string()))?
+            std::fs::read_to_string(&full)
+                .map_err(|e| format!("cannot read webhook URL from \"{full}\": {e}"))
         };
-        mcf.webhook = Some(target);
+        let (target, format) =
+            params::parse_webhook_args(&args, read).map_err(|e| err(e.to_string()))?;
+        match target {
+            WebhookTarget::Off => {
+                if !mcf.destinations.is_empty() || mcf.webhook_off.is_some() {
+                    return Err(err(
+                        "\"off\" cannot be combined with other destinations".into()
+                    ));
+                }
+                mcf.webhook_off = Some(place(cf));
+                Ok(())
+            }
+            WebhookTarget::Url(url) => mcf.add_destination(url, format).map_err(err),
+        }
+    })
+}
+
+extern "C" fn set_alertmanager(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_alertmanager";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError::Invalid {
+            directive: D,
+            message,
+        };
+        let mut urls = Vec::new();
+        for arg in args(cf, D)? {
+            match arg.strip_prefix("file=") {
+                Some(path) => {
+                    let full = full_conf_path(cf, path);
+                    let text = std::fs::read_to_string(&full).map_err(|e| {
+                        err(format!(
+                            "cannot read Alertmanager URLs from \"{full}\": {e}"
+                        ))
+                    })?;
+                    urls.extend(text.split_whitespace().map(str::to_string));
+                }
+                None => urls.push(arg),
+            }
+        }
+        if urls.is_empty() {
+            return Err(err("needs at least one URL".into()));
+        }
+        for url in urls {
+            let url = params::parse_alertmanager_url(&url).map_err(|e| err(e.to_string()))?;
+            mcf.add_destination(url, WebhookFormat::Alertmanager)
+                .map_err(err)?;
+        }
         Ok(())
     })
 }
@@ -283,7 +325,7 @@ extern "C" fn set_zone(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 9] = [
     ngx_command_t {
         name: ngx_string!("status_alert"),
         type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
@@ -302,8 +344,16 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
     },
     ngx_command_t {
         name: ngx_string!("status_alert_webhook"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
         set: Some(set_webhook),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_alertmanager"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_alertmanager),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),

@@ -9,7 +9,7 @@ pub(crate) mod directives;
 pub mod params;
 pub mod probe_spec;
 
-use params::{AlertParams, WebhookTarget};
+use params::{AlertParams, WebhookFormat};
 use probe_spec::ProbeSpec;
 use thiserror::Error;
 
@@ -103,8 +103,11 @@ pub struct MainConf {
     pub probes: Vec<ProbeConf>,
     /// `status_alert_interval`, ms.
     pub interval_ms: Option<u64>,
-    /// `status_alert_webhook`.
-    pub webhook: Option<WebhookTarget>,
+    /// Where alerts are posted (`status_alert_webhook`, `status_alert_alertmanager`), in
+    /// configuration order.
+    pub destinations: Vec<Destination>,
+    /// `status_alert_webhook off` was given (where).
+    pub webhook_off: Option<String>,
     /// `status_alert_buckets`, and where it was set.
     pub buckets: Option<(BucketBounds, String)>,
     /// The bounds in ms as the request path reads them (set in postconfiguration).
@@ -124,6 +127,26 @@ pub struct MainConf {
     /// Index of the binding variable (handler::BINDING_VARIABLE) in each request's variable
     /// array; set when there are NAMEs.
     pub name_var_index: usize,
+}
+
+/// Most alert destinations (webhooks and Alertmanagers together) one configuration may have.
+pub const MAX_DESTINATIONS: usize = crate::zone::MAX_DESTINATIONS;
+
+/// One place alerts are posted to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    /// The URL, secret included: never logged or exported as is.
+    pub url: String,
+    /// Payload format.
+    pub format: WebhookFormat,
+}
+
+impl Destination {
+    /// The `destination` label of destination number `i` (0-based): format and position,
+    /// never the URL (which holds the token).
+    pub fn label(&self, i: usize) -> String {
+        format!("{}-{}", self.format.name(), i + 1)
+    }
 }
 
 /// A zone of the previous configuration.
@@ -164,10 +187,29 @@ impl MainConf {
         self.interval_ms.unwrap_or(params::DEFAULT_INTERVAL_MS)
     }
 
-    /// Where alerts go.
-    pub fn webhook(&self) -> &WebhookTarget {
-        static OFF: WebhookTarget = WebhookTarget::Off;
-        self.webhook.as_ref().unwrap_or(&OFF)
+    /// Adds a destination, refusing the same URL and format twice and more than
+    /// [`MAX_DESTINATIONS`].
+    pub fn add_destination(&mut self, url: String, format: WebhookFormat) -> Result<(), String> {
+        if let Some(place) = &self.webhook_off {
+            return Err(format!(
+                "alerts are turned off by \"status_alert_webhook off\" in {place}"
+            ));
+        }
+        if self
+            .destinations
+            .iter()
+            .any(|d| d.url == url && d.format == format)
+        {
+            return Err(format!(
+                "{} is duplicate",
+                crate::notify::delivery::redact_url(&url)
+            ));
+        }
+        if self.destinations.len() >= MAX_DESTINATIONS {
+            return Err(format!("at most {MAX_DESTINATIONS} destinations"));
+        }
+        self.destinations.push(Destination { url, format });
+        Ok(())
     }
 
     /// Adds a probe, refusing a second probe of the same target under the same NAME. Targets

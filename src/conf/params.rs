@@ -537,6 +537,8 @@ pub enum WebhookFormat {
     Slack,
     /// The versioned JSON event of `json_event`.
     Json,
+    /// Prometheus Alertmanager API v2 (`status_alert_alertmanager`; not a `format=` value).
+    Alertmanager,
 }
 
 impl WebhookFormat {
@@ -556,6 +558,7 @@ impl WebhookFormat {
             WebhookFormat::Discord => "discord",
             WebhookFormat::Slack => "slack",
             WebhookFormat::Json => "json",
+            WebhookFormat::Alertmanager => "alertmanager",
         }
     }
 }
@@ -609,6 +612,23 @@ pub fn parse_webhook_args(
     Ok((target, format.unwrap_or_default()))
 }
 
+/// The `POST /api/v2/alerts` URL of an Alertmanager given as `http://host:9093` (or already
+/// with a path); errors never echo the URL's credentials.
+pub fn parse_alertmanager_url(value: &str) -> Result<String, ParamError> {
+    let WebhookTarget::Url(url) = parse_webhook_url(value)? else {
+        return Err(invalid("alertmanager", value, "an http:// or https:// URL"));
+    };
+    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    let has_path = after_scheme
+        .find('/')
+        .is_some_and(|i| i + 1 < after_scheme.len());
+    Ok(if has_path {
+        url
+    } else {
+        format!("{}/api/v2/alerts", url.trim_end_matches('/'))
+    })
+}
+
 /// Never echo a possible secret back into error messages: credentials (`user:pass@`) become
 /// `***@`, and at most the first 24 characters are kept (a path may hold a token).
 fn redact_for_error(value: &str) -> String {
@@ -631,6 +651,18 @@ fn redact_for_error(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alertmanager_urls_get_the_v2_alerts_path() {
+        let url = |v: &str| parse_alertmanager_url(v).unwrap();
+        assert_eq!(url("http://am1:9093"), "http://am1:9093/api/v2/alerts");
+        assert_eq!(url("http://am1:9093/"), "http://am1:9093/api/v2/alerts");
+        assert_eq!(
+            url("https://am.example/x/api/v2/alerts"),
+            "https://am.example/x/api/v2/alerts"
+        );
+        assert!(parse_alertmanager_url("am1:9093").is_err());
+    }
 
     #[test]
     fn webhook_errors_never_show_credentials() {

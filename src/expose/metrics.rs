@@ -26,6 +26,9 @@ pub struct Metrics {
     pub probes: Vec<ProbeMetrics>,
     /// Alert deliveries by result, see [`NOTIFY_RESULT_LABELS`].
     pub notifications: [u64; 4],
+    /// The same per destination: its label (`discord-1`, `alertmanager-2`, ...) and counts.
+    /// Empty without destinations; then the totals are exported without a `destination`.
+    pub destinations: Vec<(String, [u64; 4])>,
     /// Messages waiting for delivery.
     pub queue_depth: u64,
     /// The histogram bounds the counters count by (`status_alert_buckets`).
@@ -428,15 +431,23 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         out,
         "nginx_alert_notifications_total",
         "counter",
-        "Alert deliveries by result.",
+        "Alert deliveries by destination and result.",
     )?;
-    for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(m.notifications.iter()) {
-        sample(
-            out,
-            "nginx_alert_notifications_total",
-            &[("result", result)],
-            n,
-        )?;
+    if m.destinations.is_empty() {
+        for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(m.notifications.iter()) {
+            sample(
+                out,
+                "nginx_alert_notifications_total",
+                &[("result", result)],
+                n,
+            )?;
+        }
+    }
+    for (destination, counts) in &m.destinations {
+        for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(counts.iter()) {
+            let labels = [("destination", destination.as_str()), ("result", result)];
+            sample(out, "nginx_alert_notifications_total", &labels, n)?;
+        }
     }
     header(
         out,
@@ -650,10 +661,23 @@ pub fn render_json(m: &Metrics) -> String {
         .zip(m.notifications.iter())
         .map(|(r, n)| (r.to_string(), json!(n)))
         .collect();
+    let destinations: Map<String, Value> = m
+        .destinations
+        .iter()
+        .map(|(label, counts)| {
+            let c: Map<String, Value> = NOTIFY_RESULT_LABELS
+                .iter()
+                .zip(counts.iter())
+                .map(|(r, n)| (r.to_string(), json!(n)))
+                .collect();
+            (label.clone(), Value::Object(c))
+        })
+        .collect();
     let doc = json!({
         "locations": locations,
         "probes": probes,
         "notifications": notifications,
+        "destinations": destinations,
         "queue_depth": m.queue_depth,
     });
     let mut s = doc.to_string();

@@ -109,6 +109,15 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         for (d, n) in m.notifications.iter_mut().zip(h.notifications.iter()) {
             *d = n.load(Relaxed);
         }
+        for (i, (d, counts)) in mcf
+            .destinations
+            .iter()
+            .zip(&h.destination_notifications)
+            .enumerate()
+        {
+            m.destinations
+                .push((d.label(i), counts.each_ref().map(|c| c.load(Relaxed))));
+        }
         m.queue_depth = h.queue_depth.load(Relaxed);
     }
     m

@@ -18,14 +18,16 @@ use nginx_sys::{
 };
 use ngx::http::HttpModuleMainConf;
 
-use crate::conf::params::WebhookTarget;
+use crate::conf::params::WebhookFormat;
 use crate::conf::MainConf;
-use crate::evaluate::event::{AlertEvent, EventDetail, ProbeEvent};
+use crate::evaluate::event::{
+    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
+};
 use crate::evaluate::lease::{self, HandOver, Lease};
 use crate::evaluate::{self, Watched};
 use crate::helper::{Helper, HelperContext, Outbox, Report};
 use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
-use crate::notify::discord;
+use crate::notify::{alertmanager, discord, payload};
 use crate::probe::{self, ProbeResult, ProbeTransition};
 use crate::HttpStatusAlertModule;
 
@@ -67,6 +69,8 @@ struct Evaluator {
     restart_timer: Box<ngx_event_t>,
     /// Payloads waiting for the next helper while the restart backs off.
     pending_restart: Option<Outbox>,
+    /// When firing alerts are next re-posted to the Alertmanagers, ms.
+    next_alertmanager_ms: u64,
 }
 
 /// A hand-over older than this is from an earlier run of nginx, not from the previous holder.
@@ -143,6 +147,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
         restart_timer,
         pending_restart: None,
+        next_alertmanager_ms: 0,
     };
     EVALUATOR.with(|w| *w.borrow_mut() = Some(evaluator));
     notice!(
@@ -162,10 +167,11 @@ fn start_helper(
     log: *mut ngx_log_t,
     pending: Outbox,
 ) -> Option<Helper> {
-    let webhook = match mcf.webhook() {
-        WebhookTarget::Off => None,
-        WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
-    };
+    let destinations = mcf
+        .destinations
+        .iter()
+        .map(|d| NotifierConfig::new(d.url.clone()))
+        .collect();
     let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
     let ctx = HelperContext {
         in_child: set_helper_title,
@@ -175,7 +181,7 @@ fn start_helper(
         log_level: unsafe { (*log).log_level },
     };
     // Forked while this process has no thread (see helper/mod.rs).
-    let mut helper = match Helper::start(webhook, probes, ctx) {
+    let mut helper = match Helper::start(destinations, probes, ctx) {
         Ok(s) => s,
         Err(e) => {
             error!(log, "status_alert: cannot start the helper process: {e}");
@@ -244,13 +250,15 @@ fn close_channel(c: *mut ngx_connection_t, fd: libc::c_int) {
     }
 }
 
-/// One `dropped` outcome per payload lost for `why`.
-fn lost_outcomes(n: usize, why: &str) -> Vec<Outcome> {
-    (0..n)
-        .map(|_| Outcome {
+/// One `dropped` outcome per payload lost for `why`, given by its destination.
+fn lost_outcomes(destinations: Vec<usize>, why: &str) -> Vec<Outcome> {
+    destinations
+        .into_iter()
+        .map(|destination| Outcome {
             result: DeliveryResult::Dropped,
             message: format!("alert dropped: {why}"),
             is_error: false,
+            destination,
         })
         .collect()
 }
@@ -320,7 +328,7 @@ impl Evaluator {
                 let (fd, pending, lost) = helper.abandon();
                 close_channel(c, fd);
                 outcomes.extend(lost_outcomes(
-                    lost as usize,
+                    lost,
                     "the helper process exited before delivering it",
                 ));
                 if !self.stopping {
@@ -359,6 +367,8 @@ impl Evaluator {
 
         if !events.is_empty() {
             outcomes.extend(self.announce(&events));
+        } else if ticked && self.lease.is_some() {
+            outcomes.extend(self.resend_to_alertmanager(now));
         }
         record_outcomes(self, outcomes);
     }
@@ -543,32 +553,207 @@ impl Evaluator {
     /// Logs every event; with a webhook, also hands the Discord payloads to the helper.
     /// Returns outcomes for payloads that could not be handed over.
     fn announce(&mut self, events: &[AlertEvent]) -> Vec<Outcome> {
-        let webhook = self.mcf.webhook() != &WebhookTarget::Off;
-        let Some(helper) = self.helper.as_mut().filter(|_| webhook) else {
-            // No webhook: the error log is where alerts go.
+        if self.mcf.destinations.is_empty() || self.helper.is_none() {
+            // No destination: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));
             }
             return Vec::new();
-        };
+        }
         for e in events {
             notice!(
                 self.log,
-                "{} (queued for the webhook)",
+                "{} (queued for delivery)",
                 discord::log_line(e, &self.host)
             );
         }
+        let now = now_ms();
+        let firing = if self.has_alertmanager() {
+            self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
+            self.firing_now(now)
+        } else {
+            Vec::new()
+        };
+        self.submit_to_all(events, &firing, now)
+    }
+
+    /// True when an Alertmanager is among the destinations.
+    fn has_alertmanager(&self) -> bool {
+        let am = WebhookFormat::Alertmanager;
+        self.mcf.destinations.iter().any(|d| d.format == am)
+    }
+
+    /// Every destination gets `events` in its format; Alertmanagers get what fires now
+    /// (`firing`) and the end of what `events` ended. Returns outcomes for dropped payloads.
+    fn submit_to_all(
+        &mut self,
+        events: &[AlertEvent],
+        firing: &[AlertEvent],
+        now: u64,
+    ) -> Vec<Outcome> {
+        let Some(helper) = self.helper.as_mut() else {
+            return Vec::new();
+        };
         let mut dropped = Vec::new();
-        for payload in discord::build_payloads(events, &self.host) {
-            for _ in 0..helper.submit(&payload.to_string()) {
-                dropped.push(Outcome {
-                    result: DeliveryResult::Dropped,
-                    message: "alert dropped: the helper process is not keeping up".into(),
-                    is_error: false,
-                });
+        for (i, d) in self.mcf.destinations.iter().enumerate() {
+            let bodies = match d.format {
+                WebhookFormat::Alertmanager => {
+                    alertmanager::build_payload(firing, events, &self.host, now / 1000)
+                        .map(|v| v.to_string())
+                        .into_iter()
+                        .collect()
+                }
+                format => payload::webhook_bodies(format, events, &self.host),
+            };
+            for body in bodies {
+                dropped.extend(lost_outcomes(
+                    helper.submit(i, &body),
+                    "the helper process is not keeping up",
+                ));
             }
         }
         dropped
+    }
+
+    /// Re-posts what fires to the Alertmanagers every `alertmanager::RESEND_SECS`.
+    fn resend_to_alertmanager(&mut self, now: u64) -> Vec<Outcome> {
+        if !self.has_alertmanager() || now < self.next_alertmanager_ms {
+            return Vec::new();
+        }
+        self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
+        let firing = self.firing_now(now);
+        if firing.is_empty() {
+            return Vec::new();
+        }
+        let am = WebhookFormat::Alertmanager;
+        let Some(helper) = self.helper.as_mut() else {
+            return Vec::new();
+        };
+        let Some(body) = alertmanager::build_payload(&firing, &[], &self.host, now / 1000) else {
+            return Vec::new();
+        };
+        let body = body.to_string();
+        let mut dropped = Vec::new();
+        for (i, _) in self
+            .mcf
+            .destinations
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.format == am)
+        {
+            dropped.extend(lost_outcomes(
+                helper.submit(i, &body),
+                "the helper process is not keeping up",
+            ));
+        }
+        dropped
+    }
+
+    /// What fires now, as events, read from the zone: every NAME at warning or critical (5xx,
+    /// latency, error budget) and every probe target that is down.
+    fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
+        let mut out = Vec::new();
+        let at_unix = now / 1000;
+        for n in &self.mcf.names {
+            // SAFETY: slots point into the mapped zone.
+            let Some(slot) = (unsafe { n.slot.as_ref() }) else {
+                continue;
+            };
+            let p = &n.params;
+            let base = |detail| AlertEvent {
+                name: n.name.clone(),
+                at_unix,
+                link: p.link.clone(),
+                runbook: p.runbook.clone(),
+                detail,
+            };
+            let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
+            if level != Level::Ok {
+                let (total, errors) = slot.alert.window();
+                out.push(base(EventDetail::Location(LocationEvent {
+                    level,
+                    previous: level,
+                    repeat: true,
+                    errors,
+                    total,
+                    window_secs: p.window_ms / 1000,
+                    warn_pct: p.warn_pct,
+                    crit_pct: p.crit_pct,
+                    top_codes: Vec::new(),
+                    since_unix: slot.alert.incident_since_ms.load(Relaxed) / 1000,
+                })));
+            }
+            if let Some(l) = &p.latency {
+                let level = Level::from_u8(slot.latency.state.level.load(Relaxed) as u8);
+                if level != Level::Ok {
+                    out.push(base(EventDetail::Latency(LatencyEvent {
+                        level,
+                        previous: level,
+                        repeat: true,
+                        percentile: l.label(),
+                        estimate_ms: slot.latency.estimate_seconds().map(|s| s * 1000.0),
+                        warn_ms: l.warn_ms,
+                        crit_ms: l.crit_ms,
+                        requests: slot.alert.window().0,
+                        window_secs: p.window_ms / 1000,
+                        since_unix: slot.latency.state.ongoing_since_ms().unwrap_or(now) / 1000,
+                    })));
+                }
+            }
+            if let Some(pct) = p.slo_pct {
+                let level = Level::from_u8(slot.slo.state.level.load(Relaxed) as u8);
+                if level != Level::Ok {
+                    let labels = crate::evaluate::slo::burn_windows_ms(p.window_ms)
+                        .map(crate::evaluate::slo::window_label);
+                    let rates = slot.slo.rates();
+                    let (total, errors) = slot.alert.window();
+                    out.push(base(EventDetail::Slo(SloEvent {
+                        level,
+                        previous: level,
+                        repeat: true,
+                        slo_pct: pct,
+                        burn_rate: rates[0],
+                        windows: labels.into_iter().zip(rates).collect(),
+                        errors,
+                        total,
+                        since_unix: slot.slo.state.ongoing_since_ms().unwrap_or(now) / 1000,
+                    })));
+                }
+            }
+        }
+        for probe in &self.mcf.probes {
+            // SAFETY: slots point into the mapped zone.
+            let Some(slot) = (unsafe { probe.slot.as_ref() }) else {
+                continue;
+            };
+            let s = &slot.probe;
+            if probe::is_up(s) != Some(false) {
+                continue;
+            }
+            let status = Some(s.last_status.load(Relaxed) as u16).filter(|s| *s != 0);
+            let reason = s
+                .last_reason
+                .load(Relaxed)
+                .checked_sub(1)
+                .and_then(probe::Reason::from_index)
+                .map(|r| r.words(status));
+            let params = self.mcf.names.iter().find(|n| n.name == probe.spec.name);
+            out.push(AlertEvent {
+                name: probe.spec.name.clone(),
+                at_unix,
+                link: params.and_then(|n| n.params.link.clone()),
+                runbook: params.and_then(|n| n.params.runbook.clone()),
+                detail: EventDetail::Probe(ProbeEvent {
+                    up: false,
+                    target: probe.spec.target.display(),
+                    reason,
+                    status,
+                    duration_ms: s.last_duration_us.load(Relaxed) / 1000,
+                    since_unix: s.since_ms.load(Relaxed) / 1000,
+                }),
+            });
+        }
+        out
     }
 }
 
@@ -577,13 +762,12 @@ fn record_outcomes(evaluator: &Evaluator, outcomes: Vec<Outcome>) {
     let Some(zone) = &evaluator.mcf.zone else {
         return;
     };
-    let counters = &zone.header().notifications;
     for o in outcomes {
         let i = DeliveryResult::ALL
             .iter()
             .position(|r| *r == o.result)
             .unwrap_or(0);
-        counters[i].fetch_add(1, Relaxed);
+        zone.count_delivery(o.destination, i);
         let msg = &o.message;
         match o.result {
             DeliveryResult::Sent => notice!(evaluator.log, "status_alert: {msg}"),

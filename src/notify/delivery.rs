@@ -140,6 +140,9 @@ pub struct Outcome {
     pub message: String,
     /// Log at error level (webhook gone, rejected, gave up) rather than warn/info.
     pub is_error: bool,
+    /// The destination it concerns (index in configuration order); a notifier serves one
+    /// destination and reports 0, its owner sets the index.
+    pub destination: usize,
 }
 
 /// Handle to the webhook delivery thread, owned by the helper process.
@@ -338,6 +341,7 @@ fn dropped(message: String) -> Outcome {
         result: DeliveryResult::Dropped,
         message,
         is_error: false,
+        destination: 0,
     }
 }
 
@@ -702,6 +706,7 @@ impl DeliveryLoop {
             result,
             message,
             is_error,
+            destination: 0,
         });
     }
 

@@ -20,7 +20,7 @@ use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x03");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x04");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
@@ -35,6 +35,8 @@ const SLOT_RETIRED: u32 = 2;
 
 /// Delivery outcome counters, indexed like `notifier::DeliveryResult::ALL`.
 pub const NOTIFY_RESULTS: usize = 4;
+/// Alert destinations whose deliveries are counted separately.
+pub const MAX_DESTINATIONS: usize = 16;
 
 /// Zone-wide state.
 ///
@@ -56,6 +58,8 @@ pub struct ZoneHeader {
     pub eval_tick_ms: AtomicU64,
     /// Alert deliveries by result: sent, retried, failed, dropped.
     pub notifications: [AtomicU64; NOTIFY_RESULTS],
+    /// The same per destination, in configuration order.
+    pub destination_notifications: [[AtomicU64; NOTIFY_RESULTS]; MAX_DESTINATIONS],
     /// Messages waiting in the notifier queue (as last seen by the delivering worker).
     pub queue_depth: AtomicU64,
     /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
@@ -843,6 +847,22 @@ impl Zone {
         }
     }
 
+    /// Counts one delivery outcome (index into `notifier::DeliveryResult::ALL`) of
+    /// destination `destination`, in the totals and per destination.
+    pub fn count_delivery(&self, destination: usize, result: usize) {
+        let h = self.header();
+        if let Some(c) = h.notifications.get(result) {
+            c.fetch_add(1, Relaxed);
+        }
+        if let Some(c) = h
+            .destination_notifications
+            .get(destination)
+            .and_then(|d| d.get(result))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Moves the counts of `old` into this zone: the request counters of every NAME in
     /// `pairs` (see [`Zone::name_pairs`]) and the delivery outcomes.
     pub fn move_counts(&self, old: &Zone, pairs: &[(&NameSlot, &NameSlot)]) {
@@ -850,7 +870,10 @@ impl Zone {
             slot.counters.move_from(&o.counters);
         }
         let (h, oh) = (self.header(), old.header());
-        for (d, s) in h.notifications.iter().zip(oh.notifications.iter()) {
+        let per_destination = h.destination_notifications.iter().flatten();
+        let old_per_destination = oh.destination_notifications.iter().flatten();
+        let all = h.notifications.iter().chain(per_destination);
+        for (d, s) in all.zip(oh.notifications.iter().chain(old_per_destination)) {
             let n = s.swap(0, Relaxed);
             if n != 0 {
                 d.fetch_add(n, Relaxed);
