@@ -1001,11 +1001,12 @@ fn webhook_invalid_forms() {
         expect_rejected(&block, line, &["missing-webhook.url"]).map(drop),
     ));
 
-    let second = "status_alert_webhook https://discord.com/api/webhooks/2/b;";
+    // Several destinations are allowed (README, status_alert_webhook); the same one twice is not.
+    let second = "status_alert_webhook https://discord.com/api/webhooks/1/a format=discord;";
     let block =
         format!("status_alert_webhook https://discord.com/api/webhooks/1/a;\n{second}\n{after}");
     results.push((
-        "duplicate".to_string(),
+        "the same destination twice".to_string(),
         expect_rejected(&block, second, &["duplicate"]).map(drop),
     ));
 
@@ -1014,7 +1015,7 @@ fn webhook_invalid_forms() {
         format!("status_alert_webhook https://discord.com/api/webhooks/1/a;\n{second}\n{after}");
     results.push((
         "URL then off".to_string(),
-        expect_rejected(&block, second, &["duplicate"]).map(drop),
+        expect_rejected(&block, second, &["\"off\" cannot be combined"]).map(drop),
     ));
 
     for (label, block) in [
