@@ -140,6 +140,9 @@ pub fn format_window(secs: u64) -> String {
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
 ///
+/// Kept by hand: std has no calendar, and `time`/`chrono` are a lot of crate for one 12-line
+/// function on the alert path.
+///
 /// Howard Hinnant's `civil_from_days`, in unsigned arithmetic because Unix time here is never
 /// negative; eras are 400-year cycles starting on 0000-03-01 so leap days fall at year end.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
