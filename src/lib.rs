@@ -27,6 +27,7 @@ pub mod notifier;
 pub mod params;
 pub mod payload;
 pub mod probe;
+pub mod probe_http;
 pub mod probe_spec;
 #[cfg(test)]
 mod properties;
