@@ -46,6 +46,8 @@ pub struct ProbeConf {
     pub place: String,
     /// Its slot in the shared zone; set when the zone is initialised.
     pub slot: *const ProbeSlot,
+    /// The target's addresses, resolved once the configuration is read (empty: not found).
+    pub addrs: Vec<std::net::SocketAddr>,
 }
 
 impl ProbeConf {
@@ -358,6 +360,7 @@ extern "C" fn set_status_alert_probe(
             spec,
             place: place(cf),
             slot: ptr::null(),
+            addrs: Vec::new(),
         };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);

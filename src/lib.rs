@@ -28,6 +28,8 @@ pub mod params;
 pub mod payload;
 pub mod probe;
 pub mod probe_http;
+#[cfg(not(test))]
+mod probe_net;
 pub mod probe_spec;
 #[cfg(test)]
 mod properties;
@@ -35,6 +37,8 @@ mod properties;
 mod shm;
 pub mod sidecar;
 pub mod slack;
+#[cfg(not(test))]
+mod upstream_probe;
 pub mod window;
 #[cfg(not(test))]
 mod worker;
@@ -152,6 +156,10 @@ mod wiring {
             let Some(mcf) = Self::main_conf_mut(cf) else {
                 return Status::NGX_ERROR.into();
             };
+            if let Err(e) = crate::probe_net::prepare(cf, mcf) {
+                emerg!(cf.log, "{e}");
+                return Status::NGX_ERROR.into();
+            }
             if mcf.names.is_empty() && mcf.probes.is_empty() {
                 return Status::NGX_OK.into();
             }

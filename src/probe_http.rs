@@ -12,13 +12,15 @@ pub const MAX_RESPONSE: usize = 64 * 1024;
 /// Longest status line accepted (`HTTP/1.1 200 OK` plus a long reason phrase).
 const MAX_STATUS_LINE: usize = 1024;
 
+/// The `User-Agent` of every probe (as the thread-based probes sent it).
+pub const USER_AGENT: &str = concat!("nginx-status-alert/", env!("CARGO_PKG_VERSION"));
+
 /// The `GET` request of an HTTP(S) probe: `Host`, `User-Agent`, `Connection: close`, and basic
 /// authentication when the URL carries `user:password@`.
 pub fn request(spec: &ProbeSpec) -> Vec<u8> {
     let t = &spec.target;
     let mut req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: nginx-status-alert\r\n\
-         Connection: close\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n",
         t.path,
         t.authority()
     );
@@ -153,8 +155,11 @@ mod tests {
         let r = request(&spec(&["http://127.0.0.1:8080/health?deep=1"]));
         assert_eq!(
             String::from_utf8(r).unwrap(),
-            "GET /health?deep=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
-             User-Agent: nginx-status-alert\r\nConnection: close\r\n\r\n"
+            format!(
+                "GET /health?deep=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
+                 User-Agent: nginx-status-alert/{}\r\nConnection: close\r\n\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
         );
         let r = request(&spec(&["https://Aladdin:opensesame@h/"]));
         let r = String::from_utf8(r).unwrap();

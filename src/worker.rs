@@ -140,6 +140,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         pending_restart: None,
     };
     WORKER.with(|w| *w.borrow_mut() = Some(worker));
+    crate::probe_net::start(&mcf.probes, log);
     notice!(
         log,
         "status_alert: evaluating {} names and {} probes in this process",
@@ -161,7 +162,8 @@ fn start_helper(
         WebhookTarget::Off => None,
         WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
     };
-    let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
+    // Probes run on this process's event loop (probe_net.rs), not in the helper.
+    let probes = Vec::new();
     let ctx = HelperContext {
         in_child: set_helper_title,
         zone: mcf.zone,
@@ -205,6 +207,7 @@ fn set_helper_title() {
 
 /// `exit_process`: lets the helper go (it finishes delivering on its own) without waiting.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    crate::probe_net::stop();
     let Some(mut worker) = WORKER.with(|w| w.borrow_mut().take()) else {
         return;
     };
@@ -287,7 +290,13 @@ impl Worker {
         let Some(sidecar) = self.sidecar.as_mut() else {
             return;
         };
-        let (reports, gone) = sidecar.poll();
+        let (mut reports, gone) = sidecar.poll();
+        // Results of the probes on this event loop, applied like the helper's used to be.
+        reports.extend(
+            crate::probe_net::take_results()
+                .into_iter()
+                .map(Report::Probe),
+        );
         let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
         if ticked && !exiting() {
             self.take_over();
@@ -296,6 +305,7 @@ impl Worker {
         if exiting() && !self.stopping {
             // The helper finishes alone (see sidecar.rs); nothing here waits for it.
             self.stopping = true;
+            crate::probe_net::stop();
             self.release_lease();
             if let Some(s) = self.sidecar.take() {
                 let (fd, unsent) = s.close();
