@@ -170,7 +170,10 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
-    let mut m = Metrics::default();
+    let mut m = Metrics {
+        peers_down: crate::mark_down::kept_out(mcf),
+        ..Metrics::default()
+    };
     for n in &mcf.names {
         // SAFETY: slots point into the mapped zone once it is initialised.
         let Some(slot) = (unsafe { n.slot.as_ref() }) else {

@@ -21,11 +21,14 @@ mod handler;
 pub mod html;
 pub mod json_event;
 pub mod lease;
+#[cfg(not(test))]
+mod mark_down;
 pub mod metrics;
 pub mod negotiate;
 pub mod notifier;
 pub mod params;
 pub mod payload;
+pub mod peer_down;
 pub mod probe;
 pub mod probe_http;
 #[cfg(not(test))]

@@ -94,24 +94,62 @@ fn server_addresses(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<SocketAddr> {
         }
         // SAFETY: addrs holds naddrs addresses.
         let addrs: &[ngx_addr_t] = unsafe { core::slice::from_raw_parts(s.addrs, s.naddrs) };
-        out.extend(addrs.iter().filter_map(socket_addr));
+        out.extend(addrs.iter().filter_map(|a| socket_addr(a.sockaddr.cast())));
     }
     out
 }
 
+/// The `down` flag of the `server` line each address comes from.
+pub fn configured_down(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<(SocketAddr, bool)> {
+    // SAFETY: `servers` is null or an array of ngx_http_upstream_server_t.
+    let Some(servers) = (unsafe { uscf.servers.as_ref() }) else {
+        return Vec::new();
+    };
+    // SAFETY: as above.
+    let servers: &[ngx_http_upstream_server_t] = unsafe { servers.as_slice() };
+    let mut out = Vec::new();
+    for s in servers.iter().filter(|s| !s.addrs.is_null()) {
+        // SAFETY: addrs holds naddrs addresses.
+        let addrs: &[ngx_addr_t] = unsafe { core::slice::from_raw_parts(s.addrs, s.naddrs) };
+        out.extend(
+            addrs
+                .iter()
+                .filter_map(|a| socket_addr(a.sockaddr.cast()))
+                .map(|a| (a, s.down != 0)),
+        );
+    }
+    out
+}
+
+/// The explicit `upstream NAME {}` block of the running cycle.
+pub fn find_in_cycle(name: &str) -> Option<*mut ngx_http_upstream_srv_conf_t> {
+    // SAFETY: ngx_cycle is this process's current cycle.
+    let cycle = unsafe { &*nginx_sys::ngx_cycle };
+    let umcf = NgxHttpUpstreamModule::main_conf(cycle)?;
+    // SAFETY: `upstreams` is an array of pointers to upstream server configurations.
+    let blocks: &[*mut ngx_http_upstream_srv_conf_t] = unsafe { umcf.upstreams.as_slice() };
+    blocks.iter().copied().find(|u| {
+        // SAFETY: each element points at a live upstream configuration.
+        unsafe { u.as_ref() }.is_some_and(|u| {
+            u.flags & nginx_sys::NGX_HTTP_UPSTREAM_CREATE as nginx_sys::ngx_uint_t != 0
+                && u.host.to_string() == name
+        })
+    })
+}
+
 /// A Rust socket address from nginx's (IPv4 and IPv6; UNIX sockets are not probed).
-fn socket_addr(a: &ngx_addr_t) -> Option<SocketAddr> {
-    // SAFETY: sockaddr points at socklen bytes of a socket address of its family.
+pub fn socket_addr(sa: *const libc::sockaddr) -> Option<SocketAddr> {
+    // SAFETY: sa is null or points at a socket address of its family.
     unsafe {
-        let sa = a.sockaddr.as_ref()?;
-        match sa.sa_family as i32 {
+        let sa_ref = sa.as_ref()?;
+        match sa_ref.sa_family as i32 {
             libc::AF_INET => {
-                let sin = &*a.sockaddr.cast::<libc::sockaddr_in>();
+                let sin = &*sa.cast::<libc::sockaddr_in>();
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
                 Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
             }
             libc::AF_INET6 => {
-                let sin6 = &*a.sockaddr.cast::<libc::sockaddr_in6>();
+                let sin6 = &*sa.cast::<libc::sockaddr_in6>();
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
                 Some(SocketAddr::new(
                     IpAddr::V6(ip),

@@ -302,6 +302,9 @@ impl Worker {
             self.take_over();
         }
         let mut outcomes = self.absorb(reports, now, &mut events);
+        if self.lease.is_some() && !exiting() {
+            crate::mark_down::sync(self.mcf, self.log);
+        }
         if exiting() && !self.stopping {
             // The helper finishes alone (see sidecar.rs); nothing here waits for it.
             self.stopping = true;

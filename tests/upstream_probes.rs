@@ -429,3 +429,129 @@ fn nginx_t_checks_upstream_probes() {
         assert!(out.contains("status_alert_probe"), "{out}");
     }
 }
+
+/// `/x` through the proxy, `n` times; panics on anything but 200.
+fn proxied(nginx: &Nginx, n: usize) {
+    let mut client = KeepAliveClient::new(nginx.port);
+    for _ in 0..n {
+        assert_eq!(client.get("/x").status, 200);
+    }
+}
+
+fn peer_down_metric(nginx: &Nginx, port: u16) -> Option<f64> {
+    metric(
+        &prom(nginx),
+        "nginx_upstream_peer_down",
+        &[
+            ("upstream", "backend"),
+            ("peer", &format!("127.0.0.1:{port}")),
+        ],
+    )
+}
+
+#[test]
+fn mark_down_takes_a_down_peer_out_of_rotation_and_fails_open() {
+    if !have_module("mark_down_takes_a_down_peer_out_of_rotation_and_fails_open") {
+        return;
+    }
+    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
+    for p in &peers {
+        p.set("/x", 200, "x");
+    }
+    peers[1].set("/health", 503, "sick");
+    let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
+    let rx = WebhookReceiver::start();
+    let probe = "upstream=backend uri=/health interval=1s timeout=500ms mark_down=on";
+    let block = http_block(
+        &rx.url(),
+        &upstream_block(&ports, "    zone backend 64k;\n"),
+        probe,
+    );
+    let nginx = Nginx::start(&block, opts(2));
+    assert!(
+        wait_until(PATIENCE, || peer_down_metric(&nginx, ports[1]) == Some(1.0)),
+        "peer never marked down{}",
+        report(&nginx, &rx)
+    );
+    assert_eq!(peer_down_metric(&nginx, ports[0]), Some(0.0));
+    // Round robin over the other two only, in every worker.
+    let before = peers[1].hits("/x");
+    proxied(&nginx, 30);
+    assert_eq!(peers[1].hits("/x"), before, "a DOWN peer got requests");
+    assert!(peers[0].hits("/x") > 0 && peers[2].hits("/x") > 0);
+
+    // Back UP: back in rotation.
+    peers[1].set("/health", 200, "ok");
+    assert!(
+        wait_until(PATIENCE, || peer_down_metric(&nginx, ports[1]) == Some(0.0)),
+        "peer never back{}",
+        report(&nginx, &rx)
+    );
+    // The worker that evaluates applies the flag on its next tick.
+    thread::sleep(Duration::from_millis(600));
+    let before = peers[1].hits("/x");
+    proxied(&nginx, 30);
+    assert!(peers[1].hits("/x") > before, "an UP peer got no requests");
+
+    // Every peer DOWN: all are used (fail open).
+    for p in &peers {
+        p.set("/health", 503, "sick");
+    }
+    assert!(
+        nginx.wait_for_log("mark_down fails open", PATIENCE),
+        "no fail-open notice{}",
+        report(&nginx, &rx)
+    );
+    thread::sleep(Duration::from_millis(600));
+    let before: Vec<usize> = peers.iter().map(|p| p.hits("/x")).collect();
+    proxied(&nginx, 30);
+    for (i, p) in peers.iter().enumerate() {
+        assert!(
+            p.hits("/x") > before[i],
+            "peer {i} unused while failing open"
+        );
+        assert_eq!(peer_down_metric(&nginx, ports[i]), Some(0.0));
+    }
+    nginx.assert_log_clean();
+}
+
+#[test]
+fn mark_down_leaves_no_peer_down_after_the_directive_is_removed() {
+    if !have_module("mark_down_leaves_no_peer_down_after_the_directive_is_removed") {
+        return;
+    }
+    let peers = [Upstream::start(), Upstream::start()];
+    for p in &peers {
+        p.set("/x", 200, "x");
+    }
+    peers[0].set("/health", 503, "sick");
+    let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
+    let rx = WebhookReceiver::start();
+    let upstream = upstream_block(&ports, "    zone backend 64k;\n");
+    let marking = "upstream=backend uri=/health interval=1s timeout=500ms mark_down=on";
+    let nginx = Nginx::start(&http_block(&rx.url(), &upstream, marking), opts(2));
+    assert!(
+        wait_until(PATIENCE, || peer_down_metric(&nginx, ports[0]) == Some(1.0)),
+        "peer never marked down{}",
+        report(&nginx, &rx)
+    );
+    let before = peers[0].hits("/x");
+    proxied(&nginx, 20);
+    assert_eq!(peers[0].hits("/x"), before);
+
+    // Reload without mark_down (the probe stays): the peer is used again at once.
+    let observing = "upstream=backend uri=/health interval=1s timeout=500ms";
+    nginx.write_config(&http_block(&rx.url(), &upstream, observing));
+    nginx.reload();
+    assert!(
+        wait_until(PATIENCE, || {
+            let before = peers[0].hits("/x");
+            proxied(&nginx, 10);
+            peers[0].hits("/x") > before
+        }),
+        "peer still out of rotation after mark_down was removed{}",
+        report(&nginx, &rx)
+    );
+    assert_eq!(peer_down_metric(&nginx, ports[0]), None);
+    nginx.assert_log_clean();
+}
