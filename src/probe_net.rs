@@ -442,13 +442,17 @@ impl Target {
         self.write();
     }
 
-    /// The chain verified against the system store and names the target's host.
+    /// The chain verified against the system store and, for a host name, names it. An IP
+    /// address target (every `upstream=` target) has no name to check: only the chain counts.
     fn certificate_ok(&mut self) -> bool {
         let c = self.conn;
         // SAFETY: c->ssl is a completed TLS connection.
         let verified = unsafe { nginx_sys::SSL_get_verify_result((*(*c).ssl).connection.cast()) };
         if verified != nginx_sys::X509_V_OK as core::ffi::c_long {
             return false;
+        }
+        if self.sni.is_none() {
+            return true;
         }
         let mut host = self.spec.target.host.clone().into_bytes();
         let mut name = ngx_str_t {

@@ -555,3 +555,36 @@ fn mark_down_leaves_no_peer_down_after_the_directive_is_removed() {
     assert_eq!(peer_down_metric(&nginx, ports[0]), None);
     nginx.assert_log_clean();
 }
+
+#[test]
+fn unresolvable_host_fails_as_dns_every_interval() {
+    if !have_module("unresolvable_host_fails_as_dns_every_interval") {
+        return;
+    }
+    let peer = Upstream::start();
+    let rx = WebhookReceiver::start();
+    let target = "http://no-such-host.invalid:8080/health";
+    let block = http_block(
+        &rx.url(),
+        &upstream_block(&[peer.port], ""),
+        &format!("{target} interval=1s timeout=500ms"),
+    );
+    // Not an error: `nginx -t` passes and warns.
+    let (ok, out) = Nginx::test_config(&block, opts(1));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("[warn]") && out.contains(&format!("host not found in \"{target}\"")),
+        "{out}"
+    );
+    let nginx = Nginx::start(&block, opts(1));
+    let want = format!("DOWN be: {target} (DNS lookup failed)");
+    assert!(
+        wait_until(PATIENCE, || titles(&rx).contains(&want)),
+        "no {want:?}{}",
+        report(&nginx, &rx)
+    );
+    assert!(
+        wait_until(PATIENCE, || probe_failures(&nginx, target, "dns") >= 2.0),
+        "dns failures every interval"
+    );
+}
