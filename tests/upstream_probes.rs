@@ -588,3 +588,37 @@ fn unresolvable_host_fails_as_dns_every_interval() {
         "dns failures every interval"
     );
 }
+
+#[test]
+fn quit_during_a_hanging_probe_is_prompt_and_clean() {
+    if !have_module("quit_during_a_hanging_probe_is_prompt_and_clean") {
+        return;
+    }
+    let (hang_port, hanging) = hanging_listener();
+    let rx = WebhookReceiver::start();
+    // A long timeout, so that the quit lands while the probe hangs.
+    let mut nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            &upstream_block(&[hang_port], ""),
+            "upstream=backend uri=/health interval=20s timeout=10s",
+        ),
+        opts(2),
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || hanging.accepted() >= 1),
+        "no probe reached the silent peer{}",
+        report(&nginx, &rx)
+    );
+    let pid = nginx.pid();
+    let t = Instant::now();
+    nginx.stop();
+    let took = t.elapsed();
+    assert!(!process_alive(pid));
+    eprintln!("quit_during_a_hanging_probe_is_prompt_and_clean: quit took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "nginx -s quit waited {took:?} for a hanging probe"
+    );
+    nginx.assert_log_clean();
+}
