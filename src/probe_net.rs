@@ -194,7 +194,8 @@ pub fn stop() {
         return;
     };
     for t in &mut probes.targets {
-        t.close();
+        // Connection closed and deadline deleted: nothing in nginx points at the target after.
+        t.end();
         if t.interval.timer_set() != 0 {
             // SAFETY: armed by this process's event loop; the event is still alive.
             unsafe { nginx_sys::ngx_del_timer(&mut *t.interval) };
