@@ -92,47 +92,58 @@ impl AlertMachine {
         total: u64,
         now_ms: u64,
     ) -> (AlertState, Option<Transition>) {
-        let level = self.classify(errors, total);
-        let prev = state.level;
-        match (prev, level) {
-            (Level::Ok, Level::Ok) => (state, None),
-            (_, Level::Ok) => {
-                let duration_ms = now_ms.saturating_sub(state.incident_since_ms);
-                (
-                    AlertState::default(),
-                    Some(Transition::Resolved {
-                        from: prev,
-                        duration_ms,
-                    }),
-                )
-            }
-            (Level::Ok, to) => (
+        advance(state, self.classify(errors, total), now_ms, self.repeat_ms)
+    }
+}
+
+/// Moves `state` to `level` at `now_ms`: the transition logic shared by every alert kind (5xx
+/// share, latency, error budget), each of which classifies its own figures. `repeat_ms`
+/// re-announces a level that keeps firing.
+pub fn advance(
+    state: AlertState,
+    level: Level,
+    now_ms: u64,
+    repeat_ms: Option<u64>,
+) -> (AlertState, Option<Transition>) {
+    let prev = state.level;
+    match (prev, level) {
+        (Level::Ok, Level::Ok) => (state, None),
+        (_, Level::Ok) => {
+            let duration_ms = now_ms.saturating_sub(state.incident_since_ms);
+            (
+                AlertState::default(),
+                Some(Transition::Resolved {
+                    from: prev,
+                    duration_ms,
+                }),
+            )
+        }
+        (Level::Ok, to) => (
+            AlertState {
+                level: to,
+                incident_since_ms: now_ms,
+                last_post_ms: now_ms,
+            },
+            Some(Transition::Changed { from: prev, to }),
+        ),
+        (from, to) if from != to => (
+            AlertState {
+                level: to,
+                last_post_ms: now_ms,
+                ..state
+            },
+            Some(Transition::Changed { from, to }),
+        ),
+        (_, same) => match repeat_ms {
+            Some(every) if now_ms.saturating_sub(state.last_post_ms) >= every => (
                 AlertState {
-                    level: to,
-                    incident_since_ms: now_ms,
-                    last_post_ms: now_ms,
-                },
-                Some(Transition::Changed { from: prev, to }),
-            ),
-            (from, to) if from != to => (
-                AlertState {
-                    level: to,
                     last_post_ms: now_ms,
                     ..state
                 },
-                Some(Transition::Changed { from, to }),
+                Some(Transition::Repeat(same)),
             ),
-            (_, same) => match self.repeat_ms {
-                Some(every) if now_ms.saturating_sub(state.last_post_ms) >= every => (
-                    AlertState {
-                        last_post_ms: now_ms,
-                        ..state
-                    },
-                    Some(Transition::Repeat(same)),
-                ),
-                _ => (state, None),
-            },
-        }
+            _ => (state, None),
+        },
     }
 }
 
@@ -277,6 +288,27 @@ mod tests {
         let (s, _) = m.step(AlertState::default(), 50, 100, 0);
         let (_, t) = m.step(s, 5, 5, 10_000);
         assert!(matches!(t, Some(Transition::Resolved { .. })));
+    }
+
+    #[test]
+    fn advance_serves_any_classification() {
+        let (s, t) = advance(AlertState::default(), Level::Critical, 5_000, None);
+        assert_eq!(
+            t,
+            Some(Transition::Changed {
+                from: Level::Ok,
+                to: Level::Critical
+            })
+        );
+        assert_eq!(advance(s, Level::Critical, 9_000, None), (s, None));
+        let (_, t) = advance(s, Level::Ok, 65_000, None);
+        assert_eq!(
+            t,
+            Some(Transition::Resolved {
+                from: Level::Critical,
+                duration_ms: 60_000
+            })
+        );
     }
 
     #[test]

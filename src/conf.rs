@@ -15,7 +15,8 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
-use crate::params::{self, AlertParams, WebhookTarget};
+use crate::counters::BucketBounds;
+use crate::params::{self, AlertParams, WebhookFormat, WebhookTarget};
 use crate::probe_spec::{self, ProbeSpec};
 use crate::zone::{NameSlot, ProbeSlot, Zone};
 use crate::HttpStatusAlertModule;
@@ -71,8 +72,15 @@ pub struct MainConf {
     pub probes: Vec<ProbeConf>,
     /// `status_alert_interval`, ms.
     pub interval_ms: Option<u64>,
-    /// `status_alert_webhook`.
-    pub webhook: Option<WebhookTarget>,
+    /// Where alerts are posted (`status_alert_webhook`, `status_alert_alertmanager`), in
+    /// configuration order.
+    pub destinations: Vec<Destination>,
+    /// `status_alert_webhook off` was given (where).
+    pub webhook_off: Option<String>,
+    /// `status_alert_buckets`, and where it was set.
+    pub buckets: Option<(BucketBounds, String)>,
+    /// The bounds in ms as the request path reads them (set in postconfiguration).
+    pub bucket_ms: Vec<u64>,
     /// `status_alert_zone`, bytes, and where it was set.
     pub zone_size: Option<(usize, String)>,
     /// The primary zone (this configuration counts into it), once initialised.
@@ -88,6 +96,26 @@ pub struct MainConf {
     /// Index of the binding variable (handler::BINDING_VARIABLE) in each request's variable
     /// array; set when there are NAMEs.
     pub name_var_index: usize,
+}
+
+/// Most alert destinations (webhooks and Alertmanagers together) one configuration may have.
+pub const MAX_DESTINATIONS: usize = crate::zone::MAX_DESTINATIONS;
+
+/// One place alerts are posted to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Destination {
+    /// The URL, secret included: never logged or exported as is.
+    pub url: String,
+    /// Payload format.
+    pub format: WebhookFormat,
+}
+
+impl Destination {
+    /// The `destination` label of destination number `i` (0-based): format and position,
+    /// never the URL (which holds the token).
+    pub fn label(&self, i: usize) -> String {
+        format!("{}-{}", self.format.name(), i + 1)
+    }
 }
 
 /// A zone of the previous configuration.
@@ -107,6 +135,11 @@ pub struct Draining {
 }
 
 impl MainConf {
+    /// Histogram bounds (`status_alert_buckets` or the default).
+    pub fn bucket_bounds(&self) -> BucketBounds {
+        self.buckets.as_ref().map(|(b, _)| *b).unwrap_or_default()
+    }
+
     /// Zone keys of every NAME and every probe, in configuration order.
     pub fn keys(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let names = self
@@ -123,10 +156,29 @@ impl MainConf {
         self.interval_ms.unwrap_or(params::DEFAULT_INTERVAL_MS)
     }
 
-    /// Where alerts go.
-    pub fn webhook(&self) -> &WebhookTarget {
-        static OFF: WebhookTarget = WebhookTarget::Off;
-        self.webhook.as_ref().unwrap_or(&OFF)
+    /// Adds a destination, refusing the same URL and format twice and more than
+    /// [`MAX_DESTINATIONS`].
+    fn add_destination(&mut self, url: String, format: WebhookFormat) -> Result<(), String> {
+        if let Some(place) = &self.webhook_off {
+            return Err(format!(
+                "alerts are turned off by \"status_alert_webhook off\" in {place}"
+            ));
+        }
+        if self
+            .destinations
+            .iter()
+            .any(|d| d.url == url && d.format == format)
+        {
+            return Err(format!(
+                "{} is duplicate",
+                crate::notifier::redact_url(&url)
+            ));
+        }
+        if self.destinations.len() >= MAX_DESTINATIONS {
+            return Err(format!("at most {MAX_DESTINATIONS} destinations"));
+        }
+        self.destinations.push(Destination { url, format });
+        Ok(())
     }
 
     /// Adds a probe, refusing a second probe of the same target under the same NAME. Targets
@@ -153,9 +205,22 @@ impl MainConf {
     /// Checks what can only be checked once the whole `http` block is read.
     pub fn validate(&self) -> Result<(), String> {
         let interval = self.interval_ms();
+        let bounds = self.bucket_bounds();
         for n in &self.names {
             params::check_window(n.params.window_ms, interval)
                 .map_err(|e| format!("status_alert \"{}\": {e} in {}", n.name, n.place))?;
+            if let Some(latency) = &n.params.latency {
+                params::check_latency_buckets(latency, bounds.as_ms()).map_err(|e| {
+                    let at = self.buckets.as_ref().map(|(_, p)| p.as_str());
+                    format!(
+                        "status_alert \"{}\": {e} in {}{}",
+                        n.name,
+                        n.place,
+                        at.map(|p| format!(" (status_alert_buckets in {p})"))
+                            .unwrap_or_default()
+                    )
+                })?;
+            }
         }
         Ok(())
     }
@@ -381,22 +446,64 @@ extern "C" fn set_webhook(
             directive: D,
             message,
         };
-        if mcf.webhook.is_some() {
-            return Err(err("is duplicate".into()));
-        }
-        let value = args(cf, D)?.remove(0);
-        let target = if value == "off" {
-            WebhookTarget::Off
-        } else if let Some(path) = value.strip_prefix("file=") {
+        let args = args(cf, D)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let read = |path: &str| {
             let full = full_conf_path(cf, path);
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| err(format!("cannot read webhook URL from \"{full}\": {e}")))?;
-            params::parse_webhook_url(&text)
-                .map_err(|e| err(format!("{e} (read from \"{full}\")")))?
-        } else {
-            params::parse_webhook_url(&value).map_err(|e| err(e.to_string()))?
+            std::fs::read_to_string(&full)
+                .map_err(|e| format!("cannot read webhook URL from \"{full}\": {e}"))
         };
-        mcf.webhook = Some(target);
+        let (target, format) =
+            params::parse_webhook_args(&args, read).map_err(|e| err(e.to_string()))?;
+        match target {
+            WebhookTarget::Off => {
+                if !mcf.destinations.is_empty() || mcf.webhook_off.is_some() {
+                    return Err(err(
+                        "\"off\" cannot be combined with other destinations".into()
+                    ));
+                }
+                mcf.webhook_off = Some(place(cf));
+                Ok(())
+            }
+            WebhookTarget::Url(url) => mcf.add_destination(url, format).map_err(err),
+        }
+    })
+}
+
+extern "C" fn set_alertmanager(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_alertmanager";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        let mut urls = Vec::new();
+        for arg in args(cf, D)? {
+            match arg.strip_prefix("file=") {
+                Some(path) => {
+                    let full = full_conf_path(cf, path);
+                    let text = std::fs::read_to_string(&full).map_err(|e| {
+                        err(format!(
+                            "cannot read Alertmanager URLs from \"{full}\": {e}"
+                        ))
+                    })?;
+                    urls.extend(text.split_whitespace().map(str::to_string));
+                }
+                None => urls.push(arg),
+            }
+        }
+        if urls.is_empty() {
+            return Err(err("needs at least one URL".into()));
+        }
+        for url in urls {
+            let url = params::parse_alertmanager_url(&url).map_err(|e| err(e.to_string()))?;
+            mcf.add_destination(url, WebhookFormat::Alertmanager)
+                .map_err(err)?;
+        }
         Ok(())
     })
 }
@@ -427,6 +534,30 @@ extern "C" fn set_interval(
         }
         let value = args(cf, D)?.remove(0);
         mcf.interval_ms = Some(params::parse_interval(&value).map_err(|e| err(e.to_string()))?);
+        Ok(())
+    })
+}
+
+extern "C" fn set_buckets(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_buckets";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let err = |message: String| ConfError {
+            directive: D,
+            message,
+        };
+        if mcf.buckets.is_some() {
+            return Err(err("is duplicate".into()));
+        }
+        let args = args(cf, D)?;
+        let ms = params::parse_buckets(args.iter().map(String::as_str))
+            .map_err(|e| err(e.to_string()))?;
+        let bounds = BucketBounds::new(&ms)
+            .ok_or_else(|| err("expects 1 to 30 increasing times".to_string()))?;
+        mcf.buckets = Some((bounds, place(cf)));
         Ok(())
     })
 }
@@ -481,7 +612,7 @@ extern "C" fn set_metrics(
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 7] = [
+pub static mut COMMANDS: [ngx_command_t; 9] = [
     ngx_command_t {
         name: ngx_string!("status_alert"),
         type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
@@ -500,8 +631,16 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
     },
     ngx_command_t {
         name: ngx_string!("status_alert_webhook"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
         set: Some(set_webhook),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_alertmanager"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_alertmanager),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),
@@ -510,6 +649,14 @@ pub static mut COMMANDS: [ngx_command_t; 7] = [
         name: ngx_string!("status_alert_interval"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(set_interval),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("status_alert_buckets"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_buckets),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),

@@ -14,10 +14,15 @@ pub const STATUS_SLOTS: usize = (STATUS_MAX - STATUS_MIN) as usize + 2;
 /// Index of the "other" status slot.
 pub const OTHER_STATUS: usize = STATUS_SLOTS - 1;
 
-/// Histogram upper bounds in milliseconds (Prometheus `le`), `+Inf` excluded.
+/// Default histogram upper bounds in milliseconds (Prometheus `le`), `+Inf` excluded.
 pub const BUCKET_BOUNDS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
-/// Buckets including `+Inf`.
+/// Default buckets including `+Inf`.
 pub const BUCKETS: usize = BUCKET_BOUNDS_MS.len() + 1;
+/// Most finite bounds `status_alert_buckets` accepts.
+pub const MAX_BUCKET_BOUNDS: usize = 30;
+/// Bucket counters kept per NAME: the most finite bounds plus `+Inf`. With fewer bounds the
+/// `+Inf` bucket sits at index `bounds.len()` and the slots above it stay zero.
+pub const BUCKET_SLOTS: usize = MAX_BUCKET_BOUNDS + 1;
 
 /// Maps a status code to its counter index.
 #[inline(always)]
@@ -35,15 +40,76 @@ pub fn status_of_index(index: usize) -> Option<u16> {
     (index < OTHER_STATUS).then(|| STATUS_MIN + index as u16)
 }
 
-/// Maps a request time to its (non-cumulative) bucket index.
+/// Maps a request time to its (non-cumulative) bucket index under the default bounds.
 #[inline(always)]
 pub fn bucket_index(elapsed_ms: u64) -> usize {
-    // A linear scan over 11 bounds: most requests stop in the first few comparisons.
+    bucket_index_in(&BUCKET_BOUNDS_MS, elapsed_ms)
+}
+
+/// Maps a request time to its (non-cumulative) bucket index under `bounds_ms`; `bounds_ms.len()`
+/// is `+Inf`.
+#[inline(always)]
+pub fn bucket_index_in(bounds_ms: &[u64], elapsed_ms: u64) -> usize {
+    // A linear scan: most requests stop in the first few comparisons.
     let mut i = 0;
-    while i < BUCKET_BOUNDS_MS.len() && elapsed_ms > BUCKET_BOUNDS_MS[i] {
+    while i < bounds_ms.len() && elapsed_ms > bounds_ms[i] {
         i += 1;
     }
     i
+}
+
+/// Histogram bounds of `status_alert_buckets`: 1 to 30 increasing times in ms, `+Inf` implied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketBounds {
+    ms: [u64; MAX_BUCKET_BOUNDS],
+    len: usize,
+}
+
+impl Default for BucketBounds {
+    fn default() -> Self {
+        BucketBounds::new(&BUCKET_BOUNDS_MS).expect("default bounds are valid")
+    }
+}
+
+impl BucketBounds {
+    /// The bounds, if there are 1 to 30 of them, all positive and increasing.
+    pub fn new(ms: &[u64]) -> Option<BucketBounds> {
+        let valid = (1..=MAX_BUCKET_BOUNDS).contains(&ms.len())
+            && ms[0] > 0
+            && ms.windows(2).all(|w| w[0] < w[1]);
+        if !valid {
+            return None;
+        }
+        let mut b = BucketBounds {
+            ms: [0; MAX_BUCKET_BOUNDS],
+            len: ms.len(),
+        };
+        b.ms[..ms.len()].copy_from_slice(ms);
+        Some(b)
+    }
+
+    /// The finite upper bounds in ms, increasing.
+    #[inline(always)]
+    pub fn as_ms(&self) -> &[u64] {
+        &self.ms[..self.len]
+    }
+
+    /// Index of the `+Inf` bucket (the number of finite bounds).
+    pub fn inf_index(&self) -> usize {
+        self.len
+    }
+
+    /// A non-zero fingerprint of the bounds (FNV-1a), stored with the counters so that a reload
+    /// that changes the buckets restarts the histogram instead of mixing two bucket layouts.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.as_ms() {
+            for byte in b.to_le_bytes() {
+                h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h | 1
+    }
 }
 
 /// Cumulative counters of one NAME.
@@ -51,20 +117,44 @@ pub fn bucket_index(elapsed_ms: u64) -> usize {
 pub struct LocationCounters {
     /// Responses per status code, see [`status_index`].
     pub status: [AtomicU64; STATUS_SLOTS],
-    /// Request time histogram, non-cumulative; the last bucket is `+Inf`.
-    pub buckets: [AtomicU64; BUCKETS],
+    /// Request time histogram, non-cumulative; bucket `bounds.len()` is `+Inf`.
+    pub buckets: [AtomicU64; BUCKET_SLOTS],
     /// Sum of request times in microseconds.
     pub duration_us_sum: AtomicU64,
+    /// [`BucketBounds::fingerprint`] of the bounds `buckets` count by; 0 until adopted.
+    pub bounds_id: AtomicU64,
 }
 
 impl LocationCounters {
-    /// Counts one finished request. Lock-free, allocation-free, cannot fail.
+    /// Counts one finished request under the default buckets. Lock-free, allocation-free,
+    /// cannot fail.
     #[inline(always)]
     pub fn record(&self, status: usize, elapsed_ms: u64) {
+        self.record_in(status, elapsed_ms, &BUCKET_BOUNDS_MS);
+    }
+
+    /// Counts one finished request under `bounds_ms` (at most [`MAX_BUCKET_BOUNDS`], e.g.
+    /// [`BucketBounds::as_ms`]): three relaxed adds, like [`LocationCounters::record`].
+    #[inline(always)]
+    pub fn record_in(&self, status: usize, elapsed_ms: u64, bounds_ms: &[u64]) {
         self.status[status_index(status)].fetch_add(1, Relaxed);
-        self.buckets[bucket_index(elapsed_ms)].fetch_add(1, Relaxed);
+        let bucket = bucket_index_in(bounds_ms, elapsed_ms).min(BUCKET_SLOTS - 1);
+        self.buckets[bucket].fetch_add(1, Relaxed);
         self.duration_us_sum
             .fetch_add(elapsed_ms.saturating_mul(1000), Relaxed);
+    }
+
+    /// Makes the histogram count by `bounds`: when the slot counted by other bounds, its
+    /// buckets restart at zero (status counts and the duration sum stay). True when they did,
+    /// so the caller also forgets the window's bucket history.
+    pub fn adopt_bounds(&self, bounds: &BucketBounds) -> bool {
+        let id = bounds.fingerprint();
+        let old = self.bounds_id.swap(id, Relaxed);
+        if old == id {
+            return false;
+        }
+        self.buckets.iter().for_each(|c| c.store(0, Relaxed));
+        old != 0
     }
 
     /// Copies every counter (used when a reload moves counters into a new zone).
@@ -77,14 +167,23 @@ impl LocationCounters {
         }
         self.duration_us_sum
             .store(other.duration_us_sum.load(Relaxed), Relaxed);
+        self.bounds_id.store(other.bounds_id.load(Relaxed), Relaxed);
     }
 
     /// Moves every count of `other` into `self`, leaving `other` at zero. Exact while processes
     /// still add to `other`: each count lands before the swap (moved now) or after it (moved by
     /// the next call).
+    ///
+    /// The histogram moves bucket by bucket (all [`BUCKET_SLOTS`]) only when both count by the
+    /// same bounds (equal `bounds_id`, both 0 included). When they differ, `other`'s buckets
+    /// counted by another layout: they are emptied and dropped, as [`adopt_bounds`] restarts a
+    /// histogram whose bounds change, while the status counts and the duration sum still move.
+    /// `bounds_id` itself never moves.
+    ///
+    /// [`adopt_bounds`]: LocationCounters::adopt_bounds
     pub fn move_from(&self, other: &LocationCounters) {
+        let same_bounds = self.bounds_id.load(Relaxed) == other.bounds_id.load(Relaxed);
         let pairs = self.status.iter().zip(other.status.iter());
-        let pairs = pairs.chain(self.buckets.iter().zip(other.buckets.iter()));
         let pairs = pairs.chain(core::iter::once((
             &self.duration_us_sum,
             &other.duration_us_sum,
@@ -95,6 +194,12 @@ impl LocationCounters {
                 d.fetch_add(n, Relaxed);
             }
         }
+        for (d, s) in self.buckets.iter().zip(other.buckets.iter()) {
+            let n = s.swap(0, Relaxed);
+            if n != 0 && same_bounds {
+                d.fetch_add(n, Relaxed);
+            }
+        }
     }
 
     /// Zeroes every counter (a slot taken over by a new NAME).
@@ -102,13 +207,14 @@ impl LocationCounters {
         self.status.iter().for_each(|c| c.store(0, Relaxed));
         self.buckets.iter().for_each(|c| c.store(0, Relaxed));
         self.duration_us_sum.store(0, Relaxed);
+        self.bounds_id.store(0, Relaxed);
     }
 
     /// A plain copy of the counters, for rendering and window evaluation.
     pub fn snapshot(&self) -> CountersSnapshot {
         let mut s = CountersSnapshot {
             status: [0; STATUS_SLOTS],
-            buckets: [0; BUCKETS],
+            buckets: [0; BUCKET_SLOTS],
             duration_us_sum: self.duration_us_sum.load(Relaxed),
         };
         for (d, c) in s.status.iter_mut().zip(self.status.iter()) {
@@ -126,8 +232,8 @@ impl LocationCounters {
 pub struct CountersSnapshot {
     /// Responses per status slot.
     pub status: [u64; STATUS_SLOTS],
-    /// Non-cumulative histogram buckets.
-    pub buckets: [u64; BUCKETS],
+    /// Non-cumulative histogram buckets; bucket `bounds.len()` is `+Inf`.
+    pub buckets: [u64; BUCKET_SLOTS],
     /// Sum of request times in microseconds.
     pub duration_us_sum: u64,
 }
@@ -236,6 +342,85 @@ mod tests {
         assert_eq!((s.total(), s.errors(), s.duration_us_sum), (3, 1, 9000));
         b.move_from(&a);
         assert_eq!(b.snapshot().total(), 3, "moving twice moves nothing twice");
+    }
+
+    #[test]
+    fn move_under_other_bounds_drops_only_the_histogram() {
+        let a = zeroed();
+        let b = zeroed();
+        let custom = BucketBounds::new(&[100, 1000]).unwrap();
+        a.adopt_bounds(&custom);
+        a.record_in(200, 50, custom.as_ms());
+        a.record_in(200, 5000, custom.as_ms());
+        b.adopt_bounds(&custom);
+        b.move_from(&a);
+        let s = b.snapshot();
+        assert_eq!(
+            (s.buckets[0], s.buckets[2], s.total()),
+            (1, 1, 2),
+            "same bounds move"
+        );
+
+        let c = zeroed();
+        c.adopt_bounds(&BucketBounds::default());
+        a.record_in(503, 50, custom.as_ms());
+        c.move_from(&b);
+        c.move_from(&a);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.total(), s.errors(), s.duration_us_sum),
+            (3, 1, 5_100_000)
+        );
+        assert!(
+            s.buckets.iter().all(|n| *n == 0),
+            "other bounds: no buckets"
+        );
+        assert!(a.snapshot().buckets.iter().all(|n| *n == 0));
+        assert!(b.snapshot().buckets.iter().all(|n| *n == 0));
+        assert_eq!(
+            c.bounds_id.load(Relaxed),
+            BucketBounds::default().fingerprint()
+        );
+    }
+
+    #[test]
+    fn configured_bounds() {
+        let b = BucketBounds::new(&[100, 1000]).unwrap();
+        assert_eq!(b.as_ms(), &[100, 1000]);
+        assert_eq!(b.inf_index(), 2);
+        assert_eq!(bucket_index_in(b.as_ms(), 100), 0);
+        assert_eq!(bucket_index_in(b.as_ms(), 101), 1);
+        assert_eq!(bucket_index_in(b.as_ms(), 1001), 2);
+        assert_eq!(BucketBounds::default().as_ms(), &BUCKET_BOUNDS_MS);
+        assert_eq!(BucketBounds::new(&[]), None);
+        assert_eq!(BucketBounds::new(&[0, 5]), None);
+        assert_eq!(BucketBounds::new(&[5, 5]), None);
+        assert_eq!(BucketBounds::new(&[1; 31]), None);
+        let thirty: Vec<u64> = (1..=30).collect();
+        let b30 = BucketBounds::new(&thirty).unwrap();
+        assert_eq!(bucket_index_in(b30.as_ms(), u64::MAX), BUCKET_SLOTS - 1);
+        assert_ne!(b.fingerprint(), BucketBounds::default().fingerprint());
+        assert_ne!(b.fingerprint(), 0);
+    }
+
+    #[test]
+    fn record_in_configured_buckets_and_adopt() {
+        let c = zeroed();
+        let b = BucketBounds::new(&[100, 1000]).unwrap();
+        assert!(!c.adopt_bounds(&b), "a fresh slot just adopts");
+        c.record_in(200, 50, b.as_ms());
+        c.record_in(200, 5000, b.as_ms());
+        let s = c.snapshot();
+        assert_eq!((s.buckets[0], s.buckets[1], s.buckets[2]), (1, 0, 1));
+        assert!(!c.adopt_bounds(&b), "same bounds keep the counts");
+        assert_eq!(c.snapshot().buckets[2], 1);
+        assert!(
+            c.adopt_bounds(&BucketBounds::default()),
+            "other bounds restart"
+        );
+        let s = c.snapshot();
+        assert!(s.buckets.iter().all(|n| *n == 0));
+        assert_eq!((s.total(), s.duration_us_sum), (2, 5_050_000));
     }
 
     #[test]

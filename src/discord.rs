@@ -14,10 +14,16 @@
 //!   but with an HTTP status: `DOWN be: http://10.0.0.5:8080/health (status 503)`; with neither:
 //!   `DOWN be: http://10.0.0.5:8080/health`
 //! - probe up: `UP be: http://10.0.0.5:8080/health after 3m 5s`
+//! - latency (`latency=`): `CRITICAL api: p95 2.4s over 5m` (`480ms` below a second),
+//!   `RESOLVED api latency after 3m`
+//! - error budget (`slo=`): `CRITICAL api: error budget burning 15.2x (slo 99.9%)`,
+//!   `RESOLVED api error budget after 3m`
 
 use serde_json::{json, Value};
 
-use crate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
+use crate::event::{
+    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
+};
 
 /// Webhook `username` and embed footer text.
 pub(crate) const BOT_NAME: &str = "nginx-status-alert";
@@ -176,6 +182,51 @@ pub(crate) fn fmt_pct(v: f64) -> String {
     }
 }
 
+/// A request time in titles: `480ms` below a second, else seconds with one decimal (`2.4s`).
+fn fmt_latency(ms: Option<f64>) -> String {
+    match ms {
+        None => "n/a".to_owned(),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0}ms"),
+        Some(ms) => format!("{:.1}s", ms / 1000.0),
+    }
+}
+
+/// A configured threshold: `500ms`, `2s`, `1.5s`.
+fn fmt_threshold_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", fmt_pct(ms as f64 / 1000.0))
+    }
+}
+
+/// `warn 500ms · crit 2s` for a latency alert.
+fn latency_thresholds(l: &LatencyEvent) -> String {
+    let warn = format!("warn {}", fmt_threshold_ms(l.warn_ms));
+    match l.crit_ms {
+        Some(c) => format!("{warn} · crit {}", fmt_threshold_ms(c)),
+        None => warn,
+    }
+}
+
+/// `5m 15.2x · 30m 7.0x · 1h 14.6x · 6h 3.1x`.
+fn fmt_burn_windows(windows: &[(String, f64)]) -> String {
+    windows
+        .iter()
+        .map(|(w, r)| format!("{} {r:.1}x", clip(w, 16)))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// The embed colour of a level.
+fn level_color(level: Level) -> u32 {
+    match level {
+        Level::Critical => COLOR_RED,
+        Level::Warning => COLOR_AMBER,
+        Level::Ok => COLOR_GREEN,
+    }
+}
+
 /// Formats top status codes as `502 × 120, 504 × 30`.
 fn fmt_top(codes: &[(String, u64)]) -> String {
     codes
@@ -192,6 +243,10 @@ pub(crate) fn kind_label(event: &AlertEvent) -> &'static str {
         EventDetail::Location(l) => l.level.label(),
         EventDetail::Probe(p) if p.up => "UP",
         EventDetail::Probe(_) => "DOWN",
+        EventDetail::Latency(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::Latency(l) => l.level.label(),
+        EventDetail::Slo(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::Slo(l) => l.level.label(),
     }
 }
 
@@ -233,6 +288,39 @@ pub fn title(event: &AlertEvent) -> String {
                 t
             }
         }
+        EventDetail::Latency(l) if l.level == Level::Ok => format!(
+            "RESOLVED {name} latency after {}",
+            format_duration(event.at_unix.saturating_sub(l.since_unix))
+        ),
+        EventDetail::Latency(l) => {
+            let mut t = format!(
+                "{} {name}: {} {} over {}",
+                l.level.label(),
+                clip(&l.percentile, 8),
+                fmt_latency(l.estimate_ms),
+                format_window(l.window_secs)
+            );
+            if l.repeat {
+                t.push_str(" (still firing)");
+            }
+            t
+        }
+        EventDetail::Slo(l) if l.level == Level::Ok => format!(
+            "RESOLVED {name} error budget after {}",
+            format_duration(event.at_unix.saturating_sub(l.since_unix))
+        ),
+        EventDetail::Slo(l) => {
+            let mut t = format!(
+                "{} {name}: error budget burning {:.1}x (slo {}%)",
+                l.level.label(),
+                l.burn_rate,
+                fmt_pct(l.slo_pct)
+            );
+            if l.repeat {
+                t.push_str(" (still firing)");
+            }
+            t
+        }
     };
     truncate_chars(&t, MAX_TITLE)
 }
@@ -268,6 +356,61 @@ fn location_description(name: &str, l: &LocationEvent) -> String {
             }
         }
     }
+}
+
+/// One-sentence explanation for a latency event.
+fn latency_description(name: &str, l: &LatencyEvent) -> String {
+    let p = clip(&l.percentile, 8);
+    let est = fmt_latency(l.estimate_ms);
+    let warn = fmt_threshold_ms(l.warn_ms);
+    let still = l.repeat || l.previous == l.level;
+    match (l.level, l.crit_ms.map(fmt_threshold_ms)) {
+        (Level::Ok, _) => format!("{name} recovered: {p} request time {est} is below {warn}."),
+        (Level::Critical, Some(crit)) if still => {
+            format!("{p} request time of {name} ({est}) is still above the critical threshold ({crit}).")
+        }
+        (Level::Critical, crit) => format!(
+            "{p} request time of {name} ({est}) crossed the critical threshold ({}).",
+            crit.unwrap_or(warn)
+        ),
+        (Level::Warning, _) if still => {
+            format!(
+                "{p} request time of {name} ({est}) is still above the warning threshold ({warn})."
+            )
+        }
+        (Level::Warning, _) if l.previous == Level::Critical => format!(
+            "{p} request time of {name} ({est}) fell below the critical threshold but is still \
+             above the warning threshold ({warn})."
+        ),
+        (Level::Warning, _) => {
+            format!("{p} request time of {name} ({est}) crossed the warning threshold ({warn}).")
+        }
+    }
+}
+
+/// One-sentence explanation for an error-budget event.
+fn slo_description(name: &str, l: &SloEvent) -> String {
+    let slo = fmt_pct(l.slo_pct);
+    // Windows are shortest first: x1, x6, x12, x72 (5m, 30m, 1h, 6h by default).
+    let window = |i: usize| {
+        l.windows
+            .get(i)
+            .map_or("?".to_owned(), |(w, _)| clip(w, 16))
+    };
+    let pair = match l.level {
+        Level::Ok => {
+            return format!(
+                "{name} recovered: its error budget ({slo}% SLO) is no longer burning fast."
+            )
+        }
+        Level::Critical => (window(0), window(2)),
+        Level::Warning => (window(1), window(3)),
+    };
+    format!(
+        "{name} is burning its error budget ({slo}% SLO) at least {:.1}x as fast as allowed over \
+         both {} and {}.",
+        l.burn_rate, pair.0, pair.1
+    )
 }
 
 /// One-sentence explanation for a probe event.
@@ -394,14 +537,13 @@ fn discord_time(unix: u64) -> String {
     format!("<t:{unix}:f>")
 }
 
-/// Colour of an event: critical and down red, warning amber, resolved and up green.
+/// Colour of an event: critical and down red, warning amber, resolved and up green (for
+/// latency and error-budget events too).
 pub(crate) fn event_color(event: &AlertEvent) -> u32 {
     match &event.detail {
-        EventDetail::Location(l) => match l.level {
-            Level::Critical => COLOR_RED,
-            Level::Warning => COLOR_AMBER,
-            Level::Ok => COLOR_GREEN,
-        },
+        EventDetail::Location(l) => level_color(l.level),
+        EventDetail::Latency(l) => level_color(l.level),
+        EventDetail::Slo(l) => level_color(l.level),
         EventDetail::Probe(p) if p.up => COLOR_GREEN,
         EventDetail::Probe(_) => COLOR_RED,
     }
@@ -412,6 +554,8 @@ pub(crate) fn event_description(event: &AlertEvent, name: &str) -> String {
     match &event.detail {
         EventDetail::Location(l) => location_description(name, l),
         EventDetail::Probe(p) => probe_description(name, event.at_unix, p),
+        EventDetail::Latency(l) => latency_description(name, l),
+        EventDetail::Slo(l) => slo_description(name, l),
     }
 }
 
@@ -451,6 +595,21 @@ pub(crate) fn event_fields(
             }
             fields.push(("Probe duration", format!("{} ms", p.duration_ms), true));
             fields.push(("Since", time(p.since_unix), true));
+        }
+        EventDetail::Latency(l) => {
+            let p = clip(&l.percentile, 8);
+            let estimate = format!("{p} {}", fmt_latency(l.estimate_ms));
+            fields.push(("Percentile", estimate, true));
+            fields.push(("Thresholds", latency_thresholds(l), true));
+            fields.push(("Window", format_window(l.window_secs), true));
+            fields.push(("Requests", l.requests.to_string(), true));
+            fields.push(("Since", time(l.since_unix), true));
+        }
+        EventDetail::Slo(l) => {
+            fields.push(("Burn rate", fmt_burn_windows(&l.windows), false));
+            fields.push(("SLO", format!("{}%", fmt_pct(l.slo_pct)), true));
+            fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
+            fields.push(("Since", time(l.since_unix), true));
         }
     }
     fields.push(("Host", host.to_owned(), true));
@@ -565,6 +724,24 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
                 line.push_str(&format!(", status {s}"));
             }
             p.since_unix
+        }
+        EventDetail::Latency(l) => {
+            line.push_str(&format!(
+                " ({} {} over {} requests, {})",
+                clip(&l.percentile, 8),
+                fmt_latency(l.estimate_ms),
+                l.requests,
+                latency_thresholds(l)
+            ));
+            l.since_unix
+        }
+        EventDetail::Slo(l) => {
+            let windows = truncate_chars(&fmt_burn_windows(&l.windows), LOG_TOP);
+            line.push_str(&format!(
+                " (burn {windows}, {}/{} requests)",
+                l.errors, l.total
+            ));
+            l.since_unix
         }
     };
     line.push_str(&format!(", since {}", iso8601(since)));
@@ -1096,5 +1273,114 @@ mod tests {
             assert!(line.chars().count() <= LOG_MAX);
             assert!(!title(&e).contains('\n'));
         }
+    }
+
+    fn latency(level: Level, estimate_ms: Option<f64>) -> LatencyEvent {
+        LatencyEvent {
+            level,
+            previous: Level::Ok,
+            repeat: false,
+            percentile: "p95".into(),
+            estimate_ms,
+            warn_ms: 500,
+            crit_ms: Some(2000),
+            requests: 1200,
+            window_secs: 300,
+            since_unix: AT - 180,
+        }
+    }
+
+    fn slo(level: Level, burn_rate: f64) -> SloEvent {
+        SloEvent {
+            level,
+            previous: Level::Ok,
+            repeat: false,
+            slo_pct: 99.9,
+            burn_rate,
+            windows: vec![
+                ("5m".into(), 20.0),
+                ("30m".into(), 16.0),
+                ("1h".into(), 15.234),
+                ("6h".into(), 3.0),
+            ],
+            errors: 20,
+            total: 1000,
+            since_unix: AT - 180,
+        }
+    }
+
+    #[test]
+    fn latency_titles() {
+        let crit = event(
+            "api",
+            EventDetail::Latency(latency(Level::Critical, Some(2400.0))),
+        );
+        assert_eq!(title(&crit), "CRITICAL api: p95 2.4s over 5m");
+        let warn = event(
+            "api",
+            EventDetail::Latency(latency(Level::Warning, Some(480.4))),
+        );
+        assert_eq!(title(&warn), "WARNING api: p95 480ms over 5m");
+        let mut l = latency(Level::Critical, Some(2400.0));
+        l.repeat = true;
+        l.previous = Level::Critical;
+        let repeat = event("api", EventDetail::Latency(l));
+        assert_eq!(
+            title(&repeat),
+            "CRITICAL api: p95 2.4s over 5m (still firing)"
+        );
+        let mut l = latency(Level::Ok, Some(120.0));
+        l.previous = Level::Warning;
+        let resolved = event("api", EventDetail::Latency(l));
+        assert_eq!(title(&resolved), "RESOLVED api latency after 3m");
+        let embed = only_embed(&crit);
+        assert_eq!(embed["color"], COLOR_RED);
+        assert_eq!(field(&embed, "Percentile"), Some("p95 2.4s"));
+        assert_eq!(field(&embed, "Thresholds"), Some("warn 500ms · crit 2s"));
+        assert_eq!(field(&embed, "Requests"), Some("1200"));
+        assert_eq!(
+            embed["description"],
+            "p95 request time of api (2.4s) crossed the critical threshold (2s)."
+        );
+        assert_eq!(only_embed(&resolved)["color"], COLOR_GREEN);
+        assert_eq!(
+            log_line(&crit, "h"),
+            "status_alert: CRITICAL api: p95 2.4s over 5m (p95 2.4s over 1200 requests, \
+             warn 500ms · crit 2s), since 2026-11-22T10:12:30Z, \
+             link https://logs.example/be, runbook https://wiki.example/runbook"
+        );
+    }
+
+    #[test]
+    fn slo_titles() {
+        let crit = event("api", EventDetail::Slo(slo(Level::Critical, 15.234)));
+        assert_eq!(
+            title(&crit),
+            "CRITICAL api: error budget burning 15.2x (slo 99.9%)"
+        );
+        let mut l = slo(Level::Ok, 0.5);
+        l.previous = Level::Critical;
+        let resolved = event("api", EventDetail::Slo(l));
+        assert_eq!(title(&resolved), "RESOLVED api error budget after 3m");
+        let embed = only_embed(&crit);
+        assert_eq!(embed["color"], COLOR_RED);
+        assert_eq!(
+            field(&embed, "Burn rate"),
+            Some("5m 20.0x · 30m 16.0x · 1h 15.2x · 6h 3.0x")
+        );
+        assert_eq!(field(&embed, "SLO"), Some("99.9%"));
+        assert_eq!(
+            embed["description"],
+            "api is burning its error budget (99.9% SLO) at least 15.2x as fast as allowed over \
+             both 5m and 1h."
+        );
+        assert!(log_line(&crit, "h").contains("(burn 5m 20.0x · 30m 16.0x · 1h 15.2x · 6h 3.0x"));
+        let warn = event("api", EventDetail::Slo(slo(Level::Warning, 6.5)));
+        assert_eq!(only_embed(&warn)["color"], COLOR_AMBER);
+        let both = build_payloads(&[crit, warn, resolved], "h");
+        assert_eq!(
+            both[0]["content"],
+            "3 alerts: CRITICAL api, WARNING api, RESOLVED api"
+        );
     }
 }

@@ -9,9 +9,9 @@ pub enum Level {
     /// Below the warning threshold, or too little traffic to judge.
     #[default]
     Ok = 0,
-    /// 5xx ratio at or above `warn`.
+    /// At or above the warning threshold (`warn=`, the WARN of `latency=`, or burn rate 6).
     Warning = 1,
-    /// 5xx ratio at or above `crit`.
+    /// At or above the critical threshold (`crit=`, the CRIT of `latency=`, or burn rate 14.4).
     Critical = 2,
 }
 
@@ -57,6 +57,10 @@ pub enum EventDetail {
     Location(LocationEvent),
     /// A probe target went down or came back up.
     Probe(ProbeEvent),
+    /// A location's request-time percentile (`latency=`) changed level, repeats, or resolved.
+    Latency(LatencyEvent),
+    /// A location's error-budget burn rate (`slo=`) changed level, repeats, or resolved.
+    Slo(SloEvent),
 }
 
 /// A location's level change (or repeat) with the window figures that caused it.
@@ -89,6 +93,55 @@ impl LocationEvent {
     pub fn ratio_pct(&self) -> f64 {
         crate::window::error_share(self.errors, self.total, 100.0)
     }
+}
+
+/// A location's percentile alert: level change (or repeat) with the estimate that caused it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyEvent {
+    /// Level now; `Level::Ok` means resolved.
+    pub level: Level,
+    /// Level before this event (equal to `level` for a repeat).
+    pub previous: Level,
+    /// True when this re-posts a level that is still firing (`repeat=`).
+    pub repeat: bool,
+    /// The percentile as configured, e.g. `p95`.
+    pub percentile: String,
+    /// Its estimate over the window in milliseconds; `None` without requests.
+    pub estimate_ms: Option<f64>,
+    /// Warning threshold in milliseconds.
+    pub warn_ms: u64,
+    /// Critical threshold in milliseconds, if any.
+    pub crit_ms: Option<u64>,
+    /// Requests in the window.
+    pub requests: u64,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Start of the incident (first non-ok evaluation), Unix seconds.
+    pub since_unix: u64,
+}
+
+/// A location's error-budget alert: level change (or repeat) with the burn rates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SloEvent {
+    /// Level now; `Level::Ok` means resolved.
+    pub level: Level,
+    /// Level before this event (equal to `level` for a repeat).
+    pub previous: Level,
+    /// True when this re-posts a level that is still firing (`repeat=`).
+    pub repeat: bool,
+    /// The objective in percent, e.g. 99.9.
+    pub slo_pct: f64,
+    /// The burn rate reported in the title: the lower of the two windows that fired (the
+    /// shortest window's when resolved).
+    pub burn_rate: f64,
+    /// Burn rate per window, e.g. `("5m", 15.2)`, shortest first.
+    pub windows: Vec<(String, f64)>,
+    /// 5xx responses in the shortest window.
+    pub errors: u64,
+    /// All responses in the shortest window.
+    pub total: u64,
+    /// Start of the incident (first non-ok evaluation), Unix seconds.
+    pub since_unix: u64,
 }
 
 /// A probe target's transition.

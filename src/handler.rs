@@ -13,7 +13,10 @@ use ngx::ngx_string;
 use crate::conf::{AlertSetting, MainConf, NameConf};
 use crate::event::Level;
 use crate::html::{render_html, HtmlOptions};
-use crate::metrics::{self, LocationDetail, LocationMetrics, Metrics, ProbeDetail, ProbeMetrics};
+use crate::metrics::{
+    self, LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail, ProbeDown,
+    ProbeMetrics,
+};
 use crate::negotiate::{choose_format, parse_refresh, Format};
 use crate::HttpStatusAlertModule as Module;
 
@@ -164,13 +167,15 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let now = nginx_sys::ngx_timeofday();
     let elapsed_ms =
         ((now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64)).max(0) as u64;
-    slot.counters.record(status, elapsed_ms);
+    slot.counters
+        .record_in(status, elapsed_ms, mcf.bucket_ms.as_slice());
     NGX_DECLINED as ngx_int_t
 }
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
     let mut m = Metrics {
+        bucket_bounds: mcf.bucket_bounds(),
         peers_down: crate::mark_down::kept_out(mcf),
         ..Metrics::default()
     };
@@ -195,6 +200,18 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 ..LocationDetail::default()
             },
         );
+        m.health.push(LocationHealth {
+            name: n.name.clone(),
+            latency: p
+                .latency
+                .as_ref()
+                .map(|l| (l.quantile_label(), slot.latency.estimate_seconds())),
+            slo: p.slo_pct.map(|pct| {
+                let labels = crate::slo::burn_windows_ms(p.window_ms).map(crate::slo::window_label);
+                (pct, labels.into_iter().zip(slot.slo.rates()).collect())
+            }),
+            incidents: slot.incident_summary(now_ms),
+        });
         m.locations.push(LocationMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
@@ -215,19 +232,26 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         }
         let since = s.since_ms.load(Relaxed);
         let status = s.last_status.load(Relaxed) as u16;
+        let status = (status != 0).then_some(status);
+        let reason = s
+            .last_reason
+            .load(Relaxed)
+            .checked_sub(1)
+            .and_then(crate::probe::Reason::from_index);
         m.probe_details.insert(
             (p.spec.name.clone(), p.spec.target.display()),
             ProbeDetail {
                 since_unix: (since != 0).then_some(since / 1000),
-                last_reason: s
-                    .last_reason
-                    .load(Relaxed)
-                    .checked_sub(1)
-                    .and_then(crate::probe::Reason::from_index)
-                    .map(|r| r.words((status != 0).then_some(status))),
-                last_status: (status != 0).then_some(status),
+                last_reason: reason.map(|r| r.words(status)),
+                // The page shows it as part of the last failure: only an unexpected status.
+                last_status: status.filter(|_| reason == Some(crate::probe::Reason::Status)),
             },
         );
+        m.probe_down.push(ProbeDown {
+            name: p.spec.name.clone(),
+            target: p.spec.target.display(),
+            seconds: s.down_seconds(now_ms),
+        });
         m.probes.push(ProbeMetrics {
             name: p.spec.name.clone(),
             target: p.spec.target.display(),
@@ -240,6 +264,15 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         let h = zone.header();
         for (d, n) in m.notifications.iter_mut().zip(h.notifications.iter()) {
             *d = n.load(Relaxed);
+        }
+        for (i, (d, counts)) in mcf
+            .destinations
+            .iter()
+            .zip(&h.destination_notifications)
+            .enumerate()
+        {
+            m.destinations
+                .push((d.label(i), counts.each_ref().map(|c| c.load(Relaxed))));
         }
         m.queue_depth = h.queue_depth.load(Relaxed);
     }

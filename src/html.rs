@@ -133,7 +133,8 @@ const CSS: &str = "\
 *{box-sizing:border-box}\
 html{-webkit-text-size-adjust:100%}\
 body{margin:0 auto;max-width:80rem;padding:1rem;background:var(--bg);color:var(--fg);\
-font:16px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;overflow-wrap:anywhere}\
+font:16px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;overflow-wrap:break-word}\
+code{overflow-wrap:anywhere}\
 h1{font-size:1.4rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:0}\
 h3{font-size:.95rem;margin:1rem 0 .35rem;color:var(--muted)}\
 a{color:var(--link)}\
@@ -150,9 +151,10 @@ border-radius:.5rem;padding:.85rem 1rem;min-width:0}\
 font-weight:700;letter-spacing:.03em;white-space:nowrap}\
 .badge.ok{background:var(--ok);color:#fff}.badge.warn{background:var(--warn);color:#000}\
 .badge.crit{background:var(--crit);color:#fff}.badge.unknown{background:var(--unknown);color:#fff}\
-.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(7rem,1fr));gap:.5rem;\
+.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(9rem,1fr));gap:.5rem;\
 margin:.75rem 0 0}\
 .stats div{min-width:0}.stats dt{font-size:.8rem;color:var(--muted)}\
+.stats{align-items:end}\
 .stats dd{margin:0;font-size:1.2rem;font-weight:600;font-variant-numeric:tabular-nums}\
 figure{margin:.75rem 0 0}\
 svg.spark{display:block;width:100%;height:60px;color:var(--spark)}\
@@ -321,8 +323,8 @@ fn write_location(
     let (p50, p95, estimated) = match (d.window_p50_seconds, d.window_p95_seconds) {
         (Some(a), Some(b)) => (Some(a), Some(b), false),
         _ => (
-            duration_quantile(&l.counters, 0.5),
-            duration_quantile(&l.counters, 0.95),
+            duration_quantile(&l.counters, &m.bucket_bounds, 0.5),
+            duration_quantile(&l.counters, &m.bucket_bounds, 0.95),
             true,
         ),
     };
@@ -583,7 +585,9 @@ fn write_incidents(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::{bucket_index, status_index, CountersSnapshot, BUCKETS, STATUS_SLOTS};
+    use crate::counters::{
+        bucket_index, status_index, CountersSnapshot, BUCKET_SLOTS, STATUS_SLOTS,
+    };
     use crate::metrics::ProbeDetail;
 
     const EVIL: &str = "\"><script>alert(1)</script>";
@@ -592,7 +596,7 @@ mod tests {
     fn loc(name: &str, level: Level, errors: u64, total: u64) -> LocationMetrics {
         let mut c = CountersSnapshot {
             status: [0; STATUS_SLOTS],
-            buckets: [0; BUCKETS],
+            buckets: [0; BUCKET_SLOTS],
             duration_us_sum: 0,
         };
         for (status, ms, n) in [(200, 3, 90), (200, 300, 8), (503, 2000, 2)] {
@@ -872,7 +876,9 @@ mod tests {
             html.contains("minmax(min(100%,30rem),1fr)"),
             "no fixed min width"
         );
-        assert!(html.contains("overflow-wrap:anywhere"));
+        // Words wrap whole; only URLs and targets (in <code>) may break anywhere.
+        assert!(html.contains("overflow-wrap:break-word"));
+        assert!(html.contains("code{overflow-wrap:anywhere}"));
         assert!(html.contains("@media (max-width:40rem)"));
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.ends_with("</html>\n"));

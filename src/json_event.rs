@@ -92,6 +92,46 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
             })
         }
+        EventDetail::Latency(l) => {
+            let resolved = l.level == Level::Ok;
+            json!({
+                "kind": "latency",
+                "level": if resolved { "resolved" } else { level_name(l.level) },
+                "previous": level_name(l.previous),
+                "repeat": l.repeat,
+                "since": rfc3339(l.since_unix),
+                "since_unix": l.since_unix,
+                "percentile": l.percentile,
+                "estimate_seconds": l.estimate_ms.map(|ms| ms / 1000.0),
+                "warn_seconds": l.warn_ms as f64 / 1000.0,
+                "crit_seconds": l.crit_ms.map(|ms| ms as f64 / 1000.0),
+                "requests": l.requests,
+                "window_seconds": l.window_secs,
+                "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
+            })
+        }
+        EventDetail::Slo(l) => {
+            let resolved = l.level == Level::Ok;
+            let windows: Vec<Value> = l
+                .windows
+                .iter()
+                .map(|(window, rate)| json!({ "window": window, "burn_rate": rate }))
+                .collect();
+            json!({
+                "kind": "slo",
+                "level": if resolved { "resolved" } else { level_name(l.level) },
+                "previous": level_name(l.previous),
+                "repeat": l.repeat,
+                "since": rfc3339(l.since_unix),
+                "since_unix": l.since_unix,
+                "slo_pct": l.slo_pct,
+                "burn_rate": l.burn_rate,
+                "windows": windows,
+                "errors": l.errors,
+                "total": l.total,
+                "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
+            })
+        }
         EventDetail::Probe(p) => json!({
             "kind": "probe",
             "level": if p.up { "up" } else { "down" },

@@ -6,8 +6,11 @@
 //! succeeds in one process only, needs no file or permission, and the kernel releases the name
 //! when the holder closes it or dies, also by `kill -9`. No nginx types: unit-tested directly.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A held lease; dropping it releases the name.
 #[derive(Debug)]
@@ -37,77 +40,73 @@ impl Lease {
     }
 }
 
-/// The next evaluator's mailbox: a datagram socket bound next to the lease, on which the
-/// releasing holder leaves its last state (see [`hand_over`]).
-#[derive(Debug)]
-pub struct Mailbox {
-    socket: OwnedFd,
+/// The state the last holder left for the next one, in a file of its own (`/dev/shm`, else the
+/// temporary directory), so that it survives until the next holder starts: with a binary
+/// upgrade's rollback that may be after the last holder has exited.
+#[derive(Clone, Debug)]
+pub struct HandOver {
+    path: PathBuf,
 }
 
-fn mailbox_name(lease: &[u8]) -> Vec<u8> {
-    let mut n = lease.to_vec();
-    n.extend_from_slice(b":next");
-    n
-}
-
-impl Mailbox {
-    /// Opens the mailbox of lease `name`; `Ok(None)` if another waiting process has it.
-    pub fn open(name: &[u8]) -> io::Result<Option<Mailbox>> {
-        let socket = bound_socket(&mailbox_name(name), libc::SOCK_NONBLOCK)?;
-        Ok(socket.map(|socket| Mailbox { socket }))
-    }
-
-    /// Every message waiting, oldest first; never blocks.
-    pub fn take_all(&self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        loop {
-            // SAFETY: buf is writable for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                return out;
-            }
-            out.push(buf[..n as usize].to_vec());
+impl HandOver {
+    /// The hand-over file of lease `name`.
+    pub fn for_lease(name: &[u8]) -> HandOver {
+        // FNV-1a: a short, stable file name; the lease name itself may be long.
+        let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let dir = Path::new("/dev/shm");
+        let dir = if dir.is_dir() {
+            dir.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        HandOver {
+            path: dir.join(format!("nginx-status-alert.{hash:016x}.state")),
         }
     }
-}
 
-/// Largest hand-over message: the default socket buffer takes about 200 KiB.
-pub const MAX_MESSAGE: usize = 192 * 1024;
+    /// Leaves `state` (replacing an earlier one), readable by this user only.
+    pub fn leave(&self, state: &[u8]) -> io::Result<()> {
+        let tmp = self
+            .path
+            .with_extension(format!("{}.tmp", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let written = f.write_all(state).and_then(|()| f.sync_data());
+        drop(f);
+        match written.and_then(|()| std::fs::rename(&tmp, &self.path)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
 
-/// Leaves `message` in the mailbox of lease `name`, if a process waits there; call it before
-/// releasing the lease, so the next holder finds it. Returns whether it was delivered.
-pub fn hand_over(name: &[u8], message: &[u8]) -> bool {
-    if message.len() > MAX_MESSAGE {
-        return false;
+    /// Takes the state left for us, if there is one written by this user, no older than
+    /// `max_age` (an older one is from another run of nginx and is discarded).
+    pub fn take(&self, max_age: Duration) -> Option<Vec<u8>> {
+        let f = std::fs::File::open(&self.path).ok()?;
+        let meta = f.metadata().ok()?;
+        // SAFETY: geteuid has no preconditions.
+        let ours = meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o077 == 0;
+        let fresh = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age <= max_age);
+        let _ = std::fs::remove_file(&self.path);
+        if !(ours && fresh) {
+            return None;
+        }
+        let mut state = Vec::new();
+        (&f).read_to_end(&mut state).ok()?;
+        Some(state)
     }
-    // SAFETY: plain socket creation.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: fd was just created and is owned by nobody else.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (addr, len) = address(&mailbox_name(name));
-    // SAFETY: valid buffer and address.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            libc::MSG_DONTWAIT,
-            core::ptr::addr_of!(addr).cast(),
-            len,
-        )
-    };
-    sent == message.len() as isize
 }
 
 /// A datagram socket bound to `name`, or `None` if the name is taken.
@@ -164,21 +163,28 @@ mod tests {
 
     #[test]
     fn the_holder_leaves_its_state_for_the_next_one() {
-        let name = name_for(&format!("/tmp/mailbox-test-{}.conf", std::process::id()));
-        assert!(!hand_over(&name, b"nobody waits"), "no mailbox yet");
-        let mailbox = Mailbox::open(&name).unwrap().expect("free");
-        assert!(
-            Mailbox::open(&name).unwrap().is_none(),
-            "one waiting process"
-        );
-        assert!(hand_over(&name, b"first"));
-        assert!(hand_over(&name, b"second"));
+        let name = name_for(&format!("/tmp/handover-test-{}.conf", std::process::id()));
+        let h = HandOver::for_lease(&name);
+        assert_eq!(h.take(Duration::from_secs(60)), None, "nothing left yet");
+        h.leave(b"first").unwrap();
+        h.leave(b"second").unwrap();
         assert_eq!(
-            mailbox.take_all(),
-            vec![b"first".to_vec(), b"second".to_vec()]
+            h.take(Duration::from_secs(60)).as_deref(),
+            Some(&b"second"[..])
         );
-        assert!(mailbox.take_all().is_empty());
-        assert!(!hand_over(&name, &vec![b'x'; MAX_MESSAGE + 1]), "too large");
+        assert_eq!(h.take(Duration::from_secs(60)), None, "taken once");
+        h.leave(b"old").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            h.take(Duration::from_millis(1)),
+            None,
+            "too old: another run's"
+        );
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.mode() & 0o777);
+        h.leave(b"x").unwrap();
+        assert_eq!(mode(&h.path).unwrap(), 0o600);
+        assert!(h.take(Duration::from_secs(60)).is_some());
+        assert!(HandOver::for_lease(b"a").path != HandOver::for_lease(b"b").path);
     }
 
     #[test]

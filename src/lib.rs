@@ -10,6 +10,7 @@
 mod log;
 
 pub mod alert;
+pub mod alertmanager;
 #[cfg(not(test))]
 mod conf;
 pub mod counters;
@@ -19,7 +20,9 @@ pub mod event;
 #[cfg(not(test))]
 mod handler;
 pub mod html;
+pub mod incidents;
 pub mod json_event;
+pub mod latency;
 pub mod lease;
 #[cfg(not(test))]
 mod mark_down;
@@ -40,6 +43,7 @@ mod properties;
 mod shm;
 pub mod sidecar;
 pub mod slack;
+pub mod slo;
 #[cfg(not(test))]
 mod upstream_probe;
 pub mod window;
@@ -166,6 +170,7 @@ mod wiring {
             if mcf.names.is_empty() && mcf.probes.is_empty() {
                 return Status::NGX_OK.into();
             }
+            mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();
             if let Err(e) = mcf.validate().and_then(|()| shm::add_zone(cf, mcf)) {
                 emerg!(cf.log, "{e}");
                 return Status::NGX_ERROR.into();

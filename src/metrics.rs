@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::counters::{CountersSnapshot, BUCKET_BOUNDS_MS};
+use crate::counters::{BucketBounds, CountersSnapshot};
 use crate::event::Level;
+use crate::incidents::{IncidentKind, IncidentSummary};
 use crate::window::error_share;
 use crate::zone::PROBE_REASONS;
 
@@ -25,8 +26,17 @@ pub struct Metrics {
     pub probes: Vec<ProbeMetrics>,
     /// Alert deliveries by result, see [`NOTIFY_RESULT_LABELS`].
     pub notifications: [u64; 4],
+    /// The same per destination: its label (`discord-1`, `alertmanager-2`, ...) and counts.
+    /// Empty without destinations; then the totals are exported without a `destination`.
+    pub destinations: Vec<(String, [u64; 4])>,
     /// Messages waiting for delivery.
     pub queue_depth: u64,
+    /// The histogram bounds the counters count by (`status_alert_buckets`).
+    pub bucket_bounds: BucketBounds,
+    /// Latency, error-budget and incident figures per NAME, matched to `locations` by name.
+    pub health: Vec<LocationHealth>,
+    /// Time each probe target spent down, matched to `probes` by name and target.
+    pub probe_down: Vec<ProbeDown>,
     /// What the status page shows beyond the counters, by NAME; a NAME without an entry
     /// simply shows less. (Kept out of [`LocationMetrics`] so existing constructors stay valid.)
     pub location_details: BTreeMap<String, LocationDetail>,
@@ -97,6 +107,32 @@ pub struct ProbeDetail {
     pub last_reason: Option<String>,
     /// HTTP status of the last probe, if any.
     pub last_status: Option<u16>,
+}
+
+/// Latency, error-budget and incident figures of one NAME.
+#[derive(Clone, Debug, Default)]
+pub struct LocationHealth {
+    /// The NAME.
+    pub name: String,
+    /// With `latency=`: the `quantile` label (`0.95`) and the window estimate in seconds
+    /// (`None` without requests in the window).
+    pub latency: Option<(String, Option<f64>)>,
+    /// With `slo=`: the objective in percent and the burn rate per window label
+    /// (`5m`, `30m`, `1h`, `6h` for `window=5m`), shortest first.
+    pub slo: Option<(f64, Vec<(String, f64)>)>,
+    /// Incident totals and recent incidents.
+    pub incidents: IncidentSummary,
+}
+
+/// Time one probe target spent down.
+#[derive(Clone, Debug)]
+pub struct ProbeDown {
+    /// Probe NAME.
+    pub name: String,
+    /// Target URL without credentials.
+    pub target: String,
+    /// Seconds spent down, the current down period included.
+    pub seconds: u64,
 }
 
 /// Metrics of one NAME.
@@ -178,9 +214,10 @@ fn header(out: &mut impl Write, name: &str, kind: &str, help: &str) -> fmt::Resu
 }
 
 /// Cumulative bucket counts with their `le` labels, `+Inf` last (equal to the count).
-fn cumulative_buckets(c: &CountersSnapshot) -> Vec<(String, u64)> {
+fn cumulative_buckets(c: &CountersSnapshot, bounds: &BucketBounds) -> Vec<(String, u64)> {
     let mut total = 0u64;
-    let mut out: Vec<(String, u64)> = BUCKET_BOUNDS_MS
+    let mut out: Vec<(String, u64)> = bounds
+        .as_ms()
         .iter()
         .zip(c.buckets.iter())
         .map(|(ms, n)| {
@@ -188,7 +225,7 @@ fn cumulative_buckets(c: &CountersSnapshot) -> Vec<(String, u64)> {
             (le_label(*ms), total)
         })
         .collect();
-    total += c.buckets[BUCKET_BOUNDS_MS.len()];
+    total += c.buckets[bounds.inf_index()];
     out.push(("+Inf".to_string(), total));
     out
 }
@@ -225,14 +262,19 @@ pub fn histogram_quantile(q: f64, bounds: &[f64], cumulative: &[u64]) -> Option<
     Some(lower + (upper - lower) * (rank - below as f64) / in_bucket as f64)
 }
 
-/// Request-time quantile in seconds over all requests counted so far (not just the window).
-pub fn duration_quantile(c: &CountersSnapshot, q: f64) -> Option<f64> {
-    let bounds: Vec<f64> = BUCKET_BOUNDS_MS
+/// Request-time quantile in seconds over all requests counted so far (not just the window),
+/// with the histogram counted by `bounds` (see [`Metrics::bucket_bounds`]).
+pub fn duration_quantile(c: &CountersSnapshot, bounds: &BucketBounds, q: f64) -> Option<f64> {
+    let seconds: Vec<f64> = bounds
+        .as_ms()
         .iter()
         .map(|ms| *ms as f64 / 1000.0)
         .collect();
-    let cumulative: Vec<u64> = cumulative_buckets(c).into_iter().map(|(_, n)| n).collect();
-    histogram_quantile(q, &bounds, &cumulative)
+    let cumulative: Vec<u64> = cumulative_buckets(c, bounds)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    histogram_quantile(q, &seconds, &cumulative)
 }
 
 /// Upper bound label of a histogram bucket: `0.005` ... `10`.
@@ -270,7 +312,7 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     header(out, hist, "histogram", "Request time by location NAME.")?;
     for l in locs {
         let bucket = format!("{hist}_bucket");
-        let buckets = cumulative_buckets(&l.counters);
+        let buckets = cumulative_buckets(&l.counters, &m.bucket_bounds);
         for (le, n) in &buckets {
             sample(out, &bucket, &[("location", &l.name), ("le", le)], n)?;
         }
@@ -327,6 +369,7 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             l.level as u8,
         )?;
     }
+    render_health(m, out)?;
 
     if !m.probes.is_empty() {
         header(
@@ -377,6 +420,14 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             }
         }
     }
+    if !m.probe_down.is_empty() {
+        let name = "nginx_probe_down_seconds_total";
+        header(out, name, "counter", "Seconds the probe target spent down.")?;
+        for p in &m.probe_down {
+            let labels = [("probe", p.name.as_str()), ("target", p.target.as_str())];
+            sample(out, name, &labels, p.seconds)?;
+        }
+    }
 
     if !m.peers_down.is_empty() {
         header(
@@ -395,15 +446,23 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         out,
         "nginx_alert_notifications_total",
         "counter",
-        "Alert deliveries by result.",
+        "Alert deliveries by destination and result.",
     )?;
-    for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(m.notifications.iter()) {
-        sample(
-            out,
-            "nginx_alert_notifications_total",
-            &[("result", result)],
-            n,
-        )?;
+    if m.destinations.is_empty() {
+        for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(m.notifications.iter()) {
+            sample(
+                out,
+                "nginx_alert_notifications_total",
+                &[("result", result)],
+                n,
+            )?;
+        }
+    }
+    for (destination, counts) in &m.destinations {
+        for (result, n) in NOTIFY_RESULT_LABELS.iter().zip(counts.iter()) {
+            let labels = [("destination", destination.as_str()), ("result", result)];
+            sample(out, "nginx_alert_notifications_total", &labels, n)?;
+        }
     }
     header(
         out,
@@ -414,6 +473,143 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     sample(out, "nginx_alert_queue_depth", &[], m.queue_depth)
 }
 
+/// Incidents, latency percentiles and burn rates (SPEC section 9); a family without samples is
+/// left out entirely.
+fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
+    if !m.health.is_empty() {
+        let name = "nginx_location_incidents_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Incidents opened (ok -> warning/critical) by kind.",
+        )?;
+        for h in &m.health {
+            for (kind, n) in IncidentKind::ALL.iter().zip(h.incidents.opened) {
+                sample(
+                    out,
+                    name,
+                    &[("location", &h.name), ("kind", kind.label())],
+                    n,
+                )?;
+            }
+        }
+        let name = "nginx_location_incident_seconds_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Seconds spent firing by kind (MTTR = this / incidents).",
+        )?;
+        for h in &m.health {
+            for (kind, n) in IncidentKind::ALL.iter().zip(h.incidents.firing_seconds) {
+                sample(
+                    out,
+                    name,
+                    &[("location", &h.name), ("kind", kind.label())],
+                    n,
+                )?;
+            }
+        }
+    }
+    let latencies: Vec<(&str, &str, f64)> = m
+        .health
+        .iter()
+        .filter_map(|h| {
+            let (q, seconds) = h.latency.as_ref()?;
+            Some((h.name.as_str(), q.as_str(), (*seconds)?))
+        })
+        .collect();
+    if !latencies.is_empty() {
+        // Typed `summary`, not `gauge`: its value is a gauge (the percentile over the window,
+        // like a client library's summary over its max age), but the exposition format keeps
+        // the `quantile` label to summaries, and promtool rejects it on a gauge.
+        let name = "nginx_location_latency_seconds";
+        header(
+            out,
+            name,
+            "summary",
+            "Request-time percentile of latency= over the window.",
+        )?;
+        for (location, q, seconds) in latencies {
+            sample(
+                out,
+                name,
+                &[("location", location), ("quantile", q)],
+                seconds,
+            )?;
+        }
+    }
+    if m.health.iter().any(|h| h.slo.is_some()) {
+        let name = "nginx_location_slo_burn_rate";
+        header(
+            out,
+            name,
+            "gauge",
+            "Error-budget burn rate of slo= by window.",
+        )?;
+        for h in &m.health {
+            for (window, rate) in h.slo.iter().flat_map(|(_, rates)| rates) {
+                sample(
+                    out,
+                    name,
+                    &[("location", &h.name), ("window", window)],
+                    rate,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The JSON object of a NAME's latency, error budget and incidents.
+fn health_json(h: &LocationHealth) -> Map<String, Value> {
+    let mut o = Map::new();
+    if let Some((q, seconds)) = &h.latency {
+        o.insert(
+            "latency".into(),
+            json!({ "quantile": q, "seconds": seconds }),
+        );
+    }
+    if let Some((objective, rates)) = &h.slo {
+        let rates: Map<String, Value> = rates.iter().map(|(w, r)| (w.clone(), json!(r))).collect();
+        o.insert(
+            "slo".into(),
+            json!({ "objective_percent": objective, "burn_rates": rates }),
+        );
+    }
+    let per_kind = |values: [u64; 3]| -> Map<String, Value> {
+        IncidentKind::ALL
+            .iter()
+            .zip(values)
+            .map(|(k, n)| (k.label().to_string(), json!(n)))
+            .collect()
+    };
+    let recent: Vec<Value> = h
+        .incidents
+        .recent
+        .iter()
+        .map(|i| {
+            json!({
+                "kind": i.kind.label(),
+                "start": i.start_ms / 1000,
+                "end": i.end_ms.map(|ms| ms / 1000),
+                "peak_level": i.peak_level.label().to_ascii_lowercase(),
+                "peak_value": i.peak_value,
+            })
+        })
+        .collect();
+    o.insert(
+        "incidents".into(),
+        json!({
+            "total": per_kind(h.incidents.opened),
+            "seconds_total": per_kind(h.incidents.firing_seconds),
+            "recent": recent,
+        }),
+    );
+    o
+}
+
 /// Renders the same data as JSON.
 pub fn render_json(m: &Metrics) -> String {
     let mut locations = Map::new();
@@ -422,15 +618,13 @@ pub fn render_json(m: &Metrics) -> String {
         for (code, n) in l.counters.seen_codes() {
             requests.insert(status_label(code), json!(n));
         }
-        let cumulative = cumulative_buckets(&l.counters);
+        let cumulative = cumulative_buckets(&l.counters, &m.bucket_bounds);
         let count = cumulative.last().map_or(0, |(_, n)| *n);
         let buckets: Map<String, Value> = cumulative
             .into_iter()
             .map(|(le, n)| (le, json!(n)))
             .collect();
-        locations.insert(
-            l.name.clone(),
-            json!({
+        let mut entry = json!({
                 "requests": requests,
                 "requests_total": l.counters.total(),
                 "duration_seconds": {
@@ -444,8 +638,14 @@ pub fn render_json(m: &Metrics) -> String {
                     "error_ratio": l.error_ratio(),
                 },
                 "alert_state": l.level.label().to_ascii_lowercase(),
-            }),
-        );
+        });
+        if let (Some(h), Some(o)) = (
+            m.health.iter().find(|h| h.name == l.name),
+            entry.as_object_mut(),
+        ) {
+            o.extend(health_json(h));
+        }
+        locations.insert(l.name.clone(), entry);
     }
     let probes: Vec<Value> = m
         .probes
@@ -456,12 +656,18 @@ pub fn render_json(m: &Metrics) -> String {
                 .zip(p.failures.iter())
                 .map(|(r, n)| (r.to_string(), json!(n)))
                 .collect();
+            let down = m
+                .probe_down
+                .iter()
+                .find(|d| d.name == p.name && d.target == p.target)
+                .map(|d| d.seconds);
             json!({
                 "probe": p.name,
                 "target": p.target,
                 "up": p.up,
                 "duration_seconds": p.duration_seconds,
                 "failures": failures,
+                "down_seconds_total": down,
             })
         })
         .collect();
@@ -470,10 +676,23 @@ pub fn render_json(m: &Metrics) -> String {
         .zip(m.notifications.iter())
         .map(|(r, n)| (r.to_string(), json!(n)))
         .collect();
+    let destinations: Map<String, Value> = m
+        .destinations
+        .iter()
+        .map(|(label, counts)| {
+            let c: Map<String, Value> = NOTIFY_RESULT_LABELS
+                .iter()
+                .zip(counts.iter())
+                .map(|(r, n)| (r.to_string(), json!(n)))
+                .collect();
+            (label.clone(), Value::Object(c))
+        })
+        .collect();
     let doc = json!({
         "locations": locations,
         "probes": probes,
         "notifications": notifications,
+        "destinations": destinations,
         "queue_depth": m.queue_depth,
     });
     let mut s = doc.to_string();
@@ -484,12 +703,12 @@ pub fn render_json(m: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::{bucket_index, status_index, BUCKETS, STATUS_SLOTS};
+    use crate::counters::{bucket_index, status_index, BUCKET_SLOTS, STATUS_SLOTS};
 
     fn loc(name: &str, records: &[(usize, u64)]) -> LocationMetrics {
         let mut c = CountersSnapshot {
             status: [0; STATUS_SLOTS],
-            buckets: [0; BUCKETS],
+            buckets: [0; BUCKET_SLOTS],
             duration_us_sum: 0,
         };
         for (status, ms) in records {
@@ -558,7 +777,10 @@ mod tests {
 
     #[test]
     fn bucket_labels() {
-        let labels: Vec<String> = BUCKET_BOUNDS_MS.iter().map(|ms| le_label(*ms)).collect();
+        let labels: Vec<String> = crate::counters::BUCKET_BOUNDS_MS
+            .iter()
+            .map(|ms| le_label(*ms))
+            .collect();
         assert_eq!(
             labels,
             ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"]
@@ -613,8 +835,9 @@ mod tests {
     fn duration_quantile_uses_the_module_buckets() {
         let l = loc("be", &[(200, 3), (200, 3), (200, 30), (200, 30)]);
         // Two in le=0.005, two in (0.025, 0.05]: the median is the top of the first bucket.
-        assert_eq!(duration_quantile(&l.counters, 0.5), Some(0.005));
-        let p95 = duration_quantile(&l.counters, 0.95).unwrap();
+        let default = BucketBounds::default();
+        assert_eq!(duration_quantile(&l.counters, &default, 0.5), Some(0.005));
+        let p95 = duration_quantile(&l.counters, &default, 0.95).unwrap();
         assert!((p95 - 0.0475).abs() < 1e-12, "{p95}");
     }
 
@@ -636,5 +859,152 @@ mod tests {
         assert_eq!(be["alert_state"], "warning");
         assert_eq!(v["notifications"]["sent"], 3);
         assert_eq!(v["queue_depth"], 0);
+    }
+
+    fn health() -> LocationHealth {
+        use crate::incidents::Incident;
+        LocationHealth {
+            name: "api".into(),
+            latency: Some(("0.95".into(), Some(2.4))),
+            slo: Some((
+                99.9,
+                vec![
+                    ("5m".into(), 15.2),
+                    ("30m".into(), 7.5),
+                    ("1h".into(), 14.5),
+                    ("6h".into(), 2.0),
+                ],
+            )),
+            incidents: IncidentSummary {
+                opened: [3, 1, 0],
+                firing_seconds: [420, 180, 0],
+                recent: vec![Incident {
+                    kind: IncidentKind::Latency,
+                    start_ms: 1_700_000_000_000,
+                    end_ms: None,
+                    peak_level: Level::Critical,
+                    peak_value: 2.4,
+                }],
+            },
+        }
+    }
+
+    fn full() -> Metrics {
+        let mut m = Metrics {
+            locations: vec![loc("api", &[(200, 3), (503, 700)])],
+            health: vec![health()],
+            probe_down: vec![ProbeDown {
+                name: "api".into(),
+                target: "http://10.0.0.5/health".into(),
+                seconds: 95,
+            }],
+            ..Default::default()
+        };
+        m.probes.push(ProbeMetrics {
+            name: "api".into(),
+            target: "http://10.0.0.5/health".into(),
+            up: Some(false),
+            duration_seconds: 0.5,
+            failures: [0, 2, 0, 0, 0, 0],
+        });
+        m
+    }
+
+    #[test]
+    fn prometheus_health_families() {
+        let text = render(&full());
+        for line in [
+            "# TYPE nginx_location_incidents_total counter\n",
+            "nginx_location_incidents_total{location=\"api\",kind=\"errors\"} 3\n",
+            "nginx_location_incidents_total{location=\"api\",kind=\"slo\"} 0\n",
+            "nginx_location_incident_seconds_total{location=\"api\",kind=\"latency\"} 180\n",
+            "# TYPE nginx_location_latency_seconds summary\n",
+            "nginx_location_latency_seconds{location=\"api\",quantile=\"0.95\"} 2.4\n",
+            "nginx_location_slo_burn_rate{location=\"api\",window=\"5m\"} 15.2\n",
+            "nginx_location_slo_burn_rate{location=\"api\",window=\"6h\"} 2\n",
+            "# TYPE nginx_probe_down_seconds_total counter\n",
+            "nginx_probe_down_seconds_total{probe=\"api\",target=\"http://10.0.0.5/health\"} 95\n",
+        ] {
+            assert!(text.contains(line), "missing {line}");
+        }
+        // Without latency=/slo= (or without requests) those families are absent.
+        let mut m = full();
+        m.health[0].latency = Some(("0.95".into(), None));
+        m.health[0].slo = None;
+        let text = render(&m);
+        assert!(!text.contains("nginx_location_latency_seconds"));
+        assert!(!text.contains("nginx_location_slo_burn_rate"));
+        assert!(text.contains("nginx_location_incidents_total{"));
+        assert!(!render(&Metrics::default()).contains("incidents"));
+    }
+
+    #[test]
+    fn configured_buckets_render_their_bounds() {
+        let mut l = loc("api", &[]);
+        l.counters.buckets[0] = 2; // <= 100ms
+        l.counters.buckets[2] = 1; // +Inf with two bounds
+        let m = Metrics {
+            locations: vec![l],
+            bucket_bounds: BucketBounds::new(&[100, 2500]).unwrap(),
+            ..Default::default()
+        };
+        let text = render(&m);
+        let b = "nginx_location_request_duration_seconds_bucket{location=\"api\"";
+        assert!(text.contains(&format!("{b},le=\"0.1\"}} 2\n")));
+        assert!(text.contains(&format!("{b},le=\"2.5\"}} 2\n")));
+        assert!(text.contains(&format!("{b},le=\"+Inf\"}} 3\n")));
+        assert!(!text.contains("le=\"0.005\""));
+        let v: Value = serde_json::from_str(&render_json(&m)).unwrap();
+        assert_eq!(
+            v["locations"]["api"]["duration_seconds"]["buckets"]["2.5"],
+            2
+        );
+    }
+
+    #[test]
+    fn json_health() {
+        let v: Value = serde_json::from_str(&render_json(&full())).unwrap();
+        let api = &v["locations"]["api"];
+        assert_eq!(api["latency"]["quantile"], "0.95");
+        assert_eq!(api["latency"]["seconds"], 2.4);
+        assert_eq!(api["slo"]["objective_percent"], 99.9);
+        assert_eq!(api["slo"]["burn_rates"]["1h"], 14.5);
+        assert_eq!(api["incidents"]["total"]["errors"], 3);
+        assert_eq!(api["incidents"]["seconds_total"]["latency"], 180);
+        let recent = &api["incidents"]["recent"][0];
+        assert_eq!(recent["kind"], "latency");
+        assert_eq!(recent["start"], 1_700_000_000u64);
+        assert_eq!(recent["end"], Value::Null);
+        assert_eq!(recent["peak_level"], "critical");
+        assert_eq!(v["probes"][0]["down_seconds_total"], 95);
+    }
+
+    #[test]
+    fn promtool_accepts_every_family() {
+        let Ok(mut child) = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("promtool not installed; skipped");
+            return;
+        };
+        use std::io::Write as _;
+        let text = render(&full());
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "{report}\n{text}"
+        );
     }
 }

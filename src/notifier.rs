@@ -139,6 +139,9 @@ pub struct Outcome {
     pub message: String,
     /// Log at error level (webhook gone, rejected, gave up) rather than warn/info.
     pub is_error: bool,
+    /// The destination it concerns (index in configuration order); a notifier serves one
+    /// destination and reports 0, its owner sets the index.
+    pub destination: usize,
 }
 
 /// Handle to the webhook delivery thread, owned by an nginx worker.
@@ -337,6 +340,7 @@ fn dropped(message: String) -> Outcome {
         result: DeliveryResult::Dropped,
         message,
         is_error: false,
+        destination: 0,
     }
 }
 
@@ -730,6 +734,7 @@ impl Worker {
             result,
             message,
             is_error,
+            destination: 0,
         });
     }
 

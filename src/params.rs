@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use crate::counters::MAX_BUCKET_BOUNDS;
+
 /// Longest NAME accepted by `status_alert` and `name=`.
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest window accepted (`window=`).
@@ -32,6 +34,17 @@ pub enum ParamError {
     InvalidName(String),
     /// Parameters that are each valid but do not fit together.
     Conflict(String),
+    /// A bad part of a compound value, e.g. the percentile of `latency=p100:1s`.
+    InvalidPart {
+        /// What the part is, e.g. `percentile`.
+        what: &'static str,
+        /// The part as written, e.g. `p100`.
+        part: String,
+        /// The whole argument, e.g. `latency=p100:1s`.
+        arg: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
     /// The file named by `file=` could not be read; the message says why.
     File(String),
 }
@@ -52,6 +65,15 @@ impl fmt::Display for ParamError {
                  \"-\" or \"/\""
             ),
             ParamError::Conflict(msg) | ParamError::File(msg) => f.write_str(msg),
+            ParamError::InvalidPart {
+                what,
+                part,
+                arg,
+                expected,
+            } => write!(
+                f,
+                "invalid {what} \"{part}\" in \"{arg}\", expected {expected}"
+            ),
         }
     }
 }
@@ -120,6 +142,30 @@ pub fn parse_time_ms(value: &str) -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// Parses a duration: nginx time syntax (see [`parse_time_ms`]), or a decimal number with one
+/// unit (`2.5s`, `0.5m`) as in the default `status_alert_buckets`; the result must be whole
+/// milliseconds.
+pub fn parse_duration_ms(value: &str) -> Option<u64> {
+    if let Some(ms) = parse_time_ms(value) {
+        return Some(ms);
+    }
+    let unit_at = value.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = value.split_at(unit_at);
+    let (whole, frac) = number.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(frac) || frac.len() > 9 {
+        return None;
+    }
+    let factor = TIME_UNITS.iter().find(|(u, _)| *u == unit)?.1;
+    // whole.frac x factor, exactly: (whole * 10^k + frac) * factor / 10^k.
+    let scale = 10u128.pow(frac.len() as u32);
+    let n = whole.parse::<u128>().ok()? * scale + frac.parse::<u128>().ok()?;
+    let product = n.checked_mul(u128::from(factor))?;
+    (product % scale == 0)
+        .then(|| u64::try_from(product / scale).ok())
+        .flatten()
 }
 
 /// Parses nginx size syntax (`512`, `64k`, `16m`, `1g`) to bytes.
@@ -192,6 +238,42 @@ pub struct AlertParams {
     pub link: Option<String>,
     /// Runbook URL.
     pub runbook: Option<String>,
+    /// Percentile alert from `latency=`.
+    pub latency: Option<LatencyParams>,
+    /// Availability objective in percent from `slo=`, e.g. 99.9.
+    pub slo_pct: Option<f64>,
+}
+
+/// `latency=pQ:WARN[:CRIT]`: alert when the Q-th percentile of request time reaches a threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyParams {
+    /// The percentile in tenths of a percent: 950 for `p95`, 999 for `p99.9`.
+    pub permille: u16,
+    /// WARNING at or above this request time.
+    pub warn_ms: u64,
+    /// CRITICAL at or above this request time; `None` when only WARN is given.
+    pub crit_ms: Option<u64>,
+}
+
+impl LatencyParams {
+    /// The quantile as a fraction, 0.95 for `p95`.
+    pub fn quantile(&self) -> f64 {
+        f64::from(self.permille) / 1000.0
+    }
+
+    /// The percentile as written in titles: `p95`, `p99.9`.
+    pub fn label(&self) -> String {
+        match self.permille % 10 {
+            0 => format!("p{}", self.permille / 10),
+            d => format!("p{}.{d}", self.permille / 10),
+        }
+    }
+
+    /// The Prometheus `quantile` label: `0.95`, `0.999`.
+    pub fn quantile_label(&self) -> String {
+        let s = format!("0.{:03}", self.permille);
+        s.trim_end_matches('0').to_string()
+    }
 }
 
 impl Default for AlertParams {
@@ -204,8 +286,134 @@ impl Default for AlertParams {
             repeat_ms: Some(30 * 60 * 1000),
             link: None,
             runbook: None,
+            latency: None,
+            slo_pct: None,
         }
     }
+}
+
+/// Lowest percentile `latency=` accepts, in tenths of a percent.
+const MIN_PERMILLE: u16 = 500;
+/// Highest percentile `latency=` accepts, in tenths of a percent.
+const MAX_PERMILLE: u16 = 999;
+
+/// Parses the value of `latency=pQ:WARN[:CRIT]`; `arg` is the whole argument, for errors.
+pub fn parse_latency(value: &str, arg: &str) -> Result<LatencyParams, ParamError> {
+    let part_error = |what, part: &str, expected| ParamError::InvalidPart {
+        what,
+        part: part.to_string(),
+        arg: arg.to_string(),
+        expected,
+    };
+    let mut parts = value.split(':');
+    let q = parts.next().unwrap_or_default();
+    let permille = q
+        .strip_prefix('p')
+        .and_then(parse_permille)
+        .filter(|p| (MIN_PERMILLE..=MAX_PERMILLE).contains(p))
+        .ok_or_else(|| part_error("percentile", q, "p50 to p99.9"))?;
+    let time = |part: Option<&str>| -> Result<Option<u64>, ParamError> {
+        let Some(part) = part else {
+            return Ok(None);
+        };
+        parse_duration_ms(part)
+            .filter(|ms| (1..=MAX_WINDOW_MS).contains(ms))
+            .map(Some)
+            .ok_or_else(|| part_error("time", part, "a time between 1ms and 24h, e.g. \"500ms\""))
+    };
+    let Some(warn_ms) = time(parts.next())? else {
+        return Err(part_error(
+            "latency",
+            value,
+            "pQ:WARN[:CRIT], e.g. \"p95:500ms:2s\"",
+        ));
+    };
+    let crit_ms = time(parts.next())?;
+    if parts.next().is_some() {
+        return Err(part_error(
+            "latency",
+            value,
+            "pQ:WARN[:CRIT], e.g. \"p95:500ms:2s\"",
+        ));
+    }
+    if crit_ms.is_some_and(|crit| crit <= warn_ms) {
+        return Err(ParamError::Conflict(format!(
+            "the warning time must be below the critical time in \"{arg}\""
+        )));
+    }
+    Ok(LatencyParams {
+        permille,
+        warn_ms,
+        crit_ms,
+    })
+}
+
+/// `95` -> 950, `99.9` -> 999: digits with at most one decimal.
+fn parse_permille(q: &str) -> Option<u16> {
+    let (whole, tenth) = match q.split_once('.') {
+        Some((w, t)) if t.len() == 1 => (w, t),
+        Some(_) => return None,
+        None => (q, "0"),
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(tenth) {
+        return None;
+    }
+    Some(whole.parse::<u16>().ok()? * 10 + tenth.parse::<u16>().ok()?)
+}
+
+/// Parses `slo=PCT`: a decimal percentage strictly between 0 and 100, e.g. `99.9%`.
+pub fn parse_slo(value: &str) -> Result<f64, ParamError> {
+    parse_percent("slo", value)
+        .ok()
+        .filter(|p| *p < 100.0)
+        .ok_or_else(|| invalid("slo", value, "a percentage in (0, 100), e.g. \"99.9%\""))
+}
+
+/// Parses the values of `status_alert_buckets TIME ...`: 1 to 30 increasing times.
+pub fn parse_buckets<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Vec<u64>, ParamError> {
+    let mut bounds: Vec<u64> = Vec::new();
+    let mut previous = "";
+    for arg in args {
+        let ms = parse_duration_ms(arg)
+            .filter(|ms| (1..=MAX_WINDOW_MS).contains(ms))
+            .ok_or_else(|| invalid("bucket", arg, "a time between 1ms and 24h, e.g. \"250ms\""))?;
+        if bounds.last().is_some_and(|last| ms <= *last) {
+            return Err(ParamError::Conflict(format!(
+                "bucket \"{arg}\" is not above \"{previous}\", buckets must increase"
+            )));
+        }
+        if bounds.len() == MAX_BUCKET_BOUNDS {
+            return Err(ParamError::Conflict(format!(
+                "too many buckets, at most {MAX_BUCKET_BOUNDS}"
+            )));
+        }
+        bounds.push(ms);
+        previous = arg;
+    }
+    if bounds.is_empty() {
+        return Err(ParamError::Conflict(
+            "at least one bucket is needed".to_string(),
+        ));
+    }
+    Ok(bounds)
+}
+
+/// Checks `latency=` thresholds against the histogram: an estimate never exceeds the highest
+/// finite bucket bound, so a threshold above it could never fire.
+pub fn check_latency_buckets(latency: &LatencyParams, bounds_ms: &[u64]) -> Result<(), ParamError> {
+    let highest = bounds_ms.last().copied().unwrap_or(0);
+    let top = latency.crit_ms.unwrap_or(latency.warn_ms);
+    if top > highest {
+        return Err(ParamError::Conflict(format!(
+            "latency={}: {}ms is above the highest bucket ({}ms) of status_alert_buckets and \
+             could never be reached",
+            latency.label(),
+            top,
+            highest
+        )));
+    }
+    Ok(())
 }
 
 /// Parses the arguments after NAME of `status_alert NAME [key=value ...]`.
@@ -253,6 +461,8 @@ pub fn parse_alert_params<'a>(
                 validate_url(key, value)?;
                 p.runbook = Some(value.to_string());
             }
+            "latency" => p.latency = Some(parse_latency(value, arg)?),
+            "slo" => p.slo_pct = Some(parse_slo(value)?),
             _ => return Err(ParamError::UnknownParameter(arg.to_string())),
         }
         seen.push(key);
@@ -327,6 +537,8 @@ pub enum WebhookFormat {
     Slack,
     /// The versioned JSON event of `json_event`.
     Json,
+    /// Prometheus Alertmanager API v2 (`status_alert_alertmanager`; not a `format=` value).
+    Alertmanager,
 }
 
 impl WebhookFormat {
@@ -346,6 +558,7 @@ impl WebhookFormat {
             WebhookFormat::Discord => "discord",
             WebhookFormat::Slack => "slack",
             WebhookFormat::Json => "json",
+            WebhookFormat::Alertmanager => "alertmanager",
         }
     }
 }
@@ -399,6 +612,23 @@ pub fn parse_webhook_args(
     Ok((target, format.unwrap_or_default()))
 }
 
+/// The `POST /api/v2/alerts` URL of an Alertmanager given as `http://host:9093` (or already
+/// with a path); errors never echo the URL's credentials.
+pub fn parse_alertmanager_url(value: &str) -> Result<String, ParamError> {
+    let WebhookTarget::Url(url) = parse_webhook_url(value)? else {
+        return Err(invalid("alertmanager", value, "an http:// or https:// URL"));
+    };
+    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    let has_path = after_scheme
+        .find('/')
+        .is_some_and(|i| i + 1 < after_scheme.len());
+    Ok(if has_path {
+        url
+    } else {
+        format!("{}/api/v2/alerts", url.trim_end_matches('/'))
+    })
+}
+
 /// Never echo a possible secret back into error messages: credentials (`user:pass@`) become
 /// `***@`, and at most the first 24 characters are kept (a path may hold a token).
 fn redact_for_error(value: &str) -> String {
@@ -421,6 +651,18 @@ fn redact_for_error(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alertmanager_urls_get_the_v2_alerts_path() {
+        let url = |v: &str| parse_alertmanager_url(v).unwrap();
+        assert_eq!(url("http://am1:9093"), "http://am1:9093/api/v2/alerts");
+        assert_eq!(url("http://am1:9093/"), "http://am1:9093/api/v2/alerts");
+        assert_eq!(
+            url("https://am.example/x/api/v2/alerts"),
+            "https://am.example/x/api/v2/alerts"
+        );
+        assert!(parse_alertmanager_url("am1:9093").is_err());
+    }
 
     #[test]
     fn webhook_errors_never_show_credentials() {
@@ -692,6 +934,139 @@ mod tests {
         assert!(
             WebhookFormat::parse("Slack").is_err(),
             "values are lower case like nginx's"
+        );
+    }
+
+    #[test]
+    fn durations_with_decimals() {
+        assert_eq!(parse_duration_ms("2.5s"), Some(2500));
+        assert_eq!(parse_duration_ms("0.5m"), Some(30_000));
+        assert_eq!(parse_duration_ms("1.5ms"), None, "not whole milliseconds");
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        for bad in ["2.5", ".5s", "5.s", "2.5x", "1.5.5s", "2.5s1ms", ""] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn latency_and_slo_params() {
+        let p = parse_alert_params(["latency=p95:500ms:2s", "slo=99.9%"]).unwrap();
+        let l = p.latency.unwrap();
+        assert_eq!((l.permille, l.warn_ms, l.crit_ms), (950, 500, Some(2000)));
+        assert_eq!(
+            (l.label(), l.quantile_label()),
+            ("p95".into(), "0.95".into())
+        );
+        assert!((l.quantile() - 0.95).abs() < 1e-12);
+        assert_eq!(p.slo_pct, Some(99.9));
+        let l = parse_latency("p99.9:1.5s", "latency=p99.9:1.5s").unwrap();
+        assert_eq!((l.permille, l.warn_ms, l.crit_ms), (999, 1500, None));
+        assert_eq!(
+            (l.label(), l.quantile_label()),
+            ("p99.9".into(), "0.999".into())
+        );
+        let l = parse_latency("p50:1s", "latency=p50:1s").unwrap();
+        assert_eq!(
+            (l.label(), l.quantile_label()),
+            ("p50".into(), "0.5".into())
+        );
+        assert_eq!(parse_slo("99"), Ok(99.0));
+        assert_eq!(parse_slo("0.5%"), Ok(0.5));
+        assert_eq!(AlertParams::default().latency, None);
+        assert_eq!(AlertParams::default().slo_pct, None);
+    }
+
+    #[test]
+    fn latency_and_slo_bad_params() {
+        let cases = [
+            (
+                "latency=p100:1s",
+                "invalid percentile \"p100\" in \"latency=p100:1s\", expected p50 to p99.9",
+            ),
+            ("latency=p49.9:1s", "invalid percentile \"p49.9\""),
+            ("latency=p99.95:1s", "invalid percentile \"p99.95\""),
+            ("latency=95:1s", "invalid percentile \"95\""),
+            ("latency=p95", "invalid latency \"p95\" in \"latency=p95\""),
+            ("latency=p95:", "invalid time \"\" in \"latency=p95:\""),
+            (
+                "latency=p95:fast",
+                "invalid time \"fast\" in \"latency=p95:fast\"",
+            ),
+            ("latency=p95:0ms", "invalid time \"0ms\""),
+            ("latency=p95:1s:2s:3s", "invalid latency \"p95:1s:2s:3s\""),
+            (
+                "latency=p95:2s:500ms",
+                "the warning time must be below the critical time in \"latency=p95:2s:500ms\"",
+            ),
+            (
+                "latency=p95:1s:1s",
+                "the warning time must be below the critical time",
+            ),
+            (
+                "slo=100%",
+                "invalid slo value \"100%\", expected a percentage in (0, 100)",
+            ),
+            ("slo=0", "invalid slo value \"0\""),
+            ("slo=high", "invalid slo value \"high\""),
+        ];
+        for (arg, msg) in cases {
+            let err = parse_alert_params([arg]).unwrap_err().to_string();
+            assert!(err.starts_with(msg), "{arg}: {err}");
+        }
+        let err = parse_alert_params(["slo=99%", "slo=99%"]).unwrap_err();
+        assert_eq!(err, ParamError::Duplicate("slo".into()));
+    }
+
+    #[test]
+    fn buckets() {
+        let default = "5ms 10ms 25ms 50ms 100ms 250ms 500ms 1s 2.5s 5s 10s";
+        assert_eq!(
+            parse_buckets(default.split(' ')).unwrap(),
+            crate::counters::BUCKET_BOUNDS_MS.to_vec()
+        );
+        assert_eq!(parse_buckets(["1ms"]).unwrap(), vec![1]);
+        let thirty: Vec<String> = (1..=30).map(|i| format!("{i}ms")).collect();
+        assert_eq!(
+            parse_buckets(thirty.iter().map(String::as_str))
+                .unwrap()
+                .len(),
+            30
+        );
+        let thirty_one: Vec<String> = (1..=31).map(|i| format!("{i}ms")).collect();
+        let cases: [(Vec<&str>, &str); 6] = [
+            (vec![], "at least one bucket is needed"),
+            (
+                vec!["10ms", "5ms"],
+                "bucket \"5ms\" is not above \"10ms\", buckets must increase",
+            ),
+            (
+                vec!["1s", "1000ms"],
+                "bucket \"1000ms\" is not above \"1s\"",
+            ),
+            (vec!["0ms"], "invalid bucket value \"0ms\""),
+            (vec!["fast"], "invalid bucket value \"fast\""),
+            (
+                thirty_one.iter().map(String::as_str).collect(),
+                "too many buckets, at most 30",
+            ),
+        ];
+        for (args, msg) in cases {
+            let err = parse_buckets(args.iter().copied()).unwrap_err().to_string();
+            assert!(err.starts_with(msg), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn latency_thresholds_must_be_reachable() {
+        let l = parse_latency("p95:500ms:2s", "latency=p95:500ms:2s").unwrap();
+        assert!(check_latency_buckets(&l, &crate::counters::BUCKET_BOUNDS_MS).is_ok());
+        let err = check_latency_buckets(&l, &[100, 1000])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2000ms is above the highest bucket (1000ms)"),
+            "{err}"
         );
     }
 

@@ -20,6 +20,8 @@ pub fn webhook_bodies(format: WebhookFormat, events: &[AlertEvent], host: &str) 
             .map(|p| p.to_string())
             .into_iter()
             .collect(),
+        // Alertmanager wants what fires now, not only what changed: see alertmanager.rs.
+        WebhookFormat::Alertmanager => Vec::new(),
     }
 }
 

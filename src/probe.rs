@@ -126,8 +126,12 @@ pub fn apply(
                 }
                 DOWN if ok >= spec.passes => {
                     let down_since_ms = shared.since_ms.load(Relaxed);
-                    set_state(shared, DOWN, UP, now_ms)
-                        .then_some(ProbeTransition::Up { down_since_ms })
+                    let up = set_state(shared, DOWN, UP, now_ms);
+                    if up {
+                        // nginx_probe_down_seconds_total keeps the ended down period.
+                        shared.book_down_time(down_since_ms, now_ms);
+                    }
+                    up.then_some(ProbeTransition::Up { down_since_ms })
                 }
                 _ => None,
             }

@@ -15,7 +15,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::counters::{CountersSnapshot, BUCKETS, STATUS_SLOTS};
+use crate::counters::{CountersSnapshot, BUCKETS, BUCKET_SLOTS, STATUS_SLOTS};
 use crate::discord::{build_payloads, log_line, title};
 use crate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
 use crate::metrics::{render_json, render_prometheus, LocationMetrics, Metrics, ProbeMetrics};
@@ -752,11 +752,14 @@ fn location_metrics() -> impl Strategy<Value = LocationMetrics> {
             for (i, n) in codes {
                 status[i] = n;
             }
+            // The default bounds (`Metrics::default()`): their BUCKETS slots, the rest unused.
+            let mut slots = [0u64; BUCKET_SLOTS];
+            slots[..BUCKETS].copy_from_slice(&buckets);
             LocationMetrics {
                 name,
                 counters: CountersSnapshot {
                     status,
-                    buckets,
+                    buckets: slots,
                     duration_us_sum: sum,
                 },
                 window_requests: requests,

@@ -283,8 +283,17 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             return NGX_OK as ngx_int_t;
         }
     };
+    let bounds = mcf.bucket_bounds();
     for (n, slot) in mcf.names.iter_mut().zip(&claimed.names) {
         n.slot = *slot;
+        if slot.adopt_bucket_bounds(&bounds) {
+            notice!(
+                cycle.log,
+                "status_alert: \"{}\" counts with new histogram buckets from now on; its \
+                 latency histogram starts from zero",
+                n.name
+            );
+        }
     }
     for (p, slot) in mcf.probes.iter_mut().zip(&claimed.probes) {
         p.slot = *slot;

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use crate::notifier::{DeliveryResult, Notifier, NotifierConfig, Outcome};
 use crate::probe::{ProbeResult, ProbeRunner, Reason};
 use crate::probe_spec::ProbeSpec;
-use crate::zone::Zone;
+use crate::zone::{Zone, MAX_DESTINATIONS};
 
 /// Bytes of payloads waiting for the pipe before the oldest are dropped.
 const MAX_PENDING: usize = 1 << 20;
@@ -56,7 +56,8 @@ pub enum Report {
 pub fn encode(report: &Report) -> String {
     let v = match report {
         Report::Outcome(o) => json!({"outcome": {
-            "result": o.result.label(), "message": o.message, "is_error": o.is_error}}),
+            "result": o.result.label(), "message": o.message, "is_error": o.is_error,
+            "destination": o.destination}}),
         Report::Probe(p) => json!({"probe": {
             "index": p.index,
             "failure": p.failure.map(|r| r as u8),
@@ -88,6 +89,7 @@ pub fn decode(line: &str) -> Option<Report> {
             result,
             message: o.get("message")?.as_str()?.to_string(),
             is_error: o.get("is_error")?.as_bool()?,
+            destination: o.get("destination")?.as_u64()? as usize,
         }));
     }
     if let Some(p) = v.get("probe") {
@@ -151,10 +153,10 @@ pub struct Sidecar {
     inbox: Vec<u8>,
     /// Read buffer, allocated once: zeroing a fresh one per tick showed up in ci/bench.
     scratch: Vec<u8>,
-    /// Payloads written whole into the pipe.
-    handed_over: u64,
-    /// Delivery outcomes that settled a payload (sent, failed or dropped).
-    settled: u64,
+    /// Payloads written whole into the pipe, per destination.
+    handed_over: [u64; MAX_DESTINATIONS],
+    /// Delivery outcomes that settled a payload (sent, failed or dropped), per destination.
+    settled: [u64; MAX_DESTINATIONS],
 }
 
 /// What the helper needs besides its work: where to count and log once worker 0 is gone.
@@ -222,7 +224,7 @@ impl Sidecar {
     /// It lives until its input pipe closes (worker 0 exits or dies), then delivers what is
     /// queued within [`SHUTDOWN_GRACE`], logging and counting those outcomes itself, and exits.
     pub fn start(
-        webhook: Option<NotifierConfig>,
+        destinations: Vec<NotifierConfig>,
         probes: Vec<ProbeSpec>,
         ctx: HelperContext,
     ) -> io::Result<Sidecar> {
@@ -247,7 +249,13 @@ impl Sidecar {
                 drop(up_r);
                 // A panic must never unwind back into the copy of nginx's event loop.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    child_main(File::from(down_r), File::from(up_w), webhook, probes, ctx)
+                    child_main(
+                        File::from(down_r),
+                        File::from(up_w),
+                        destinations,
+                        probes,
+                        ctx,
+                    )
                 }));
                 // SAFETY: leave without running the inherited process's exit handlers.
                 unsafe { libc::_exit(70) }
@@ -268,8 +276,8 @@ impl Sidecar {
                     pending: Outbox::default(),
                     inbox: Vec::new(),
                     scratch: vec![0; 16 * 1024],
-                    handed_over: 0,
-                    settled: 0,
+                    handed_over: [0; MAX_DESTINATIONS],
+                    settled: [0; MAX_DESTINATIONS],
                 })
             }
         }
@@ -284,10 +292,13 @@ impl Sidecar {
         self.flush();
     }
 
-    /// Queues a webhook payload; returns how many payloads were dropped to make room for it
-    /// (the oldest waiting ones; or this one, which happens only if it alone is over the limit).
-    pub fn submit(&mut self, body: &str) -> usize {
-        let dropped = self.pending.push(body, MAX_PENDING);
+    /// Queues a payload for destination `destination`; returns the destinations of the
+    /// payloads dropped to make room for it (the oldest waiting ones; or this one, which
+    /// happens only if it alone is over the limit).
+    pub fn submit(&mut self, destination: usize, body: &str) -> Vec<usize> {
+        let dropped = self
+            .pending
+            .push(&format!("{destination}\t{body}"), MAX_PENDING);
         self.flush();
         dropped
     }
@@ -300,7 +311,11 @@ impl Sidecar {
         while !self.pending.is_empty() {
             match pipe.write(self.pending.bytes()) {
                 Ok(0) => break,
-                Ok(n) => self.handed_over += self.pending.written(n) as u64,
+                Ok(n) => {
+                    for d in self.pending.written(n) {
+                        self.handed_over[d.min(MAX_DESTINATIONS - 1)] += 1;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
@@ -328,10 +343,13 @@ impl Sidecar {
             }
         }
         let reports = drain_lines(&mut self.inbox);
-        self.settled += reports
-            .iter()
-            .filter(|r| matches!(r, Report::Outcome(o) if o.result != DeliveryResult::Retried))
-            .count() as u64;
+        for r in &reports {
+            if let Report::Outcome(o) = r {
+                if o.result != DeliveryResult::Retried {
+                    self.settled[o.destination.min(MAX_DESTINATIONS - 1)] += 1;
+                }
+            }
+        }
         (reports, eof)
     }
 
@@ -339,19 +357,26 @@ impl Sidecar {
     /// counting the outcomes itself, and exits. Never waits. Returns the report descriptor
     /// for the caller to close (nginx's event loop may own it) and how many payloads never
     /// reached the helper (the pipe was full), for the caller to count as dropped.
-    pub fn close(mut self) -> (RawFd, usize) {
+    pub fn close(mut self) -> (RawFd, Vec<usize>) {
         self.flush();
-        let unsent = self.pending.len();
+        let unsent = self.pending.destinations();
         (self.from_child.into_raw_fd(), unsent)
     }
 
     /// Gives up on a helper that has died: returns the report descriptor for the caller to
-    /// close (nginx's event loop owns it), the payloads it was never handed, and how many it
-    /// had been handed but took with it unsettled.
-    pub fn abandon(self) -> (RawFd, Outbox, u64) {
-        let lost = self.handed_over.saturating_sub(self.settled);
-        let partial = u64::from(self.pending.head_started);
-        (self.from_child.into_raw_fd(), self.pending, lost + partial)
+    /// close (nginx's event loop owns it), the payloads it was never handed, and the
+    /// destinations of those it had been handed but took with it unsettled (one entry each).
+    pub fn abandon(self) -> (RawFd, Outbox, Vec<usize>) {
+        let mut lost: Vec<usize> = (0..MAX_DESTINATIONS)
+            .flat_map(|d| {
+                let n = self.handed_over[d].saturating_sub(self.settled[d]);
+                std::iter::repeat(d).take(n as usize)
+            })
+            .collect();
+        if self.pending.head_started {
+            lost.push(self.pending.head_destination);
+        }
+        (self.from_child.into_raw_fd(), self.pending, lost)
     }
 }
 
@@ -361,12 +386,26 @@ impl Sidecar {
 pub struct Outbox {
     buf: Vec<u8>,
     head_started: bool,
+    /// Destination of the partly written first payload.
+    head_destination: usize,
+}
+
+/// The destination a payload line starts with (`3\t{...}`); 0 for a line without one.
+fn line_destination(line: &[u8]) -> usize {
+    let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
+    match line.get(digits) {
+        Some(b'\t') => std::str::from_utf8(&line[..digits])
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 impl Outbox {
-    /// Appends a payload, dropping the oldest whole ones while over `limit` bytes; returns how
-    /// many were dropped (the new one counts if it cannot fit even then).
-    fn push(&mut self, body: &str, limit: usize) -> usize {
+    /// Appends a payload, dropping the oldest whole ones while over `limit` bytes; returns the
+    /// destinations of those dropped (the new one counts if it cannot fit even then).
+    fn push(&mut self, body: &str, limit: usize) -> Vec<usize> {
         // A partly written first payload is never dropped.
         let keep = if self.head_started {
             self.buf
@@ -377,28 +416,61 @@ impl Outbox {
             0
         };
         if keep + body.len() + 1 > limit {
-            return 1;
+            return vec![line_destination(body.as_bytes())];
         }
-        let mut dropped = 0;
+        let mut dropped = Vec::new();
         while self.buf.len() + body.len() + 1 > limit {
             // Every payload ends with a newline, and the check above leaves one to drop.
             let Some(end) = self.buf[keep..].iter().position(|b| *b == b'\n') else {
                 break;
             };
+            dropped.push(line_destination(&self.buf[keep..]));
             self.buf.drain(keep..=keep + end);
-            dropped += 1;
         }
         self.buf.extend_from_slice(body.as_bytes());
         self.buf.push(b'\n');
         dropped
     }
 
-    /// The first `n` bytes went into the pipe; returns how many payloads are now complete.
-    fn written(&mut self, n: usize) -> usize {
-        let complete = self.buf[..n].iter().filter(|b| **b == b'\n').count();
-        self.head_started = self.buf[n - 1] != b'\n';
+    /// The first `n` bytes went into the pipe; returns the destinations of the payloads that
+    /// are now complete.
+    fn written(&mut self, n: usize) -> Vec<usize> {
+        let mut done = Vec::new();
+        let mut start = 0;
+        for (i, b) in self.buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                done.push(if start == 0 && self.head_started {
+                    self.head_destination
+                } else {
+                    line_destination(&self.buf[start..])
+                });
+                start = i + 1;
+            }
+        }
+        let partial = self.buf[n - 1] != b'\n';
+        if partial && !(start == 0 && self.head_started) {
+            self.head_destination = line_destination(&self.buf[start..]);
+        }
+        self.head_started = partial;
         self.buf.drain(..n);
-        complete
+        done
+    }
+
+    /// Destinations of the payloads not completely written, one entry each.
+    fn destinations(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        for (i, b) in self.buf.iter().enumerate() {
+            if *b == b'\n' {
+                out.push(if start == 0 && self.head_started {
+                    self.head_destination
+                } else {
+                    line_destination(&self.buf[start..])
+                });
+                start = i + 1;
+            }
+        }
+        out
     }
 
     /// Appends the payloads of `other` (its partly written head, if any, is dropped).
@@ -429,6 +501,7 @@ impl Outbox {
     }
 
     /// Payloads not completely written.
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.buf.iter().filter(|b| **b == b'\n').count()
     }
@@ -474,7 +547,7 @@ fn child_setup(keep: [RawFd; 2]) {
 fn child_main(
     mut down: File,
     mut up: File,
-    webhook: Option<NotifierConfig>,
+    destinations: Vec<NotifierConfig>,
     probes: Vec<ProbeSpec>,
     ctx: HelperContext,
 ) -> ! {
@@ -488,17 +561,23 @@ fn child_main(
     }
     let mut send = |r: &Report| up.write_all(encode(r).as_bytes()).is_ok();
 
-    let notifier = webhook.and_then(|cfg| match Notifier::start(cfg) {
-        Ok(n) => Some(n),
-        Err(e) => {
-            send(&Report::Outcome(Outcome {
-                result: DeliveryResult::Failed,
-                message: format!("cannot start the webhook thread: {e}"),
-                is_error: true,
-            }));
-            None
-        }
-    });
+    // One delivery thread per destination: each has its own queue and retry state.
+    let notifiers: Vec<Option<Notifier>> = destinations
+        .into_iter()
+        .enumerate()
+        .map(|(i, cfg)| match Notifier::start(cfg) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                send(&Report::Outcome(Outcome {
+                    result: DeliveryResult::Failed,
+                    message: format!("cannot start the delivery thread: {e}"),
+                    is_error: true,
+                    destination: i,
+                }));
+                None
+            }
+        })
+        .collect();
     let runner = if probes.is_empty() {
         None
     } else {
@@ -529,7 +608,10 @@ fn child_main(
         }
         while let Some(nl) = inbox.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = inbox.drain(..=nl).collect();
-            if let (Some(n), Ok(body)) = (&notifier, String::from_utf8(line)) {
+            let destination = line_destination(&line);
+            let body = line.splitn(2, |b| *b == b'\t').nth(1).unwrap_or_default();
+            let notifier = notifiers.get(destination).and_then(Option::as_ref);
+            if let (Some(n), Ok(body)) = (notifier, std::str::from_utf8(body)) {
                 n.submit(body.trim_end().to_string());
             }
         }
@@ -541,15 +623,18 @@ fn child_main(
             }
             alive &= send(&Report::Tick);
         }
-        if let Some(n) = &notifier {
-            for o in n.outcomes() {
+        let mut depth = 0;
+        for (i, n) in notifiers.iter().enumerate() {
+            let Some(n) = n else { continue };
+            for mut o in n.outcomes() {
+                o.destination = i;
                 alive &= send(&Report::Outcome(o));
             }
-            let depth = n.queue_depth();
-            if depth != last_depth {
-                alive &= send(&Report::QueueDepth(depth as u64));
-                last_depth = depth;
-            }
+            depth += n.queue_depth();
+        }
+        if depth != last_depth {
+            alive &= send(&Report::QueueDepth(depth as u64));
+            last_depth = depth;
         }
         if let Some(r) = &runner {
             for p in r.results() {
@@ -567,14 +652,30 @@ fn child_main(
     if let Some(r) = runner {
         r.stop();
     }
-    if let Some(n) = notifier {
-        let orphan = Orphan {
-            zone: ctx.zone,
-            log_level: ctx.log_level,
-            pid,
-        };
-        for o in n.shutdown(SHUTDOWN_GRACE) {
-            orphan.record(&o);
+    let orphan = Orphan {
+        zone: ctx.zone,
+        log_level: ctx.log_level,
+        pid,
+    };
+    // Each thread gets the whole grace period, in parallel: shut them down together.
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let stopping: Vec<_> = notifiers
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.map(|n| (i, n)))
+        .map(|(i, n)| {
+            std::thread::spawn(move || {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (i, n.shutdown(left))
+            })
+        })
+        .collect();
+    for handle in stopping {
+        if let Ok((i, outcomes)) = handle.join() {
+            for mut o in outcomes {
+                o.destination = i;
+                orphan.record(&o);
+            }
         }
     }
     // SAFETY: leave without running the inherited process's exit handlers.
@@ -602,7 +703,7 @@ impl Orphan {
                 .iter()
                 .position(|r| *r == o.result)
                 .unwrap_or(0);
-            zone.header().notifications[i].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            zone.count_delivery(o.destination, i);
         }
         // nginx's levels: 4 error, 5 warn, 6 notice (ngx_log.h).
         let (level, name) = match o.result {
@@ -651,33 +752,50 @@ mod tests {
     #[test]
     fn outbox_drops_the_oldest_whole_payloads_and_never_a_partly_written_one() {
         let mut o = Outbox::default();
-        assert_eq!(o.push("aaaa", 16), 0);
-        assert_eq!(o.push("bbbb", 16), 0);
-        assert_eq!(o.push("cccc", 16), 0);
+        assert_eq!(o.push("aaaa", 16).len(), 0);
+        assert_eq!(o.push("bbbb", 16).len(), 0);
+        assert_eq!(o.push("cccc", 16).len(), 0);
         assert_eq!(o.len(), 3);
         // 15 bytes waiting: a fourth needs room, so "aaaa" goes.
-        assert_eq!(o.push("dddd", 16), 1);
+        assert_eq!(o.push("dddd", 16).len(), 1);
         assert_eq!(o.bytes(), b"bbbb\ncccc\ndddd\n");
         // "bb" went into the pipe: "bbbb" must stay whole, so "cccc" goes instead.
         o.written(2);
-        assert_eq!(o.push("eeee", 16), 1);
+        assert_eq!(o.push("eeee", 16).len(), 1);
         assert_eq!(o.bytes(), b"bb\ndddd\neeee\n");
         // The rest of "bbbb" out: nothing is partly written any more.
         o.written(3);
-        assert_eq!(o.push("ffff", 16), 0);
-        assert_eq!(o.push("gggg", 16), 1);
+        assert_eq!(o.push("ffff", 16).len(), 0);
+        assert_eq!(o.push("gggg", 16).len(), 1);
         assert_eq!(o.bytes(), b"eeee\nffff\ngggg\n");
         // Too big even alone: dropped itself, nothing else lost.
-        assert_eq!(o.push(&"x".repeat(16), 16), 1);
+        assert_eq!(o.push(&"x".repeat(16), 16).len(), 1);
         assert_eq!(o.bytes(), b"eeee\nffff\ngggg\n");
         // Partly written "ffff": a payload that cannot fit next to it is dropped, nothing else.
         o.written(7);
-        assert_eq!(o.push("0123456789abc", 16), 1);
+        assert_eq!(o.push("0123456789abc", 16).len(), 1);
         assert_eq!(o.bytes(), b"ff\ngggg\n");
         // One that fits once "gggg" is gone.
-        assert_eq!(o.push("0123456789a", 16), 1);
+        assert_eq!(o.push("0123456789a", 16).len(), 1);
         assert_eq!(o.bytes(), b"ff\n0123456789a\n");
         assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn outbox_knows_each_payloads_destination() {
+        let mut o = Outbox::default();
+        o.push("2\t{\"a\":1}", 64);
+        o.push("0\t{}", 64);
+        o.push("5\t{\"b\":2}", 64);
+        assert_eq!(o.destinations(), vec![2, 0, 5]);
+        // The first and half of the second went out.
+        assert_eq!(o.written(10), vec![2]);
+        assert_eq!(o.destinations(), vec![0, 5]);
+        assert_eq!(o.written(2), Vec::<usize>::new(), "partly written");
+        assert_eq!(o.destinations(), vec![0, 5]);
+        assert_eq!(o.written(3), vec![0]);
+        assert_eq!(o.push(&format!("7\t{}", "x".repeat(60)), 64), vec![5]);
+        assert_eq!(o.destinations(), vec![7]);
     }
 
     #[test]
@@ -687,6 +805,7 @@ mod tests {
                 result: DeliveryResult::Retried,
                 message: "webhook answered 429,\nretrying \"soon\"".into(),
                 is_error: false,
+                destination: 3,
             }),
             Report::Probe(ProbeResult {
                 index: 3,

@@ -19,13 +19,15 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::conf::MainConf;
 use crate::evaluate::{self, Watched};
-use crate::event::{AlertEvent, EventDetail, ProbeEvent};
-use crate::lease::{self, Lease, Mailbox};
+use crate::event::{
+    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
+};
+use crate::lease::{self, HandOver, Lease};
 use crate::notifier::{DeliveryResult, NotifierConfig, Outcome};
-use crate::params::WebhookTarget;
+use crate::params::WebhookFormat;
 use crate::probe::{self, ProbeResult, ProbeTransition};
 use crate::sidecar::{HelperContext, Outbox, Report, Sidecar};
-use crate::{discord, HttpStatusAlertModule};
+use crate::{alertmanager, discord, payload, HttpStatusAlertModule};
 
 extern "C" {
     // nginx's own helper for its master/worker channel (src/os/unix/ngx_channel.c): registers
@@ -55,7 +57,7 @@ struct Worker {
     /// The lease's name for this nginx.
     lease_name: Vec<u8>,
     /// Where the previous holder leaves its state when it cannot share a zone with us.
-    mailbox: Option<Mailbox>,
+    hand_over: HandOver,
     /// A failure to take the lease was logged (logged once).
     lease_error_logged: bool,
     /// When the helper was last started, ms, and the wait before the next start after a crash.
@@ -65,7 +67,12 @@ struct Worker {
     restart_timer: Box<ngx_event_t>,
     /// Payloads waiting for the next helper while the restart backs off.
     pending_restart: Option<Outbox>,
+    /// When firing alerts are next re-posted to the Alertmanagers, ms.
+    next_alertmanager_ms: u64,
 }
+
+/// A hand-over older than this is from an earlier run of nginx, not from the previous holder.
+const HAND_OVER_MAX_AGE: core::time::Duration = core::time::Duration::from_secs(60);
 
 /// The shortest and longest wait before restarting a helper that keeps dying.
 const RESTART_BACKOFF_MIN_MS: u64 = 1000;
@@ -132,12 +139,13 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         stopping: false,
         lease: None,
         lease_name: lease_name.clone(),
-        mailbox: Mailbox::open(&lease_name).ok().flatten(),
+        hand_over: HandOver::for_lease(&lease_name),
         lease_error_logged: false,
         helper_started_ms: now_ms(),
         helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
         restart_timer,
         pending_restart: None,
+        next_alertmanager_ms: 0,
     };
     WORKER.with(|w| *w.borrow_mut() = Some(worker));
     crate::probe_net::start(&mcf.probes, log);
@@ -158,10 +166,11 @@ fn start_helper(
     log: *mut ngx_log_t,
     pending: Outbox,
 ) -> Option<Sidecar> {
-    let webhook = match mcf.webhook() {
-        WebhookTarget::Off => None,
-        WebhookTarget::Url(url) => Some(NotifierConfig::new(url.clone())),
-    };
+    let destinations = mcf
+        .destinations
+        .iter()
+        .map(|d| NotifierConfig::new(d.url.clone()))
+        .collect();
     // Probes run on this process's event loop (probe_net.rs), not in the helper.
     let probes = Vec::new();
     let ctx = HelperContext {
@@ -172,7 +181,7 @@ fn start_helper(
         log_level: unsafe { (*log).log_level },
     };
     // Forked while this process has no thread (see sidecar.rs).
-    let mut sidecar = match Sidecar::start(webhook, probes, ctx) {
+    let mut sidecar = match Sidecar::start(destinations, probes, ctx) {
         Ok(s) => s,
         Err(e) => {
             error!(log, "status_alert: cannot start the helper process: {e}");
@@ -242,13 +251,15 @@ fn close_channel(c: *mut ngx_connection_t, fd: libc::c_int) {
     }
 }
 
-/// One `dropped` outcome per payload lost for `why`.
-fn lost_outcomes(n: usize, why: &str) -> Vec<Outcome> {
-    (0..n)
-        .map(|_| Outcome {
+/// One `dropped` outcome per payload lost for `why`, given by its destination.
+fn lost_outcomes(destinations: Vec<usize>, why: &str) -> Vec<Outcome> {
+    destinations
+        .into_iter()
+        .map(|destination| Outcome {
             result: DeliveryResult::Dropped,
             message: format!("alert dropped: {why}"),
             is_error: false,
+            destination,
         })
         .collect()
 }
@@ -324,7 +335,7 @@ impl Worker {
                 let (fd, pending, lost) = sidecar.abandon();
                 close_channel(c, fd);
                 outcomes.extend(lost_outcomes(
-                    lost as usize,
+                    lost,
                     "the helper process exited before delivering it",
                 ));
                 if !self.stopping {
@@ -356,12 +367,15 @@ impl Worker {
                         })
                     })
                     .collect();
-                events.extend(evaluate::evaluate(&watched, now, interval));
+                let bounds = self.mcf.bucket_bounds();
+                events.extend(evaluate::evaluate_with(&watched, now, interval, &bounds));
             }
         }
 
         if !events.is_empty() {
             outcomes.extend(self.announce(&events));
+        } else if ticked && self.lease.is_some() {
+            outcomes.extend(self.resend_to_alertmanager(now));
         }
         record_outcomes(self, outcomes);
     }
@@ -372,7 +386,15 @@ impl Worker {
             return;
         };
         if let Some(zone) = self.mcf.zone {
-            lease::hand_over(&self.lease_name, zone.export_state().to_string().as_bytes());
+            if let Err(e) = self
+                .hand_over
+                .leave(zone.export_state().to_string().as_bytes())
+            {
+                warn!(
+                    self.log,
+                    "status_alert: cannot leave the evaluator state: {e}"
+                );
+            }
         }
         drop(lease);
     }
@@ -460,19 +482,14 @@ impl Worker {
                 }
                 // The last state the previous holder left (from the other master of a binary
                 // upgrade; after a reload it is what the zone already holds).
-                // The holder needs no mailbox: the next waiting process opens it.
-                let last = self.mailbox.take().and_then(|m| m.take_all().pop());
+                let last = self.hand_over.take(HAND_OVER_MAX_AGE);
                 if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
                     zone.import_exported(&state, now_ms());
                 }
                 self.lease = Some(lease);
                 notice!(self.log, "status_alert: this process evaluates from now on");
             }
-            Ok(None) => {
-                if self.mailbox.is_none() {
-                    self.mailbox = Mailbox::open(&self.lease_name).ok().flatten();
-                }
-            }
+            Ok(None) => {}
             Err(e) if !self.lease_error_logged => {
                 self.lease_error_logged = true;
                 error!(
@@ -543,32 +560,207 @@ impl Worker {
     /// Logs every event; with a webhook, also hands the Discord payloads to the helper.
     /// Returns outcomes for payloads that could not be handed over.
     fn announce(&mut self, events: &[AlertEvent]) -> Vec<Outcome> {
-        let webhook = self.mcf.webhook() != &WebhookTarget::Off;
-        let Some(sidecar) = self.sidecar.as_mut().filter(|_| webhook) else {
-            // No webhook: the error log is where alerts go.
+        if self.mcf.destinations.is_empty() || self.sidecar.is_none() {
+            // No destination: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));
             }
             return Vec::new();
-        };
+        }
         for e in events {
             notice!(
                 self.log,
-                "{} (queued for the webhook)",
+                "{} (queued for delivery)",
                 discord::log_line(e, &self.host)
             );
         }
+        let now = now_ms();
+        let firing = if self.has_alertmanager() {
+            self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
+            self.firing_now(now)
+        } else {
+            Vec::new()
+        };
+        self.submit_to_all(events, &firing, now)
+    }
+
+    /// True when an Alertmanager is among the destinations.
+    fn has_alertmanager(&self) -> bool {
+        let am = WebhookFormat::Alertmanager;
+        self.mcf.destinations.iter().any(|d| d.format == am)
+    }
+
+    /// Every destination gets `events` in its format; Alertmanagers get what fires now
+    /// (`firing`) and the end of what `events` ended. Returns outcomes for dropped payloads.
+    fn submit_to_all(
+        &mut self,
+        events: &[AlertEvent],
+        firing: &[AlertEvent],
+        now: u64,
+    ) -> Vec<Outcome> {
+        let Some(sidecar) = self.sidecar.as_mut() else {
+            return Vec::new();
+        };
         let mut dropped = Vec::new();
-        for payload in discord::build_payloads(events, &self.host) {
-            for _ in 0..sidecar.submit(&payload.to_string()) {
-                dropped.push(Outcome {
-                    result: DeliveryResult::Dropped,
-                    message: "alert dropped: the notifier process is not keeping up".into(),
-                    is_error: false,
-                });
+        for (i, d) in self.mcf.destinations.iter().enumerate() {
+            let bodies = match d.format {
+                WebhookFormat::Alertmanager => {
+                    alertmanager::build_payload(firing, events, &self.host, now / 1000)
+                        .map(|v| v.to_string())
+                        .into_iter()
+                        .collect()
+                }
+                format => payload::webhook_bodies(format, events, &self.host),
+            };
+            for body in bodies {
+                dropped.extend(lost_outcomes(
+                    sidecar.submit(i, &body),
+                    "the helper process is not keeping up",
+                ));
             }
         }
         dropped
+    }
+
+    /// Re-posts what fires to the Alertmanagers every `alertmanager::RESEND_SECS`.
+    fn resend_to_alertmanager(&mut self, now: u64) -> Vec<Outcome> {
+        if !self.has_alertmanager() || now < self.next_alertmanager_ms {
+            return Vec::new();
+        }
+        self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
+        let firing = self.firing_now(now);
+        if firing.is_empty() {
+            return Vec::new();
+        }
+        let am = WebhookFormat::Alertmanager;
+        let Some(sidecar) = self.sidecar.as_mut() else {
+            return Vec::new();
+        };
+        let Some(body) = alertmanager::build_payload(&firing, &[], &self.host, now / 1000) else {
+            return Vec::new();
+        };
+        let body = body.to_string();
+        let mut dropped = Vec::new();
+        for (i, _) in self
+            .mcf
+            .destinations
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.format == am)
+        {
+            dropped.extend(lost_outcomes(
+                sidecar.submit(i, &body),
+                "the helper process is not keeping up",
+            ));
+        }
+        dropped
+    }
+
+    /// What fires now, as events, read from the zone: every NAME at warning or critical (5xx,
+    /// latency, error budget) and every probe target that is down.
+    fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
+        let mut out = Vec::new();
+        let at_unix = now / 1000;
+        for n in &self.mcf.names {
+            // SAFETY: slots point into the mapped zone.
+            let Some(slot) = (unsafe { n.slot.as_ref() }) else {
+                continue;
+            };
+            let p = &n.params;
+            let base = |detail| AlertEvent {
+                name: n.name.clone(),
+                at_unix,
+                link: p.link.clone(),
+                runbook: p.runbook.clone(),
+                detail,
+            };
+            let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
+            if level != Level::Ok {
+                let (total, errors) = slot.alert.window();
+                out.push(base(EventDetail::Location(LocationEvent {
+                    level,
+                    previous: level,
+                    repeat: true,
+                    errors,
+                    total,
+                    window_secs: p.window_ms / 1000,
+                    warn_pct: p.warn_pct,
+                    crit_pct: p.crit_pct,
+                    top_codes: Vec::new(),
+                    since_unix: slot.alert.incident_since_ms.load(Relaxed) / 1000,
+                })));
+            }
+            if let Some(l) = &p.latency {
+                let level = Level::from_u8(slot.latency.state.level.load(Relaxed) as u8);
+                if level != Level::Ok {
+                    out.push(base(EventDetail::Latency(LatencyEvent {
+                        level,
+                        previous: level,
+                        repeat: true,
+                        percentile: l.label(),
+                        estimate_ms: slot.latency.estimate_seconds().map(|s| s * 1000.0),
+                        warn_ms: l.warn_ms,
+                        crit_ms: l.crit_ms,
+                        requests: slot.alert.window().0,
+                        window_secs: p.window_ms / 1000,
+                        since_unix: slot.latency.state.ongoing_since_ms().unwrap_or(now) / 1000,
+                    })));
+                }
+            }
+            if let Some(pct) = p.slo_pct {
+                let level = Level::from_u8(slot.slo.state.level.load(Relaxed) as u8);
+                if level != Level::Ok {
+                    let labels =
+                        crate::slo::burn_windows_ms(p.window_ms).map(crate::slo::window_label);
+                    let rates = slot.slo.rates();
+                    let (total, errors) = slot.alert.window();
+                    out.push(base(EventDetail::Slo(SloEvent {
+                        level,
+                        previous: level,
+                        repeat: true,
+                        slo_pct: pct,
+                        burn_rate: rates[0],
+                        windows: labels.into_iter().zip(rates).collect(),
+                        errors,
+                        total,
+                        since_unix: slot.slo.state.ongoing_since_ms().unwrap_or(now) / 1000,
+                    })));
+                }
+            }
+        }
+        for probe in &self.mcf.probes {
+            // SAFETY: slots point into the mapped zone.
+            let Some(slot) = (unsafe { probe.slot.as_ref() }) else {
+                continue;
+            };
+            let s = &slot.probe;
+            if probe::is_up(s) != Some(false) {
+                continue;
+            }
+            let status = Some(s.last_status.load(Relaxed) as u16).filter(|s| *s != 0);
+            let reason = s
+                .last_reason
+                .load(Relaxed)
+                .checked_sub(1)
+                .and_then(probe::Reason::from_index)
+                .map(|r| r.words(status));
+            let params = self.mcf.names.iter().find(|n| n.name == probe.spec.name);
+            out.push(AlertEvent {
+                name: probe.spec.name.clone(),
+                at_unix,
+                link: params.and_then(|n| n.params.link.clone()),
+                runbook: params.and_then(|n| n.params.runbook.clone()),
+                detail: EventDetail::Probe(ProbeEvent {
+                    up: false,
+                    target: probe.spec.target.display(),
+                    reason,
+                    status,
+                    duration_ms: s.last_duration_us.load(Relaxed) / 1000,
+                    since_unix: s.since_ms.load(Relaxed) / 1000,
+                }),
+            });
+        }
+        out
     }
 }
 
@@ -577,13 +769,12 @@ fn record_outcomes(worker: &Worker, outcomes: Vec<Outcome>) {
     let Some(zone) = &worker.mcf.zone else {
         return;
     };
-    let counters = &zone.header().notifications;
     for o in outcomes {
         let i = DeliveryResult::ALL
             .iter()
             .position(|r| *r == o.result)
             .unwrap_or(0);
-        counters[i].fetch_add(1, Relaxed);
+        zone.count_delivery(o.destination, i);
         let msg = &o.message;
         match o.result {
             DeliveryResult::Sent => notice!(worker.log, "status_alert: {msg}"),

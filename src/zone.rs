@@ -9,11 +9,13 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 
-use crate::counters::LocationCounters;
-use crate::window::WindowRing;
+use crate::counters::{BucketBounds, LocationCounters};
+use crate::event::Level;
+use crate::incidents::{IncidentLog, IncidentSummary};
+use crate::window::{LongWindowRing, WindowRing};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x02");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x04");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
@@ -28,6 +30,8 @@ const SLOT_RETIRED: u32 = 2;
 
 /// Delivery outcome counters, indexed like `notifier::DeliveryResult::ALL`.
 pub const NOTIFY_RESULTS: usize = 4;
+/// Alert destinations whose deliveries are counted separately.
+pub const MAX_DESTINATIONS: usize = 16;
 
 /// Zone-wide state.
 ///
@@ -49,6 +53,8 @@ pub struct ZoneHeader {
     pub eval_tick_ms: AtomicU64,
     /// Alert deliveries by result: sent, retried, failed, dropped.
     pub notifications: [AtomicU64; NOTIFY_RESULTS],
+    /// The same per destination, in configuration order.
+    pub destination_notifications: [[AtomicU64; NOTIFY_RESULTS]; MAX_DESTINATIONS],
     /// Messages waiting in the notifier queue (as last seen by the delivering worker).
     pub queue_depth: AtomicU64,
     /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
@@ -165,7 +171,87 @@ impl AlertShared {
     }
 }
 
-/// Everything the zone keeps for one NAME.
+/// Level and incident timing of one alert kind (latency, error budget).
+#[repr(C)]
+pub struct LevelShared {
+    /// `Level` as u32, changed only by compare-and-swap.
+    pub level: AtomicU32,
+    /// Start of the current incident, ms since the epoch; 0 if ok.
+    pub incident_since_ms: AtomicU64,
+    /// Last announcement of the firing level, ms since the epoch.
+    pub last_post_ms: AtomicU64,
+}
+
+impl LevelShared {
+    fn copy_from(&self, o: &LevelShared) {
+        self.level.store(o.level.load(Relaxed), Relaxed);
+        self.incident_since_ms
+            .store(o.incident_since_ms.load(Relaxed), Relaxed);
+        self.last_post_ms
+            .store(o.last_post_ms.load(Relaxed), Relaxed);
+    }
+
+    fn reset(&self) {
+        self.level.store(0, Relaxed);
+        self.incident_since_ms.store(0, Relaxed);
+        self.last_post_ms.store(0, Relaxed);
+    }
+
+    /// Start of the current incident, `None` while ok.
+    pub fn ongoing_since_ms(&self) -> Option<u64> {
+        (Level::from_u8(self.level.load(Relaxed) as u8) != Level::Ok)
+            .then(|| self.incident_since_ms.load(Relaxed))
+    }
+}
+
+/// `latency=` state of one NAME.
+#[repr(C)]
+pub struct LatencyShared {
+    /// Level of the percentile alert.
+    pub state: LevelShared,
+    /// Percentile estimate at the last evaluation in microseconds, plus one; 0 for none.
+    pub estimate_us_plus_one: AtomicU64,
+}
+
+impl LatencyShared {
+    /// The percentile estimate of the last evaluation in seconds, if there was one.
+    pub fn estimate_seconds(&self) -> Option<f64> {
+        let v = self.estimate_us_plus_one.load(Relaxed);
+        (v != 0).then(|| (v - 1) as f64 / 1e6)
+    }
+
+    /// Stores the estimate of this evaluation (`None`: no requests, or no `latency=`).
+    pub fn set_estimate_ms(&self, ms: Option<f64>) {
+        let v = ms.map_or(0, |ms| (ms * 1000.0).round() as u64 + 1);
+        self.estimate_us_plus_one.store(v, Relaxed);
+    }
+}
+
+/// `slo=` state of one NAME.
+#[repr(C)]
+pub struct SloShared {
+    /// Level of the burn-rate alert.
+    pub state: LevelShared,
+    /// Burn rates of the last evaluation (`f64::to_bits`), in the order of
+    /// `slo::BURN_FACTORS`.
+    pub burn_rates: [AtomicU64; 4],
+}
+
+impl SloShared {
+    /// Burn rates of the last evaluation, in the order of `slo::BURN_FACTORS`.
+    pub fn rates(&self) -> [f64; 4] {
+        [0, 1, 2, 3].map(|i| f64::from_bits(self.burn_rates[i].load(Relaxed)))
+    }
+
+    /// Stores this evaluation's burn rates.
+    pub fn set_rates(&self, rates: [f64; 4]) {
+        for (d, r) in self.burn_rates.iter().zip(rates) {
+            d.store(r.to_bits(), Relaxed);
+        }
+    }
+}
+
+/// Everything the zone keeps for one NAME: 16,192 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -176,10 +262,21 @@ pub struct NameSlot {
     pub window: WindowRing,
     /// Alert state (evaluator).
     pub alert: AlertShared,
+    /// Coarse samples for the burn-rate windows of `slo=` (evaluator).
+    pub long_window: LongWindowRing,
+    /// `latency=` state (evaluator).
+    pub latency: LatencyShared,
+    /// `slo=` state (evaluator).
+    pub slo: SloShared,
+    /// Recent incidents and per-kind totals (evaluator).
+    pub incidents: IncidentLog,
 }
 
 /// Probe failure reasons, in the order of [`ProbeShared::failures`].
 pub const PROBE_REASONS: [&str; 6] = ["refused", "timeout", "status", "reset", "tls", "dns"];
+
+/// [`ProbeShared::state`] of a target that is down.
+const PROBE_DOWN: u32 = 2;
 
 /// Health state of one probe target.
 #[repr(C)]
@@ -200,6 +297,8 @@ pub struct ProbeShared {
     pub since_ms: AtomicU64,
     /// Failures by reason, see [`PROBE_REASONS`].
     pub failures: [AtomicU64; PROBE_REASONS.len()],
+    /// Milliseconds spent down in periods that have ended (see [`ProbeShared::book_down_time`]).
+    pub down_ms_total: AtomicU64,
 }
 
 impl ProbeShared {
@@ -220,6 +319,26 @@ impl ProbeShared {
         for (d, s) in self.failures.iter().zip(o.failures.iter()) {
             d.store(s.load(Relaxed), Relaxed);
         }
+        self.down_ms_total
+            .store(o.down_ms_total.load(Relaxed), Relaxed);
+    }
+
+    /// Books a down period that ended: called once per DOWN -> UP transition (the one that
+    /// won the state's compare-and-swap), with the time it went down.
+    pub fn book_down_time(&self, down_since_ms: u64, now_ms: u64) {
+        self.down_ms_total
+            .fetch_add(now_ms.saturating_sub(down_since_ms), Relaxed);
+    }
+
+    /// Seconds spent down at `now_ms`, the current down period included
+    /// (`nginx_probe_down_seconds_total`).
+    pub fn down_seconds(&self, now_ms: u64) -> u64 {
+        let current = if self.state.load(Relaxed) == PROBE_DOWN {
+            now_ms.saturating_sub(self.since_ms.load(Relaxed))
+        } else {
+            0
+        };
+        (self.down_ms_total.load(Relaxed) + current) / 1000
     }
 
     fn reset(&self) {
@@ -235,6 +354,7 @@ impl ProbeShared {
         self.last_duration_us.store(0, Relaxed);
         self.since_ms.store(0, Relaxed);
         self.failures.iter().for_each(|f| f.store(0, Relaxed));
+        self.down_ms_total.store(0, Relaxed);
     }
 }
 
@@ -604,7 +724,20 @@ impl Zone {
         }
         for (slot, o) in self.name_pairs(old) {
             slot.window.copy_from(&o.window);
+            if slot.counters.bounds_id.load(Relaxed) != o.counters.bounds_id.load(Relaxed) {
+                // The buckets will not move (see `LocationCounters::move_from`): the window's
+                // bucket history restarts with them.
+                slot.window.reset_histogram();
+            }
             slot.alert.copy_from(&o.alert);
+            slot.long_window.copy_from(&o.long_window);
+            slot.latency.state.copy_from(&o.latency.state);
+            slot.latency
+                .estimate_us_plus_one
+                .store(o.latency.estimate_us_plus_one.load(Relaxed), Relaxed);
+            slot.slo.state.copy_from(&o.slo.state);
+            slot.slo.set_rates(o.slo.rates());
+            slot.incidents.copy_from(&o.incidents);
         }
         let by_key: std::collections::HashMap<Vec<u8>, &ProbeSlot> = old
             .probes()
@@ -624,15 +757,23 @@ impl Zone {
 
     /// The evaluator's state of every live slot, for the evaluator that comes next when it
     /// cannot read this zone (the other master of a binary upgrade): per NAME its alert level,
-    /// incident start and last post; per probe target its health.
+    /// incident start and last post, then the same three for `latency=` and for `slo=` (an
+    /// importer that knows only the first three ignores the rest); per probe target its health.
     pub fn export_state(&self) -> serde_json::Value {
         let mut names = serde_json::Map::new();
         for s in self.names().iter().filter(|s| s.key.is_live()) {
             let a = &s.alert;
+            let (l, o) = (&s.latency.state, &s.slo.state);
             let v = [
                 u64::from(a.level.load(Relaxed)),
                 a.incident_since_ms.load(Relaxed),
                 a.last_post_ms.load(Relaxed),
+                u64::from(l.level.load(Relaxed)),
+                l.incident_since_ms.load(Relaxed),
+                l.last_post_ms.load(Relaxed),
+                u64::from(o.level.load(Relaxed)),
+                o.incident_since_ms.load(Relaxed),
+                o.last_post_ms.load(Relaxed),
             ];
             names.insert(lossy(&s.key), serde_json::json!(v));
         }
@@ -653,7 +794,9 @@ impl Zone {
     }
 
     /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
-    /// has; anything else in it (unknown keys, other versions, odd values) is ignored.
+    /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
+    /// exported without the `latency=` and `slo=` levels (an older exporter) keeps its own.
+    /// Every level taken over is held for one window (`adopted_at_ms`, see evaluate.rs).
     pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
         if state["version"] != 1 {
             return;
@@ -667,7 +810,21 @@ impl Zone {
                 a.level.store(level.min(2) as u32, Relaxed);
                 a.incident_since_ms.store(since, Relaxed);
                 a.last_post_ms.store(post, Relaxed);
-                a.adopted_at_ms.store(now_ms, Relaxed);
+                let mut firing = level != 0;
+                for (k, shared) in [(3, &s.latency.state), (6, &s.slo.state)] {
+                    if let (Some(level), Some(since), Some(post)) =
+                        (field(v, k), field(v, k + 1), field(v, k + 2))
+                    {
+                        shared.level.store(level.min(2) as u32, Relaxed);
+                        shared.incident_since_ms.store(since, Relaxed);
+                        shared.last_post_ms.store(post, Relaxed);
+                    }
+                    firing |= shared.level.load(Relaxed) != 0;
+                }
+                // Only a firing level (of any kind) needs holding until this zone has seen a
+                // window.
+                a.adopted_at_ms
+                    .store(if firing { now_ms } else { 0 }, Relaxed);
             }
         }
         for s in self.probes().iter().filter(|s| s.key.is_live()) {
@@ -688,6 +845,22 @@ impl Zone {
         }
     }
 
+    /// Counts one delivery outcome (index into `notifier::DeliveryResult::ALL`) of
+    /// destination `destination`, in the totals and per destination.
+    pub fn count_delivery(&self, destination: usize, result: usize) {
+        let h = self.header();
+        if let Some(c) = h.notifications.get(result) {
+            c.fetch_add(1, Relaxed);
+        }
+        if let Some(c) = h
+            .destination_notifications
+            .get(destination)
+            .and_then(|d| d.get(result))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Moves the counts of `old` into this zone: the request counters of every NAME in
     /// `pairs` (see [`Zone::name_pairs`]) and the delivery outcomes.
     pub fn move_counts(&self, old: &Zone, pairs: &[(&NameSlot, &NameSlot)]) {
@@ -695,7 +868,10 @@ impl Zone {
             slot.counters.move_from(&o.counters);
         }
         let (h, oh) = (self.header(), old.header());
-        for (d, s) in h.notifications.iter().zip(oh.notifications.iter()) {
+        let per_destination = h.destination_notifications.iter().flatten();
+        let old_per_destination = oh.destination_notifications.iter().flatten();
+        let all = h.notifications.iter().chain(per_destination);
+        for (d, s) in all.zip(oh.notifications.iter().chain(old_per_destination)) {
             let n = s.swap(0, Relaxed);
             if n != 0 {
                 d.fetch_add(n, Relaxed);
@@ -709,6 +885,37 @@ impl NameSlot {
         self.counters.reset();
         self.window.reset();
         self.alert.reset();
+        self.long_window.reset();
+        self.latency.state.reset();
+        self.latency.set_estimate_ms(None);
+        self.slo.state.reset();
+        self.slo.set_rates([0.0; 4]);
+        self.incidents.reset();
+    }
+
+    /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a
+    /// configuration claims the slot. A slot that counted by other bounds restarts its
+    /// histogram and the window's bucket history; with the same bounds nothing changes, so the
+    /// counters survive the reload. True when the slot counted with other bounds before (its
+    /// histogram restarted).
+    pub fn adopt_bucket_bounds(&self, bounds: &BucketBounds) -> bool {
+        let changed = self.counters.adopt_bounds(bounds);
+        if changed {
+            self.window.reset_histogram();
+        }
+        changed
+    }
+
+    /// Incident totals and history at `now_ms`, ongoing incidents included.
+    pub fn incident_summary(&self, now_ms: u64) -> IncidentSummary {
+        let level = Level::from_u8(self.alert.level.load(Relaxed) as u8);
+        let errors_since = (level != Level::Ok).then(|| self.alert.incident_since_ms.load(Relaxed));
+        let ongoing = [
+            errors_since,
+            self.latency.state.ongoing_since_ms(),
+            self.slo.state.ongoing_since_ms(),
+        ];
+        self.incidents.summary(now_ms, ongoing)
     }
 }
 
@@ -809,8 +1016,11 @@ mod tests {
         assert_eq!(size_of::<ZoneHeader>() % 64, 0);
         assert_eq!(size_of::<NameSlot>() % 64, 0);
         assert_eq!(size_of::<ProbeSlot>() % 64, 0);
-        // Documented in the README (memory per NAME).
-        assert_eq!(size_of::<NameSlot>(), 9216);
+        assert_eq!(size_of::<ProbeSlot>(), 640);
+        // Documented in the README (memory per NAME): at most 16 KiB including the histogram
+        // window (8,968 bytes), the burn-rate ring (2,312) and the incident log (312).
+        assert_eq!(size_of::<NameSlot>(), 16192);
+        assert!(size_of::<NameSlot>() <= 16 * 1024);
         assert_eq!(auto_capacity(1), 16);
         assert_eq!(auto_capacity(100), 128);
     }
@@ -956,6 +1166,73 @@ mod tests {
     }
 
     #[test]
+    fn new_bucket_bounds_restart_the_histogram_only() {
+        let b = Buf::new(zone_size(1, 0));
+        let z = b.zone();
+        let s = claim_names(&z, &["a"])[0];
+        let default = BucketBounds::default();
+        s.adopt_bucket_bounds(&default);
+        s.counters.record(200, 3);
+        s.adopt_bucket_bounds(&default);
+        assert_eq!(
+            s.counters.snapshot().buckets[0],
+            1,
+            "same bounds keep counts"
+        );
+        s.adopt_bucket_bounds(&BucketBounds::new(&[1, 2]).unwrap());
+        let snap = s.counters.snapshot();
+        assert_eq!((snap.buckets[0], snap.total()), (0, 1));
+    }
+
+    #[test]
+    fn incident_state_survives_a_resize_and_a_reset_slot_forgets_it() {
+        let old_buf = Buf::new(zone_size(1, 0));
+        let old = old_buf.zone();
+        let o = claim_names(&old, &["a"])[0];
+        o.incidents.open(
+            crate::incidents::IncidentKind::Latency,
+            1_000,
+            Level::Warning,
+            0.7,
+        );
+        o.latency.state.level.store(1, Relaxed);
+        o.latency.state.incident_since_ms.store(1_000, Relaxed);
+        o.latency.set_estimate_ms(Some(700.0));
+        o.slo.set_rates([1.0, 2.0, 3.0, 4.0]);
+        let new_buf = Buf::new(zone_size(2, 0));
+        let new = new_buf.zone();
+        let n = claim_names(&new, &["a"])[0];
+        new.import_state(&old);
+        let summary = n.incident_summary(11_000);
+        assert_eq!((summary.opened[1], summary.firing_seconds[1]), (1, 10));
+        assert_eq!(n.latency.estimate_seconds(), Some(0.7));
+        assert_eq!(n.slo.rates(), [1.0, 2.0, 3.0, 4.0]);
+        n.reset();
+        assert_eq!(n.incident_summary(11_000), IncidentSummary::default());
+        assert_eq!(n.latency.estimate_seconds(), None);
+    }
+
+    #[test]
+    fn probe_down_time_counts_the_current_period() {
+        let b = Buf::new(zone_size(0, 1));
+        let z = b.zone();
+        let p = &z
+            .claim(&[], &keys(&["be http://x/"]), nobody)
+            .unwrap()
+            .probes[0]
+            .probe;
+        p.state.store(PROBE_DOWN, Relaxed);
+        p.since_ms.store(10_000, Relaxed);
+        assert_eq!(p.down_seconds(70_000), 60);
+        p.book_down_time(10_000, 100_000);
+        p.state.store(1, Relaxed);
+        p.since_ms.store(100_000, Relaxed);
+        assert_eq!(p.down_seconds(500_000), 90);
+        p.reset();
+        assert_eq!(p.down_seconds(500_000), 0);
+    }
+
+    #[test]
     fn exported_state_is_taken_over_by_key_in_another_zone() {
         let a_buf = Buf::new(zone_size(2, 1));
         let a = a_buf.zone();
@@ -966,6 +1243,14 @@ mod tests {
         c.names[0].alert.incident_since_ms.store(1_000, Relaxed);
         c.probes[0].probe.state.store(2, Relaxed);
         c.probes[0].probe.since_ms.store(900, Relaxed);
+        c.names[0].latency.state.level.store(1, Relaxed);
+        c.names[0]
+            .latency
+            .state
+            .incident_since_ms
+            .store(2_000, Relaxed);
+        c.names[0].slo.state.level.store(2, Relaxed);
+        c.names[0].slo.state.last_post_ms.store(3_000, Relaxed);
         let state = a.export_state();
         // Through text, as it travels between the masters of a binary upgrade.
         let state: serde_json::Value = serde_json::from_str(&state.to_string()).unwrap();
@@ -977,6 +1262,13 @@ mod tests {
             .unwrap();
         b.import_exported(&state, 5_000);
         assert_eq!(n.names[1].alert.level.load(Relaxed), 2);
+        assert_eq!(n.names[1].latency.state.level.load(Relaxed), 1);
+        assert_eq!(
+            n.names[1].latency.state.incident_since_ms.load(Relaxed),
+            2_000
+        );
+        assert_eq!(n.names[1].slo.state.level.load(Relaxed), 2);
+        assert_eq!(n.names[1].slo.state.last_post_ms.load(Relaxed), 3_000);
         assert_eq!(n.names[1].alert.incident_since_ms.load(Relaxed), 1_000);
         assert_eq!(n.names[0].alert.level.load(Relaxed), 0);
         assert_eq!(n.probes[0].probe.state.load(Relaxed), 2);
@@ -992,6 +1284,55 @@ mod tests {
         );
         assert_eq!(n.names[1].alert.adopted_at_ms.load(Relaxed), 5_000);
         assert_eq!(n.names[1].alert.level.load(Relaxed), 2);
+        // An older exporter's three values leave the latency and error-budget levels alone.
+        b.import_exported(
+            &serde_json::json!({"version": 1, "names": {"api": [1, 7_000, 0]}}),
+            8_000,
+        );
+        assert_eq!(n.names[1].alert.level.load(Relaxed), 1);
+        assert_eq!(n.names[1].latency.state.level.load(Relaxed), 1);
+        assert_eq!(n.names[1].slo.state.level.load(Relaxed), 2);
+        // 5xx ok but latency firing: still held; nothing firing: nothing to hold.
+        let json = serde_json::json!({"version": 1, "names": {
+            "web": [0, 0, 0, 2, 9_000, 0, 0, 0, 0],
+            "api": [0, 0, 0, 0, 0, 0, 0, 0, 0],
+        }});
+        b.import_exported(&json, 9_000);
+        assert_eq!(n.names[0].alert.adopted_at_ms.load(Relaxed), 9_000);
+        assert_eq!(n.names[1].alert.adopted_at_ms.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_reload_to_other_bucket_bounds_drops_the_histogram_only() {
+        let old_buf = Buf::new(zone_size(1, 0));
+        let old = old_buf.zone();
+        let o = claim_names(&old, &["a"])[0];
+        let custom = BucketBounds::new(&[100, 1000]).unwrap();
+        o.adopt_bucket_bounds(&custom);
+        o.counters.record_in(503, 50, custom.as_ms());
+        let current = crate::window::SampleCounts::from_snapshot(&o.counters.snapshot());
+        let buckets = o.counters.snapshot().buckets;
+        o.window
+            .advance_with_histogram(1_000, &current, &buckets, 10_000, 1_000);
+
+        let new_buf = Buf::new(zone_size(1, 0));
+        let new = new_buf.zone();
+        let n = claim_names(&new, &["a"])[0];
+        n.adopt_bucket_bounds(&BucketBounds::default());
+        new.import_state(&old);
+        let pairs = new.name_pairs(&old);
+        new.move_counts(&old, &pairs);
+        let snap = n.counters.snapshot();
+        assert_eq!((snap.total(), snap.errors()), (1, 1));
+        assert!(snap.buckets.iter().all(|b| *b == 0));
+        // The copied window kept its status figures but restarted its histogram: no bucket
+        // count goes backwards (which would read as ~2^32 requests).
+        let current = crate::window::SampleCounts::from_snapshot(&snap);
+        let (figures, histogram) =
+            n.window
+                .advance_with_histogram(12_000, &current, &snap.buckets, 10_000, 1_000);
+        assert_eq!(figures.total(), 0);
+        assert_eq!(histogram.total(), 0);
     }
 
     #[test]

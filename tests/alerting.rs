@@ -453,3 +453,77 @@ fn a_killed_helper_is_restarted_and_alerts_still_flow() {
     assert_eq!(titles(&msgs).len(), 1, "{:?}", titles(&msgs));
     assert!(titles(&msgs)[0].starts_with("CRITICAL be:"));
 }
+
+#[test]
+fn each_destination_gets_its_format_and_its_own_counts() {
+    if !have_module("destinations") {
+        return;
+    }
+    let discord = WebhookReceiver::start();
+    let other = Upstream::start();
+    other.set("/slack", 200, "ok");
+    other.set("/json", 204, "");
+    let block = config(None, "repeat=off").replace(
+        "status_alert_interval",
+        &format!(
+            "status_alert_webhook {};\n        \
+             status_alert_webhook {} format=slack;\n        \
+             status_alert_webhook {} format=json;\n        status_alert_interval",
+            discord.url(),
+            other.url("/slack"),
+            other.url("/json"),
+        ),
+    );
+    let nginx = Nginx::start(&block, four_workers());
+    send(nginx.port, "/err", 30);
+    assert_eq!(
+        discord.wait_for_messages(1, Duration::from_secs(8)).len(),
+        1
+    );
+    assert!(wait_until(Duration::from_secs(5), || other.hits("/slack")
+        >= 1
+        && other.hits("/json") >= 1));
+    let body = |path: &str| -> Value {
+        let r = other
+            .requests()
+            .into_iter()
+            .find(|r| r.path() == path)
+            .expect("request");
+        serde_json::from_slice(&r.body).expect("JSON body")
+    };
+    // Slack: one coloured attachment per event, no mention can ping.
+    let slack = body("/slack");
+    let attachment = &slack["attachments"][0];
+    assert!(
+        attachment["color"]
+            .as_str()
+            .is_some_and(|c| c.starts_with('#')),
+        "{slack}"
+    );
+    assert!(slack.to_string().contains("CRITICAL be"), "{slack}");
+    assert!(!slack.to_string().contains("<!"), "{slack}");
+    // JSON: versioned, one object per event, everything the Discord message has.
+    let json = body("/json");
+    assert_eq!(json["version"], 1, "{json}");
+    let event = &json["events"][0];
+    assert_eq!(event["kind"], "location", "{json}");
+    assert_eq!(event["name"], "be", "{json}");
+    assert_eq!(event["level"], "critical", "{json}");
+    // Counted per destination, labelled by format and position, never by URL.
+    thread_sleep_ms(500);
+    let m = metrics(nginx.port);
+    for d in ["discord-1", "slack-2", "json-3"] {
+        let sent = metric(
+            &m,
+            "nginx_alert_notifications_total",
+            &[("destination", d), ("result", "sent")],
+        );
+        assert_eq!(sent, Some(1.0), "{d}");
+    }
+    let text = http_get(nginx.port, "/status_metrics").text();
+    assert!(!text.contains("127.0.0.1"), "URLs stay out of the metrics");
+}
+
+fn thread_sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}

@@ -1297,3 +1297,173 @@ fn status_alert_off_takes_no_parameters() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(out.contains("warn=1%"), "{out}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// latency=, slo= and status_alert_buckets (README, status_alert and status_alert_buckets)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn latency_slo_and_buckets_valid_forms() {
+    if !have_module("latency_slo_buckets_valid") {
+        return;
+    }
+    report_accepted([
+        (
+            "latency warn only",
+            in_location("status_alert api latency=p95:500ms;"),
+        ),
+        (
+            "latency warn and crit",
+            in_location("status_alert api latency=p99.9:1s:2.5s;"),
+        ),
+        ("slo", in_location("status_alert api slo=99.9%;")),
+        (
+            "both",
+            format!(
+                "status_alert_interval 1s;\n{}",
+                in_location("status_alert api window=2s latency=p50:100ms:1s slo=99%;")
+            ),
+        ),
+        (
+            "buckets",
+            format!(
+                "status_alert_buckets 1ms 5ms 50ms 500ms 5s;\n{}",
+                in_location("status_alert api latency=p95:50ms:5s;")
+            ),
+        ),
+    ]);
+}
+
+#[test]
+fn latency_slo_and_buckets_invalid_values() {
+    if !have_module("latency_slo_buckets_invalid") {
+        return;
+    }
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "percentile above 99.9",
+            "status_alert api latency=p100:1s;",
+            vec!["p100", "p50 to p99.9"],
+        ),
+        (
+            "percentile below 50",
+            "status_alert api latency=p10:1s;",
+            vec!["p10"],
+        ),
+        (
+            "warn not below crit",
+            "status_alert api latency=p95:2s:1s;",
+            vec!["latency=p95:2s:1s"],
+        ),
+        ("slo 100", "status_alert api slo=100%;", vec!["slo"]),
+        ("slo 0", "status_alert api slo=0;", vec!["slo"]),
+    ];
+    report(rejected_lines(cases, in_location));
+
+    let buckets: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "not increasing",
+            "status_alert_buckets 10ms 5ms;",
+            vec!["5ms"],
+        ),
+        (
+            "not a time",
+            "status_alert_buckets 10ms fast;",
+            vec!["fast"],
+        ),
+    ];
+    report(rejected_lines(buckets, |line| {
+        format!("{line}\n{}", in_location("status_alert api;"))
+    }));
+    let too_many: String = (1..=31).map(|i| format!("{i}ms ")).collect();
+    let line = format!("status_alert_buckets {};", too_many.trim_end());
+    let block = format!("{line}\n{}", in_location("status_alert api;"));
+    expect_rejected(&block, &line, &["30"]).unwrap();
+
+    // The same NAME with a different latency= in two places.
+    let block = server(
+        "    location /a { status_alert api latency=p95:1s; return 204; }\n    \
+         location /b { status_alert api latency=p99:1s; return 204; }",
+    );
+    expect_rejected(
+        &block,
+        "status_alert api latency=p99:1s;",
+        &["\"api\"", "different"],
+    )
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Destinations: status_alert_webhook ... format=, status_alert_alertmanager
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn destinations_valid_forms() {
+    if !have_module("destinations_valid") {
+        return;
+    }
+    let body = in_location("status_alert api;");
+    report_accepted([
+        (
+            "three formats",
+            format!(
+                "status_alert_webhook http://127.0.0.1:9/a;\n\
+                 status_alert_webhook http://127.0.0.1:9/b format=slack;\n\
+                 status_alert_webhook format=json http://127.0.0.1:9/c;\n{body}"
+            ),
+        ),
+        (
+            "an Alertmanager cluster",
+            format!(
+                "status_alert_alertmanager http://127.0.0.1:9093 http://127.0.0.2:9093/;\n{body}"
+            ),
+        ),
+        (
+            "webhook and Alertmanager",
+            format!(
+                "status_alert_webhook http://127.0.0.1:9/a;\n\
+                 status_alert_alertmanager http://127.0.0.1:9093;\n{body}"
+            ),
+        ),
+    ]);
+}
+
+#[test]
+fn destinations_invalid_values() {
+    if !have_module("destinations_invalid") {
+        return;
+    }
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "unknown format",
+            "status_alert_webhook http://127.0.0.1:9/a format=teams;",
+            vec!["teams", "discord, slack or json"],
+        ),
+        (
+            "off with a format",
+            "status_alert_webhook off format=slack;",
+            vec!["off"],
+        ),
+        (
+            "alertmanager without a scheme",
+            "status_alert_alertmanager am1:9093;",
+            vec!["am1:9093"],
+        ),
+    ];
+    report(rejected_lines(cases, |line| {
+        format!("{line}\n{}", in_location("status_alert api;"))
+    }));
+    // `off` and a destination do not mix; the same destination twice is a mistake.
+    let line = "status_alert_webhook off;";
+    let block = format!(
+        "status_alert_webhook http://127.0.0.1:9/a;\n{line}\n{}",
+        in_location("status_alert api;")
+    );
+    expect_rejected(&block, line, &["off"]).unwrap();
+    let line = "status_alert_webhook http://127.0.0.1:9/a format=discord;";
+    let block = format!(
+        "status_alert_webhook http://127.0.0.1:9/a;\n{line}\n{}",
+        in_location("status_alert api;")
+    );
+    expect_rejected(&block, line, &["duplicate"]).unwrap();
+}

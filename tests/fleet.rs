@@ -422,3 +422,167 @@ scrape_configs:
     drop(am);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Starts Alertmanager with the shipped routing tree pointed at `receiver_url`, fast group
+/// timings for a test; returns it and its port.
+fn start_alertmanager(dir: &Path, receiver_url: &str) -> (Proc, u16) {
+    let port = free_port();
+    fs::create_dir_all(dir.join("am-data")).unwrap();
+    let config =
+        test_alertmanager_config(receiver_url).replace("group_interval: 5m", "group_interval: 2s");
+    assert!(config.contains("group_interval: 2s"));
+    fs::write(dir.join("alertmanager.yml"), config).unwrap();
+    let mut am = Proc::spawn(
+        "alertmanager",
+        Command::new(ALERTMANAGER)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address="),
+        dir,
+    );
+    am.wait_ready(port, "/-/ready");
+    (am, port)
+}
+
+/// Titles of the Discord stand-in's notifications, oldest first.
+fn discord_titles(discord: &Upstream) -> Vec<String> {
+    discord
+        .requests()
+        .into_iter()
+        .filter(|r| r.path() == DISCORD_PATH)
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .map(|n| {
+            n["embeds"][0]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
+    if !have_module("fleet_module_alertmanager") {
+        return;
+    }
+    if !Path::new(ALERTMANAGER).exists() {
+        eprintln!("SKIP fleet_module_alertmanager: {ALERTMANAGER} not found");
+        return;
+    }
+    let dir = unique_temp_dir("fleet-am");
+    let discord = Upstream::start();
+    let (am, am_port) = start_alertmanager(&dir, &discord.url(DISCORD_PATH));
+    let host = || {
+        Nginx::start(
+            &format!(
+                r#"
+                status_alert_interval 1s;
+                status_alert_alertmanager http://127.0.0.1:{am_port};
+                server {{
+                    listen 127.0.0.1:{{PORT}};
+                    location /ok {{ status_alert api window=3s min_requests=5 repeat=off
+                                    runbook=https://wiki.example.com/api; return 200; }}
+                    location /err {{ status_alert api window=3s min_requests=5 repeat=off
+                                     runbook=https://wiki.example.com/api; return 500; }}
+                    location = /status_metrics {{ status_alert off; status_metrics; }}
+                }}
+                "#
+            ),
+            NginxOpts::default(),
+        )
+    };
+    let (web1, web2) = (host(), host());
+    let about_api = |t: &String| t.contains("NginxLocationErrorRatio api");
+
+    // One incident on both hosts: one notification, then one resolved.
+    for h in [&web1, &web2] {
+        hammer(h.port, "/err", 20, 2);
+    }
+    let mut alerts = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            alerts = api_alerts(am_port);
+            !alerts.is_empty()
+        }),
+        "Alertmanager got no alert\n{}",
+        am.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || discord_titles(&discord)
+            .iter()
+            .any(about_api)),
+        "no notification: {:?}\n{}",
+        discord_titles(&discord),
+        am.log_text()
+    );
+    let a = &alerts[0];
+    assert_eq!(a["labels"]["severity"], "critical");
+    assert_eq!(
+        a["annotations"]["runbook_url"],
+        "https://wiki.example.com/api"
+    );
+    assert!(wait_until(Duration::from_secs(20), || {
+        discord_titles(&discord)
+            .iter()
+            .any(|t| t.starts_with("[RESOLVED]") && about_api(t))
+    }));
+    thread::sleep(Duration::from_secs(3));
+    let titles = discord_titles(&discord);
+    let firing = titles
+        .iter()
+        .filter(|t| t.starts_with("[FIRING") && about_api(t))
+        .count();
+    let resolved = titles
+        .iter()
+        .filter(|t| t.starts_with("[RESOLVED]") && about_api(t))
+        .count();
+    assert_eq!((firing, resolved), (1, 1), "{titles:#?}");
+
+    // Deliveries are counted per destination, without the URL.
+    let m = parse_prometheus(&http_get(web1.port, "/status_metrics").text());
+    let sent = metric(
+        &m,
+        "nginx_alert_notifications_total",
+        &[("destination", "alertmanager-1"), ("result", "sent")],
+    );
+    assert!(sent.is_some_and(|n| n >= 2.0), "{sent:?}");
+
+    // A silence on the location keeps the next incident out of Discord.
+    let silence = serde_json::json!({
+        "matchers": [{"name": "location", "value": "api", "isRegex": false, "isEqual": true}],
+        "startsAt": "2000-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "createdBy": "fleet test",
+        "comment": "maintenance",
+    })
+    .to_string();
+    let r = http_request(
+        am_port,
+        "POST",
+        "/api/v2/silences",
+        &[("Content-Type", "application/json")],
+        Some(silence.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let before = discord_titles(&discord).len();
+    for h in [&web1, &web2] {
+        hammer(h.port, "/err", 20, 2);
+    }
+    // The module posts (counted as sent), Alertmanager holds it back.
+    assert!(wait_until(Duration::from_secs(10), || api_alerts(am_port)
+        .iter()
+        .any(|a| a["status"]["state"] == "suppressed")));
+    thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        discord_titles(&discord).len(),
+        before,
+        "{:#?}",
+        discord_titles(&discord)
+    );
+    drop(am);
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -59,7 +59,11 @@ class Nginx:
 
 def front_servers(cfg, p_ret, p_proxy, p_up, receiver_port=None, metrics=False):
     """The measured servers: `return 200` on p_ret, proxy_pass on p_proxy, upstream on p_up."""
-    alert = "status_alert be; " if cfg in ("alert", "full") else ""
+    alert = {
+        "alert": "status_alert be; ",
+        # The request path is the same with latency= and slo=: the full config shows it.
+        "full": "status_alert be latency=p95:500ms:2s slo=99.9%; ",
+    }.get(cfg, "")
     http_extra = ""
     if cfg == "full":
         http_extra = (
@@ -97,7 +101,8 @@ def names_servers(n, port, module):
     under the first NAME, and /status_metrics."""
     locs = []
     for i in range(n):
-        alert = f"status_alert n{i:04d}; " if module else ""
+        # Every slot has room for latency= and slo= state: the memory per NAME is theirs too.
+        alert = f"status_alert n{i:04d} latency=p95:500ms:2s slo=99.9%; " if module else ""
         locs.append(
             f"        location = /n/{i:04d} {{ {alert}"
             f"if ($arg_s = 404) {{ return 404; }} if ($arg_s = 503) {{ return 503; }} return 200; }}"

@@ -14,7 +14,7 @@ KIND_TITLE = {"return": "`return 200`", "proxy": "`proxy_pass` (keepalive upstre
 CONFIG_TITLE = {
     "vanilla": "vanilla (module not loaded)",
     "alert": "`status_alert` on the location",
-    "full": "`status_alert` + probe + webhook (idle)",
+    "full": "`status_alert` with `latency=` and `slo=` + probe + webhook (idle)",
 }
 
 
