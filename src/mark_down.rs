@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use nginx_sys::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_log_t};
 
 use crate::conf::MainConf;
-use crate::peer_down::{self, PeerGroup};
+use crate::peer_down::{self, FailOpen, PeerGroup};
 use crate::upstream_probe;
 
 thread_local! {
@@ -23,15 +23,17 @@ thread_local! {
 }
 
 /// Makes every `mark_down=on` peer's `down` flag match its probes. Call only while holding
-/// the evaluation lease (one writer), after the tick's probe results are applied.
-pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) {
+/// the evaluation lease (one writer), after the tick's probe results are applied. Returns the
+/// upstreams that fail open (every peer DOWN), for the DOWN messages to say so.
+pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
     let groups = GROUPS.with(|g| {
         g.borrow_mut()
             .get_or_insert_with(|| peer_down::groups(mcf.probes.iter().map(|p| &p.spec)))
             .clone()
     });
+    let mut fail_open = Vec::new();
     if groups.is_empty() {
-        return;
+        return fail_open;
     }
     let up = |i: usize| {
         let probe = mcf.probes.get(i)?;
@@ -44,6 +46,18 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) {
         last.resize(groups.len(), (Vec::new(), false));
         for (g, prev) in groups.iter().zip(last.iter_mut()) {
             let d = peer_down::decide(g, up);
+            if d.fail_open {
+                fail_open.push(FailOpen {
+                    upstream: g.upstream.clone(),
+                    targets: g
+                        .peers
+                        .iter()
+                        .flat_map(|(_, probes)| probes.iter())
+                        .filter_map(|i| mcf.probes.get(*i))
+                        .map(|p| p.spec.target.display())
+                        .collect(),
+                });
+            }
             if d.fail_open && !prev.1 {
                 warn!(
                     log,
@@ -62,6 +76,7 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) {
             *prev = (d.keep_out, d.fail_open);
         }
     });
+    fail_open
 }
 
 /// Sets the flags of one upstream's peers: down if kept out or configured `down`.

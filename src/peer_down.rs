@@ -4,6 +4,7 @@
 //! A peer is kept out while one of its probes says DOWN, unless every peer of the upstream is
 //! DOWN: then all are used again (fail open), since sending to a DOWN peer beats having none.
 
+use crate::event::{AlertEvent, EventDetail};
 use crate::probe_spec::ProbeSpec;
 
 /// The `mark_down=on` targets of one upstream.
@@ -64,6 +65,38 @@ pub fn decide(group: &PeerGroup, up: impl Fn(usize) -> Option<bool>) -> Decision
             down
         },
         fail_open,
+    }
+}
+
+/// An upstream whose every probed peer is DOWN, so `mark_down` uses them all (fail open).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailOpen {
+    /// `upstream NAME`.
+    pub upstream: String,
+    /// The probe targets of its peers, as shown in events.
+    pub targets: Vec<String>,
+}
+
+/// Makes the DOWN messages of fail-open upstreams say so: their reason gets a note.
+pub fn annotate(events: &mut [AlertEvent], fail_open: &[FailOpen]) {
+    for e in events {
+        let EventDetail::Probe(p) = &mut e.detail else {
+            continue;
+        };
+        if p.up {
+            continue;
+        }
+        let Some(f) = fail_open.iter().find(|f| f.targets.contains(&p.target)) else {
+            continue;
+        };
+        let note = format!(
+            "fail open, every peer of upstream {} is DOWN and stays in use",
+            f.upstream
+        );
+        p.reason = Some(match p.reason.take() {
+            Some(r) => format!("{r}; {note}"),
+            None => note,
+        });
     }
 }
 
@@ -129,5 +162,53 @@ mod tests {
             peers: vec![],
         };
         assert!(!decide(&empty, |_| None).fail_open);
+    }
+
+    #[test]
+    fn fail_open_is_said_in_the_down_message() {
+        use crate::event::ProbeEvent;
+        let event = |target: &str, up: bool| AlertEvent {
+            name: "be".into(),
+            at_unix: 0,
+            link: None,
+            runbook: None,
+            detail: EventDetail::Probe(ProbeEvent {
+                up,
+                target: target.into(),
+                reason: (!up).then(|| "connection refused".to_string()),
+                status: None,
+                duration_ms: 1,
+                since_unix: 0,
+            }),
+        };
+        let mut events = vec![
+            event("http://127.0.0.1:1/", false),
+            event("http://127.0.0.1:2/", true),
+            event("http://127.0.0.1:3/", false),
+        ];
+        let f = [FailOpen {
+            upstream: "backend".into(),
+            targets: vec!["http://127.0.0.1:1/".into(), "http://127.0.0.1:2/".into()],
+        }];
+        annotate(&mut events, &f);
+        let reasons: Vec<Option<String>> = events
+            .iter()
+            .map(|e| match &e.detail {
+                EventDetail::Probe(p) => p.reason.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                Some(
+                    "connection refused; fail open, every peer of upstream backend is DOWN and \
+                     stays in use"
+                        .into()
+                ),
+                None,
+                Some("connection refused".into()),
+            ]
+        );
     }
 }

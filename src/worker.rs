@@ -314,7 +314,8 @@ impl Worker {
         }
         let mut outcomes = self.absorb(reports, now, &mut events);
         if self.lease.is_some() && !exiting() {
-            crate::mark_down::sync(self.mcf, self.log);
+            let fail_open = crate::mark_down::sync(self.mcf, self.log);
+            crate::peer_down::annotate(&mut events, &fail_open);
         }
         if exiting() && !self.stopping {
             // The helper finishes alone (see sidecar.rs); nothing here waits for it.

@@ -502,6 +502,14 @@ fn mark_down_takes_a_down_peer_out_of_rotation_and_fails_open() {
         "no fail-open notice{}",
         report(&nginx, &rx)
     );
+    // SPEC 6: the alert says so.
+    assert!(
+        wait_until(PATIENCE, || titles(&rx).iter().any(|t| t
+            .starts_with("DOWN be: ")
+            && t.contains("; fail open, every peer"))),
+        "no DOWN message says fail open{}",
+        report(&nginx, &rx)
+    );
     thread::sleep(Duration::from_millis(600));
     let before: Vec<usize> = peers.iter().map(|p| p.hits("/x")).collect();
     proxied(&nginx, 30);
