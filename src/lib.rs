@@ -137,6 +137,10 @@ mod wiring {
             let Some(mcf) = Self::main_conf_mut(cf) else {
                 return Status::NGX_ERROR.into();
             };
+            if let Err(e) = crate::probe::net::prepare(cf, mcf) {
+                emerg!(cf.log, "{e}");
+                return Status::NGX_ERROR.into();
+            }
             if mcf.names.is_empty() && mcf.probes.is_empty() {
                 return Status::NGX_OK.into();
             }

@@ -159,6 +159,7 @@ extern "C" fn set_status_alert_probe(
             spec,
             place: place(cf),
             slot: ptr::null(),
+            addrs: Vec::new(),
         };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);

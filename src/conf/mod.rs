@@ -80,6 +80,8 @@ pub struct ProbeConf {
     pub place: String,
     /// Its slot in the shared zone; set when the zone is initialised.
     pub slot: *const ProbeSlot,
+    /// The target's addresses, resolved once the configuration is read (empty: not found).
+    pub addrs: Vec<std::net::SocketAddr>,
 }
 
 impl ProbeConf {
@@ -368,6 +370,7 @@ mod tests {
             spec,
             place: place.into(),
             slot: core::ptr::null(),
+            addrs: Vec::new(),
         };
         let mut mcf = MainConf::default();
         let args = ["http://127.0.0.1:1/health", "name=be"];

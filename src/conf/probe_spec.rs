@@ -1,5 +1,6 @@
 //! `status_alert_probe URL [name=] [interval=] [timeout=] [fails=] [passes=] [expect=]
-//! [tls_verify=]`: pure parsing of the directive's values.
+//! [tls_verify=]` and `status_alert_probe upstream=NAME [uri=] [scheme=] [mark_down=] ...`:
+//! pure parsing of the directive's values.
 
 use core::fmt;
 
@@ -79,9 +80,35 @@ pub struct ProbeSpec {
     pub expect: Vec<(u16, u16)>,
     /// Verify TLS certificates (HTTPS).
     pub tls_verify: bool,
+    /// Set for `upstream=NAME` probes: the template's target has the upstream's name as host
+    /// and port 0 until [`ProbeSpec::for_peer`] makes one target per address.
+    pub upstream: Option<UpstreamRef>,
+}
+
+/// The upstream an `upstream=` probe watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamRef {
+    /// `upstream NAME { ... }`.
+    pub name: String,
+    /// `mark_down=on`: DOWN peers get no new requests.
+    pub mark_down: bool,
+    /// The peer's address as nginx names it (`10.0.0.5:8080`); empty in the template.
+    pub peer: String,
 }
 
 impl ProbeSpec {
+    /// The probe of one address of an upstream probe's template: `SCHEME://ADDRESS:PORT/PATH`.
+    pub fn for_peer(&self, addr: std::net::SocketAddr) -> ProbeSpec {
+        let mut spec = self.clone();
+        spec.target.host = addr.ip().to_string();
+        spec.target.port = addr.port();
+        spec.target.explicit_port = true;
+        if let Some(u) = &mut spec.upstream {
+            u.peer = addr.to_string();
+        }
+        spec
+    }
+
     /// True if `status` is one of the expected codes.
     pub fn expects(&self, status: u16) -> bool {
         self.expect
@@ -242,15 +269,37 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
     let Some(url) = args.first() else {
         return Err(ProbeError("a URL is required".into()));
     };
+    let upstream = url.strip_prefix("upstream=");
+    let target = match upstream {
+        Some(name) => {
+            if name.is_empty() || name.contains(['/', ' ']) {
+                return Err(ProbeError(format!("invalid upstream name \"{name}\"")));
+            }
+            Target {
+                scheme: Scheme::Http,
+                host: name.to_string(),
+                port: 0,
+                explicit_port: false,
+                path: "/".to_string(),
+                userinfo: None,
+            }
+        }
+        None => parse_target(url)?,
+    };
     let mut spec = ProbeSpec {
         name: String::new(),
-        target: parse_target(url)?,
+        target,
         interval_ms: parse_time_ms(DEFAULT_INTERVAL).unwrap_or_default(),
         timeout_ms: parse_time_ms(DEFAULT_TIMEOUT).unwrap_or_default(),
         fails: 1,
         passes: 1,
         expect: vec![(200, 399)],
         tls_verify: true,
+        upstream: upstream.map(|name| UpstreamRef {
+            name: name.to_string(),
+            mark_down: false,
+            peer: String::new(),
+        }),
     };
     let mut seen: Vec<&str> = Vec::new();
     for arg in &args[1..] {
@@ -288,6 +337,41 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
                     }
                 }
             }
+            "uri" if spec.upstream.is_some() => {
+                if !value.starts_with('/') || value.chars().any(|c| c.is_whitespace()) {
+                    return Err(ProbeError(format!(
+                        "invalid uri value \"{value}\", expected a path starting with \"/\""
+                    )));
+                }
+                spec.target.path = value.to_string();
+            }
+            "scheme" if spec.upstream.is_some() => {
+                spec.target.scheme = match value {
+                    "http" => Scheme::Http,
+                    "https" => Scheme::Https,
+                    "tcp" => Scheme::Tcp,
+                    _ => {
+                        return Err(ProbeError(format!(
+                            "invalid scheme value \"{value}\", expected \"http\", \"https\" or \
+                             \"tcp\""
+                        )))
+                    }
+                }
+            }
+            "mark_down" if spec.upstream.is_some() => {
+                let on = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => {
+                        return Err(ProbeError(format!(
+                            "invalid mark_down value \"{value}\", expected \"on\" or \"off\""
+                        )))
+                    }
+                };
+                if let Some(u) = &mut spec.upstream {
+                    u.mark_down = on;
+                }
+            }
             _ => return Err(ProbeError(format!("invalid parameter \"{arg}\""))),
         }
         seen.push(key);
@@ -317,6 +401,14 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
         return Err(ProbeError(
             "expect= applies to http:// and https:// probes only".into(),
         ));
+    }
+    if spec.upstream.is_some() && spec.target.scheme == Scheme::Tcp {
+        if seen.contains(&"uri") {
+            return Err(ProbeError(
+                "uri= applies to scheme=http and https only".into(),
+            ));
+        }
+        spec.target.path = String::new();
     }
     if name_required && spec.name.is_empty() {
         return Err(ProbeError(
@@ -433,6 +525,62 @@ mod tests {
         );
         assert_eq!(s.expect, vec![(200, 200), (204, 204), (300, 302)]);
         assert!(!s.tls_verify);
+    }
+
+    #[test]
+    fn upstream_probes() {
+        let s = p(
+            &["upstream=backend", "uri=/health", "name=be", "fails=2"],
+            true,
+        )
+        .unwrap();
+        let u = s.upstream.clone().unwrap();
+        assert_eq!((u.name.as_str(), u.mark_down), ("backend", false));
+        assert_eq!(
+            (s.target.scheme, s.target.path.as_str()),
+            (Scheme::Http, "/health")
+        );
+        assert_eq!(s.fails, 2);
+        let peer = s.for_peer("10.0.0.5:8080".parse().unwrap());
+        assert_eq!(peer.target.display(), "http://10.0.0.5:8080/health");
+        assert_eq!(peer.upstream.unwrap().peer, "10.0.0.5:8080");
+        let peer = s.for_peer("[::1]:81".parse().unwrap());
+        assert_eq!(peer.target.display(), "http://[::1]:81/health");
+
+        let s = p(&["upstream=db", "scheme=tcp", "mark_down=on"], false).unwrap();
+        assert!(s.upstream.as_ref().unwrap().mark_down);
+        let peer = s.for_peer("127.0.0.1:5432".parse().unwrap());
+        assert_eq!(peer.target.display(), "tcp://127.0.0.1:5432");
+
+        let s = p(&["upstream=api", "scheme=https", "tls_verify=off"], false).unwrap();
+        let peer = s.for_peer("127.0.0.1:443".parse().unwrap());
+        assert_eq!(peer.target.display(), "https://127.0.0.1:443/");
+        // A URL probe takes none of the upstream parameters.
+        assert!(p(&["http://h/", "uri=/x"], false).is_err());
+        assert!(p(&["http://h/", "mark_down=on"], false).is_err());
+    }
+
+    #[test]
+    fn invalid_upstream_probes() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["upstream="], "invalid upstream name"),
+            (
+                &["upstream=b", "uri=health"],
+                "invalid uri value \"health\"",
+            ),
+            (&["upstream=b", "scheme=ftp"], "invalid scheme value"),
+            (&["upstream=b", "scheme=tcp", "uri=/x"], "uri= applies to"),
+            (
+                &["upstream=b", "scheme=tcp", "expect=200"],
+                "expect= applies to",
+            ),
+            (&["upstream=b", "mark_down=yes"], "invalid mark_down value"),
+            (&["upstream=b", "uri=/a", "uri=/b"], "duplicate parameter"),
+        ];
+        for (args, want) in cases {
+            let e = p(args, false).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
     }
 
     #[test]

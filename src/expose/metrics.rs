@@ -42,6 +42,8 @@ pub struct Metrics {
     pub location_details: BTreeMap<String, LocationDetail>,
     /// Probe state beyond the counters, by (probe NAME, target).
     pub probe_details: BTreeMap<(String, String), ProbeDetail>,
+    /// `(upstream, peer, kept out)` of every `mark_down=on` peer.
+    pub peers_down: Vec<(String, String, bool)>,
 }
 
 impl Metrics {
@@ -427,6 +429,19 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         }
     }
 
+    if !m.peers_down.is_empty() {
+        header(
+            out,
+            "nginx_upstream_peer_down",
+            "gauge",
+            "1 while mark_down keeps an upstream peer out of rotation.",
+        )?;
+        for (upstream, peer, down) in &m.peers_down {
+            let labels = [("upstream", upstream.as_str()), ("peer", peer.as_str())];
+            sample(out, "nginx_upstream_peer_down", &labels, *down as u8)?;
+        }
+    }
+
     header(
         out,
         "nginx_alert_notifications_total",
@@ -714,6 +729,23 @@ mod tests {
         let mut s = String::new();
         render_prometheus(m, &mut s).unwrap();
         s
+    }
+
+    #[test]
+    fn upstream_peer_down() {
+        let mut m = Metrics::default();
+        assert!(!render(&m).contains("nginx_upstream_peer_down"));
+        m.peers_down = vec![
+            ("backend".into(), "127.0.0.1:81".into(), false),
+            ("backend".into(), "[::1]:82".into(), true),
+        ];
+        let text = render(&m);
+        assert!(text.contains("# TYPE nginx_upstream_peer_down gauge\n"));
+        assert!(text
+            .contains("nginx_upstream_peer_down{upstream=\"backend\",peer=\"127.0.0.1:81\"} 0\n"));
+        assert!(
+            text.contains("nginx_upstream_peer_down{upstream=\"backend\",peer=\"[::1]:82\"} 1\n")
+        );
     }
 
     #[test]

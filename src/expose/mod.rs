@@ -22,6 +22,11 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         bucket_bounds: mcf.bucket_bounds(),
         ..Metrics::default()
     };
+    // Which upstream peers mark_down keeps out: read from nginx's upstream zones.
+    #[cfg(not(test))]
+    {
+        m.peers_down = crate::probe::mark_down::kept_out(mcf);
+    }
     for n in &mcf.names {
         // SAFETY: slots point into the mapped zone once it is initialised.
         let Some(slot) = (unsafe { n.slot.as_ref() }) else {

@@ -150,6 +150,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         next_alertmanager_ms: 0,
     };
     EVALUATOR.with(|w| *w.borrow_mut() = Some(evaluator));
+    crate::probe::net::start(&mcf.probes, log);
     notice!(
         log,
         "status_alert: evaluating {} names and {} probes in this process",
@@ -172,7 +173,8 @@ fn start_helper(
         .iter()
         .map(|d| NotifierConfig::new(d.url.clone()))
         .collect();
-    let probes: Vec<_> = mcf.probes.iter().map(|p| p.spec.clone()).collect();
+    // Probes run on this process's event loop (probe_net.rs), not in the helper.
+    let probes = Vec::new();
     let ctx = HelperContext {
         in_child: set_helper_title,
         zone: mcf.zone,
@@ -216,6 +218,7 @@ fn set_helper_title() {
 
 /// `exit_process`: lets the helper go (it finishes delivering on its own) without waiting.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
+    crate::probe::net::stop();
     let Some(mut evaluator) = EVALUATOR.with(|w| w.borrow_mut().take()) else {
         return;
     };
@@ -304,15 +307,26 @@ impl Evaluator {
         let Some(helper) = self.helper.as_mut() else {
             return;
         };
-        let (reports, gone) = helper.poll();
+        let (mut reports, gone) = helper.poll();
+        // Results of the probes on this event loop, applied like the helper's used to be.
+        reports.extend(
+            crate::probe::net::take_results()
+                .into_iter()
+                .map(Report::Probe),
+        );
         let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
         if ticked && !exiting() {
             self.take_over();
         }
         let mut outcomes = self.absorb(reports, now, &mut events);
+        if self.lease.is_some() && !exiting() {
+            let fail_open = crate::probe::mark_down::sync(self.mcf, self.log);
+            crate::probe::peer_down::annotate(&mut events, &fail_open);
+        }
         if exiting() && !self.stopping {
             // The helper finishes alone (see helper/mod.rs); nothing here waits for it.
             self.stopping = true;
+            crate::probe::net::stop();
             self.release_lease();
             if let Some(s) = self.helper.take() {
                 let (fd, unsent) = s.close();

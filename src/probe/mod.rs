@@ -1,10 +1,20 @@
-//! Active health probes: background threads that probe targets, and the state machine that turns
-//! their results into DOWN / UP transitions.
+//! Active health probes: the state machine that turns [`ProbeResult`]s into DOWN / UP
+//! transitions ([`apply`]), and [`ProbeRunner`], the former thread-per-target runner.
 //!
-//! Each target has its own thread doing blocking I/O with its own timeout, so a probe never
-//! touches nginx's event loop. Threads only send [`ProbeResult`]s back; the evaluating worker
-//! applies them to shared memory with [`apply`]. Host names are resolved at probe time, so a DNS
-//! failure is reported as reason `dns`.
+//! Probes now run on nginx's event loop in the evaluating worker (`probe_net.rs`), which hands
+//! its results to [`apply`] exactly as the threads' results were. `ProbeRunner` is no longer
+//! started (the helper process gets no probes); it stays until `sidecar.rs` drops its probe
+//! plumbing, so that change can merge separately.
+
+
+pub mod http;
+#[cfg(not(test))]
+pub(crate) mod mark_down;
+#[cfg(not(test))]
+pub(crate) mod net;
+pub mod peer_down;
+#[cfg(not(test))]
+pub(crate) mod upstream;
 
 use core::sync::atomic::Ordering::Relaxed;
 use std::io::{self, Read};

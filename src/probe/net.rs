@@ -1,0 +1,714 @@
+//! Probes on nginx's event loop: one interval timer per target, a non-blocking connect with
+//! `ngx_event_connect_peer`, TLS with nginx's OpenSSL, and the HTTP exchange of
+//! `probe_http.rs`, all on nginx connections in the evaluating process. No thread per target.
+//!
+//! A probe is bounded by one deadline timer of `timeout=` that covers every step (connect,
+//! handshake, request, status line); what it finds is queued as a [`ProbeResult`] and taken by
+//! the worker on its next tick, which applies it only while it holds the evaluation lease.
+//! Every timer is `cancelable`, so a graceful shutdown never waits for a probe, and nothing is
+//! re-armed once nginx is exiting.
+//!
+//! Addresses are resolved once, when the configuration is loaded (see [`prepare`]).
+
+use core::cell::RefCell;
+use core::ffi::{c_int, c_void};
+use core::ptr;
+use std::ffi::CString;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+
+use nginx_sys::{
+    ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
+    ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t, ngx_pool_t, ngx_ssl_t, ngx_str_t,
+    NGX_AGAIN, NGX_DECLINED, NGX_OK,
+};
+
+use crate::conf::{MainConf, ProbeConf};
+use crate::probe::{ProbeResult, Reason};
+use crate::probe::http::{self as probe_http, ResponseReader};
+use crate::conf::probe_spec::{ProbeSpec, Scheme};
+
+/// The first probe of each target starts within this much of process start (spread evenly).
+const MAX_START_DELAY_MS: u64 = 1000;
+/// Results kept for the worker's next tick; older ones are dropped beyond this.
+const MAX_QUEUED_RESULTS: usize = 4096;
+/// Bytes read per `recv`.
+const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    // nginx runs its event loop on one thread; probes live there.
+    static PROBES: RefCell<Option<Probes>> = const { RefCell::new(None) };
+    static RESULTS: RefCell<Vec<ProbeResult>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Every target of this process, and what they share.
+struct Probes {
+    /// Boxed: timers and connections point at their target.
+    #[allow(clippy::vec_box)]
+    targets: Vec<Box<Target>>,
+    /// Keeps the TLS context alive (it lives as long as the process).
+    _ssl: Option<Box<ngx_ssl_t>>,
+    /// Keeps the probe connections' log alive.
+    _log: Box<ngx_log_t>,
+}
+
+/// Where one probe is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Idle,
+    Connecting,
+    Handshake,
+    Writing,
+    Reading,
+}
+
+/// One target: its configuration, timers and the connection of the probe in flight.
+struct Target {
+    index: usize,
+    spec: ProbeSpec,
+    addrs: Vec<SocketAddr>,
+    /// Index in `addrs` of the address being tried.
+    addr_i: usize,
+    sockaddr: libc::sockaddr_storage,
+    socklen: libc::socklen_t,
+    /// The address as text, for nginx's log lines (`pc.name` points at it).
+    peer_name: Vec<u8>,
+    peer_name_str: ngx_str_t,
+    /// Host name for SNI and certificate checks (`None` for an IP address).
+    sni: Option<CString>,
+    request: Vec<u8>,
+    interval: Box<ngx_event_t>,
+    deadline: Box<ngx_event_t>,
+    pc: ngx_peer_connection_t,
+    conn: *mut ngx_connection_t,
+    pool: *mut ngx_pool_t,
+    ssl: *mut ngx_ssl_t,
+    log: *mut ngx_log_t,
+    step: Step,
+    written: usize,
+    reader: ResponseReader,
+    started: Instant,
+}
+
+fn exiting() -> bool {
+    // SAFETY: plain reads of nginx's process-wide flags, set by signal handlers.
+    unsafe {
+        nginx_sys::ngx_exiting != 0 || nginx_sys::ngx_terminate != 0 || nginx_sys::ngx_quit != 0
+    }
+}
+
+/// Configuration time: expands `upstream=` probes into one target per address, then resolves
+/// every URL probe's host once. A host that does not resolve is not an error (a probe exists
+/// to notice what is broken): it is logged, and each interval fails as `dns` until a reload.
+pub fn prepare(cf: &mut nginx_sys::ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    if mcf.probes.iter().any(|p| p.spec.upstream.is_some()) {
+        crate::probe::upstream::expand(cf, mcf)?;
+    }
+    for p in &mut mcf.probes {
+        if !p.addrs.is_empty() {
+            continue;
+        }
+        let t = &p.spec.target;
+        p.addrs = match t.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, t.port)],
+            Err(_) => (t.host.as_str(), t.port)
+                .to_socket_addrs()
+                .map(Iterator::collect)
+                .unwrap_or_default(),
+        };
+        if p.addrs.is_empty() {
+            warn!(
+                cf.log,
+                "status_alert_probe: host not found in \"{}\" in {}, probes fail as \"dns\" \
+                 until the configuration is reloaded",
+                t.display(),
+                p.place
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Starts a timer per target; from now on probes run on this process's event loop.
+pub fn start(probes: &[ProbeConf], log: *mut ngx_log_t) {
+    if probes.is_empty() {
+        return;
+    }
+    // A copy of the cycle's log that leaves out nginx's own per-connection messages below
+    // `alert` (`connect() failed`, `SSL_do_handshake() failed`): a failing target would fill
+    // the error log every interval; its reasons are in the metrics and in the DOWN message.
+    // SAFETY: log is the cycle's valid log; ngx_log_t is plain data.
+    let mut plog: Box<ngx_log_t> = Box::new(unsafe { *log });
+    plog.log_level = plog.log_level.min(nginx_sys::NGX_LOG_ALERT as _);
+    plog.action = c"probing a status_alert target".as_ptr().cast_mut().cast();
+    let log: *mut ngx_log_t = &mut *plog;
+
+    let mut ssl = None;
+    if probes.iter().any(|p| p.spec.target.scheme == Scheme::Https) {
+        match tls_context(log) {
+            Some(ctx) => ssl = Some(ctx),
+            None => error!(
+                log,
+                "status_alert: cannot create the TLS context, https probes fail as \"tls\""
+            ),
+        }
+    }
+    let ssl_ptr = ssl
+        .as_mut()
+        .map_or(ptr::null_mut(), |s: &mut Box<ngx_ssl_t>| &mut **s as *mut _);
+    let count = probes.len() as u64;
+    let mut targets = Vec::with_capacity(probes.len());
+    for (index, p) in probes.iter().enumerate() {
+        let mut t = Box::new(Target::new(index, p, ssl_ptr, log));
+        let data: *mut Target = &mut *t;
+        for (ev, handler) in [
+            (
+                &mut t.interval,
+                on_interval as extern "C" fn(*mut ngx_event_t),
+            ),
+            (&mut t.deadline, on_deadline),
+        ] {
+            ev.data = data.cast();
+            ev.handler = Some(handler);
+            ev.log = log;
+            // Never holds up a graceful shutdown.
+            ev.set_cancelable(1);
+        }
+        let first = MAX_START_DELAY_MS * index as u64 / count;
+        // SAFETY: the event lives in the boxed target, kept until stop().
+        unsafe { nginx_sys::ngx_add_timer(&mut *t.interval, first as ngx_msec_t) };
+        targets.push(t);
+    }
+    PROBES.with(|p| {
+        *p.borrow_mut() = Some(Probes {
+            targets,
+            _ssl: ssl,
+            _log: plog,
+        })
+    });
+}
+
+/// Stops every probe: timers deleted, connections closed. Results not yet taken are dropped.
+pub fn stop() {
+    let Some(mut probes) = PROBES.with(|p| p.borrow_mut().take()) else {
+        return;
+    };
+    for t in &mut probes.targets {
+        // Connection closed and deadline deleted: nothing in nginx points at the target after.
+        t.end();
+        if t.interval.timer_set() != 0 {
+            // SAFETY: armed by this process's event loop; the event is still alive.
+            unsafe { nginx_sys::ngx_del_timer(&mut *t.interval) };
+        }
+    }
+    RESULTS.with(|r| r.borrow_mut().clear());
+}
+
+/// Results since the last call, oldest first.
+pub fn take_results() -> Vec<ProbeResult> {
+    RESULTS.with(|r| core::mem::take(&mut *r.borrow_mut()))
+}
+
+fn push_result(r: ProbeResult) {
+    RESULTS.with(|q| {
+        let mut q = q.borrow_mut();
+        if q.len() >= MAX_QUEUED_RESULTS {
+            q.remove(0);
+        }
+        q.push(r);
+    });
+}
+
+/// An `ngx_ssl_t` for client connections, trusting the system's certificate store.
+fn tls_context(log: *mut ngx_log_t) -> Option<Box<ngx_ssl_t>> {
+    // SAFETY: all-zero is the state nginx's configuration code starts an ngx_ssl_t from.
+    let mut ssl: Box<ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
+    ssl.log = log;
+    let protocols = (nginx_sys::NGX_SSL_TLSv1_2 | nginx_sys::NGX_SSL_TLSv1_3) as _;
+    // SAFETY: a zeroed ngx_ssl_t with a valid log; OpenSSL was initialised by nginx.
+    if unsafe { nginx_sys::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut()) }
+        != NGX_OK as ngx_int_t
+    {
+        return None;
+    }
+    // Certificates are checked after the handshake (unless tls_verify=off), so that a bad
+    // one fails the probe as `tls` with nginx's verification result, like proxy_ssl_verify.
+    // SAFETY: ctx was just created.
+    if unsafe { nginx_sys::SSL_CTX_set_default_verify_paths(ssl.ctx.cast()) } != 1 {
+        return None;
+    }
+    Some(ssl)
+}
+
+impl Target {
+    fn new(index: usize, p: &ProbeConf, ssl: *mut ngx_ssl_t, log: *mut ngx_log_t) -> Target {
+        let spec = p.spec.clone();
+        let sni = match spec.target.host.parse::<IpAddr>() {
+            Ok(_) => None,
+            Err(_) => CString::new(spec.target.host.clone()).ok(),
+        };
+        let request = match spec.target.scheme {
+            Scheme::Tcp => Vec::new(),
+            _ => probe_http::request(&spec),
+        };
+        Target {
+            index,
+            addrs: p.addrs.clone(),
+            addr_i: 0,
+            // SAFETY: all-zero is a valid sockaddr_storage; filled before each connect.
+            sockaddr: unsafe { core::mem::zeroed() },
+            socklen: 0,
+            peer_name: Vec::new(),
+            peer_name_str: ngx_str_t::default(),
+            sni,
+            request,
+            // SAFETY: all-zero is an idle event; the fields nginx reads are set in start().
+            interval: Box::new(unsafe { core::mem::zeroed() }),
+            // SAFETY: as above.
+            deadline: Box::new(unsafe { core::mem::zeroed() }),
+            // SAFETY: all-zero is an unused peer connection; set up before each connect.
+            pc: unsafe { core::mem::zeroed() },
+            conn: ptr::null_mut(),
+            pool: ptr::null_mut(),
+            ssl,
+            log,
+            step: Step::Idle,
+            written: 0,
+            reader: ResponseReader::default(),
+            started: Instant::now(),
+            spec,
+        }
+    }
+
+    /// Starts one probe.
+    fn begin(&mut self) {
+        if self.step != Step::Idle {
+            // Cannot happen with timeout < interval; finish the old one rather than leak it.
+            self.finish(Some(Reason::Timeout));
+        }
+        self.started = Instant::now();
+        self.reader = ResponseReader::default();
+        self.written = 0;
+        self.addr_i = 0;
+        if self.addrs.is_empty() {
+            self.report(Some(Reason::Dns), None);
+            return;
+        }
+        // SAFETY: the event lives in this boxed target.
+        unsafe {
+            nginx_sys::ngx_add_timer(&mut *self.deadline, self.spec.timeout_ms as ngx_msec_t)
+        };
+        self.connect();
+    }
+
+    /// Connects to `addrs[addr_i]`.
+    fn connect(&mut self) {
+        let addr = self.addrs[self.addr_i];
+        self.socklen = fill_sockaddr(&mut self.sockaddr, addr);
+        self.peer_name = addr.to_string().into_bytes();
+        self.peer_name_str = ngx_str_t {
+            len: self.peer_name.len(),
+            data: self.peer_name.as_mut_ptr(),
+        };
+        // SAFETY: all-zero is an unused peer connection.
+        self.pc = unsafe { core::mem::zeroed() };
+        self.pc.sockaddr = ptr::addr_of_mut!(self.sockaddr).cast();
+        self.pc.socklen = self.socklen;
+        self.pc.name = &mut self.peer_name_str;
+        self.pc.get = Some(nginx_sys::ngx_event_get_peer);
+        self.pc.log = self.log;
+        self.pc
+            .set_log_error(nginx_sys::ngx_connection_log_error_e_NGX_ERROR_INFO as _);
+        self.step = Step::Connecting;
+        // SAFETY: pc is fully set up and points into this boxed target.
+        let rc = unsafe { nginx_sys::ngx_event_connect_peer(&mut self.pc) };
+        // Read before anything else can change it.
+        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if rc == NGX_DECLINED as ngx_int_t || self.pc.connection.is_null() {
+            let reason = match rc {
+                r if r == NGX_DECLINED as ngx_int_t => match probe_http::reason_for_errno(errno) {
+                    Reason::Reset if errno != libc::ECONNRESET => Reason::Refused,
+                    r => r,
+                },
+                _ => Reason::Reset,
+            };
+            self.connect_failed(reason);
+            return;
+        }
+        if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
+            self.pc.connection = ptr::null_mut();
+            self.finish(Some(Reason::Reset));
+            return;
+        }
+        let c = self.pc.connection;
+        self.conn = c;
+        let me: *mut Target = self;
+        // SAFETY: a connection nginx just made for us; its events are ours.
+        unsafe {
+            (*c).data = me.cast();
+            (*(*c).read).handler = Some(on_conn_event);
+            (*(*c).write).handler = Some(on_conn_event);
+            (*(*c).read).set_cancelable(1);
+            (*(*c).write).set_cancelable(1);
+            self.pool = ngx_create_pool(1024, self.log);
+            (*c).pool = self.pool;
+        }
+        if self.pool.is_null() {
+            self.finish(Some(Reason::Reset));
+            return;
+        }
+        if rc == NGX_OK as ngx_int_t {
+            self.connected();
+        }
+        // NGX_AGAIN: the write event says when the connect is done.
+    }
+
+    /// A connect to one address failed: try the next one, else fail.
+    fn connect_failed(&mut self, reason: Reason) {
+        self.close();
+        if self.addr_i + 1 < self.addrs.len() {
+            self.addr_i += 1;
+            self.connect();
+        } else {
+            self.finish(Some(reason));
+        }
+    }
+
+    /// The TCP connection is up.
+    fn connected(&mut self) {
+        match self.spec.target.scheme {
+            Scheme::Tcp => self.finish(None),
+            Scheme::Http => {
+                self.step = Step::Writing;
+                self.write();
+            }
+            Scheme::Https => self.handshake(),
+        }
+    }
+
+    fn handshake(&mut self) {
+        let c = self.conn;
+        if self.ssl.is_null() {
+            self.finish(Some(Reason::Tls));
+            return;
+        }
+        self.step = Step::Handshake;
+        // SAFETY: c is our live connection with a pool; ssl is the process's TLS context.
+        let rc = unsafe {
+            nginx_sys::ngx_ssl_create_connection(self.ssl, c, nginx_sys::NGX_SSL_CLIENT as _)
+        };
+        if rc != NGX_OK as ngx_int_t {
+            self.finish(Some(Reason::Tls));
+            return;
+        }
+        // SAFETY: c->ssl was just created; the name outlives the handshake.
+        unsafe {
+            if let Some(sni) = &self.sni {
+                nginx_sys::SSL_ctrl(
+                    (*(*c).ssl).connection.cast(),
+                    nginx_sys::SSL_CTRL_SET_TLSEXT_HOSTNAME as c_int,
+                    nginx_sys::TLSEXT_NAMETYPE_host_name as _,
+                    sni.as_ptr().cast_mut().cast::<c_void>(),
+                );
+            }
+        }
+        // SAFETY: as above.
+        let rc = unsafe { nginx_sys::ngx_ssl_handshake(c) };
+        if rc == NGX_AGAIN as ngx_int_t {
+            // SAFETY: c->ssl is live; nginx calls this when the handshake ends.
+            unsafe { (*(*c).ssl).handler = Some(on_handshake) };
+            return;
+        }
+        self.handshake_done();
+    }
+
+    fn handshake_done(&mut self) {
+        let c = self.conn;
+        // SAFETY: c is our live connection; c->ssl is set while it is a TLS connection.
+        let ok = unsafe { !(*c).ssl.is_null() && (*(*c).ssl).handshaked() != 0 };
+        if !ok {
+            self.finish(Some(Reason::Tls));
+            return;
+        }
+        if self.spec.tls_verify && !self.certificate_ok() {
+            self.finish(Some(Reason::Tls));
+            return;
+        }
+        // SAFETY: the handshake handler replaced ours; take the events back.
+        unsafe {
+            (*(*c).read).handler = Some(on_conn_event);
+            (*(*c).write).handler = Some(on_conn_event);
+        }
+        self.step = Step::Writing;
+        self.write();
+    }
+
+    /// The chain verified against the system store and, for a host name, names it. An IP
+    /// address target (every `upstream=` target) has no name to check: only the chain counts.
+    fn certificate_ok(&mut self) -> bool {
+        let c = self.conn;
+        // SAFETY: c->ssl is a completed TLS connection.
+        let verified = unsafe { nginx_sys::SSL_get_verify_result((*(*c).ssl).connection.cast()) };
+        if verified != nginx_sys::X509_V_OK as core::ffi::c_long {
+            return false;
+        }
+        if self.sni.is_none() {
+            return true;
+        }
+        let mut host = self.spec.target.host.clone().into_bytes();
+        let mut name = ngx_str_t {
+            len: host.len(),
+            data: host.as_mut_ptr(),
+        };
+        // SAFETY: as above; name is valid for the call.
+        unsafe { nginx_sys::ngx_ssl_check_host(c, &mut name) == NGX_OK as ngx_int_t }
+    }
+
+    /// Sends what is left of the request.
+    fn write(&mut self) {
+        let c = self.conn;
+        while self.written < self.request.len() {
+            let rest = &mut self.request[self.written..];
+            // SAFETY: c is our live connection; send is set by nginx (plain or TLS).
+            let n = unsafe {
+                let send = (*c).send.expect("connection send");
+                send(c, rest.as_mut_ptr(), rest.len())
+            };
+            if n > 0 {
+                self.written += n as usize;
+            } else if n == NGX_AGAIN as isize {
+                // SAFETY: the write event of our live connection.
+                if unsafe { nginx_sys::ngx_handle_write_event((*c).write, 0) }
+                    != NGX_OK as ngx_int_t
+                {
+                    self.finish(Some(Reason::Reset));
+                }
+                return;
+            } else {
+                self.finish(Some(Reason::Reset));
+                return;
+            }
+        }
+        self.step = Step::Reading;
+        self.read();
+    }
+
+    /// Reads the response until its status line, then discards up to 64 KiB of the rest.
+    fn read(&mut self) {
+        let c = self.conn;
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let want = self.reader.room().min(READ_CHUNK);
+            // SAFETY: c is our live connection; recv is set by nginx (plain or TLS).
+            let n = unsafe {
+                let recv = (*c).recv.expect("connection recv");
+                recv(c, buf.as_mut_ptr(), want)
+            };
+            if n > 0 {
+                match self.reader.feed(&buf[..n as usize]) {
+                    Err(reason) => return self.finish(Some(reason)),
+                    Ok(_) if self.reader.done() => return self.finish_with_status(),
+                    Ok(_) => continue,
+                }
+            }
+            if n == NGX_AGAIN as isize {
+                // SAFETY: the read event of our live connection.
+                if unsafe { nginx_sys::ngx_handle_read_event((*c).read, 0) } != NGX_OK as ngx_int_t
+                {
+                    self.finish_with_status();
+                }
+                return;
+            }
+            // End of stream or an error: the answer is what arrived.
+            return self.finish_with_status();
+        }
+    }
+
+    /// Ends the probe on what the response said (`reset` when it said nothing).
+    fn finish_with_status(&mut self) {
+        match self.reader.status() {
+            Some(status) if self.spec.expects(status) => self.finish_status(None, status),
+            Some(status) => self.finish_status(Some(Reason::Status), status),
+            None => self.finish(Some(Reason::Reset)),
+        }
+    }
+
+    fn finish_status(&mut self, failure: Option<Reason>, status: u16) {
+        self.end();
+        self.report(failure, Some(status));
+    }
+
+    /// Ends the probe with `failure` (`None`: success).
+    fn finish(&mut self, failure: Option<Reason>) {
+        self.end();
+        self.report(failure, None);
+    }
+
+    fn end(&mut self) {
+        self.close();
+        if self.deadline.timer_set() != 0 {
+            // SAFETY: armed by this process's event loop on our live event.
+            unsafe { nginx_sys::ngx_del_timer(&mut *self.deadline) };
+        }
+        self.step = Step::Idle;
+    }
+
+    fn report(&mut self, failure: Option<Reason>, status: Option<u16>) {
+        push_result(ProbeResult {
+            index: self.index,
+            failure,
+            status,
+            duration: self.started.elapsed(),
+        });
+    }
+
+    /// Closes the connection of the probe in flight, if any.
+    fn close(&mut self) {
+        let c = core::mem::replace(&mut self.conn, ptr::null_mut());
+        if !c.is_null() {
+            // SAFETY: our live connection; TLS is dropped without a close_notify exchange
+            // (nothing waits for it), then nginx closes the socket and frees the connection.
+            unsafe {
+                if !(*c).ssl.is_null() {
+                    (*(*c).ssl).set_no_wait_shutdown(1);
+                    (*(*c).ssl).set_no_send_shutdown(1);
+                    nginx_sys::ngx_ssl_shutdown(c);
+                }
+                ngx_close_connection(c);
+            }
+        }
+        let pool = core::mem::replace(&mut self.pool, ptr::null_mut());
+        if !pool.is_null() {
+            // SAFETY: the pool was created for the closed connection and nothing uses it now.
+            unsafe { ngx_destroy_pool(pool) };
+        }
+    }
+
+    /// A connect in progress ended: did it work?
+    fn check_connect(&mut self) {
+        let mut err: c_int = 0;
+        let mut len = core::mem::size_of::<c_int>() as libc::socklen_t;
+        // SAFETY: c is our live connection; getsockopt writes one int.
+        let rc = unsafe {
+            libc::getsockopt(
+                (*self.conn).fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                ptr::addr_of_mut!(err).cast(),
+                &mut len,
+            )
+        };
+        if rc == -1 {
+            err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        }
+        if err != 0 {
+            self.connect_failed(probe_http::reason_for_errno(err));
+        } else {
+            self.connected();
+        }
+    }
+
+    /// A read or write event of the connection.
+    fn on_event(&mut self, write: bool) {
+        match self.step {
+            Step::Connecting => self.check_connect(),
+            Step::Writing if write => self.write(),
+            Step::Reading if !write => self.read(),
+            // Handshake events go to nginx's handler; others wait for their step.
+            _ => {}
+        }
+    }
+}
+
+/// Writes `addr` as a C socket address; returns its length.
+fn fill_sockaddr(out: &mut libc::sockaddr_storage, addr: SocketAddr) -> libc::socklen_t {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    *out = unsafe { core::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in.
+            let sin =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as _;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            core::mem::size_of::<libc::sockaddr_in>() as _
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in6.
+            let sin6 =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as _;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            core::mem::size_of::<libc::sockaddr_in6>() as _
+        }
+    }
+}
+
+/// Runs `f` on the target an event belongs to, catching panics at the FFI boundary.
+fn with_target(t: *mut Target, f: impl FnOnce(&mut Target)) {
+    // SAFETY: event data points at a boxed Target, alive until stop() deletes its timers and
+    // closes its connection (after which no event of it fires).
+    let Some(t) = (unsafe { t.as_mut() }) else {
+        return;
+    };
+    let log = t.log;
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))).is_err() {
+        error!(log, "status_alert: a probe failed unexpectedly");
+    }
+}
+
+/// Interval timer: start a probe and re-arm, unless nginx is exiting.
+extern "C" fn on_interval(ev: *mut ngx_event_t) {
+    // SAFETY: nginx passes the event it fired.
+    let t = unsafe { (*ev).data.cast::<Target>() };
+    with_target(t, |t| {
+        if exiting() {
+            t.end();
+            return;
+        }
+        // SAFETY: the interval event lives in the boxed target.
+        unsafe { nginx_sys::ngx_add_timer(&mut *t.interval, t.spec.interval_ms as ngx_msec_t) };
+        t.begin();
+    });
+}
+
+/// Deadline timer: the probe took `timeout=`.
+extern "C" fn on_deadline(ev: *mut ngx_event_t) {
+    // SAFETY: nginx passes the event it fired.
+    let t = unsafe { (*ev).data.cast::<Target>() };
+    with_target(t, |t| {
+        if t.step == Step::Idle {
+            return;
+        }
+        match t.reader.status() {
+            // The answer came; only the discarded rest was slow.
+            Some(_) => t.finish_with_status(),
+            None => t.finish(Some(Reason::Timeout)),
+        }
+    });
+}
+
+/// Read and write events of a probe connection.
+extern "C" fn on_conn_event(ev: *mut ngx_event_t) {
+    // SAFETY: nginx passes an event of a probe connection; its data is the connection, whose
+    // data is the target.
+    let (t, write) = unsafe {
+        let c = (*ev).data.cast::<ngx_connection_t>();
+        ((*c).data.cast::<Target>(), (*ev).write() != 0)
+    };
+    with_target(t, |t| t.on_event(write));
+}
+
+/// nginx's handshake handler calls this when the TLS handshake ends, either way.
+extern "C" fn on_handshake(c: *mut ngx_connection_t) {
+    // SAFETY: c is the probe connection whose data is the target.
+    let t = unsafe { (*c).data.cast::<Target>() };
+    with_target(t, |t| {
+        if t.step == Step::Handshake && t.conn == c {
+            t.handshake_done();
+        }
+    });
+}
