@@ -174,7 +174,6 @@ fn start_helper(
         .map(|d| NotifierConfig::new(d.url.clone()))
         .collect();
     // Probes run on this process's event loop (probe_net.rs), not in the helper.
-    let probes = Vec::new();
     let ctx = HelperContext {
         in_child: set_helper_title,
         zone: mcf.zone,
@@ -183,7 +182,7 @@ fn start_helper(
         log_level: unsafe { (*log).log_level },
     };
     // Forked while this process has no thread (see helper/mod.rs).
-    let mut helper = match Helper::start(destinations, probes, ctx) {
+    let mut helper = match Helper::start(destinations, ctx) {
         Ok(s) => s,
         Err(e) => {
             error!(log, "status_alert: cannot start the helper process: {e}");

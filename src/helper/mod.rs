@@ -1,14 +1,13 @@
-//! The helper process that runs webhook delivery and probes outside nginx's workers, and paces
-//! worker 0's evaluation.
+//! The helper process that runs webhook delivery outside nginx's workers, and paces worker 0's
+//! evaluation.
 //!
 //! A thread anywhere in a process makes glibc leave its single-threaded fast paths (locked
 //! malloc, cancellable syscalls): `ci/bench` measured +150 to +450 instructions per request in
-//! the worker that hosted the notifier and probe threads. So worker 0 forks one child at start,
-//! while it is still single-threaded, and the threads live there. They talk over two
-//! non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes, probe results and
+//! the worker that hosted the delivery threads. So worker 0 forks one child at start, while it
+//! is still single-threaded, and the delivery threads (one per destination) live there. They
+//! talk over two non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes and
 //! the queue depth come back, plus a tick every [`TICK_MS`] that wakes worker 0 through nginx's
-//! event loop, so worker 0 needs no timer of its own (a timer node in nginx's timer tree cost
-//! every request about 20-35 instructions). The helper never calls nginx (but for the `in_child`
+//! event loop for evaluation. (Probes run on worker 0's event loop itself: see `probe::net`.) The helper never calls nginx (but for the `in_child`
 //! hook its parent passes, which sets the process title).
 //!
 //! Lifecycle: the helper is double-forked, so it is no nginx process's child (nginx never
@@ -28,9 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::conf::probe_spec::ProbeSpec;
 use crate::notify::delivery::{DeliveryResult, Notifier, NotifierConfig, Outcome};
-use crate::probe::{ProbeResult, ProbeRunner, Reason};
+use crate::probe::{ProbeResult, Reason};
 use crate::zone::{Zone, MAX_DESTINATIONS};
 
 /// Bytes of payloads waiting for the pipe before the oldest are dropped.
@@ -226,11 +224,7 @@ impl Helper {
     /// is nobody's child in nginx (no `unknown process` in the error log, no pid to signal).
     /// It lives until its input pipe closes (worker 0 exits or dies), then delivers what is
     /// queued within [`SHUTDOWN_GRACE`], logging and counting those outcomes itself, and exits.
-    pub fn start(
-        destinations: Vec<NotifierConfig>,
-        probes: Vec<ProbeSpec>,
-        ctx: HelperContext,
-    ) -> io::Result<Helper> {
+    pub fn start(destinations: Vec<NotifierConfig>, ctx: HelperContext) -> io::Result<Helper> {
         let (down_r, down_w) = pipe()?;
         let (up_r, up_w) = pipe()?;
         let blocked = ChildSignalsBlocked::new();
@@ -252,13 +246,7 @@ impl Helper {
                 drop(up_r);
                 // A panic must never unwind back into the copy of nginx's event loop.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    child_main(
-                        File::from(down_r),
-                        File::from(up_w),
-                        destinations,
-                        probes,
-                        ctx,
-                    )
+                    child_main(File::from(down_r), File::from(up_w), destinations, ctx)
                 }));
                 // SAFETY: leave without running the inherited process's exit handlers.
                 unsafe { libc::_exit(70) }
@@ -551,7 +539,6 @@ fn child_main(
     mut down: File,
     mut up: File,
     destinations: Vec<NotifierConfig>,
-    probes: Vec<ProbeSpec>,
     ctx: HelperContext,
 ) -> ! {
     (ctx.in_child)();
@@ -581,11 +568,6 @@ fn child_main(
             }
         })
         .collect();
-    let runner = if probes.is_empty() {
-        None
-    } else {
-        ProbeRunner::start(probes).ok()
-    };
 
     let tick = Duration::from_millis(TICK_MS);
     let mut next_tick = Instant::now();
@@ -639,11 +621,6 @@ fn child_main(
             alive &= send(&Report::QueueDepth(depth as u64));
             last_depth = depth;
         }
-        if let Some(r) = &runner {
-            for p in r.results() {
-                alive &= send(&Report::Probe(p));
-            }
-        }
         if closed || !alive {
             break;
         }
@@ -652,9 +629,6 @@ fn child_main(
     // (and by an alarm, should a thread refuse to let go).
     // SAFETY: alarm has no preconditions; SIGALRM is at its default action (terminate).
     unsafe { libc::alarm(SHUTDOWN_GRACE.as_secs() as u32 + 3) };
-    if let Some(r) = runner {
-        r.stop();
-    }
     let orphan = Orphan {
         zone: ctx.zone,
         log_level: ctx.log_level,

@@ -23,10 +23,10 @@ use nginx_sys::{
     NGX_AGAIN, NGX_DECLINED, NGX_OK,
 };
 
-use crate::conf::{MainConf, ProbeConf};
-use crate::probe::{ProbeResult, Reason};
-use crate::probe::http::{self as probe_http, ResponseReader};
 use crate::conf::probe_spec::{ProbeSpec, Scheme};
+use crate::conf::{MainConf, ProbeConf};
+use crate::probe::http::{self as probe_http, ResponseReader};
+use crate::probe::{ProbeResult, Reason};
 
 /// The first probe of each target starts within this much of process start (spread evenly).
 const MAX_START_DELAY_MS: u64 = 1000;

@@ -4,8 +4,8 @@
 //! A peer is kept out while one of its probes says DOWN, unless every peer of the upstream is
 //! DOWN: then all are used again (fail open), since sending to a DOWN peer beats having none.
 
-use crate::evaluate::event::{AlertEvent, EventDetail};
 use crate::conf::probe_spec::ProbeSpec;
+use crate::evaluate::event::{AlertEvent, EventDetail};
 
 /// The `mark_down=on` targets of one upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
