@@ -213,26 +213,8 @@ fn two_hosts_one_incident_one_notification() {
     let web2 = nginx_host();
 
     // Alertmanager, no clustering.
-    let am_port = free_port();
-    fs::create_dir_all(dir.join("am-data")).unwrap();
-    fs::write(
-        dir.join("alertmanager.yml"),
-        test_alertmanager_config(&discord.url(DISCORD_PATH)),
-    )
-    .unwrap();
-    let mut am = Proc::spawn(
-        "alertmanager",
-        Command::new(ALERTMANAGER)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", dir.join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-        &dir,
-    );
-    am.wait_ready(am_port, "/-/ready");
+    let (am, am_port) =
+        start_alertmanager(&dir, test_alertmanager_config(&discord.url(DISCORD_PATH)));
 
     // Prometheus scraping both hosts every second.
     let prom_port = free_port();
@@ -423,14 +405,10 @@ scrape_configs:
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Starts Alertmanager with the shipped routing tree pointed at `receiver_url`, fast group
-/// timings for a test; returns it and its port.
-fn start_alertmanager(dir: &Path, receiver_url: &str) -> (Proc, u16) {
+/// Starts Alertmanager (no clustering) with `config`; returns it and its port.
+fn start_alertmanager(dir: &Path, config: String) -> (Proc, u16) {
     let port = free_port();
     fs::create_dir_all(dir.join("am-data")).unwrap();
-    let config =
-        test_alertmanager_config(receiver_url).replace("group_interval: 5m", "group_interval: 2s");
-    assert!(config.contains("group_interval: 2s"));
     fs::write(dir.join("alertmanager.yml"), config).unwrap();
     let mut am = Proc::spawn(
         "alertmanager",
@@ -475,7 +453,11 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
     }
     let dir = unique_temp_dir("fleet-am");
     let discord = Upstream::start();
-    let (am, am_port) = start_alertmanager(&dir, &discord.url(DISCORD_PATH));
+    // The shipped routing tree, with a group interval short enough to see the resolution.
+    let config = test_alertmanager_config(&discord.url(DISCORD_PATH))
+        .replace("group_interval: 5m", "group_interval: 2s");
+    assert!(config.contains("group_interval: 2s"));
+    let (am, am_port) = start_alertmanager(&dir, config);
     let host = || {
         Nginx::start(
             &format!(
