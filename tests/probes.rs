@@ -61,39 +61,6 @@ fn probe_args(url: &str, extra: &str) -> String {
     .to_string()
 }
 
-fn opts(worker_processes: u32) -> NginxOpts {
-    NginxOpts {
-        worker_processes,
-        ..Default::default()
-    }
-}
-
-/// Prometheus metrics, parsed.
-fn prom(nginx: &Nginx) -> Vec<Sample> {
-    let resp = http_get(nginx.port, "/status_metrics");
-    assert_eq!(resp.status, 200, "/status_metrics: {}", resp.text());
-    parse_prometheus(&resp.text())
-}
-
-/// `nginx_probe_up{probe="be",target=TARGET}`; None while absent.
-fn probe_up(nginx: &Nginx, target: &str) -> Option<f64> {
-    metric(
-        &prom(nginx),
-        "nginx_probe_up",
-        &[("probe", "be"), ("target", target)],
-    )
-}
-
-/// `nginx_probe_failures_total{probe="be",target=TARGET,reason=REASON}` (0 when absent).
-fn probe_failures(nginx: &Nginx, target: &str, reason: &str) -> f64 {
-    metric(
-        &prom(nginx),
-        "nginx_probe_failures_total",
-        &[("probe", "be"), ("target", target), ("reason", reason)],
-    )
-    .unwrap_or(0.0)
-}
-
 /// One embed of a received webhook message.
 #[derive(Clone, Debug)]
 struct Embed {
@@ -199,7 +166,7 @@ fn probe_upstream_health(extra: &str) -> (Upstream, WebhookReceiver, String, Ngi
     let target = upstream.url("/health");
     let nginx = Nginx::start(
         &http_block(Some(&rx.url()), &probe_args(&target, extra)),
-        opts(2),
+        NginxOpts::workers(2),
     );
     (upstream, rx, target, nginx)
 }
@@ -207,7 +174,7 @@ fn probe_upstream_health(extra: &str) -> (Upstream, WebhookReceiver, String, Ngi
 /// Waits until `target` is reported up in the metrics.
 fn wait_until_up(nginx: &Nginx, rx: &WebhookReceiver, target: &str) {
     assert!(
-        wait_until(Duration::from_secs(5), || probe_up(nginx, target)
+        wait_until(Duration::from_secs(5), || probe_up(nginx, "be", target)
             == Some(1.0)),
         "target never reported up{}",
         report(nginx, Some(rx))
@@ -259,7 +226,7 @@ fn healthy_target_is_probed_silently() {
         "a healthy target must not produce any webhook call{}",
         report(&nginx, Some(&rx))
     );
-    assert_eq!(probe_up(&nginx, &target), Some(1.0), "nginx_probe_up");
+    assert_eq!(probe_up(&nginx, "be", &target), Some(1.0), "nginx_probe_up");
     let samples = prom(&nginx);
     let duration = metric(
         &samples,
@@ -349,11 +316,11 @@ fn status_503_down_then_up_after_passes() {
         down.color
     );
     assert_eq!(
-        probe_up(&nginx, &target),
+        probe_up(&nginx, "be", &target),
         Some(0.0),
         "nginx_probe_up after DOWN"
     );
-    assert!(probe_failures(&nginx, &target, "status") >= 1.0);
+    assert!(probe_failures(&nginx, "be", &target, "status") >= 1.0);
 
     // Fix it right after a (failed) probe, so the next two probes are the first two successes.
     next_probe(&upstream);
@@ -396,7 +363,7 @@ fn status_503_down_then_up_after_passes() {
         up.color
     );
     assert_eq!(
-        probe_up(&nginx, &target),
+        probe_up(&nginx, "be", &target),
         Some(1.0),
         "nginx_probe_up after UP"
     );
@@ -430,7 +397,7 @@ fn tcp_probe_of_closed_port_is_refused() {
     let t0 = Instant::now();
     let nginx = Nginx::start(
         &http_block(Some(&rx.url()), &probe_args(&target, "")),
-        opts(2),
+        NginxOpts::workers(2),
     );
     // The first probe runs within ~1.1s of the worker's start and fails at once.
     let down = wait_for_embed(&rx, "DOWN ", PATIENCE)
@@ -449,21 +416,22 @@ fn tcp_probe_of_closed_port_is_refused() {
         "DOWN title"
     );
 
-    let f1 = probe_failures(&nginx, &target, "refused");
+    let f1 = probe_failures(&nginx, "be", &target, "refused");
     assert!(f1 >= 1.0, "refused failures {f1}");
     assert!(
-        wait_until(INTERVAL * 3, || probe_failures(&nginx, &target, "refused")
-            > f1),
+        wait_until(INTERVAL * 3, || probe_failures(
+            &nginx, "be", &target, "refused"
+        ) > f1),
         "nginx_probe_failures_total{{reason=\"refused\"}} stuck at {f1}"
     );
     for other in ["timeout", "status", "reset", "tls", "dns"] {
         assert_eq!(
-            probe_failures(&nginx, &target, other),
+            probe_failures(&nginx, "be", &target, other),
             0.0,
             "reason {other}"
         );
     }
-    assert_eq!(probe_up(&nginx, &target), Some(0.0));
+    assert_eq!(probe_up(&nginx, "be", &target), Some(0.0));
 
     // Still down: no second DOWN over further intervals.
     thread::sleep((INTERVAL * 3).saturating_sub(down.at.elapsed()));
@@ -512,7 +480,7 @@ fn hanging_target_times_out_without_blocking_requests() {
     }
     // One worker: it runs the probes and serves every request, so if a probe stalled its
     // event loop, the latency measurement below could not land on another worker.
-    let one_worker = opts(1);
+    let one_worker = NginxOpts::workers(1);
 
     // Baseline: the same setup probing a healthy target.
     let upstream = Upstream::start();
@@ -524,7 +492,7 @@ fn hanging_target_times_out_without_blocking_requests() {
             one_worker.clone(),
         );
         assert!(
-            wait_until(Duration::from_secs(5), || probe_up(&nginx, &healthy)
+            wait_until(Duration::from_secs(5), || probe_up(&nginx, "be", &healthy)
                 == Some(1.0)),
             "baseline target never up{}",
             report(&nginx, Some(&rx))
@@ -547,7 +515,7 @@ fn hanging_target_times_out_without_blocking_requests() {
         down.at.duration_since(t0)
     );
     assert_eq!(down.title, format!("DOWN be: {target} (timed out)"));
-    assert!(probe_failures(&nginx, &target, "timeout") >= 1.0);
+    assert!(probe_failures(&nginx, "be", &target, "timeout") >= 1.0);
     let duration = metric(
         &prom(&nginx),
         "nginx_probe_duration_seconds",
@@ -632,7 +600,7 @@ fn four_workers_and_reload_announce_down_once() {
     let rx = WebhookReceiver::start();
     let nginx = Nginx::start(
         &http_block(Some(&rx.url()), &probe_args(&target, "")),
-        opts(4),
+        NginxOpts::workers(4),
     );
     let down = wait_for_embed(&rx, "DOWN ", PATIENCE)
         .unwrap_or_else(|| panic!("no DOWN within {PATIENCE:?}{}", report(&nginx, Some(&rx))));
@@ -677,7 +645,7 @@ fn four_workers_and_reload_announce_down_once() {
         report(&nginx, Some(&rx))
     );
     assert_eq!(
-        probe_up(&nginx, &target),
+        probe_up(&nginx, "be", &target),
         Some(0.0),
         "still down after reload"
     );
@@ -696,7 +664,10 @@ fn without_webhook_down_is_logged_at_warn() {
     }
     let port = closed_port();
     let target = format!("http://127.0.0.1:{port}/health");
-    let nginx = Nginx::start(&http_block(None, &probe_args(&target, "")), opts(2));
+    let nginx = Nginx::start(
+        &http_block(None, &probe_args(&target, "")),
+        NginxOpts::workers(2),
+    );
     let needle = "status_alert: DOWN be:";
     assert!(
         nginx.wait_for_log(needle, PATIENCE),
@@ -777,11 +748,11 @@ fn fails_3_needs_three_consecutive_failures() {
             report(&nginx, Some(&rx))
         );
         assert_eq!(
-            probe_up(&nginx, &target),
+            probe_up(&nginx, "be", &target),
             Some(1.0),
             "still up after {n} failure(s)"
         );
-        assert_eq!(probe_failures(&nginx, &target, "status"), n as f64);
+        assert_eq!(probe_failures(&nginx, "be", &target, "status"), n as f64);
     }
 
     let down = wait_for_embed(&rx, "DOWN ", PATIENCE)
@@ -806,7 +777,7 @@ fn fails_3_needs_three_consecutive_failures() {
         "{}",
         down.title
     );
-    assert_eq!(probe_up(&nginx, &target), Some(0.0));
+    assert_eq!(probe_up(&nginx, "be", &target), Some(0.0));
     assert_eq!(embeds(&rx).len(), 1, "{}", report(&nginx, Some(&rx)));
     assert_no_violations(&rx);
     nginx.assert_log_clean();
@@ -842,7 +813,7 @@ fn json_metrics_show_probe_down() {
     let t0 = Instant::now();
     let nginx = Nginx::start(
         &http_block(Some(&rx.url()), &format!("{target} interval=3s timeout=2s")),
-        opts(2),
+        NginxOpts::workers(2),
     );
     let before = json_probe(&nginx, &target);
     let samples = prom(&nginx);
@@ -878,7 +849,11 @@ fn json_metrics_show_probe_down() {
         (1.8..4.0).contains(&duration),
         "duration_seconds of a 2s timeout: {after}"
     );
-    assert_eq!(probe_up(&nginx, &target), Some(0.0), "Prometheus agrees");
+    assert_eq!(
+        probe_up(&nginx, "be", &target),
+        Some(0.0),
+        "Prometheus agrees"
+    );
     assert_no_violations(&rx);
     nginx.assert_log_clean();
 }

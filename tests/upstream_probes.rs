@@ -53,36 +53,6 @@ fn upstream_block(ports: &[u16], extra: &str) -> String {
     format!("upstream backend {{\n{extra}{servers}}}")
 }
 
-fn opts(worker_processes: u32) -> NginxOpts {
-    NginxOpts {
-        worker_processes,
-        ..Default::default()
-    }
-}
-
-fn prom(nginx: &Nginx) -> Vec<Sample> {
-    let resp = http_get(nginx.port, "/status_metrics");
-    assert_eq!(resp.status, 200, "/status_metrics: {}", resp.text());
-    parse_prometheus(&resp.text())
-}
-
-fn probe_up(nginx: &Nginx, target: &str) -> Option<f64> {
-    metric(
-        &prom(nginx),
-        "nginx_probe_up",
-        &[("probe", "be"), ("target", target)],
-    )
-}
-
-fn probe_failures(nginx: &Nginx, target: &str, reason: &str) -> f64 {
-    metric(
-        &prom(nginx),
-        "nginx_probe_failures_total",
-        &[("probe", "be"), ("target", target), ("reason", reason)],
-    )
-    .unwrap_or(0.0)
-}
-
 /// Titles of every embed received so far, in arrival order.
 fn titles(rx: &WebhookReceiver) -> Vec<String> {
     rx.messages_with_time()
@@ -133,7 +103,7 @@ fn upstream_probe_downs_only_the_failing_peer() {
             &upstream_block(&ports, ""),
             "upstream=backend uri=/health interval=1s timeout=500ms",
         ),
-        opts(2),
+        NginxOpts::workers(2),
     );
     let target = |i: usize| format!("http://127.0.0.1:{}/health", ports[i]);
     let want = format!("DOWN be: {} (unexpected status 503)", target(1));
@@ -145,10 +115,10 @@ fn upstream_probe_downs_only_the_failing_peer() {
     // Three more probe rounds: still exactly that one message.
     thread::sleep(Duration::from_secs(3));
     assert_eq!(titles(&rx), vec![want], "{}", report(&nginx, &rx));
-    assert_eq!(probe_up(&nginx, &target(0)), Some(1.0));
-    assert_eq!(probe_up(&nginx, &target(1)), Some(0.0));
-    assert_eq!(probe_up(&nginx, &target(2)), Some(1.0));
-    assert!(probe_failures(&nginx, &target(1), "status") >= 3.0);
+    assert_eq!(probe_up(&nginx, "be", &target(0)), Some(1.0));
+    assert_eq!(probe_up(&nginx, "be", &target(1)), Some(0.0));
+    assert_eq!(probe_up(&nginx, "be", &target(2)), Some(1.0));
+    assert!(probe_failures(&nginx, "be", &target(1), "status") >= 3.0);
     for (i, p) in peers.iter().enumerate() {
         assert!(
             p.hits("/health") >= 3,
@@ -189,7 +159,7 @@ fn silent_peer_times_out_without_delaying_requests() {
             &upstream_block(&[healthy.port, hang_port], ""),
             "upstream=backend uri=/health interval=1s timeout=500ms",
         ),
-        opts(1),
+        NginxOpts::workers(1),
     );
     let target = format!("http://127.0.0.1:{hang_port}/health");
     let want = format!("DOWN be: {target} (timed out)");
@@ -198,7 +168,7 @@ fn silent_peer_times_out_without_delaying_requests() {
         "no {want:?}{}",
         report(&nginx, &rx)
     );
-    assert!(probe_failures(&nginx, &target, "timeout") >= 1.0);
+    assert!(probe_failures(&nginx, "be", &target, "timeout") >= 1.0);
     let duration = metric(
         &prom(&nginx),
         "nginx_probe_duration_seconds",
@@ -229,7 +199,7 @@ fn silent_peer_times_out_without_delaying_requests() {
         slowest < Duration::from_millis(250),
         "a request took {slowest:?} while a probe hung: is the event loop blocked?"
     );
-    assert_eq!(probe_up(&nginx, &healthy.url("/health")), Some(1.0));
+    assert_eq!(probe_up(&nginx, "be", &healthy.url("/health")), Some(1.0));
     nginx.assert_log_clean();
 }
 
@@ -251,7 +221,7 @@ fn no_nginx_process_runs_a_thread_for_probes() {
         ports[2]
     );
     let block = http_block(&rx.url(), &upstream_block(&ports, ""), &probes);
-    let nginx = Nginx::start(&block, opts(2));
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
     assert!(
         wait_until(PATIENCE, || peers.iter().all(|p| p.hits("/health") >= 2)),
         "every peer probed twice{}",
@@ -276,7 +246,7 @@ fn no_nginx_process_runs_a_thread_for_probes() {
         assert!(n.unwrap_or(0) <= 3, "helper {pid} runs {n:?} threads");
     }
     assert_eq!(
-        probe_up(&nginx, &format!("tcp://127.0.0.1:{}", ports[2])),
+        probe_up(&nginx, "be", &format!("tcp://127.0.0.1:{}", ports[2])),
         Some(1.0)
     );
     nginx.assert_log_clean();
@@ -345,7 +315,7 @@ server {{
 "#,
         webhook = rx.url()
     );
-    let nginx = Nginx::start(&block, opts(1));
+    let nginx = Nginx::start(&block, NginxOpts::workers(1));
     let port2 = nginx.conf().lines().find_map(|l| {
         l.trim()
             .strip_prefix("listen 127.0.0.1:")?
@@ -357,7 +327,7 @@ server {{
     let lax = format!("https://localhost:{port2}/ok");
     let strict = format!("https://localhost:{port2}/ok?v");
     assert!(
-        wait_until(PATIENCE, || probe_up(&nginx, &lax) == Some(1.0)),
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &lax) == Some(1.0)),
         "https probe with tls_verify=off never up{}",
         report(&nginx, &rx)
     );
@@ -367,8 +337,8 @@ server {{
         "no {want:?}{}",
         report(&nginx, &rx)
     );
-    assert!(probe_failures(&nginx, &strict, "tls") >= 1.0);
-    assert_eq!(probe_failures(&nginx, &lax, "tls"), 0.0);
+    assert!(probe_failures(&nginx, "be", &strict, "tls") >= 1.0);
+    assert_eq!(probe_failures(&nginx, "be", &lax, "tls"), 0.0);
     nginx.assert_log_clean();
 }
 
@@ -467,7 +437,7 @@ fn mark_down_takes_a_down_peer_out_of_rotation_and_fails_open() {
         &upstream_block(&ports, "    zone backend 64k;\n"),
         probe,
     );
-    let nginx = Nginx::start(&block, opts(2));
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
     assert!(
         wait_until(PATIENCE, || peer_down_metric(&nginx, ports[1]) == Some(1.0)),
         "peer never marked down{}",
@@ -537,7 +507,10 @@ fn mark_down_leaves_no_peer_down_after_the_directive_is_removed() {
     let rx = WebhookReceiver::start();
     let upstream = upstream_block(&ports, "    zone backend 64k;\n");
     let marking = "upstream=backend uri=/health interval=1s timeout=500ms mark_down=on";
-    let nginx = Nginx::start(&http_block(&rx.url(), &upstream, marking), opts(2));
+    let nginx = Nginx::start(
+        &http_block(&rx.url(), &upstream, marking),
+        NginxOpts::workers(2),
+    );
     assert!(
         wait_until(PATIENCE, || peer_down_metric(&nginx, ports[0]) == Some(1.0)),
         "peer never marked down{}",
@@ -578,13 +551,13 @@ fn unresolvable_host_fails_as_dns_every_interval() {
         &format!("{target} interval=1s timeout=500ms"),
     );
     // Not an error: `nginx -t` passes and warns.
-    let (ok, out) = Nginx::test_config(&block, opts(1));
+    let (ok, out) = Nginx::test_config(&block, NginxOpts::workers(1));
     assert!(ok, "{out}");
     assert!(
         out.contains("[warn]") && out.contains(&format!("host not found in \"{target}\"")),
         "{out}"
     );
-    let nginx = Nginx::start(&block, opts(1));
+    let nginx = Nginx::start(&block, NginxOpts::workers(1));
     let want = format!("DOWN be: {target} (DNS lookup failed)");
     assert!(
         wait_until(PATIENCE, || titles(&rx).contains(&want)),
@@ -592,7 +565,8 @@ fn unresolvable_host_fails_as_dns_every_interval() {
         report(&nginx, &rx)
     );
     assert!(
-        wait_until(PATIENCE, || probe_failures(&nginx, target, "dns") >= 2.0),
+        wait_until(PATIENCE, || probe_failures(&nginx, "be", target, "dns")
+            >= 2.0),
         "dns failures every interval"
     );
 }
@@ -611,7 +585,7 @@ fn quit_during_a_hanging_probe_is_prompt_and_clean() {
             &upstream_block(&[hang_port], ""),
             "upstream=backend uri=/health interval=20s timeout=10s",
         ),
-        opts(2),
+        NginxOpts::workers(2),
     );
     assert!(
         wait_until(Duration::from_secs(5), || hanging.accepted() >= 1),

@@ -38,6 +38,14 @@ impl Default for NginxOpts {
 }
 
 impl NginxOpts {
+    /// Defaults with `worker_processes n`.
+    pub fn workers(n: u32) -> Self {
+        NginxOpts {
+            worker_processes: n,
+            ..Default::default()
+        }
+    }
+
     /// Defaults without `load_module`: a vanilla nginx, for harness tests.
     pub fn plain() -> Self {
         NginxOpts {

@@ -215,3 +215,29 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
         String::from_utf8_lossy(&out.stderr)
     ))
 }
+
+/// nginx's `/status_metrics`, parsed (the tests' usual metrics location).
+pub fn prom(nginx: &super::Nginx) -> Vec<Sample> {
+    let resp = super::http_get(nginx.port, "/status_metrics");
+    assert_eq!(resp.status, 200, "/status_metrics: {}", resp.text());
+    parse_prometheus(&resp.text())
+}
+
+/// `nginx_probe_up{probe,target}`; `None` while absent.
+pub fn probe_up(nginx: &super::Nginx, probe: &str, target: &str) -> Option<f64> {
+    metric(
+        &prom(nginx),
+        "nginx_probe_up",
+        &[("probe", probe), ("target", target)],
+    )
+}
+
+/// `nginx_probe_failures_total{probe,target,reason}` (0 when absent).
+pub fn probe_failures(nginx: &super::Nginx, probe: &str, target: &str, reason: &str) -> f64 {
+    metric(
+        &prom(nginx),
+        "nginx_probe_failures_total",
+        &[("probe", probe), ("target", target), ("reason", reason)],
+    )
+    .unwrap_or(0.0)
+}
