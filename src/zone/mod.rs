@@ -411,6 +411,80 @@ pub fn payload_for_shm_size(size: usize, pagesize: usize) -> usize {
     (size.saturating_sub(2 * pagesize) / (pagesize + 64)).saturating_sub(4) * pagesize
 }
 
+/// What decides the primary zone's size: `status_alert_zone` (size and where it was set) or
+/// automatic sizing, the configuration's keys, and the previous configuration's zones.
+pub struct SizePlan<'a> {
+    /// `status_alert_zone SIZE` and its `file:line`.
+    pub explicit: Option<(usize, &'a str)>,
+    /// Keys of the NAMEs.
+    pub names: &'a [&'a [u8]],
+    /// Keys of the probe targets.
+    pub probes: &'a [&'a [u8]],
+    /// The previous configuration's zones, with their sizes.
+    pub old: &'a [(usize, Zone)],
+    /// The system page size.
+    pub pagesize: usize,
+}
+
+impl SizePlan<'_> {
+    /// The size: an explicit one if the configuration fits (in the zone of that size that will
+    /// be reused, or in a fresh one); automatically, the running primary's while it has room,
+    /// else a fresh size with headroom that no old zone unable to hold us has.
+    pub fn size(&self, alive: impl Fn(u32) -> bool + Copy) -> Result<usize, String> {
+        let (names, probes) = (self.names, self.probes);
+        let fits_old = |size: usize| {
+            self.old
+                .iter()
+                .find(|(s, _)| *s == size)
+                .map(|(_, z)| z.check(names, probes, alive))
+        };
+        if let Some((size, place)) = self.explicit {
+            let need = zone_size(names.len(), probes.len());
+            return match fits_old(size) {
+                Some(Err(full)) => Err(format!(
+                    "status_alert_zone {}k cannot hold {} names and {} probes: it {full} (slots \
+                     of removed names are reused once the workers that count into them have \
+                     exited) in {place}",
+                    size / 1024,
+                    names.len(),
+                    probes.len(),
+                )),
+                Some(Ok(())) => Ok(size),
+                None if payload_for_shm_size(size, self.pagesize) >= need => Ok(size),
+                None => Err(format!(
+                    "status_alert_zone: size {}k is too small for {} names and {} probes, at \
+                     least {}k is needed in {place}",
+                    size / 1024,
+                    names.len(),
+                    probes.len(),
+                    shm_size_for_payload(need, self.pagesize).div_ceil(1024)
+                )),
+            };
+        }
+        let primary = self
+            .old
+            .iter()
+            .find(|(_, z)| z.header().superseded.load(Relaxed) == 0);
+        if let Some((size, _)) = primary {
+            if fits_old(*size) == Some(Ok(())) {
+                return Ok(*size);
+            }
+        }
+        let probe_capacity = if probes.is_empty() {
+            0
+        } else {
+            auto_capacity(probes.len())
+        };
+        let payload = zone_size(auto_capacity(names.len()), probe_capacity);
+        let mut size = shm_size_for_payload(payload, self.pagesize);
+        // Never land on an old zone's size that cannot hold us (it would be reused).
+        while fits_old(size).is_some_and(|r| r.is_err()) {
+            size += self.pagesize;
+        }
+        Ok(size)
+    }
+}
+
 /// Which slot a key gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pick {
@@ -1349,6 +1423,44 @@ mod tests {
         a.window_seq.fetch_add(1, Relaxed);
         a.window_errors.store(50, Relaxed);
         assert_eq!(a.window(), (10, 10));
+    }
+
+    #[test]
+    fn size_plan_keeps_a_zone_with_room_and_grows_past_one_without() {
+        let page = 4096;
+        let names: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
+        let few: Vec<&[u8]> = names[..3].iter().map(|n| n.as_bytes()).collect();
+        let many: Vec<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
+        let plan = |names: &[&[u8]], old: &[(usize, Zone)], explicit| {
+            SizePlan {
+                explicit,
+                names,
+                probes: &[],
+                old,
+                pagesize: page,
+            }
+            .size(nobody)
+        };
+        let first = plan(&few, &[], None).unwrap();
+        let buf = Buf::new(payload_for_shm_size(first, page));
+        let z = buf.zone();
+        z.claim(&few, &[], nobody).unwrap();
+        let old = [(first, z)];
+        assert_eq!(
+            plan(&few, &old, None),
+            Ok(first),
+            "same configuration: same zone"
+        );
+        let grown = plan(&many, &old, None).unwrap();
+        assert!(grown > first, "40 NAMEs do not fit the zone made for 3");
+        // Explicit sizes: too small is an error naming the place; the old zone is checked.
+        let err = plan(&many, &[], Some((64 * 1024, "nginx.conf:3"))).unwrap_err();
+        assert!(
+            err.contains("too small") && err.contains("nginx.conf:3"),
+            "{err}"
+        );
+        let err = plan(&many, &old, Some((first, "nginx.conf:4"))).unwrap_err();
+        assert!(err.contains("cannot hold 40 names"), "{err}");
     }
 
     #[test]

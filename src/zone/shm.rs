@@ -11,6 +11,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
+use core::sync::atomic::Ordering::Relaxed;
 
 use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t,
@@ -19,7 +20,7 @@ use nginx_sys::{
 use ngx::http::{HttpModule, HttpModuleMainConf};
 
 use crate::conf::{Draining, MainConf, OldZone};
-use crate::zone::{self, payload_for_shm_size, shm_size_for_payload, Zone};
+use crate::zone::{self, payload_for_shm_size, Zone};
 use crate::HttpStatusAlertModule;
 
 /// Prefix of the zones' names in nginx's list of shared memory zones.
@@ -76,61 +77,19 @@ unsafe fn our_zones(cycle: *const ngx_cycle_t) -> Vec<(String, usize, Zone)> {
 /// The primary zone's size for this configuration.
 fn plan_size(mcf: &MainConf, old: &[(String, usize, Zone)]) -> Result<usize, String> {
     let (names, probes) = mcf.keys();
-    let (names, probes) = (as_slices(&names), as_slices(&probes));
-    let fits_old = |size: usize| {
-        old.iter()
-            .find(|(_, s, _)| *s == size)
-            .map(|(_, _, z)| z.check(&names, &probes, process_alive))
+    let old: Vec<(usize, Zone)> = old.iter().map(|(_, size, z)| (*size, *z)).collect();
+    let plan = zone::SizePlan {
+        explicit: mcf
+            .zone_size
+            .as_ref()
+            .map(|(size, place)| (*size, place.as_str())),
+        names: &as_slices(&names),
+        probes: &as_slices(&probes),
+        old: &old,
+        pagesize: pagesize(),
     };
-    if let Some((size, place)) = &mcf.zone_size {
-        let need = zone::zone_size(names.len(), probes.len());
-        return match fits_old(*size) {
-            Some(Err(full)) => Err(format!(
-                "status_alert_zone {}k cannot hold {} names and {} probes: it {full} (slots of \
-                 removed names are reused once the workers that count into them have exited) \
-                 in {place}",
-                size / 1024,
-                names.len(),
-                probes.len(),
-            )),
-            Some(Ok(())) => Ok(*size),
-            None if payload_for_shm_size(*size, pagesize()) >= need => Ok(*size),
-            None => Err(format!(
-                "status_alert_zone: size {}k is too small for {} names and {} probes, at \
-                 least {}k is needed in {place}",
-                size / 1024,
-                names.len(),
-                probes.len(),
-                shm_size_for_payload(need, pagesize()).div_ceil(1024)
-            )),
-        };
-    }
-    // Automatic: keep the running primary while it has room, else size anew with headroom.
-    let primary = old
-        .iter()
-        .find(|(_, _, z)| z.header().superseded.load(Relaxed) == 0);
-    if let Some((_, size, _)) = primary {
-        if fits_old(*size) == Some(Ok(())) {
-            return Ok(*size);
-        }
-    }
-    let payload = zone::zone_size(
-        zone::auto_capacity(names.len()),
-        if probes.is_empty() {
-            0
-        } else {
-            zone::auto_capacity(probes.len())
-        },
-    );
-    let mut size = shm_size_for_payload(payload, pagesize());
-    // Never land on an old zone's size that cannot hold us (it would be reused).
-    while fits_old(size).is_some_and(|r| r.is_err()) {
-        size += pagesize();
-    }
-    Ok(size)
+    plan.size(process_alive)
 }
-
-use core::sync::atomic::Ordering::Relaxed;
 
 fn as_slices(keys: &[Vec<u8>]) -> Vec<&[u8]> {
     keys.iter().map(Vec::as_slice).collect()
