@@ -10,5 +10,6 @@ ci/ on sys.path, which ci/bench does.
   throughput.py  2. throughput ratio
   scrape.py      3. scrape cost
   memory.py      4. shared memory per NAME
+  probes.py      5. 1,000 TCP probe targets: threads, worker CPU, memory per target, p99
   report.py      report.md tables
 """

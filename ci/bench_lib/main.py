@@ -4,7 +4,8 @@ Measures, against the same nginx binary with and without the module:
   1. instructions per request under callgrind (ab -k, exactly N requests between -z and -d),
   2. the throughput ratio under wrk (vanilla and module alternately, paired rounds),
   3. the cost of scraping /status_metrics with many NAMEs, and plain-request p99 meanwhile,
-  4. the shared memory per NAME (size of the status_alert zone mapping).
+  4. the shared memory per NAME (size of the status_alert zone mapping),
+  5. what 1,000 TCP probe targets at interval=1s cost: threads, worker CPU, zone size, p99.
 Writes target/bench/report.md and report.json and prints the table.
 
 Every process it starts runs in its own process group and is ended on exit, also on SIGTERM /
@@ -25,6 +26,7 @@ from pathlib import Path
 from .callgrind import bench_callgrind
 from .memory import bench_memory
 from .nginx import Nginx
+from .probes import bench_probes
 from .procs import PROCS, StepFailed, log, run
 from .receiver import Receiver
 from .report import report
@@ -32,6 +34,7 @@ from .scrape import bench_scrape
 from .throughput import bench_throughput
 
 REPO = Path(__file__).resolve().parent.parent.parent
+SECTIONS = ("callgrind", "throughput", "scrape", "memory", "probes")
 
 
 def describe_machine(args, results):
@@ -61,7 +64,7 @@ def main():
     ap.add_argument("--release", action="store_true", help="measure the release build (default for a full run)")
     ap.add_argument("--debug", action="store_true", help="measure the debug build (default with --quick)")
     ap.add_argument("--out", default=str(REPO / "target" / "bench"), help="output directory")
-    ap.add_argument("--only", default="callgrind,throughput,scrape,memory",
+    ap.add_argument("--only", default=",".join(SECTIONS),
                     help="comma list of sections to run (default: all)")
     ap.add_argument("--callgrind-requests", type=int, help="ab -n under callgrind (20000; quick 2000)")
     ap.add_argument("--callgrind-warmup", type=int, help="warm-up requests (500; quick 200)")
@@ -70,6 +73,10 @@ def main():
     ap.add_argument("--names", type=int, help="NAMEs for scrape and memory (1000; quick 100)")
     ap.add_argument("--scrapes", type=int, help="sequential scrapes timed (20; quick 5)")
     ap.add_argument("--scrape-seconds", type=int, help="seconds of wrk with/without scraping (5; quick 1)")
+    ap.add_argument("--probe-targets", type=int, help="TCP probe targets at interval=1s (1000; quick 20)")
+    ap.add_argument("--probe-seconds", type=int, help="seconds of CPU measured with the probes idle (10; quick 2)")
+    ap.add_argument("--probe-rounds", type=int,
+                    help="wrk rounds (of --round-seconds) with and without the probes (3; quick 1)")
     ap.add_argument("--top", type=int, default=10, help="module functions listed")
     args = ap.parse_args()
 
@@ -82,15 +89,20 @@ def main():
         "names": (1000, 100),
         "scrapes": (20, 5),
         "scrape_seconds": (5, 1),
+        "probe_targets": (1000, 20),
+        "probe_seconds": (10, 2),
+        "probe_rounds": (3, 1),
     }
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick if q else full)
     if args.names < 2:
         ap.error("--names must be at least 2")
+    if args.probe_targets < 1 or args.probe_seconds < 1 or args.probe_rounds < 1:
+        ap.error("--probe-targets, --probe-seconds and --probe-rounds must be at least 1")
     args.cores = os.cpu_count() or 1
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(sections) - {"callgrind", "throughput", "scrape", "memory"}
+    unknown = set(sections) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "ab", "wrk"):
@@ -124,6 +136,7 @@ def main():
             "throughput": lambda: bench_throughput(args, nginx, receiver, out_dir, results),
             "scrape": lambda: bench_scrape(args, nginx, out_dir, results),
             "memory": lambda: bench_memory(args, nginx, out_dir, results),
+            "probes": lambda: bench_probes(args, nginx, out_dir, results),
         }
         for name in sections:
             t0 = time.monotonic()

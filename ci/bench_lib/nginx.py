@@ -11,7 +11,8 @@ class Nginx:
         self.bin = args.nginx
         self.module = args.module
 
-    def conf(self, *, module, master, workers, servers, http_extra=""):
+    def conf(self, *, module, master, workers, servers, http_extra="", worker_connections=4096,
+             rlimit_nofile=None, log_level="warn"):
         lines = []
         if module:
             lines.append(f"load_module {self.module};")
@@ -19,9 +20,13 @@ class Nginx:
             "daemon off;",
             f"master_process {'on' if master else 'off'};",
             f"worker_processes {workers};",
-            "error_log logs/error.log warn;",
+        ]
+        if rlimit_nofile:
+            lines.append(f"worker_rlimit_nofile {rlimit_nofile};")
+        lines += [
+            f"error_log logs/error.log {log_level};",
             "pid logs/nginx.pid;",
-            "events { worker_connections 4096; }",
+            f"events {{ worker_connections {worker_connections}; }}",
             "http {",
             "    access_log off;",
             # Temp paths inside the prefix: nothing is written outside the run's directory.
@@ -100,14 +105,16 @@ def names_servers(n, port, module):
     """n exact locations, each its own NAME (mixed statuses via ?s=), a plain location counted
     under the first NAME, and /status_metrics."""
     locs = []
+    # Every slot has room for latency= and slo= state: the memory per NAME is theirs too.
+    params = "latency=p95:500ms:2s slo=99.9%"
     for i in range(n):
-        # Every slot has room for latency= and slo= state: the memory per NAME is theirs too.
-        alert = f"status_alert n{i:04d} latency=p95:500ms:2s slo=99.9%; " if module else ""
+        alert = f"status_alert n{i:04d} {params}; " if module else ""
         locs.append(
             f"        location = /n/{i:04d} {{ {alert}"
             f"if ($arg_s = 404) {{ return 404; }} if ($arg_s = 503) {{ return 503; }} return 200; }}"
         )
-    plain_alert = "status_alert n0000; " if module and n else ""
+    # A NAME used in several locations must have the same parameters in each (nginx -t fails).
+    plain_alert = f"status_alert n0000 {params}; " if module and n else ""
     metrics = "        location = /status_metrics { status_metrics; }\n" if module else ""
     return (
         "    server {\n"
