@@ -117,9 +117,11 @@ fn exiting() -> bool {
     }
 }
 
-/// Configuration time: expands `upstream=` probes into one target per address, then resolves
-/// every URL probe's host once. A host that does not resolve is not an error (a probe exists
-/// to notice what is broken): it is logged, and each interval fails as `dns` until a reload.
+/// Configuration time: expands `upstream=` probes into one target per address, then gives
+/// every URL probe with a host name the `resolver` of its level (looked up before every
+/// probe) or, without one, resolves the name once. A host that does not resolve is not an
+/// error (a probe exists to notice what is broken): it is logged, and each interval fails as
+/// `dns` until a reload.
 pub fn prepare(cf: &mut nginx_sys::ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     if mcf.probes.iter().any(|p| p.spec.upstream.is_some()) {
         crate::probe::upstream::expand(cf, mcf)?;
