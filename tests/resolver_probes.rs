@@ -150,8 +150,8 @@ fn dns_reply_is_well_formed() {
 /// Probes `http://probe.test:PORT/health` through the resolver: UP; NXDOMAIN makes it fail
 /// as `dns` and go DOWN; answering again brings it UP; a silent DNS server makes it `dns`
 /// again, both when `resolver_timeout` passes first (the resolver ends the lookup) and when
-/// the probe's `timeout=` does (the probe cancels the lookup). nginx then stops promptly
-/// with lookups in flight, and its log is clean.
+/// the probe's `timeout=` does (the probe cancels the lookup). nginx then reloads and stops
+/// promptly with lookups in flight, and its log is clean.
 #[test]
 fn host_name_is_resolved_by_nginx_resolver_every_interval() {
     let dns = DnsServer::start();
@@ -256,6 +256,16 @@ server {{
             context(&nginx)
         );
     }
+
+    // A reload with lookups in flight: the old workers exit without waiting for them (reload()
+    // fails after 10s otherwise), and the new ones look the name up again.
+    let queries = dns.queries();
+    nginx.reload();
+    assert!(
+        wait_until(Duration::from_secs(5), || dns.queries() > queries),
+        "no lookup after the reload\n{}",
+        context(&nginx)
+    );
 
     // Graceful stop with lookups in flight: nothing waits for them.
     let workers = nginx.worker_pids();
