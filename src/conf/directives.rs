@@ -10,7 +10,7 @@ use nginx_sys::{
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::http::HttpModuleMainConf;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::params::{self, WebhookFormat, WebhookTarget};
@@ -155,11 +155,17 @@ extern "C" fn set_status_alert_probe(
         // block or inherited), so it is resolved when the location is merged.
         let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
         let spec = probe_spec::parse(&args, !in_location).map_err(|e| err(e.to_string()))?;
+        // The core configuration of this level: its `resolver`, known once the block is
+        // merged, is the one the probe's host name is looked up with.
+        let core_loc_conf =
+            NgxHttpCoreModule::location_conf(cf).map_or(ptr::null(), |c| ptr::from_ref(c).cast());
         let probe = ProbeConf {
             spec,
             place: place(cf),
             slot: ptr::null(),
             addrs: Vec::new(),
+            core_loc_conf,
+            resolver: None,
         };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);

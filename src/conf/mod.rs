@@ -80,8 +80,24 @@ pub struct ProbeConf {
     pub place: String,
     /// Its slot in the shared zone; set when the zone is initialised.
     pub slot: *const ProbeSlot,
-    /// The target's addresses, resolved once the configuration is read (empty: not found).
+    /// The target's addresses, resolved once the configuration is read (empty: not found, or
+    /// resolved before every probe by `resolver`).
     pub addrs: Vec<std::net::SocketAddr>,
+    /// The `ngx_http_core_loc_conf_t` of the level the directive is in (null in unit tests):
+    /// once the `http` block is merged, its `resolver` and `resolver_timeout` are the probe's.
+    pub core_loc_conf: *const core::ffi::c_void,
+    /// nginx's `resolver` for a host name, set once the configuration is read when one is
+    /// configured: the name is then looked up before every probe.
+    pub resolver: Option<ProbeResolver>,
+}
+
+/// The `resolver` a probe looks its host name up with, and `resolver_timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeResolver {
+    /// nginx's resolver, owned by the cycle (it lives as long as this configuration).
+    pub resolver: *mut nginx_sys::ngx_resolver_t,
+    /// `resolver_timeout`, ms.
+    pub timeout_ms: nginx_sys::ngx_msec_t,
 }
 
 impl ProbeConf {
@@ -371,6 +387,8 @@ mod tests {
             place: place.into(),
             slot: core::ptr::null(),
             addrs: Vec::new(),
+            core_loc_conf: core::ptr::null(),
+            resolver: None,
         };
         let mut mcf = MainConf::default();
         let args = ["http://127.0.0.1:1/health", "name=be"];

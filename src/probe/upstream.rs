@@ -52,6 +52,8 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
                 place: probe.place.clone(),
                 slot: core::ptr::null(),
                 addrs: vec![addr],
+                core_loc_conf: core::ptr::null(),
+                resolver: None,
             });
         }
     }
