@@ -604,3 +604,114 @@ fn quit_during_a_hanging_probe_is_prompt_and_clean() {
     );
     nginx.assert_log_clean();
 }
+
+/// A peer that reads the request, then misbehaves with `answer` on its own thread per
+/// connection; stops (and closes) when dropped.
+struct BadPeer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BadPeer {
+    fn start(answer: fn(&mut std::net::TcpStream, &std::sync::atomic::AtomicBool)) -> BadPeer {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let flag = flag.clone();
+                        thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                            let mut buf = [0u8; 4096];
+                            let _ = s.read(&mut buf);
+                            answer(&mut s, &flag);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        BadPeer { port, stop }
+    }
+}
+
+impl Drop for BadPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One byte every 100 ms, for as long as the prober listens.
+fn trickle(s: &mut std::net::TcpStream, stop: &std::sync::atomic::AtomicBool) {
+    use std::io::Write;
+    for b in b"HTTP/1.1 200 OK\r\nX-Slow: "
+        .iter()
+        .chain(std::iter::repeat(&b'a'))
+    {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A status line, then a 1 MiB header.
+fn flood(s: &mut std::net::TcpStream, _stop: &std::sync::atomic::AtomicBool) {
+    use std::io::Write;
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    head.extend(std::iter::repeat(b'a').take(1 << 20));
+    head.extend_from_slice(b"\r\n\r\n");
+    let _ = s.write_all(&head);
+}
+
+#[test]
+fn trickling_and_flooding_peers_time_out_without_delaying_requests() {
+    if !have_module("trickling_and_flooding_peers") {
+        return;
+    }
+    let (slow, big) = (BadPeer::start(trickle), BadPeer::start(flood));
+    let rx = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            &upstream_block(&[slow.port, big.port], ""),
+            "upstream=backend uri=/health interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(1),
+    );
+    for port in [slow.port, big.port] {
+        let target = format!("http://127.0.0.1:{port}/health");
+        assert!(
+            wait_until(PATIENCE, || probe_up(&nginx, "be", &target) == Some(0.0)),
+            "{target} never DOWN{}",
+            report(&nginx, &rx)
+        );
+        assert!(
+            probe_failures(&nginx, "be", &target, "timeout") >= 1.0,
+            "{target}: not a timeout{}",
+            report(&nginx, &rx)
+        );
+    }
+    // Plain requests while the probes read and give up: never held up.
+    let mut client = KeepAliveClient::new(nginx.port);
+    let mut slowest = Duration::ZERO;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let t = Instant::now();
+        assert_eq!(client.get("/plain").status, 200);
+        slowest = slowest.max(t.elapsed());
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a request took {slowest:?}"
+    );
+    nginx.assert_log_clean();
+}

@@ -43,34 +43,64 @@ pub enum Progress {
 }
 
 /// Reads a response fed in pieces: keeps bytes only until the status line is complete, then
-/// counts (and drops) the rest up to [`MAX_RESPONSE`].
+/// watches for the end of the header section and counts (and drops) the rest up to
+/// [`MAX_RESPONSE`].
 #[derive(Debug, Default)]
 pub struct ResponseReader {
     line: Vec<u8>,
     status: Option<u16>,
     seen: usize,
+    /// The blank line that ends the headers has arrived.
+    head_done: bool,
+    /// The last bytes of the header section so far, to find its end across pieces.
+    tail: Vec<u8>,
 }
 
 impl ResponseReader {
     /// Takes the next bytes received. A response that is not HTTP/1.x fails as `reset`, as a
-    /// broken connection would.
+    /// broken connection would; one whose headers do not end within [`MAX_RESPONSE`] never
+    /// becomes an answer and fails as `timeout`, like one that never comes.
     pub fn feed(&mut self, data: &[u8]) -> Result<Progress, Reason> {
         self.seen = self.seen.saturating_add(data.len());
         if let Some(status) = self.status {
-            return Ok(Progress::Status(status));
+            self.watch_head(data);
+            return self.checked(status);
         }
         self.line.extend_from_slice(data);
         match self.line.iter().position(|b| *b == b'\n') {
             Some(end) => {
                 let status = parse_status_line(&self.line[..end]).ok_or(Reason::Reset)?;
                 self.status = Some(status);
+                let rest = self.line.split_off(end + 1);
                 self.line = Vec::new();
-                Ok(Progress::Status(status))
+                // The status line's own newline may start the blank line of an empty head.
+                self.tail = b"\n".to_vec();
+                self.watch_head(&rest);
+                self.checked(status)
             }
             None if self.line.len() > MAX_STATUS_LINE => Err(Reason::Reset),
             None if !plausible_prefix(&self.line) => Err(Reason::Reset),
             None => Ok(Progress::NeedMore),
         }
+    }
+
+    fn watch_head(&mut self, data: &[u8]) {
+        if self.head_done {
+            return;
+        }
+        let mut window = core::mem::take(&mut self.tail);
+        window.extend_from_slice(data);
+        self.head_done =
+            window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
+        let keep = window.len().saturating_sub(2);
+        self.tail = window.split_off(keep);
+    }
+
+    fn checked(&self, status: u16) -> Result<Progress, Reason> {
+        if !self.head_done && self.seen >= MAX_RESPONSE {
+            return Err(Reason::Timeout);
+        }
+        Ok(Progress::Status(status))
     }
 
     /// The status, once its line is complete.
@@ -120,24 +150,8 @@ pub fn reason_for_errno(errno: i32) -> Reason {
 
 /// Standard base64 for basic authentication (RFC 4648 with padding).
 pub fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 #[cfg(test)]
@@ -148,6 +162,33 @@ mod tests {
     fn spec(args: &[&str]) -> ProbeSpec {
         let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         parse(&v, false).unwrap()
+    }
+
+    #[test]
+    fn a_head_that_never_ends_within_the_limit_fails_as_timeout() {
+        let mut r = ResponseReader::default();
+        assert_eq!(
+            r.feed(b"HTTP/1.1 200 OK\r\nX-Big: "),
+            Ok(Progress::Status(200))
+        );
+        let mut result = Ok(Progress::NeedMore);
+        for _ in 0..(MAX_RESPONSE / 1024 + 1) {
+            result = r.feed(&[b'a'; 1024]);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(Reason::Timeout));
+        // A head that ends, split across pieces, then a long body: fine.
+        let mut r = ResponseReader::default();
+        r.feed(b"HTTP/1.1 204 No Content\r\nA: b\r").unwrap();
+        r.feed(b"\n\r").unwrap();
+        assert_eq!(r.feed(b"\n"), Ok(Progress::Status(204)));
+        assert_eq!(r.feed(&vec![b'x'; MAX_RESPONSE]), Ok(Progress::Status(204)));
+        assert!(r.done());
+        // A head-only answer in one piece.
+        let mut r = ResponseReader::default();
+        assert_eq!(r.feed(b"HTTP/1.0 200 OK\n\n"), Ok(Progress::Status(200)));
     }
 
     #[test]
@@ -208,6 +249,7 @@ mod tests {
         );
         assert_eq!(r.status(), Some(503));
         assert!(!r.done());
+        assert_eq!(r.feed(b"Length: 99999\r\n\r\n"), Ok(Progress::Status(503)));
         let body = vec![b'x'; MAX_RESPONSE];
         assert_eq!(r.feed(&body), Ok(Progress::Status(503)));
         assert!(r.done());
