@@ -134,10 +134,16 @@ impl LocationCounters {
     }
 
     /// Counts one finished request under `bounds_ms` (at most [`MAX_BUCKET_BOUNDS`], e.g.
-    /// [`BucketBounds::as_ms`]): three relaxed adds, like [`LocationCounters::record`].
+    /// [`BucketBounds::as_ms`]): relaxed adds, like [`LocationCounters::record`].
     #[inline(always)]
     pub fn record_in(&self, status: usize, elapsed_ms: u64, bounds_ms: &[u64]) {
         self.status[status_index(status)].fetch_add(1, Relaxed);
+        if elapsed_ms == 0 {
+            // Every bound is at least 1 ms (BucketBounds::new): a request answered within the
+            // millisecond is in the first bucket, whatever the bounds, and adds 0 to the sum.
+            self.buckets[0].fetch_add(1, Relaxed);
+            return;
+        }
         let bucket = bucket_index_in(bounds_ms, elapsed_ms).min(BUCKET_SLOTS - 1);
         self.buckets[bucket].fetch_add(1, Relaxed);
         self.duration_us_sum
