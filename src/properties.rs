@@ -1265,3 +1265,93 @@ fn discord_checker_rejects_what_discord_rejects() {
     mentions["allowed_mentions"] = json!({"parse": ["everyone"]});
     assert!(check_discord(&mentions).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The other renderers: HTML page, Slack, the JSON event, Alertmanager
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    /// Whatever the NAMEs and targets are, they stay text: no element, no attribute escape.
+    #[test]
+    fn html_page_escapes_every_configured_and_probed_string(
+        m in metrics(),
+        host in hostile(),
+        refresh in prop::option::of(any::<u32>()),
+    ) {
+        let opts = crate::expose::html::HtmlOptions { refresh, host, now_unix: 1_800_000_000 };
+        let page = crate::expose::html::render_html(&m, &opts);
+        prop_assert!(page.starts_with("<!DOCTYPE html>"));
+        prop_assert!(!page.to_ascii_lowercase().contains("<script"), "script element");
+        for l in &m.locations {
+            let escaped = crate::expose::html::escape_html(&l.name);
+            prop_assert!(page.contains(&escaped), "NAME {:?} missing", l.name);
+        }
+        for p in &m.probes {
+            prop_assert!(page.contains(&crate::expose::html::escape_html(&p.target)));
+        }
+    }
+
+    /// Slack: valid JSON, every event kept, no raw `<` or `>` from input (no mention can ping).
+    #[test]
+    fn slack_payloads_keep_every_event_and_escape_mentions(
+        events in prop::collection::vec(alert_event(), 0..24),
+        host in hostile(),
+    ) {
+        let payloads = crate::notify::slack::build_payloads(&events, &host);
+        let mut attachments = 0;
+        for p in &payloads {
+            let text = p.to_string();
+            prop_assert!(serde_json::from_str::<Value>(&text).is_ok());
+            let n = p["attachments"].as_array().map_or(0, Vec::len);
+            attachments += n;
+            for a in p["attachments"].as_array().into_iter().flatten() {
+                let body = a.to_string();
+                prop_assert!(!body.contains("<!") && !body.contains("<@"), "{body}");
+            }
+        }
+        prop_assert_eq!(attachments, events.len());
+    }
+
+    /// The JSON event: one object per event, versioned, parseable.
+    #[test]
+    fn json_events_are_versioned_and_complete(
+        events in prop::collection::vec(alert_event(), 0..24),
+        host in hostile(),
+    ) {
+        match crate::notify::json_event::build_payload(&events, &host) {
+            None => prop_assert!(events.is_empty()),
+            Some(v) => {
+                let back: Value = serde_json::from_str(&v.to_string()).unwrap();
+                prop_assert_eq!(&back["version"], &json!(1));
+                prop_assert_eq!(back["events"].as_array().map_or(0, Vec::len), events.len());
+            }
+        }
+    }
+
+    /// Alertmanager: an array of alerts whose labels and annotations are all strings, and
+    /// whose start is never after its end.
+    #[test]
+    fn alertmanager_payloads_are_well_formed(
+        firing in prop::collection::vec(alert_event(), 0..12),
+        events in prop::collection::vec(alert_event(), 0..12),
+        host in hostile(),
+        now in unix(),
+    ) {
+        let Some(v) = crate::notify::alertmanager::build_payload(&firing, &events, &host, now)
+        else {
+            return Ok(());
+        };
+        for a in v.as_array().expect("an array") {
+            for key in ["labels", "annotations"] {
+                for (_, val) in a[key].as_object().expect("an object") {
+                    prop_assert!(val.is_string(), "{key}: {val}");
+                }
+            }
+            let (s, e) = (a["startsAt"].as_str().unwrap(), a["endsAt"].as_str().unwrap());
+            prop_assert!(s <= e, "{s} > {e}");
+            prop_assert!(a["labels"]["alertname"].is_string());
+        }
+    }
+}

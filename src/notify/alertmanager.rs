@@ -12,7 +12,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::evaluate::event::{AlertEvent, EventDetail, Level};
-use crate::notify::discord::{iso8601, log_line, title};
+use crate::notify::discord::{iso8601, log_line, title, MAX_TIMESTAMP};
 
 /// How often firing alerts are posted again.
 pub const RESEND_SECS: u64 = 60;
@@ -74,7 +74,9 @@ fn alert(event: &AlertEvent, level: Level, host: &str, ends_unix: u64) -> Value 
     if let Some(l) = &event.link {
         annotations.insert("dashboard".into(), l.clone().into());
     }
-    // A start after the end would be rejected; the incident's start is never later than now.
+    // RFC 3339 needs a four-digit year (a clock far off must not make the alert unreadable),
+    // and a start after the end would be rejected.
+    let ends_unix = ends_unix.min(MAX_TIMESTAMP);
     let starts = since.min(ends_unix);
     json!({
         "labels": labels,
@@ -117,7 +119,12 @@ pub fn build_payload(
     }
     for e in firing {
         if let (Some(level), _) = levels(e) {
-            alerts.push(alert(e, level, host, now_unix + FIRING_FOR_SECS));
+            alerts.push(alert(
+                e,
+                level,
+                host,
+                now_unix.saturating_add(FIRING_FOR_SECS),
+            ));
         }
     }
     (!alerts.is_empty()).then_some(Value::Array(alerts))
