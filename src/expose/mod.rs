@@ -80,13 +80,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             *d = f.load(Relaxed);
         }
         let since = s.since_ms.load(Relaxed);
-        let status = s.last_status.load(Relaxed) as u16;
-        let status = (status != 0).then_some(status);
-        let reason = s
-            .last_reason
-            .load(Relaxed)
-            .checked_sub(1)
-            .and_then(crate::probe::Reason::from_index);
+        let (reason, status) = crate::probe::last_failure(s);
         m.probe_details.insert(
             (p.spec.name.clone(), p.spec.target.display()),
             ProbeDetail {

@@ -117,7 +117,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     };
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
-    zone.register_writer(pid, mcf.generation, crate::zone::shm::process_alive);
+    zone.register_writer(pid, mcf.generation, crate::zone::process_alive);
     if !is_evaluating_process() {
         return NGX_OK as ngx_int_t;
     }
@@ -743,13 +743,8 @@ impl Evaluator {
             if probe::is_up(s) != Some(false) {
                 continue;
             }
-            let status = Some(s.last_status.load(Relaxed) as u16).filter(|s| *s != 0);
-            let reason = s
-                .last_reason
-                .load(Relaxed)
-                .checked_sub(1)
-                .and_then(probe::Reason::from_index)
-                .map(|r| r.words(status));
+            let (reason, status) = probe::last_failure(s);
+            let reason = reason.map(|r| r.words(status));
             let params = self.mcf.names.iter().find(|n| n.name == probe.spec.name);
             out.push(AlertEvent {
                 name: probe.spec.name.clone(),

@@ -547,7 +547,7 @@ fn child_main(
     let pid = unsafe { libc::getpid() } as u32;
     if let Some(zone) = &ctx.zone {
         // Keeps the zone mapped across reloads while this process may still count into it.
-        zone.register_writer(pid, ctx.generation, process_exists);
+        zone.register_writer(pid, ctx.generation, crate::zone::process_alive);
     }
     let mut send = |r: &Report| up.write_all(encode(r).as_bytes()).is_ok();
 
@@ -657,12 +657,6 @@ fn child_main(
     }
     // SAFETY: leave without running the inherited process's exit handlers.
     unsafe { libc::_exit(0) }
-}
-
-fn process_exists(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Counts and logs delivery outcomes once worker 0 has gone: in the zone, and as nginx-style

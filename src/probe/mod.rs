@@ -174,6 +174,18 @@ fn set_state(shared: &ProbeShared, from: u32, to: u32, now_ms: u64) -> bool {
     won
 }
 
+/// The reason of a target's last failure (`None` if it never failed) and the HTTP status of
+/// its last probe (`None` if none).
+pub fn last_failure(shared: &ProbeShared) -> (Option<Reason>, Option<u16>) {
+    let reason = shared
+        .last_reason
+        .load(Relaxed)
+        .checked_sub(1)
+        .and_then(Reason::from_index);
+    let status = Some(shared.last_status.load(Relaxed) as u16).filter(|s| *s != 0);
+    (reason, status)
+}
+
 /// Whether the target is up: `None` until its first result.
 pub fn is_up(shared: &ProbeShared) -> Option<bool> {
     match shared.state.load(Relaxed) {

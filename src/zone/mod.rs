@@ -411,6 +411,14 @@ pub fn payload_for_shm_size(size: usize, pagesize: usize) -> usize {
     (size.saturating_sub(2 * pagesize) / (pagesize + 64)).saturating_sub(4) * pagesize
 }
 
+/// True if process `pid` exists (a zombie counts; so may a recycled pid, which only keeps a
+/// zone or a slot a little longer): the liveness test of zone writers.
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// What decides the primary zone's size: `status_alert_zone` (size and where it was set) or
 /// automatic sizing, the configuration's keys, and the previous configuration's zones.
 pub struct SizePlan<'a> {

@@ -20,7 +20,7 @@ use nginx_sys::{
 use ngx::http::{HttpModule, HttpModuleMainConf};
 
 use crate::conf::{Draining, MainConf, OldZone};
-use crate::zone::{self, payload_for_shm_size, Zone};
+use crate::zone::{self, payload_for_shm_size, process_alive, Zone};
 use crate::HttpStatusAlertModule;
 
 /// Prefix of the zones' names in nginx's list of shared memory zones.
@@ -35,14 +35,6 @@ fn tag() -> *mut c_void {
     ptr::from_ref(HttpStatusAlertModule::module())
         .cast_mut()
         .cast()
-}
-
-/// True if process `pid` exists (a zombie counts; so may a recycled pid, which only keeps a
-/// zone or a slot a little longer).
-pub fn process_alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// This module's zones in `cycle`, with their names and sizes.
