@@ -6,9 +6,10 @@
 //! request path never sees any of this.
 //!
 //! Each sample also keeps the histogram buckets, so request-time percentiles are over the same
-//! window. Bucket counts are stored modulo 2^32 to keep the slot small: a window's count per
-//! bucket is exact as long as it stays below 2^32 (about 50,000 requests per second in one
-//! bucket for the longest window, 24h).
+//! window. To keep the slot small, a sample stores its total in full and every other count
+//! (classes, 5xx codes, buckets) modulo 2^32: a window's figure is exact as long as it stays
+//! below 2^32 (about 50,000 responses per second of one class, code or bucket, sustained over
+//! the longest window, 24h). The full total tells a reset slot (counts going backwards) apart.
 //!
 //! The burn-rate windows of `slo=` (up to 72 x `window`) come from a second, coarser ring,
 //! [`LongWindowRing`], of total and 5xx counts: [`LONG_RING_LEN`] samples, one every
@@ -48,11 +49,16 @@ impl SampleCounts {
         SampleCounts(f)
     }
 
-    /// Field-wise `self - older`, saturating (a reset slot never yields negative figures).
+    /// Field-wise `self - older`: the total in full, every other field modulo 2^32 (as samples
+    /// store them). A reset slot (the total went backwards) yields an empty window.
     pub fn since(&self, older: &SampleCounts) -> WindowCounts {
         let mut f = [0u64; SAMPLE_FIELDS];
-        for (i, v) in f.iter_mut().enumerate() {
-            *v = self.0[i].saturating_sub(older.0[i]);
+        if self.0[TOTAL] < older.0[TOTAL] {
+            return WindowCounts(f);
+        }
+        f[TOTAL] = self.0[TOTAL] - older.0[TOTAL];
+        for (i, v) in f.iter_mut().enumerate().skip(TOTAL + 1) {
+            *v = u64::from((self.0[i] as u32).wrapping_sub(older.0[i] as u32));
         }
         WindowCounts(f)
     }
@@ -130,16 +136,20 @@ impl WindowHistogram {
 #[repr(C)]
 pub struct WindowSample {
     at_ms: AtomicU64,
-    counts: [AtomicU64; SAMPLE_FIELDS],
-    /// Cumulative bucket counts modulo 2^32 (see the module docs).
+    /// Cumulative requests, in full.
+    total: AtomicU64,
+    /// The other cumulative counts of a [`SampleCounts`] modulo 2^32 (see the module docs).
+    counts: [AtomicU32; SAMPLE_FIELDS - 1],
+    /// Cumulative bucket counts modulo 2^32.
     buckets: [AtomicU32; BUCKET_SLOTS],
 }
 
 impl WindowSample {
     fn load(&self) -> (u64, SampleCounts) {
         let mut f = [0u64; SAMPLE_FIELDS];
-        for (d, s) in f.iter_mut().zip(self.counts.iter()) {
-            *d = s.load(Relaxed);
+        f[TOTAL] = self.total.load(Relaxed);
+        for (d, s) in f[TOTAL + 1..].iter_mut().zip(self.counts.iter()) {
+            *d = u64::from(s.load(Relaxed));
         }
         (self.at_ms.load(Relaxed), SampleCounts(f))
     }
@@ -153,8 +163,10 @@ impl WindowSample {
     }
 
     fn store(&self, at_ms: u64, c: &SampleCounts, buckets: &[u64; BUCKET_SLOTS]) {
-        for (d, s) in self.counts.iter().zip(c.0.iter()) {
-            d.store(*s, Relaxed);
+        self.total.store(c.0[TOTAL], Relaxed);
+        for (d, s) in self.counts.iter().zip(c.0[TOTAL + 1..].iter()) {
+            // Truncation intended: differences are taken modulo 2^32.
+            d.store(*s as u32, Relaxed);
         }
         for (d, s) in self.buckets.iter().zip(buckets.iter()) {
             // Truncation intended: differences are taken modulo 2^32.
@@ -251,6 +263,10 @@ impl WindowRing {
             self.len.store((len + 1).min(RING_LEN) as u32, Relaxed);
         }
 
+        if baseline.is_none() {
+            // Everything the slot counted is in the window: the full counts, nothing truncated.
+            return (WindowCounts(current.0), WindowHistogram(*buckets));
+        }
         let figures = current.since(&base);
         let mut histogram = WindowHistogram::default();
         // Counters that went backwards (a reset slot) yield an empty window, as for the status
@@ -576,6 +592,23 @@ mod tests {
         let b = buckets(&[(1, 7)]);
         let (_, h) = r.advance_with_histogram(0, &counts(7, 0), &b, 10_000, 1_000);
         assert_eq!(h.0[1], 7);
+    }
+
+    #[test]
+    fn status_counts_across_u32_wraparound() {
+        // Cumulative 5xx and 2xx counts cross 2^32 between the samples; the total is kept in
+        // full, the rest modulo 2^32: the window's figures are exact.
+        let r = ring();
+        let start = u64::from(u32::MAX) - 5;
+        r.advance(0, &counts(2 * start, start), 10_000, 1_000);
+        let w = r.advance(20_000, &counts(2 * start + 30, start + 20), 10_000, 1_000);
+        assert_eq!((w.total(), w.errors()), (30, 20));
+        assert_eq!(
+            w.top_codes(2),
+            vec![("502".to_string(), 20), ("2xx".to_string(), 10)]
+        );
+        // Consecutive samples across the wrap give the same share in the sparkline.
+        assert_eq!(r.share_history(20_000, 30_000), vec![0.5, 20.0 / 30.0]);
     }
 
     #[test]

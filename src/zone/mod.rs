@@ -20,7 +20,7 @@ use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x04");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x05");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
@@ -256,7 +256,7 @@ impl SloShared {
     }
 }
 
-/// Everything the zone keeps for one NAME: 16,192 bytes (see the layout test).
+/// Everything the zone keeps for one NAME: 13,888 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -393,10 +393,11 @@ pub fn zone_size(names: usize, probes: usize) -> usize {
     size_of::<ZoneHeader>() + names * size_of::<NameSlot>() + probes * size_of::<ProbeSlot>()
 }
 
-/// Slots an automatically sized zone is made for: headroom so that reloads adding a few names
-/// (or renaming some while old workers still count into the old ones) keep the zone.
+/// Slots an automatically sized zone is made for: headroom (an eighth, at least 8) so that
+/// reloads adding a few names (or renaming some while old workers still count into the old ones)
+/// keep the zone. Past the headroom a reload moves the counts into a larger zone.
 pub fn auto_capacity(count: usize) -> usize {
-    (count + (count / 4).max(8)).next_multiple_of(8)
+    (count + (count / 8).max(8)).next_multiple_of(8)
 }
 
 /// The slab allocator needs about one page header per page plus a few pages of its own.
@@ -1102,11 +1103,12 @@ mod tests {
         assert_eq!(size_of::<ProbeSlot>() % 64, 0);
         assert_eq!(size_of::<ProbeSlot>(), 640);
         // Documented in the README (memory per NAME): at most 16 KiB including the histogram
-        // window (8,968 bytes), the burn-rate ring (2,312) and the incident log (312).
-        assert_eq!(size_of::<NameSlot>(), 16192);
+        // window (6,664 bytes), the burn-rate ring (2,312) and the incident log (312).
+        assert_eq!(size_of::<crate::evaluate::window::WindowRing>(), 6664);
+        assert_eq!(size_of::<NameSlot>(), 13888);
         assert!(size_of::<NameSlot>() <= 16 * 1024);
         assert_eq!(auto_capacity(1), 16);
-        assert_eq!(auto_capacity(100), 128);
+        assert_eq!(auto_capacity(100), 112);
     }
 
     #[test]
