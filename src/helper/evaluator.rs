@@ -307,6 +307,8 @@ impl Evaluator {
             return;
         };
         let (mut reports, gone) = helper.poll();
+        // The probes due start on every wake-up (four ticks a second at least).
+        crate::probe::net::run_due();
         // Results of the probes on this event loop, applied like the helper's used to be.
         reports.extend(
             crate::probe::net::take_results()

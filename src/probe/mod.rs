@@ -195,9 +195,37 @@ pub fn is_up(shared: &ProbeShared) -> Option<bool> {
     }
 }
 
+/// The next start of a schedule of `interval_ms` whose start at `due_ms` is being made at
+/// `now_ms`: one interval on, or one interval from now when the schedule fell more than an
+/// interval behind (the evaluating process had no ticks for a while): never a burst.
+pub fn next_due_ms(due_ms: u64, now_ms: u64, interval_ms: u64) -> u64 {
+    let next = due_ms + interval_ms;
+    if next <= now_ms {
+        now_ms + interval_ms
+    } else {
+        next
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_start_keeps_the_schedule() {
+        // Due at 1000, started on the tick at 1200: the next is still due at 2000.
+        assert_eq!(next_due_ms(1000, 1200, 1000), 2000);
+        // Started on time.
+        assert_eq!(next_due_ms(1000, 1000, 1000), 2000);
+    }
+
+    #[test]
+    fn a_schedule_far_behind_restarts_from_now_without_a_burst() {
+        // No tick for 10 s (the helper was being restarted): one probe now, the next in an
+        // interval, not ten in a row.
+        assert_eq!(next_due_ms(1000, 11_000, 1000), 12_000);
+        assert_eq!(next_due_ms(1000, 2000, 1000), 3000);
+    }
     use crate::conf::probe_spec::parse;
 
     fn shared() -> Box<ProbeShared> {

@@ -1,12 +1,16 @@
-//! Probes on nginx's event loop: one interval timer per target, a non-blocking connect with
-//! `ngx_event_connect_peer`, TLS with nginx's OpenSSL, and the HTTP exchange of
-//! `probe_http.rs`, all on nginx connections in the evaluating process. No thread per target.
+//! Probes on nginx's event loop: a non-blocking connect with `ngx_event_connect_peer`, TLS with
+//! nginx's OpenSSL, and the HTTP exchange of `probe_http.rs`, all on nginx connections in the
+//! evaluating process. No thread per target.
 //!
-//! A probe is bounded by one deadline timer of `timeout=` that covers every step (connect,
-//! handshake, request, status line); what it finds is queued as a [`ProbeResult`] and taken by
-//! the worker on its next tick, which applies it only while it holds the evaluation lease.
-//! Every timer is `cancelable`, so a graceful shutdown never waits for a probe, and nothing is
-//! re-armed once nginx is exiting.
+//! Probes start on the evaluating process's tick ([`run_due`], every `helper::TICK_MS`), each
+//! target on its own fixed schedule of `interval=` (a start is at most one tick late, and the
+//! lateness never adds up). An idle target holds no timer: nginx's timer tree, which every
+//! request's timers are inserted into, only grows while a probe is in flight. A probe is bounded
+//! by one deadline timer of `timeout=` that covers every step (connect, handshake, request,
+//! status line); what it finds is queued as a [`ProbeResult`] and taken by the worker on its next
+//! tick, which applies it only while it holds the evaluation lease. The deadline is
+//! `cancelable`, so a graceful shutdown never waits for a probe, and nothing starts once nginx is
+//! exiting.
 //!
 //! A URL probe's host name is looked up with nginx's `resolver` before every probe when the
 //! probe's level has one (`ngx_resolve_name` on this event loop, inside the probe's deadline);
@@ -59,6 +63,8 @@ struct Probes {
     /// Boxed: timers and connections point at their target.
     #[allow(clippy::vec_box)]
     targets: Vec<Box<Target>>,
+    /// Time 0 of the targets' schedules.
+    epoch: Instant,
     /// Keeps the TLS context alive (it lives as long as the process).
     _ssl: Option<Box<ngx_ssl_t>>,
     /// Keeps the probe connections' log alive.
@@ -97,7 +103,8 @@ struct Target {
     /// Host name for SNI and certificate checks (`None` for an IP address).
     sni: Option<CString>,
     request: Vec<u8>,
-    interval: Box<ngx_event_t>,
+    /// When the next probe is due, in ms since [`Probes::epoch`].
+    due_ms: u64,
     deadline: Box<ngx_event_t>,
     pc: ngx_peer_connection_t,
     conn: *mut ngx_connection_t,
@@ -175,7 +182,8 @@ unsafe fn configured_resolver(clcf: *const ngx_http_core_loc_conf_t) -> Option<P
     })
 }
 
-/// Starts a timer per target; from now on probes run on this process's event loop.
+/// Sets up every target; from now on [`run_due`] starts their probes on this process's event
+/// loop.
 pub fn start(probes: &[ProbeConf], log: *mut ngx_log_t) {
     if probes.is_empty() {
         return;
@@ -207,27 +215,19 @@ pub fn start(probes: &[ProbeConf], log: *mut ngx_log_t) {
     for (index, p) in probes.iter().enumerate() {
         let mut t = Box::new(Target::new(index, p, ssl_ptr, log));
         let data: *mut Target = &mut *t;
-        for (ev, handler) in [
-            (
-                &mut t.interval,
-                on_interval as extern "C" fn(*mut ngx_event_t),
-            ),
-            (&mut t.deadline, on_deadline),
-        ] {
-            ev.data = data.cast();
-            ev.handler = Some(handler);
-            ev.log = log;
-            // Never holds up a graceful shutdown.
-            ev.set_cancelable(1);
-        }
-        let first = MAX_START_DELAY_MS * index as u64 / count;
-        // SAFETY: the event lives in the boxed target, kept until stop().
-        unsafe { nginx_sys::ngx_add_timer(&mut *t.interval, first as ngx_msec_t) };
+        let ev = &mut t.deadline;
+        ev.data = data.cast();
+        ev.handler = Some(on_deadline);
+        ev.log = log;
+        // Never holds up a graceful shutdown.
+        ev.set_cancelable(1);
+        t.due_ms = MAX_START_DELAY_MS * index as u64 / count;
         targets.push(t);
     }
     PROBES.with(|p| {
         *p.borrow_mut() = Some(Probes {
             targets,
+            epoch: Instant::now(),
             _ssl: ssl,
             _log: plog,
         })
@@ -242,12 +242,37 @@ pub fn stop() {
     for t in &mut probes.targets {
         // Connection closed and deadline deleted: nothing in nginx points at the target after.
         t.end();
-        if t.interval.timer_set() != 0 {
-            // SAFETY: armed by this process's event loop; the event is still alive.
-            unsafe { nginx_sys::ngx_del_timer(&mut *t.interval) };
-        }
     }
     RESULTS.with(|r| r.borrow_mut().clear());
+}
+
+/// Starts the probes that are due (called on every tick of the evaluating process), unless
+/// nginx is exiting.
+pub fn run_due() {
+    if exiting() {
+        return;
+    }
+    // Collected first: a probe that fails at once pushes its result, and a cached DNS answer
+    // calls back into the target, neither of which may happen under the PROBES borrow.
+    let due: Vec<*mut Target> = PROBES.with(|p| {
+        let mut p = p.borrow_mut();
+        let Some(probes) = p.as_mut() else {
+            return Vec::new();
+        };
+        let now = probes.epoch.elapsed().as_millis() as u64;
+        probes
+            .targets
+            .iter_mut()
+            .filter(|t| t.due_ms <= now)
+            .map(|t| {
+                t.due_ms = crate::probe::next_due_ms(t.due_ms, now, t.spec.interval_ms);
+                &mut **t as *mut Target
+            })
+            .collect()
+    });
+    for t in due {
+        with_target(t, Target::begin);
+    }
 }
 
 /// Results since the last call, oldest first.
@@ -311,9 +336,8 @@ impl Target {
             peer_name_str: ngx_str_t::default(),
             sni,
             request,
+            due_ms: 0,
             // SAFETY: all-zero is an idle event; the fields nginx reads are set in start().
-            interval: Box::new(unsafe { core::mem::zeroed() }),
-            // SAFETY: as above.
             deadline: Box::new(unsafe { core::mem::zeroed() }),
             // SAFETY: all-zero is an unused peer connection; set up before each connect.
             pc: unsafe { core::mem::zeroed() },
@@ -783,21 +807,6 @@ fn with_target(t: *mut Target, f: impl FnOnce(&mut Target)) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))).is_err() {
         error!(log, "status_alert: a probe failed unexpectedly");
     }
-}
-
-/// Interval timer: start a probe and re-arm, unless nginx is exiting.
-extern "C" fn on_interval(ev: *mut ngx_event_t) {
-    // SAFETY: nginx passes the event it fired.
-    let t = unsafe { (*ev).data.cast::<Target>() };
-    with_target(t, |t| {
-        if exiting() {
-            t.end();
-            return;
-        }
-        // SAFETY: the interval event lives in the boxed target.
-        unsafe { nginx_sys::ngx_add_timer(&mut *t.interval, t.spec.interval_ms as ngx_msec_t) };
-        t.begin();
-    });
 }
 
 /// Deadline timer: the probe took `timeout=`.
