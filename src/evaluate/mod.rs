@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod event;
+pub mod firing;
 pub mod incidents;
 pub mod latency;
 pub mod lease;

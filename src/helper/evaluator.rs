@@ -20,15 +20,14 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::conf::params::WebhookFormat;
 use crate::conf::MainConf;
-use crate::evaluate::event::{
-    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
-};
+use crate::evaluate::event::AlertEvent;
+use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::lease::{self, HandOver, Lease};
 use crate::evaluate::{self, Watched};
 use crate::helper::{Helper, HelperContext, Outbox, Report};
 use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
 use crate::notify::{alertmanager, discord, payload};
-use crate::probe::{self, ProbeResult, ProbeTransition};
+use crate::probe::ProbeResult;
 use crate::HttpStatusAlertModule;
 
 extern "C" {
@@ -361,22 +360,13 @@ impl Evaluator {
                 .as_ref()
                 .expect("zone exists in the evaluating process");
             if evaluate::take_tick(zone.header(), now, interval) {
-                let watched: Vec<Watched<'_>> = self
-                    .mcf
-                    .names
-                    .iter()
-                    .filter_map(|n| {
-                        // SAFETY: slots point into the mapped zone.
-                        let slot = unsafe { n.slot.as_ref() }?;
-                        Some(Watched {
-                            name: &n.name,
-                            params: &n.params,
-                            slot,
-                        })
-                    })
-                    .collect();
                 let bounds = self.mcf.bucket_bounds();
-                events.extend(evaluate::evaluate_with(&watched, now, interval, &bounds));
+                events.extend(evaluate::evaluate_with(
+                    &self.watched(),
+                    now,
+                    interval,
+                    &bounds,
+                ));
             }
         }
 
@@ -532,37 +522,46 @@ impl Evaluator {
         outcomes
     }
 
-    /// Updates a target's shared state; returns the DOWN / UP event if it changed.
-    fn apply_probe(&self, r: &ProbeResult, now: u64) -> Option<AlertEvent> {
-        let probe = self.mcf.probes.get(r.index)?;
-        // SAFETY: slots point into the mapped zone.
-        let slot = unsafe { probe.slot.as_ref() }?;
-        let transition = probe::apply(&slot.probe, &probe.spec, r, now)?;
-        let spec = &probe.spec;
-        let params = self
-            .mcf
+    /// The NAMEs with their slots, as the plain-Rust evaluation reads them.
+    fn watched(&self) -> Vec<Watched<'_>> {
+        self.mcf
             .names
             .iter()
-            .find(|n| n.name == spec.name)
-            .map(|n| &n.params);
-        let (up, reason, since_ms) = match transition {
-            ProbeTransition::Down { reason } => (false, Some(reason.words(r.status)), now),
-            ProbeTransition::Up { down_since_ms } => (true, None, down_since_ms),
-        };
-        Some(AlertEvent {
-            name: spec.name.clone(),
-            at_unix: now / 1000,
-            link: params.and_then(|p| p.link.clone()),
-            runbook: params.and_then(|p| p.runbook.clone()),
-            detail: EventDetail::Probe(ProbeEvent {
-                up,
-                target: spec.target.display(),
-                reason,
-                status: r.status,
-                duration_ms: r.duration.as_millis() as u64,
-                since_unix: since_ms / 1000,
-            }),
+            .filter_map(|n| {
+                // SAFETY: slots point into the mapped zone.
+                let slot = unsafe { n.slot.as_ref() }?;
+                Some(Watched {
+                    name: &n.name,
+                    params: &n.params,
+                    slot,
+                })
+            })
+            .collect()
+    }
+
+    /// The probe target at `index` of the configuration with its slot.
+    fn watched_probe(&self, index: usize) -> Option<WatchedProbe<'_>> {
+        let probe = self.mcf.probes.get(index)?;
+        // SAFETY: slots point into the mapped zone.
+        let slot = unsafe { probe.slot.as_ref() }?;
+        Some(WatchedProbe {
+            spec: &probe.spec,
+            shared: &slot.probe,
         })
+    }
+
+    /// Updates a target's shared state; returns the DOWN / UP event if it changed.
+    fn apply_probe(&self, r: &ProbeResult, now: u64) -> Option<AlertEvent> {
+        let probe = self.watched_probe(r.index)?;
+        firing::apply_probe(&self.watched(), &probe, r, now)
+    }
+
+    /// What fires now, read from the zone (see [`firing::firing_now`]).
+    fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
+        let probes: Vec<WatchedProbe<'_>> = (0..self.mcf.probes.len())
+            .filter_map(|i| self.watched_probe(i))
+            .collect();
+        firing::firing_now(&self.watched(), &probes, now)
     }
 
     /// Logs every event; with a webhook, also hands the Discord payloads to the helper.
@@ -662,108 +661,6 @@ impl Evaluator {
             ));
         }
         dropped
-    }
-
-    /// What fires now, as events, read from the zone: every NAME at warning or critical (5xx,
-    /// latency, error budget) and every probe target that is down.
-    fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
-        let mut out = Vec::new();
-        let at_unix = now / 1000;
-        for n in &self.mcf.names {
-            // SAFETY: slots point into the mapped zone.
-            let Some(slot) = (unsafe { n.slot.as_ref() }) else {
-                continue;
-            };
-            let p = &n.params;
-            let base = |detail| AlertEvent {
-                name: n.name.clone(),
-                at_unix,
-                link: p.link.clone(),
-                runbook: p.runbook.clone(),
-                detail,
-            };
-            let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
-            if level != Level::Ok {
-                let (total, errors) = slot.alert.window();
-                out.push(base(EventDetail::Location(LocationEvent {
-                    level,
-                    previous: level,
-                    repeat: true,
-                    errors,
-                    total,
-                    window_secs: p.window_ms / 1000,
-                    warn_pct: p.warn_pct,
-                    crit_pct: p.crit_pct,
-                    top_codes: Vec::new(),
-                    since_unix: slot.alert.incident_since_ms.load(Relaxed) / 1000,
-                })));
-            }
-            if let Some(l) = &p.latency {
-                let level = Level::from_u8(slot.latency.state.level.load(Relaxed) as u8);
-                if level != Level::Ok {
-                    out.push(base(EventDetail::Latency(LatencyEvent {
-                        level,
-                        previous: level,
-                        repeat: true,
-                        percentile: l.label(),
-                        estimate_ms: slot.latency.estimate_seconds().map(|s| s * 1000.0),
-                        warn_ms: l.warn_ms,
-                        crit_ms: l.crit_ms,
-                        requests: slot.alert.window().0,
-                        window_secs: p.window_ms / 1000,
-                        since_unix: slot.latency.state.ongoing_since_ms().unwrap_or(now) / 1000,
-                    })));
-                }
-            }
-            if let Some(pct) = p.slo_pct {
-                let level = Level::from_u8(slot.slo.state.level.load(Relaxed) as u8);
-                if level != Level::Ok {
-                    let labels = crate::evaluate::slo::burn_windows_ms(p.window_ms)
-                        .map(crate::evaluate::slo::window_label);
-                    let rates = slot.slo.rates();
-                    let (total, errors) = slot.alert.window();
-                    out.push(base(EventDetail::Slo(SloEvent {
-                        level,
-                        previous: level,
-                        repeat: true,
-                        slo_pct: pct,
-                        burn_rate: rates[0],
-                        windows: labels.into_iter().zip(rates).collect(),
-                        errors,
-                        total,
-                        since_unix: slot.slo.state.ongoing_since_ms().unwrap_or(now) / 1000,
-                    })));
-                }
-            }
-        }
-        for probe in &self.mcf.probes {
-            // SAFETY: slots point into the mapped zone.
-            let Some(slot) = (unsafe { probe.slot.as_ref() }) else {
-                continue;
-            };
-            let s = &slot.probe;
-            if probe::is_up(s) != Some(false) {
-                continue;
-            }
-            let (reason, status) = probe::last_failure(s);
-            let reason = reason.map(|r| r.words(status));
-            let params = self.mcf.names.iter().find(|n| n.name == probe.spec.name);
-            out.push(AlertEvent {
-                name: probe.spec.name.clone(),
-                at_unix,
-                link: params.and_then(|n| n.params.link.clone()),
-                runbook: params.and_then(|n| n.params.runbook.clone()),
-                detail: EventDetail::Probe(ProbeEvent {
-                    up: false,
-                    target: probe.spec.target.display(),
-                    reason,
-                    status,
-                    duration_ms: s.last_duration_us.load(Relaxed) / 1000,
-                    since_unix: s.since_ms.load(Relaxed) / 1000,
-                }),
-            });
-        }
-        out
     }
 }
 

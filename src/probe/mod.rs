@@ -211,21 +211,6 @@ pub fn next_due_ms(due_ms: u64, now_ms: u64, interval_ms: u64) -> u64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_late_start_keeps_the_schedule() {
-        // Due at 1000, started on the tick at 1200: the next is still due at 2000.
-        assert_eq!(next_due_ms(1000, 1200, 1000), 2000);
-        // Started on time.
-        assert_eq!(next_due_ms(1000, 1000, 1000), 2000);
-    }
-
-    #[test]
-    fn a_schedule_far_behind_restarts_from_now_without_a_burst() {
-        // No tick for 10 s (the helper was being restarted): one probe now, the next in an
-        // interval, not ten in a row.
-        assert_eq!(next_due_ms(1000, 11_000, 1000), 12_000);
-        assert_eq!(next_due_ms(1000, 2000, 1000), 3000);
-    }
     use crate::conf::probe_spec::parse;
 
     fn shared() -> Box<ProbeShared> {
@@ -304,5 +289,21 @@ mod tests {
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "ALL is in the order of the values");
         }
+    }
+
+    #[test]
+    fn a_late_start_keeps_the_schedule() {
+        // Due at 1000, started on the tick at 1200: the next is still due at 2000.
+        assert_eq!(next_due_ms(1000, 1200, 1000), 2000);
+        // Started on time.
+        assert_eq!(next_due_ms(1000, 1000, 1000), 2000);
+    }
+
+    #[test]
+    fn a_schedule_far_behind_restarts_from_now_without_a_burst() {
+        // No tick for 10 s (the helper was being restarted): one probe now, the next in an
+        // interval, not ten in a row.
+        assert_eq!(next_due_ms(1000, 11_000, 1000), 12_000);
+        assert_eq!(next_due_ms(1000, 2000, 1000), 3000);
     }
 }
