@@ -196,14 +196,15 @@ pub fn is_up(shared: &ProbeShared) -> Option<bool> {
 }
 
 /// The next start of a schedule of `interval_ms` whose start at `due_ms` is being made at
-/// `now_ms`: one interval on, or one interval from now when the schedule fell more than an
-/// interval behind (the evaluating process had no ticks for a while): never a burst.
+/// `now_ms`: one interval on, so a start a tick late does not delay the ones after it; or one
+/// interval from now when this start is more than half an interval late (the evaluating process
+/// had no ticks for a while, or the previous probe was still running), so starts are never
+/// closer than half an interval and a pause never ends in a burst.
 pub fn next_due_ms(due_ms: u64, now_ms: u64, interval_ms: u64) -> u64 {
-    let next = due_ms + interval_ms;
-    if next <= now_ms {
+    if now_ms.saturating_sub(due_ms) > interval_ms / 2 {
         now_ms + interval_ms
     } else {
-        next
+        due_ms + interval_ms
     }
 }
 
@@ -305,5 +306,11 @@ mod tests {
         // interval, not ten in a row.
         assert_eq!(next_due_ms(1000, 11_000, 1000), 12_000);
         assert_eq!(next_due_ms(1000, 2000, 1000), 3000);
+        // Late by more than half an interval: the next start is a whole interval away, not
+        // 10 ms (which would cut the probe just started short).
+        assert_eq!(next_due_ms(1000, 1990, 1000), 2990);
+        assert_eq!(next_due_ms(10_000, 17_000, 10_000), 27_000);
+        // Late by less than half: the schedule holds.
+        assert_eq!(next_due_ms(10_000, 14_000, 10_000), 20_000);
     }
 }

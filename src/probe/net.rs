@@ -263,7 +263,9 @@ pub fn run_due() {
         probes
             .targets
             .iter_mut()
-            .filter(|t| t.due_ms <= now)
+            // A probe still in flight (it has `timeout=` < `interval=` to end) starts again on
+            // the first tick after it ended: never cut short by the next one.
+            .filter(|t| t.due_ms <= now && t.step == Step::Idle)
             .map(|t| {
                 t.due_ms = crate::probe::next_due_ms(t.due_ms, now, t.spec.interval_ms);
                 &mut **t as *mut Target
@@ -356,7 +358,7 @@ impl Target {
     /// Starts one probe.
     fn begin(&mut self) {
         if self.step != Step::Idle {
-            // Cannot happen with timeout < interval; finish the old one rather than leak it.
+            // run_due() starts idle targets only; finish the old one rather than leak it.
             self.finish(Some(Reason::Timeout));
         }
         self.started = Instant::now();
