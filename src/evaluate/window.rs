@@ -50,15 +50,19 @@ impl SampleCounts {
     }
 
     /// Field-wise `self - older`: the total in full, every other field modulo 2^32 (as samples
-    /// store them). A reset slot (the total went backwards) yields an empty window.
+    /// store them), never more than the total. A reset slot (the total went backwards) yields an
+    /// empty window.
     pub fn since(&self, older: &SampleCounts) -> WindowCounts {
         let mut f = [0u64; SAMPLE_FIELDS];
         if self.0[TOTAL] < older.0[TOTAL] {
             return WindowCounts(f);
         }
-        f[TOTAL] = self.0[TOTAL] - older.0[TOTAL];
+        let total = self.0[TOTAL] - older.0[TOTAL];
+        f[TOTAL] = total;
         for (i, v) in f.iter_mut().enumerate().skip(TOTAL + 1) {
-            *v = u64::from((self.0[i] as u32).wrapping_sub(older.0[i] as u32));
+            // A field that went backwards on its own (no path does) would wrap to about 2^32:
+            // capped, it can never make a share above 100 %.
+            *v = u64::from((self.0[i] as u32).wrapping_sub(older.0[i] as u32)).min(total);
         }
         WindowCounts(f)
     }
@@ -544,6 +548,21 @@ mod tests {
         r.advance(0, &counts(100, 10), 10_000, 1_000);
         let w = r.advance(1_000, &counts(5, 1), 10_000, 1_000);
         assert_eq!((w.total(), w.errors()), (0, 0));
+    }
+
+    #[test]
+    fn a_field_going_backwards_alone_never_exceeds_the_total() {
+        let older = counts(100, 10);
+        let mut newer = counts(110, 10);
+        newer.0[CLASS + 4] = 9; // 5xx went backwards while the total grew
+        let w = newer.since(&older);
+        assert_eq!(w.total(), 10);
+        assert!(
+            w.errors() <= w.total(),
+            "{} 5xx of {}",
+            w.errors(),
+            w.total()
+        );
     }
 
     #[test]
