@@ -503,12 +503,15 @@ impl Evaluator {
     /// zone, delivery outcomes are returned for counting and logging.
     fn absorb(&self, reports: Vec<Report>, now: u64, events: &mut Vec<AlertEvent>) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
+        // Built once for all the probe results of this wake-up (link= and runbook= lookups).
+        let mut names = None;
         for r in reports {
             match r {
                 Report::Outcome(o) => outcomes.push(o),
                 // Only the evaluating process applies results: one DOWN per target.
                 Report::Probe(p) if self.lease.is_some() => {
-                    events.extend(self.apply_probe(&p, now))
+                    let names = names.get_or_insert_with(|| self.watched());
+                    events.extend(self.apply_probe(names, &p, now))
                 }
                 Report::Probe(_) => {}
                 Report::QueueDepth(n) => {
@@ -551,9 +554,9 @@ impl Evaluator {
     }
 
     /// Updates a target's shared state; returns the DOWN / UP event if it changed.
-    fn apply_probe(&self, r: &ProbeResult, now: u64) -> Option<AlertEvent> {
+    fn apply_probe(&self, names: &[Watched], r: &ProbeResult, now: u64) -> Option<AlertEvent> {
         let probe = self.watched_probe(r.index)?;
-        firing::apply_probe(&self.watched(), &probe, r, now)
+        firing::apply_probe(names, &probe, r, now)
     }
 
     /// What fires now, read from the zone (see [`firing::firing_now`]).
