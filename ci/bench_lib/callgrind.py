@@ -63,7 +63,7 @@ def annotate(dump):
         # "file:function": file names hold no ':', Rust paths do.
         file, _, fn = m.group(2).partition(":") if ":" in m.group(2) else ("", "", m.group(2))
         obj = Path(m.group(3) or "???").name
-        if file.endswith("/malloc.c"):
+        if file.endswith("/malloc.c") or (obj.startswith("libc.so") and fn in GLIBC_MALLOC):
             # glibc's allocator: its cost per call depends on the heap layout (see LAYOUTS).
             obj += " (malloc)"
         funcs[(obj, fn)] = funcs.get((obj, fn), 0) + ir
@@ -80,30 +80,34 @@ def annotate(dump):
 
 # The allocator's entry points: how many calls a request makes does not depend on the layout.
 ALLOCATOR_CALLS = ("malloc", "free", "calloc", "realloc", "posix_memalign", "memalign", "aligned_alloc")
+# glibc's malloc.c functions by name, for when callgrind_annotate shows no file (the file name
+# needs glibc's debug symbols, libc6-dbg, which ci/deps installs).
+GLIBC_MALLOC = set(ALLOCATOR_CALLS) | {
+    "_int_malloc", "_int_free", "_int_realloc", "_int_memalign", "_mid_memalign.constprop.0",
+    "unlink_chunk.constprop.0", "malloc_consolidate", "sysmalloc", "tcache_init", "__libc_malloc",
+    "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign", "cfree"}
 
 
 def count_calls(dump, names=ALLOCATOR_CALLS):
-    """Calls made to the functions `names` in a callgrind dump (its `calls=` lines)."""
-    ids, calls, target = {}, 0, None
+    """Calls made to the functions `names` in a callgrind dump (its `calls=` lines), from outside
+    the allocator: `posix_memalign` calling `malloc` inside glibc is one allocation, not two."""
+    ids, calls, target, caller = {}, 0, None, None
+
+    def name_of(ref):
+        if ref.startswith("(") and ")" in ref:
+            cid, _, name = ref[1:].partition(")")
+            if name.strip():
+                ids[cid] = name.strip()
+            return ids.get(cid)
+        return ref
+
     with open(dump, "r", errors="replace") as f:
         for line in f:
             if line.startswith("cfn="):
-                ref = line[4:].strip()
-                if ref.startswith("(") and ")" in ref:
-                    cid, _, name = ref[1:].partition(")")
-                    name = name.strip()
-                    if name:
-                        ids[cid] = name
-                    target = ids.get(cid)
-                else:
-                    target = ref
+                target = name_of(line[4:].strip())
             elif line.startswith("fn="):
-                ref = line[3:].strip()
-                if ref.startswith("(") and ")" in ref:
-                    cid, _, name = ref[1:].partition(")")
-                    if name.strip():
-                        ids[cid] = name.strip()
-            elif line.startswith("calls=") and target in names:
+                caller = name_of(line[3:].strip())
+            elif line.startswith("calls=") and target in names and caller not in GLIBC_MALLOC:
                 calls += int(line[6:].split()[0])
     return calls
 
@@ -185,9 +189,12 @@ def measure(args, nginx, receiver, out_dir, cfg, layout, core_srv, core_cli):
             secs = time.monotonic() - t0
             dump = callgrind_dump(p.pid, d, before)
             total = read_callgrind_total(dump)
+            funcs = annotate(dump)
+            allocator_ir = sum(ir for (obj, _), ir in funcs.items() if obj.endswith(" (malloc)"))
             entry[kind] = {"ir_total": total, "per_request": total / n, "dump": str(dump),
                            "seconds": secs, "keepalive": abres["keepalive"],
-                           "allocator_calls": count_calls(dump) / n, "functions": annotate(dump)}
+                           "allocator_calls": count_calls(dump) / n,
+                           "allocator_per_request": allocator_ir / n, "functions": funcs}
             log(f"callgrind {cfg:8s} layout {layout} {kind:6s}: {total / n:,.0f} Ir/request "
                 f"({n} requests in {secs:.1f}s)")
     finally:
