@@ -306,15 +306,18 @@ impl Evaluator {
             return;
         };
         let (mut reports, gone) = helper.poll();
-        // The probes due start on every wake-up (four ticks a second at least).
-        crate::probe::net::run_due();
+        let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
+        if ticked {
+            // The probes due start on ticks only (every 250 ms): at the same phase each time,
+            // so a target's starts stay an interval apart.
+            crate::probe::net::run_due();
+        }
         // Results of the probes on this event loop, applied like the helper's used to be.
         reports.extend(
             crate::probe::net::take_results()
                 .into_iter()
                 .map(Report::Probe),
         );
-        let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
         if ticked && !exiting() {
             self.take_over();
         }
