@@ -43,15 +43,6 @@ fn title(msg: &Value, i: usize) -> String {
         .to_string()
 }
 
-fn titles(msgs: &[Value]) -> Vec<String> {
-    msgs.iter()
-        .flat_map(|m| {
-            let n = m["embeds"].as_array().map_or(0, Vec::len);
-            (0..n).map(|i| title(m, i)).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 fn send(port: u16, path: &str, n: usize) {
     let statuses = hammer(port, path, n, 4);
     assert_eq!(statuses.len(), n);
@@ -132,25 +123,25 @@ fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
     // Enough successes to fall between 5% and 10%: one WARNING.
     send(port, "/", 400);
     let msgs = hook.wait_for_messages(2, Duration::from_secs(5));
-    assert_eq!(msgs.len(), 2, "{:?}", titles(&msgs));
+    assert_eq!(msgs.len(), 2, "{:?}", embed_titles(&msgs));
     assert!(
         title(&msgs[1], 0).starts_with("WARNING be: 5xx "),
         "{:?}",
-        titles(&msgs)
+        embed_titles(&msgs)
     );
 
     // Traffic stops; once the window has slid past the errors, one RESOLVED.
     let msgs = hook.wait_for_messages(3, Duration::from_secs(15));
-    assert_eq!(msgs.len(), 3, "{:?}", titles(&msgs));
+    assert_eq!(msgs.len(), 3, "{:?}", embed_titles(&msgs));
     assert!(
         title(&msgs[2], 0).starts_with("RESOLVED be after"),
         "{:?}",
-        titles(&msgs)
+        embed_titles(&msgs)
     );
 
     // Nothing more: no duplicate from any of the four workers.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(hook.messages().len(), 3, "{:?}", titles(&hook.messages()));
+    assert_eq!(hook.messages().len(), 3, "{:?}", hook.titles());
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
     assert_eq!(notifications(port, "sent"), 3.0);
     assert_eq!(notifications(port, "failed"), 0.0);
@@ -194,7 +185,7 @@ fn firing_alert_repeats() {
     send(nginx.port, "/err", 30);
     // Errors stay in the 10s window: CRITICAL, then a repeat about every 2s.
     let msgs = hook.wait_for_messages(3, Duration::from_secs(8));
-    let t = titles(&msgs);
+    let t = embed_titles(&msgs);
     assert!(msgs.len() >= 3, "{t:?}");
     assert!(
         t[0].starts_with("CRITICAL be:") && !t[0].contains("still firing"),
@@ -318,11 +309,11 @@ fn reload_while_critical_sends_no_second_critical() {
     assert_eq!(hook.wait_for_messages(1, Duration::from_secs(8)).len(), 1);
     nginx.reload();
     std::thread::sleep(Duration::from_secs(INTERVAL_S * 3));
-    let t = titles(&hook.messages());
+    let t = hook.titles();
     assert_eq!(t.len(), 1, "a reload must not repeat the alert: {t:?}");
     // The new workers carry the incident on: it resolves once, with its full duration.
     let msgs = hook.wait_for_messages(2, Duration::from_secs(15));
-    let t = titles(&msgs);
+    let t = embed_titles(&msgs);
     assert_eq!(t.len(), 2, "{t:?}");
     assert!(t[1].starts_with("RESOLVED be after"), "{t:?}");
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
@@ -450,8 +441,8 @@ fn a_killed_helper_is_restarted_and_alerts_still_flow() {
     assert!(!nginx.error_log().contains("unknown process"));
     send(nginx.port, "/err", 30);
     let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
-    assert_eq!(titles(&msgs).len(), 1, "{:?}", titles(&msgs));
-    assert!(titles(&msgs)[0].starts_with("CRITICAL be:"));
+    assert_eq!(embed_titles(&msgs).len(), 1, "{:?}", embed_titles(&msgs));
+    assert!(embed_titles(&msgs)[0].starts_with("CRITICAL be:"));
 }
 
 #[test]

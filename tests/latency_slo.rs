@@ -8,30 +8,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
-
-fn titles(msgs: &[Value]) -> Vec<String> {
-    msgs.iter()
-        .flat_map(|m| {
-            m["embeds"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| e["title"].as_str().unwrap_or_default().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
 
 /// Waits until a title starting with `prefix` arrives; returns how long it took.
 fn wait_title(hook: &WebhookReceiver, prefix: &str, timeout: Duration) -> Duration {
     let start = Instant::now();
     assert!(
-        wait_until(timeout, || titles(&hook.messages())
+        wait_until(timeout, || hook
+            .titles()
             .iter()
             .any(|t| t.starts_with(prefix))),
         "no {prefix:?} within {timeout:?}: {:?}",
-        titles(&hook.messages())
+        hook.titles()
     );
     start.elapsed()
 }
@@ -88,7 +75,7 @@ fn latency_warning_critical_resolved_each_once() {
     upstream.set_delay("/slow", Duration::ZERO);
     wait_title(&hook, "RESOLVED api latency", Duration::from_secs(8));
     thread::sleep(Duration::from_secs(2));
-    let t = titles(&hook.messages());
+    let t = hook.titles();
     assert_eq!(t.len(), 3, "each event once: {t:?}");
     assert!(
         t[0].starts_with("WARNING") && t[1].starts_with("CRITICAL"),
@@ -130,11 +117,7 @@ fn slo_burn_pages_on_a_burst_and_stays_quiet_on_a_trickle() {
         thread::sleep(Duration::from_millis(700));
     }
     thread::sleep(Duration::from_secs(2));
-    assert!(
-        titles(&hook.messages()).is_empty(),
-        "{:?}",
-        titles(&hook.messages())
-    );
+    assert!(hook.titles().is_empty(), "{:?}", hook.titles());
     let m = parse_prometheus(&http_get(nginx.port, "/status_metrics").text());
     let burn = metric(
         &m,
@@ -152,7 +135,7 @@ fn slo_burn_pages_on_a_burst_and_stays_quiet_on_a_trickle() {
         Duration::from_secs(5),
     );
     assert!(took <= Duration::from_secs(3), "interval + 2 s: {took:?}");
-    let t = titles(&hook.messages());
+    let t = hook.titles();
     assert_eq!(t.len(), 1, "{t:?}");
     assert!(t[0].contains("(slo 99%)"), "{t:?}");
 }

@@ -240,22 +240,6 @@ fn alerting(webhook: &str) -> String {
     )
 }
 
-fn titles(hook: &WebhookReceiver) -> Vec<String> {
-    hook.messages()
-        .iter()
-        .flat_map(|m| {
-            m["embeds"]
-                .as_array()
-                .map(|e| {
-                    e.iter()
-                        .map(|e| e["title"].as_str().unwrap_or_default().to_string())
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 /// Sends `n` requests to `path`; all must be answered.
 fn send(port: u16, path: &str, n: usize) {
     let statuses = hammer(port, path, n, 4);
@@ -267,9 +251,9 @@ fn send(port: u16, path: &str, n: usize) {
 
 /// Waits until the webhook has `n` titles, then a few intervals more to catch extra ones.
 fn settle(hook: &WebhookReceiver, n: usize) -> Vec<String> {
-    wait_until(Duration::from_secs(15), || titles(hook).len() >= n);
+    wait_until(Duration::from_secs(15), || hook.titles().len() >= n);
     thread::sleep(Duration::from_secs(3));
-    titles(hook)
+    hook.titles()
 }
 
 fn kill_all_workers(nginx: &Nginx) {
@@ -308,14 +292,14 @@ fn kill_9_of_every_worker_neither_repeats_nor_swallows_an_alert() {
 
     // During an incident: the killed evaluator's successor carries it on, then resolves it.
     send(nginx.port, "/err", 40);
-    assert!(wait_until(Duration::from_secs(5), || titles(&hook).len() == 1));
+    assert!(wait_until(Duration::from_secs(5), || hook.titles().len() == 1));
     kill_all_workers(&nginx);
     thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        titles(&hook).len(),
+        hook.titles().len(),
         1,
         "a crash repeated the alert: {:?}",
-        titles(&hook)
+        hook.titles()
     );
     let t = settle(&hook, 2);
     assert_eq!(t.len(), 2, "{t:?}");
@@ -482,7 +466,7 @@ fn binary_upgrade_announces_each_event_once() {
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
     send(nginx.port, "/err", 40);
-    assert!(wait_until(Duration::from_secs(5), || titles(&hook).len() == 1));
+    assert!(wait_until(Duration::from_secs(5), || hook.titles().len() == 1));
 
     let new = MasterGuard(start_upgrade(&nginx));
     // Old workers finish; the new master's evaluator takes the incident over and does not
@@ -494,10 +478,10 @@ fn binary_upgrade_announces_each_event_once() {
     .is_empty()));
     thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        titles(&hook).len(),
+        hook.titles().len(),
         1,
         "the upgrade repeated the alert: {:?}",
-        titles(&hook)
+        hook.titles()
     );
     let t = settle(&hook, 2);
     assert_eq!(t.len(), 2, "{t:?}");
@@ -532,7 +516,7 @@ fn binary_upgrade_rolled_back_announces_each_event_once() {
     .is_empty()));
     // An incident while only the new master serves.
     send(nginx.port, "/err", 40);
-    assert!(wait_until(Duration::from_secs(5), || titles(&hook).len() == 1));
+    assert!(wait_until(Duration::from_secs(5), || hook.titles().len() == 1));
     // Roll back: the old master starts workers again, the new one quits.
     assert!(nginx.signal("HUP"));
     assert!(wait_until(Duration::from_secs(10), || old_workers(
@@ -546,10 +530,10 @@ fn binary_upgrade_rolled_back_announces_each_event_once() {
     )));
     thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        titles(&hook).len(),
+        hook.titles().len(),
         1,
         "the rollback repeated the alert: {:?}",
-        titles(&hook)
+        hook.titles()
     );
     let t = settle(&hook, 2);
     assert_eq!(t.len(), 2, "{t:?}");

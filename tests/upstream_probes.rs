@@ -53,28 +53,13 @@ fn upstream_block(ports: &[u16], extra: &str) -> String {
     format!("upstream backend {{\n{extra}{servers}}}")
 }
 
-/// Titles of every embed received so far, in arrival order.
-fn titles(rx: &WebhookReceiver) -> Vec<String> {
-    rx.messages_with_time()
-        .into_iter()
-        .flat_map(|(_, msg)| {
-            msg["embeds"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|e| e["title"].as_str().unwrap_or("").to_string())
-        })
-        .collect()
-}
-
 fn report(nginx: &Nginx, rx: &WebhookReceiver) -> String {
     let log = nginx.error_log();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     format!(
         "\n--- embed titles ---\n{}\n--- last lines of error.log ---\n{}",
-        titles(rx).join("\n"),
+        rx.titles().join("\n"),
         tail.join("\n")
     )
 }
@@ -108,13 +93,13 @@ fn upstream_probe_downs_only_the_failing_peer() {
     let target = |i: usize| format!("http://127.0.0.1:{}/health", ports[i]);
     let want = format!("DOWN be: {} (unexpected status 503)", target(1));
     assert!(
-        wait_until(PATIENCE, || titles(&rx).contains(&want)),
+        wait_until(PATIENCE, || rx.titles().contains(&want)),
         "no {want:?}{}",
         report(&nginx, &rx)
     );
     // Three more probe rounds: still exactly that one message.
     thread::sleep(Duration::from_secs(3));
-    assert_eq!(titles(&rx), vec![want], "{}", report(&nginx, &rx));
+    assert_eq!(rx.titles(), vec![want], "{}", report(&nginx, &rx));
     assert_eq!(probe_up(&nginx, "be", &target(0)), Some(1.0));
     assert_eq!(probe_up(&nginx, "be", &target(1)), Some(0.0));
     assert_eq!(probe_up(&nginx, "be", &target(2)), Some(1.0));
@@ -137,7 +122,7 @@ fn upstream_probe_downs_only_the_failing_peer() {
     peers[1].set("/health", 200, "ok");
     let up = format!("UP be: {}", target(1));
     assert!(
-        wait_until(PATIENCE, || titles(&rx).iter().any(|t| t.starts_with(&up))),
+        wait_until(PATIENCE, || rx.titles().iter().any(|t| t.starts_with(&up))),
         "no UP{}",
         report(&nginx, &rx)
     );
@@ -164,7 +149,7 @@ fn silent_peer_times_out_without_delaying_requests() {
     let target = format!("http://127.0.0.1:{hang_port}/health");
     let want = format!("DOWN be: {target} (timed out)");
     assert!(
-        wait_until(PATIENCE, || titles(&rx).contains(&want)),
+        wait_until(PATIENCE, || rx.titles().contains(&want)),
         "no {want:?}{}",
         report(&nginx, &rx)
     );
@@ -325,7 +310,7 @@ server {{
     );
     let want = format!("DOWN be: {strict} (TLS error)");
     assert!(
-        wait_until(PATIENCE, || titles(&rx).contains(&want)),
+        wait_until(PATIENCE, || rx.titles().contains(&want)),
         "no {want:?}{}",
         report(&nginx, &rx)
     );
@@ -466,7 +451,7 @@ fn mark_down_takes_a_down_peer_out_of_rotation_and_fails_open() {
     );
     // SPEC 6: the alert says so.
     assert!(
-        wait_until(PATIENCE, || titles(&rx).iter().any(|t| t
+        wait_until(PATIENCE, || rx.titles().iter().any(|t| t
             .starts_with("DOWN be: ")
             && t.contains("; fail open, every peer"))),
         "no DOWN message says fail open{}",
@@ -552,7 +537,7 @@ fn unresolvable_host_fails_as_dns_every_interval() {
     let nginx = Nginx::start(&block, NginxOpts::workers(1));
     let want = format!("DOWN be: {target} (DNS lookup failed)");
     assert!(
-        wait_until(PATIENCE, || titles(&rx).contains(&want)),
+        wait_until(PATIENCE, || rx.titles().contains(&want)),
         "no {want:?}{}",
         report(&nginx, &rx)
     );

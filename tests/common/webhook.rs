@@ -9,6 +9,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The titles of the embeds of Discord payloads `msgs`, in order.
+pub fn embed_titles(msgs: &[Value]) -> Vec<String> {
+    msgs.iter()
+        .flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default())
+        .map(|e| e["title"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Path part of [`WebhookReceiver::url`]; id and token are fake but Discord-shaped.
 pub const WEBHOOK_PATH: &str = "/api/webhooks/123456/secret-token-abc";
 
@@ -169,6 +177,11 @@ impl WebhookReceiver {
     /// [`WebhookReceiver::messages`] with their arrival times.
     pub fn messages_with_time(&self) -> Vec<(Instant, Value)> {
         lock(&self.state).messages.clone()
+    }
+
+    /// The titles of every embed received so far, in arrival order.
+    pub fn titles(&self) -> Vec<String> {
+        embed_titles(&self.messages())
     }
 
     /// One description per rejected request.
