@@ -5,6 +5,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use crate::conf::params::AlertParams;
 use crate::conf::probe_spec::ProbeSpec;
 use crate::evaluate::event::{
     AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
@@ -22,9 +23,13 @@ pub struct WatchedProbe<'a> {
     pub shared: &'a ProbeShared,
 }
 
-/// An event for `name` at `at_unix`, with the NAME's `link=` and `runbook=` when `names` has it.
-fn event(names: &[Watched], name: &str, at_unix: u64, detail: EventDetail) -> AlertEvent {
-    let params = names.iter().find(|n| n.name == name).map(|n| n.params);
+/// An event for `name` at `at_unix`, with the `link=` and `runbook=` of `params`.
+fn event(
+    name: &str,
+    params: Option<&AlertParams>,
+    at_unix: u64,
+    detail: EventDetail,
+) -> AlertEvent {
     AlertEvent {
         name: name.to_string(),
         at_unix,
@@ -32,6 +37,12 @@ fn event(names: &[Watched], name: &str, at_unix: u64, detail: EventDetail) -> Al
         runbook: params.and_then(|p| p.runbook.clone()),
         detail,
     }
+}
+
+/// A probe's event: its NAME's `link=` and `runbook=` when `names` has the NAME.
+fn probe_event(names: &[Watched], name: &str, at_unix: u64, detail: EventDetail) -> AlertEvent {
+    let params = names.iter().find(|n| n.name == name).map(|n| n.params);
+    event(name, params, at_unix, detail)
 }
 
 /// Applies one probe result to its target's shared state; returns the DOWN or UP event when
@@ -55,7 +66,7 @@ pub fn apply_probe(
         duration_ms: r.duration.as_millis() as u64,
         since_unix: since_ms / 1000,
     });
-    Some(event(names, &probe.spec.name, now_ms / 1000, detail))
+    Some(probe_event(names, &probe.spec.name, now_ms / 1000, detail))
 }
 
 /// What fires at `now_ms`, as repeat events: every NAME at warning or critical (5xx share,
@@ -80,7 +91,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                 top_codes: Vec::new(),
                 since_unix: slot.alert.incident_since_ms.load(Relaxed) / 1000,
             });
-            out.push(event(names, n.name, at_unix, detail));
+            out.push(event(n.name, Some(p), at_unix, detail));
         }
         if let Some(l) = &p.latency {
             let level = Level::from_u8(slot.latency.state.level.load(Relaxed) as u8);
@@ -97,7 +108,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                     window_secs: p.window_ms / 1000,
                     since_unix: slot.latency.state.ongoing_since_ms().unwrap_or(now_ms) / 1000,
                 });
-                out.push(event(names, n.name, at_unix, detail));
+                out.push(event(n.name, Some(p), at_unix, detail));
             }
         }
         if let Some(pct) = p.slo_pct {
@@ -116,7 +127,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                     total,
                     since_unix: slot.slo.state.ongoing_since_ms().unwrap_or(now_ms) / 1000,
                 });
-                out.push(event(names, n.name, at_unix, detail));
+                out.push(event(n.name, Some(p), at_unix, detail));
             }
         }
     }
@@ -134,7 +145,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
             duration_ms: s.last_duration_us.load(Relaxed) / 1000,
             since_unix: s.since_ms.load(Relaxed) / 1000,
         });
-        out.push(event(names, &t.spec.name, at_unix, detail));
+        out.push(probe_event(names, &t.spec.name, at_unix, detail));
     }
     out
 }
@@ -142,7 +153,6 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conf::params::AlertParams;
     use crate::conf::probe_spec::parse;
     use crate::evaluate::evaluate;
     use crate::notify::discord::title;
