@@ -784,6 +784,49 @@ fn fails_3_needs_three_consecutive_failures() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7b. A slow target that answers within its timeout: on schedule, never cut short
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn slow_target_within_its_timeout_stays_up_and_on_schedule() {
+    if !have_module("slow_target_within_its_timeout_stays_up_and_on_schedule") {
+        return;
+    }
+    // fails=1: a single probe ended early as a timeout (the next start cutting the one in
+    // flight short) would be a DOWN.
+    let (upstream, rx, target, nginx) = probe_upstream_health("fails=1");
+    wait_until_up(&nginx, &rx, &target);
+    // Answers take 400 ms of the 500 ms timeout: a probe is in flight 40 % of the time.
+    upstream.set_delay("/health", TIMEOUT.mul_f64(0.8));
+    let slow_from = next_probe(&upstream);
+    thread::sleep(INTERVAL * 5);
+
+    let probes = health_requests_after(&upstream, slow_from);
+    assert!(
+        (4..=6).contains(&probes.len()),
+        "{} probes in {:?} with interval={INTERVAL:?}",
+        probes.len(),
+        slow_from.elapsed()
+    );
+    for pair in probes.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= INTERVAL.mul_f64(0.9) && gap <= INTERVAL.mul_f64(1.5),
+            "probe starts {gap:?} apart with interval={INTERVAL:?}"
+        );
+    }
+    assert_eq!(probe_failures(&nginx, "be", &target, "timeout"), 0.0);
+    assert_eq!(probe_up(&nginx, "be", &target), Some(1.0));
+    assert!(
+        embeds(&rx).is_empty(),
+        "a message about a target that answered every probe in time{}",
+        report(&nginx, Some(&rx))
+    );
+    assert_no_violations(&rx);
+    nginx.assert_log_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
 // 8. JSON metrics: no state before the first result, "up": false after DOWN
 // ---------------------------------------------------------------------------------------------
 
