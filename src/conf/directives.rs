@@ -331,71 +331,72 @@ extern "C" fn set_zone(
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
+/// A directive's handler, as nginx calls it.
+type SetHandler =
+    unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// One entry of the directive table: `name` at the levels and arities `type_`, handled by `set`
+/// with the configuration at offset `conf`.
+const fn command(name: ngx_str_t, type_: u32, set: SetHandler, conf: usize) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf: conf as ngx_uint_t,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
+
 /// The module's directives.
 pub static mut COMMANDS: [ngx_command_t; 9] = [
-    ngx_command_t {
-        name: ngx_string!("status_alert"),
-        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(set_status_alert),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_alert_probe"),
-        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(set_status_alert_probe),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_alert_webhook"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(set_webhook),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_alert_alertmanager"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(set_alertmanager),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_alert_interval"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_interval),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_alert_buckets"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(set_buckets),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_alert_zone"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(set_zone),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("status_metrics"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
-        set: Some(crate::expose::handler::set_metrics),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    command(
+        ngx_string!("status_alert"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        set_status_alert,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_probe"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        set_status_alert_probe,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_webhook"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        set_webhook,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_alertmanager"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        set_alertmanager,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_interval"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_interval,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_buckets"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        set_buckets,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_zone,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_metrics"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        crate::expose::handler::set_metrics,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
     ngx_command_t::empty(),
 ];
