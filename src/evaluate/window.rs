@@ -255,11 +255,9 @@ impl WindowRing {
         let next = self.next.load(Relaxed) as usize % RING_LEN;
         let cutoff = now_ms.saturating_sub(window_ms);
         let at = |i: usize| self.samples[i].at_ms.load(Relaxed);
-        let baseline = find_baseline(len, next, RING_LEN, cutoff, at);
-        let (base, base_buckets) = match baseline {
-            Some(i) => (self.samples[i].load().1, self.samples[i].load_buckets()),
-            None => (SampleCounts::default(), [0; BUCKET_SLOTS]),
-        };
+        // Read before the new sample is stored: it may take the baseline's place.
+        let base = find_baseline(len, next, RING_LEN, cutoff, at)
+            .map(|i| (self.samples[i].load().1, self.samples[i].load_buckets()));
         let newest_at = (len > 0).then(|| at((next + RING_LEN - 1) % RING_LEN));
         if sample_due(newest_at, now_ms, step_ms) {
             self.samples[next].store(now_ms, current, buckets);
@@ -267,10 +265,10 @@ impl WindowRing {
             self.len.store((len + 1).min(RING_LEN) as u32, Relaxed);
         }
 
-        if baseline.is_none() {
+        let Some((base, base_buckets)) = base else {
             // Everything the slot counted is in the window: the full counts, nothing truncated.
             return (WindowCounts(current.0), WindowHistogram(*buckets));
-        }
+        };
         let figures = current.since(&base);
         let mut histogram = WindowHistogram::default();
         // Counters that went backwards (a reset slot) yield an empty window, as for the status
