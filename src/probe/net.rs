@@ -252,8 +252,8 @@ pub fn run_due() {
     if exiting() {
         return;
     }
-    // Collected first: a probe that fails at once pushes its result, and a cached DNS answer
-    // calls back into the target, neither of which may happen under the PROBES borrow.
+    // Collected first, so that nothing a start calls into (nginx's connect, and its resolver,
+    // which may call back at once with a cached answer) runs under the PROBES borrow.
     let due: Vec<*mut Target> = PROBES.with(|p| {
         let mut p = p.borrow_mut();
         let Some(probes) = p.as_mut() else {
