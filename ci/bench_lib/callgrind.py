@@ -2,6 +2,7 @@
 between `callgrind_control -z` and `-d`, vanilla vs the module; where the delta goes."""
 
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -202,11 +203,6 @@ def measure(args, nginx, receiver, out_dir, cfg, layout, core_srv, core_cli):
     return entry
 
 
-def median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
-
 def bench_callgrind(args, nginx, receiver, out_dir, results):
     n = args.callgrind_requests
     core_srv, core_cli = (0, 1) if args.cores >= 2 else (None, None)
@@ -237,13 +233,13 @@ def bench_callgrind(args, nginx, receiver, out_dir, results):
                     e["delta_outside_allocator"] = e["delta"] - e["allocator_delta"]
                     e["allocator_calls_delta"] = (e["allocator_calls"]
                                                   - runs["vanilla"][e["layout"]][kind]["allocator_calls"])
-            summary = {"per_request": median([e["per_request"] for e in per_layout]),
-                       "allocator_calls": median([e["allocator_calls"] for e in per_layout]),
+            summary = {"per_request": statistics.median([e["per_request"] for e in per_layout]),
+                       "allocator_calls": statistics.median([e["allocator_calls"] for e in per_layout]),
                        "layouts": per_layout}
             if cfg != "vanilla":
-                summary["delta"] = median([e["delta"] for e in per_layout])
-                summary["delta_pct"] = median([e["delta_pct"] for e in per_layout])
-                summary["delta_outside_allocator"] = median([e["delta_outside_allocator"] for e in per_layout])
+                summary["delta"] = statistics.median([e["delta"] for e in per_layout])
+                summary["delta_pct"] = statistics.median([e["delta_pct"] for e in per_layout])
+                summary["delta_outside_allocator"] = statistics.median([e["delta_outside_allocator"] for e in per_layout])
                 summary["allocator_calls_delta"] = max(e["allocator_calls_delta"] for e in per_layout)
                 # The layout whose delta outside the allocator is the median one stands for the
                 # configuration in the per-function tables.
