@@ -20,7 +20,7 @@ use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x05");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x06");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
@@ -62,8 +62,96 @@ pub struct ZoneHeader {
     pub destination_notifications: [[AtomicU64; NOTIFY_RESULTS]; MAX_DESTINATIONS],
     /// Messages waiting in the notifier queue (as last seen by the delivering worker).
     pub queue_depth: AtomicU64,
+    /// The evaluator watching itself (SPEC 11): see [`Alerting`].
+    pub alerting: Alerting,
     /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
     writers: [AtomicU64; MAX_WRITERS],
+}
+
+/// How the evaluator is doing, written by the evaluating process (and the master at commit),
+/// read by every worker for metrics, the status page and the stall warning.
+#[repr(C)]
+#[derive(Default)]
+pub struct Alerting {
+    /// Evaluation rounds completed (`nginx_status_alert_evaluations_total`).
+    pub evaluations: AtomicU64,
+    /// When the last evaluation round completed, ms since the epoch; 0 before the first.
+    pub last_evaluation_ms: AtomicU64,
+    /// `status_alert_interval` of the configuration counting here, ms.
+    pub interval_ms: AtomicU64,
+    /// When the configuration counting here committed, ms: until the first evaluation,
+    /// staleness is measured from it.
+    pub configured_ms: AtomicU64,
+    /// Helper processes started to replace one that died, stalled or could not be started.
+    pub helper_restarts: AtomicU64,
+    /// 1 while another nginx master of this configuration (a binary upgrade) holds the lease:
+    /// this zone is then not evaluated, and that is not a stall.
+    pub evaluated_elsewhere: AtomicU64,
+    /// Pid of the process that last evaluated.
+    pub evaluator_pid: AtomicU64,
+    /// Why evaluation cannot run, as a [`StallReason`]; 0 when nothing is known to be wrong.
+    pub reason: AtomicU64,
+    /// When a worker last logged that alerting is not running, ms (once a minute in all).
+    pub stall_logged_ms: AtomicU64,
+}
+
+/// Evaluations older than this many intervals mean alerting is not running.
+pub const STALL_INTERVALS: u64 = 3;
+
+/// Why the evaluating process cannot evaluate, as far as it knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallReason {
+    /// Nothing known: the evaluating process itself may be stopped or hung.
+    Unknown = 0,
+    /// The state directory or the lease file in it cannot be used.
+    StateDirectory = 1,
+    /// No helper process could be started.
+    Helper = 2,
+}
+
+impl StallReason {
+    /// The reason stored in [`Alerting::reason`].
+    pub fn from_index(i: u64) -> StallReason {
+        match i {
+            1 => StallReason::StateDirectory,
+            2 => StallReason::Helper,
+            _ => StallReason::Unknown,
+        }
+    }
+}
+
+impl Alerting {
+    /// When alerting stopped running, ms since the epoch: the last evaluation (or the commit
+    /// of the configuration, before the first one) when that is more than
+    /// [`STALL_INTERVALS`] intervals before `now_ms`; `None` while it runs, before it was
+    /// ever configured, and while another master evaluates.
+    pub fn stalled_since(&self, now_ms: u64) -> Option<u64> {
+        let interval = self.interval_ms.load(Relaxed);
+        let configured = self.configured_ms.load(Relaxed);
+        if interval == 0 || configured == 0 || self.evaluated_elsewhere.load(Relaxed) != 0 {
+            return None;
+        }
+        let since = self.last_evaluation_ms.load(Relaxed).max(configured);
+        (now_ms.saturating_sub(since) > STALL_INTERVALS * interval).then_some(since)
+    }
+
+    /// Records a completed evaluation round by process `pid` at `now_ms`.
+    pub fn evaluated(&self, now_ms: u64, pid: u32) {
+        self.evaluations.fetch_add(1, Relaxed);
+        self.last_evaluation_ms.store(now_ms, Relaxed);
+        self.evaluator_pid.store(u64::from(pid), Relaxed);
+        self.reason.store(StallReason::Unknown as u64, Relaxed);
+    }
+
+    /// True for the one caller per minute that should log the stall (compare-and-swap).
+    pub fn should_log_stall(&self, now_ms: u64) -> bool {
+        let last = self.stall_logged_ms.load(Relaxed);
+        now_ms.saturating_sub(last) >= 60_000
+            && self
+                .stall_logged_ms
+                .compare_exchange(last, now_ms, Relaxed, Relaxed)
+                .is_ok()
+    }
 }
 
 /// A fixed-capacity key stored in shared memory.
@@ -838,6 +926,15 @@ impl Zone {
         let (h, oh) = (self.header(), old.header());
         h.eval_tick_ms
             .fetch_max(oh.eval_tick_ms.load(Relaxed), Relaxed);
+        let (a, oa) = (&h.alerting, &oh.alerting);
+        for (mine, theirs) in [
+            (&a.evaluations, &oa.evaluations),
+            (&a.last_evaluation_ms, &oa.last_evaluation_ms),
+            (&a.helper_restarts, &oa.helper_restarts),
+            (&a.stall_logged_ms, &oa.stall_logged_ms),
+        ] {
+            mine.fetch_max(theirs.load(Relaxed), Relaxed);
+        }
     }
 
     /// The evaluator's state of every live slot, for the evaluator that comes next when it
@@ -1059,6 +1156,39 @@ fn pick<S, const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerting_is_stalled_after_three_intervals_without_evaluation() {
+        let a = Alerting::default();
+        assert_eq!(a.stalled_since(1_000_000), None, "never configured");
+        a.interval_ms.store(10_000, Relaxed);
+        a.configured_ms.store(100_000, Relaxed);
+        assert_eq!(
+            a.stalled_since(130_000),
+            None,
+            "three intervals are allowed"
+        );
+        assert_eq!(a.stalled_since(130_001), Some(100_000), "from the commit");
+        a.evaluated(125_000, 42);
+        assert_eq!(a.evaluations.load(Relaxed), 1);
+        assert_eq!(a.stalled_since(155_000), None);
+        assert_eq!(
+            a.stalled_since(155_001),
+            Some(125_000),
+            "from the last round"
+        );
+        a.evaluated_elsewhere.store(1, Relaxed);
+        assert_eq!(a.stalled_since(900_000), None, "another master evaluates");
+    }
+
+    #[test]
+    fn the_stall_is_logged_once_a_minute_by_one_caller() {
+        let a = Alerting::default();
+        assert!(a.should_log_stall(60_000));
+        assert!(!a.should_log_stall(60_001));
+        assert!(!a.should_log_stall(119_999));
+        assert!(a.should_log_stall(120_000));
+    }
     use std::alloc::{alloc_zeroed, dealloc, Layout};
 
     struct Buf(*mut u8, Layout);

@@ -26,6 +26,11 @@ use crate::HttpStatusAlertModule;
 /// Prefix of the zones' names in nginx's list of shared memory zones.
 const ZONE_PREFIX: &str = "status_alert_";
 
+fn now_ms() -> u64 {
+    let t = nginx_sys::ngx_timeofday();
+    t.sec as u64 * 1000 + t.msec as u64
+}
+
 fn pagesize() -> usize {
     // SAFETY: set once by ngx_os_init before configuration parsing.
     unsafe { nginx_sys::ngx_pagesize }
@@ -251,6 +256,9 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     mcf.generation = claimed.generation;
     zone.header().superseded.store(0, Relaxed);
+    let alerting = &zone.header().alerting;
+    alerting.interval_ms.store(mcf.interval_ms(), Relaxed);
+    alerting.configured_ms.store(now_ms(), Relaxed);
 
     let old_zones = core::mem::take(&mut mcf.old_zones);
     let previous = old_zones
