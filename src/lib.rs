@@ -148,6 +148,7 @@ mod wiring {
             if let Err(e) = mcf
                 .validate()
                 .map_err(|e| e.to_string())
+                .and_then(|()| crate::conf::state_path::prepare(cf, mcf))
                 .and_then(|()| shm::add_zone(cf, mcf))
             {
                 emerg!(cf.log, "{e}");

@@ -27,3 +27,10 @@ macro_rules! notice {
         ngx::ngx_log_error!(nginx_sys::NGX_LOG_NOTICE, $log, $($arg)+);
     });
 }
+
+/// Logs at `alert`: alerting itself is not running.
+macro_rules! alert {
+    ( $log:expr, $($arg:tt)+ ) => ({
+        ngx::ngx_log_error!(nginx_sys::NGX_LOG_ALERT, $log, $($arg)+);
+    });
+}

@@ -329,6 +329,28 @@ extern "C" fn set_zone(
     })
 }
 
+extern "C" fn set_state_path(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_state_path";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        if mcf.state_path.is_some() {
+            return Err(ConfError::Duplicate);
+        }
+        let value = args(cf, D)?.remove(0);
+        if value.is_empty() || value.contains('\0') {
+            return Err(ConfError::Invalid {
+                directive: D,
+                message: format!("invalid path \"{value}\""),
+            });
+        }
+        mcf.state_path = Some((value, place(cf)));
+        Ok(())
+    })
+}
+
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// A directive's handler, as nginx calls it.
@@ -349,7 +371,7 @@ const fn command(name: ngx_str_t, type_: u32, set: SetHandler, conf: usize) -> n
 }
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 9] = [
+pub static mut COMMANDS: [ngx_command_t; 10] = [
     command(
         ngx_string!("status_alert"),
         ANY_LEVEL | NGX_CONF_1MORE,
@@ -390,6 +412,12 @@ pub static mut COMMANDS: [ngx_command_t; 9] = [
         ngx_string!("status_alert_zone"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
         set_zone,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_state_path"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_state_path,
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     command(

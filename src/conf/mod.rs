@@ -8,6 +8,8 @@
 pub(crate) mod directives;
 pub mod params;
 pub mod probe_spec;
+#[cfg(not(test))]
+pub(crate) mod state_path;
 
 use params::{AlertParams, WebhookFormat};
 use probe_spec::ProbeSpec;
@@ -145,6 +147,13 @@ pub struct MainConf {
     /// Index of the binding variable (handler::BINDING_VARIABLE) in each request's variable
     /// array; set when there are NAMEs.
     pub name_var_index: usize,
+    /// `status_alert_state_path` as written, and where.
+    pub state_path: Option<(String, String)>,
+    /// The state directory in force (absolute): set in postconfiguration.
+    pub state_dir: String,
+    /// The cycle this configuration belongs to (set in postconfiguration): its core
+    /// configuration says, once read, which user the workers run as.
+    pub cycle: Option<core::ptr::NonNull<nginx_sys::ngx_cycle_t>>,
 }
 
 /// Most alert destinations (webhooks and Alertmanagers together) one configuration may have.

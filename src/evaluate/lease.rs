@@ -1,199 +1,611 @@
-//! The evaluation lease: at most one process evaluates windows, applies probe results and
-//! announces events at a time, across generations of workers (reloads) and across the two
-//! masters of a binary upgrade.
+//! The evaluation lease and the hand-over state, in files of the module's private state
+//! directory (`status_alert_state_path`).
 //!
-//! The lease is a datagram socket bound to a name in Linux's abstract socket namespace: a bind
-//! succeeds in one process only, needs no file or permission, and the kernel releases the name
-//! when the holder closes it or dies, also by `kill -9`. No nginx types: unit-tested directly.
+//! At most one process evaluates windows, applies probe results and announces events at a
+//! time, across generations of workers (reloads) and across the two masters of a binary
+//! upgrade. The lease is an exclusive `flock` on a file in the state directory: the kernel
+//! releases it when the holder closes it or dies, also by `kill -9`. The directory is created
+//! by the master like nginx's temp paths (mode 0700, owned by the worker user), so no other
+//! local user can take the lease first or plant a file where the module looks; nothing lives
+//! in `/dev/shm`, `/tmp` or the abstract socket namespace, which every local user shares.
+//! Instances that do not share the directory (containers, `-p` prefixes) never share a lease;
+//! the two masters of a binary upgrade share both the directory and the file name.
+//!
+//! Files are opened without following links and without blocking (a FIFO cannot hang the
+//! event loop), checked to be regular files of this user, and read with a bound; anything else
+//! at a name the module uses is removed and reported. No nginx types: unit-tested directly.
 
+use std::ffi::CString;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
-/// A held lease; dropping it releases the name.
-#[derive(Debug)]
-pub struct Lease {
-    _socket: OwnedFd,
+/// Largest hand-over state read back (the state of every NAME and probe, as JSON).
+const MAX_STATE_BYTES: u64 = 64 << 20;
+
+/// Why the state directory or a file in it cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory cannot be opened as a directory of ours.
+    #[error("cannot open the state directory \"{path}\": {source}")]
+    Open {
+        /// The directory.
+        path: String,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The directory is not safe from other users.
+    #[error("the state directory \"{path}\" {problem}")]
+    Unsafe {
+        /// The directory.
+        path: String,
+        /// What is wrong, e.g. "is writable by group or others".
+        problem: String,
+    },
+    /// A file in the directory cannot be used.
+    #[error("cannot use \"{path}\": {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: io::Error,
+    },
 }
 
-/// The abstract socket address for `name` (its tail, if it is longer than fits).
-fn address(name: &[u8]) -> (libc::sockaddr_un, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_un.
-    let mut addr: libc::sockaddr_un = unsafe { core::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    // sun_path[0] stays 0: the abstract namespace.
-    let room = addr.sun_path.len() - 1;
-    let name = &name[name.len().saturating_sub(room)..];
-    for (d, s) in addr.sun_path[1..].iter_mut().zip(name) {
-        *d = *s as libc::c_char;
-    }
-    let len = core::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
-    (addr, len as libc::socklen_t)
-}
-
-impl Lease {
-    /// Takes the lease `name` if nobody holds it: `Ok(None)` while another process does.
-    pub fn try_acquire(name: &[u8]) -> io::Result<Option<Lease>> {
-        Ok(bound_socket(name, 0)?.map(|socket| Lease { _socket: socket }))
-    }
-}
-
-/// The state the last holder left for the next one, in a file of its own (`/dev/shm`, else the
-/// temporary directory), so that it survives until the next holder starts: with a binary
-/// upgrade's rollback that may be after the last holder has exited.
-#[derive(Clone, Debug)]
-pub struct HandOver {
-    path: PathBuf,
-}
-
-impl HandOver {
-    /// The hand-over file of lease `name`.
-    pub fn for_lease(name: &[u8]) -> HandOver {
-        // FNV-1a: a short, stable file name; the lease name itself may be long.
-        let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        let dir = Path::new("/dev/shm");
-        let dir = if dir.is_dir() {
-            dir.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        HandOver {
-            path: dir.join(format!("nginx-status-alert.{hash:016x}.state")),
+/// Checks `path` as a state directory before nginx uses it: a real directory (not a link),
+/// not writable by group or others, owned by one of `owners` (the worker user, the user nginx
+/// runs as), in a parent that other users cannot rename it out of. A missing directory is
+/// fine: nginx creates it.
+pub fn check_dir(path: &str, owners: &[u32]) -> Result<(), StateError> {
+    let unsafe_dir = |problem: String| StateError::Unsafe {
+        path: path.to_string(),
+        problem,
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StateError::Open {
+                path: path.to_string(),
+                source,
+            })
         }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir("is a symbolic link".into()));
     }
-
-    /// Leaves `state` (replacing an earlier one), readable by this user only.
-    pub fn leave(&self, state: &[u8]) -> io::Result<()> {
-        let tmp = self
-            .path
-            .with_extension(format!("{}.tmp", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let written = f.write_all(state).and_then(|()| f.sync_data());
-        drop(f);
-        match written.and_then(|()| std::fs::rename(&tmp, &self.path)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
+    if !meta.is_dir() {
+        return Err(unsafe_dir("is not a directory".into()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "is writable by group or others (mode {:04o}); make it 0700",
+            meta.mode() & 0o7777
+        )));
+    }
+    if !owners.contains(&meta.uid()) {
+        return Err(unsafe_dir(format!(
+            "belongs to uid {}, not to the user nginx runs its workers as",
+            meta.uid()
+        )));
+    }
+    if let Some(parent) = Path::new(path).parent() {
+        if let Ok(p) = std::fs::metadata(parent) {
+            if p.mode() & 0o002 != 0 && p.mode() & 0o1000 == 0 {
+                return Err(unsafe_dir(format!(
+                    "is in \"{}\", which every user can write to: another user could replace it",
+                    parent.display()
+                )));
             }
         }
     }
+    Ok(())
+}
 
-    /// Takes the state left for us, if there is one written by this user, no older than
-    /// `max_age` (an older one is from another run of nginx and is discarded).
-    pub fn take(&self, max_age: Duration) -> Option<Vec<u8>> {
-        let f = std::fs::File::open(&self.path).ok()?;
-        let meta = f.metadata().ok()?;
+/// A held lease; dropping it releases it.
+#[derive(Debug)]
+pub struct Lease {
+    _file: File,
+}
+
+/// The state directory, opened once by the evaluating process.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: OwnedFd,
+    path: String,
+    /// File names of this nginx instance's lease and hand-over state.
+    lease_file: String,
+    state_file: String,
+}
+
+/// What an attempt to take the lease found.
+#[derive(Debug)]
+pub enum Attempt {
+    /// This process holds the lease now.
+    Taken(Lease),
+    /// Another process holds it (the other master of a binary upgrade, or the previous
+    /// generation's evaluator until it exits).
+    Held,
+}
+
+impl StateDir {
+    /// Opens the state directory `path` for the nginx instance `instance` (its prefix and
+    /// configuration file: see [`instance_name`]). The directory must belong to this user and
+    /// not be writable by group or others.
+    pub fn open(path: &str, instance: &str) -> Result<StateDir, StateError> {
+        let open_err = |source| StateError::Open {
+            path: path.to_string(),
+            source,
+        };
+        let c = CString::new(path).map_err(|e| open_err(io::Error::other(e)))?;
+        // SAFETY: a plain open of a NUL-terminated path; the descriptor is owned below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(open_err(io::Error::last_os_error()));
+        }
+        // SAFETY: fd was just opened and is owned by nobody else.
+        let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+        let meta = File::from(dir.try_clone().map_err(open_err)?)
+            .metadata()
+            .map_err(open_err)?;
         // SAFETY: geteuid has no preconditions.
-        let ours = meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o077 == 0;
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me || meta.mode() & 0o022 != 0 {
+            return Err(StateError::Unsafe {
+                path: path.to_string(),
+                problem: format!(
+                    "must belong to uid {me} and not be writable by group or others \
+                     (uid {}, mode {:04o})",
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            });
+        }
+        let hash = fnv1a(instance.as_bytes());
+        Ok(StateDir {
+            dir,
+            path: path.to_string(),
+            lease_file: format!("lease-{hash:016x}"),
+            state_file: format!("state-{hash:016x}"),
+        })
+    }
+
+    /// Takes the lease if nobody holds it. Planted files at its name are removed and
+    /// reported through `report`.
+    pub fn try_lease(&self, report: &mut dyn FnMut(String)) -> Result<Attempt, StateError> {
+        let flags = libc::O_RDWR | libc::O_CREAT;
+        let file = self.open_ours(&self.lease_file, flags, report)?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Attempt::Taken(Lease { _file: file }));
+        }
+        match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(Attempt::Held),
+            e => Err(self.file_error(&self.lease_file, e)),
+        }
+    }
+
+    /// Leaves `state` for the next holder of the lease (replacing an earlier one), readable
+    /// by this user only. Not synced to disk: it is for the next process on this running
+    /// system, and too old to be taken after a restart anyway.
+    pub fn leave(&self, state: &[u8], report: &mut dyn FnMut(String)) -> Result<(), StateError> {
+        let tmp = format!("{}.{}.tmp", self.state_file, std::process::id());
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+        let mut f = match self.open_at(&tmp, flags) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.remove(&tmp, "a leftover", report);
+                self.open_at(&tmp, flags)
+                    .map_err(|e| self.file_error(&tmp, e))?
+            }
+            Err(e) => return Err(self.file_error(&tmp, e)),
+        };
+        let written = f.write_all(state);
+        drop(f);
+        let renamed = written.and_then(|()| self.rename(&tmp, &self.state_file));
+        let renamed = match renamed {
+            // A directory planted at the name: remove it, then try once more.
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                self.remove(&self.state_file, "a directory", report);
+                self.rename(&tmp, &self.state_file)
+            }
+            r => r,
+        };
+        renamed.map_err(|e| {
+            self.unlink(&tmp, 0);
+            self.file_error(&self.state_file, e)
+        })
+    }
+
+    /// Takes the state left for us, if there is one of ours no older than `max_age` (an
+    /// older one is from another run of nginx and is discarded). Never blocks; anything but
+    /// a regular file of this user is removed and reported.
+    pub fn take(&self, max_age: Duration, report: &mut dyn FnMut(String)) -> Option<Vec<u8>> {
+        let f = match self.open_ours(&self.state_file, libc::O_RDONLY, report) {
+            Ok(f) => f,
+            Err(StateError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return None
+            }
+            Err(e) => {
+                report(e.to_string());
+                return None;
+            }
+        };
+        self.unlink(&self.state_file, 0);
+        let meta = f.metadata().ok()?;
         let fresh = meta
             .modified()
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age <= max_age);
-        let _ = std::fs::remove_file(&self.path);
-        if !(ours && fresh) {
+        if !fresh || meta.mode() & 0o077 != 0 {
             return None;
         }
         let mut state = Vec::new();
-        (&f).read_to_end(&mut state).ok()?;
+        let read = (&f).take(MAX_STATE_BYTES + 1).read_to_end(&mut state);
+        if read.is_err() || state.len() as u64 > MAX_STATE_BYTES {
+            report(format!(
+                "ignored \"{}\": unreadable or larger than {MAX_STATE_BYTES} bytes",
+                self.show(&self.state_file)
+            ));
+            return None;
+        }
         Some(state)
     }
+
+    /// Opens `name` with `flags` (creating it 0600 with `O_CREAT`), never following a link
+    /// or blocking on a FIFO; a file that is not a regular file of this user with one link is
+    /// removed (reported through `report`) and the open tried once more.
+    fn open_ours(
+        &self,
+        name: &str,
+        flags: libc::c_int,
+        report: &mut dyn FnMut(String),
+    ) -> Result<File, StateError> {
+        for attempt in 0..2 {
+            let planted = match self.open_at(name, flags) {
+                Ok(f) => match f.metadata() {
+                    Ok(m) if is_ours(&m) => return Ok(f),
+                    Ok(m) => describe(&m),
+                    Err(e) => return Err(self.file_error(name, e)),
+                },
+                // O_NOFOLLOW on a symbolic link.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => "a symbolic link".into(),
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => "a directory".into(),
+                // Not ours and not writable by us: someone else's file.
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    "a file of another user".into()
+                }
+                Err(e) => return Err(self.file_error(name, e)),
+            };
+            if attempt == 1 {
+                break;
+            }
+            self.remove(name, &planted, report);
+        }
+        Err(self.file_error(
+            name,
+            io::Error::other("something keeps replacing it with a file that is not ours"),
+        ))
+    }
+
+    /// Removes `name` (a directory too, if empty), reporting what it was.
+    fn remove(&self, name: &str, what: &str, report: &mut dyn FnMut(String)) {
+        if !self.unlink(name, 0) && !self.unlink(name, libc::AT_REMOVEDIR) {
+            report(format!(
+                "ignored \"{}\": {what} where the module keeps its state, and it cannot be \
+                 removed ({})",
+                self.show(name),
+                io::Error::last_os_error()
+            ));
+            return;
+        }
+        report(format!(
+            "removed \"{}\": {what} where the module keeps its state",
+            self.show(name)
+        ));
+    }
+
+    fn open_at(&self, name: &str, flags: libc::c_int) -> io::Result<File> {
+        let c = CString::new(name).map_err(io::Error::other)?;
+        let flags = flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        // SAFETY: openat relative to our directory descriptor with a NUL-terminated name.
+        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), c.as_ptr(), flags, 0o600) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned by nobody else.
+        let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        // Reads and writes of a regular file never block anyway; a FIFO was only opened
+        // non-blocking to be recognised and is never read.
+        set_blocking(f.as_raw_fd());
+        Ok(f)
+    }
+
+    fn unlink(&self, name: &str, flags: libc::c_int) -> bool {
+        let Ok(c) = CString::new(name) else {
+            return false;
+        };
+        // SAFETY: unlinkat relative to our directory descriptor with a NUL-terminated name.
+        unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), flags) == 0 }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (f, t) = (
+            CString::new(from).map_err(io::Error::other)?,
+            CString::new(to).map_err(io::Error::other)?,
+        );
+        let d = self.dir.as_raw_fd();
+        // SAFETY: renameat within our directory with NUL-terminated names.
+        if unsafe { libc::renameat(d, f.as_ptr(), d, t.as_ptr()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn show(&self, name: &str) -> String {
+        format!("{}/{name}", self.path.trim_end_matches('/'))
+    }
+
+    fn file_error(&self, name: &str, source: io::Error) -> StateError {
+        StateError::File {
+            path: self.show(name),
+            source,
+        }
+    }
+
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
 }
 
-/// A datagram socket bound to `name`, or `None` if the name is taken.
-fn bound_socket(name: &[u8], flags: libc::c_int) -> io::Result<Option<OwnedFd>> {
-    // SAFETY: plain socket creation.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | flags,
-            0,
-        )
+/// A regular file of this user with a single link.
+fn is_ours(m: &std::fs::Metadata) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    m.file_type().is_file() && m.uid() == me && m.nlink() == 1
+}
+
+fn describe(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    let kind = if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else if m.nlink() != 1 {
+        "a file with several links"
+    } else {
+        "a file of another user"
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just created and is owned by nobody else.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    let (addr, len) = address(name);
-    // SAFETY: addr is a valid sockaddr_un of `len` bytes.
-    let rc = unsafe { libc::bind(fd, core::ptr::addr_of!(addr).cast(), len) };
-    if rc == 0 {
-        return Ok(Some(socket));
-    }
-    match io::Error::last_os_error() {
-        e if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(None),
-        e => Err(e),
+    kind.to_string()
+}
+
+fn set_blocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
     }
 }
 
-/// The lease name of an nginx instance: its configuration file, shared by both masters of a
-/// binary upgrade and different for every nginx on the machine.
-pub fn name_for(conf_file: &str) -> Vec<u8> {
-    format!("nginx-status-alert:{conf_file}").into_bytes()
+/// FNV-1a, 64 bits: a short, stable file name for an instance name of any length.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The name of an nginx instance: its prefix and configuration file, shared by both masters
+/// of a binary upgrade and different for `-p A` and `-p B` with one configuration file.
+pub fn instance_name(prefix: &str, conf_file: &str) -> String {
+    format!("{prefix}\0{conf_file}")
+}
+
+/// The directory part of `path` as bytes, for the default state path beside a temp path.
+pub fn sibling(path: &str, name: &str) -> String {
+    let p = Path::new(path.trim_end_matches('/'));
+    let parent = p.parent().unwrap_or(Path::new("/"));
+    let mut out = parent.as_os_str().as_bytes().to_vec();
+    if !out.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn private_dir(tag: &str) -> tempfile::TempDir {
+        let d = tempfile::Builder::new()
+            .prefix(&format!("lease-test-{tag}-"))
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        d
+    }
+
+    fn open(d: &tempfile::TempDir, instance: &str) -> StateDir {
+        StateDir::open(d.path().to_str().unwrap(), instance).unwrap()
+    }
+
+    fn no_reports() -> impl FnMut(String) {
+        |m| panic!("unexpected report: {m}")
+    }
 
     #[test]
     fn one_holder_at_a_time_and_released_on_drop() {
-        let name = name_for(&format!("/tmp/lease-test-{}.conf", std::process::id()));
-        let first = Lease::try_acquire(&name).unwrap();
-        assert!(first.is_some());
-        assert!(Lease::try_acquire(&name).unwrap().is_none(), "held");
-        let other = name_for("/another/nginx.conf");
+        let d = private_dir("one");
+        let a = open(&d, &instance_name("/p/", "/p/nginx.conf"));
+        let b = open(&d, &instance_name("/p/", "/p/nginx.conf"));
+        let first = a.try_lease(&mut no_reports()).unwrap();
+        assert!(matches!(first, Attempt::Taken(_)));
+        assert!(matches!(
+            b.try_lease(&mut no_reports()).unwrap(),
+            Attempt::Held
+        ));
+        let other = open(&d, &instance_name("/q/", "/p/nginx.conf"));
         assert!(
-            Lease::try_acquire(&other).unwrap().is_some(),
-            "names are independent"
+            matches!(
+                other.try_lease(&mut no_reports()).unwrap(),
+                Attempt::Taken(_)
+            ),
+            "another prefix is another instance"
         );
         drop(first);
-        assert!(Lease::try_acquire(&name).unwrap().is_some(), "released");
+        assert!(matches!(
+            b.try_lease(&mut no_reports()).unwrap(),
+            Attempt::Taken(_)
+        ));
+    }
+
+    #[test]
+    fn directories_do_not_share_leases() {
+        let (d1, d2) = (private_dir("ns1"), private_dir("ns2"));
+        let name = instance_name("/etc/nginx/", "/etc/nginx/nginx.conf");
+        let a = open(&d1, &name).try_lease(&mut no_reports()).unwrap();
+        let b = open(&d2, &name).try_lease(&mut no_reports()).unwrap();
+        assert!(matches!((a, b), (Attempt::Taken(_), Attempt::Taken(_))));
     }
 
     #[test]
     fn the_holder_leaves_its_state_for_the_next_one() {
-        let name = name_for(&format!("/tmp/handover-test-{}.conf", std::process::id()));
-        let h = HandOver::for_lease(&name);
-        assert_eq!(h.take(Duration::from_secs(60)), None, "nothing left yet");
-        h.leave(b"first").unwrap();
-        h.leave(b"second").unwrap();
+        let d = private_dir("state");
+        let s = open(&d, "x");
+        let minute = Duration::from_secs(60);
+        assert_eq!(s.take(minute, &mut no_reports()), None, "nothing left yet");
+        s.leave(b"first", &mut no_reports()).unwrap();
+        s.leave(b"second", &mut no_reports()).unwrap();
+        let mode = std::fs::metadata(d.path().join(&s.state_file))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(
-            h.take(Duration::from_secs(60)).as_deref(),
+            s.take(minute, &mut no_reports()).as_deref(),
             Some(&b"second"[..])
         );
-        assert_eq!(h.take(Duration::from_secs(60)), None, "taken once");
-        h.leave(b"old").unwrap();
+        assert_eq!(s.take(minute, &mut no_reports()), None, "taken once");
+        s.leave(b"old", &mut no_reports()).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(
-            h.take(Duration::from_millis(1)),
+            s.take(Duration::from_millis(1), &mut no_reports()),
             None,
             "too old: another run's"
         );
-        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.mode() & 0o777);
-        h.leave(b"x").unwrap();
-        assert_eq!(mode(&h.path).unwrap(), 0o600);
-        assert!(h.take(Duration::from_secs(60)).is_some());
-        assert!(HandOver::for_lease(b"a").path != HandOver::for_lease(b"b").path);
     }
 
     #[test]
-    fn long_names_keep_their_tail() {
-        let long = name_for(&format!("/{}/{}.conf", "x".repeat(300), std::process::id()));
-        let (_, len) = address(&long);
-        assert!(len as usize <= core::mem::size_of::<libc::sockaddr_un>());
-        let held = Lease::try_acquire(&long).unwrap();
-        assert!(held.is_some());
-        assert!(Lease::try_acquire(&long).unwrap().is_none());
+    fn planted_files_are_removed_reported_and_never_block() {
+        let d = private_dir("planted");
+        let s = open(&d, "y");
+        let at = |n: &str| d.path().join(n);
+        let mut reports = Vec::new();
+
+        // A FIFO at the state name: opening it must not block, and it is removed.
+        let fifo = CString::new(at(&s.state_file).to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(
+            s.take(Duration::from_secs(60), &mut |m| reports.push(m)),
+            None
+        );
+        assert!(reports.iter().any(|r| r.contains("a FIFO")), "{reports:?}");
+        assert!(!at(&s.state_file).exists());
+
+        // A symbolic link at the lease name pointing elsewhere: never followed.
+        let victim = at("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        symlink(&victim, at(&s.lease_file)).unwrap();
+        reports.clear();
+        let lease = s.try_lease(&mut |m| reports.push(m)).unwrap();
+        assert!(matches!(lease, Attempt::Taken(_)));
+        assert!(reports.iter().any(|r| r.contains("symbolic link")));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+
+        // A directory at the state name: leave() still works.
+        std::fs::create_dir(at(&s.state_file)).unwrap();
+        reports.clear();
+        s.leave(b"state", &mut |m| reports.push(m)).unwrap();
+        assert!(reports.iter().any(|r| r.contains("a directory")));
+        assert_eq!(
+            s.take(Duration::from_secs(60), &mut no_reports())
+                .as_deref(),
+            Some(&b"state"[..])
+        );
+
+        // A leftover temporary file of ours (same pid) is replaced.
+        let tmp = at(&format!("{}.{}.tmp", s.state_file, std::process::id()));
+        std::fs::write(&tmp, b"x").unwrap();
+        reports.clear();
+        s.leave(b"again", &mut |m| reports.push(m)).unwrap();
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn unsafe_directories_are_refused() {
+        let d = private_dir("check");
+        let path = d.path().to_str().unwrap().to_string();
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert!(check_dir(&path, &[me]).is_ok());
+        assert!(
+            check_dir(&format!("{path}/missing"), &[me]).is_ok(),
+            "nginx creates it"
+        );
+        let err = check_dir(&path, &[me + 1]).unwrap_err().to_string();
+        assert!(err.contains("belongs to uid"), "{err}");
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+        let err = check_dir(&path, &[me]).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        assert!(StateDir::open(&path, "z").is_err());
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = format!("{path}/link");
+        symlink(&path, &link).unwrap();
+        assert!(check_dir(&link, &[me])
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
+        assert!(StateDir::open(&link, "z").is_err(), "never followed");
+        let open_world = format!("{path}/world");
+        std::fs::create_dir(&open_world).unwrap();
+        std::fs::set_permissions(&open_world, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir(format!("{open_world}/state")).unwrap();
+        let err = check_dir(&format!("{open_world}/state"), &[me])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("every user can write to"), "{err}");
+    }
+
+    #[test]
+    fn the_default_lives_beside_the_temp_path() {
+        assert_eq!(
+            sibling("/var/lib/nginx/body", "status_alert"),
+            "/var/lib/nginx/status_alert"
+        );
+        assert_eq!(
+            sibling("/usr/local/nginx/client_body_temp/", "status_alert"),
+            "/usr/local/nginx/status_alert"
+        );
+        assert_eq!(sibling("/body", "status_alert"), "/status_alert");
     }
 }

@@ -1,87 +1,104 @@
-//! The evaluating process (FFI): worker 0 evaluates the windows and runs the helper process
-//! that delivers webhooks and runs probes.
+//! The evaluating process (FFI): worker 0 evaluates the windows, runs the probes and hands
+//! alerts to the helper process that delivers them; every worker watches that it does.
 //!
-//! All of it runs in exactly one process (worker 0, or the single process with
-//! `master_process off`). It forks the helper process (`helper/mod.rs`) and watches the helper's
-//! report pipe as an nginx channel event, so it needs no timer: the helper writes a tick every
-//! `helper::TICK_MS`, and on each one worker 0 applies probe results, counts delivery outcomes
-//! and, every `status_alert_interval`, evaluates the windows. Once nginx is exiting it stops
-//! evaluating and tells the helper to finish; a channel event never delays shutdown.
+//! Worker 0 paces itself with a timerfd on nginx's event loop (every [`TICK_MS`]), so nothing
+//! it does waits for the helper: a helper that dies, hangs or is stopped is replaced (killed
+//! when it stops making progress for [`Evaluator::stall_limit_ms`]), one that cannot be started
+//! is retried with backoff, and the alerts meanwhile wait in the [`Outbox`] (bounded) until a
+//! helper takes them. The evaluation lease (`evaluate/lease.rs`) lives in the private state
+//! directory. Worker 0 records every round in the zone (`Alerting`); the other workers check
+//! that record every few seconds and say at `[alert]`, once a minute, when alerting has not run
+//! for three intervals. Once nginx is exiting worker 0 stops evaluating and lets the helper
+//! finish alone; a channel event never delays shutdown.
 
 use core::cell::RefCell;
-use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
-use nginx_sys::{
-    ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_handler_pt, ngx_event_t,
-    ngx_fd_t, ngx_int_t, ngx_log_t, ngx_setproctitle, NGX_OK,
-};
+use nginx_sys::{ngx_cycle_t, ngx_event_t, ngx_int_t, ngx_log_t, ngx_setproctitle, NGX_OK};
 use ngx::http::HttpModuleMainConf;
 
 use crate::conf::params::WebhookFormat;
 use crate::conf::MainConf;
 use crate::evaluate::event::AlertEvent;
 use crate::evaluate::firing::{self, WatchedProbe};
-use crate::evaluate::lease::{self, HandOver, Lease};
+use crate::evaluate::lease::{self, Attempt, Lease, StateDir};
 use crate::evaluate::{self, Watched};
-use crate::helper::{Helper, HelperContext, Outbox, Report};
+use crate::helper::watch::{self, Watched as WatchedFd};
+use crate::helper::{Helper, HelperContext, Outbox, Report, MAX_PENDING, TICK_MS};
 use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
 use crate::notify::{alertmanager, discord, payload};
 use crate::probe::ProbeResult;
+use crate::zone::{StallReason, Zone};
 use crate::HttpStatusAlertModule;
-
-extern "C" {
-    // nginx's own helper for its master/worker channel (src/os/unix/ngx_channel.c): registers
-    // a descriptor for read events with `channel` set, so it never holds up a worker's exit.
-    fn ngx_add_channel_event(
-        cycle: *mut ngx_cycle_t,
-        fd: ngx_fd_t,
-        event: ngx_int_t,
-        handler: ngx_event_handler_pt,
-    ) -> ngx_int_t;
-}
-
-/// nginx's `NGX_READ_EVENT` with the epoll event method.
-const NGX_READ_EVENT: ngx_int_t = (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t;
-
-/// State of the evaluating process.
-struct Evaluator {
-    mcf: &'static MainConf,
-    log: *mut ngx_log_t,
-    host: String,
-    next_eval_ms: u64,
-    helper: Option<Helper>,
-    /// The helper was told to finish (nginx is exiting).
-    stopping: bool,
-    /// Held while this process is the one that evaluates (see lease.rs).
-    lease: Option<Lease>,
-    /// The lease's name for this nginx.
-    lease_name: Vec<u8>,
-    /// Where the previous holder leaves its state when it cannot share a zone with us.
-    hand_over: HandOver,
-    /// A failure to take the lease was logged (logged once).
-    lease_error_logged: bool,
-    /// When the helper was last started, ms, and the wait before the next start after a crash.
-    helper_started_ms: u64,
-    helper_backoff_ms: u64,
-    /// Restarts the helper after a backoff (armed only while there is none).
-    restart_timer: Box<ngx_event_t>,
-    /// Payloads waiting for the next helper while the restart backs off.
-    pending_restart: Option<Outbox>,
-    /// When firing alerts are next re-posted to the Alertmanagers, ms.
-    next_alertmanager_ms: u64,
-}
 
 /// A hand-over older than this is from an earlier run of nginx, not from the previous holder.
 const HAND_OVER_MAX_AGE: core::time::Duration = core::time::Duration::from_secs(60);
 
-/// The shortest and longest wait before restarting a helper that keeps dying.
+/// The shortest and longest wait before restarting a helper that keeps dying or cannot start.
 const RESTART_BACKOFF_MIN_MS: u64 = 1000;
 const RESTART_BACKOFF_MAX_MS: u64 = 60_000;
 
+/// How often the other workers check that alerting runs.
+const WATCH_MS: u64 = 5000;
+
+/// A helper process and its report pipe on the event loop.
+struct HelperLink {
+    helper: Helper,
+    reports: WatchedFd,
+    /// When it last reported anything, ms.
+    heard_ms: u64,
+    started_ms: u64,
+}
+
+/// State of the evaluating process.
+struct Evaluator {
+    mcf: &'static MainConf,
+    zone: Zone,
+    log: *mut ngx_log_t,
+    host: String,
+    next_eval_ms: u64,
+    /// Alerts not yet taken by a helper: they outlive helpers.
+    outbox: Outbox,
+    helper: Option<HelperLink>,
+    /// No helper before this (backoff after a quick death or a failed start), ms.
+    next_helper_start_ms: u64,
+    helper_backoff_ms: u64,
+    /// Helpers started so far (the first one is no restart).
+    helpers_started: u64,
+    /// The helper was told to finish (nginx is exiting).
+    stopping: bool,
+    /// The private state directory, or why it cannot be used.
+    state: Result<StateDir, String>,
+    /// This nginx instance's name (prefix and configuration file), for the lease's file.
+    instance: String,
+    /// Held while this process is the one that evaluates (see lease.rs).
+    lease: Option<Lease>,
+    /// Another master held the lease and this was said (logged once).
+    held_logged: bool,
+    /// When firing alerts are next re-posted to the Alertmanagers, ms.
+    next_alertmanager_ms: u64,
+}
+
+/// A worker that is not evaluating: it watches that the evaluation runs.
+struct Watchman {
+    zone: Zone,
+    log: *mut ngx_log_t,
+}
+
+/// What this process does besides serving requests, with the timer that paces it.
+enum Role {
+    Evaluator(Box<Evaluator>),
+    Watchman(Watchman),
+}
+
+struct Process {
+    role: Role,
+    timer: WatchedFd,
+}
+
 thread_local! {
     // nginx runs its event loop on one thread; the worker state lives there.
-    static EVALUATOR: RefCell<Option<Evaluator>> = const { RefCell::new(None) };
+    static PROCESS: RefCell<Option<Process>> = const { RefCell::new(None) };
 }
 
 fn now_ms() -> u64 {
@@ -103,8 +120,13 @@ fn is_evaluating_process() -> bool {
         || (process == nginx_sys::NGX_PROCESS_WORKER as usize && worker == 0)
 }
 
+fn pid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
 /// `init_process`: every worker notes in the zone that it counts into it; the evaluating
-/// process also forks the helper and watches its reports.
+/// process also starts the helper, the lease and the probes; the others watch it.
 pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the current cycle, valid for the process's lifetime.
     let cycle = unsafe { &*cycle };
@@ -114,96 +136,60 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(zone) = mcf.zone else {
         return NGX_OK as ngx_int_t;
     };
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
-    zone.register_writer(pid, mcf.generation, crate::zone::process_alive);
-    if !is_evaluating_process() {
-        return NGX_OK as ngx_int_t;
-    }
+    zone.register_writer(pid(), mcf.generation, crate::zone::process_alive);
     let log = cycle.log;
-
-    let helper = start_helper(mcf, cycle, log, Outbox::default());
-    let lease_name = lease::name_for(&cycle.conf_file.to_string());
-    // SAFETY: all-zero is an idle event; the fields nginx's timer code reads are set below.
-    let mut restart_timer: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
-    restart_timer.handler = Some(on_restart_timer);
-    restart_timer.log = log;
-    // A pending restart never holds up a graceful shutdown.
-    restart_timer.set_cancelable(1);
-
-    let evaluator = Evaluator {
-        mcf,
-        log,
-        host: cycle.hostname.to_string(),
-        next_eval_ms: now_ms() + mcf.interval_ms(),
-        helper,
-        stopping: false,
-        lease: None,
-        lease_name: lease_name.clone(),
-        hand_over: HandOver::for_lease(&lease_name),
-        lease_error_logged: false,
-        helper_started_ms: now_ms(),
-        helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
-        restart_timer,
-        pending_restart: None,
-        next_alertmanager_ms: 0,
-    };
-    EVALUATOR.with(|w| *w.borrow_mut() = Some(evaluator));
-    crate::probe::net::start(&mcf.probes, log);
-    notice!(
-        log,
-        "status_alert: evaluating {} names and {} probes in this process",
-        mcf.names.len(),
-        mcf.probes.len()
-    );
-    NGX_OK as ngx_int_t
-}
-
-/// Forks the helper process and watches its reports; logs and returns `None` on failure.
-/// `pending` holds payloads a previous helper was never handed.
-fn start_helper(
-    mcf: &MainConf,
-    cycle: &ngx_cycle_t,
-    log: *mut ngx_log_t,
-    pending: Outbox,
-) -> Option<Helper> {
-    let destinations = mcf
-        .destinations
-        .iter()
-        .map(|d| NotifierConfig::new(d.url.clone()))
-        .collect();
-    // Probes run on this process's event loop (probe_net.rs), not in the helper.
-    let ctx = HelperContext {
-        in_child: set_helper_title,
-        zone: mcf.zone,
-        generation: mcf.generation,
-        // SAFETY: log is the cycle's valid log.
-        log_level: unsafe { (*log).log_level },
-    };
-    // Forked while this process has no thread (see helper/mod.rs).
-    let mut helper = match Helper::start(destinations, ctx) {
-        Ok(s) => s,
+    let evaluating = is_evaluating_process();
+    let period = if evaluating { TICK_MS } else { WATCH_MS };
+    let timer =
+        watch::periodic_timer(period).and_then(|fd| WatchedFd::new(fd, Some(on_timer), log));
+    let timer = match timer {
+        Ok(t) => t,
         Err(e) => {
-            error!(log, "status_alert: cannot start the helper process: {e}");
-            return None;
+            alert!(
+                log,
+                "status_alert: cannot create the {} timer, alerting is not running: {e}",
+                if evaluating { "evaluation" } else { "watch" }
+            );
+            return NGX_OK as ngx_int_t;
         }
     };
-    // SAFETY: valid cycle; the descriptor stays open as long as the helper.
-    let rc = unsafe {
-        ngx_add_channel_event(
-            ptr::from_ref(cycle).cast_mut(),
-            helper.read_fd(),
-            NGX_READ_EVENT,
-            Some(on_reports),
-        )
+    let role = if evaluating {
+        let now = now_ms();
+        let instance =
+            lease::instance_name(&cycle.prefix.to_string(), &cycle.conf_file.to_string());
+        let state = StateDir::open(&mcf.state_dir, &instance).map_err(|e| e.to_string());
+        let mut evaluator = Box::new(Evaluator {
+            mcf,
+            zone,
+            log,
+            host: cycle.hostname.to_string(),
+            next_eval_ms: now + mcf.interval_ms(),
+            outbox: Outbox::default(),
+            helper: None,
+            next_helper_start_ms: now,
+            helper_backoff_ms: RESTART_BACKOFF_MIN_MS,
+            helpers_started: 0,
+            stopping: false,
+            state,
+            instance,
+            lease: None,
+            held_logged: false,
+            next_alertmanager_ms: 0,
+        });
+        evaluator.start_helper(now);
+        crate::probe::net::start(&mcf.probes, log);
+        notice!(
+            log,
+            "status_alert: evaluating {} names and {} probes in this process",
+            mcf.names.len(),
+            mcf.probes.len()
+        );
+        Role::Evaluator(evaluator)
+    } else {
+        Role::Watchman(Watchman { zone, log })
     };
-    if rc != NGX_OK as ngx_int_t {
-        error!(log, "status_alert: cannot watch the helper process");
-        let _ = helper.close();
-        return None;
-    }
-    helper.adopt(pending);
-    Some(helper)
+    PROCESS.with(|p| *p.borrow_mut() = Some(Process { role, timer }));
+    NGX_OK as ngx_int_t
 }
 
 /// In the helper, right after fork: `ps` shows `nginx: status alert helper` instead of the
@@ -217,37 +203,11 @@ fn set_helper_title() {
 /// `exit_process`: lets the helper go (it finishes delivering on its own) without waiting.
 pub extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     crate::probe::net::stop();
-    let Some(mut evaluator) = EVALUATOR.with(|w| w.borrow_mut().take()) else {
+    let Some(process) = PROCESS.with(|p| p.borrow_mut().take()) else {
         return;
     };
-    // Let the next evaluator start at once, with our state.
-    evaluator.release_lease();
-    if evaluator.restart_timer.timer_set() != 0 {
-        // SAFETY: the timer was armed by this process's event loop.
-        unsafe { nginx_sys::ngx_del_timer(&mut *evaluator.restart_timer) };
-    }
-    if let Some(helper) = evaluator.helper.take() {
-        let (fd, unsent) = helper.close();
-        // SAFETY: our descriptor; the process is exiting and its channel event is not used again.
-        unsafe { libc::close(fd) };
-        // Payloads the pipe did not take in time are lost with this process: count them.
-        record_outcomes(
-            &evaluator,
-            lost_outcomes(unsent, "evaluator 0 exited before handing it over"),
-        );
-    }
-}
-
-/// Closes the helper's report descriptor `fd`, through nginx when `c` is its connection.
-fn close_channel(c: *mut ngx_connection_t, fd: libc::c_int) {
-    // SAFETY: c is null or the channel connection nginx made for a descriptor of ours;
-    // closing it removes the event.
-    unsafe {
-        if !c.is_null() && (*c).fd == fd {
-            ngx_close_connection(c);
-        } else {
-            libc::close(fd);
-        }
+    if let Role::Evaluator(mut evaluator) = process.role {
+        evaluator.shut_down("evaluator 0 exited before handing it over");
     }
 }
 
@@ -264,105 +224,115 @@ fn lost_outcomes(destinations: Vec<usize>, why: &str) -> Vec<Outcome> {
         .collect()
 }
 
-/// Timer: start the helper again after a backoff.
-extern "C" fn on_restart_timer(_ev: *mut ngx_event_t) {
-    EVALUATOR.with(|w| {
-        let mut guard = w.borrow_mut();
-        let Some(evaluator) = guard.as_mut() else {
+/// Runs `f` on this process's role, catching panics so that no unwind crosses into nginx.
+fn with_role(what: &str, f: impl FnOnce(&mut Role)) {
+    PROCESS.with(|p| {
+        let mut guard = p.borrow_mut();
+        let Some(process) = guard.as_mut() else {
             return;
         };
-        if !evaluator.stopping && !exiting() && evaluator.helper.is_none() {
-            evaluator.restart_helper(Outbox::default());
+        let log = match &process.role {
+            Role::Evaluator(e) => e.log,
+            Role::Watchman(w) => w.log,
+        };
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut process.role)));
+        if run.is_err() {
+            error!(log, "status_alert: {what} failed unexpectedly");
         }
+    });
+}
+
+/// The pace timer fired.
+extern "C" fn on_timer(_ev: *mut ngx_event_t) {
+    PROCESS.with(|p| {
+        if let Some(process) = p.borrow().as_ref() {
+            watch::consume_timer(process.timer.fd());
+        }
+    });
+    with_role("evaluation", |role| match role {
+        Role::Evaluator(e) => e.tick(now_ms()),
+        Role::Watchman(w) => w.check(now_ms()),
     });
 }
 
 /// Read event on the helper's report pipe.
-extern "C" fn on_reports(ev: *mut ngx_event_t) {
-    // SAFETY: nginx passes the channel event it registered; its data is the connection.
-    let c = unsafe { (*ev).data.cast::<ngx_connection_t>() };
-    EVALUATOR.with(|w| {
-        let mut guard = w.borrow_mut();
-        let Some(evaluator) = guard.as_mut() else {
-            return;
-        };
-        // Catch panics so that no unwind crosses into nginx; a failed tick is logged.
-        let run =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| evaluator.on_reports(c)));
-        if run.is_err() {
-            error!(
-                evaluator.log,
-                "status_alert: evaluation failed unexpectedly"
-            );
+extern "C" fn on_reports(_ev: *mut ngx_event_t) {
+    with_role("reading the helper's reports", |role| {
+        if let Role::Evaluator(e) = role {
+            let now = now_ms();
+            let outcomes = e.read_reports(now);
+            e.record_outcomes(outcomes);
         }
     });
 }
 
-impl Evaluator {
-    fn on_reports(&mut self, c: *mut ngx_connection_t) {
-        let now = now_ms();
-        let mut events = Vec::new();
-        let Some(helper) = self.helper.as_mut() else {
+impl Watchman {
+    /// Says at `[alert]`, once a minute among all workers, that alerting is not running.
+    fn check(&self, now: u64) {
+        let alerting = &self.zone.header().alerting;
+        let Some(since) = alerting.stalled_since(now) else {
             return;
         };
-        let (mut reports, gone) = helper.poll();
-        let ticked = reports.iter().any(|r| matches!(r, Report::Tick));
-        if ticked {
-            // The probes due start on ticks only (every 250 ms): at the same phase each time,
-            // so a target's starts stay an interval apart.
-            crate::probe::net::run_due();
+        if !alerting.should_log_stall(now) {
+            return;
         }
-        // Results of the probes on this event loop, applied like the helper's used to be.
-        reports.extend(
-            crate::probe::net::take_results()
-                .into_iter()
-                .map(Report::Probe),
+        let why = match StallReason::from_index(alerting.reason.load(Relaxed)) {
+            StallReason::StateDirectory => {
+                "the evaluating worker cannot use the state directory (see its error above)".into()
+            }
+            StallReason::Helper => "no helper process can be started".into(),
+            StallReason::Unknown => format!(
+                "the evaluating worker (pid {}) has not evaluated for {} s: it may be stopped \
+                 or hung",
+                alerting.evaluator_pid.load(Relaxed),
+                now.saturating_sub(since) / 1000
+            ),
+        };
+        alert!(
+            self.log,
+            "status_alert: alerting is not running since {}: {why}",
+            crate::notify::discord::iso8601(since / 1000)
         );
-        if ticked && !exiting() {
-            self.take_over();
+    }
+}
+
+impl Evaluator {
+    /// A helper that reports nothing for this long has stopped making progress: it is
+    /// replaced, so that a new one delivers within 2 intervals or 5 s, whichever is longer.
+    fn stall_limit_ms(&self) -> u64 {
+        (2 * self.mcf.interval_ms()).max(5000) - 1000
+    }
+
+    /// One tick of worker 0: helper health, probes, the lease, evaluation, announcements.
+    fn tick(&mut self, now: u64) {
+        if exiting() {
+            if !self.stopping {
+                self.shut_down("nginx is exiting");
+            }
+            return;
         }
-        let mut outcomes = self.absorb(reports, now, &mut events);
-        if self.lease.is_some() && !exiting() {
+        let mut outcomes = self.read_reports(now);
+        self.watch_helper(now, &mut outcomes);
+        // The probes due start on ticks only, at the same phase each time, so a target's
+        // starts stay an interval apart.
+        crate::probe::net::run_due();
+        self.take_over(now);
+        let mut events = Vec::new();
+        let results = crate::probe::net::take_results();
+        if self.lease.is_some() && !results.is_empty() {
+            let names = self.watched();
+            for r in &results {
+                events.extend(self.apply_probe(&names, r, now));
+            }
+        }
+        if self.lease.is_some() {
             let fail_open = crate::probe::mark_down::sync(self.mcf, self.log);
             crate::probe::peer_down::annotate(&mut events, &fail_open);
         }
-        if exiting() && !self.stopping {
-            // The helper finishes alone (see helper/mod.rs); nothing here waits for it.
-            self.stopping = true;
-            crate::probe::net::stop();
-            self.release_lease();
-            if let Some(s) = self.helper.take() {
-                let (fd, unsent) = s.close();
-                close_channel(c, fd);
-                outcomes.extend(lost_outcomes(unsent, "nginx is exiting"));
-            }
-            record_outcomes(self, outcomes);
-            return;
-        }
-        if gone {
-            // The helper died (it never exits on its own while its input is open).
-            if let Some(helper) = self.helper.take() {
-                let (fd, pending, lost) = helper.abandon();
-                close_channel(c, fd);
-                outcomes.extend(lost_outcomes(
-                    lost,
-                    "the helper process exited before delivering it",
-                ));
-                if !self.stopping {
-                    error!(self.log, "status_alert: the helper process exited");
-                    self.restart_helper(pending);
-                }
-            }
-        }
-        if ticked && self.lease.is_some() && now >= self.next_eval_ms {
+        if self.lease.is_some() && now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();
             self.next_eval_ms = now + interval;
-            let zone = self
-                .mcf
-                .zone
-                .as_ref()
-                .expect("zone exists in the evaluating process");
-            if evaluate::take_tick(zone.header(), now, interval) {
+            if evaluate::take_tick(self.zone.header(), now, interval) {
                 let bounds = self.mcf.bucket_bounds();
                 events.extend(evaluate::evaluate_with(
                     &self.watched(),
@@ -370,15 +340,176 @@ impl Evaluator {
                     interval,
                     &bounds,
                 ));
+                self.zone.header().alerting.evaluated(now_ms(), pid());
             }
         }
-
         if !events.is_empty() {
-            outcomes.extend(self.announce(&events));
-        } else if ticked && self.lease.is_some() {
+            outcomes.extend(self.announce(&events, now));
+        } else if self.lease.is_some() {
             outcomes.extend(self.resend_to_alertmanager(now));
         }
-        record_outcomes(self, outcomes);
+        if let Some(link) = self.helper.as_mut() {
+            link.helper.flush(&mut self.outbox);
+        }
+        self.record_outcomes(outcomes);
+    }
+
+    /// Reads the helper's reports: delivery outcomes are returned for counting and logging;
+    /// a helper that has gone is abandoned and its restart scheduled.
+    fn read_reports(&mut self, now: u64) -> Vec<Outcome> {
+        let Some(link) = self.helper.as_mut() else {
+            return Vec::new();
+        };
+        let (reports, heard, gone) = link.helper.poll(&mut self.outbox);
+        if heard {
+            link.heard_ms = now;
+        }
+        let mut outcomes = Vec::new();
+        for r in reports {
+            match r {
+                Report::Outcome(o) => outcomes.push(o),
+                Report::QueueDepth(n) => self.zone.header().queue_depth.store(n, Relaxed),
+                Report::Accepted(_) | Report::Tick => {}
+            }
+        }
+        if gone && !self.stopping {
+            error!(self.log, "status_alert: the helper process exited");
+            let lived = now.saturating_sub(link.started_ms);
+            outcomes.extend(self.drop_helper("the helper process exited before delivering it"));
+            self.schedule_helper(now, lived);
+        }
+        outcomes
+    }
+
+    /// Replaces a helper that stopped making progress, and starts one when none runs.
+    fn watch_helper(&mut self, now: u64, outcomes: &mut Vec<Outcome>) {
+        let silent = self
+            .helper
+            .as_ref()
+            .map_or(0, |l| now.saturating_sub(l.heard_ms));
+        if silent > self.stall_limit_ms() {
+            if let Some(link) = &self.helper {
+                error!(
+                    self.log,
+                    "status_alert: the helper process (pid {}) has not responded for {} ms: \
+                     killing it and starting another",
+                    link.helper.pid(),
+                    silent
+                );
+                link.helper.kill();
+            }
+            outcomes.extend(self.drop_helper("the helper process stopped responding"));
+            self.next_helper_start_ms = now;
+        }
+        if self.helper.is_none() && now >= self.next_helper_start_ms {
+            self.start_helper(now);
+        }
+    }
+
+    /// Forgets the current helper; what it had taken but not settled is returned as dropped,
+    /// what it had not taken stays in the outbox for the next one.
+    fn drop_helper(&mut self, why: &str) -> Vec<Outcome> {
+        let Some(link) = self.helper.take() else {
+            return Vec::new();
+        };
+        let lost = link.helper.abandon(&mut self.outbox);
+        // Closes the report pipe through nginx.
+        drop(link.reports);
+        lost_outcomes(lost, why)
+    }
+
+    /// After a helper died: start the next one at once if it lived a while, else after a
+    /// backoff that doubles with every quick death or failed start (1 s up to 60 s).
+    fn schedule_helper(&mut self, now: u64, lived: u64) {
+        if lived >= RESTART_BACKOFF_MAX_MS {
+            self.helper_backoff_ms = RESTART_BACKOFF_MIN_MS;
+            self.next_helper_start_ms = now;
+            return;
+        }
+        self.next_helper_start_ms = now + self.helper_backoff_ms;
+        self.helper_backoff_ms = (self.helper_backoff_ms * 2).min(RESTART_BACKOFF_MAX_MS);
+    }
+
+    /// Forks a helper and watches its reports; on failure, says so and schedules the next try.
+    fn start_helper(&mut self, now: u64) {
+        let alerting = &self.zone.header().alerting;
+        match self.fork_helper() {
+            Ok(helper) => {
+                if self.helpers_started > 0 {
+                    alerting.helper_restarts.fetch_add(1, Relaxed);
+                    notice!(
+                        self.log,
+                        "status_alert: started a new helper process (pid {})",
+                        helper.helper.pid()
+                    );
+                }
+                self.helpers_started += 1;
+                let mut helper = helper;
+                helper.heard_ms = now;
+                helper.started_ms = now;
+                helper.helper.flush(&mut self.outbox);
+                self.helper = Some(helper);
+                if alerting.reason.load(Relaxed) == StallReason::Helper as u64 {
+                    alerting.reason.store(StallReason::Unknown as u64, Relaxed);
+                }
+            }
+            Err(e) => {
+                let wait = self.helper_backoff_ms;
+                self.next_helper_start_ms = now + wait;
+                self.helper_backoff_ms = (wait * 2).min(RESTART_BACKOFF_MAX_MS);
+                alerting.reason.store(StallReason::Helper as u64, Relaxed);
+                error!(
+                    self.log,
+                    "status_alert: cannot start the helper process: {e}; {} alerts wait; \
+                     next attempt in {} s",
+                    self.outbox.len(),
+                    wait / 1000
+                );
+            }
+        }
+    }
+
+    fn fork_helper(&self) -> std::io::Result<HelperLink> {
+        let destinations = self
+            .mcf
+            .destinations
+            .iter()
+            .map(|d| NotifierConfig::new(d.url.clone()))
+            .collect();
+        let ctx = HelperContext {
+            in_child: set_helper_title,
+            zone: Some(self.zone),
+            generation: self.mcf.generation,
+            // SAFETY: log is the cycle's valid log.
+            log_level: unsafe { (*self.log).log_level },
+        };
+        // Forked while this process has no thread (see helper/mod.rs).
+        let helper = Helper::start(destinations, ctx)?;
+        // SAFETY: the report descriptor is the helper handle's; the watcher closes it when
+        // dropped, after the handle has given it up (Helper::abandon / close).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(helper.read_fd()) }
+            .try_clone_to_owned()?;
+        let reports = WatchedFd::new(fd, Some(on_reports), self.log)?;
+        Ok(HelperLink {
+            helper,
+            reports,
+            heard_ms: 0,
+            started_ms: 0,
+        })
+    }
+
+    /// Stops evaluating for good (nginx is exiting): the lease goes with our state, the helper
+    /// finishes alone with what it has, and what never reached it whole is counted dropped.
+    fn shut_down(&mut self, why: &str) {
+        self.stopping = true;
+        crate::probe::net::stop();
+        self.release_lease();
+        let lost = match self.helper.take() {
+            // Closing the pipe tells the helper to finish.
+            Some(link) => link.helper.close(&mut self.outbox),
+            None => self.outbox.take_unwritten(),
+        };
+        self.record_outcomes(lost_outcomes(lost, why));
     }
 
     /// Gives up the lease, leaving this process's evaluator state for the next holder.
@@ -386,11 +517,11 @@ impl Evaluator {
         let Some(lease) = self.lease.take() else {
             return;
         };
-        if let Some(zone) = self.mcf.zone {
-            if let Err(e) = self
-                .hand_over
-                .leave(zone.export_state().to_string().as_bytes())
-            {
+        if let Ok(state) = &self.state {
+            let log = self.log;
+            let mut report = |m: String| warn!(log, "status_alert: {m}");
+            let exported = self.zone.export_state().to_string();
+            if let Err(e) = state.leave(exported.as_bytes(), &mut report) {
                 warn!(
                     self.log,
                     "status_alert: cannot leave the evaluator state: {e}"
@@ -400,60 +531,14 @@ impl Evaluator {
         drop(lease);
     }
 
-    /// Starts a helper: at once if the last one lived a while, else after a backoff that
-    /// doubles with every quick death or failed start (1 s up to 60 s). Payloads in `pending`
-    /// (never handed to the dead one) go to the new one.
-    fn restart_helper(&mut self, pending: Outbox) {
-        let now = now_ms();
-        if now.saturating_sub(self.helper_started_ms) >= RESTART_BACKOFF_MAX_MS {
-            self.helper_backoff_ms = 0;
-        }
-        let pending = match self.pending_restart.take() {
-            Some(mut older) => {
-                older.append(pending);
-                older
-            }
-            None => pending,
-        };
-        if self.helper_backoff_ms == 0 || self.restart_timer.timedout() != 0 {
-            self.restart_timer.set_timedout(0);
-            self.helper_started_ms = now;
-            // SAFETY: ngx_cycle is this process's current cycle.
-            let cycle = unsafe { &*nginx_sys::ngx_cycle };
-            match start_helper(self.mcf, cycle, self.log, pending) {
-                Some(s) => {
-                    self.helper = Some(s);
-                    self.helper_backoff_ms = self.helper_backoff_ms.max(RESTART_BACKOFF_MIN_MS);
-                    notice!(self.log, "status_alert: started a new helper process");
-                    return;
-                }
-                None => self.pending_restart = Some(Outbox::default()),
-            }
-        } else {
-            self.pending_restart = Some(pending);
-        }
-        let wait = self.helper_backoff_ms.max(RESTART_BACKOFF_MIN_MS);
-        self.helper_backoff_ms = (wait * 2).min(RESTART_BACKOFF_MAX_MS);
-        warn!(
-            self.log,
-            "status_alert: the helper process keeps exiting; next start in {} s",
-            wait / 1000
-        );
-        // SAFETY: the event lives as long as the worker state; nginx's timer tree is ours.
-        unsafe {
-            nginx_sys::ngx_add_timer(&mut *self.restart_timer, wait as nginx_sys::ngx_msec_t)
-        };
-    }
-
     /// On every tick: stops evaluating once a newer configuration counts elsewhere, moves the
     /// counts of draining zones into the primary, and takes the lease when it is free (with
     /// the last state of the previous evaluator).
-    fn take_over(&mut self) {
-        let Some(zone) = self.mcf.zone else {
-            return;
-        };
+    fn take_over(&mut self, now: u64) {
+        let zone = self.zone;
+        let header = zone.header();
         let superseded =
-            zone.header().superseded.load(Relaxed) != 0 || zone.generation() != self.mcf.generation;
+            header.superseded.load(Relaxed) != 0 || zone.generation() != self.mcf.generation;
         if superseded {
             if self.lease.is_some() {
                 self.release_lease();
@@ -476,56 +561,63 @@ impl Evaluator {
         if self.lease.is_some() {
             return;
         }
-        match Lease::try_acquire(&self.lease_name) {
-            Ok(Some(lease)) => {
+        if self.state.is_err() {
+            self.state =
+                StateDir::open(&self.mcf.state_dir, &self.instance).map_err(|e| e.to_string());
+        }
+        let log = self.log;
+        let mut report = |m: String| warn!(log, "status_alert: {m}");
+        let attempt = match &self.state {
+            Ok(state) => state.try_lease(&mut report).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        let alerting = &header.alerting;
+        match attempt {
+            Ok(Attempt::Taken(lease)) => {
                 if let Some(p) = self.mcf.predecessor {
                     zone.import_state(&p);
                 }
                 // The last state the previous holder left (from the other master of a binary
                 // upgrade; after a reload it is what the zone already holds).
-                let last = self.hand_over.take(HAND_OVER_MAX_AGE);
+                let last = match &self.state {
+                    Ok(state) => state.take(HAND_OVER_MAX_AGE, &mut report),
+                    Err(_) => None,
+                };
                 if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
-                    zone.import_exported(&state, now_ms());
+                    zone.import_exported(&state, now);
                 }
                 self.lease = Some(lease);
+                self.held_logged = false;
+                alerting.evaluated_elsewhere.store(0, Relaxed);
+                alerting.reason.store(StallReason::Unknown as u64, Relaxed);
                 notice!(self.log, "status_alert: this process evaluates from now on");
             }
-            Ok(None) => {}
-            Err(e) if !self.lease_error_logged => {
-                self.lease_error_logged = true;
-                error!(
-                    self.log,
-                    "status_alert: cannot take the evaluation lease, not evaluating: {e}"
-                );
+            Ok(Attempt::Held) => {
+                // The previous generation's evaluator until it exits, or the other master of
+                // a binary upgrade: either way, another process evaluates.
+                alerting.evaluated_elsewhere.store(1, Relaxed);
+                if !self.held_logged && now >= self.next_eval_ms {
+                    self.held_logged = true;
+                    notice!(
+                        self.log,
+                        "status_alert: another process of this nginx (the other master of a \
+                         binary upgrade?) holds the evaluation lease; it evaluates"
+                    );
+                }
             }
-            Err(_) => {}
-        }
-    }
-
-    /// Applies the helper's reports: probe results become events, the queue depth goes to the
-    /// zone, delivery outcomes are returned for counting and logging.
-    fn absorb(&self, reports: Vec<Report>, now: u64, events: &mut Vec<AlertEvent>) -> Vec<Outcome> {
-        let mut outcomes = Vec::new();
-        // Built once for all the probe results of this wake-up (link= and runbook= lookups).
-        let mut names = None;
-        for r in reports {
-            match r {
-                Report::Outcome(o) => outcomes.push(o),
-                // Only the evaluating process applies results: one DOWN per target.
-                Report::Probe(p) if self.lease.is_some() => {
-                    let names = names.get_or_insert_with(|| self.watched());
-                    events.extend(self.apply_probe(names, &p, now))
+            Err(e) => {
+                alerting.evaluated_elsewhere.store(0, Relaxed);
+                alerting
+                    .reason
+                    .store(StallReason::StateDirectory as u64, Relaxed);
+                if alerting.should_log_stall(now) {
+                    alert!(
+                        self.log,
+                        "status_alert: alerting is not running: {e} (status_alert_state_path)"
+                    );
                 }
-                Report::Probe(_) => {}
-                Report::QueueDepth(n) => {
-                    if let Some(zone) = &self.mcf.zone {
-                        zone.header().queue_depth.store(n, Relaxed);
-                    }
-                }
-                Report::Tick => {}
             }
         }
-        outcomes
     }
 
     /// The NAMEs with their slots, as the plain-Rust evaluation reads them.
@@ -570,10 +662,10 @@ impl Evaluator {
         firing::firing_now(&self.watched(), &probes, now)
     }
 
-    /// Logs every event; with a webhook, also hands the Discord payloads to the helper.
-    /// Returns outcomes for payloads that could not be handed over.
-    fn announce(&mut self, events: &[AlertEvent]) -> Vec<Outcome> {
-        if self.mcf.destinations.is_empty() || self.helper.is_none() {
+    /// Logs every event and queues the payloads for every destination. Returns outcomes for
+    /// payloads that could not be queued.
+    fn announce(&mut self, events: &[AlertEvent], now: u64) -> Vec<Outcome> {
+        if self.mcf.destinations.is_empty() {
             // No destination: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));
@@ -587,7 +679,6 @@ impl Evaluator {
                 discord::log_line(e, &self.host)
             );
         }
-        let now = now_ms();
         let firing = if self.has_alertmanager() {
             self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
             self.firing_now(now)
@@ -603,6 +694,14 @@ impl Evaluator {
         self.mcf.destinations.iter().any(|d| d.format == am)
     }
 
+    /// Queues `body` for destination `i`; returns outcomes for what had to be dropped.
+    fn submit(&mut self, i: usize, body: &str) -> Vec<Outcome> {
+        lost_outcomes(
+            self.outbox.push(i, body, MAX_PENDING),
+            "too many alerts wait for the helper process",
+        )
+    }
+
     /// Every destination gets `events` in its format; Alertmanagers get what fires now
     /// (`firing`) and the end of what `events` ended. Returns outcomes for dropped payloads.
     fn submit_to_all(
@@ -611,11 +710,9 @@ impl Evaluator {
         firing: &[AlertEvent],
         now: u64,
     ) -> Vec<Outcome> {
-        let Some(helper) = self.helper.as_mut() else {
-            return Vec::new();
-        };
         let mut dropped = Vec::new();
-        for (i, d) in self.mcf.destinations.iter().enumerate() {
+        let mcf = self.mcf;
+        for (i, d) in mcf.destinations.iter().enumerate() {
             let bodies = match d.format {
                 WebhookFormat::Alertmanager => {
                     alertmanager::build_payload(firing, events, &self.host, now / 1000)
@@ -626,10 +723,7 @@ impl Evaluator {
                 format => payload::webhook_bodies(format, events, &self.host),
             };
             for body in bodies {
-                dropped.extend(lost_outcomes(
-                    helper.submit(i, &body),
-                    "the helper process is not keeping up",
-                ));
+                dropped.extend(self.submit(i, &body));
             }
         }
         dropped
@@ -645,47 +739,38 @@ impl Evaluator {
         if firing.is_empty() {
             return Vec::new();
         }
-        let am = WebhookFormat::Alertmanager;
-        let Some(helper) = self.helper.as_mut() else {
-            return Vec::new();
-        };
         let Some(body) = alertmanager::build_payload(&firing, &[], &self.host, now / 1000) else {
             return Vec::new();
         };
         let body = body.to_string();
+        let am = WebhookFormat::Alertmanager;
+        let mcf = self.mcf;
         let mut dropped = Vec::new();
-        for (i, _) in self
-            .mcf
+        for (i, _) in mcf
             .destinations
             .iter()
             .enumerate()
             .filter(|(_, d)| d.format == am)
         {
-            dropped.extend(lost_outcomes(
-                helper.submit(i, &body),
-                "the helper process is not keeping up",
-            ));
+            dropped.extend(self.submit(i, &body));
         }
         dropped
     }
-}
 
-/// Counts delivery outcomes in the zone and logs each once.
-fn record_outcomes(evaluator: &Evaluator, outcomes: Vec<Outcome>) {
-    let Some(zone) = &evaluator.mcf.zone else {
-        return;
-    };
-    for o in outcomes {
-        let i = DeliveryResult::ALL
-            .iter()
-            .position(|r| *r == o.result)
-            .unwrap_or(0);
-        zone.count_delivery(o.destination, i);
-        let msg = &o.message;
-        match o.result {
-            DeliveryResult::Sent => notice!(evaluator.log, "status_alert: {msg}"),
-            _ if o.is_error => error!(evaluator.log, "status_alert: {msg}"),
-            _ => warn!(evaluator.log, "status_alert: {msg}"),
+    /// Counts delivery outcomes in the zone and logs each once.
+    fn record_outcomes(&self, outcomes: Vec<Outcome>) {
+        for o in outcomes {
+            let i = DeliveryResult::ALL
+                .iter()
+                .position(|r| *r == o.result)
+                .unwrap_or(0);
+            self.zone.count_delivery(o.destination, i);
+            let msg = &o.message;
+            match o.result {
+                DeliveryResult::Sent => notice!(self.log, "status_alert: {msg}"),
+                _ if o.is_error => error!(self.log, "status_alert: {msg}"),
+                _ => warn!(self.log, "status_alert: {msg}"),
+            }
         }
     }
 }

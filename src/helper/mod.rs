@@ -19,20 +19,23 @@
 
 #[cfg(not(test))]
 pub(crate) mod evaluator;
+pub mod outbox;
+#[cfg(not(test))]
+pub(crate) mod watch;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::notify::delivery::{DeliveryResult, Notifier, NotifierConfig, Outcome};
-use crate::probe::{ProbeResult, Reason};
 use crate::zone::{Zone, MAX_DESTINATIONS};
+pub use outbox::Outbox;
 
 /// Bytes of payloads waiting for the pipe before the oldest are dropped.
-const MAX_PENDING: usize = 1 << 20;
+pub const MAX_PENDING: usize = 1 << 20;
 /// How often the child checks for work when idle.
 const CHILD_POLL_MS: i32 = 50;
 /// How long queued alerts may still be delivered once worker 0 exits.
@@ -45,11 +48,11 @@ pub const TICK_MS: u64 = 250;
 pub enum Report {
     /// A delivery outcome.
     Outcome(Outcome),
-    /// A probe result.
-    Probe(ProbeResult),
+    /// The helper has taken every payload up to this id (see [`Outbox`]).
+    Accepted(u64),
     /// Messages waiting in the notifier's queue.
     QueueDepth(u64),
-    /// Time for worker 0 to evaluate (sent every [`TICK_MS`]).
+    /// The helper is alive and making progress (sent every [`TICK_MS`]).
     Tick,
 }
 
@@ -59,11 +62,7 @@ pub fn encode(report: &Report) -> String {
         Report::Outcome(o) => json!({"outcome": {
             "result": o.result.label(), "message": o.message, "is_error": o.is_error,
             "destination": o.destination}}),
-        Report::Probe(p) => json!({"probe": {
-            "index": p.index,
-            "failure": p.failure.map(|r| r as u8),
-            "status": p.status,
-            "duration_us": p.duration.as_micros() as u64}}),
+        Report::Accepted(id) => json!({ "accepted": id }),
         Report::QueueDepth(n) => json!({ "queue_depth": n }),
         Report::Tick => json!({ "tick": true }),
     };
@@ -93,17 +92,8 @@ pub fn decode(line: &str) -> Option<Report> {
             destination: o.get("destination")?.as_u64()? as usize,
         }));
     }
-    if let Some(p) = v.get("probe") {
-        let failure = match p.get("failure")? {
-            Value::Null => None,
-            f => Some(Reason::from_index(u32::try_from(f.as_u64()?).ok()?)?),
-        };
-        return Some(Report::Probe(ProbeResult {
-            index: p.get("index")?.as_u64()? as usize,
-            failure,
-            status: p.get("status")?.as_u64().map(|s| s as u16),
-            duration: Duration::from_micros(p.get("duration_us")?.as_u64()?),
-        }));
+    if let Some(id) = v.get("accepted") {
+        return id.as_u64().map(Report::Accepted);
     }
     if v.get("tick").is_some() {
         return Some(Report::Tick);
@@ -146,16 +136,17 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Worker 0's handle on the helper process.
+/// Worker 0's handle on one helper process. The payloads themselves wait in worker 0's
+/// [`Outbox`], which outlives helpers.
 pub struct Helper {
-    to_child: Option<File>,
+    pid: libc::pid_t,
+    to_child: File,
     from_child: File,
-    pending: Outbox,
     inbox: Vec<u8>,
     /// Read buffer, allocated once: zeroing a fresh one per tick showed up in ci/bench.
     scratch: Vec<u8>,
-    /// Payloads written whole into the pipe, per destination.
-    handed_over: [u64; MAX_DESTINATIONS],
+    /// Payloads the helper took (acknowledged), per destination.
+    accepted: [u64; MAX_DESTINATIONS],
     /// Delivery outcomes that settled a payload (sent, failed or dropped), per destination.
     settled: [u64; MAX_DESTINATIONS],
 }
@@ -221,29 +212,35 @@ impl Helper {
     /// Starts the helper process. Call only while the calling process has a single thread.
     ///
     /// The helper is double-forked: its parent exits at once and is reaped here, so the helper
-    /// is nobody's child in nginx (no `unknown process` in the error log, no pid to signal).
-    /// It lives until its input pipe closes (worker 0 exits or dies), then delivers what is
-    /// queued within [`SHUTDOWN_GRACE`], logging and counting those outcomes itself, and exits.
+    /// is nobody's child in nginx (no `unknown process` in the error log); the middle process
+    /// passes the helper's pid back first, so that a helper that stops responding can be
+    /// killed. It lives until its input pipe closes (worker 0 exits or dies), then delivers
+    /// what is queued within [`SHUTDOWN_GRACE`], logging and counting those outcomes itself,
+    /// and exits.
     pub fn start(destinations: Vec<NotifierConfig>, ctx: HelperContext) -> io::Result<Helper> {
         let (down_r, down_w) = pipe()?;
         let (up_r, up_w) = pipe()?;
+        let (pid_r, pid_w) = pipe()?;
         let blocked = ChildSignalsBlocked::new();
         // SAFETY: the caller guarantees a single-threaded process, so the children may run
         // arbitrary code (allocation included) after fork.
         match unsafe { libc::fork() } {
             -1 => Err(io::Error::last_os_error()),
             0 => {
-                // The middle process: fork the helper and leave.
+                // The middle process: fork the helper, tell its pid, and leave.
                 // SAFETY: as above; _exit skips the parent's exit handlers.
                 unsafe {
                     match libc::fork() {
                         0 => {}
                         -1 => libc::_exit(1),
-                        _ => libc::_exit(0),
+                        helper => {
+                            let bytes = helper.to_ne_bytes();
+                            let n = libc::write(pid_w.as_raw_fd(), bytes.as_ptr().cast(), 4);
+                            libc::_exit(if n == 4 { 0 } else { 1 })
+                        }
                     }
                 }
-                drop(down_w);
-                drop(up_r);
+                drop((down_w, up_r, pid_r, pid_w));
                 // A panic must never unwind back into the copy of nginx's event loop.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                     child_main(File::from(down_r), File::from(up_w), destinations, ctx)
@@ -254,63 +251,36 @@ impl Helper {
             middle => {
                 let status = blocked.reap(middle);
                 drop(blocked);
-                drop(down_r);
-                drop(up_w);
+                drop((down_r, up_w, pid_w));
                 if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
                     return Err(io::Error::other("the helper process could not be forked"));
                 }
+                // The middle process wrote before it exited: this read does not wait.
+                let mut bytes = [0u8; 4];
+                File::from(pid_r).read_exact(&mut bytes)?;
                 set_nonblocking(down_w.as_raw_fd())?;
                 set_nonblocking(up_r.as_raw_fd())?;
                 Ok(Helper {
-                    to_child: Some(File::from(down_w)),
+                    pid: libc::pid_t::from_ne_bytes(bytes),
+                    to_child: File::from(down_w),
                     from_child: File::from(up_r),
-                    pending: Outbox::default(),
                     inbox: Vec::new(),
                     scratch: vec![0; 16 * 1024],
-                    handed_over: [0; MAX_DESTINATIONS],
+                    accepted: [0; MAX_DESTINATIONS],
                     settled: [0; MAX_DESTINATIONS],
                 })
             }
         }
     }
 
-    /// Takes over what a helper that died had not yet been handed: payloads still waiting in
-    /// its outbox go to this one (one it had partly received is lost, and counted by the
-    /// caller through [`Helper::abandon`]).
-    pub fn adopt(&mut self, mut pending: Outbox) {
-        pending.drop_partial_head();
-        self.pending = pending;
-        self.flush();
+    /// The helper's process id.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
     }
 
-    /// Queues a payload for destination `destination`; returns the destinations of the
-    /// payloads dropped to make room for it (the oldest waiting ones; or this one, which
-    /// happens only if it alone is over the limit).
-    pub fn submit(&mut self, destination: usize, body: &str) -> Vec<usize> {
-        let dropped = self
-            .pending
-            .push(&format!("{destination}\t{body}"), MAX_PENDING);
-        self.flush();
-        dropped
-    }
-
-    /// Writes as much of the pending payloads as the pipe takes, without blocking.
-    fn flush(&mut self) {
-        let Some(pipe) = self.to_child.as_mut() else {
-            return;
-        };
-        while !self.pending.is_empty() {
-            match pipe.write(self.pending.bytes()) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for d in self.pending.written(n) {
-                        self.handed_over[d.min(MAX_DESTINATIONS - 1)] += 1;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
+    /// Writes as much of the waiting payloads as the pipe takes, without blocking.
+    pub fn flush(&mut self, outbox: &mut Outbox) {
+        outbox.write_to(&mut self.to_child);
     }
 
     /// Descriptor worker 0 watches for reports (registered with nginx's event loop).
@@ -318,183 +288,69 @@ impl Helper {
         self.from_child.as_raw_fd()
     }
 
-    /// Reports received so far, and whether the child has gone (end of file); never blocks.
-    pub fn poll(&mut self) -> (Vec<Report>, bool) {
-        self.flush();
+    /// Reports received so far, whether anything was received, and whether the child has
+    /// gone (end of file); never blocks. Acknowledged payloads leave `outbox`.
+    pub fn poll(&mut self, outbox: &mut Outbox) -> (Vec<Report>, bool, bool) {
         let mut eof = false;
+        let mut heard = false;
         loop {
             match self.from_child.read(&mut self.scratch) {
                 Ok(0) => {
                     eof = true;
                     break;
                 }
-                Ok(n) => self.inbox.extend_from_slice(&self.scratch[..n]),
+                Ok(n) => {
+                    heard = true;
+                    self.inbox.extend_from_slice(&self.scratch[..n]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }
         }
         let reports = drain_lines(&mut self.inbox);
         for r in &reports {
-            if let Report::Outcome(o) = r {
-                if o.result != DeliveryResult::Retried {
+            match r {
+                Report::Outcome(o) if o.result != DeliveryResult::Retried => {
                     self.settled[o.destination.min(MAX_DESTINATIONS - 1)] += 1;
                 }
+                Report::Accepted(id) => {
+                    for d in outbox.acknowledge(*id) {
+                        self.accepted[d.min(MAX_DESTINATIONS - 1)] += 1;
+                    }
+                }
+                _ => {}
             }
         }
-        (reports, eof)
+        self.flush(outbox);
+        (reports, heard, eof)
     }
 
     /// Lets the helper go: it delivers what it has within its grace period, logging and
-    /// counting the outcomes itself, and exits. Never waits. Returns the report descriptor
-    /// for the caller to close (nginx's event loop may own it) and how many payloads never
-    /// reached the helper (the pipe was full), for the caller to count as dropped.
-    pub fn close(mut self) -> (RawFd, Vec<usize>) {
-        self.flush();
-        let unsent = self.pending.destinations();
-        (self.from_child.into_raw_fd(), unsent)
+    /// counting the outcomes itself, and exits. Never waits. Returns the destinations of the
+    /// payloads that never reached the helper whole, for the caller to count as dropped.
+    pub fn close(mut self, outbox: &mut Outbox) -> Vec<usize> {
+        self.flush(outbox);
+        outbox.take_unwritten()
     }
 
-    /// Gives up on a helper that has died: returns the report descriptor for the caller to
-    /// close (nginx's event loop owns it), the payloads it was never handed, and the
-    /// destinations of those it had been handed but took with it unsettled (one entry each).
-    pub fn abandon(self) -> (RawFd, Outbox, Vec<usize>) {
-        let mut lost: Vec<usize> = (0..MAX_DESTINATIONS)
+    /// Gives up on a helper that has died or that is being killed: returns the destinations
+    /// of the payloads it had taken but not settled (one entry each), which are lost with it.
+    /// What it had not taken stays in `outbox` for the next helper.
+    pub fn abandon(self, outbox: &mut Outbox) -> Vec<usize> {
+        outbox.rewind();
+        (0..MAX_DESTINATIONS)
             .flat_map(|d| {
-                let n = self.handed_over[d].saturating_sub(self.settled[d]);
+                let n = self.accepted[d].saturating_sub(self.settled[d]);
                 std::iter::repeat(d).take(n as usize)
             })
-            .collect();
-        if self.pending.head_started {
-            lost.push(self.pending.head_destination);
-        }
-        (self.from_child.into_raw_fd(), self.pending, lost)
-    }
-}
-
-/// Payloads waiting for the pipe to the helper, one JSON line each. Only the first may have
-/// been partly written, and it is never dropped: that would corrupt the stream.
-#[derive(Default)]
-pub struct Outbox {
-    buf: Vec<u8>,
-    head_started: bool,
-    /// Destination of the partly written first payload.
-    head_destination: usize,
-}
-
-/// The destination a payload line starts with (`3\t{...}`); 0 for a line without one.
-fn line_destination(line: &[u8]) -> usize {
-    let digits = line.iter().take_while(|b| b.is_ascii_digit()).count();
-    match line.get(digits) {
-        Some(b'\t') => std::str::from_utf8(&line[..digits])
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
-impl Outbox {
-    /// Appends a payload, dropping the oldest whole ones while over `limit` bytes; returns the
-    /// destinations of those dropped (the new one counts if it cannot fit even then).
-    fn push(&mut self, body: &str, limit: usize) -> Vec<usize> {
-        // A partly written first payload is never dropped.
-        let keep = if self.head_started {
-            self.buf
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(self.buf.len(), |i| i + 1)
-        } else {
-            0
-        };
-        if keep + body.len() + 1 > limit {
-            return vec![line_destination(body.as_bytes())];
-        }
-        let mut dropped = Vec::new();
-        while self.buf.len() + body.len() + 1 > limit {
-            // Every payload ends with a newline, and the check above leaves one to drop.
-            let Some(end) = self.buf[keep..].iter().position(|b| *b == b'\n') else {
-                break;
-            };
-            dropped.push(line_destination(&self.buf[keep..]));
-            self.buf.drain(keep..=keep + end);
-        }
-        self.buf.extend_from_slice(body.as_bytes());
-        self.buf.push(b'\n');
-        dropped
+            .collect()
     }
 
-    /// The first `n` bytes went into the pipe; returns the destinations of the payloads that
-    /// are now complete.
-    fn written(&mut self, n: usize) -> Vec<usize> {
-        let mut done = Vec::new();
-        let mut start = 0;
-        for (i, b) in self.buf[..n].iter().enumerate() {
-            if *b == b'\n' {
-                done.push(if start == 0 && self.head_started {
-                    self.head_destination
-                } else {
-                    line_destination(&self.buf[start..])
-                });
-                start = i + 1;
-            }
-        }
-        let partial = self.buf[n - 1] != b'\n';
-        if partial && !(start == 0 && self.head_started) {
-            self.head_destination = line_destination(&self.buf[start..]);
-        }
-        self.head_started = partial;
-        self.buf.drain(..n);
-        done
-    }
-
-    /// Destinations of the payloads not completely written, one entry each.
-    fn destinations(&self) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        for (i, b) in self.buf.iter().enumerate() {
-            if *b == b'\n' {
-                out.push(if start == 0 && self.head_started {
-                    self.head_destination
-                } else {
-                    line_destination(&self.buf[start..])
-                });
-                start = i + 1;
-            }
-        }
-        out
-    }
-
-    /// Appends the payloads of `other` (its partly written head, if any, is dropped).
-    pub fn append(&mut self, mut other: Outbox) {
-        other.drop_partial_head();
-        self.buf.extend_from_slice(&other.buf);
-    }
-
-    /// Forgets a partly written first payload (its pipe is gone).
-    fn drop_partial_head(&mut self) {
-        if self.head_started {
-            let end = self
-                .buf
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(self.buf.len(), |i| i + 1);
-            self.buf.drain(..end);
-            self.head_started = false;
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf
-    }
-
-    fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// Payloads not completely written.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.buf.iter().filter(|b| **b == b'\n').count()
+    /// Kills a helper that stopped responding (stopped, hung). Its pid cannot have been reused:
+    /// its report pipe is still open, so it has not exited.
+    pub fn kill(&self) {
+        // SAFETY: kill of our own helper process by pid.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
     }
 }
 
@@ -523,13 +379,41 @@ fn child_setup(keep: [RawFd; 2]) {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, core::ptr::null_mut());
     }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        let fds: Vec<RawFd> = dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|fd| *fd > 2 && !keep.contains(fd))
-            .collect();
-        for fd in fds {
-            // SAFETY: closing descriptors inherited from nginx, which the child never uses.
+    close_inherited(keep);
+    // A terminal's Ctrl-C, Ctrl-\ or hang-up reaches nginx's whole foreground process group
+    // (`daemon off`): nginx stops, and the helper must then finish and count its messages
+    // like after any other stop, not die with them. It stays in nginx's session, so that
+    // `ps` and the tests can tell whose helper it is.
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+        // SAFETY: setting a signal to be ignored has no preconditions.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
+/// Closes every descriptor above stderr but `keep`: close_range(2) where the kernel has it
+/// (5.9+), else what /proc/self/fd lists, else every number up to the descriptor limit.
+fn close_inherited(mut keep: [RawFd; 2]) {
+    keep.sort_unstable();
+    let ranges = [
+        (3, keep[0] - 1),
+        (keep[0] + 1, keep[1] - 1),
+        (keep[1] + 1, RawFd::MAX),
+    ];
+    for (first, last) in ranges.into_iter().filter(|(f, l)| f <= l) {
+        // SAFETY: closes descriptors inherited from nginx, which the child never uses.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0) };
+        if rc == 0 {
+            continue;
+        }
+        let listed: Option<Vec<RawFd>> = std::fs::read_dir("/proc/self/fd").ok().map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        });
+        // SAFETY: getdtablesize has no preconditions.
+        let limit = unsafe { libc::getdtablesize() }.max(keep[1] + 1);
+        let all = listed.unwrap_or_else(|| (0..limit).collect());
+        for fd in all.into_iter().filter(|fd| (first..=last).contains(fd)) {
+            // SAFETY: as above.
             unsafe { libc::close(fd) };
         }
     }
@@ -591,16 +475,31 @@ fn child_main(
                 Err(_) => closed = true,
             }
         }
+        let mut alive = true;
+        let mut taken = None;
         while let Some(nl) = inbox.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = inbox.drain(..=nl).collect();
-            let destination = line_destination(&line);
-            let body = line.splitn(2, |b| *b == b'\t').nth(1).unwrap_or_default();
+            let Some((destination, id, body)) = outbox::parse_line(&line) else {
+                continue;
+            };
+            taken = Some(id);
             let notifier = notifiers.get(destination).and_then(Option::as_ref);
-            if let (Some(n), Ok(body)) = (notifier, std::str::from_utf8(body)) {
-                n.submit(body.trim_end().to_string());
+            match (notifier, std::str::from_utf8(body)) {
+                (Some(n), Ok(body)) => n.submit(body.to_string()),
+                // Settled here, so that the payload is counted once like every other.
+                _ => {
+                    alive &= send(&Report::Outcome(Outcome {
+                        result: DeliveryResult::Failed,
+                        message: "alert dropped: its destination has no delivery thread".into(),
+                        is_error: true,
+                        destination,
+                    }))
+                }
             }
         }
-        let mut alive = true;
+        if let Some(id) = taken {
+            alive &= send(&Report::Accepted(id));
+        }
         if Instant::now() >= next_tick {
             next_tick += tick;
             if next_tick < Instant::now() {
@@ -721,55 +620,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outbox_drops_the_oldest_whole_payloads_and_never_a_partly_written_one() {
-        let mut o = Outbox::default();
-        assert_eq!(o.push("aaaa", 16).len(), 0);
-        assert_eq!(o.push("bbbb", 16).len(), 0);
-        assert_eq!(o.push("cccc", 16).len(), 0);
-        assert_eq!(o.len(), 3);
-        // 15 bytes waiting: a fourth needs room, so "aaaa" goes.
-        assert_eq!(o.push("dddd", 16).len(), 1);
-        assert_eq!(o.bytes(), b"bbbb\ncccc\ndddd\n");
-        // "bb" went into the pipe: "bbbb" must stay whole, so "cccc" goes instead.
-        o.written(2);
-        assert_eq!(o.push("eeee", 16).len(), 1);
-        assert_eq!(o.bytes(), b"bb\ndddd\neeee\n");
-        // The rest of "bbbb" out: nothing is partly written any more.
-        o.written(3);
-        assert_eq!(o.push("ffff", 16).len(), 0);
-        assert_eq!(o.push("gggg", 16).len(), 1);
-        assert_eq!(o.bytes(), b"eeee\nffff\ngggg\n");
-        // Too big even alone: dropped itself, nothing else lost.
-        assert_eq!(o.push(&"x".repeat(16), 16).len(), 1);
-        assert_eq!(o.bytes(), b"eeee\nffff\ngggg\n");
-        // Partly written "ffff": a payload that cannot fit next to it is dropped, nothing else.
-        o.written(7);
-        assert_eq!(o.push("0123456789abc", 16).len(), 1);
-        assert_eq!(o.bytes(), b"ff\ngggg\n");
-        // One that fits once "gggg" is gone.
-        assert_eq!(o.push("0123456789a", 16).len(), 1);
-        assert_eq!(o.bytes(), b"ff\n0123456789a\n");
-        assert_eq!(o.len(), 2);
-    }
-
-    #[test]
-    fn outbox_knows_each_payloads_destination() {
-        let mut o = Outbox::default();
-        o.push("2\t{\"a\":1}", 64);
-        o.push("0\t{}", 64);
-        o.push("5\t{\"b\":2}", 64);
-        assert_eq!(o.destinations(), vec![2, 0, 5]);
-        // The first and half of the second went out.
-        assert_eq!(o.written(10), vec![2]);
-        assert_eq!(o.destinations(), vec![0, 5]);
-        assert_eq!(o.written(2), Vec::<usize>::new(), "partly written");
-        assert_eq!(o.destinations(), vec![0, 5]);
-        assert_eq!(o.written(3), vec![0]);
-        assert_eq!(o.push(&format!("7\t{}", "x".repeat(60)), 64), vec![5]);
-        assert_eq!(o.destinations(), vec![7]);
-    }
-
-    #[test]
     fn reports_round_trip() {
         let reports = [
             Report::Outcome(Outcome {
@@ -778,18 +628,7 @@ mod tests {
                 is_error: false,
                 destination: 3,
             }),
-            Report::Probe(ProbeResult {
-                index: 3,
-                failure: Some(Reason::Dns),
-                status: None,
-                duration: Duration::from_micros(1234),
-            }),
-            Report::Probe(ProbeResult {
-                index: 0,
-                failure: None,
-                status: Some(204),
-                duration: Duration::from_micros(5),
-            }),
+            Report::Accepted(17),
             Report::QueueDepth(7),
             Report::Tick,
         ];
@@ -797,30 +636,24 @@ mod tests {
             .iter()
             .flat_map(|r| encode(r).into_bytes())
             .collect();
-        buf.extend_from_slice(b"{\"probe\": {\"index\"");
+        buf.extend_from_slice(b"{\"accepted\": 1");
         let back = drain_lines(&mut buf);
-        assert_eq!(back.len(), 5);
+        assert_eq!(back.len(), 4);
         assert_eq!(
-            buf, b"{\"probe\": {\"index\"",
+            buf, b"{\"accepted\": 1",
             "a partial line waits for the rest"
         );
         match &back[0] {
             Report::Outcome(o) => {
                 assert_eq!(o.result, DeliveryResult::Retried);
                 assert_eq!(o.message, "webhook answered 429,\nretrying \"soon\"");
+                assert_eq!(o.destination, 3);
             }
             r => panic!("{r:?}"),
         }
-        match (&back[1], &back[2]) {
-            (Report::Probe(a), Report::Probe(b)) => {
-                assert_eq!((a.index, a.failure, a.status), (3, Some(Reason::Dns), None));
-                assert_eq!(a.duration, Duration::from_micros(1234));
-                assert_eq!((b.failure, b.status), (None, Some(204)));
-            }
-            r => panic!("{r:?}"),
-        }
-        assert!(matches!(back[3], Report::QueueDepth(7)));
-        assert!(matches!(back[4], Report::Tick));
+        assert!(matches!(back[1], Report::Accepted(17)));
+        assert!(matches!(back[2], Report::QueueDepth(7)));
+        assert!(matches!(back[3], Report::Tick));
     }
 
     #[test]
@@ -832,10 +665,30 @@ mod tests {
     }
 
     #[test]
-    fn reason_values_follow_their_order() {
-        for (i, reason) in Reason::ALL.iter().enumerate() {
-            assert_eq!(*reason as usize, i);
-            assert_eq!(Reason::from_index(i as u32), Some(*reason));
+    fn inherited_descriptors_are_closed_but_the_kept_ones() {
+        // In a forked child, so the test process keeps its own descriptors.
+        let (a, b) = pipe().unwrap();
+        let (c, d) = pipe().unwrap();
+        // SAFETY: the child only makes syscalls and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                close_inherited([b.as_raw_fd(), c.as_raw_fd()]);
+                // SAFETY: F_GETFD only asks whether the descriptor is open.
+                let open = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+                let ok = open(b.as_raw_fd())
+                    && open(c.as_raw_fd())
+                    && !open(a.as_raw_fd())
+                    && !open(d.as_raw_fd())
+                    && open(2);
+                // SAFETY: leave the forked test child at once.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
         }
     }
 }

@@ -189,6 +189,11 @@ extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx
             return NGX_ERROR as ngx_int_t;
         }
     };
+    // nginx has created the state directory by now (it creates paths before zones).
+    if let Err(e) = crate::conf::state_path::check(mcf) {
+        emerg!(log, "{e}");
+        return NGX_ERROR as ngx_int_t;
+    }
     let (names, probes) = mcf.keys();
     if let Err(full) = zone.check(&as_slices(&names), &as_slices(&probes), process_alive) {
         emerg!(

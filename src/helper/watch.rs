@@ -1,0 +1,110 @@
+//! Descriptors on nginx's event loop (FFI): the helper's report pipe and the timerfd that paces
+//! worker 0, registered the way nginx registers its own master/worker channel (read events
+//! flagged `channel`, so they never hold up a worker's exit), but keeping the connection, so
+//! that the descriptor can be closed at any time, also when it never became readable.
+
+use core::ptr;
+use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use nginx_sys::{
+    ngx_close_connection, ngx_connection_t, ngx_event_handler_pt, ngx_int_t, ngx_log_t,
+    NGX_USE_EPOLL_EVENT,
+};
+
+/// nginx's `NGX_READ_EVENT` with the epoll event method.
+const NGX_READ_EVENT: ngx_int_t = (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t;
+
+/// A descriptor watched for reads; closed (and unregistered) on drop.
+pub struct Watched {
+    c: *mut ngx_connection_t,
+}
+
+impl Watched {
+    /// Watches `fd` (taking ownership) for reads, calling `handler` with the read event.
+    pub fn new(
+        fd: OwnedFd,
+        handler: ngx_event_handler_pt,
+        log: *mut ngx_log_t,
+    ) -> io::Result<Self> {
+        let fd = fd.into_raw_fd();
+        // SAFETY: called on the worker's event loop; the connection comes from nginx's free
+        // list and is set up as ngx_add_channel_event does.
+        unsafe {
+            let c = nginx_sys::ngx_get_connection(fd, log);
+            if c.is_null() {
+                drop(OwnedFd::from_raw_fd(fd));
+                return Err(io::Error::other("no free connection"));
+            }
+            (*c).pool = (*nginx_sys::ngx_cycle).pool;
+            let (rev, wev) = ((*c).read, (*c).write);
+            (*rev).log = log;
+            (*wev).log = log;
+            (*rev).set_channel(1);
+            (*wev).set_channel(1);
+            (*rev).handler = handler;
+            let actions = &*ptr::addr_of!(nginx_sys::ngx_event_actions);
+            let rc = if nginx_sys::ngx_event_flags & NGX_USE_EPOLL_EVENT as usize == 0 {
+                actions.add_conn.map_or(-1, |add| add(c))
+            } else {
+                actions.add.map_or(-1, |add| add(rev, NGX_READ_EVENT, 0))
+            };
+            if rc != nginx_sys::NGX_OK as ngx_int_t {
+                ngx_close_connection(c);
+                return Err(io::Error::other("cannot add the read event"));
+            }
+            Ok(Watched { c })
+        }
+    }
+
+    /// The descriptor.
+    pub fn fd(&self) -> RawFd {
+        // SAFETY: the connection is ours until drop.
+        unsafe { (*self.c).fd }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        // SAFETY: our connection, closed once; this removes its event and closes the fd.
+        unsafe { ngx_close_connection(self.c) };
+    }
+}
+
+/// A periodic timer as a descriptor (`timerfd`), readable every `period_ms`: worker 0's pace,
+/// independent of the helper and outside nginx's timer tree (which every request's keep-alive
+/// timer walks).
+pub fn periodic_timer(period_ms: u64) -> io::Result<OwnedFd> {
+    // SAFETY: plain timerfd creation.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let period = libc::timespec {
+        tv_sec: (period_ms / 1000) as libc::time_t,
+        tv_nsec: ((period_ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    let spec = libc::itimerspec {
+        it_interval: period,
+        it_value: period,
+    };
+    // SAFETY: a valid timerfd and itimerspec.
+    if unsafe { libc::timerfd_settime(fd, 0, &spec, ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// Reads a timerfd's expiry count, so that the level-triggered event stops firing.
+pub fn consume_timer(fd: RawFd) {
+    let mut n = 0u64;
+    // SAFETY: reads 8 bytes into a u64 from a non-blocking timerfd.
+    unsafe { libc::read(fd, ptr::addr_of_mut!(n).cast(), 8) };
+}
