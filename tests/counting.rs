@@ -327,6 +327,15 @@ fn metrics_formats_methods_and_promtool() {
     assert!(
         text.contains("nginx_location_requests_total{location=\"api.v2/users\",status=\"418\"} 2")
     );
+    // The evaluator's own families (SPEC 11), with the default status_alert_interval.
+    for family in [
+        "# TYPE nginx_status_alert_evaluations_total counter",
+        "# TYPE nginx_status_alert_last_evaluation_timestamp_seconds gauge",
+        "# TYPE nginx_status_alert_helper_restarts_total counter",
+        "nginx_status_alert_interval_seconds 10\n",
+    ] {
+        assert!(text.contains(family), "no {family:?} in:\n{text}");
+    }
     promtool_check(&text).expect("promtool check metrics");
 
     let j = http_get(nginx.port, "/status_metrics?format=json");
@@ -334,6 +343,10 @@ fn metrics_formats_methods_and_promtool() {
     let v = j.json();
     assert_eq!(v["locations"]["api.v2/users"]["requests"]["418"], 2);
     assert_eq!(v["locations"]["api.v2/users"]["requests_total"], 2);
+    assert_eq!(v["alerting"]["interval_seconds"], 10.0, "{v:#}");
+    for key in ["running", "evaluated_elsewhere"] {
+        assert!(v["alerting"][key].is_boolean(), "{key}: {v:#}");
+    }
 
     let accept = http_request(
         nginx.port,

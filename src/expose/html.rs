@@ -164,6 +164,8 @@ th,td{text-align:left;padding:.3rem .4rem;border-bottom:1px solid var(--line);ve
 th{font-weight:600;color:var(--muted);overflow-wrap:normal}\
 td.num{font-variant-numeric:tabular-nums}\
 .links{display:flex;flex-wrap:wrap;gap:1rem;margin:.75rem 0 0}\
+.stalled{margin:0 0 1rem;padding:.6rem 1rem;border-radius:.5rem;background:var(--crit);\
+color:#fff;font-weight:600}\
 footer{margin-top:1.5rem}\
 @media (max-width:40rem){body{padding:.6rem}\
 thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
@@ -212,6 +214,7 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
     out.push_str("<link rel=\"icon\" href=\"data:,\">\n");
     writeln!(out, "<title>{tab} · nginx status · {host}</title>")?;
     writeln!(out, "<style>{CSS}</style>\n</head>\n<body>")?;
+    write_stalled(out, m, opts.now_unix)?;
 
     out.push_str("<header>\n<h1>nginx status</h1>\n");
     write!(
@@ -263,6 +266,29 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
         m.queue_depth
     )?;
     out.push_str("</body>\n</html>\n");
+    Ok(())
+}
+
+/// The red banner while alerting is not running (SPEC 11); nothing while it runs.
+fn write_stalled(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Result {
+    let Some(a) = &m.alerting else {
+        return Ok(());
+    };
+    let Some(since_ms) = a.stalled_since_ms else {
+        return Ok(());
+    };
+    write!(
+        out,
+        "<p class=\"stalled\" role=\"alert\">alerting is not running since {}",
+        fmt_when(since_ms / 1000, now)
+    )?;
+    if let Some(reason) = a.reason_words() {
+        write!(out, ": {}", escape_html(reason))?;
+    }
+    out.push_str(
+        ". Levels below are not updated and no new alerts are raised until it runs again; see \
+         the nginx error log.</p>\n",
+    );
     Ok(())
 }
 
@@ -585,10 +611,11 @@ fn write_incidents(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expose::metrics::ProbeDetail;
+    use crate::expose::metrics::{AlertingStatus, ProbeDetail};
     use crate::zone::counters::{
         bucket_index, status_index, CountersSnapshot, BUCKET_SLOTS, STATUS_SLOTS,
     };
+    use crate::zone::StallReason;
 
     const EVIL: &str = "\"><script>alert(1)</script>";
     const NOW: u64 = 1_795_308_505;
@@ -915,6 +942,58 @@ mod tests {
                 .count(),
             MAX_SPARK_POINTS
         );
+    }
+
+    fn alerting(stalled_since_ms: Option<u64>, reason: StallReason) -> AlertingStatus {
+        AlertingStatus {
+            evaluations: 90,
+            last_evaluation_ms: (NOW - 430) * 1000,
+            interval_ms: 10_000,
+            helper_restarts: 0,
+            stalled_since_ms,
+            evaluated_elsewhere: false,
+            reason,
+        }
+    }
+
+    #[test]
+    fn stalled_alerting_shows_a_red_banner_first() {
+        let mut m = sample();
+        m.alerting = Some(alerting(Some((NOW - 430) * 1000), StallReason::Helper));
+        let html = render_html(&m, &opts());
+        let banner = "<p class=\"stalled\" role=\"alert\">alerting is not running since \
+                      <time datetime=\"2026-11-22T00:41:15Z\">2026-11-22T00:41:15Z</time> \
+                      (7m 10s ago): no helper process can be started. ";
+        let at = html
+            .find(banner)
+            .unwrap_or_else(|| panic!("no banner: {html}"));
+        assert!(
+            at < html.find("<header>").unwrap(),
+            "the banner comes first"
+        );
+        assert!(html.contains(".stalled{") && html.contains("background:var(--crit)"));
+        // Without a known reason, the time alone.
+        m.alerting = Some(alerting(Some((NOW - 430) * 1000), StallReason::Unknown));
+        let html = render_html(&m, &opts());
+        assert!(
+            html.contains("(7m 10s ago). Levels below are not updated"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn running_alerting_shows_no_banner() {
+        let mut m = sample();
+        m.alerting = Some(alerting(None, StallReason::Unknown));
+        assert!(!render_html(&m, &opts()).contains("not running"));
+        // Another master evaluating (a binary upgrade) is not a stall either.
+        m.alerting = Some(AlertingStatus {
+            evaluated_elsewhere: true,
+            ..alerting(None, StallReason::Unknown)
+        });
+        assert!(!render_html(&m, &opts()).contains("class=\"stalled\""));
+        m.alerting = None;
+        assert!(!render_html(&m, &opts()).contains("class=\"stalled\""));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::evaluate::incidents::{IncidentKind, IncidentSummary};
 use crate::evaluate::window::error_share;
 use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, CountersSnapshot};
+use crate::zone::StallReason;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
 pub const NOTIFY_RESULT_LABELS: [&str; 4] = ["sent", "retried", "failed", "dropped"];
@@ -44,6 +45,8 @@ pub struct Metrics {
     pub probe_details: BTreeMap<(String, String), ProbeDetail>,
     /// `(upstream, peer, kept out)` of every `mark_down=on` peer.
     pub peers_down: Vec<(String, String, bool)>,
+    /// How the evaluator is doing (SPEC 11); `None` without a zone (nothing evaluates then).
+    pub alerting: Option<AlertingStatus>,
 }
 
 impl Metrics {
@@ -56,6 +59,39 @@ impl Metrics {
     pub fn probe_detail(&self, name: &str, target: &str) -> Option<&ProbeDetail> {
         self.probe_details
             .get(&(name.to_string(), target.to_string()))
+    }
+}
+
+/// The evaluator watching itself (SPEC 11), as read from the zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertingStatus {
+    /// Evaluation rounds completed.
+    pub evaluations: u64,
+    /// When the last round completed, ms since the epoch; 0 before the first.
+    pub last_evaluation_ms: u64,
+    /// `status_alert_interval`, ms.
+    pub interval_ms: u64,
+    /// Helper processes started to replace one that died, stalled or could not be started.
+    pub helper_restarts: u64,
+    /// Since when alerting is not running (no round for more than 3 intervals), ms since the
+    /// epoch; `None` while it runs.
+    pub stalled_since_ms: Option<u64>,
+    /// Another nginx master of this configuration (a binary upgrade) evaluates instead.
+    pub evaluated_elsewhere: bool,
+    /// Why evaluation cannot run, as far as the evaluating process knows.
+    pub reason: StallReason,
+}
+
+impl AlertingStatus {
+    /// The reason in words, `None` when nothing is known.
+    pub fn reason_words(&self) -> Option<&'static str> {
+        match self.reason {
+            StallReason::Unknown => None,
+            StallReason::StateDirectory => {
+                Some("the state directory or its lease file is unusable")
+            }
+            StallReason::Helper => Some("no helper process can be started"),
+        }
     }
 }
 
@@ -470,7 +506,57 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         "gauge",
         "Alert messages waiting for delivery.",
     )?;
-    sample(out, "nginx_alert_queue_depth", &[], m.queue_depth)
+    sample(out, "nginx_alert_queue_depth", &[], m.queue_depth)?;
+    match &m.alerting {
+        Some(a) => render_alerting(a, out),
+        None => Ok(()),
+    }
+}
+
+/// The evaluator's own families (SPEC 11): `NginxStatusAlertStalled` compares the last
+/// evaluation's age with 3 intervals.
+fn render_alerting(a: &AlertingStatus, out: &mut impl Write) -> fmt::Result {
+    let name = "nginx_status_alert_evaluations_total";
+    header(out, name, "counter", "Evaluation rounds completed.")?;
+    sample(out, name, &[], a.evaluations)?;
+    let name = "nginx_status_alert_last_evaluation_timestamp_seconds";
+    header(
+        out,
+        name,
+        "gauge",
+        "When the last evaluation round completed, seconds since the epoch (0 before the first).",
+    )?;
+    sample(out, name, &[], a.last_evaluation_ms as f64 / 1000.0)?;
+    let name = "nginx_status_alert_interval_seconds";
+    header(
+        out,
+        name,
+        "gauge",
+        "Evaluation interval (status_alert_interval).",
+    )?;
+    sample(out, name, &[], a.interval_ms as f64 / 1000.0)?;
+    let name = "nginx_status_alert_helper_restarts_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Helper processes started to replace one that died, stalled or could not be started.",
+    )?;
+    sample(out, name, &[], a.helper_restarts)
+}
+
+/// The JSON object of [`AlertingStatus`]; times in Unix seconds like the rest of the JSON.
+fn alerting_json(a: &AlertingStatus) -> Value {
+    json!({
+        "evaluations": a.evaluations,
+        "last_evaluation": (a.last_evaluation_ms != 0).then_some(a.last_evaluation_ms / 1000),
+        "interval_seconds": a.interval_ms as f64 / 1000.0,
+        "helper_restarts": a.helper_restarts,
+        "running": a.stalled_since_ms.is_none(),
+        "stalled_since": a.stalled_since_ms.map(|ms| ms / 1000),
+        "evaluated_elsewhere": a.evaluated_elsewhere,
+        "reason": a.reason_words(),
+    })
 }
 
 /// Incidents, latency percentiles and burn rates (SPEC section 9); a family without samples is
@@ -694,6 +780,7 @@ pub fn render_json(m: &Metrics) -> String {
         "notifications": notifications,
         "destinations": destinations,
         "queue_depth": m.queue_depth,
+        "alerting": m.alerting.as_ref().map(alerting_json),
     });
     let mut s = doc.to_string();
     s.push('\n');
@@ -898,6 +985,7 @@ mod tests {
                 target: "http://10.0.0.5/health".into(),
                 seconds: 95,
             }],
+            alerting: Some(running()),
             ..Default::default()
         };
         m.probes.push(ProbeMetrics {
@@ -977,6 +1065,103 @@ mod tests {
         assert_eq!(recent["end"], Value::Null);
         assert_eq!(recent["peak_level"], "critical");
         assert_eq!(v["probes"][0]["down_seconds_total"], 95);
+    }
+
+    /// An evaluator that completed its last round 4 s ago, every 10 s.
+    fn running() -> AlertingStatus {
+        AlertingStatus {
+            evaluations: 1234,
+            last_evaluation_ms: 1_795_308_501_250,
+            interval_ms: 10_000,
+            helper_restarts: 2,
+            stalled_since_ms: None,
+            evaluated_elsewhere: false,
+            reason: StallReason::Unknown,
+        }
+    }
+
+    #[test]
+    fn alerting_families_while_running() {
+        let text = render(&Metrics {
+            alerting: Some(running()),
+            ..Default::default()
+        });
+        for line in [
+            "# TYPE nginx_status_alert_evaluations_total counter\n",
+            "nginx_status_alert_evaluations_total 1234\n",
+            "# TYPE nginx_status_alert_last_evaluation_timestamp_seconds gauge\n",
+            "nginx_status_alert_last_evaluation_timestamp_seconds 1795308501.25\n",
+            "# TYPE nginx_status_alert_interval_seconds gauge\n",
+            "nginx_status_alert_interval_seconds 10\n",
+            "# TYPE nginx_status_alert_helper_restarts_total counter\n",
+            "nginx_status_alert_helper_restarts_total 2\n",
+        ] {
+            assert!(text.contains(line), "missing {line}");
+        }
+        for name in [
+            "nginx_status_alert_evaluations_total",
+            "nginx_status_alert_last_evaluation_timestamp_seconds",
+            "nginx_status_alert_interval_seconds",
+            "nginx_status_alert_helper_restarts_total",
+        ] {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
+        }
+        let v: Value = serde_json::from_str(&render_json(&Metrics {
+            alerting: Some(running()),
+            ..Default::default()
+        }))
+        .unwrap();
+        let a = &v["alerting"];
+        assert_eq!(a["evaluations"], 1234);
+        assert_eq!(a["last_evaluation"], 1_795_308_501u64);
+        assert_eq!(a["interval_seconds"], 10.0);
+        assert_eq!(a["helper_restarts"], 2);
+        assert_eq!(a["running"], true);
+        assert_eq!(a["stalled_since"], Value::Null);
+        assert_eq!(a["evaluated_elsewhere"], false);
+        assert_eq!(a["reason"], Value::Null);
+    }
+
+    #[test]
+    fn alerting_stalled_before_the_first_evaluation() {
+        let stalled = AlertingStatus {
+            evaluations: 0,
+            last_evaluation_ms: 0,
+            interval_ms: 1_500,
+            helper_restarts: 0,
+            stalled_since_ms: Some(1_795_308_400_000),
+            evaluated_elsewhere: false,
+            reason: StallReason::StateDirectory,
+        };
+        let m = Metrics {
+            alerting: Some(stalled),
+            ..Default::default()
+        };
+        let text = render(&m);
+        assert!(text.contains("nginx_status_alert_evaluations_total 0\n"));
+        assert!(text.contains("nginx_status_alert_last_evaluation_timestamp_seconds 0\n"));
+        assert!(text.contains("nginx_status_alert_interval_seconds 1.5\n"));
+        let v: Value = serde_json::from_str(&render_json(&m)).unwrap();
+        let a = &v["alerting"];
+        assert_eq!(a["last_evaluation"], Value::Null, "no round yet");
+        assert_eq!(a["interval_seconds"], 1.5);
+        assert_eq!(a["running"], false);
+        assert_eq!(a["stalled_since"], 1_795_308_400u64);
+        assert_eq!(
+            a["reason"],
+            "the state directory or its lease file is unusable"
+        );
+    }
+
+    #[test]
+    fn alerting_absent_without_a_zone() {
+        let m = Metrics::default();
+        assert!(!render(&m).contains("nginx_status_alert_"));
+        let v: Value = serde_json::from_str(&render_json(&m)).unwrap();
+        assert_eq!(v["alerting"], Value::Null);
     }
 
     #[test]

@@ -12,8 +12,10 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::conf::MainConf;
 use crate::evaluate::event::Level;
+use crate::zone::StallReason;
 use metrics::{
-    LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail, ProbeDown, ProbeMetrics,
+    AlertingStatus, LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail,
+    ProbeDown, ProbeMetrics,
 };
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
@@ -118,6 +120,16 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 .push((d.label(i), counts.each_ref().map(|c| c.load(Relaxed))));
         }
         m.queue_depth = h.queue_depth.load(Relaxed);
+        let a = &h.alerting;
+        m.alerting = Some(AlertingStatus {
+            evaluations: a.evaluations.load(Relaxed),
+            last_evaluation_ms: a.last_evaluation_ms.load(Relaxed),
+            interval_ms: a.interval_ms.load(Relaxed),
+            helper_restarts: a.helper_restarts.load(Relaxed),
+            stalled_since_ms: a.stalled_since(now_ms),
+            evaluated_elsewhere: a.evaluated_elsewhere.load(Relaxed) != 0,
+            reason: StallReason::from_index(a.reason.load(Relaxed)),
+        });
     }
     m
 }
