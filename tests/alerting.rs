@@ -518,3 +518,44 @@ fn each_destination_gets_its_format_and_its_own_counts() {
 fn thread_sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
+
+#[test]
+fn after_a_log_reopen_a_new_helper_writes_to_the_new_log_and_alerts_flow() {
+    if !have_module("after_a_log_reopen_a_new_helper_writes_to_the_new_log_and_alerts_flow") {
+        return;
+    }
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
+    let helper = || helper_processes(nginx.pid());
+    assert!(wait_until(Duration::from_secs(5), || helper().len() == 1));
+    let first = helper()[0];
+    let log = nginx.dir.join("error.log");
+    std::fs::rename(&log, nginx.dir.join("error.log.1")).unwrap();
+    assert!(nginx.signal("USR1"), "nginx -s reopen");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let now = helper();
+            now.len() == 1 && now[0] != first && !process_alive(first)
+        }),
+        "the helper still writes to the rotated log: {:?} (was {first})",
+        helper()
+    );
+    let stderr = std::fs::read_link(format!("/proc/{}/fd/2", helper()[0])).unwrap();
+    assert_eq!(
+        stderr, log,
+        "the new helper's stderr is the reopened error log"
+    );
+    assert!(nginx.wait_for_log("a new helper process takes over", Duration::from_secs(2)));
+    send(nginx.port, "/err", 30);
+    let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
+    assert!(embed_titles(&msgs)[0].starts_with("CRITICAL be:"));
+    assert_eq!(
+        metric(
+            &metrics(nginx.port),
+            "nginx_status_alert_helper_restarts_total",
+            &[]
+        ),
+        Some(0.0),
+        "a reopen is no restart"
+    );
+}

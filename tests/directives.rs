@@ -1468,3 +1468,83 @@ fn destinations_invalid_values() {
     );
     expect_rejected(&block, line, &["duplicate"]).unwrap();
 }
+
+#[test]
+fn status_alert_state_path_is_created_private_and_refused_when_others_can_write() {
+    if !have_module("status_alert_state_path_is_created_private_and_refused_when_others_can_write")
+    {
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let base = temp_dir("state-path");
+    let with_path = |p: &std::path::Path| {
+        format!(
+            "status_alert_state_path {};\n{}",
+            p.display(),
+            in_location("status_alert api;")
+        )
+    };
+    // Valid: nginx -t creates it, 0700, owned by the worker user (nobody when run as root).
+    let fresh = base.path().join("fresh");
+    expect_accepted(&with_path(&fresh)).unwrap();
+    let meta = std::fs::metadata(&fresh).expect("nginx -t created the state directory");
+    assert_eq!(meta.mode() & 0o777, 0o700, "mode of {}", fresh.display());
+    // nginx started as root gives it to its workers' user (nobody).
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if root {
+        assert_ne!(meta.uid(), 0, "given to the worker user");
+    }
+    // Invalid: writable by others, a symbolic link, a world-writable parent without sticky bit.
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let link = base.path().join("link");
+    std::os::unix::fs::symlink(&fresh, &link).unwrap();
+    let world = base.path().join("world");
+    std::fs::create_dir(&world).unwrap();
+    std::fs::set_permissions(&world, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cases = Vec::new();
+    for (label, dir, want) in [
+        (
+            "others can write",
+            open.clone(),
+            "writable by group or others",
+        ),
+        ("a link", link.clone(), "symbolic link"),
+        (
+            "in a world-writable parent",
+            world.join("state"),
+            "every user can write to",
+        ),
+    ] {
+        let (ok, out) = Nginx::test_config(&with_path(&dir), NginxOpts::default());
+        let emerg = out.lines().find(|l| l.contains("[emerg]")).unwrap_or("");
+        let result = if ok {
+            Err(format!("accepted:\n{out}"))
+        } else if !(emerg.contains(want)
+            && emerg.contains(&dir.display().to_string())
+            && emerg.contains("status_alert_state_path in"))
+        {
+            Err(format!(
+                "{want:?}, the path and the directive missing:\n{out}"
+            ))
+        } else {
+            Ok(())
+        };
+        cases.push((label.to_string(), result));
+    }
+    // Given twice.
+    let twice = format!("status_alert_state_path /a;\n{}", with_path(&fresh));
+    cases.push((
+        "duplicate".into(),
+        expect_rejected(
+            &twice,
+            &format!("status_alert_state_path {};", fresh.display()),
+            &["is duplicate"],
+        )
+        .map(|_| ()),
+    ));
+    report(cases);
+}

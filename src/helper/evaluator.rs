@@ -48,6 +48,18 @@ struct HelperLink {
     /// When it last reported anything, ms.
     heard_ms: u64,
     started_ms: u64,
+    /// The error log it writes to once worker 0 has gone (its stderr): device and inode.
+    log_file: Option<(u64, u64)>,
+}
+
+/// Device and inode of this process's stderr, which nginx points at the error log (again
+/// after `nginx -s reopen`).
+fn stderr_identity() -> Option<(u64, u64)> {
+    // SAFETY: fstat of descriptor 2 into a zeroed stat.
+    unsafe {
+        let mut st: libc::stat = core::mem::zeroed();
+        (libc::fstat(2, &mut st) == 0).then_some((st.st_dev, st.st_ino))
+    }
 }
 
 /// State of the evaluating process.
@@ -176,7 +188,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             held_logged: false,
             next_alertmanager_ms: 0,
         });
-        evaluator.start_helper(now);
+        evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);
         notice!(
             log,
@@ -313,6 +325,7 @@ impl Evaluator {
         }
         let mut outcomes = self.read_reports(now);
         self.watch_helper(now, &mut outcomes);
+        self.follow_reopened_log(now);
         // The probes due start on ticks only, at the same phase each time, so a target's
         // starts stay an interval apart.
         crate::probe::net::run_due();
@@ -402,8 +415,28 @@ impl Evaluator {
             self.next_helper_start_ms = now;
         }
         if self.helper.is_none() && now >= self.next_helper_start_ms {
-            self.start_helper(now);
+            self.start_helper(now, true);
         }
+    }
+
+    /// After `nginx -s reopen` the helper would still write to the old, rotated error log:
+    /// a new helper takes over (inheriting the new one) and the old one finishes alone.
+    fn follow_reopened_log(&mut self, now: u64) {
+        let current = stderr_identity();
+        let Some(link) = self.helper.as_ref() else {
+            return;
+        };
+        if current.is_none() || link.log_file == current {
+            return;
+        }
+        let link = self.helper.take().expect("checked");
+        link.helper.retire(&mut self.outbox);
+        drop(link.reports);
+        notice!(
+            self.log,
+            "status_alert: the error log was reopened; a new helper process takes over"
+        );
+        self.start_helper(now, false);
     }
 
     /// Forgets the current helper; what it had taken but not settled is returned as dropped,
@@ -431,12 +464,16 @@ impl Evaluator {
     }
 
     /// Forks a helper and watches its reports; on failure, says so and schedules the next try.
-    fn start_helper(&mut self, now: u64) {
+    /// Every helper after the first counts as a restart, unless `replacing` is false (the old
+    /// one lives on and finishes alone, after `nginx -s reopen`).
+    fn start_helper(&mut self, now: u64, replacing: bool) {
         let alerting = &self.zone.header().alerting;
         match self.fork_helper() {
             Ok(helper) => {
                 if self.helpers_started > 0 {
-                    alerting.helper_restarts.fetch_add(1, Relaxed);
+                    if replacing {
+                        alerting.helper_restarts.fetch_add(1, Relaxed);
+                    }
                     notice!(
                         self.log,
                         "status_alert: started a new helper process (pid {})",
@@ -495,6 +532,7 @@ impl Evaluator {
             reports,
             heard_ms: 0,
             started_ms: 0,
+            log_file: stderr_identity(),
         })
     }
 

@@ -333,6 +333,14 @@ impl Helper {
         outbox.take_unwritten()
     }
 
+    /// Retires a helper that lives on (its error log was reopened): it delivers, counts and
+    /// logs what it took or has whole in its pipe, then exits; the rest stays in `outbox` for
+    /// the next helper. Never waits.
+    pub fn retire(mut self, outbox: &mut Outbox) {
+        self.flush(outbox);
+        outbox.hand_off_written();
+    }
+
     /// Gives up on a helper that has died or that is being killed: returns the destinations
     /// of the payloads it had taken but not settled (one entry each), which are lost with it.
     /// What it had not taken stays in `outbox` for the next helper.

@@ -149,6 +149,22 @@ impl Outbox {
         rest
     }
 
+    /// The pipe closes but its helper lives on (retired after `nginx -s reopen`): the payloads
+    /// written whole stay with it (it reads, delivers and counts them before it exits); the
+    /// others will go whole to the next helper.
+    pub fn hand_off_written(&mut self) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|p| p.line.len() <= self.written)
+        {
+            let p = self.queue.pop_front().expect("checked front");
+            self.written -= p.line.len();
+            self.bytes -= p.line.len();
+        }
+        self.written = 0;
+    }
+
     /// Payloads waiting (not acknowledged).
     pub fn len(&self) -> usize {
         self.queue.len()
@@ -251,6 +267,21 @@ mod tests {
         assert_eq!(o.push(6, "ffff", 27), vec![6]);
         assert_eq!(o.push(7, &"x".repeat(40), 1 << 20).len(), 0);
         assert_eq!(o.push(8, &"x".repeat(40), 27), vec![8], "too big alone");
+    }
+
+    #[test]
+    fn a_retired_pipe_keeps_its_whole_payloads_and_the_rest_goes_on() {
+        let mut o = Outbox::default();
+        o.push(1, "aaaa", 1 << 20);
+        o.push(2, "bbbb", 1 << 20);
+        o.push(3, "cccc", 1 << 20);
+        let mut p = pipe(12);
+        o.write_to(&mut p);
+        o.hand_off_written();
+        assert_eq!(o.len(), 2);
+        let mut next = pipe(usize::MAX);
+        o.write_to(&mut next);
+        assert_eq!(next.data, b"2\t2\tbbbb\n3\t3\tcccc\n");
     }
 
     #[test]
