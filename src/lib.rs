@@ -141,15 +141,17 @@ mod wiring {
                 emerg!(cf.log, "{e}");
                 return Status::NGX_ERROR.into();
             }
+            // Before the early return: some checks are about what is missing.
+            if let Err(e) = mcf.validate() {
+                emerg!(cf.log, "{e}");
+                return Status::NGX_ERROR.into();
+            }
             if mcf.names.is_empty() && mcf.probes.is_empty() {
                 return Status::NGX_OK.into();
             }
             mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();
-            if let Err(e) = mcf
-                .validate()
-                .map_err(|e| e.to_string())
-                .and_then(|()| crate::conf::state_path::prepare(cf, mcf))
-                .and_then(|()| shm::add_zone(cf, mcf))
+            if let Err(e) =
+                crate::conf::state_path::prepare(cf, mcf).and_then(|()| shm::add_zone(cf, mcf))
             {
                 emerg!(cf.log, "{e}");
                 return Status::NGX_ERROR.into();

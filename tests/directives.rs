@@ -1548,3 +1548,198 @@ fn status_alert_state_path_is_created_private_and_refused_when_others_can_write(
     ));
     report(cases);
 }
+
+// ---------------------------------------------------------------------------------------------
+// status_alert_heartbeat
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn heartbeat_valid_forms() {
+    if !have_module("heartbeat_valid_forms") {
+        return;
+    }
+    let body = in_location("status_alert be;");
+    let probe_only = server("    status_alert_probe tcp://127.0.0.1:9 name=db;");
+    report_accepted([
+        (
+            "healthchecks.io, default interval",
+            format!("status_alert_heartbeat https://hc-ping.com/0b1c2d3e-4f5a;\n{body}"),
+        ),
+        (
+            "Uptime Kuma push URL, interval first",
+            format!(
+                "status_alert_heartbeat interval=30s \
+                 https://kuma.example.com/api/push/pushTok3n?status=up&msg=OK&ping=;\n{body}"
+            ),
+        ),
+        (
+            "http:// and interval=1h",
+            format!("status_alert_heartbeat http://127.0.0.1:9/ping interval=1h;\n{body}"),
+        ),
+        (
+            "with status_alert_webhook off",
+            format!(
+                "status_alert_webhook off;\n\
+                 status_alert_heartbeat https://hc-ping.com/0b1c2d3e-4f5a;\n{body}"
+            ),
+        ),
+        (
+            "off after the heartbeat",
+            format!(
+                "status_alert_heartbeat https://hc-ping.com/0b1c2d3e-4f5a;\n\
+                 status_alert_webhook off;\n{body}"
+            ),
+        ),
+        (
+            "next to a webhook with the same URL",
+            format!(
+                "status_alert_heartbeat http://127.0.0.1:9/a;\n\
+                 status_alert_webhook http://127.0.0.1:9/a;\n{body}"
+            ),
+        ),
+        (
+            "with probes only",
+            format!("status_alert_heartbeat https://hc-ping.com/0b1c2d3e-4f5a;\n{probe_only}"),
+        ),
+    ]);
+}
+
+#[test]
+fn heartbeat_url_from_file_stays_secret() {
+    if !have_module("heartbeat_url_from_file_stays_secret") {
+        return;
+    }
+    let dir = OwnDir::new();
+    fs::write(
+        dir.0.join("heartbeat.url"),
+        format!("https://hc-ping.com/{TOKEN}\n"),
+    )
+    .expect("write heartbeat.url");
+    let block = format!(
+        "status_alert_heartbeat file=heartbeat.url interval=2m;\n{}",
+        in_location("status_alert be;")
+    );
+    let conf = dir.render(&block, &NginxOpts::default());
+    let (ok, stdout, stderr) = dir.run(&conf, "-T");
+    assert!(ok, "file= with a valid URL was rejected:\n{stderr}{stdout}");
+    assert!(
+        stdout.contains("status_alert_heartbeat file=heartbeat.url"),
+        "nginx -T printed no configuration:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "{stderr}{stdout}"
+    );
+
+    // A file holding no URL is refused without showing what it holds.
+    fs::write(
+        dir.0.join("heartbeat.url"),
+        format!("hc-ping.com/{TOKEN}\n"),
+    )
+    .expect("write heartbeat.url");
+    let opts = NginxOpts::default();
+    let line = conf_line(&opts, &block, "status_alert_heartbeat file=");
+    let (ok, stdout, stderr) = dir.run(&conf, "-t");
+    let out = stderr + &stdout;
+    check_rejected(ok, &out, line, &["status_alert_heartbeat", "heartbeat.url"]).unwrap();
+    assert!(!out.contains(TOKEN), "token leaked:\n{out}");
+}
+
+#[test]
+fn heartbeat_invalid_forms() {
+    if !have_module("heartbeat_invalid_forms") {
+        return;
+    }
+    let after = in_location("status_alert be;");
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "URL without scheme",
+            "status_alert_heartbeat hc-ping.com/0b1c2d3e-4f5a;",
+            vec!["invalid heartbeat value", "hc-ping.com/"],
+        ),
+        (
+            "ftp:// URL",
+            "status_alert_heartbeat ftp://hc-ping.com/x;",
+            vec!["\"ftp://hc-ping.com/x\"", "http:// or https://"],
+        ),
+        (
+            "off",
+            "status_alert_heartbeat off;",
+            vec!["invalid heartbeat value \"off\""],
+        ),
+        (
+            "interval below 1s",
+            "status_alert_heartbeat https://hc-ping.com/x interval=500ms;",
+            vec!["invalid interval value \"500ms\""],
+        ),
+        (
+            "interval not a time",
+            "status_alert_heartbeat https://hc-ping.com/x interval=often;",
+            vec!["invalid interval value \"often\""],
+        ),
+        (
+            "interval twice (a third argument)",
+            "status_alert_heartbeat interval=1m https://hc-ping.com/x interval=2m;",
+            vec!["invalid number of arguments"],
+        ),
+        (
+            "two URLs",
+            "status_alert_heartbeat https://hc-ping.com/x https://hc-ping.com/y;",
+            vec!["invalid parameter \"https://hc-ping.com/y\""],
+        ),
+        (
+            "unknown parameter",
+            "status_alert_heartbeat https://hc-ping.com/x format=json;",
+            vec!["invalid parameter \"format=json\""],
+        ),
+        (
+            "file= that does not exist",
+            "status_alert_heartbeat file={DIR}/missing-heartbeat.url;",
+            vec!["cannot read heartbeat URL", "missing-heartbeat.url"],
+        ),
+    ];
+    let mut results = rejected_lines(cases, |line| format!("{line}\n{after}"));
+
+    // At most one per http block: nginx's own duplicate message, at the second one.
+    let second = "status_alert_heartbeat https://hc-ping.com/y;";
+    let block = format!("status_alert_heartbeat https://hc-ping.com/x;\n{second}\n{after}");
+    results.push((
+        "twice".to_string(),
+        expect_rejected(
+            &block,
+            second,
+            &["\"status_alert_heartbeat\" directive is duplicate"],
+        )
+        .map(drop),
+    ));
+
+    // Without a NAME or a probe nothing is evaluated, so no beat would ever go out.
+    let line = "status_alert_heartbeat https://hc-ping.com/x;";
+    let block = format!("{line}\n{}", server("    location / { return 204; }"));
+    results.push((
+        "nothing to evaluate".to_string(),
+        expect_rejected(
+            &block,
+            line,
+            &["no \"status_alert\" or \"status_alert_probe\""],
+        )
+        .map(drop),
+    ));
+
+    for (label, block) in [
+        (
+            "in a server block",
+            server("    status_alert_heartbeat https://hc-ping.com/x;"),
+        ),
+        (
+            "in a location",
+            in_location("status_alert_heartbeat https://hc-ping.com/x;"),
+        ),
+    ] {
+        results.push((
+            label.to_string(),
+            expect_rejected(&block, "status_alert_heartbeat", &["not allowed here"]).map(drop),
+        ));
+    }
+    report(results);
+}

@@ -6,8 +6,8 @@ use core::ptr;
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
@@ -188,16 +188,11 @@ extern "C" fn set_webhook(
         };
         let args = args(cf, D)?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let read = |path: &str| {
-            let full = full_conf_path(cf, path);
-            std::fs::read_to_string(&full)
-                .map_err(|e| format!("cannot read webhook URL from \"{full}\": {e}"))
-        };
-        let (target, format) =
-            params::parse_webhook_args(&args, read).map_err(|e| err(e.to_string()))?;
+        let (target, format) = params::parse_webhook_args(&args, url_file_reader(cf, "webhook"))
+            .map_err(|e| err(e.to_string()))?;
         match target {
             WebhookTarget::Off => {
-                if !mcf.destinations.is_empty() || mcf.webhook_off.is_some() {
+                if mcf.has_alert_destinations() || mcf.webhook_off.is_some() {
                     return Err(err(
                         "\"off\" cannot be combined with other destinations".into()
                     ));
@@ -246,6 +241,42 @@ extern "C" fn set_alertmanager(
         }
         Ok(())
     })
+}
+
+extern "C" fn set_heartbeat(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_heartbeat";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        if mcf.heartbeat.is_some() {
+            return Err(ConfError::Duplicate);
+        }
+        let args = args(cf, D)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (url, interval_ms) =
+            params::parse_heartbeat_args(&args, url_file_reader(cf, "heartbeat")).map_err(|e| {
+                ConfError::Invalid {
+                    directive: D,
+                    message: e.to_string(),
+                }
+            })?;
+        mcf.set_heartbeat(url, interval_ms, place(cf))
+    })
+}
+
+/// Reads the URL of a `file=PATH` parameter, the path resolved like [`full_conf_path`];
+/// `what` names the URL in the error.
+fn url_file_reader<'a>(
+    cf: &'a ngx_conf_t,
+    what: &'a str,
+) -> impl FnOnce(&str) -> Result<String, String> + 'a {
+    move |path| {
+        let full = full_conf_path(cf, path);
+        std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read {what} URL from \"{full}\": {e}"))
+    }
 }
 
 /// Resolves a relative path against nginx's configuration prefix, like `ssl_certificate`.
@@ -371,7 +402,7 @@ const fn command(name: ngx_str_t, type_: u32, set: SetHandler, conf: usize) -> n
 }
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 10] = [
+pub static mut COMMANDS: [ngx_command_t; 11] = [
     command(
         ngx_string!("status_alert"),
         ANY_LEVEL | NGX_CONF_1MORE,
@@ -394,6 +425,12 @@ pub static mut COMMANDS: [ngx_command_t; 10] = [
         ngx_string!("status_alert_alertmanager"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
         set_alertmanager,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_heartbeat"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12,
+        set_heartbeat,
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     command(

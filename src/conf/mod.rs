@@ -128,6 +128,9 @@ pub struct MainConf {
     pub destinations: Vec<Destination>,
     /// `status_alert_webhook off` was given (where).
     pub webhook_off: Option<String>,
+    /// `status_alert_heartbeat`: its `interval=` in ms, and where it was set. Its URL is the
+    /// last of `destinations` (see [`MainConf::heartbeat`]).
+    pub heartbeat: Option<(u64, String)>,
     /// `status_alert_buckets`, and where it was set.
     pub buckets: Option<(BucketBounds, String)>,
     /// The bounds in ms as the request path reads them (set in postconfiguration).
@@ -156,7 +159,8 @@ pub struct MainConf {
     pub cycle: Option<core::ptr::NonNull<nginx_sys::ngx_cycle_t>>,
 }
 
-/// Most alert destinations (webhooks and Alertmanagers together) one configuration may have.
+/// Most destinations (webhooks, Alertmanagers and the heartbeat together) one configuration
+/// may have.
 pub const MAX_DESTINATIONS: usize = crate::zone::MAX_DESTINATIONS;
 
 /// One place alerts are posted to.
@@ -170,9 +174,12 @@ pub struct Destination {
 
 impl Destination {
     /// The `destination` label of destination number `i` (0-based): format and position,
-    /// never the URL (which holds the token).
+    /// never the URL (which holds the token); `heartbeat` alone, as there is at most one.
     pub fn label(&self, i: usize) -> String {
-        format!("{}-{}", self.format.name(), i + 1)
+        match self.format {
+            WebhookFormat::Heartbeat => self.format.name().to_string(),
+            format => format!("{}-{}", format.name(), i + 1),
+        }
     }
 }
 
@@ -214,8 +221,9 @@ impl MainConf {
         self.interval_ms.unwrap_or(params::DEFAULT_INTERVAL_MS)
     }
 
-    /// Adds a destination, refusing the same URL and format twice and more than
-    /// [`MAX_DESTINATIONS`].
+    /// Adds an alert destination, refusing the same URL and format twice and more than
+    /// [`MAX_DESTINATIONS`]. It goes before the heartbeat, which stays last: alert
+    /// destinations keep their labels (`discord-1`, ...) whether or not there is one.
     pub fn add_destination(&mut self, url: String, format: WebhookFormat) -> Result<(), String> {
         if let Some(place) = &self.webhook_off {
             return Err(format!(
@@ -235,8 +243,51 @@ impl MainConf {
         if self.destinations.len() >= MAX_DESTINATIONS {
             return Err(format!("at most {MAX_DESTINATIONS} destinations"));
         }
-        self.destinations.push(Destination { url, format });
+        let at = self.heartbeat().map_or(self.destinations.len(), |(i, _)| i);
+        self.destinations.insert(at, Destination { url, format });
         Ok(())
+    }
+
+    /// Sets `status_alert_heartbeat`: `url` becomes the last destination (format
+    /// [`WebhookFormat::Heartbeat`]), pinged every `interval_ms`. Not an alert destination, so
+    /// `status_alert_webhook off` does not refuse it.
+    pub fn set_heartbeat(
+        &mut self,
+        url: String,
+        interval_ms: u64,
+        place: String,
+    ) -> Result<(), ConfError> {
+        if self.heartbeat.is_some() {
+            return Err(ConfError::Duplicate);
+        }
+        if self.destinations.len() >= MAX_DESTINATIONS {
+            return Err(ConfError::Invalid {
+                directive: "status_alert_heartbeat",
+                message: format!("at most {MAX_DESTINATIONS} destinations"),
+            });
+        }
+        self.destinations.push(Destination {
+            url,
+            format: WebhookFormat::Heartbeat,
+        });
+        self.heartbeat = Some((interval_ms, place));
+        Ok(())
+    }
+
+    /// The heartbeat's index in `destinations` and its interval in ms, if one is configured.
+    pub fn heartbeat(&self) -> Option<(usize, u64)> {
+        let (interval_ms, _) = self.heartbeat.as_ref()?;
+        let index = self
+            .destinations
+            .iter()
+            .position(|d| d.format == WebhookFormat::Heartbeat)?;
+        Some((index, *interval_ms))
+    }
+
+    /// True when alerts are posted somewhere: a destination other than the heartbeat. Without
+    /// one, alerts go to the error log at `warn`.
+    pub fn has_alert_destinations(&self) -> bool {
+        self.destinations.iter().any(|d| d.format.carries_alerts())
     }
 
     /// Adds a probe, refusing a second probe of the same target under the same NAME. Targets
@@ -265,6 +316,18 @@ impl MainConf {
 
     /// Checks what can only be checked once the whole `http` block is read.
     pub fn validate(&self) -> Result<(), ConfError> {
+        if let Some((_, place)) = &self.heartbeat {
+            // Without NAMEs or probes nothing is evaluated, and beats follow evaluations.
+            if self.names.is_empty() && self.probes.is_empty() {
+                return Err(ConfError::At {
+                    directive: "status_alert_heartbeat",
+                    message: "no \"status_alert\" or \"status_alert_probe\" is configured, so \
+                              nothing is evaluated and no heartbeat would ever be sent"
+                        .into(),
+                    place: place.clone(),
+                });
+            }
+        }
         let interval = self.interval_ms();
         let bounds = self.bucket_bounds();
         for n in &self.names {
@@ -383,6 +446,72 @@ mod tests {
             name.to_string(),
             "status_alert \"be\": window=10s is shorter than 2 intervals in nginx.conf:12"
         );
+    }
+
+    #[test]
+    fn the_heartbeat_is_one_last_destination_that_gets_no_alerts() {
+        let mut mcf = MainConf::default();
+        assert!(!mcf.has_alert_destinations());
+        mcf.set_heartbeat("https://hc-ping.com/uuid".into(), 30_000, "a:1".into())
+            .unwrap();
+        assert_eq!(mcf.heartbeat(), Some((0, 30_000)));
+        assert!(
+            !mcf.has_alert_destinations(),
+            "the heartbeat is no alert destination"
+        );
+        let again = mcf.set_heartbeat("https://hc-ping.com/other".into(), 1000, "a:2".into());
+        assert_eq!(again, Err(ConfError::Duplicate));
+        // Alert destinations given later go before it and keep their labels.
+        mcf.add_destination("https://a/1".into(), WebhookFormat::Discord)
+            .unwrap();
+        mcf.add_destination("https://a/2".into(), WebhookFormat::Slack)
+            .unwrap();
+        assert!(mcf.has_alert_destinations());
+        assert_eq!(mcf.heartbeat(), Some((2, 30_000)));
+        let labels: Vec<String> = mcf
+            .destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d.label(i))
+            .collect();
+        assert_eq!(labels, ["discord-1", "slack-2", "heartbeat"]);
+        // A heartbeat is no alert, so `status_alert_webhook off` does not refuse it.
+        let mut off = MainConf {
+            webhook_off: Some("a:3".into()),
+            ..MainConf::default()
+        };
+        assert!(off
+            .set_heartbeat("https://hc-ping.com/uuid".into(), 60_000, "a:4".into())
+            .is_ok());
+        assert!(!off.has_alert_destinations());
+    }
+
+    #[test]
+    fn a_heartbeat_needs_something_to_evaluate() {
+        let mut mcf = MainConf::default();
+        mcf.set_heartbeat(
+            "https://hc-ping.com/uuid".into(),
+            60_000,
+            "nginx.conf:7".into(),
+        )
+        .unwrap();
+        let err = mcf.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("status_alert_heartbeat: no \"status_alert\""),
+            "{err}"
+        );
+        assert!(err.ends_with(" in nginx.conf:7"), "{err}");
+        let args = ["tcp://127.0.0.1:1".to_string(), "name=db".to_string()];
+        mcf.add_probe(ProbeConf {
+            spec: probe_spec::parse(&args, true).unwrap(),
+            place: "nginx.conf:8".into(),
+            slot: core::ptr::null(),
+            addrs: Vec::new(),
+            core_loc_conf: core::ptr::null(),
+            resolver: None,
+        })
+        .unwrap();
+        assert!(mcf.validate().is_ok(), "a probe is evaluated");
     }
 
     #[test]

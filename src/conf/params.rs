@@ -516,15 +516,34 @@ pub enum WebhookTarget {
 
 /// Validates a webhook URL (`https://...` or `http://...` for local receivers).
 pub fn parse_webhook_url(value: &str) -> Result<WebhookTarget, ParamError> {
+    parse_secret_url("webhook", value).map(WebhookTarget::Url)
+}
+
+/// Validates a URL that may hold a secret (`https://...` or `http://...` for local receivers);
+/// errors call it `key` and show it only as [`redact_for_error`] does.
+fn parse_secret_url(key: &str, value: &str) -> Result<String, ParamError> {
     let value = value.trim();
-    validate_url("webhook", value).map_err(|_| {
-        invalid(
-            "webhook",
-            &redact_for_error(value),
-            "an http:// or https:// URL",
-        )
-    })?;
-    Ok(WebhookTarget::Url(value.to_string()))
+    validate_url(key, value)
+        .map_err(|_| invalid(key, &redact_for_error(value), "an http:// or https:// URL"))?;
+    Ok(value.to_string())
+}
+
+/// The URL given as `URL` or as `file=PATH` (read with `read_file`, see
+/// [`parse_webhook_args`]), validated by [`parse_secret_url`] under `key`.
+fn url_or_file(
+    key: &str,
+    arg: &str,
+    read_file: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<String, ParamError> {
+    let Some(path) = arg.strip_prefix("file=") else {
+        return parse_secret_url(key, arg);
+    };
+    if path.is_empty() {
+        return Err(invalid("file", path, "a path"));
+    }
+    let text = read_file(path).map_err(ParamError::File)?;
+    parse_secret_url(key, &text)
+        .map_err(|e| ParamError::File(format!("{e} (read from \"{path}\")")))
 }
 
 /// Payload format of a webhook destination, from `format=`.
@@ -539,6 +558,9 @@ pub enum WebhookFormat {
     Json,
     /// Prometheus Alertmanager API v2 (`status_alert_alertmanager`; not a `format=` value).
     Alertmanager,
+    /// A heartbeat monitor's ping URL (`status_alert_heartbeat`; not a `format=` value): it
+    /// gets a GET now and then, never an alert.
+    Heartbeat,
 }
 
 impl WebhookFormat {
@@ -559,7 +581,13 @@ impl WebhookFormat {
             WebhookFormat::Slack => "slack",
             WebhookFormat::Json => "json",
             WebhookFormat::Alertmanager => "alertmanager",
+            WebhookFormat::Heartbeat => "heartbeat",
         }
+    }
+
+    /// True for the formats that alert events are sent in: all but the heartbeat.
+    pub fn carries_alerts(self) -> bool {
+        self != WebhookFormat::Heartbeat
     }
 }
 
@@ -599,17 +627,45 @@ pub fn parse_webhook_args(
             ));
         }
         WebhookTarget::Off
-    } else if let Some(path) = destination.strip_prefix("file=") {
-        if path.is_empty() {
-            return Err(invalid("file", path, "a path"));
-        }
-        let text = read_file(path).map_err(ParamError::File)?;
-        parse_webhook_url(&text)
-            .map_err(|e| ParamError::File(format!("{e} (read from \"{path}\")")))?
     } else {
-        parse_webhook_url(destination)?
+        WebhookTarget::Url(url_or_file("webhook", destination, read_file)?)
     };
     Ok((target, format.unwrap_or_default()))
+}
+
+/// Default `interval=` of `status_alert_heartbeat`.
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 60_000;
+
+/// Parses the arguments of `status_alert_heartbeat URL | file=PATH [interval=TIME]`: the ping
+/// URL and the interval in ms (1s to 24h, default [`DEFAULT_HEARTBEAT_INTERVAL_MS`]).
+///
+/// The URL and `interval=` may come in either order; `file=` and the errors are as for
+/// [`parse_webhook_args`] (the URL is as secret as a webhook's).
+pub fn parse_heartbeat_args(
+    args: &[&str],
+    read_file: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<(String, u64), ParamError> {
+    let mut destination: Option<&str> = None;
+    let mut interval_ms: Option<u64> = None;
+    for arg in args {
+        if let Some(value) = arg.strip_prefix("interval=") {
+            if interval_ms.is_some() {
+                return Err(ParamError::Duplicate("interval".into()));
+            }
+            interval_ms = Some(parse_interval(value)?);
+        } else if destination.is_some() {
+            return Err(ParamError::UnknownParameter(redact_for_error(arg)));
+        } else {
+            destination = Some(arg);
+        }
+    }
+    let Some(destination) = destination else {
+        return Err(ParamError::Conflict(
+            "a heartbeat URL or \"file=PATH\" is required".into(),
+        ));
+    };
+    let url = url_or_file("heartbeat", destination, read_file)?;
+    Ok((url, interval_ms.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS)))
 }
 
 /// The `POST /api/v2/alerts` URL of an Alertmanager given as `http://host:9093` (or already
@@ -923,6 +979,86 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_args_accepted() {
+        let url = "https://hc-ping.com/0b1c2d3e-uuid";
+        let cases: [(&[&str], u64); 4] = [
+            (&[url], DEFAULT_HEARTBEAT_INTERVAL_MS),
+            (&[url, "interval=30s"], 30_000),
+            (&["interval=1s", url], 1000),
+            (&[url, "interval=1h"], 3_600_000),
+        ];
+        for (args, interval) in cases {
+            assert_eq!(
+                parse_heartbeat_args(args, no_file),
+                Ok((url.to_string(), interval)),
+                "{args:?}"
+            );
+        }
+        let kuma = "https://kuma.example.com/api/push/pushTok3n?status=up&msg=OK&ping=";
+        let read = |path: &str| {
+            assert_eq!(path, "hb.url");
+            Ok(format!("{kuma}\n"))
+        };
+        assert_eq!(
+            parse_heartbeat_args(&["file=hb.url", "interval=2m"], read),
+            Ok((kuma.to_string(), 120_000))
+        );
+    }
+
+    #[test]
+    fn heartbeat_args_rejected() {
+        let secret = "https://hc-ping.com/supersecretuuidvalue1234";
+        let cases: [(&[&str], &str); 9] = [
+            (&[], "a heartbeat URL or \"file=PATH\" is required"),
+            (
+                &["interval=10s"],
+                "a heartbeat URL or \"file=PATH\" is required",
+            ),
+            (
+                &["ftp://a/b"],
+                "invalid heartbeat value \"ftp://a/b\", expected an http:// or https:// URL",
+            ),
+            (&["off"], "invalid heartbeat value \"off\""),
+            (
+                &["https://a/b", "interval=500ms"],
+                "invalid interval value \"500ms\", expected a time between 1s and 24h",
+            ),
+            (
+                &["https://a/b", "interval=often"],
+                "invalid interval value \"often\"",
+            ),
+            (
+                &["https://a/b", "interval=1m", "interval=2m"],
+                "duplicate parameter \"interval\"",
+            ),
+            (
+                &["https://a/b", "format=json"],
+                "invalid parameter \"format=json\"",
+            ),
+            (&["file="], "invalid file value \"\", expected a path"),
+        ];
+        for (args, msg) in cases {
+            let err = parse_heartbeat_args(args, no_file).unwrap_err().to_string();
+            assert!(err.starts_with(msg), "{args:?}: {err}");
+        }
+        // Neither a second URL nor a bad URL read from a file shows its secret.
+        let err = parse_heartbeat_args(&["https://a/b", secret], no_file)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("supersecretuuidvalue1234"), "{err}");
+        let err = parse_heartbeat_args(&["file=x"], |_| Ok(secret.replace("https://", "")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("(read from \"x\")"), "{err}");
+        assert!(err.starts_with("invalid heartbeat value"), "{err}");
+        assert!(!err.contains("supersecretuuidvalue1234"), "{err}");
+        let err = parse_heartbeat_args(&["file=x"], |_| Err("cannot read \"x\": gone".into()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "cannot read \"x\": gone");
+    }
+
+    #[test]
     fn webhook_format_names() {
         for f in [
             WebhookFormat::Discord,
@@ -935,6 +1071,12 @@ mod tests {
             WebhookFormat::parse("Slack").is_err(),
             "values are lower case like nginx's"
         );
+        // Not `format=` values: they have directives of their own.
+        for f in [WebhookFormat::Alertmanager, WebhookFormat::Heartbeat] {
+            assert!(WebhookFormat::parse(f.name()).is_err(), "{f:?}");
+        }
+        assert!(!WebhookFormat::Heartbeat.carries_alerts());
+        assert!(WebhookFormat::Alertmanager.carries_alerts());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod alert;
 pub mod event;
 pub mod firing;
+pub mod heartbeat;
 pub mod incidents;
 pub mod latency;
 pub mod lease;

@@ -21,6 +21,7 @@ use crate::conf::params::WebhookFormat;
 use crate::conf::MainConf;
 use crate::evaluate::event::AlertEvent;
 use crate::evaluate::firing::{self, WatchedProbe};
+use crate::evaluate::heartbeat::HeartbeatSchedule;
 use crate::evaluate::lease::{self, Attempt, Lease, StateDir};
 use crate::evaluate::{self, Watched};
 use crate::helper::watch::{self, Watched as WatchedFd};
@@ -89,6 +90,8 @@ struct Evaluator {
     held_logged: bool,
     /// When firing alerts are next re-posted to the Alertmanagers, ms.
     next_alertmanager_ms: u64,
+    /// `status_alert_heartbeat`: its destination index and its schedule.
+    heartbeat: Option<(usize, HeartbeatSchedule)>,
 }
 
 /// A worker that is not evaluating: it watches that the evaluation runs.
@@ -187,6 +190,9 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             lease: None,
             held_logged: false,
             next_alertmanager_ms: 0,
+            heartbeat: mcf
+                .heartbeat()
+                .map(|(index, interval_ms)| (index, HeartbeatSchedule::new(interval_ms, now))),
         });
         evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);
@@ -354,6 +360,9 @@ impl Evaluator {
                     &bounds,
                 ));
                 self.zone.header().alerting.evaluated(now_ms(), pid());
+                if let Some((_, schedule)) = self.heartbeat.as_mut() {
+                    schedule.on_evaluation();
+                }
             }
         }
         if !events.is_empty() {
@@ -361,10 +370,30 @@ impl Evaluator {
         } else if self.lease.is_some() {
             outcomes.extend(self.resend_to_alertmanager(now));
         }
+        if self.lease.is_some() {
+            outcomes.extend(self.beat(now));
+        }
         if let Some(link) = self.helper.as_mut() {
             link.helper.flush(&mut self.outbox);
         }
         self.record_outcomes(outcomes);
+    }
+
+    /// Queues a heartbeat when one is due: only after an evaluation round since the last one,
+    /// and only to a helper that is making progress (a beat must mean that alerts get out).
+    fn beat(&mut self, now: u64) -> Vec<Outcome> {
+        let responsive = self
+            .helper
+            .as_ref()
+            .is_some_and(|l| now.saturating_sub(l.heard_ms) < 1000);
+        let Some((index, schedule)) = self.heartbeat.as_mut() else {
+            return Vec::new();
+        };
+        if !responsive || !schedule.due(now) {
+            return Vec::new();
+        }
+        let index = *index;
+        self.submit(index, "")
     }
 
     /// Reads the helper's reports: delivery outcomes are returned for counting and logging;
@@ -511,7 +540,7 @@ impl Evaluator {
             .mcf
             .destinations
             .iter()
-            .map(|d| NotifierConfig::new(d.url.clone()))
+            .map(NotifierConfig::for_destination)
             .collect();
         let ctx = HelperContext {
             in_child: set_helper_title,
@@ -703,7 +732,7 @@ impl Evaluator {
     /// Logs every event and queues the payloads for every destination. Returns outcomes for
     /// payloads that could not be queued.
     fn announce(&mut self, events: &[AlertEvent], now: u64) -> Vec<Outcome> {
-        if self.mcf.destinations.is_empty() {
+        if !self.mcf.has_alert_destinations() {
             // No destination: the error log is where alerts go.
             for e in events {
                 warn!(self.log, "{}", discord::log_line(e, &self.host));

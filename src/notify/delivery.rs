@@ -1,5 +1,6 @@
-//! Webhook delivery (Discord, Slack or JSON payloads) on a thread of the helper
-//! process: queue, retry policy with backoff, redaction of the URL in what it reports.
+//! Webhook delivery (Discord, Slack, JSON or Alertmanager payloads, POSTed) and heartbeat pings
+//! (a GET) on a thread of the helper process: queue, retry policy with backoff, redaction of
+//! the URL in what it reports.
 //!
 //! The helper process hands JSON payloads to [`Notifier::submit`], which never blocks: a bounded
 //! queue sits between it and the delivery thread that does the HTTP work. The thread never logs
@@ -15,6 +16,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TrySendError};
+
+use crate::conf::params::WebhookFormat;
+use crate::conf::Destination;
 
 /// Default number of payloads that may wait for the delivery thread.
 const DEFAULT_QUEUE_CAPACITY: usize = 256;
@@ -44,12 +48,48 @@ const SHUTDOWN_SLACK: Duration = Duration::from_millis(100);
 const SUBMIT_TRIES: usize = 4;
 /// Secrets shorter than this are not scrubbed from error text, to avoid mangling it.
 const SECRET_MIN_LEN: usize = 4;
+/// Heartbeat: GETs per beat, the first one included. One quick retry covers a blip; a beat
+/// that still fails is `failed`, and the next one comes an interval later anyway.
+const HEARTBEAT_MAX_ATTEMPTS: u32 = 2;
+/// Heartbeat: wait before the retry (jittered like any backoff).
+const HEARTBEAT_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Heartbeat: upper bound for any wait, a monitor's `Retry-After` included: never minutes.
+const HEARTBEAT_BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// Settings of the webhook delivery thread.
+/// What a destination is: it decides the request, and how log lines name the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestinationKind {
+    /// Alerts: each payload is POSTed as JSON (webhooks, Alertmanager).
+    Webhook,
+    /// A heartbeat monitor's ping URL: a GET without a body; the payload is ignored.
+    Heartbeat,
+}
+
+impl DestinationKind {
+    /// How log lines call it.
+    fn noun(self) -> &'static str {
+        match self {
+            DestinationKind::Webhook => "webhook",
+            DestinationKind::Heartbeat => "heartbeat",
+        }
+    }
+
+    /// The directive that configures it, for "check your configuration" messages.
+    fn directive(self) -> &'static str {
+        match self {
+            DestinationKind::Webhook => "status_alert_webhook",
+            DestinationKind::Heartbeat => "status_alert_heartbeat",
+        }
+    }
+}
+
+/// Settings of the delivery thread of one destination.
 #[derive(Clone)]
 pub struct NotifierConfig {
     /// Webhook URL; contains the secret token, so it is only ever shown through [`redact_url`].
     pub url: String,
+    /// POSTed payloads or heartbeat GETs.
+    pub kind: DestinationKind,
     /// Payloads that may wait for delivery; when full, the oldest one is dropped.
     pub queue_capacity: usize,
     /// Limit for connecting (TCP and TLS) to the webhook.
@@ -71,6 +111,7 @@ impl NotifierConfig {
     pub fn new(url: impl Into<String>) -> Self {
         NotifierConfig {
             url: url.into(),
+            kind: DestinationKind::Webhook,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -80,6 +121,31 @@ impl NotifierConfig {
             user_agent: concat!("nginx-status-alert/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
+
+    /// Configuration for a heartbeat monitor's ping URL: a GET per submitted payload (whose
+    /// text is ignored), a queue of one (only the newest beat matters: an older one still
+    /// waiting is dropped and counted), and one retry after about a second, waits capped at
+    /// a few seconds.
+    pub fn heartbeat(url: impl Into<String>) -> Self {
+        NotifierConfig {
+            kind: DestinationKind::Heartbeat,
+            queue_capacity: 1,
+            max_attempts: HEARTBEAT_MAX_ATTEMPTS,
+            backoff_base: HEARTBEAT_BACKOFF_BASE,
+            backoff_cap: HEARTBEAT_BACKOFF_CAP,
+            ..NotifierConfig::new(url)
+        }
+    }
+
+    /// Configuration for a configured destination: [`NotifierConfig::heartbeat`] for the
+    /// heartbeat, [`NotifierConfig::new`] for the others.
+    pub fn for_destination(destination: &Destination) -> Self {
+        let url = destination.url.clone();
+        match destination.format {
+            WebhookFormat::Heartbeat => NotifierConfig::heartbeat(url),
+            _ => NotifierConfig::new(url),
+        }
+    }
 }
 
 // Hand-written so that `{:?}` of a config can never print the webhook token.
@@ -87,6 +153,7 @@ impl fmt::Debug for NotifierConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotifierConfig")
             .field("url", &redact_url(&self.url))
+            .field("kind", &self.kind)
             .field("queue_capacity", &self.queue_capacity)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -157,7 +224,8 @@ pub struct Notifier {
     // Disconnects when the thread's state is dropped, i.e. when the thread has finished.
     done_rx: Receiver<()>,
     in_flight: Arc<AtomicBool>,
-    redacted: String,
+    /// How log lines name the destination: kind and redacted URL.
+    shown: String,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -165,6 +233,7 @@ impl Notifier {
     /// Spawns the `status-alert-notify` thread that delivers submitted payloads.
     pub fn start(config: NotifierConfig) -> io::Result<Notifier> {
         let redacted = redact_url(&config.url);
+        let shown = format!("{} {redacted}", config.kind.noun());
         let scheme_ok = {
             let lower = config.url.trim().to_ascii_lowercase();
             lower.starts_with("https://") || lower.starts_with("http://")
@@ -172,7 +241,7 @@ impl Notifier {
         if !scheme_ok {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("webhook URL {redacted} is not an http:// or https:// URL"),
+                format!("{shown} is not an http:// or https:// URL"),
             ));
         }
 
@@ -193,7 +262,8 @@ impl Notifier {
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.request_timeout))
             .user_agent(config.user_agent.as_str())
-            // Discord never redirects webhooks, and a redirected POST would lose its body.
+            // Discord never redirects webhooks, and a redirected POST would lose its body
+            // (heartbeat monitors do not redirect their ping URLs either).
             .max_redirects(0)
             .max_redirects_will_error(false)
             .build()
@@ -202,7 +272,9 @@ impl Notifier {
         let delivery = DeliveryLoop {
             secrets: url_secrets(&config.url),
             url: config.url.trim().to_string(),
-            redacted: redacted.clone(),
+            kind: config.kind,
+            redacted,
+            shown: shown.clone(),
             agent,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
@@ -232,7 +304,7 @@ impl Notifier {
             outcome_rx,
             done_rx,
             in_flight,
-            redacted,
+            shown,
             handle: Some(handle),
         })
     }
@@ -248,9 +320,9 @@ impl Notifier {
                     // Fresh alerts matter more than stale ones, so the oldest one makes room.
                     if self.queue_rx.try_recv().is_ok() {
                         self.report_dropped(format!(
-                            "notification queue for webhook {} is full ({} queued): \
+                            "notification queue for {} is full ({} queued): \
                              dropped the oldest message",
-                            self.redacted, self.capacity
+                            self.shown, self.capacity
                         ));
                     }
                 }
@@ -259,8 +331,8 @@ impl Notifier {
         }
         // Only reachable when other threads keep refilling the queue: give up on this payload.
         self.report_dropped(format!(
-            "could not queue a new message for webhook {}: dropped it",
-            self.redacted
+            "could not queue a new message for {}: dropped it",
+            self.shown
         ));
     }
 
@@ -284,7 +356,7 @@ impl Notifier {
             outcome_rx,
             done_rx,
             in_flight,
-            redacted,
+            shown,
             handle,
             ..
         } = self;
@@ -305,7 +377,7 @@ impl Notifier {
         // Whatever is still queued was not reached in time (the thread may be stuck in I/O).
         for _ in queue_rx.try_iter() {
             outcomes.push(dropped(format!(
-                "shutting down: dropped an undelivered message for webhook {redacted}"
+                "shutting down: dropped an undelivered message for {shown}"
             )));
         }
         if finished {
@@ -316,7 +388,7 @@ impl Notifier {
         } else {
             if in_flight.swap(false, Ordering::AcqRel) {
                 outcomes.push(dropped(format!(
-                    "shutting down: abandoned a message still in flight to webhook {redacted} \
+                    "shutting down: abandoned a message still in flight to {shown} \
                      after the {} grace period",
                     fmt_secs(grace)
                 )));
@@ -590,7 +662,10 @@ enum Step {
 /// State of the delivery thread.
 struct DeliveryLoop {
     url: String,
+    kind: DestinationKind,
     redacted: String,
+    /// How log lines name the destination: kind and redacted URL.
+    shown: String,
     secrets: Vec<String>,
     agent: ureq::Agent,
     connect_timeout: Duration,
@@ -631,8 +706,8 @@ impl DeliveryLoop {
                         self.emit(
                             DeliveryResult::Failed,
                             format!(
-                                "internal error while posting to webhook {}; dropping message",
-                                self.redacted
+                                "internal error while sending to {}; dropping message",
+                                self.shown
                             ),
                         );
                     }
@@ -692,8 +767,8 @@ impl DeliveryLoop {
             self.emit(
                 DeliveryResult::Dropped,
                 format!(
-                    "shutting down: dropped an undelivered message for webhook {}",
-                    self.redacted
+                    "shutting down: dropped an undelivered message for {}",
+                    self.shown
                 ),
             );
         }
@@ -764,7 +839,7 @@ impl DeliveryLoop {
                 return;
             }
 
-            let step = match self.post(body, budget) {
+            let step = match self.request(body, budget) {
                 Ok(response) => self.judge_response(response, attempt),
                 Err(error) => {
                     let step = self.judge_error(&error, attempt);
@@ -775,9 +850,9 @@ impl DeliveryLoop {
                             self.emit(
                                 DeliveryResult::Failed,
                                 format!(
-                                    "webhook {} did not answer after the message was sent, \
+                                    "{} did not answer after the message was sent, \
                                      twice ({}); it may have received it: not sending again",
-                                    self.redacted,
+                                    self.shown,
                                     self.scrub(&error.to_string())
                                 ),
                             );
@@ -797,9 +872,9 @@ impl DeliveryLoop {
                         self.emit(
                             DeliveryResult::Failed,
                             format!(
-                                "webhook {} still failing after {} attempts (last: {why}); \
+                                "{} still failing after {} attempts (last: {why}); \
                                  giving up on this message",
-                                self.redacted, attempt
+                                self.shown, attempt
                             ),
                         );
                         return;
@@ -813,8 +888,8 @@ impl DeliveryLoop {
                     self.emit(
                         DeliveryResult::Retried,
                         format!(
-                            "webhook {} {why}, retrying in {} (attempt {attempt} of {})",
-                            self.redacted,
+                            "{} {why}, retrying in {} (attempt {attempt} of {})",
+                            self.shown,
                             fmt_secs(wait),
                             self.max_attempts
                         ),
@@ -834,26 +909,40 @@ impl DeliveryLoop {
         self.emit(
             DeliveryResult::Dropped,
             format!(
-                "shutting down: dropped a message for webhook {} ({why})",
-                self.redacted
+                "shutting down: dropped a message for {} ({why})",
+                self.shown
             ),
         );
     }
 
-    fn post(
+    /// One attempt: `body` POSTed as JSON, or for a heartbeat a GET (`body` is not sent).
+    fn request(
         &self,
         body: &str,
         budget: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        self.agent
-            .post(self.url.as_str())
-            .config()
-            // Per request, so that during shutdown a request cannot outlive the grace period.
-            .timeout_global(Some(budget))
-            .timeout_connect(Some(self.connect_timeout.min(budget)))
-            .build()
-            .header("Content-Type", "application/json")
-            .send(body)
+        // Per request, so that during shutdown a request cannot outlive the grace period.
+        let timeout_global = Some(budget);
+        let timeout_connect = Some(self.connect_timeout.min(budget));
+        match self.kind {
+            DestinationKind::Webhook => self
+                .agent
+                .post(self.url.as_str())
+                .config()
+                .timeout_global(timeout_global)
+                .timeout_connect(timeout_connect)
+                .build()
+                .header("Content-Type", "application/json")
+                .send(body),
+            DestinationKind::Heartbeat => self
+                .agent
+                .get(self.url.as_str())
+                .config()
+                .timeout_global(timeout_global)
+                .timeout_connect(timeout_connect)
+                .build()
+                .call(),
+        }
     }
 
     fn judge_response(
@@ -871,12 +960,11 @@ impl DeliveryLoop {
             .take(RESPONSE_BODY_LIMIT)
             .read_to_end(&mut raw);
         let text = String::from_utf8_lossy(&raw);
-        let redacted = &self.redacted;
+        let shown = &self.shown;
 
         match status {
             200..=299 => {
-                let mut message =
-                    format!("webhook {redacted} accepted the message (HTTP {status})");
+                let mut message = format!("{shown} accepted the message (HTTP {status})");
                 if attempt > 1 {
                     message.push_str(&format!(" on attempt {attempt}"));
                 }
@@ -906,7 +994,7 @@ impl DeliveryLoop {
             400 => Step::Done(
                 DeliveryResult::Failed,
                 format!(
-                    "webhook {redacted} rejected the message (HTTP 400): {}; dropping message",
+                    "{shown} rejected the message (HTTP 400): {}; dropping message",
                     self.scrub(&reason_excerpt(&text))
                 ),
             ),
@@ -914,15 +1002,15 @@ impl DeliveryLoop {
             401 | 403 | 404 | 410 => Step::Done(
                 DeliveryResult::Failed,
                 format!(
-                    "webhook {redacted} is gone (HTTP {status}): check status_alert_webhook; \
-                     {}; dropping message",
+                    "{shown} is gone (HTTP {status}): check {}; {}; dropping message",
+                    self.kind.directive(),
                     self.scrub(&reason_excerpt(&text))
                 ),
             ),
             _ => Step::Done(
                 DeliveryResult::Failed,
                 format!(
-                    "webhook {redacted} answered HTTP {status}: {}; not retrying, dropping message",
+                    "{shown} answered HTTP {status}: {}; not retrying, dropping message",
                     self.scrub(&reason_excerpt(&text))
                 ),
             ),
@@ -944,10 +1032,7 @@ impl DeliveryLoop {
             // Retrying cannot fix a malformed request; the configuration needs attention.
             return Step::Done(
                 DeliveryResult::Failed,
-                format!(
-                    "cannot post to webhook {}: {detail}; dropping message",
-                    self.redacted
-                ),
+                format!("cannot send to {}: {detail}; dropping message", self.shown),
             );
         }
         Step::Retry {
@@ -1534,6 +1619,144 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(500));
         assert_eq!(results(&outcomes), vec![DeliveryResult::Dropped]);
         assert_eq!(server.seen().len(), 1);
+    }
+
+    /// A heartbeat configuration for a ping URL on `server`, with a fast retry.
+    fn heartbeat_config(server: &TestServer) -> NotifierConfig {
+        let mut config =
+            NotifierConfig::heartbeat(server.url.replace("/api/webhooks/123/", "/ping/"));
+        config.backoff_base = Duration::from_millis(20);
+        config.connect_timeout = Duration::from_secs(1);
+        config.request_timeout = Duration::from_secs(2);
+        config
+    }
+
+    #[test]
+    fn a_heartbeat_is_a_get_without_a_body() {
+        let server = TestServer::start(vec![answer_with(200, &[], "OK")]);
+        let notifier = Notifier::start(heartbeat_config(&server)).expect("start");
+        notifier.submit(String::new());
+        let outcomes = collect(&notifier, |o| finals(o) == 1);
+        assert_eq!(results(&outcomes), vec![DeliveryResult::Sent]);
+        assert!(
+            outcomes[0]
+                .message
+                .starts_with("heartbeat http://127.0.0.1:"),
+            "{}",
+            outcomes[0].message
+        );
+        assert!(
+            outcomes[0].message.contains("/***"),
+            "{}",
+            outcomes[0].message
+        );
+        let seen = server.seen();
+        assert_eq!(seen.len(), 1);
+        let head = seen[0].head.to_ascii_lowercase();
+        assert!(
+            head.starts_with(&format!(
+                "get /ping/{} http/1.1\r\n",
+                TOKEN.to_ascii_lowercase()
+            )),
+            "{head}"
+        );
+        assert!(!head.contains("content-type"), "{head}");
+        assert!(head.contains("user-agent: nginx-status-alert/"), "{head}");
+        assert!(seen[0].body.is_empty());
+        assert!(notifier.shutdown(Duration::from_secs(2)).is_empty());
+    }
+
+    #[test]
+    fn a_failing_heartbeat_is_retried_once_then_failed() {
+        let server = TestServer::start(vec![answer(503)]);
+        let notifier = Notifier::start(heartbeat_config(&server)).expect("start");
+        notifier.submit(String::new());
+        let outcomes = collect(&notifier, |o| finals(o) == 1);
+        assert_eq!(
+            results(&outcomes),
+            vec![DeliveryResult::Retried, DeliveryResult::Failed]
+        );
+        assert!(
+            outcomes[1].message.contains("after 2 attempts"),
+            "{}",
+            outcomes[1].message
+        );
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(server.seen().len(), 2);
+        notifier.shutdown(Duration::from_secs(2));
+
+        // A ping URL that is gone names the heartbeat's directive.
+        let server = TestServer::start(vec![answer(404)]);
+        let notifier = Notifier::start(heartbeat_config(&server)).expect("start");
+        notifier.submit(String::new());
+        let outcomes = collect(&notifier, |o| finals(o) == 1);
+        assert_eq!(results(&outcomes), vec![DeliveryResult::Failed]);
+        assert!(
+            outcomes[0]
+                .message
+                .contains("is gone (HTTP 404): check status_alert_heartbeat"),
+            "{}",
+            outcomes[0].message
+        );
+        notifier.shutdown(Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_heartbeat_has_a_short_policy_and_a_queue_of_one() {
+        let config = NotifierConfig::heartbeat("https://hc-ping.com/uuid");
+        assert_eq!(config.kind, DestinationKind::Heartbeat);
+        assert_eq!(config.queue_capacity, 1);
+        assert_eq!(config.max_attempts, 2, "one retry");
+        // Every wait, a monitor's Retry-After included, is capped at seconds, not minutes.
+        assert!(config.backoff_cap <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_the_newest_heartbeat_waits() {
+        let mut server = TestServer::start(vec![Reply::HoldThen(200)]);
+        let notifier = Notifier::start(heartbeat_config(&server)).expect("start");
+        notifier.submit(String::new());
+        // The first beat is in flight, held by the server: of two more, only the newer waits.
+        server.wait_requests(1);
+        notifier.submit(String::new());
+        notifier.submit(String::new());
+        assert_eq!(notifier.queue_depth(), 1);
+        let early = notifier.outcomes();
+        assert_eq!(results(&early), vec![DeliveryResult::Dropped]);
+        assert!(
+            early[0]
+                .message
+                .contains("queue for heartbeat http://127.0.0.1:"),
+            "{}",
+            early[0].message
+        );
+        server.release();
+        let outcomes = collect(&notifier, |o| finals(o) == 2);
+        assert_eq!(results(&outcomes), vec![DeliveryResult::Sent; 2]);
+        assert_eq!(server.seen().len(), 2);
+        notifier.shutdown(Duration::from_secs(2));
+    }
+
+    #[test]
+    fn each_destination_gets_its_kind_of_delivery() {
+        let destination = |format| Destination {
+            url: format!("https://h.example/{TOKEN}"),
+            format,
+        };
+        for format in [
+            WebhookFormat::Discord,
+            WebhookFormat::Slack,
+            WebhookFormat::Json,
+            WebhookFormat::Alertmanager,
+        ] {
+            let config = NotifierConfig::for_destination(&destination(format));
+            assert_eq!(config.kind, DestinationKind::Webhook, "{format:?}");
+            assert_eq!(config.queue_capacity, DEFAULT_QUEUE_CAPACITY, "{format:?}");
+        }
+        let config = NotifierConfig::for_destination(&destination(WebhookFormat::Heartbeat));
+        assert_eq!(config.kind, DestinationKind::Heartbeat);
+        assert_eq!(config.url, format!("https://h.example/{TOKEN}"));
+        assert!(!format!("{config:?}").contains(TOKEN));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::evaluate::event::AlertEvent;
 
 /// JSON bodies to POST for `events`, in order: Discord and Slack split large batches over several
 /// messages to stay within their limits; the JSON event is one message per batch. No events, no
-/// bodies.
+/// bodies; none ever for Alertmanager (built apart) and the heartbeat (no alerts).
 pub fn webhook_bodies(format: WebhookFormat, events: &[AlertEvent], host: &str) -> Vec<String> {
     match format {
         WebhookFormat::Discord => crate::notify::discord::build_payloads(events, host)
@@ -22,6 +22,8 @@ pub fn webhook_bodies(format: WebhookFormat, events: &[AlertEvent], host: &str) 
             .collect(),
         // Alertmanager wants what fires now, not only what changed: see alertmanager.rs.
         WebhookFormat::Alertmanager => Vec::new(),
+        // A heartbeat monitor gets beats (evaluate/heartbeat.rs), never alerts.
+        WebhookFormat::Heartbeat => Vec::new(),
     }
 }
 
@@ -67,5 +69,9 @@ mod tests {
         ] {
             assert!(webhook_bodies(f, &[], "h").is_empty());
         }
+        assert!(
+            webhook_bodies(WebhookFormat::Heartbeat, &events, "h").is_empty(),
+            "no alert goes to the heartbeat monitor"
+        );
     }
 }
