@@ -408,56 +408,6 @@ fn quit_and_stop_return_promptly_with_a_hung_webhook() {
     }
 }
 
-/// Reads a pid file, 0 if absent.
-fn read_pid(path: &std::path::Path) -> u32 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Quits a master the harness does not know (the new one of a binary upgrade) on drop.
-struct MasterGuard(u32);
-
-impl Drop for MasterGuard {
-    fn drop(&mut self) {
-        if self.0 != 0 && process_alive(self.0) {
-            send_signal(self.0, "QUIT");
-            if !wait_until(Duration::from_secs(5), || !process_alive(self.0)) {
-                send_signal(self.0, "KILL");
-            }
-        }
-    }
-}
-
-/// USR2: a second master with the same binary and configuration; returns its pid.
-fn start_upgrade(nginx: &Nginx) -> u32 {
-    let pid_file = nginx.dir.join("nginx.pid");
-    assert!(nginx.signal("USR2"));
-    let mut new = 0;
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            new = read_pid(&pid_file);
-            new != 0 && new != nginx.pid() && nginx.dir.join("nginx.pid.oldbin").exists()
-        }),
-        "no new master\n{}",
-        nginx.error_log()
-    );
-    // Its workers are up once it has children.
-    assert!(wait_until(Duration::from_secs(10), || children_of(new)
-        .len()
-        >= 2));
-    new
-}
-
-/// The old master's workers (its children but the new master).
-fn old_workers(nginx: &Nginx, new_master: u32) -> Vec<u32> {
-    children_of(nginx.pid())
-        .into_iter()
-        .filter(|p| *p != new_master)
-        .collect()
-}
-
 #[test]
 fn binary_upgrade_announces_each_event_once() {
     if !have_module("binary_upgrade") {
@@ -468,14 +418,13 @@ fn binary_upgrade_announces_each_event_once() {
     send(nginx.port, "/err", 40);
     assert!(wait_until(Duration::from_secs(5), || hook.titles().len() == 1));
 
-    let new = MasterGuard(start_upgrade(&nginx));
+    let new = MasterGuard(nginx.start_upgrade());
     // Old workers finish; the new master's evaluator takes the incident over and does not
     // announce it again, then resolves it once.
     assert!(nginx.signal("WINCH"));
-    assert!(wait_until(Duration::from_secs(10), || old_workers(
-        &nginx, new.0
-    )
-    .is_empty()));
+    assert!(wait_until(Duration::from_secs(10), || nginx
+        .old_workers(new.0)
+        .is_empty()));
     thread::sleep(Duration::from_secs(3));
     assert_eq!(
         hook.titles().len(),
@@ -508,21 +457,19 @@ fn binary_upgrade_rolled_back_announces_each_event_once() {
     }
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
-    let new = MasterGuard(start_upgrade(&nginx));
+    let new = MasterGuard(nginx.start_upgrade());
     assert!(nginx.signal("WINCH"));
-    assert!(wait_until(Duration::from_secs(10), || old_workers(
-        &nginx, new.0
-    )
-    .is_empty()));
+    assert!(wait_until(Duration::from_secs(10), || nginx
+        .old_workers(new.0)
+        .is_empty()));
     // An incident while only the new master serves.
     send(nginx.port, "/err", 40);
     assert!(wait_until(Duration::from_secs(5), || hook.titles().len() == 1));
     // Roll back: the old master starts workers again, the new one quits.
     assert!(nginx.signal("HUP"));
-    assert!(wait_until(Duration::from_secs(10), || old_workers(
-        &nginx, new.0
-    )
-    .len()
+    assert!(wait_until(Duration::from_secs(10), || nginx
+        .old_workers(new.0)
+        .len()
         >= 2));
     assert!(send_signal(new.0, "QUIT"));
     assert!(wait_until(Duration::from_secs(10), || !process_alive(

@@ -473,6 +473,39 @@ impl Nginx {
         ))
     }
 
+    /// Binary upgrade, first step: USR2 starts a second master with the same binary and
+    /// configuration. Returns its pid once it runs a full set of workers. The harness does not
+    /// know that master: wrap the pid in a [`MasterGuard`].
+    pub fn start_upgrade(&self) -> u32 {
+        let pid_file = self.dir.join("nginx.pid");
+        assert!(self.signal("USR2"));
+        let mut new = 0;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                new = read_pid(&pid_file);
+                new != 0 && new != self.pid && self.dir.join("nginx.pid.oldbin").exists()
+            }),
+            "no new master\n{}",
+            self.error_log()
+        );
+        // Its workers are up once it has children.
+        let wanted = self.opts.worker_processes as usize;
+        assert!(
+            wait_until(Duration::from_secs(10), || children_of(new).len() >= wanted),
+            "the new master {new} did not start {wanted} workers\n{}",
+            self.error_log()
+        );
+        new
+    }
+
+    /// During a binary upgrade: the old master's workers (its children but the new master).
+    pub fn old_workers(&self, new_master: u32) -> Vec<u32> {
+        self.worker_pids()
+            .into_iter()
+            .filter(|p| *p != new_master)
+            .collect()
+    }
+
     /// Graceful stop: SIGQUIT, up to 5s for the master to exit, then SIGKILL to the master and
     /// any of its former workers. Idempotent; never panics (it runs from Drop).
     pub fn stop(&mut self) {
@@ -518,5 +551,28 @@ impl Drop for Nginx {
             );
         }
         // Otherwise dropping `tmp` removes the dir.
+    }
+}
+
+/// Reads a pid file, 0 if absent.
+pub fn read_pid(path: &Path) -> u32 {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A master the harness does not know (the new one of a binary upgrade), quit when dropped:
+/// SIGQUIT, then SIGKILL if it is still there 5s later.
+pub struct MasterGuard(pub u32);
+
+impl Drop for MasterGuard {
+    fn drop(&mut self) {
+        if self.0 != 0 && process_alive(self.0) {
+            send_signal(self.0, "QUIT");
+            if !wait_until(Duration::from_secs(5), || !process_alive(self.0)) {
+                send_signal(self.0, "KILL");
+            }
+        }
     }
 }
