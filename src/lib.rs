@@ -19,6 +19,7 @@ pub mod notify;
 pub mod probe;
 #[cfg(test)]
 mod properties;
+pub mod vocab;
 pub mod zone;
 
 #[cfg(not(test))]

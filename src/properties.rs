@@ -21,11 +21,12 @@ use crate::conf::params::{
     MAX_NAME_LEN, MAX_WINDOW_MS,
 };
 use crate::conf::probe_spec::{self, parse_expect, parse_target, Scheme};
-use crate::evaluate::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
 use crate::expose::metrics::{
     render_json, render_prometheus, LocationMetrics, Metrics, ProbeMetrics,
 };
-use crate::notify::discord::{build_payloads, log_line, title};
+use crate::notify::discord::build_payloads;
+use crate::vocab::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
+use crate::vocab::title::{log_line, title};
 use crate::zone::counters::{CountersSnapshot, BUCKETS, BUCKET_SLOTS, STATUS_SLOTS};
 use proptest::prelude::*;
 use serde_json::{json, Value};

@@ -237,7 +237,7 @@ impl MainConf {
         {
             return Err(format!(
                 "{} is duplicate",
-                crate::notify::delivery::redact_url(&url)
+                crate::vocab::redact::redact_url(&url)
             ));
         }
         if self.destinations.len() >= MAX_DESTINATIONS {

@@ -5,6 +5,7 @@
 
 use core::fmt;
 
+use crate::vocab::redact::redact_for_error;
 use crate::zone::counters::MAX_BUCKET_BOUNDS;
 
 /// Longest NAME accepted by `status_alert` and `name=`.
@@ -481,9 +482,7 @@ pub fn parse_alert_params<'a>(
 
 /// Formats a percentage without trailing zeros (`5%`, `12.5%`).
 pub fn fmt_pct(p: f64) -> String {
-    let s = format!("{p:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s}%")
+    format!("{}%", crate::vocab::text::fmt_pct(p))
 }
 
 /// Parses `status_alert_interval TIME` (at least 1s).
@@ -683,25 +682,6 @@ pub fn parse_alertmanager_url(value: &str) -> Result<String, ParamError> {
     } else {
         format!("{}/api/v2/alerts", url.trim_end_matches('/'))
     })
-}
-
-/// Never echo a possible secret back into error messages: credentials (`user:pass@`) become
-/// `***@`, and at most the first 24 characters are kept (a path may hold a token).
-fn redact_for_error(value: &str) -> String {
-    let value = match value.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***{}", &rest[at..]),
-                None => value.to_string(),
-            }
-        }
-        None => value.to_string(),
-    };
-    match value.char_indices().nth(24) {
-        Some((i, _)) => format!("{}...", &value[..i]),
-        None => value.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use core::fmt;
 
 use crate::conf::params::{parse_time_ms, validate_name, ParamError};
+use crate::vocab::redact::hide_credentials;
 
 /// How a target is probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +136,7 @@ impl From<ParamError> for ProbeError {
 
 /// Parses a probe URL.
 pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
-    let bad = |why: &str| ProbeError(format!("invalid URL \"{}\": {why}", redact(url)));
+    let bad = |why: &str| ProbeError(format!("invalid URL \"{}\": {why}", hide_credentials(url)));
     let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
         (Scheme::Http, r)
     } else if let Some(r) = url.strip_prefix("https://") {
@@ -205,15 +206,6 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
         path,
         userinfo,
     })
-}
-
-/// Hides credentials when echoing a URL back in an error: everything up to the last `@`, as
-/// [`parse_target`] splits userinfo at the last `@` (a password may contain one).
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(a)) if a > s => format!("{}***{}", &url[..s + 3], &url[a..]),
-        _ => url.to_string(),
-    }
 }
 
 /// Parses `expect=` codes: `200`, `200-399`, `200,204,300-399`.

@@ -5,7 +5,7 @@
 //! compare-and-swap, so two evaluators can never both announce the same transition.
 
 use crate::conf::params::AlertParams;
-use crate::evaluate::event::Level;
+use crate::vocab::event::Level;
 
 /// The persistent part of a NAME's alert state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

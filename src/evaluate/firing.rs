@@ -7,12 +7,12 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::conf::params::AlertParams;
 use crate::conf::probe_spec::ProbeSpec;
-use crate::evaluate::event::{
-    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
-};
 use crate::evaluate::slo::{burn_windows_ms, window_label};
 use crate::evaluate::Watched;
 use crate::probe::{self, ProbeResult, ProbeTransition};
+use crate::vocab::event::{
+    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
+};
 use crate::zone::ProbeShared;
 
 /// A probe target to report on: its configuration and its shared state.
@@ -155,8 +155,8 @@ mod tests {
     use super::*;
     use crate::conf::probe_spec::parse;
     use crate::evaluate::evaluate;
-    use crate::notify::discord::title;
     use crate::probe::Reason;
+    use crate::vocab::title::title;
     use crate::zone::{zone_size, Zone};
     use std::alloc::{alloc_zeroed, Layout};
     use std::time::Duration;

@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::evaluate::event::Level;
+use crate::vocab::event::Level;
 
 /// Incidents kept per NAME.
 pub const INCIDENT_HISTORY: usize = 8;

@@ -6,7 +6,7 @@
 //! shared memory, no nginx.
 
 use crate::conf::params::LatencyParams;
-use crate::evaluate::event::Level;
+use crate::vocab::event::Level;
 
 /// Estimates the `q`-quantile (0 < q < 1) of request time in milliseconds from non-cumulative
 /// bucket `counts` (`counts[i]` for `bounds_ms[i]`, `counts[bounds_ms.len()]` for `+Inf`; slots

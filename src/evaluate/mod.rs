@@ -3,7 +3,6 @@
 //! Runs in the single evaluating process. Plain Rust over zone slots: no nginx types.
 
 pub mod alert;
-pub mod event;
 pub mod firing;
 pub mod heartbeat;
 pub mod incidents;
@@ -12,18 +11,19 @@ pub mod lease;
 pub mod slo;
 pub mod window;
 
+// The zone still names events by their old path until its own move.
+pub use crate::vocab::event;
+
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::conf::params::AlertParams;
 use crate::evaluate::alert::{advance, AlertMachine, AlertState, Transition};
-use crate::evaluate::event::{
-    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, SloEvent,
-};
 use crate::evaluate::incidents::{IncidentKind, IncidentLog};
 use crate::evaluate::latency::{latency_level, quantile_ms};
 use crate::evaluate::slo::{burn_windows_ms, window_label, BurnWindows};
-use crate::evaluate::window::{
-    error_share, long_step_ms, sample_step_ms, ErrorCounts, SampleCounts,
+use crate::evaluate::window::{long_step_ms, sample_step_ms, ErrorCounts, SampleCounts};
+use crate::vocab::event::{
+    error_share, AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, SloEvent,
 };
 use crate::zone::counters::BucketBounds;
 use crate::zone::{LevelShared, NameSlot, ZoneHeader};
@@ -413,7 +413,7 @@ mod tests {
             let errors = if (20..60).contains(&s) { 10 } else { 0 };
             traffic(slot, 20 - errors, errors);
             for e in evaluate(&w, 1_000_000 + s * 1000, 1000) {
-                log.push((s, crate::notify::discord::title(&e)));
+                log.push((s, crate::vocab::title::title(&e)));
             }
         }
         let titles: Vec<&str> = log.iter().map(|(_, t)| t.as_str()).collect();
@@ -482,11 +482,11 @@ mod tests {
         let ws = watch(&worse_z, &p);
         let up = evaluate(&ws, 2_000, 1000);
         assert_eq!(up.len(), 1);
-        assert!(crate::notify::discord::title(&up[0]).starts_with("CRITICAL be"));
+        assert!(crate::vocab::title::title(&up[0]).starts_with("CRITICAL be"));
         let resolved = evaluate(&w, 11_000, 1000);
         assert_eq!(resolved.len(), 1);
         assert_eq!(
-            crate::notify::discord::title(&resolved[0]),
+            crate::vocab::title::title(&resolved[0]),
             "RESOLVED be after 10s"
         );
         assert_eq!(slot.alert.adopted_at_ms.load(Relaxed), 0);
@@ -517,7 +517,7 @@ mod tests {
         }
         let titles: Vec<String> = evaluate(&w, 11_000, 1000)
             .iter()
-            .map(crate::notify::discord::title)
+            .map(crate::vocab::title::title)
             .collect();
         assert_eq!(
             titles,
@@ -541,7 +541,7 @@ mod tests {
         slow_traffic(worse, 0, 100, 3000);
         let up = evaluate(&watch(&worse_z, &p), 2_000, 1000);
         assert_eq!(up.len(), 1);
-        assert!(crate::notify::discord::title(&up[0]).starts_with("CRITICAL be: p95"));
+        assert!(crate::vocab::title::title(&up[0]).starts_with("CRITICAL be: p95"));
     }
 
     #[test]
@@ -583,7 +583,7 @@ mod tests {
             slow_traffic(slot, 20 - slow, slow, 3000);
             let now = 1_000_000 + s * 1000;
             for e in evaluate(&w, now, 1000) {
-                log.push((s, crate::notify::discord::title(&e)));
+                log.push((s, crate::vocab::title::title(&e)));
             }
             if s == 22 {
                 // Another evaluator seeing the same figures announces nothing.
@@ -645,7 +645,7 @@ mod tests {
             traffic(slot, 100 - errors, errors);
             for e in evaluate(w, 1_000_000 + s * 1000, 1000) {
                 if matches!(e.detail, EventDetail::Slo(_)) {
-                    out.push((s - start, crate::notify::discord::title(&e)));
+                    out.push((s - start, crate::vocab::title::title(&e)));
                 }
             }
         }

@@ -6,8 +6,9 @@
 //! at least 6 over both x6 and x72. Burn rate = 5xx share / (1 - SLO). A window with fewer than
 //! `min_requests` requests is not judged. Pure: the figures come from `window.rs`.
 
-use crate::evaluate::event::Level;
-use crate::evaluate::window::{error_share, ErrorCounts};
+use crate::evaluate::window::ErrorCounts;
+use crate::vocab::event::error_share;
+use crate::vocab::event::Level;
 
 /// The burn-rate windows in multiples of `window`, in the order of the metric's `window` label.
 pub const BURN_FACTORS: [u64; 4] = [1, 6, 12, 72];
@@ -32,7 +33,7 @@ pub fn burn_windows_ms(window_ms: u64) -> [u64; 4] {
 
 /// The `window` label of a burn-rate window, e.g. `5m`, `30m`, `1h`, `6h`.
 pub fn window_label(window_ms: u64) -> String {
-    crate::notify::discord::format_window(window_ms / 1000)
+    crate::vocab::text::format_window(window_ms / 1000)
 }
 
 /// Burn rate of the error budget: the 5xx share divided by the share the SLO allows (0 with no

@@ -18,6 +18,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use crate::vocab::event::error_share;
 use crate::zone::counters::{CountersSnapshot, BUCKET_SLOTS};
 
 /// Samples kept per NAME; the step is chosen so that a window spans at most `RING_LEN - 2`.
@@ -100,15 +101,6 @@ impl WindowCounts {
         out.sort_by_key(|(_, count)| core::cmp::Reverse(*count));
         out.truncate(n);
         out
-    }
-}
-
-/// 5xx responses per `per` requests (1.0: a ratio, 100.0: percent); 0 with no requests.
-pub fn error_share(errors: u64, total: u64, per: f64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        errors as f64 * per / total as f64
     }
 }
 

@@ -14,12 +14,12 @@
 
 use core::fmt::Write;
 
-use crate::evaluate::event::Level;
 use crate::expose::metrics::{
     duration_quantile, IncidentView, LocationDetail, LocationMetrics, Metrics, ProbeMetrics,
     NOTIFY_RESULT_LABELS,
 };
-use crate::notify::discord::{format_duration, format_window, iso8601};
+use crate::vocab::event::Level;
+use crate::vocab::text::{format_duration, format_window, iso8601};
 
 /// Longest auto-refresh period accepted, in seconds.
 pub const MAX_REFRESH_SECS: u32 = 3600;

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::evaluate::event::Level;
 use crate::evaluate::incidents::{IncidentKind, IncidentSummary};
-use crate::evaluate::window::error_share;
 use crate::probe::Reason;
+use crate::vocab::event::error_share;
+use crate::vocab::event::Level;
 use crate::zone::counters::{BucketBounds, CountersSnapshot};
 use crate::zone::StallReason;
 

@@ -11,7 +11,7 @@ pub mod negotiate;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::conf::MainConf;
-use crate::evaluate::event::Level;
+use crate::vocab::event::Level;
 use crate::zone::StallReason;
 use metrics::{
     AlertingStatus, LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail,

@@ -19,7 +19,6 @@ use ngx::http::HttpModuleMainConf;
 
 use crate::conf::params::WebhookFormat;
 use crate::conf::MainConf;
-use crate::evaluate::event::AlertEvent;
 use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::heartbeat::HeartbeatSchedule;
 use crate::evaluate::lease::{self, Attempt, Lease, StateDir};
@@ -27,8 +26,10 @@ use crate::evaluate::{self, Watched};
 use crate::helper::watch::{self, Watched as WatchedFd};
 use crate::helper::{Helper, HelperContext, Outbox, Report, MAX_PENDING, TICK_MS};
 use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
-use crate::notify::{alertmanager, discord, payload};
+use crate::notify::{alertmanager, payload};
 use crate::probe::ProbeResult;
+use crate::vocab::event::AlertEvent;
+use crate::vocab::title::log_line;
 use crate::zone::{StallReason, Zone};
 use crate::HttpStatusAlertModule;
 
@@ -309,7 +310,7 @@ impl Watchman {
         alert!(
             self.log,
             "status_alert: alerting is not running since {}: {why}",
-            crate::notify::discord::iso8601(since / 1000)
+            crate::vocab::text::iso8601(since / 1000)
         );
     }
 }
@@ -735,7 +736,7 @@ impl Evaluator {
         if !self.mcf.has_alert_destinations() {
             // No destination: the error log is where alerts go.
             for e in events {
-                warn!(self.log, "{}", discord::log_line(e, &self.host));
+                warn!(self.log, "{}", log_line(e, &self.host));
             }
             return Vec::new();
         }
@@ -743,7 +744,7 @@ impl Evaluator {
             notice!(
                 self.log,
                 "{} (queued for delivery)",
-                discord::log_line(e, &self.host)
+                log_line(e, &self.host)
             );
         }
         let firing = if self.has_alertmanager() {

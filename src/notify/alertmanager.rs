@@ -11,8 +11,9 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::evaluate::event::{AlertEvent, EventDetail, Level};
-use crate::notify::discord::{iso8601, log_line, title, MAX_TIMESTAMP};
+use crate::vocab::event::{AlertEvent, EventDetail, Level};
+use crate::vocab::text::{iso8601, MAX_TIMESTAMP};
+use crate::vocab::title::{log_line, title};
 
 /// How often firing alerts are posted again.
 pub const RESEND_SECS: u64 = 60;
@@ -133,7 +134,7 @@ pub fn build_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::event::{LocationEvent, ProbeEvent};
+    use crate::vocab::event::{LocationEvent, ProbeEvent};
 
     fn location(level: Level, previous: Level) -> AlertEvent {
         AlertEvent {
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn latency_and_error_budget_use_their_rules_alertnames() {
         let latency = AlertEvent {
-            detail: EventDetail::Latency(crate::evaluate::event::LatencyEvent {
+            detail: EventDetail::Latency(crate::vocab::event::LatencyEvent {
                 level: Level::Warning,
                 previous: Level::Critical,
                 repeat: false,
@@ -259,7 +260,7 @@ mod tests {
             ..location(Level::Ok, Level::Ok)
         };
         let slo = AlertEvent {
-            detail: EventDetail::Slo(crate::evaluate::event::SloEvent {
+            detail: EventDetail::Slo(crate::vocab::event::SloEvent {
                 level: Level::Ok,
                 previous: Level::Critical,
                 repeat: false,

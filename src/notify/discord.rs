@@ -1,29 +1,17 @@
-//! Discord webhook payloads and error-log lines for alert events.
+//! Discord webhook payloads for alert events.
 //!
 //! Everything here is pure formatting: no I/O, no nginx, no panics. Discord rejects a whole
 //! webhook call (HTTP 400) when any single limit is exceeded, so every string that reaches a
 //! payload goes through [`truncate_chars`] and the embed budget logic below; an alert that is
-//! merely shortened is far better than one that is never delivered.
-//!
-//! Title formats (shared by embeds, single-event `content` and log lines):
-//!
-//! - firing: `CRITICAL be: 5xx 12.3% over 5m`, `WARNING be: 5xx 6.0% over 5m`
-//! - repeat of a firing level: `CRITICAL be: 5xx 12.3% over 5m (still firing)`
-//! - resolved: `RESOLVED be after 7m 10s`
-//! - probe down: `DOWN be: http://10.0.0.5:8080/health (connection refused)`; without a reason
-//!   but with an HTTP status: `DOWN be: http://10.0.0.5:8080/health (status 503)`; with neither:
-//!   `DOWN be: http://10.0.0.5:8080/health`
-//! - probe up: `UP be: http://10.0.0.5:8080/health after 3m 5s`
-//! - latency (`latency=`): `CRITICAL api: p95 2.4s over 5m` (`480ms` below a second),
-//!   `RESOLVED api latency after 3m`
-//! - error budget (`slo=`): `CRITICAL api: error budget burning 15.2x (slo 99.9%)`,
-//!   `RESOLVED api error budget after 3m`
+//! merely shortened is far better than one that is never delivered. Titles are the ones of
+//! `vocab::title`, descriptions and fields those of `describe`, shared with Slack.
 
 use serde_json::{json, Value};
 
-use crate::evaluate::event::{
-    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
-};
+use crate::notify::describe::{event_description, event_fields};
+use crate::vocab::event::{AlertEvent, EventDetail, Level};
+use crate::vocab::text::{clip, iso8601, truncate_chars, MAX_TIMESTAMP};
+use crate::vocab::title::{kind_label, title};
 
 /// Webhook `username` and embed footer text.
 pub(crate) const BOT_NAME: &str = "nginx-status-alert";
@@ -46,180 +34,10 @@ const MAX_FIELD_VALUE: usize = 1024;
 const MAX_FOOTER: usize = 2048;
 const MAX_EMBED_TOTAL: usize = 6000;
 
-// Per-piece caps inside titles, so that a huge name cannot push the figures out of the title.
-const TITLE_NAME: usize = 80;
-const TITLE_TARGET: usize = 100;
-const TITLE_REASON: usize = 60;
 // Names in the multi-event summary line: ten of them must fit in `content` together.
 const CONTENT_NAME: usize = 100;
-// Pieces of descriptions; the embed budget may shorten them further.
+// Names in descriptions; the embed budget may shorten them further.
 const DESCRIPTION_NAME: usize = 200;
-const DESCRIPTION_REASON: usize = 500;
-// Log lines: nginx cuts error-log messages at NGX_MAX_ERROR_STR (2048 bytes) anyway, so keep
-// the interesting parts short enough that they all survive.
-const LOG_URL: usize = 300;
-const LOG_TOP: usize = 200;
-const LOG_MAX: usize = 1024;
-
-/// Truncates `s` to at most `max` characters, ending a cut string with `…`.
-pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
-    // Find the byte offset of the char that would be the (max+1)-th; none means it fits.
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some(_) if max == 0 => String::new(),
-        Some(_) => {
-            // Keep max-1 chars so that the ellipsis brings the total back to exactly `max`.
-            let cut = s.char_indices().nth(max - 1).map_or(s.len(), |(i, _)| i);
-            let mut out = String::with_capacity(cut + '…'.len_utf8());
-            out.push_str(&s[..cut]);
-            out.push('…');
-            out
-        }
-    }
-}
-
-/// Replaces control characters (including `\n`, `\r`, `\t`) and Unicode line/paragraph
-/// separators with spaces, so that any input stays on one line.
-pub(crate) fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// Truncates and flattens untrusted input in one step (truncating first keeps the work small).
-pub(crate) fn clip(s: &str, max: usize) -> String {
-    one_line(&truncate_chars(s, max))
-}
-
-/// Treats an empty or whitespace-only optional string as absent.
-pub(crate) fn non_blank(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|v| !v.trim().is_empty())
-}
-
-/// Formats an elapsed time with its two most significant units, e.g. `7m 10s`, `2h 3m`, `1d 2h`.
-pub fn format_duration(secs: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
-    let Some(i) = UNITS.iter().position(|&(u, _)| secs >= u) else {
-        return "0s".to_owned();
-    };
-    let (unit, suffix) = UNITS[i];
-    let mut out = format!("{}{}", secs / unit, suffix);
-    // A zero second unit is noise ("2h 0m"); leave it out.
-    if let Some(&(next, next_suffix)) = UNITS.get(i + 1) {
-        let rest = secs % unit / next;
-        if rest > 0 {
-            out.push_str(&format!(" {rest}{next_suffix}"));
-        }
-    }
-    out
-}
-
-/// Formats a window length compactly as in the configuration, e.g. `5m`, `10s`, `1h30m`.
-pub fn format_window(secs: u64) -> String {
-    if secs == 0 {
-        return "0s".to_owned();
-    }
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs % 86_400 / 3_600, "h"),
-        (secs % 3_600 / 60, "m"),
-        (secs % 60, "s"),
-    ];
-    parts
-        .iter()
-        .filter(|(v, _)| *v > 0)
-        .map(|(v, s)| format!("{v}{s}"))
-        .collect()
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-///
-/// Kept by hand: std has no calendar, and `time`/`chrono` are a lot of crate for one 12-line
-/// function on the alert path.
-///
-/// Howard Hinnant's `civil_from_days`, in unsigned arithmetic because Unix time here is never
-/// negative; eras are 400-year cycles starting on 0000-03-01 so leap days fall at year end.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // u64::MAX / 86400 + 719468 is far below u64::MAX, so nothing here can overflow.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Formats Unix seconds as ISO 8601 UTC, e.g. `2026-11-22T10:15:30Z`.
-pub fn iso8601(unix: u64) -> String {
-    let (y, mo, d) = civil_from_days(unix / 86_400);
-    let rem = unix % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
-/// Last second of 9999-12-31: Discord only accepts four-digit years in `timestamp`.
-pub(crate) const MAX_TIMESTAMP: u64 = 253_402_300_799;
-
-/// Formats a percentage without trailing zeros: `5`, `12.5`, `0.25`.
-pub(crate) fn fmt_pct(v: f64) -> String {
-    let s = format!("{v:.3}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        // NaN and infinities have no fraction to trim.
-        s
-    }
-}
-
-/// A request time in titles: `480ms` below a second, else seconds with one decimal (`2.4s`).
-fn fmt_latency(ms: Option<f64>) -> String {
-    match ms {
-        None => "n/a".to_owned(),
-        Some(ms) if ms < 1000.0 => format!("{ms:.0}ms"),
-        Some(ms) => format!("{:.1}s", ms / 1000.0),
-    }
-}
-
-/// A configured threshold: `500ms`, `2s`, `1.5s`.
-fn fmt_threshold_ms(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{}s", fmt_pct(ms as f64 / 1000.0))
-    }
-}
-
-/// `warn 500ms · crit 2s` for a latency alert.
-fn latency_thresholds(l: &LatencyEvent) -> String {
-    let warn = format!("warn {}", fmt_threshold_ms(l.warn_ms));
-    match l.crit_ms {
-        Some(c) => format!("{warn} · crit {}", fmt_threshold_ms(c)),
-        None => warn,
-    }
-}
-
-/// `5m 15.2x · 30m 7.0x · 1h 14.6x · 6h 3.1x`.
-fn fmt_burn_windows(windows: &[(String, f64)]) -> String {
-    windows
-        .iter()
-        .map(|(w, r)| format!("{} {r:.1}x", clip(w, 16)))
-        .collect::<Vec<_>>()
-        .join(" · ")
-}
 
 /// The embed colour of a level.
 fn level_color(level: Level) -> u32 {
@@ -227,208 +45,6 @@ fn level_color(level: Level) -> u32 {
         Level::Critical => COLOR_RED,
         Level::Warning => COLOR_AMBER,
         Level::Ok => COLOR_GREEN,
-    }
-}
-
-/// Formats top status codes as `502 × 120, 504 × 30`.
-fn fmt_top(codes: &[(String, u64)]) -> String {
-    codes
-        .iter()
-        .map(|(code, n)| format!("{} × {n}", clip(code, 32)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Short upper-case word for the event kind, used in the multi-event summary line.
-pub(crate) fn kind_label(event: &AlertEvent) -> &'static str {
-    match &event.detail {
-        EventDetail::Location(l) if l.level == Level::Ok => "RESOLVED",
-        EventDetail::Location(l) => l.level.label(),
-        EventDetail::Probe(p) if p.up => "UP",
-        EventDetail::Probe(_) => "DOWN",
-        EventDetail::Latency(l) if l.level == Level::Ok => "RESOLVED",
-        EventDetail::Latency(l) => l.level.label(),
-        EventDetail::Slo(l) if l.level == Level::Ok => "RESOLVED",
-        EventDetail::Slo(l) => l.level.label(),
-    }
-}
-
-/// One-line title of an event (see the module docs for the formats), at most 256 characters.
-pub fn title(event: &AlertEvent) -> String {
-    let name = clip(&event.name, TITLE_NAME);
-    let t = match &event.detail {
-        EventDetail::Location(l) if l.level == Level::Ok => format!(
-            "RESOLVED {name} after {}",
-            format_duration(event.at_unix.saturating_sub(l.since_unix))
-        ),
-        EventDetail::Location(l) => {
-            let mut t = format!(
-                "{} {name}: 5xx {:.1}% over {}",
-                l.level.label(),
-                l.ratio_pct(),
-                format_window(l.window_secs)
-            );
-            if l.repeat {
-                t.push_str(" (still firing)");
-            }
-            t
-        }
-        EventDetail::Probe(p) => {
-            let target = clip(&p.target, TITLE_TARGET);
-            if p.up {
-                format!(
-                    "UP {name}: {target} after {}",
-                    format_duration(event.at_unix.saturating_sub(p.since_unix))
-                )
-            } else {
-                let mut t = format!("DOWN {name}: {target}");
-                // The reason is the most telling; a bare status stands in when there is none.
-                match (non_blank(&p.reason), p.status) {
-                    (Some(r), _) => t.push_str(&format!(" ({})", clip(r, TITLE_REASON))),
-                    (None, Some(s)) => t.push_str(&format!(" (status {s})")),
-                    (None, None) => {}
-                }
-                t
-            }
-        }
-        EventDetail::Latency(l) if l.level == Level::Ok => format!(
-            "RESOLVED {name} latency after {}",
-            format_duration(event.at_unix.saturating_sub(l.since_unix))
-        ),
-        EventDetail::Latency(l) => {
-            let mut t = format!(
-                "{} {name}: {} {} over {}",
-                l.level.label(),
-                clip(&l.percentile, 8),
-                fmt_latency(l.estimate_ms),
-                format_window(l.window_secs)
-            );
-            if l.repeat {
-                t.push_str(" (still firing)");
-            }
-            t
-        }
-        EventDetail::Slo(l) if l.level == Level::Ok => format!(
-            "RESOLVED {name} error budget after {}",
-            format_duration(event.at_unix.saturating_sub(l.since_unix))
-        ),
-        EventDetail::Slo(l) => {
-            let mut t = format!(
-                "{} {name}: error budget burning {:.1}x (slo {}%)",
-                l.level.label(),
-                l.burn_rate,
-                fmt_pct(l.slo_pct)
-            );
-            if l.repeat {
-                t.push_str(" (still firing)");
-            }
-            t
-        }
-    };
-    truncate_chars(&t, MAX_TITLE)
-}
-
-/// One-sentence explanation for a location event.
-fn location_description(name: &str, l: &LocationEvent) -> String {
-    let crit = fmt_pct(l.crit_pct);
-    let warn = l.warn_pct.map(fmt_pct);
-    let still = l.repeat || l.previous == l.level;
-    match l.level {
-        Level::Ok => format!(
-            "{name} recovered: 5xx share {:.1}% is below {}%.",
-            l.ratio_pct(),
-            warn.unwrap_or(crit)
-        ),
-        Level::Critical if still => {
-            format!("5xx share of {name} is still above the critical threshold ({crit}%).")
-        }
-        Level::Critical => {
-            format!("5xx share of {name} crossed the critical threshold ({crit}%).")
-        }
-        Level::Warning => {
-            let warn = warn.map_or_else(|| "warning threshold".to_owned(), |w| format!("{w}%"));
-            if still {
-                format!("5xx share of {name} is still above the warning threshold ({warn}).")
-            } else if l.previous == Level::Critical {
-                format!(
-                    "5xx share of {name} fell below the critical threshold ({crit}%) \
-                     but is still above the warning threshold ({warn})."
-                )
-            } else {
-                format!("5xx share of {name} crossed the warning threshold ({warn}).")
-            }
-        }
-    }
-}
-
-/// One-sentence explanation for a latency event.
-fn latency_description(name: &str, l: &LatencyEvent) -> String {
-    let p = clip(&l.percentile, 8);
-    let est = fmt_latency(l.estimate_ms);
-    let warn = fmt_threshold_ms(l.warn_ms);
-    let still = l.repeat || l.previous == l.level;
-    match (l.level, l.crit_ms.map(fmt_threshold_ms)) {
-        (Level::Ok, _) => format!("{name} recovered: {p} request time {est} is below {warn}."),
-        (Level::Critical, Some(crit)) if still => {
-            format!("{p} request time of {name} ({est}) is still above the critical threshold ({crit}).")
-        }
-        (Level::Critical, crit) => format!(
-            "{p} request time of {name} ({est}) crossed the critical threshold ({}).",
-            crit.unwrap_or(warn)
-        ),
-        (Level::Warning, _) if still => {
-            format!(
-                "{p} request time of {name} ({est}) is still above the warning threshold ({warn})."
-            )
-        }
-        (Level::Warning, _) if l.previous == Level::Critical => format!(
-            "{p} request time of {name} ({est}) fell below the critical threshold but is still \
-             above the warning threshold ({warn})."
-        ),
-        (Level::Warning, _) => {
-            format!("{p} request time of {name} ({est}) crossed the warning threshold ({warn}).")
-        }
-    }
-}
-
-/// One-sentence explanation for an error-budget event.
-fn slo_description(name: &str, l: &SloEvent) -> String {
-    let slo = fmt_pct(l.slo_pct);
-    // Windows are shortest first: x1, x6, x12, x72 (5m, 30m, 1h, 6h by default).
-    let window = |i: usize| {
-        l.windows
-            .get(i)
-            .map_or("?".to_owned(), |(w, _)| clip(w, 16))
-    };
-    let pair = match l.level {
-        Level::Ok => {
-            return format!(
-                "{name} recovered: its error budget ({slo}% SLO) is no longer burning fast."
-            )
-        }
-        Level::Critical => (window(0), window(2)),
-        Level::Warning => (window(1), window(3)),
-    };
-    format!(
-        "{name} is burning its error budget ({slo}% SLO) at least {:.1}x as fast as allowed over \
-         both {} and {}.",
-        l.burn_rate, pair.0, pair.1
-    )
-}
-
-/// One-sentence explanation for a probe event.
-fn probe_description(name: &str, at_unix: u64, p: &ProbeEvent) -> String {
-    if p.up {
-        let down = format_duration(at_unix.saturating_sub(p.since_unix));
-        return format!("Health probe {name} is healthy again after {down} down.");
-    }
-    match (non_blank(&p.reason), p.status) {
-        (Some(r), _) => format!(
-            "Health probe {name} failed: {}.",
-            clip(r, DESCRIPTION_REASON)
-        ),
-        (None, Some(s)) => format!("Health probe {name} got unexpected status {s}."),
-        (None, None) => format!("Health probe {name} failed."),
     }
 }
 
@@ -552,81 +168,6 @@ pub(crate) fn event_color(event: &AlertEvent) -> u32 {
     }
 }
 
-/// One-sentence explanation of an event; `name` is the (possibly shortened) NAME to mention.
-pub(crate) fn event_description(event: &AlertEvent, name: &str) -> String {
-    match &event.detail {
-        EventDetail::Location(l) => location_description(name, l),
-        EventDetail::Probe(p) => probe_description(name, event.at_unix, p),
-        EventDetail::Latency(l) => latency_description(name, l),
-        EventDetail::Slo(l) => slo_description(name, l),
-    }
-}
-
-/// The facts of an event as (name, value, inline) fields, shared by Discord embeds and Slack
-/// attachments; `time` formats the "Since" value for the destination. Values are untrusted and
-/// not yet cut or escaped.
-pub(crate) fn event_fields(
-    event: &AlertEvent,
-    host: &str,
-    time: fn(u64) -> String,
-) -> Vec<(&'static str, String, bool)> {
-    let mut fields = Vec::new();
-    match &event.detail {
-        EventDetail::Location(l) => {
-            fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
-            let crit = format!("crit {}%", fmt_pct(l.crit_pct));
-            let thresholds = match l.warn_pct {
-                Some(w) => format!("warn {}% · {crit}", fmt_pct(w)),
-                None => crit,
-            };
-            fields.push(("Thresholds", thresholds, true));
-            fields.push(("Window", format_window(l.window_secs), true));
-            if !l.top_codes.is_empty() {
-                fields.push(("Top status codes", fmt_top(&l.top_codes), false));
-            }
-            fields.push(("Since", time(l.since_unix), true));
-        }
-        EventDetail::Probe(p) => {
-            fields.push(("Target", p.target.clone(), false));
-            if !p.up {
-                if let Some(r) = non_blank(&p.reason) {
-                    fields.push(("Reason", r.to_owned(), true));
-                }
-            }
-            if let Some(s) = p.status {
-                fields.push(("Status", s.to_string(), true));
-            }
-            fields.push(("Probe duration", format!("{} ms", p.duration_ms), true));
-            fields.push(("Since", time(p.since_unix), true));
-        }
-        EventDetail::Latency(l) => {
-            let p = clip(&l.percentile, 8);
-            let estimate = format!("{p} {}", fmt_latency(l.estimate_ms));
-            fields.push(("Percentile", estimate, true));
-            fields.push(("Thresholds", latency_thresholds(l), true));
-            fields.push(("Window", format_window(l.window_secs), true));
-            fields.push(("Requests", l.requests.to_string(), true));
-            fields.push(("Since", time(l.since_unix), true));
-        }
-        EventDetail::Slo(l) => {
-            fields.push(("Burn rate", fmt_burn_windows(&l.windows), false));
-            fields.push(("SLO", format!("{}%", fmt_pct(l.slo_pct)), true));
-            fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
-            fields.push(("Since", time(l.since_unix), true));
-        }
-    }
-    fields.push(("Host", host.to_owned(), true));
-    // Links go into fields, not the embed `url`: Discord rejects the whole call for a URL it
-    // considers malformed, whereas a field value is just text.
-    if let Some(link) = non_blank(&event.link) {
-        fields.push(("Link", link.to_owned(), false));
-    }
-    if let Some(runbook) = non_blank(&event.runbook) {
-        fields.push(("Runbook", runbook.to_owned(), false));
-    }
-    fields
-}
-
 /// Builds the (not yet budgeted) embed for one event.
 fn build_embed(event: &AlertEvent, host: &str) -> Embed {
     let name = clip(&event.name, DESCRIPTION_NAME);
@@ -701,62 +242,6 @@ pub fn build_payloads(events: &[AlertEvent], host: &str) -> Vec<Value> {
     payloads
 }
 
-/// The single error-log line for `event` when no webhook is configured (never contains newlines).
-pub fn log_line(event: &AlertEvent, host: &str) -> String {
-    // The host is implicit in nginx's own log; it is accepted for symmetry with the webhook.
-    let _ = host;
-    let mut line = format!("status_alert: {}", title(event));
-    let since = match &event.detail {
-        EventDetail::Location(l) => {
-            line.push_str(&format!(" ({}/{} requests", l.errors, l.total));
-            if let Some(w) = l.warn_pct {
-                line.push_str(&format!(", warn {}%", fmt_pct(w)));
-            }
-            line.push_str(&format!(", crit {}%", fmt_pct(l.crit_pct)));
-            if !l.top_codes.is_empty() {
-                let top = truncate_chars(&fmt_top(&l.top_codes), LOG_TOP);
-                line.push_str(&format!(", top {top}"));
-            }
-            line.push(')');
-            l.since_unix
-        }
-        EventDetail::Probe(p) => {
-            line.push_str(&format!(", probe took {} ms", p.duration_ms));
-            // The title shows the reason when there is one; keep the status visible as well.
-            if let (false, Some(_), Some(s)) = (p.up, non_blank(&p.reason), p.status) {
-                line.push_str(&format!(", status {s}"));
-            }
-            p.since_unix
-        }
-        EventDetail::Latency(l) => {
-            line.push_str(&format!(
-                " ({} {} over {} requests, {})",
-                clip(&l.percentile, 8),
-                fmt_latency(l.estimate_ms),
-                l.requests,
-                latency_thresholds(l)
-            ));
-            l.since_unix
-        }
-        EventDetail::Slo(l) => {
-            let windows = truncate_chars(&fmt_burn_windows(&l.windows), LOG_TOP);
-            line.push_str(&format!(
-                " (burn {windows}, {}/{} requests)",
-                l.errors, l.total
-            ));
-            l.since_unix
-        }
-    };
-    line.push_str(&format!(", since {}", iso8601(since)));
-    if let Some(link) = non_blank(&event.link) {
-        line.push_str(&format!(", link {}", truncate_chars(link, LOG_URL)));
-    }
-    if let Some(runbook) = non_blank(&event.runbook) {
-        line.push_str(&format!(", runbook {}", truncate_chars(runbook, LOG_URL)));
-    }
-    clip(&line, LOG_MAX)
-}
-
 /// Asserts every Discord webhook limit on one payload built by [`build_payloads`].
 #[cfg(test)]
 pub(crate) fn assert_discord_limits(payload: &Value) {
@@ -814,48 +299,8 @@ pub(crate) fn assert_discord_limits(payload: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const AT: u64 = 1_795_342_530; // 2026-11-22T10:15:30Z
-
-    fn loc(level: Level, errors: u64, total: u64) -> LocationEvent {
-        LocationEvent {
-            level,
-            previous: Level::Ok,
-            repeat: false,
-            errors,
-            total,
-            window_secs: 300,
-            warn_pct: Some(5.0),
-            crit_pct: 10.0,
-            top_codes: vec![("502".into(), 120), ("504".into(), 3)],
-            since_unix: AT - 430,
-        }
-    }
-
-    fn probe(up: bool, reason: Option<&str>, status: Option<u16>) -> ProbeEvent {
-        ProbeEvent {
-            up,
-            target: "http://10.0.0.5:8080/health".into(),
-            reason: reason.map(str::to_owned),
-            status,
-            duration_ms: 5003,
-            since_unix: AT - 185,
-        }
-    }
-
-    fn event(name: &str, detail: EventDetail) -> AlertEvent {
-        AlertEvent {
-            name: name.into(),
-            at_unix: AT,
-            link: Some("https://logs.example/be".into()),
-            runbook: Some("https://wiki.example/runbook".into()),
-            detail,
-        }
-    }
-
-    fn critical(name: &str) -> AlertEvent {
-        event(name, EventDetail::Location(loc(Level::Critical, 123, 1000)))
-    }
+    use crate::vocab::event::samples::*;
+    use crate::vocab::title::log_line;
 
     fn field<'a>(embed: &'a Value, name: &str) -> Option<&'a str> {
         embed["fields"]
@@ -873,26 +318,6 @@ mod tests {
     }
 
     #[test]
-    fn title_critical_and_warning() {
-        assert_eq!(title(&critical("be")), "CRITICAL be: 5xx 12.3% over 5m");
-        let warn = event("be", EventDetail::Location(loc(Level::Warning, 60, 1000)));
-        assert_eq!(title(&warn), "WARNING be: 5xx 6.0% over 5m");
-    }
-
-    #[test]
-    fn title_repeat_is_still_firing() {
-        let mut l = loc(Level::Critical, 123, 1000);
-        l.repeat = true;
-        l.previous = Level::Critical;
-        l.window_secs = 5400;
-        let ev = event("be", EventDetail::Location(l));
-        assert_eq!(
-            title(&ev),
-            "CRITICAL be: 5xx 12.3% over 1h30m (still firing)"
-        );
-    }
-
-    #[test]
     fn title_resolved_with_duration() {
         let mut l = loc(Level::Ok, 8, 1000);
         l.previous = Level::Critical;
@@ -903,53 +328,6 @@ mod tests {
             embed["description"],
             "be recovered: 5xx share 0.8% is below 5%."
         );
-    }
-
-    #[test]
-    fn title_probe_down_variants() {
-        let url = "http://10.0.0.5:8080/health";
-        let refused = event(
-            "be",
-            EventDetail::Probe(probe(false, Some("connection refused"), None)),
-        );
-        assert_eq!(
-            title(&refused),
-            format!("DOWN be: {url} (connection refused)")
-        );
-        let status = event("be", EventDetail::Probe(probe(false, None, Some(503))));
-        assert_eq!(title(&status), format!("DOWN be: {url} (status 503)"));
-        let both = event(
-            "be",
-            EventDetail::Probe(probe(false, Some("timeout"), Some(503))),
-        );
-        assert_eq!(title(&both), format!("DOWN be: {url} (timeout)"));
-        let blank = event("be", EventDetail::Probe(probe(false, Some("  "), None)));
-        assert_eq!(title(&blank), format!("DOWN be: {url}"));
-    }
-
-    #[test]
-    fn title_probe_up_with_downtime() {
-        let ev = event("be", EventDetail::Probe(probe(true, None, Some(200))));
-        assert_eq!(title(&ev), "UP be: http://10.0.0.5:8080/health after 3m 5s");
-    }
-
-    #[test]
-    fn ratio_has_exactly_one_decimal() {
-        let cases = [
-            (1, 8, "12.5"),
-            (1, 3, "33.3"),
-            (2, 3, "66.7"),
-            (9999, 10000, "100.0"),
-        ];
-        for (errors, total, want) in cases {
-            let ev = event(
-                "x",
-                EventDetail::Location(loc(Level::Critical, errors, total)),
-            );
-            assert_eq!(title(&ev), format!("CRITICAL x: 5xx {want}% over 5m"));
-        }
-        let empty = event("x", EventDetail::Location(loc(Level::Warning, 0, 0)));
-        assert_eq!(title(&empty), "WARNING x: 5xx 0.0% over 5m");
     }
 
     #[test]
@@ -986,16 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn iso8601_known_dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(iso8601(951_868_799), "2000-02-29T23:59:59Z");
-        assert_eq!(iso8601(1_709_210_096), "2024-02-29T12:34:56Z");
-        assert_eq!(iso8601(4_107_542_400), "2100-03-01T00:00:00Z");
-        assert_eq!(iso8601(AT), "2026-11-22T10:15:30Z");
-        assert_eq!(iso8601(MAX_TIMESTAMP), "9999-12-31T23:59:59Z");
-        // Absurd input must not panic.
-        assert!(iso8601(u64::MAX).ends_with('Z'));
+    fn timestamps_are_iso8601_within_four_digit_years() {
         assert_eq!(
             only_embed(&critical("be"))["timestamp"],
             "2026-11-22T10:15:30Z"
@@ -1003,24 +372,6 @@ mod tests {
         let mut far = critical("be");
         far.at_unix = u64::MAX;
         assert!(only_embed(&far).get("timestamp").is_none());
-    }
-
-    #[test]
-    fn durations_windows_and_percentages() {
-        assert_eq!(format_duration(0), "0s");
-        assert_eq!(format_duration(45), "45s");
-        assert_eq!(format_duration(430), "7m 10s");
-        assert_eq!(format_duration(7_380), "2h 3m");
-        assert_eq!(format_duration(7_205), "2h");
-        assert_eq!(format_duration(93_600), "1d 2h");
-        assert_eq!(format_window(300), "5m");
-        assert_eq!(format_window(10), "10s");
-        assert_eq!(format_window(3_600), "1h");
-        assert_eq!(format_window(5_400), "1h30m");
-        assert_eq!(format_window(150), "2m30s");
-        assert_eq!(fmt_pct(5.0), "5");
-        assert_eq!(fmt_pct(12.5), "12.5");
-        assert_eq!(fmt_pct(0.25), "0.25");
     }
 
     #[test]
@@ -1215,101 +566,6 @@ mod tests {
         assert!(top.starts_with("500 × 1000, 501 × 999"));
         assert!(top.ends_with("529 × 971"));
         assert!(log_line(&ev, "h").contains("top 500 × 1000, 501 × 999"));
-    }
-
-    #[test]
-    fn truncate_chars_never_splits_sequences() {
-        assert_eq!(truncate_chars("abc", 3), "abc");
-        assert_eq!(truncate_chars("abcd", 3), "ab…");
-        assert_eq!(truncate_chars("abcd", 0), "");
-        assert_eq!(truncate_chars("😀😀😀😀", 2), "😀…");
-        assert_eq!(truncate_chars("ééé", 1), "…");
-        for max in 0..12 {
-            let s = truncate_chars(&"a😀é".repeat(5), max);
-            assert!(s.chars().count() <= max);
-        }
-    }
-
-    #[test]
-    fn log_line_location() {
-        assert_eq!(
-            log_line(&critical("be"), "h"),
-            "status_alert: CRITICAL be: 5xx 12.3% over 5m (123/1000 requests, warn 5%, crit 10%, \
-             top 502 × 120, 504 × 3), since 2026-11-22T10:08:20Z, link https://logs.example/be, \
-             runbook https://wiki.example/runbook"
-        );
-    }
-
-    #[test]
-    fn log_line_probe() {
-        let mut ev = event(
-            "be",
-            EventDetail::Probe(probe(false, Some("connection refused"), None)),
-        );
-        ev.link = None;
-        ev.runbook = None;
-        assert_eq!(
-            log_line(&ev, "h"),
-            "status_alert: DOWN be: http://10.0.0.5:8080/health (connection refused), \
-             probe took 5003 ms, since 2026-11-22T10:12:25Z"
-        );
-    }
-
-    #[test]
-    fn log_line_never_has_newlines() {
-        let nasty = "be\nINJECTED\r\nline\u{2028}x".repeat(2_000);
-        let mut ev = event(
-            &nasty,
-            EventDetail::Probe(probe(false, Some(&nasty), Some(5))),
-        );
-        ev.link = Some(nasty.clone());
-        let mut l = loc(Level::Critical, 1, 2);
-        l.top_codes = vec![(nasty.clone(), 1)];
-        let loc_ev = AlertEvent {
-            detail: EventDetail::Location(l),
-            ..ev.clone()
-        };
-        for e in [ev, loc_ev] {
-            let line = log_line(&e, &nasty);
-            assert!(!line.contains(['\n', '\r', '\u{2028}']));
-            assert!(line.starts_with("status_alert: "));
-            assert!(line.chars().count() <= LOG_MAX);
-            assert!(!title(&e).contains('\n'));
-        }
-    }
-
-    fn latency(level: Level, estimate_ms: Option<f64>) -> LatencyEvent {
-        LatencyEvent {
-            level,
-            previous: Level::Ok,
-            repeat: false,
-            percentile: "p95".into(),
-            estimate_ms,
-            warn_ms: 500,
-            crit_ms: Some(2000),
-            requests: 1200,
-            window_secs: 300,
-            since_unix: AT - 180,
-        }
-    }
-
-    fn slo(level: Level, burn_rate: f64) -> SloEvent {
-        SloEvent {
-            level,
-            previous: Level::Ok,
-            repeat: false,
-            slo_pct: 99.9,
-            burn_rate,
-            windows: vec![
-                ("5m".into(), 20.0),
-                ("30m".into(), 16.0),
-                ("1h".into(), 15.234),
-                ("6h".into(), 3.0),
-            ],
-            errors: 20,
-            total: 1000,
-            since_unix: AT - 180,
-        }
     }
 
     #[test]

@@ -34,8 +34,10 @@
 
 use serde_json::{json, Value};
 
-use crate::evaluate::event::{AlertEvent, EventDetail, Level};
-use crate::notify::discord::{event_description, iso8601, title, MAX_TIMESTAMP};
+use crate::notify::describe::event_description;
+use crate::vocab::event::{AlertEvent, EventDetail, Level};
+use crate::vocab::text::{iso8601, MAX_TIMESTAMP};
+use crate::vocab::title::title;
 
 /// Version of the message schema; changes only when a key changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -84,7 +86,7 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "since_unix": l.since_unix,
                 "errors": l.errors,
                 "total": l.total,
-                "ratio": crate::evaluate::window::error_share(l.errors, l.total, 1.0),
+                "ratio": crate::vocab::event::error_share(l.errors, l.total, 1.0),
                 "warn_pct": l.warn_pct,
                 "crit_pct": l.crit_pct,
                 "window_seconds": l.window_secs,
@@ -167,7 +169,7 @@ pub fn build_payload(events: &[AlertEvent], host: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::event::{LocationEvent, ProbeEvent};
+    use crate::vocab::event::{LocationEvent, ProbeEvent};
 
     const AT: u64 = 1_795_308_505;
 

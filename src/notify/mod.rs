@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod delivery;
+pub mod describe;
 pub mod discord;
 pub mod json_event;
 pub mod payload;

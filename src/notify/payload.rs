@@ -1,7 +1,7 @@
 //! Webhook request bodies in each destination's format (`status_alert_webhook ... format=`).
 
 use crate::conf::params::WebhookFormat;
-use crate::evaluate::event::AlertEvent;
+use crate::vocab::event::AlertEvent;
 
 /// JSON bodies to POST for `events`, in order: Discord and Slack split large batches over several
 /// messages to stay within their limits; the JSON event is one message per batch. No events, no
@@ -30,7 +30,7 @@ pub fn webhook_bodies(format: WebhookFormat, events: &[AlertEvent], host: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::event::{EventDetail, ProbeEvent};
+    use crate::vocab::event::{EventDetail, ProbeEvent};
 
     fn down(name: &str) -> AlertEvent {
         AlertEvent {

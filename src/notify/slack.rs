@@ -24,11 +24,11 @@
 
 use serde_json::{json, Value};
 
-use crate::evaluate::event::AlertEvent;
-use crate::notify::discord::{
-    event_color, event_description, event_fields, iso8601, kind_label, title, truncate_chars,
-    BOT_NAME,
-};
+use crate::notify::describe::{event_description, event_fields};
+use crate::notify::discord::{event_color, BOT_NAME};
+use crate::vocab::event::AlertEvent;
+use crate::vocab::text::{iso8601, truncate_chars};
+use crate::vocab::title::{kind_label, title};
 
 const MAX_TEXT: usize = 3000;
 const MAX_ATTACHMENTS: usize = 20;
@@ -147,7 +147,7 @@ pub fn build_payloads(events: &[AlertEvent], host: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::event::{EventDetail, Level, LocationEvent, ProbeEvent};
+    use crate::vocab::event::{EventDetail, Level, LocationEvent, ProbeEvent};
 
     const AT: u64 = 1_795_308_505;
 

@@ -5,7 +5,7 @@
 //! DOWN: then all are used again (fail open), since sending to a DOWN peer beats having none.
 
 use crate::conf::probe_spec::ProbeSpec;
-use crate::evaluate::event::{AlertEvent, EventDetail};
+use crate::vocab::event::{AlertEvent, EventDetail};
 
 /// The `mark_down=on` targets of one upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn fail_open_is_said_in_the_down_message() {
-        use crate::evaluate::event::ProbeEvent;
+        use crate::vocab::event::ProbeEvent;
         let event = |target: &str, up: bool| AlertEvent {
             name: "be".into(),
             at_unix: 0,

@@ -1,6 +1,7 @@
 //! Alert events: the owned values that flow from evaluation and probing to notification.
 //!
-//! Nothing here refers to nginx; events are built in a worker and handed to the notifier.
+//! Nothing here refers to nginx; events are built in worker 0 and handed to the helper process
+//! that delivers them.
 
 /// Alert level of a location, ordered by severity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,7 +92,7 @@ pub struct LocationEvent {
 impl LocationEvent {
     /// 5xx share of the window in percent (0 with no requests).
     pub fn ratio_pct(&self) -> f64 {
-        crate::evaluate::window::error_share(self.errors, self.total, 100.0)
+        error_share(self.errors, self.total, 100.0)
     }
 }
 
@@ -159,4 +160,96 @@ pub struct ProbeEvent {
     pub duration_ms: u64,
     /// Unix seconds: for DOWN, when the target was declared down (now); for UP, when it went down.
     pub since_unix: u64,
+}
+
+/// 5xx responses per `per` requests (1.0: a ratio, 100.0: percent); 0 with no requests.
+pub fn error_share(errors: u64, total: u64, per: f64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        errors as f64 * per / total as f64
+    }
+}
+
+/// Events for unit tests: a NAME at 2026-11-22T10:15:30Z with its link and runbook.
+#[cfg(test)]
+pub mod samples {
+    use super::*;
+
+    /// 2026-11-22T10:15:30Z, when the sample events happen.
+    pub const AT: u64 = 1_795_342_530;
+
+    pub fn loc(level: Level, errors: u64, total: u64) -> LocationEvent {
+        LocationEvent {
+            level,
+            previous: Level::Ok,
+            repeat: false,
+            errors,
+            total,
+            window_secs: 300,
+            warn_pct: Some(5.0),
+            crit_pct: 10.0,
+            top_codes: vec![("502".into(), 120), ("504".into(), 3)],
+            since_unix: AT - 430,
+        }
+    }
+
+    pub fn probe(up: bool, reason: Option<&str>, status: Option<u16>) -> ProbeEvent {
+        ProbeEvent {
+            up,
+            target: "http://10.0.0.5:8080/health".into(),
+            reason: reason.map(str::to_owned),
+            status,
+            duration_ms: 5003,
+            since_unix: AT - 185,
+        }
+    }
+
+    pub fn event(name: &str, detail: EventDetail) -> AlertEvent {
+        AlertEvent {
+            name: name.into(),
+            at_unix: AT,
+            link: Some("https://logs.example/be".into()),
+            runbook: Some("https://wiki.example/runbook".into()),
+            detail,
+        }
+    }
+
+    pub fn critical(name: &str) -> AlertEvent {
+        event(name, EventDetail::Location(loc(Level::Critical, 123, 1000)))
+    }
+
+    pub fn latency(level: Level, estimate_ms: Option<f64>) -> LatencyEvent {
+        LatencyEvent {
+            level,
+            previous: Level::Ok,
+            repeat: false,
+            percentile: "p95".into(),
+            estimate_ms,
+            warn_ms: 500,
+            crit_ms: Some(2000),
+            requests: 1200,
+            window_secs: 300,
+            since_unix: AT - 180,
+        }
+    }
+
+    pub fn slo(level: Level, burn_rate: f64) -> SloEvent {
+        SloEvent {
+            level,
+            previous: Level::Ok,
+            repeat: false,
+            slo_pct: 99.9,
+            burn_rate,
+            windows: vec![
+                ("5m".into(), 20.0),
+                ("30m".into(), 16.0),
+                ("1h".into(), 15.234),
+                ("6h".into(), 3.0),
+            ],
+            errors: 20,
+            total: 1000,
+            since_unix: AT - 180,
+        }
+    }
 }

@@ -1,0 +1,9 @@
+//! The crate's vocabulary, used by every other folder and using none: alert events and levels
+//! (`event`), the probe failure reasons (`reason`), the shared text (`text`: cutting untrusted
+//! strings, durations, times; `title`: an event's title and error-log line) and URL redaction
+//! (`redact`). Pure Rust, no nginx.
+
+pub mod event;
+pub mod redact;
+pub mod text;
+pub mod title;

@@ -1,0 +1,344 @@
+//! What an event says in one line: its title (shared by every destination's message and the
+//! JSON event) and the error-log line written when no webhook is configured.
+//!
+//! Title formats:
+//!
+//! - firing: `CRITICAL be: 5xx 12.3% over 5m`, `WARNING be: 5xx 6.0% over 5m`
+//! - repeat of a firing level: `CRITICAL be: 5xx 12.3% over 5m (still firing)`
+//! - resolved: `RESOLVED be after 7m 10s`
+//! - probe down: `DOWN be: http://10.0.0.5:8080/health (connection refused)`; without a reason
+//!   but with an HTTP status: `DOWN be: http://10.0.0.5:8080/health (status 503)`; with neither:
+//!   `DOWN be: http://10.0.0.5:8080/health`
+//! - probe up: `UP be: http://10.0.0.5:8080/health after 3m 5s`
+//! - latency (`latency=`): `CRITICAL api: p95 2.4s over 5m` (`480ms` below a second),
+//!   `RESOLVED api latency after 3m`
+//! - error budget (`slo=`): `CRITICAL api: error budget burning 15.2x (slo 99.9%)`,
+//!   `RESOLVED api error budget after 3m`
+
+use crate::vocab::event::{AlertEvent, EventDetail, LatencyEvent, Level};
+use crate::vocab::text::{
+    clip, fmt_pct, format_duration, format_window, iso8601, non_blank, truncate_chars,
+};
+
+/// Longest title: the title limit of Discord and Slack alike.
+pub const MAX_TITLE: usize = 256;
+// Per-piece caps inside titles, so that a huge name cannot push the figures out of the title.
+const TITLE_NAME: usize = 80;
+const TITLE_TARGET: usize = 100;
+const TITLE_REASON: usize = 60;
+// Log lines: nginx cuts error-log messages at NGX_MAX_ERROR_STR (2048 bytes) anyway, so keep
+// the interesting parts short enough that they all survive.
+const LOG_URL: usize = 300;
+const LOG_TOP: usize = 200;
+const LOG_MAX: usize = 1024;
+
+/// A request time in titles: `480ms` below a second, else seconds with one decimal (`2.4s`).
+pub fn fmt_latency(ms: Option<f64>) -> String {
+    match ms {
+        None => "n/a".to_owned(),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0}ms"),
+        Some(ms) => format!("{:.1}s", ms / 1000.0),
+    }
+}
+
+/// A configured threshold: `500ms`, `2s`, `1.5s`.
+pub fn fmt_threshold_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", fmt_pct(ms as f64 / 1000.0))
+    }
+}
+
+/// `warn 500ms · crit 2s` for a latency alert.
+pub fn latency_thresholds(l: &LatencyEvent) -> String {
+    let warn = format!("warn {}", fmt_threshold_ms(l.warn_ms));
+    match l.crit_ms {
+        Some(c) => format!("{warn} · crit {}", fmt_threshold_ms(c)),
+        None => warn,
+    }
+}
+
+/// `5m 15.2x · 30m 7.0x · 1h 14.6x · 6h 3.1x`.
+pub fn fmt_burn_windows(windows: &[(String, f64)]) -> String {
+    windows
+        .iter()
+        .map(|(w, r)| format!("{} {r:.1}x", clip(w, 16)))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// Formats top status codes as `502 × 120, 504 × 30`.
+pub fn fmt_top(codes: &[(String, u64)]) -> String {
+    codes
+        .iter()
+        .map(|(code, n)| format!("{} × {n}", clip(code, 32)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Short upper-case word for the event kind, used in the multi-event summary line.
+pub fn kind_label(event: &AlertEvent) -> &'static str {
+    match &event.detail {
+        EventDetail::Location(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::Location(l) => l.level.label(),
+        EventDetail::Probe(p) if p.up => "UP",
+        EventDetail::Probe(_) => "DOWN",
+        EventDetail::Latency(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::Latency(l) => l.level.label(),
+        EventDetail::Slo(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::Slo(l) => l.level.label(),
+    }
+}
+
+/// One-line title of an event (see the module docs for the formats), at most 256 characters.
+pub fn title(event: &AlertEvent) -> String {
+    let name = clip(&event.name, TITLE_NAME);
+    let t = match &event.detail {
+        EventDetail::Location(l) if l.level == Level::Ok => format!(
+            "RESOLVED {name} after {}",
+            format_duration(event.at_unix.saturating_sub(l.since_unix))
+        ),
+        EventDetail::Location(l) => {
+            let mut t = format!(
+                "{} {name}: 5xx {:.1}% over {}",
+                l.level.label(),
+                l.ratio_pct(),
+                format_window(l.window_secs)
+            );
+            if l.repeat {
+                t.push_str(" (still firing)");
+            }
+            t
+        }
+        EventDetail::Probe(p) => {
+            let target = clip(&p.target, TITLE_TARGET);
+            if p.up {
+                format!(
+                    "UP {name}: {target} after {}",
+                    format_duration(event.at_unix.saturating_sub(p.since_unix))
+                )
+            } else {
+                let mut t = format!("DOWN {name}: {target}");
+                // The reason is the most telling; a bare status stands in when there is none.
+                match (non_blank(&p.reason), p.status) {
+                    (Some(r), _) => t.push_str(&format!(" ({})", clip(r, TITLE_REASON))),
+                    (None, Some(s)) => t.push_str(&format!(" (status {s})")),
+                    (None, None) => {}
+                }
+                t
+            }
+        }
+        EventDetail::Latency(l) if l.level == Level::Ok => format!(
+            "RESOLVED {name} latency after {}",
+            format_duration(event.at_unix.saturating_sub(l.since_unix))
+        ),
+        EventDetail::Latency(l) => {
+            let mut t = format!(
+                "{} {name}: {} {} over {}",
+                l.level.label(),
+                clip(&l.percentile, 8),
+                fmt_latency(l.estimate_ms),
+                format_window(l.window_secs)
+            );
+            if l.repeat {
+                t.push_str(" (still firing)");
+            }
+            t
+        }
+        EventDetail::Slo(l) if l.level == Level::Ok => format!(
+            "RESOLVED {name} error budget after {}",
+            format_duration(event.at_unix.saturating_sub(l.since_unix))
+        ),
+        EventDetail::Slo(l) => {
+            let mut t = format!(
+                "{} {name}: error budget burning {:.1}x (slo {}%)",
+                l.level.label(),
+                l.burn_rate,
+                fmt_pct(l.slo_pct)
+            );
+            if l.repeat {
+                t.push_str(" (still firing)");
+            }
+            t
+        }
+    };
+    truncate_chars(&t, MAX_TITLE)
+}
+
+/// The single error-log line for `event` when no webhook is configured (never contains newlines).
+pub fn log_line(event: &AlertEvent, host: &str) -> String {
+    // The host is implicit in nginx's own log; it is accepted for symmetry with the webhook.
+    let _ = host;
+    let mut line = format!("status_alert: {}", title(event));
+    let since = match &event.detail {
+        EventDetail::Location(l) => {
+            line.push_str(&format!(" ({}/{} requests", l.errors, l.total));
+            if let Some(w) = l.warn_pct {
+                line.push_str(&format!(", warn {}%", fmt_pct(w)));
+            }
+            line.push_str(&format!(", crit {}%", fmt_pct(l.crit_pct)));
+            if !l.top_codes.is_empty() {
+                let top = truncate_chars(&fmt_top(&l.top_codes), LOG_TOP);
+                line.push_str(&format!(", top {top}"));
+            }
+            line.push(')');
+            l.since_unix
+        }
+        EventDetail::Probe(p) => {
+            line.push_str(&format!(", probe took {} ms", p.duration_ms));
+            // The title shows the reason when there is one; keep the status visible as well.
+            if let (false, Some(_), Some(s)) = (p.up, non_blank(&p.reason), p.status) {
+                line.push_str(&format!(", status {s}"));
+            }
+            p.since_unix
+        }
+        EventDetail::Latency(l) => {
+            line.push_str(&format!(
+                " ({} {} over {} requests, {})",
+                clip(&l.percentile, 8),
+                fmt_latency(l.estimate_ms),
+                l.requests,
+                latency_thresholds(l)
+            ));
+            l.since_unix
+        }
+        EventDetail::Slo(l) => {
+            let windows = truncate_chars(&fmt_burn_windows(&l.windows), LOG_TOP);
+            line.push_str(&format!(
+                " (burn {windows}, {}/{} requests)",
+                l.errors, l.total
+            ));
+            l.since_unix
+        }
+    };
+    line.push_str(&format!(", since {}", iso8601(since)));
+    if let Some(link) = non_blank(&event.link) {
+        line.push_str(&format!(", link {}", truncate_chars(link, LOG_URL)));
+    }
+    if let Some(runbook) = non_blank(&event.runbook) {
+        line.push_str(&format!(", runbook {}", truncate_chars(runbook, LOG_URL)));
+    }
+    clip(&line, LOG_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::event::samples::*;
+
+    #[test]
+    fn title_critical_and_warning() {
+        assert_eq!(title(&critical("be")), "CRITICAL be: 5xx 12.3% over 5m");
+        let warn = event("be", EventDetail::Location(loc(Level::Warning, 60, 1000)));
+        assert_eq!(title(&warn), "WARNING be: 5xx 6.0% over 5m");
+    }
+
+    #[test]
+    fn title_repeat_is_still_firing() {
+        let mut l = loc(Level::Critical, 123, 1000);
+        l.repeat = true;
+        l.previous = Level::Critical;
+        l.window_secs = 5400;
+        let ev = event("be", EventDetail::Location(l));
+        assert_eq!(
+            title(&ev),
+            "CRITICAL be: 5xx 12.3% over 1h30m (still firing)"
+        );
+    }
+
+    #[test]
+    fn title_probe_down_variants() {
+        let url = "http://10.0.0.5:8080/health";
+        let refused = event(
+            "be",
+            EventDetail::Probe(probe(false, Some("connection refused"), None)),
+        );
+        assert_eq!(
+            title(&refused),
+            format!("DOWN be: {url} (connection refused)")
+        );
+        let status = event("be", EventDetail::Probe(probe(false, None, Some(503))));
+        assert_eq!(title(&status), format!("DOWN be: {url} (status 503)"));
+        let both = event(
+            "be",
+            EventDetail::Probe(probe(false, Some("timeout"), Some(503))),
+        );
+        assert_eq!(title(&both), format!("DOWN be: {url} (timeout)"));
+        let blank = event("be", EventDetail::Probe(probe(false, Some("  "), None)));
+        assert_eq!(title(&blank), format!("DOWN be: {url}"));
+    }
+
+    #[test]
+    fn title_probe_up_with_downtime() {
+        let ev = event("be", EventDetail::Probe(probe(true, None, Some(200))));
+        assert_eq!(title(&ev), "UP be: http://10.0.0.5:8080/health after 3m 5s");
+    }
+
+    #[test]
+    fn ratio_has_exactly_one_decimal() {
+        let cases = [
+            (1, 8, "12.5"),
+            (1, 3, "33.3"),
+            (2, 3, "66.7"),
+            (9999, 10000, "100.0"),
+        ];
+        for (errors, total, want) in cases {
+            let ev = event(
+                "x",
+                EventDetail::Location(loc(Level::Critical, errors, total)),
+            );
+            assert_eq!(title(&ev), format!("CRITICAL x: 5xx {want}% over 5m"));
+        }
+        let empty = event("x", EventDetail::Location(loc(Level::Warning, 0, 0)));
+        assert_eq!(title(&empty), "WARNING x: 5xx 0.0% over 5m");
+    }
+
+    #[test]
+    fn log_line_location() {
+        assert_eq!(
+            log_line(&critical("be"), "h"),
+            "status_alert: CRITICAL be: 5xx 12.3% over 5m (123/1000 requests, warn 5%, crit 10%, \
+             top 502 × 120, 504 × 3), since 2026-11-22T10:08:20Z, link https://logs.example/be, \
+             runbook https://wiki.example/runbook"
+        );
+    }
+
+    #[test]
+    fn log_line_probe() {
+        let mut ev = event(
+            "be",
+            EventDetail::Probe(probe(false, Some("connection refused"), None)),
+        );
+        ev.link = None;
+        ev.runbook = None;
+        assert_eq!(
+            log_line(&ev, "h"),
+            "status_alert: DOWN be: http://10.0.0.5:8080/health (connection refused), \
+             probe took 5003 ms, since 2026-11-22T10:12:25Z"
+        );
+    }
+
+    #[test]
+    fn log_line_never_has_newlines() {
+        let nasty = "be\nINJECTED\r\nline\u{2028}x".repeat(2_000);
+        let mut ev = event(
+            &nasty,
+            EventDetail::Probe(probe(false, Some(&nasty), Some(5))),
+        );
+        ev.link = Some(nasty.clone());
+        let mut l = loc(Level::Critical, 1, 2);
+        l.top_codes = vec![(nasty.clone(), 1)];
+        let loc_ev = AlertEvent {
+            detail: EventDetail::Location(l),
+            ..ev.clone()
+        };
+        for e in [ev, loc_ev] {
+            let line = log_line(&e, &nasty);
+            assert!(!line.contains(['\n', '\r', '\u{2028}']));
+            assert!(line.starts_with("status_alert: "));
+            assert!(line.chars().count() <= LOG_MAX);
+            assert!(!title(&e).contains('\n'));
+        }
+    }
+}
