@@ -155,7 +155,7 @@ mod tests {
     use super::*;
     use crate::conf::probe_spec::parse;
     use crate::evaluate::evaluate;
-    use crate::probe::Reason;
+    use crate::vocab::reason::Reason;
     use crate::vocab::title::title;
     use crate::zone::{zone_size, Zone};
     use std::alloc::{alloc_zeroed, Layout};

@@ -645,7 +645,7 @@ mod tests {
             target: target.into(),
             up,
             duration_seconds: 0.0042,
-            failures: [0; crate::probe::Reason::COUNT],
+            failures: [0; crate::vocab::reason::Reason::COUNT],
         }
     }
 

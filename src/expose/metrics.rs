@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use crate::evaluate::incidents::{IncidentKind, IncidentSummary};
-use crate::probe::Reason;
 use crate::vocab::event::error_share;
 use crate::vocab::event::Level;
+use crate::vocab::reason::Reason;
 use crate::zone::counters::{BucketBounds, CountersSnapshot};
 use crate::zone::StallReason;
 

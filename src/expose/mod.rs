@@ -77,7 +77,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             continue;
         };
         let s = &slot.probe;
-        let mut failures = [0u64; crate::probe::Reason::COUNT];
+        let mut failures = [0u64; crate::vocab::reason::Reason::COUNT];
         for (d, f) in failures.iter_mut().zip(s.failures.iter()) {
             *d = f.load(Relaxed);
         }
@@ -89,7 +89,8 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 since_unix: (since != 0).then_some(since / 1000),
                 last_reason: reason.map(|r| r.words(status)),
                 // The page shows it as part of the last failure: only an unexpected status.
-                last_status: status.filter(|_| reason == Some(crate::probe::Reason::Status)),
+                last_status: status
+                    .filter(|_| reason == Some(crate::vocab::reason::Reason::Status)),
             },
         );
         m.probe_down.push(ProbeDown {

@@ -4,7 +4,7 @@
 //! `probe_net.rs` moves the bytes over nginx connections; everything here is plain Rust.
 
 use crate::conf::probe_spec::ProbeSpec;
-use crate::probe::Reason;
+use crate::vocab::reason::Reason;
 
 /// Most bytes of a response (status line, headers and body) a probe reads; the rest is left
 /// unread when the connection closes.

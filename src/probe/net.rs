@@ -32,7 +32,8 @@ use nginx_sys::{
 use crate::conf::probe_spec::{ProbeSpec, Scheme};
 use crate::conf::{MainConf, ProbeConf, ProbeResolver};
 use crate::probe::http::{self as probe_http, ResponseReader};
-use crate::probe::{ProbeResult, Reason};
+use crate::probe::ProbeResult;
+use crate::vocab::reason::Reason;
 
 /// The first probe of each target starts within this much of process start (spread evenly).
 const MAX_START_DELAY_MS: u64 = 1000;

@@ -4,6 +4,7 @@
 //! (`redact`). Pure Rust, no nginx.
 
 pub mod event;
+pub mod reason;
 pub mod redact;
 pub mod text;
 pub mod title;
