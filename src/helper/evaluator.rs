@@ -17,7 +17,6 @@ use core::sync::atomic::Ordering::Relaxed;
 use nginx_sys::{ngx_cycle_t, ngx_event_t, ngx_int_t, ngx_log_t, ngx_setproctitle, NGX_OK};
 use ngx::http::HttpModuleMainConf;
 
-use crate::conf::params::WebhookFormat;
 use crate::conf::MainConf;
 use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::heartbeat::HeartbeatSchedule;
@@ -25,8 +24,9 @@ use crate::evaluate::lease::{self, Attempt, Lease, StateDir};
 use crate::evaluate::{self, Watched};
 use crate::helper::watch::{self, Watched as WatchedFd};
 use crate::helper::{Helper, HelperContext, Outbox, Report, MAX_PENDING, TICK_MS};
+use crate::notify::alertmanager;
 use crate::notify::delivery::{DeliveryResult, NotifierConfig, Outcome};
-use crate::notify::{alertmanager, payload};
+use crate::notify::routing::{self, Post};
 use crate::probe::ProbeResult;
 use crate::vocab::event::AlertEvent;
 use crate::vocab::title::log_line;
@@ -747,19 +747,15 @@ impl Evaluator {
                 log_line(e, &self.host)
             );
         }
-        let firing = if self.has_alertmanager() {
+        let destinations = &self.mcf.destinations;
+        let firing = if routing::wants_firing(destinations) {
             self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
             self.firing_now(now)
         } else {
             Vec::new()
         };
-        self.submit_to_all(events, &firing, now)
-    }
-
-    /// True when an Alertmanager is among the destinations.
-    fn has_alertmanager(&self) -> bool {
-        let am = WebhookFormat::Alertmanager;
-        self.mcf.destinations.iter().any(|d| d.format == am)
+        let posts = routing::route(destinations, events, &firing, &self.host, now / 1000);
+        self.submit_all(posts)
     }
 
     /// Queues `body` for destination `i`; returns outcomes for what had to be dropped.
@@ -770,59 +766,24 @@ impl Evaluator {
         )
     }
 
-    /// Every destination gets `events` in its format; Alertmanagers get what fires now
-    /// (`firing`) and the end of what `events` ended. Returns outcomes for dropped payloads.
-    fn submit_to_all(
-        &mut self,
-        events: &[AlertEvent],
-        firing: &[AlertEvent],
-        now: u64,
-    ) -> Vec<Outcome> {
+    /// Queues what [`routing`] says; returns outcomes for what had to be dropped.
+    fn submit_all(&mut self, posts: Vec<Post>) -> Vec<Outcome> {
         let mut dropped = Vec::new();
-        let mcf = self.mcf;
-        for (i, d) in mcf.destinations.iter().enumerate() {
-            let bodies = match d.format {
-                WebhookFormat::Alertmanager => {
-                    alertmanager::build_payload(firing, events, &self.host, now / 1000)
-                        .map(|v| v.to_string())
-                        .into_iter()
-                        .collect()
-                }
-                format => payload::webhook_bodies(format, events, &self.host),
-            };
-            for body in bodies {
-                dropped.extend(self.submit(i, &body));
-            }
+        for post in posts {
+            dropped.extend(self.submit(post.destination, &post.body));
         }
         dropped
     }
 
     /// Re-posts what fires to the Alertmanagers every `alertmanager::RESEND_SECS`.
     fn resend_to_alertmanager(&mut self, now: u64) -> Vec<Outcome> {
-        if !self.has_alertmanager() || now < self.next_alertmanager_ms {
+        if !routing::wants_firing(&self.mcf.destinations) || now < self.next_alertmanager_ms {
             return Vec::new();
         }
         self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
         let firing = self.firing_now(now);
-        if firing.is_empty() {
-            return Vec::new();
-        }
-        let Some(body) = alertmanager::build_payload(&firing, &[], &self.host, now / 1000) else {
-            return Vec::new();
-        };
-        let body = body.to_string();
-        let am = WebhookFormat::Alertmanager;
-        let mcf = self.mcf;
-        let mut dropped = Vec::new();
-        for (i, _) in mcf
-            .destinations
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.format == am)
-        {
-            dropped.extend(self.submit(i, &body));
-        }
-        dropped
+        let posts = routing::resend(&self.mcf.destinations, &firing, &self.host, now / 1000);
+        self.submit_all(posts)
     }
 
     /// Counts delivery outcomes in the zone and logs each once.

@@ -1,11 +1,12 @@
-//! Notifications: alert events turned into webhook payloads (Discord, Slack, JSON,
-//! Alertmanager; `payload` picks by the webhook's format) and their delivery with queue, retry
-//! policy and redaction (`delivery`, run in the helper process).
+//! Notifications: which destination gets which body (`routing`), the bodies in each format
+//! (`discord`, `slack`, `json_event`, `alertmanager`; `describe` holds the sentences and
+//! fields they share), and their delivery with queue and retry policy (`delivery`, run in the
+//! helper process).
 
 pub mod alertmanager;
 pub mod delivery;
 pub mod describe;
 pub mod discord;
 pub mod json_event;
-pub mod payload;
+pub mod routing;
 pub mod slack;
