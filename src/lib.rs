@@ -12,6 +12,7 @@ mod log;
 pub mod conf;
 #[cfg(not(test))]
 mod count;
+pub mod driver;
 pub mod evaluate;
 pub mod expose;
 pub mod helper;
@@ -51,7 +52,6 @@ mod wiring {
     use crate::conf::directives;
     use crate::conf::{LocConf, MainConf};
     use crate::count;
-    use crate::helper::evaluator;
     use crate::zone::shm;
 
     /// The module's type for ngx's configuration helpers.
@@ -81,8 +81,8 @@ mod wiring {
         commands: unsafe { ptr::addr_of_mut!(directives::COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as ngx_uint_t,
         init_module: Some(shm::init_module),
-        init_process: Some(evaluator::init_process),
-        exit_process: Some(evaluator::exit_process),
+        init_process: Some(crate::driver::init_process),
+        exit_process: Some(crate::driver::exit_process),
         ..ngx_module_t::default()
     };
 

@@ -7,8 +7,8 @@ use core::ptr::{self, NonNull};
 use nginx_sys::{ngx_conf_t, ngx_core_conf_t, ngx_path_t, NGX_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
+use super::state_dir;
 use super::MainConf;
-use crate::evaluate::lease;
 
 /// The directory's name beside the client body temp path when no path is configured.
 const DEFAULT_NAME: &str = "status_alert";
@@ -23,7 +23,7 @@ pub fn prepare(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let path = match &mcf.state_path {
         Some((p, _)) if p.starts_with('/') => p.clone(),
         Some((p, _)) => format!("{prefix}{p}"),
-        None => lease::sibling(&client_body_temp_path(cf, &prefix), DEFAULT_NAME),
+        None => state_dir::sibling(&client_body_temp_path(cf, &prefix), DEFAULT_NAME),
     };
     register(cf, &path, mcf.state_path.is_some())?;
     mcf.state_dir = path;
@@ -105,7 +105,7 @@ pub fn check(mcf: &MainConf) -> Result<(), String> {
         };
         owners.extend(user.filter(|u| *u != u32::MAX));
     }
-    lease::check_dir(&mcf.state_dir, &owners).map_err(|e| {
+    state_dir::check_dir(&mcf.state_dir, &owners).map_err(|e| {
         let place = mcf.state_path.as_ref().map_or(String::new(), |(_, place)| {
             format!(" (status_alert_state_path in {place})")
         });

@@ -5,16 +5,17 @@
 //! or the module stops, or worker 0 or its evaluation stalls, the beats stop and the monitor
 //! alerts. Plain Rust over a millisecond clock: no nginx types.
 //!
-//! How the evaluating process (`helper/evaluator.rs`) drives it:
+//! How worker 0 (`driver/evaluator.rs`) drives it:
 //! - once, when it starts: `HeartbeatSchedule::new(interval_ms, now_ms)` with
 //!   `mcf.heartbeat()`'s `(index, interval_ms)`, keeping `index` (the heartbeat's place in
 //!   `mcf.destinations`, which the helper delivers to with a GET:
 //!   `NotifierConfig::for_destination`);
 //! - after every completed evaluation round (`evaluate::evaluate_with` ran, under the lease):
 //!   `schedule.on_evaluation()`;
-//! - on every helper tick (every 250 ms), after the round of that tick if any, while it holds
-//!   the lease: `if schedule.due(now_ms) { helper.submit(index, "") }`, counting the
-//!   destinations `submit` returns as `dropped` like any other payload's.
+//! - on every tick of its timer (every 250 ms), after the round of that tick if any, while it
+//!   holds the lease and its helper makes progress: `if schedule.due(now_ms)`, an empty body
+//!   for `index` goes into the outbox, counted `dropped` like any other payload if it must
+//!   make room.
 //!
 //! The first beat goes out with the first completed round. `now_ms` is the clock the evaluator
 //! paces rounds with; a clock set back is noticed and does not hold the beats back.

@@ -7,7 +7,6 @@ pub mod firing;
 pub mod heartbeat;
 pub mod incidents;
 pub mod latency;
-pub mod lease;
 pub mod slo;
 pub mod window;
 

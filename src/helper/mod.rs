@@ -17,11 +17,7 @@
 //! logs them as nginx-style lines on stderr (nginx's error log), and exits. Worker 0 never waits
 //! for it. When the helper dies, worker 0 counts what it took with it and starts another.
 
-#[cfg(not(test))]
-pub(crate) mod evaluator;
 pub mod outbox;
-#[cfg(not(test))]
-pub(crate) mod watch;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

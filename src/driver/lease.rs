@@ -19,92 +19,13 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Duration;
+
+use crate::conf::state_dir::StateDirError;
 
 /// Largest hand-over state read back (the state of every NAME and probe, as JSON).
 const MAX_STATE_BYTES: u64 = 64 << 20;
-
-/// Why the state directory or a file in it cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The directory cannot be opened as a directory of ours.
-    #[error("cannot open the state directory \"{path}\": {source}")]
-    Open {
-        /// The directory.
-        path: String,
-        /// What the system said.
-        source: io::Error,
-    },
-    /// The directory is not safe from other users.
-    #[error("the state directory \"{path}\" {problem}")]
-    Unsafe {
-        /// The directory.
-        path: String,
-        /// What is wrong, e.g. "is writable by group or others".
-        problem: String,
-    },
-    /// A file in the directory cannot be used.
-    #[error("cannot use \"{path}\": {source}")]
-    File {
-        /// The file.
-        path: String,
-        /// What the system said.
-        source: io::Error,
-    },
-}
-
-/// Checks `path` as a state directory before nginx uses it: a real directory (not a link),
-/// not writable by group or others, owned by one of `owners` (the worker user, the user nginx
-/// runs as), in a parent that other users cannot rename it out of. A missing directory is
-/// fine: nginx creates it.
-pub fn check_dir(path: &str, owners: &[u32]) -> Result<(), StateError> {
-    let unsafe_dir = |problem: String| StateError::Unsafe {
-        path: path.to_string(),
-        problem,
-    };
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(StateError::Open {
-                path: path.to_string(),
-                source,
-            })
-        }
-    };
-    if meta.file_type().is_symlink() {
-        return Err(unsafe_dir("is a symbolic link".into()));
-    }
-    if !meta.is_dir() {
-        return Err(unsafe_dir("is not a directory".into()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(unsafe_dir(format!(
-            "is writable by group or others (mode {:04o}); make it 0700",
-            meta.mode() & 0o7777
-        )));
-    }
-    if !owners.contains(&meta.uid()) {
-        return Err(unsafe_dir(format!(
-            "belongs to uid {}, not to the user nginx runs its workers as",
-            meta.uid()
-        )));
-    }
-    if let Some(parent) = Path::new(path).parent() {
-        if let Ok(p) = std::fs::metadata(parent) {
-            if p.mode() & 0o002 != 0 && p.mode() & 0o1000 == 0 {
-                return Err(unsafe_dir(format!(
-                    "is in \"{}\", which every user can write to: another user could replace it",
-                    parent.display()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
 
 /// A held lease; dropping it releases it.
 #[derive(Debug)]
@@ -136,8 +57,8 @@ impl StateDir {
     /// Opens the state directory `path` for the nginx instance `instance` (its prefix and
     /// configuration file: see [`instance_name`]). The directory must belong to this user and
     /// not be writable by group or others.
-    pub fn open(path: &str, instance: &str) -> Result<StateDir, StateError> {
-        let open_err = |source| StateError::Open {
+    pub fn open(path: &str, instance: &str) -> Result<StateDir, StateDirError> {
+        let open_err = |source| StateDirError::Open {
             path: path.to_string(),
             source,
         };
@@ -160,7 +81,7 @@ impl StateDir {
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         if meta.uid() != me || meta.mode() & 0o022 != 0 {
-            return Err(StateError::Unsafe {
+            return Err(StateDirError::Unsafe {
                 path: path.to_string(),
                 problem: format!(
                     "must belong to uid {me} and not be writable by group or others \
@@ -181,7 +102,7 @@ impl StateDir {
 
     /// Takes the lease if nobody holds it. Planted files at its name are removed and
     /// reported through `report`.
-    pub fn try_lease(&self, report: &mut dyn FnMut(String)) -> Result<Attempt, StateError> {
+    pub fn try_lease(&self, report: &mut dyn FnMut(String)) -> Result<Attempt, StateDirError> {
         let flags = libc::O_RDWR | libc::O_CREAT;
         let file = self.open_ours(&self.lease_file, flags, report)?;
         // SAFETY: flock on a descriptor we own.
@@ -197,7 +118,7 @@ impl StateDir {
     /// Leaves `state` for the next holder of the lease (replacing an earlier one), readable
     /// by this user only. Not synced to disk: it is for the next process on this running
     /// system, and too old to be taken after a restart anyway.
-    pub fn leave(&self, state: &[u8], report: &mut dyn FnMut(String)) -> Result<(), StateError> {
+    pub fn leave(&self, state: &[u8], report: &mut dyn FnMut(String)) -> Result<(), StateDirError> {
         let tmp = format!("{}.{}.tmp", self.state_file, std::process::id());
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
         let mut f = match self.open_at(&tmp, flags) {
@@ -232,7 +153,7 @@ impl StateDir {
     pub fn take(&self, max_age: Duration, report: &mut dyn FnMut(String)) -> Option<Vec<u8>> {
         let f = match self.open_ours(&self.state_file, libc::O_RDONLY, report) {
             Ok(f) => f,
-            Err(StateError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(StateDirError::File { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return None
             }
             Err(e) => {
@@ -270,7 +191,7 @@ impl StateDir {
         name: &str,
         flags: libc::c_int,
         report: &mut dyn FnMut(String),
-    ) -> Result<File, StateError> {
+    ) -> Result<File, StateDirError> {
         for attempt in 0..2 {
             let planted = match self.open_at(name, flags) {
                 Ok(f) => match f.metadata() {
@@ -357,8 +278,8 @@ impl StateDir {
         format!("{}/{name}", self.path.trim_end_matches('/'))
     }
 
-    fn file_error(&self, name: &str, source: io::Error) -> StateError {
-        StateError::File {
+    fn file_error(&self, name: &str, source: io::Error) -> StateDirError {
+        StateDirError::File {
             path: self.show(name),
             source,
         }
@@ -419,21 +340,10 @@ pub fn instance_name(prefix: &str, conf_file: &str) -> String {
     format!("{prefix}\0{conf_file}")
 }
 
-/// The directory part of `path` as bytes, for the default state path beside a temp path.
-pub fn sibling(path: &str, name: &str) -> String {
-    let p = Path::new(path.trim_end_matches('/'));
-    let parent = p.parent().unwrap_or(Path::new("/"));
-    let mut out = parent.as_os_str().as_bytes().to_vec();
-    if !out.ends_with(b"/") {
-        out.push(b'/');
-    }
-    out.extend_from_slice(name.as_bytes());
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conf::state_dir::check_dir;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn private_dir(tag: &str) -> tempfile::TempDir {
@@ -594,18 +504,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("every user can write to"), "{err}");
-    }
-
-    #[test]
-    fn the_default_lives_beside_the_temp_path() {
-        assert_eq!(
-            sibling("/var/lib/nginx/body", "status_alert"),
-            "/var/lib/nginx/status_alert"
-        );
-        assert_eq!(
-            sibling("/usr/local/nginx/client_body_temp/", "status_alert"),
-            "/usr/local/nginx/status_alert"
-        );
-        assert_eq!(sibling("/body", "status_alert"), "/status_alert");
     }
 }

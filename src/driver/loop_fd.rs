@@ -16,11 +16,11 @@ use nginx_sys::{
 const NGX_READ_EVENT: ngx_int_t = (libc::EPOLLIN | libc::EPOLLRDHUP) as ngx_int_t;
 
 /// A descriptor watched for reads; closed (and unregistered) on drop.
-pub struct Watched {
+pub struct LoopFd {
     c: *mut ngx_connection_t,
 }
 
-impl Watched {
+impl LoopFd {
     /// Watches `fd` (taking ownership) for reads, calling `handler` with the read event.
     pub fn new(
         fd: OwnedFd,
@@ -53,7 +53,7 @@ impl Watched {
                 ngx_close_connection(c);
                 return Err(io::Error::other("cannot add the read event"));
             }
-            Ok(Watched { c })
+            Ok(LoopFd { c })
         }
     }
 
@@ -64,7 +64,7 @@ impl Watched {
     }
 }
 
-impl Drop for Watched {
+impl Drop for LoopFd {
     fn drop(&mut self) {
         // SAFETY: our connection, closed once; this removes its event and closes the fd.
         unsafe { ngx_close_connection(self.c) };
