@@ -16,7 +16,7 @@ use crate::evaluate::heartbeat::HeartbeatSchedule;
 use crate::evaluate::{self, Watched};
 use crate::helper::{Outbox, MAX_PENDING};
 use crate::notify::alertmanager;
-use crate::notify::delivery::{DeliveryResult, Outcome};
+use crate::notify::delivery::{Outcome, OutcomeReport};
 use crate::notify::routing::{self, Post};
 use crate::probe::ProbeResult;
 use crate::vocab::event::AlertEvent;
@@ -58,11 +58,11 @@ pub(super) struct Evaluator {
 }
 
 /// One `dropped` outcome per payload lost for `why`, given by its destination.
-pub(super) fn lost_outcomes(destinations: Vec<usize>, why: &str) -> Vec<Outcome> {
+pub(super) fn lost_outcomes(destinations: Vec<usize>, why: &str) -> Vec<OutcomeReport> {
     destinations
         .into_iter()
-        .map(|destination| Outcome {
-            result: DeliveryResult::Dropped,
+        .map(|destination| OutcomeReport {
+            outcome: Outcome::Dropped,
             message: format!("alert dropped: {why}"),
             is_error: false,
             destination,
@@ -171,7 +171,7 @@ impl Evaluator {
 
     /// Queues a heartbeat when one is due: only after an evaluation round since the last one,
     /// and only to a helper that is making progress (a beat must mean that alerts get out).
-    pub(super) fn beat(&mut self, now: u64) -> Vec<Outcome> {
+    pub(super) fn beat(&mut self, now: u64) -> Vec<OutcomeReport> {
         let responsive = self
             .helper
             .as_ref()
@@ -358,7 +358,7 @@ impl Evaluator {
 
     /// Logs every event and queues the payloads for every destination. Returns outcomes for
     /// payloads that could not be queued.
-    pub(super) fn announce(&mut self, events: &[AlertEvent], now: u64) -> Vec<Outcome> {
+    pub(super) fn announce(&mut self, events: &[AlertEvent], now: u64) -> Vec<OutcomeReport> {
         if !self.mcf.has_alert_destinations() {
             // No destination: the error log is where alerts go.
             for e in events {
@@ -385,7 +385,7 @@ impl Evaluator {
     }
 
     /// Queues `body` for destination `i`; returns outcomes for what had to be dropped.
-    pub(super) fn submit(&mut self, i: usize, body: &str) -> Vec<Outcome> {
+    pub(super) fn submit(&mut self, i: usize, body: &str) -> Vec<OutcomeReport> {
         lost_outcomes(
             self.outbox.push(i, body, MAX_PENDING),
             "too many alerts wait for the helper process",
@@ -393,7 +393,7 @@ impl Evaluator {
     }
 
     /// Queues what [`routing`] says; returns outcomes for what had to be dropped.
-    pub(super) fn submit_all(&mut self, posts: Vec<Post>) -> Vec<Outcome> {
+    pub(super) fn submit_all(&mut self, posts: Vec<Post>) -> Vec<OutcomeReport> {
         let mut dropped = Vec::new();
         for post in posts {
             dropped.extend(self.submit(post.destination, &post.body));
@@ -402,7 +402,7 @@ impl Evaluator {
     }
 
     /// Re-posts what fires to the Alertmanagers every `alertmanager::RESEND_SECS`.
-    pub(super) fn resend_to_alertmanager(&mut self, now: u64) -> Vec<Outcome> {
+    pub(super) fn resend_to_alertmanager(&mut self, now: u64) -> Vec<OutcomeReport> {
         if !routing::wants_firing(&self.mcf.destinations) || now < self.next_alertmanager_ms {
             return Vec::new();
         }
@@ -413,16 +413,16 @@ impl Evaluator {
     }
 
     /// Counts delivery outcomes in the zone and logs each once.
-    pub(super) fn record_outcomes(&self, outcomes: Vec<Outcome>) {
+    pub(super) fn record_outcomes(&self, outcomes: Vec<OutcomeReport>) {
         for o in outcomes {
-            let i = DeliveryResult::ALL
+            let i = Outcome::ALL
                 .iter()
-                .position(|r| *r == o.result)
+                .position(|r| *r == o.outcome)
                 .unwrap_or(0);
             self.zone.count_delivery(o.destination, i);
             let msg = &o.message;
-            match o.result {
-                DeliveryResult::Sent => notice!(self.log, "status_alert: {msg}"),
+            match o.outcome {
+                Outcome::Sent => notice!(self.log, "status_alert: {msg}"),
                 _ if o.is_error => error!(self.log, "status_alert: {msg}"),
                 _ => warn!(self.log, "status_alert: {msg}"),
             }

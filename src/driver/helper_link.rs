@@ -10,7 +10,7 @@ use super::evaluator::{lost_outcomes, Evaluator};
 use super::loop_fd::LoopFd;
 use super::process::on_reports;
 use crate::helper::{Helper, HelperContext, Report};
-use crate::notify::delivery::{NotifierConfig, Outcome};
+use crate::notify::delivery::{DeliveryConfig, OutcomeReport};
 use crate::zone::StallReason;
 
 /// The shortest and longest wait before restarting a helper that keeps dying or cannot start.
@@ -55,7 +55,7 @@ impl Evaluator {
 
     /// Reads the helper's reports: delivery outcomes are returned for counting and logging;
     /// a helper that has gone is abandoned and its restart scheduled.
-    pub(super) fn read_reports(&mut self, now: u64) -> Vec<Outcome> {
+    pub(super) fn read_reports(&mut self, now: u64) -> Vec<OutcomeReport> {
         let Some(link) = self.helper.as_mut() else {
             return Vec::new();
         };
@@ -81,7 +81,7 @@ impl Evaluator {
     }
 
     /// Replaces a helper that stopped making progress, and starts one when none runs.
-    pub(super) fn watch_helper(&mut self, now: u64, outcomes: &mut Vec<Outcome>) {
+    pub(super) fn watch_helper(&mut self, now: u64, outcomes: &mut Vec<OutcomeReport>) {
         let silent = self
             .helper
             .as_ref()
@@ -127,7 +127,7 @@ impl Evaluator {
 
     /// Forgets the current helper; what it had taken but not settled is returned as dropped,
     /// what it had not taken stays in the outbox for the next one.
-    pub(super) fn drop_helper(&mut self, why: &str) -> Vec<Outcome> {
+    pub(super) fn drop_helper(&mut self, why: &str) -> Vec<OutcomeReport> {
         let Some(link) = self.helper.take() else {
             return Vec::new();
         };
@@ -197,7 +197,7 @@ impl Evaluator {
             .mcf
             .destinations
             .iter()
-            .map(NotifierConfig::for_destination)
+            .map(DeliveryConfig::for_destination)
             .collect();
         let ctx = HelperContext {
             in_child: set_helper_title,

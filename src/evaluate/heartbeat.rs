@@ -9,7 +9,7 @@
 //! - once, when it starts: `HeartbeatSchedule::new(interval_ms, now_ms)` with
 //!   `mcf.heartbeat()`'s `(index, interval_ms)`, keeping `index` (the heartbeat's place in
 //!   `mcf.destinations`, which the helper delivers to with a GET:
-//!   `NotifierConfig::for_destination`);
+//!   `DeliveryConfig::for_destination`);
 //! - after every completed evaluation round (`evaluate::evaluate_with` ran, under the lease):
 //!   `schedule.on_evaluation()`;
 //! - on every tick of its timer (every 250 ms), after the round of that tick if any, while it

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::notify::delivery::{DeliveryResult, Notifier, NotifierConfig, Outcome};
+use crate::notify::delivery::{DeliveryConfig, DeliveryThread, Outcome, OutcomeReport};
 use crate::zone::{Zone, MAX_DESTINATIONS};
 pub use outbox::Outbox;
 
@@ -42,11 +42,11 @@ pub const TICK_MS: u64 = 250;
 /// A report from the helper process.
 #[derive(Clone, Debug)]
 pub enum Report {
-    /// A delivery outcome.
-    Outcome(Outcome),
+    /// A delivery outcome with its log line.
+    Outcome(OutcomeReport),
     /// The helper has taken every payload up to this id (see [`Outbox`]).
     Accepted(u64),
-    /// Messages waiting in the notifier's queue.
+    /// Messages waiting in the delivery threads' queues.
     QueueDepth(u64),
     /// The helper is alive and making progress (sent every [`TICK_MS`]).
     Tick,
@@ -56,7 +56,7 @@ pub enum Report {
 pub fn encode(report: &Report) -> String {
     let v = match report {
         Report::Outcome(o) => json!({"outcome": {
-            "result": o.result.label(), "message": o.message, "is_error": o.is_error,
+            "result": o.outcome.label(), "message": o.message, "is_error": o.is_error,
             "destination": o.destination}}),
         Report::Accepted(id) => json!({ "accepted": id }),
         Report::QueueDepth(n) => json!({ "queue_depth": n }),
@@ -78,11 +78,9 @@ pub fn decode(line: &str) -> Option<Report> {
     let v: Value = serde_json::from_str(line).ok()?;
     if let Some(o) = v.get("outcome") {
         let label = o.get("result")?.as_str()?;
-        let result = DeliveryResult::ALL
-            .into_iter()
-            .find(|r| r.label() == label)?;
-        return Some(Report::Outcome(Outcome {
-            result,
+        let outcome = Outcome::ALL.into_iter().find(|r| r.label() == label)?;
+        return Some(Report::Outcome(OutcomeReport {
+            outcome,
             message: o.get("message")?.as_str()?.to_string(),
             is_error: o.get("is_error")?.as_bool()?,
             destination: o.get("destination")?.as_u64()? as usize,
@@ -213,7 +211,7 @@ impl Helper {
     /// killed. It lives until its input pipe closes (worker 0 exits or dies), then delivers
     /// what is queued within [`SHUTDOWN_GRACE`], logging and counting those outcomes itself,
     /// and exits.
-    pub fn start(destinations: Vec<NotifierConfig>, ctx: HelperContext) -> io::Result<Helper> {
+    pub fn start(destinations: Vec<DeliveryConfig>, ctx: HelperContext) -> io::Result<Helper> {
         let (down_r, down_w) = pipe()?;
         let (up_r, up_w) = pipe()?;
         let (pid_r, pid_w) = pipe()?;
@@ -306,7 +304,7 @@ impl Helper {
         let reports = drain_lines(&mut self.inbox);
         for r in &reports {
             match r {
-                Report::Outcome(o) if o.result != DeliveryResult::Retried => {
+                Report::Outcome(o) if o.outcome != Outcome::Retried => {
                     self.settled[o.destination.min(MAX_DESTINATIONS - 1)] += 1;
                 }
                 Report::Accepted(id) => {
@@ -426,7 +424,7 @@ fn close_inherited(mut keep: [RawFd; 2]) {
 fn child_main(
     mut down: File,
     mut up: File,
-    destinations: Vec<NotifierConfig>,
+    destinations: Vec<DeliveryConfig>,
     ctx: HelperContext,
 ) -> ! {
     (ctx.in_child)();
@@ -440,14 +438,14 @@ fn child_main(
     let mut send = |r: &Report| up.write_all(encode(r).as_bytes()).is_ok();
 
     // One delivery thread per destination: each has its own queue and retry state.
-    let notifiers: Vec<Option<Notifier>> = destinations
+    let threads: Vec<Option<DeliveryThread>> = destinations
         .into_iter()
         .enumerate()
-        .map(|(i, cfg)| match Notifier::start(cfg) {
+        .map(|(i, cfg)| match DeliveryThread::start(cfg) {
             Ok(n) => Some(n),
             Err(e) => {
-                send(&Report::Outcome(Outcome {
-                    result: DeliveryResult::Failed,
+                send(&Report::Outcome(OutcomeReport {
+                    outcome: Outcome::Failed,
                     message: format!("cannot start the delivery thread: {e}"),
                     is_error: true,
                     destination: i,
@@ -487,13 +485,13 @@ fn child_main(
                 continue;
             };
             taken = Some(id);
-            let notifier = notifiers.get(destination).and_then(Option::as_ref);
-            match (notifier, std::str::from_utf8(body)) {
+            let thread = threads.get(destination).and_then(Option::as_ref);
+            match (thread, std::str::from_utf8(body)) {
                 (Some(n), Ok(body)) => n.submit(body.to_string()),
                 // Settled here, so that the payload is counted once like every other.
                 _ => {
-                    alive &= send(&Report::Outcome(Outcome {
-                        result: DeliveryResult::Failed,
+                    alive &= send(&Report::Outcome(OutcomeReport {
+                        outcome: Outcome::Failed,
                         message: "alert dropped: its destination has no delivery thread".into(),
                         is_error: true,
                         destination,
@@ -512,7 +510,7 @@ fn child_main(
             alive &= send(&Report::Tick);
         }
         let mut depth = 0;
-        for (i, n) in notifiers.iter().enumerate() {
+        for (i, n) in threads.iter().enumerate() {
             let Some(n) = n else { continue };
             for mut o in n.outcomes() {
                 o.destination = i;
@@ -539,7 +537,7 @@ fn child_main(
     };
     // Each thread gets the whole grace period, in parallel: shut them down together.
     let deadline = Instant::now() + SHUTDOWN_GRACE;
-    let stopping: Vec<_> = notifiers
+    let stopping: Vec<_> = threads
         .into_iter()
         .enumerate()
         .filter_map(|(i, n)| n.map(|n| (i, n)))
@@ -571,17 +569,17 @@ struct Orphan {
 }
 
 impl Orphan {
-    fn record(&self, o: &Outcome) {
+    fn record(&self, o: &OutcomeReport) {
         if let Some(zone) = &self.zone {
-            let i = DeliveryResult::ALL
+            let i = Outcome::ALL
                 .iter()
-                .position(|r| *r == o.result)
+                .position(|r| *r == o.outcome)
                 .unwrap_or(0);
             zone.count_delivery(o.destination, i);
         }
         // nginx's levels: 4 error, 5 warn, 6 notice (ngx_log.h).
-        let (level, name) = match o.result {
-            DeliveryResult::Sent => (6, "notice"),
+        let (level, name) = match o.outcome {
+            Outcome::Sent => (6, "notice"),
             _ if o.is_error => (4, "error"),
             _ => (5, "warn"),
         };
@@ -626,8 +624,8 @@ mod tests {
     #[test]
     fn reports_round_trip() {
         let reports = [
-            Report::Outcome(Outcome {
-                result: DeliveryResult::Retried,
+            Report::Outcome(OutcomeReport {
+                outcome: Outcome::Retried,
                 message: "webhook answered 429,\nretrying \"soon\"".into(),
                 is_error: false,
                 destination: 3,
@@ -649,7 +647,7 @@ mod tests {
         );
         match &back[0] {
             Report::Outcome(o) => {
-                assert_eq!(o.result, DeliveryResult::Retried);
+                assert_eq!(o.outcome, Outcome::Retried);
                 assert_eq!(o.message, "webhook answered 429,\nretrying \"soon\"");
                 assert_eq!(o.destination, 3);
             }
