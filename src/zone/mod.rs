@@ -211,7 +211,8 @@ pub struct AlertShared {
     /// 5xx in the window at the last evaluation.
     window_errors: AtomicU64,
     /// When the level was taken over from another master's evaluator (binary upgrade), ms; 0
-    /// otherwise. Until this zone has seen a whole window, the level is held (see evaluate.rs).
+    /// otherwise. Until this zone has seen a whole window, the level is held (see
+    /// src/evaluate/mod.rs).
     pub adopted_at_ms: AtomicU64,
 }
 
@@ -978,7 +979,7 @@ impl Zone {
     /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
     /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
     /// exported without the `latency=` and `slo=` levels (an older exporter) keeps its own.
-    /// Every level taken over is held for one window (`adopted_at_ms`, see evaluate.rs).
+    /// Every level taken over is held for one window (`adopted_at_ms`, see src/evaluate/mod.rs).
     pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
         if state["version"] != 1 {
             return;

@@ -1,5 +1,5 @@
 //! FFI glue for the shared-memory zones: registration, initialisation and the hand-over of
-//! counters and state across reloads. The layout itself is in `zone.rs`.
+//! counters and state across reloads. The layout itself is in src/zone/mod.rs.
 //!
 //! Each configuration counts into one *primary* zone named `status_alert_<size>`. A reload that
 //! keeps the size reuses it in place (nginx maps it again; slots are matched by key). A reload
