@@ -20,7 +20,7 @@ use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x06");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x07");
 
 /// Longest NAME key.
 pub const NAME_KEY_MAX: usize = 64;
@@ -66,6 +66,9 @@ pub struct ZoneHeader {
     pub alerting: Alerting,
     /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
     writers: [AtomicU64; MAX_WRITERS],
+    /// The lowest generation of a process that found `writers` full, plus one; 0 if none did.
+    /// Never cleared (see [`Zone::register_writer`]).
+    writer_overflow: AtomicU64,
 }
 
 /// How the evaluator is doing, written by the evaluating process (and the master at commit),
@@ -770,6 +773,17 @@ impl Zone {
     /// Records that process `pid` counts into this zone for configuration `generation`, so
     /// that slots it may write are not handed to another NAME while it lives. Entries of dead
     /// processes are reused.
+    ///
+    /// With [`MAX_WRITERS`] live writers already recorded, no entry is taken from a live
+    /// writer (its slots could then be reclaimed while it still counts into them). Instead the
+    /// zone remembers, for good, the lowest generation that found the table full: its
+    /// processes cannot be told apart, so none of them is ever known to have exited. The cost
+    /// is space, never a wrong count: slots retired after that generation are not reclaimed
+    /// in this zone. Automatic sizing moves to a larger, fresh zone once the headroom is used
+    /// up; with `status_alert_zone`, a reload needing those slots fails until nginx restarts
+    /// or the size changes. Such a writer does not keep the zone mapped across reloads
+    /// ([`Zone::has_live_writers`]): counts it makes after the zone is dropped are lost, as
+    /// they go to its own mapping, which nothing reads.
     pub fn register_writer(&self, pid: u32, generation: u64, alive: impl Fn(u32) -> bool) {
         let entry = u64::from(pid) << 32 | (generation & 0xffff_ffff);
         let writers = &self.header().writers;
@@ -788,14 +802,18 @@ impl Zone {
                 return;
             }
         }
-        // More live workers than entries: the oldest generation's entry goes (its slots may
-        // then be reclaimed a reload early; far beyond any real worker_processes).
-        if let Some(w) = writers.iter().min_by_key(|w| w.load(Relaxed) & 0xffff_ffff) {
-            w.store(entry, Relaxed);
-        }
+        let g = (generation & 0xffff_ffff) + 1;
+        let overflow = &self.header().writer_overflow;
+        let _ = overflow.fetch_update(Relaxed, Relaxed, |v| (v == 0 || g < v).then_some(g));
     }
 
-    /// Generations of the live processes counting into this zone.
+    /// The lowest generation of a writer that found the writer table full, if one did.
+    fn unregistered_writer_generation(&self) -> Option<u64> {
+        let v = self.header().writer_overflow.load(Relaxed);
+        v.checked_sub(1)
+    }
+
+    /// Generations of the live processes recorded as counting into this zone.
     fn live_writer_generations(&self, alive: &dyn Fn(u32) -> bool) -> Vec<u64> {
         self.header()
             .writers
@@ -806,7 +824,7 @@ impl Zone {
             .collect()
     }
 
-    /// True while a process that counted into this zone lives.
+    /// True while a process recorded as counting into this zone lives.
     pub fn has_live_writers(&self, alive: impl Fn(u32) -> bool) -> bool {
         !self.live_writer_generations(&alive).is_empty()
     }
@@ -820,7 +838,9 @@ impl Zone {
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<Plan, ZoneFull> {
         let next = self.header().generation.load(Relaxed).wrapping_add(1) & 0xffff_ffff;
-        let writers = self.live_writer_generations(alive);
+        let mut writers = self.live_writer_generations(alive);
+        // Processes that could not be recorded may live as long as they like.
+        writers.extend(self.unregistered_writer_generation());
         // A slot retired at generation r is written only by processes of generations < r;
         // a slot live now is retired at `next` unless the new configuration keeps it.
         let reclaimable = |state: u32, retired: u64| {
@@ -1420,6 +1440,40 @@ mod tests {
         z.register_writer(8, 2, everybody);
         z.register_writer(9, 3, |pid| pid != 7);
         assert_eq!(z.live_writer_generations(&|_| true), vec![3, 2]);
+    }
+
+    #[test]
+    fn a_full_writer_table_never_forgets_a_live_writer() {
+        let b = Buf::new(zone_size(2, 0));
+        let z = b.zone();
+        let first = z.claim(&keys(&["a", "b"]), &[], nobody).unwrap();
+        let pids = 1..=MAX_WRITERS as u32 + 1;
+        for pid in pids.clone() {
+            z.register_writer(pid, first.generation, everybody);
+        }
+        // Whichever of them is the one still running, renaming both finds no slot to reuse.
+        for survivor in pids {
+            let full = z.check(&keys(&["c", "d"]), &[], |pid| pid == survivor);
+            assert!(full.is_err(), "pid {survivor}'s slots would be reused");
+        }
+    }
+
+    #[test]
+    fn an_unregistered_writer_keeps_later_retired_slots_for_good() {
+        let b = Buf::new(zone_size(3, 0));
+        let z = b.zone();
+        claim_names(&z, &["a"]);
+        let second = z.claim(&keys(&["b"]), &[], nobody).unwrap();
+        for pid in 1..=MAX_WRITERS as u32 + 1 {
+            z.register_writer(pid, second.generation, everybody);
+        }
+        // All of them have exited, as far as anyone can tell. "a" (retired before that
+        // generation) can be reused; "b" (retired after it) cannot, in this zone.
+        let third = claim_names(&z, &["c", "d"]);
+        assert_eq!(third.len(), 2);
+        assert!(!z.has_live_writers(nobody), "nothing keeps the zone mapped");
+        assert!(z.check(&keys(&["e", "f"]), &[], nobody).is_err());
+        assert!(z.check(&keys(&["c", "e"]), &[], nobody).is_err());
     }
 
     #[test]
