@@ -22,9 +22,9 @@ use crate::zone::counters::{BucketBounds, LocationCounters};
 /// "STALRT" + layout version; a zone written by another layout is never read.
 const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x07");
 
-/// Longest NAME key.
+/// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;
-/// Longest probe key (NAME, a space, the URL).
+/// Longest probe key (NAME, a space, the URL); a longer one is shortened by [`slot_key`].
 pub const PROBE_KEY_MAX: usize = 512;
 /// Worker processes a zone remembers as writers (see [`Zone::register_writer`]).
 pub const MAX_WRITERS: usize = 256;
@@ -157,6 +157,38 @@ impl Alerting {
     }
 }
 
+/// FNV-1a, 64 bits, of `bytes`: a hash that is the same in every process, build and release.
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Hex digits of the hash at the end of a shortened key.
+const KEY_HASH_DIGITS: usize = 16;
+
+/// The key a slot of `max` bytes holds for `key`: `key` itself when it fits, else its first
+/// `max - 17` bytes, `#` and the [`fnv1a64`] of the whole key in hex. Keys that share a long
+/// prefix still get slots of their own, and a key gets the same slot on every reload. (Only a
+/// 64-bit hash collision, or a key of exactly `max` bytes ending in that very `#` and hash,
+/// could share a slot with a long key.)
+pub fn slot_key(key: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
+    if key.len() <= max {
+        return key.into();
+    }
+    let keep = max.saturating_sub(KEY_HASH_DIGITS + 1);
+    let mut short = key[..keep].to_vec();
+    short.push(b'#');
+    short.extend_from_slice(format!("{:016x}", fnv1a64(key.iter().copied())).as_bytes());
+    short.truncate(max);
+    short.into()
+}
+
+/// The slot keys of a configuration's keys (see [`slot_key`]).
+fn slot_keys<'k>(keys: &[&'k [u8]], max: usize) -> Vec<std::borrow::Cow<'k, [u8]>> {
+    keys.iter().map(|k| slot_key(k, max)).collect()
+}
+
 /// A fixed-capacity key stored in shared memory.
 #[repr(C)]
 pub struct SlotKey<const N: usize> {
@@ -178,7 +210,9 @@ impl<const N: usize> SlotKey<N> {
                 .all(|(b, k)| b.load(Relaxed) == *k)
     }
 
+    /// Stores `key`, at most `N` bytes (see [`slot_key`]).
     fn set(&self, key: &[u8]) {
+        debug_assert!(key.len() <= N, "keys go through slot_key");
         for (b, k) in self.bytes.iter().zip(key) {
             b.store(*k, Relaxed);
         }
@@ -833,8 +867,8 @@ impl Zone {
     fn plan(
         &self,
         counts: Counts,
-        names: &[&[u8]],
-        probes: &[&[u8]],
+        names: &[impl AsRef<[u8]>],
+        probes: &[impl AsRef<[u8]>],
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<Plan, ZoneFull> {
         let next = self.header().generation.load(Relaxed).wrapping_add(1) & 0xffff_ffff;
@@ -874,14 +908,19 @@ impl Zone {
         probes: &[&[u8]],
         alive: impl Fn(u32) -> bool,
     ) -> Result<(), ZoneFull> {
+        let (names, probes) = (
+            slot_keys(names, NAME_KEY_MAX),
+            slot_keys(probes, PROBE_KEY_MAX),
+        );
         let counts = self.counts().unwrap_or_default();
-        self.plan(counts, names, probes, &alive).map(|_| ())
+        self.plan(counts, &names, &probes, &alive).map(|_| ())
     }
 
     /// Starts a configuration generation and gives every key a slot: the slot already holding
     /// it (its data kept), else fresh space, else a retired slot that no live process can
     /// still write (the oldest first). Every other live slot is retired: its data stays until
-    /// the space is needed, so a NAME that comes back finds its counters.
+    /// the space is needed, so a NAME that comes back finds its counters. Keys are whole: a
+    /// slot holds a long one shortened by [`slot_key`].
     pub fn claim(
         &self,
         names: &[&[u8]],
@@ -891,9 +930,13 @@ impl Zone {
         if !self.is_formatted() {
             self.format();
         }
+        let (names, probes) = (
+            slot_keys(names, NAME_KEY_MAX),
+            slot_keys(probes, PROBE_KEY_MAX),
+        );
         // One reading of the counts serves the whole claim; the new ones are written last.
         let before = self.counts().unwrap_or_default();
-        let plan = self.plan(before, names, probes, &alive)?;
+        let plan = self.plan(before, &names, &probes, &alive)?;
         let new = |picks: &[Pick]| picks.iter().filter(|p| **p == Pick::New).count();
         let (new_names, new_probes) = (new(&plan.names), new(&plan.probes));
         let after = Counts {
@@ -1211,7 +1254,7 @@ fn retire<const N: usize>(key: &SlotKey<N>, generation: u64) {
 /// else a reclaimable retired slot (the longest retired first); `None` when none is left.
 fn pick<S, const N: usize>(
     slots: &[S],
-    keys: &[&[u8]],
+    keys: &[impl AsRef<[u8]>],
     key_of: impl Fn(&S) -> &SlotKey<N>,
     reclaimable: &dyn Fn(u32, u64) -> bool,
     mut space: usize,
@@ -1222,7 +1265,7 @@ fn pick<S, const N: usize>(
         .map(|key| {
             let i = slots
                 .iter()
-                .position(|s| key_of(s).is_used() && key_of(s).matches(key))?;
+                .position(|s| key_of(s).is_used() && key_of(s).matches(key.as_ref()))?;
             taken[i] = true;
             Some(i)
         })
@@ -1864,6 +1907,55 @@ mod tests {
     fn ptr_range<T>(t: &T) -> (usize, usize) {
         let start = core::ptr::from_ref(t) as usize;
         (start, start + size_of::<T>())
+    }
+
+    #[test]
+    fn fnv1a64_is_the_standard_one() {
+        assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn long_keys_are_shortened_to_a_prefix_and_a_hash_of_the_whole() {
+        let short = b"be http://h/".as_slice();
+        assert!(matches!(slot_key(short, 512), std::borrow::Cow::Borrowed(k) if k == short));
+        let exact = vec![b'x'; 512];
+        assert_eq!(slot_key(&exact, 512).as_ref(), exact.as_slice());
+
+        let long = [short, &[b'x'; 600]].concat();
+        let k = slot_key(&long, PROBE_KEY_MAX);
+        assert_eq!(k.len(), PROBE_KEY_MAX);
+        assert_eq!(&k[..495], &long[..495]);
+        // Pinned: a key must map to the same slot in every release.
+        assert_eq!(&k[495..], b"#a03a5fdbd10d3581");
+        assert_eq!(slot_key(&long, PROBE_KEY_MAX), k, "stable");
+        // Keys alike in their first 512 bytes (and more) still differ.
+        let mut other = long.clone();
+        *other.last_mut().unwrap() = b'y';
+        assert_ne!(slot_key(&other, PROBE_KEY_MAX), k);
+        let longer = [long.as_slice(), b"x"].concat();
+        assert_ne!(slot_key(&longer, PROBE_KEY_MAX), k);
+        assert_eq!(slot_key(&long, NAME_KEY_MAX).len(), NAME_KEY_MAX);
+    }
+
+    #[test]
+    fn long_keys_get_slots_of_their_own_across_reloads() {
+        let b = Buf::new(zone_size(0, 4));
+        let z = b.zone();
+        let base = format!("be http://h/{}", "x".repeat(600));
+        let (one, two) = (format!("{base}1"), format!("{base}2"));
+        let probes = keys(&[one.as_str(), two.as_str()]);
+        let first = z.claim(&[], &probes, nobody).unwrap();
+        assert!(!core::ptr::eq(first.probes[0], first.probes[1]));
+        first.probes[1].probe.state.store(PROBE_DOWN, Relaxed);
+        let reloaded = z
+            .claim(&[], &keys(&[two.as_str(), one.as_str()]), nobody)
+            .unwrap();
+        assert!(core::ptr::eq(reloaded.probes[0], first.probes[1]));
+        assert!(core::ptr::eq(reloaded.probes[1], first.probes[0]));
+        assert_eq!(reloaded.probes[0].probe.state.load(Relaxed), PROBE_DOWN);
+        assert_eq!(z.probes().len(), 2, "no slot was added");
     }
 
     #[test]
