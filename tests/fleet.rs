@@ -466,9 +466,9 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
                 status_alert_alertmanager http://127.0.0.1:{am_port};
                 server {{
                     listen 127.0.0.1:{{PORT}};
-                    location /ok {{ status_alert api window=3s min_requests=5 repeat=off
+                    location /ok {{ status_alert api window=8s min_requests=5 repeat=off
                                     runbook=https://wiki.example.com/api; return 200; }}
-                    location /err {{ status_alert api window=3s min_requests=5 repeat=off
+                    location /err {{ status_alert api window=8s min_requests=5 repeat=off
                                      runbook=https://wiki.example.com/api; return 500; }}
                     location = /status_metrics {{ status_alert off; status_metrics; }}
                 }}

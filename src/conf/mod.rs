@@ -104,12 +104,12 @@ pub struct ProbeResolver {
 }
 
 impl ProbeConf {
-    /// Key of the probe's slot: NAME, a space, the target without credentials.
+    /// Key of the probe's slot: NAME, a space, the target without credentials. Whole: the
+    /// zone shortens a long one without losing what tells it apart (`zone::slot_key`).
     pub fn key(&self) -> Vec<u8> {
         let mut k = self.spec.name.clone().into_bytes();
         k.push(b' ');
         k.extend_from_slice(self.spec.target.display().as_bytes());
-        k.truncate(crate::zone::PROBE_KEY_MAX);
         k
     }
 }
@@ -543,5 +543,38 @@ mod tests {
             .to_string()
             .starts_with("status_alert_probe: name= is required"));
         assert!(err.to_string().ends_with(" in a:3"), "{err}");
+    }
+
+    #[test]
+    fn probes_alike_in_their_first_512_bytes_keep_slots_of_their_own() {
+        let path = "x".repeat(600);
+        let mut mcf = MainConf::default();
+        for last in ["1", "2"] {
+            let url = format!("http://127.0.0.1:1/{path}{last}");
+            let args = [url, "name=be".to_string()];
+            mcf.add_probe(ProbeConf {
+                spec: probe_spec::parse(&args, true).unwrap(),
+                place: "a:1".into(),
+                slot: core::ptr::null(),
+                addrs: Vec::new(),
+                core_loc_conf: core::ptr::null(),
+                resolver: None,
+            })
+            .unwrap();
+        }
+        let (_, probes) = mcf.keys();
+        let probes: Vec<&[u8]> = probes.iter().map(Vec::as_slice).collect();
+        let size = crate::zone::zone_size(0, 2);
+        let layout = std::alloc::Layout::from_size_align(size, 64).unwrap();
+        // SAFETY: non-zero size; freed below.
+        let mem = unsafe { std::alloc::alloc_zeroed(layout) };
+        // SAFETY: zeroed, aligned, freed after the last use.
+        let zone = unsafe { Zone::from_raw(mem, size) }.unwrap();
+        let first = zone.claim(&[], &probes, |_| false).unwrap().probes;
+        let again = zone.claim(&[], &probes, |_| false).unwrap().probes;
+        assert!(!core::ptr::eq(first[0], first[1]), "one slot each");
+        assert!(core::ptr::eq(again[0], first[0]) && core::ptr::eq(again[1], first[1]));
+        // SAFETY: allocated above with this layout; no slot is used after this.
+        unsafe { std::alloc::dealloc(mem, layout) };
     }
 }

@@ -455,11 +455,11 @@ mod tests {
             ("http://h:0/", "invalid port"),
             ("http://h:99999/", "invalid port"),
             ("http://[::1/", "unclosed"),
-            // Found by tests/properties.rs: what followed "]" was ignored, probing port 80.
+            // Found by src/properties.rs: what followed "]" was ignored, probing port 80.
             ("http://[::1]8080/", "invalid port"),
-            // Found by tests/properties.rs: Rust's integer parsing takes a leading '+'.
+            // Found by src/properties.rs: Rust's integer parsing takes a leading '+'.
             ("http://h:+80/", "invalid port"),
-            // Found by tests/properties.rs: brackets inside the host were kept as part of it.
+            // Found by src/properties.rs: brackets inside the host were kept as part of it.
             ("http://[[]", "invalid host"),
             ("http://[[::1]/", "invalid host"),
             ("http://a]b/", "invalid host"),
@@ -473,7 +473,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("topsecret"), "{e}");
-        // Found by tests/properties.rs: a password holding an `@` leaked its tail.
+        // Found by src/properties.rs: a password holding an `@` leaked its tail.
         let e = parse_target("http://u:top@secret@h:99999/")
             .unwrap_err()
             .to_string();

@@ -102,13 +102,7 @@ impl BucketBounds {
     /// A non-zero fingerprint of the bounds (FNV-1a), stored with the counters so that a reload
     /// that changes the buckets restarts the histogram instead of mixing two bucket layouts.
     pub fn fingerprint(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.as_ms() {
-            for byte in b.to_le_bytes() {
-                h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        h | 1
+        super::fnv1a64(self.as_ms().iter().flat_map(|b| b.to_le_bytes())) | 1
     }
 }
 

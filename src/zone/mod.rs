@@ -20,11 +20,11 @@ use crate::probe::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x06");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x07");
 
-/// Longest NAME key.
+/// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;
-/// Longest probe key (NAME, a space, the URL).
+/// Longest probe key (NAME, a space, the URL); a longer one is shortened by [`slot_key`].
 pub const PROBE_KEY_MAX: usize = 512;
 /// Worker processes a zone remembers as writers (see [`Zone::register_writer`]).
 pub const MAX_WRITERS: usize = 256;
@@ -66,6 +66,9 @@ pub struct ZoneHeader {
     pub alerting: Alerting,
     /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
     writers: [AtomicU64; MAX_WRITERS],
+    /// The lowest generation of a process that found `writers` full, plus one; 0 if none did.
+    /// Never cleared (see [`Zone::register_writer`]).
+    writer_overflow: AtomicU64,
 }
 
 /// How the evaluator is doing, written by the evaluating process (and the master at commit),
@@ -154,6 +157,38 @@ impl Alerting {
     }
 }
 
+/// FNV-1a, 64 bits, of `bytes`: a hash that is the same in every process, build and release.
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Hex digits of the hash at the end of a shortened key.
+const KEY_HASH_DIGITS: usize = 16;
+
+/// The key a slot of `max` bytes holds for `key`: `key` itself when it fits, else its first
+/// `max - 17` bytes, `#` and the [`fnv1a64`] of the whole key in hex. Keys that share a long
+/// prefix still get slots of their own, and a key gets the same slot on every reload. (Only a
+/// 64-bit hash collision, or a key of exactly `max` bytes ending in that very `#` and hash,
+/// could share a slot with a long key.)
+pub fn slot_key(key: &[u8], max: usize) -> std::borrow::Cow<'_, [u8]> {
+    if key.len() <= max {
+        return key.into();
+    }
+    let keep = max.saturating_sub(KEY_HASH_DIGITS + 1);
+    let mut short = key[..keep].to_vec();
+    short.push(b'#');
+    short.extend_from_slice(format!("{:016x}", fnv1a64(key.iter().copied())).as_bytes());
+    short.truncate(max);
+    short.into()
+}
+
+/// The slot keys of a configuration's keys (see [`slot_key`]).
+fn slot_keys<'k>(keys: &[&'k [u8]], max: usize) -> Vec<std::borrow::Cow<'k, [u8]>> {
+    keys.iter().map(|k| slot_key(k, max)).collect()
+}
+
 /// A fixed-capacity key stored in shared memory.
 #[repr(C)]
 pub struct SlotKey<const N: usize> {
@@ -165,7 +200,9 @@ pub struct SlotKey<const N: usize> {
 
 impl<const N: usize> SlotKey<N> {
     fn matches(&self, key: &[u8]) -> bool {
-        self.len.load(Relaxed) as usize == key.len()
+        let len = self.len.load(Relaxed) as usize;
+        len <= N
+            && len == key.len()
             && self
                 .bytes
                 .iter()
@@ -173,7 +210,9 @@ impl<const N: usize> SlotKey<N> {
                 .all(|(b, k)| b.load(Relaxed) == *k)
     }
 
+    /// Stores `key`, at most `N` bytes (see [`slot_key`]).
     fn set(&self, key: &[u8]) {
+        debug_assert!(key.len() <= N, "keys go through slot_key");
         for (b, k) in self.bytes.iter().zip(key) {
             b.store(*k, Relaxed);
         }
@@ -211,7 +250,8 @@ pub struct AlertShared {
     /// 5xx in the window at the last evaluation.
     window_errors: AtomicU64,
     /// When the level was taken over from another master's evaluator (binary upgrade), ms; 0
-    /// otherwise. Until this zone has seen a whole window, the level is held (see evaluate.rs).
+    /// otherwise. Until this zone has seen a whole window, the level is held (see
+    /// src/evaluate/mod.rs).
     pub adopted_at_ms: AtomicU64,
 }
 
@@ -500,6 +540,30 @@ pub fn payload_for_shm_size(size: usize, pagesize: usize) -> usize {
     (size.saturating_sub(2 * pagesize) / (pagesize + 64)).saturating_sub(4) * pagesize
 }
 
+/// Where a zone's payload lies in its shared memory: `(offset, length)` within the mapping of
+/// `map_size` bytes at `map_addr`, given `data`, the address the slab pool's `data` field holds.
+///
+/// Worker processes can write that field (it is in the mapping), so the master takes from it
+/// only an offset, and only one that is page aligned and past the slab pool's first page (its
+/// header and page table, which a payload must never overlap). The length comes from the
+/// mapping's size alone ([`payload_for_shm_size`], what the master allocated) and must fit behind
+/// the offset. `None` for anything else: the zone is damaged and is not read.
+pub fn payload_in_mapping(
+    map_addr: usize,
+    map_size: usize,
+    data: usize,
+    pagesize: usize,
+) -> Option<(usize, usize)> {
+    if !pagesize.is_power_of_two() || map_addr % pagesize != 0 {
+        return None;
+    }
+    let offset = data.checked_sub(map_addr)?;
+    let len = payload_for_shm_size(map_size, pagesize);
+    let fits = offset.checked_add(len).is_some_and(|end| end <= map_size);
+    (fits && offset % pagesize == 0 && offset >= pagesize && len >= size_of::<ZoneHeader>())
+        .then_some((offset, len))
+}
+
 /// True if process `pid` exists (a zombie counts; so may a recycled pid, which only keeps a
 /// zone or a slot a little longer): the liveness test of zone writers.
 pub fn process_alive(pid: u32) -> bool {
@@ -610,7 +674,31 @@ pub struct Claimed<'z> {
     pub probes: Vec<&'z ProbeSlot>,
 }
 
+/// How many slots of each kind a zone has carved, as read once from its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    names: usize,
+    probes: usize,
+}
+
+impl Counts {
+    /// Bytes the header and the slots take; `None` past `usize`.
+    fn bytes(self) -> Option<usize> {
+        size_of::<ZoneHeader>()
+            .checked_add(self.names.checked_mul(size_of::<NameSlot>())?)?
+            .checked_add(self.probes.checked_mul(size_of::<ProbeSlot>())?)
+    }
+
+    fn fit_in(self, size: usize) -> bool {
+        self.bytes().is_some_and(|b| b <= size)
+    }
+}
+
 /// A view of a zone's memory.
+///
+/// Worker processes can write anything in it, so nothing read from it is trusted to index
+/// memory: slot counts are read once and checked against `size`, which the view's creator
+/// knows independently of the zone's contents (see [`payload_in_mapping`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Zone {
     base: *mut u8,
@@ -626,8 +714,9 @@ impl Zone {
     /// Wraps zone memory.
     ///
     /// # Safety
-    /// `base` must be 64-byte aligned, valid for `size` bytes for as long as the `Zone` is used,
-    /// and either zero-filled or previously formatted by [`Zone::format`].
+    /// `base` must be valid for `size` bytes for as long as the `Zone` is used. Any contents
+    /// will do (every field is an atomic integer), though only zero-filled memory or a zone
+    /// written by [`Zone::format`] reads as one.
     pub unsafe fn from_raw(base: *mut u8, size: usize) -> Option<Zone> {
         if base.is_null() || (base as usize) % align_of::<ZoneHeader>() != 0 {
             return None;
@@ -649,13 +738,41 @@ impl Zone {
 
     /// True when the memory holds a zone of this layout.
     pub fn is_formatted(&self) -> bool {
+        self.counts().is_some()
+    }
+
+    /// The slot counts, each read once from the header and checked against the zone's real
+    /// size; `None` unless the memory holds a zone of this layout. Every use of a count goes
+    /// through one such reading: a count re-read later may have been changed by a worker.
+    fn counts(&self) -> Option<Counts> {
         let h = self.header();
-        h.magic.load(Relaxed) == ZONE_MAGIC
-            && h.size.load(Relaxed) as usize == self.size
-            && zone_size(
-                h.name_count.load(Relaxed) as usize,
-                h.probe_count.load(Relaxed) as usize,
-            ) <= self.size
+        let c = Counts {
+            names: h.name_count.load(Relaxed) as usize,
+            probes: h.probe_count.load(Relaxed) as usize,
+        };
+        let ours = h.magic.load(Relaxed) == ZONE_MAGIC && h.size.load(Relaxed) == self.size as u64;
+        (ours && c.fit_in(self.size)).then_some(c)
+    }
+
+    /// The NAME slots and the probe slots (newest first) of `c`; none if they do not fit.
+    fn slots(&self, c: Counts) -> (&[NameSlot], &[ProbeSlot]) {
+        if !c.fit_in(self.size) {
+            return (&[], &[]);
+        }
+        let probes_at = self.size - c.probes * size_of::<ProbeSlot>();
+        // SAFETY: header and slots fit in the zone's `size` bytes (checked above), NAME slots
+        // from the front and probe slots from the back, so they never overlap; the slots'
+        // alignment (64) divides the base's, the header's size and `size`; any bytes are valid
+        // slots (atomics only).
+        unsafe {
+            (
+                core::slice::from_raw_parts(
+                    self.base.add(size_of::<ZoneHeader>()) as *const NameSlot,
+                    c.names,
+                ),
+                core::slice::from_raw_parts(self.base.add(probes_at) as *const ProbeSlot, c.probes),
+            )
+        }
     }
 
     /// Writes an empty zone over zero-filled memory.
@@ -669,38 +786,17 @@ impl Zone {
 
     /// NAME slots carved so far (none until formatted).
     pub fn names(&self) -> &[NameSlot] {
-        if !self.is_formatted() {
-            return &[];
-        }
-        let n = self.header().name_count.load(Relaxed) as usize;
-        // SAFETY: is_formatted checked that the slots fit; NameSlot's alignment (64) divides the
-        // header size, and all-zero is a valid slot.
-        unsafe {
-            core::slice::from_raw_parts(
-                self.base.add(size_of::<ZoneHeader>()) as *const NameSlot,
-                n,
-            )
-        }
+        self.counts().map_or(&[], |c| self.slots(c).0)
     }
 
     /// Probe slots carved so far (none until formatted), newest first.
     pub fn probes(&self) -> &[ProbeSlot] {
-        if !self.is_formatted() {
-            return &[];
-        }
-        let n = self.header().probe_count.load(Relaxed) as usize;
-        let offset = self.size - n * size_of::<ProbeSlot>();
-        // SAFETY: as in `names`; the size is a multiple of 64, and so is ProbeSlot's.
-        unsafe { core::slice::from_raw_parts(self.base.add(offset) as *const ProbeSlot, n) }
+        self.counts().map_or(&[], |c| self.slots(c).1)
     }
 
-    /// Bytes not yet carved into slots.
-    pub fn free_bytes(&self) -> usize {
-        let h = self.header();
-        self.size.saturating_sub(zone_size(
-            h.name_count.load(Relaxed) as usize,
-            h.probe_count.load(Relaxed) as usize,
-        ))
+    /// Bytes not carved into the slots of `c`.
+    fn free_bytes(&self, c: Counts) -> usize {
+        c.bytes().map_or(0, |b| self.size.saturating_sub(b))
     }
 
     /// The generation of the configuration that last claimed slots here.
@@ -711,6 +807,17 @@ impl Zone {
     /// Records that process `pid` counts into this zone for configuration `generation`, so
     /// that slots it may write are not handed to another NAME while it lives. Entries of dead
     /// processes are reused.
+    ///
+    /// With [`MAX_WRITERS`] live writers already recorded, no entry is taken from a live
+    /// writer (its slots could then be reclaimed while it still counts into them). Instead the
+    /// zone remembers, for good, the lowest generation that found the table full: its
+    /// processes cannot be told apart, so none of them is ever known to have exited. The cost
+    /// is space, never a wrong count: slots retired after that generation are not reclaimed
+    /// in this zone. Automatic sizing moves to a larger, fresh zone once the headroom is used
+    /// up; with `status_alert_zone`, a reload needing those slots fails until nginx restarts
+    /// or the size changes. Such a writer does not keep the zone mapped across reloads
+    /// ([`Zone::has_live_writers`]): counts it makes after the zone is dropped are lost, as
+    /// they go to its own mapping, which nothing reads.
     pub fn register_writer(&self, pid: u32, generation: u64, alive: impl Fn(u32) -> bool) {
         let entry = u64::from(pid) << 32 | (generation & 0xffff_ffff);
         let writers = &self.header().writers;
@@ -729,14 +836,18 @@ impl Zone {
                 return;
             }
         }
-        // More live workers than entries: the oldest generation's entry goes (its slots may
-        // then be reclaimed a reload early; far beyond any real worker_processes).
-        if let Some(w) = writers.iter().min_by_key(|w| w.load(Relaxed) & 0xffff_ffff) {
-            w.store(entry, Relaxed);
-        }
+        let g = (generation & 0xffff_ffff) + 1;
+        let overflow = &self.header().writer_overflow;
+        let _ = overflow.fetch_update(Relaxed, Relaxed, |v| (v == 0 || g < v).then_some(g));
     }
 
-    /// Generations of the live processes counting into this zone.
+    /// The lowest generation of a writer that found the writer table full, if one did.
+    fn unregistered_writer_generation(&self) -> Option<u64> {
+        let v = self.header().writer_overflow.load(Relaxed);
+        v.checked_sub(1)
+    }
+
+    /// Generations of the live processes recorded as counting into this zone.
     fn live_writer_generations(&self, alive: &dyn Fn(u32) -> bool) -> Vec<u64> {
         self.header()
             .writers
@@ -747,7 +858,7 @@ impl Zone {
             .collect()
     }
 
-    /// True while a process that counted into this zone lives.
+    /// True while a process recorded as counting into this zone lives.
     pub fn has_live_writers(&self, alive: impl Fn(u32) -> bool) -> bool {
         !self.live_writer_generations(&alive).is_empty()
     }
@@ -755,12 +866,15 @@ impl Zone {
     /// Works out the slots of a configuration without changing anything.
     fn plan(
         &self,
-        names: &[&[u8]],
-        probes: &[&[u8]],
+        counts: Counts,
+        names: &[impl AsRef<[u8]>],
+        probes: &[impl AsRef<[u8]>],
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<Plan, ZoneFull> {
-        let next = (self.header().generation.load(Relaxed) + 1) & 0xffff_ffff;
-        let writers = self.live_writer_generations(alive);
+        let next = self.header().generation.load(Relaxed).wrapping_add(1) & 0xffff_ffff;
+        let mut writers = self.live_writer_generations(alive);
+        // Processes that could not be recorded may live as long as they like.
+        writers.extend(self.unregistered_writer_generation());
         // A slot retired at generation r is written only by processes of generations < r;
         // a slot live now is retired at `next` unless the new configuration keeps it.
         let reclaimable = |state: u32, retired: u64| {
@@ -768,12 +882,13 @@ impl Zone {
             state != SLOT_FREE && writers.iter().all(|g| *g >= r)
         };
         // NAME slots are carved first; probes take what is left.
-        let free = self.free_bytes();
+        let free = self.free_bytes(counts);
+        let (name_slots, probe_slots) = self.slots(counts);
         let (ns, ps) = (size_of::<NameSlot>(), size_of::<ProbeSlot>());
-        let names = pick(self.names(), names, |s| &s.key, &reclaimable, free / ns);
+        let names = pick(name_slots, names, |s| &s.key, &reclaimable, free / ns);
         let new_names = names.iter().filter(|p| **p == Some(Pick::New)).count();
         let left = free - new_names * ns;
-        let probes = pick(self.probes(), probes, |s| &s.key, &reclaimable, left / ps);
+        let probes = pick(probe_slots, probes, |s| &s.key, &reclaimable, left / ps);
         let missing = |picks: &[Option<Pick>], size: usize| {
             picks.iter().filter(|p| p.is_none()).count() * size
         };
@@ -793,13 +908,19 @@ impl Zone {
         probes: &[&[u8]],
         alive: impl Fn(u32) -> bool,
     ) -> Result<(), ZoneFull> {
-        self.plan(names, probes, &alive).map(|_| ())
+        let (names, probes) = (
+            slot_keys(names, NAME_KEY_MAX),
+            slot_keys(probes, PROBE_KEY_MAX),
+        );
+        let counts = self.counts().unwrap_or_default();
+        self.plan(counts, &names, &probes, &alive).map(|_| ())
     }
 
     /// Starts a configuration generation and gives every key a slot: the slot already holding
     /// it (its data kept), else fresh space, else a retired slot that no live process can
     /// still write (the oldest first). Every other live slot is retired: its data stays until
-    /// the space is needed, so a NAME that comes back finds its counters.
+    /// the space is needed, so a NAME that comes back finds its counters. Keys are whole: a
+    /// slot holds a long one shortened by [`slot_key`].
     pub fn claim(
         &self,
         names: &[&[u8]],
@@ -809,67 +930,84 @@ impl Zone {
         if !self.is_formatted() {
             self.format();
         }
-        let plan = self.plan(names, probes, &alive)?;
-        let generation = (self.header().generation.fetch_add(1, Relaxed) + 1) & 0xffff_ffff;
-        for key in self.names().iter().map(|s| &s.key) {
-            retire(key, generation);
+        let (names, probes) = (
+            slot_keys(names, NAME_KEY_MAX),
+            slot_keys(probes, PROBE_KEY_MAX),
+        );
+        // One reading of the counts serves the whole claim; the new ones are written last.
+        let before = self.counts().unwrap_or_default();
+        let plan = self.plan(before, &names, &probes, &alive)?;
+        let new = |picks: &[Pick]| picks.iter().filter(|p| **p == Pick::New).count();
+        let (new_names, new_probes) = (new(&plan.names), new(&plan.probes));
+        let after = Counts {
+            names: before.names + new_names,
+            probes: before.probes + new_probes,
+        };
+        if !after.fit_in(self.size) {
+            // The plan found room, so this cannot happen; but never index past the zone.
+            let needed = zone_size(new_names, new_probes) - size_of::<ZoneHeader>();
+            let free = self.free_bytes(before);
+            return Err(ZoneFull { needed, free });
         }
-        for key in self.probes().iter().map(|s| &s.key) {
-            retire(key, generation);
+        let (name_slots, probe_slots) = self.slots(after);
+        let generation = self
+            .header()
+            .generation
+            .fetch_add(1, Relaxed)
+            .wrapping_add(1)
+            & 0xffff_ffff;
+        for slot in &name_slots[..before.names] {
+            retire(&slot.key, generation);
         }
-        let h = self.header();
-        let mut name_ids = Vec::with_capacity(names.len());
-        for (key, p) in names.iter().zip(&plan.names) {
-            let i = match *p {
-                Pick::Existing(i) => i,
-                Pick::New => {
-                    let n = h.name_count.fetch_add(1, Relaxed) as usize;
+        // Probe slots grow downwards: the ones carved before are the last `before.probes`.
+        for slot in &probe_slots[new_probes..] {
+            retire(&slot.key, generation);
+        }
+        let mut fresh_names = before.names..after.names;
+        let names: Vec<&NameSlot> = names
+            .iter()
+            .zip(&plan.names)
+            .map(|(key, p)| {
+                let slot = match *p {
+                    Pick::Existing(i) => &name_slots[i],
                     // Fresh space is zero-filled (nginx maps zones anonymously) or was never
                     // handed out; reset anyway so a slot never starts with stale data.
-                    self.names()[n].reset();
-                    n
+                    Pick::New => &name_slots[fresh_names.next().unwrap_or(0)],
+                    Pick::Reclaimed(i) => &name_slots[i],
+                };
+                if !matches!(*p, Pick::Existing(_)) {
+                    slot.reset();
                 }
-                Pick::Reclaimed(i) => {
-                    self.names()[i].reset();
-                    i
-                }
-            };
-            self.names()[i].key.set(key);
-            self.names()[i].key.state.store(SLOT_LIVE, Relaxed);
-            name_ids.push(i);
-        }
-        // Probe slots grow downwards, which shifts slice indexes: resolve the kept and
-        // reclaimed ones before carving new ones.
-        let old_probes = self.probes();
-        let mut probe_slots: Vec<Option<&ProbeSlot>> = plan
-            .probes
-            .iter()
-            .map(|p| match *p {
-                Pick::Existing(i) => Some(&old_probes[i]),
-                Pick::Reclaimed(i) => {
-                    old_probes[i].probe.reset();
-                    Some(&old_probes[i])
-                }
-                Pick::New => None,
+                slot.key.set(key);
+                slot.key.state.store(SLOT_LIVE, Relaxed);
+                slot
             })
             .collect();
-        for slot in probe_slots.iter_mut().filter(|s| s.is_none()) {
-            h.probe_count.fetch_add(1, Relaxed);
-            // The newest probe slot is the first of the slice.
-            let s = &self.probes()[0];
-            s.probe.reset();
-            *slot = Some(s);
-        }
-        let probe_keys: Vec<&ProbeSlot> = probe_slots.into_iter().flatten().collect();
-        for (slot, key) in probe_keys.iter().zip(probes) {
-            slot.key.set(key);
-            slot.key.state.store(SLOT_LIVE, Relaxed);
-        }
-        let names = name_ids.into_iter().map(|i| &self.names()[i]).collect();
+        // The newest probe slot is the first: the k-th new key takes slot `new_probes - 1 - k`.
+        let mut fresh_probes = (0..new_probes).rev();
+        let probes: Vec<&ProbeSlot> = probes
+            .iter()
+            .zip(&plan.probes)
+            .map(|(key, p)| {
+                let slot = match *p {
+                    Pick::Existing(i) | Pick::Reclaimed(i) => &probe_slots[new_probes + i],
+                    Pick::New => &probe_slots[fresh_probes.next().unwrap_or(0)],
+                };
+                if !matches!(*p, Pick::Existing(_)) {
+                    slot.probe.reset();
+                }
+                slot.key.set(key);
+                slot.key.state.store(SLOT_LIVE, Relaxed);
+                slot
+            })
+            .collect();
+        let h = self.header();
+        h.name_count.store(after.names as u32, Relaxed);
+        h.probe_count.store(after.probes as u32, Relaxed);
         Ok(Claimed {
             generation,
             names,
-            probes: probe_keys,
+            probes,
         })
     }
 
@@ -978,7 +1116,7 @@ impl Zone {
     /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
     /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
     /// exported without the `latency=` and `slo=` levels (an older exporter) keeps its own.
-    /// Every level taken over is held for one window (`adopted_at_ms`, see evaluate.rs).
+    /// Every level taken over is held for one window (`adopted_at_ms`, see src/evaluate/mod.rs).
     pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
         if state["version"] != 1 {
             return;
@@ -1116,7 +1254,7 @@ fn retire<const N: usize>(key: &SlotKey<N>, generation: u64) {
 /// else a reclaimable retired slot (the longest retired first); `None` when none is left.
 fn pick<S, const N: usize>(
     slots: &[S],
-    keys: &[&[u8]],
+    keys: &[impl AsRef<[u8]>],
     key_of: impl Fn(&S) -> &SlotKey<N>,
     reclaimable: &dyn Fn(u32, u64) -> bool,
     mut space: usize,
@@ -1127,7 +1265,7 @@ fn pick<S, const N: usize>(
         .map(|key| {
             let i = slots
                 .iter()
-                .position(|s| key_of(s).is_used() && key_of(s).matches(key))?;
+                .position(|s| key_of(s).is_used() && key_of(s).matches(key.as_ref()))?;
             taken[i] = true;
             Some(i)
         })
@@ -1345,6 +1483,40 @@ mod tests {
         z.register_writer(8, 2, everybody);
         z.register_writer(9, 3, |pid| pid != 7);
         assert_eq!(z.live_writer_generations(&|_| true), vec![3, 2]);
+    }
+
+    #[test]
+    fn a_full_writer_table_never_forgets_a_live_writer() {
+        let b = Buf::new(zone_size(2, 0));
+        let z = b.zone();
+        let first = z.claim(&keys(&["a", "b"]), &[], nobody).unwrap();
+        let pids = 1..=MAX_WRITERS as u32 + 1;
+        for pid in pids.clone() {
+            z.register_writer(pid, first.generation, everybody);
+        }
+        // Whichever of them is the one still running, renaming both finds no slot to reuse.
+        for survivor in pids {
+            let full = z.check(&keys(&["c", "d"]), &[], |pid| pid == survivor);
+            assert!(full.is_err(), "pid {survivor}'s slots would be reused");
+        }
+    }
+
+    #[test]
+    fn an_unregistered_writer_keeps_later_retired_slots_for_good() {
+        let b = Buf::new(zone_size(3, 0));
+        let z = b.zone();
+        claim_names(&z, &["a"]);
+        let second = z.claim(&keys(&["b"]), &[], nobody).unwrap();
+        for pid in 1..=MAX_WRITERS as u32 + 1 {
+            z.register_writer(pid, second.generation, everybody);
+        }
+        // All of them have exited, as far as anyone can tell. "a" (retired before that
+        // generation) can be reused; "b" (retired after it) cannot, in this zone.
+        let third = claim_names(&z, &["c", "d"]);
+        assert_eq!(third.len(), 2);
+        assert!(!z.has_live_writers(nobody), "nothing keeps the zone mapped");
+        assert!(z.check(&keys(&["e", "f"]), &[], nobody).is_err());
+        assert!(z.check(&keys(&["c", "e"]), &[], nobody).is_err());
     }
 
     #[test]
@@ -1610,6 +1782,180 @@ mod tests {
             assert!(payload_for_shm_size(size, 4096) >= payload, "{payload}");
             assert!(size >= 8 * 4096, "nginx needs at least 8 pages");
         }
+    }
+
+    #[test]
+    fn the_payload_is_trusted_only_inside_its_mapping() {
+        let (page, map) = (4096, 0x7f00_0000_0000usize);
+        let size = shm_size_for_payload(zone_size(8, 8), page);
+        let len = payload_for_shm_size(size, page);
+        // Where nginx's slab allocator puts it: a few pages in.
+        assert_eq!(
+            payload_in_mapping(map, size, map + 3 * page, page),
+            Some((3 * page, len))
+        );
+        // The last place it fits.
+        let last = size - len;
+        let last = last - last % page;
+        assert_eq!(
+            payload_in_mapping(map, size, map + last, page),
+            Some((last, len))
+        );
+        for (data, why) in [
+            (0, "null"),
+            (map - page, "before the mapping"),
+            (map, "over the slab pool's header"),
+            (map + 3 * page + 64, "not page aligned"),
+            (map + last + page, "runs past the end"),
+            (map + size, "at the end"),
+            (usize::MAX - page + 1, "wraps around"),
+        ] {
+            assert_eq!(payload_in_mapping(map, size, data, page), None, "{why}");
+        }
+        assert_eq!(payload_in_mapping(map, size, map + page, 0), None);
+        assert_eq!(payload_in_mapping(map + 8, size, map + page, page), None);
+        // A mapping too small for a header has no payload.
+        assert_eq!(payload_in_mapping(map, 4 * page, map + page, page), None);
+    }
+
+    #[test]
+    fn counts_in_the_header_are_checked_against_the_real_size() {
+        let b = Buf::new(zone_size(2, 1));
+        let z = b.zone();
+        z.claim(&keys(&["a"]), &keys(&["p"]), nobody).unwrap();
+        let h = z.header();
+        for (names, probes) in [
+            (3, 0),
+            (0, 99),
+            (u32::MAX, 0),
+            (0, u32::MAX),
+            (u32::MAX, u32::MAX),
+        ] {
+            h.name_count.store(names, Relaxed);
+            h.probe_count.store(probes, Relaxed);
+            assert!(!z.is_formatted(), "{names} names, {probes} probes");
+            assert!(z.names().is_empty() && z.probes().is_empty());
+            assert!(z.name_pairs(&z).is_empty());
+        }
+        // A header claiming another size is not read either.
+        h.name_count.store(1, Relaxed);
+        h.probe_count.store(1, Relaxed);
+        assert_eq!(z.names().len(), 1);
+        h.size.store(u64::MAX, Relaxed);
+        assert!(z.names().is_empty() && z.probes().is_empty());
+    }
+
+    #[test]
+    fn slots_are_read_with_the_count_that_was_checked() {
+        let b = Buf::new(zone_size(2, 2));
+        let z = b.zone();
+        z.claim(&keys(&["a", "b"]), &keys(&["p", "q"]), nobody)
+            .unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        // Stops the worker however the reader ends (a failed assertion too).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Relaxed);
+            }
+        }
+        std::thread::scope(|s| {
+            // A worker flipping the counts between sane and absurd values.
+            s.spawn(|| {
+                let h = z.header();
+                while !stop.load(Relaxed) {
+                    for n in [2, u32::MAX, 1, 1 << 20] {
+                        h.name_count.store(n, Relaxed);
+                        h.probe_count.store(n, Relaxed);
+                    }
+                }
+            });
+            let _stop = Stop(&stop);
+            for _ in 0..200_000 {
+                assert!(z.names().len() <= 2 && z.probes().len() <= 2);
+            }
+        });
+    }
+
+    #[test]
+    fn a_worker_changing_the_counts_during_a_claim_cannot_move_it_out_of_the_zone() {
+        let b = Buf::new(zone_size(3, 2));
+        let z = b.zone();
+        z.claim(&keys(&["a"]), &keys(&["p"]), nobody).unwrap();
+        let h = z.header();
+        // `alive` runs while the claim plans: a worker rewrites the counts right then.
+        let racing = |_| {
+            h.name_count.store(u32::MAX, Relaxed);
+            h.probe_count.store(u32::MAX, Relaxed);
+            false
+        };
+        z.register_writer(1, 1, everybody);
+        let c = z
+            .claim(&keys(&["a", "b"]), &keys(&["p", "q"]), racing)
+            .unwrap();
+        let end = b.0 as usize + b.1.size();
+        for s in c.names.iter().map(|s| ptr_range(*s)) {
+            assert!(s.0 >= b.0 as usize && s.1 <= end);
+        }
+        for s in c.probes.iter().map(|s| ptr_range(*s)) {
+            assert!(s.0 >= b.0 as usize && s.1 <= end);
+        }
+        // The claim wrote the counts it planned with.
+        assert_eq!((z.names().len(), z.probes().len()), (2, 2));
+    }
+
+    fn ptr_range<T>(t: &T) -> (usize, usize) {
+        let start = core::ptr::from_ref(t) as usize;
+        (start, start + size_of::<T>())
+    }
+
+    #[test]
+    fn fnv1a64_is_the_standard_one() {
+        assert_eq!(fnv1a64(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(*b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn long_keys_are_shortened_to_a_prefix_and_a_hash_of_the_whole() {
+        let short = b"be http://h/".as_slice();
+        assert!(matches!(slot_key(short, 512), std::borrow::Cow::Borrowed(k) if k == short));
+        let exact = vec![b'x'; 512];
+        assert_eq!(slot_key(&exact, 512).as_ref(), exact.as_slice());
+
+        let long = [short, &[b'x'; 600]].concat();
+        let k = slot_key(&long, PROBE_KEY_MAX);
+        assert_eq!(k.len(), PROBE_KEY_MAX);
+        assert_eq!(&k[..495], &long[..495]);
+        // Pinned: a key must map to the same slot in every release.
+        assert_eq!(&k[495..], b"#a03a5fdbd10d3581");
+        assert_eq!(slot_key(&long, PROBE_KEY_MAX), k, "stable");
+        // Keys alike in their first 512 bytes (and more) still differ.
+        let mut other = long.clone();
+        *other.last_mut().unwrap() = b'y';
+        assert_ne!(slot_key(&other, PROBE_KEY_MAX), k);
+        let longer = [long.as_slice(), b"x"].concat();
+        assert_ne!(slot_key(&longer, PROBE_KEY_MAX), k);
+        assert_eq!(slot_key(&long, NAME_KEY_MAX).len(), NAME_KEY_MAX);
+    }
+
+    #[test]
+    fn long_keys_get_slots_of_their_own_across_reloads() {
+        let b = Buf::new(zone_size(0, 4));
+        let z = b.zone();
+        let base = format!("be http://h/{}", "x".repeat(600));
+        let (one, two) = (format!("{base}1"), format!("{base}2"));
+        let probes = keys(&[one.as_str(), two.as_str()]);
+        let first = z.claim(&[], &probes, nobody).unwrap();
+        assert!(!core::ptr::eq(first.probes[0], first.probes[1]));
+        first.probes[1].probe.state.store(PROBE_DOWN, Relaxed);
+        let reloaded = z
+            .claim(&[], &keys(&[two.as_str(), one.as_str()]), nobody)
+            .unwrap();
+        assert!(core::ptr::eq(reloaded.probes[0], first.probes[1]));
+        assert!(core::ptr::eq(reloaded.probes[1], first.probes[0]));
+        assert_eq!(reloaded.probes[0].probe.state.load(Relaxed), PROBE_DOWN);
+        assert_eq!(z.probes().len(), 2, "no slot was added");
     }
 
     #[test]

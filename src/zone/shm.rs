@@ -1,5 +1,5 @@
 //! FFI glue for the shared-memory zones: registration, initialisation and the hand-over of
-//! counters and state across reloads. The layout itself is in `zone.rs`.
+//! counters and state across reloads. The layout itself is in src/zone/mod.rs.
 //!
 //! Each configuration counts into one *primary* zone named `status_alert_<size>`. A reload that
 //! keeps the size reuses it in place (nginx maps it again; slots are matched by key). A reload
@@ -20,7 +20,7 @@ use nginx_sys::{
 use ngx::http::{HttpModule, HttpModuleMainConf};
 
 use crate::conf::{Draining, MainConf, OldZone};
-use crate::zone::{self, payload_for_shm_size, process_alive, Zone};
+use crate::zone::{self, payload_for_shm_size, payload_in_mapping, process_alive, Zone};
 use crate::HttpStatusAlertModule;
 
 /// Prefix of the zones' names in nginx's list of shared memory zones.
@@ -56,19 +56,35 @@ unsafe fn our_zones(cycle: *const ngx_cycle_t) -> Vec<(String, usize, Zone)> {
         let zones = p.elts as *const ngx_shm_zone_t;
         for i in 0..p.nelts {
             let z = &*zones.add(i);
-            if z.tag != tag() || z.shm.addr.is_null() {
+            if z.tag != tag() {
                 continue;
             }
-            let sp = z.shm.addr as *const ngx_slab_pool_t;
-            let base = (*sp).data as *mut u8;
-            let size = ((*sp).end as usize).saturating_sub(base as usize);
-            if let Some(zone) = Zone::from_raw(base, size).filter(Zone::is_formatted) {
+            if let Some(zone) = zone_of(z).filter(Zone::is_formatted) {
                 out.push((z.shm.name.to_string(), z.shm.size, zone));
             }
         }
         part = p.next;
     }
     out
+}
+
+/// The payload of zone `z`, located by what the master knows itself: the mapping's address
+/// and size (in `z`, private memory). The one value taken from the shared mapping, the slab
+/// pool's `data`, is read once and used only as checked by [`payload_in_mapping`]; `None` if
+/// it fails the check (or the zone is not mapped).
+///
+/// # Safety
+/// `z` is a zone of a cycle whose shared memory is still mapped.
+unsafe fn zone_of(z: &ngx_shm_zone_t) -> Option<Zone> {
+    let addr = z.shm.addr;
+    if addr.is_null() {
+        return None;
+    }
+    // Workers can write this field at any time: one volatile read.
+    let data = ptr::addr_of!((*(addr as *const ngx_slab_pool_t)).data).read_volatile() as usize;
+    let (offset, len) = payload_in_mapping(addr as usize, z.shm.size, data, pagesize())?;
+    // SAFETY: offset + len <= shm.size: the payload is inside the mapping.
+    Zone::from_raw(addr.add(offset), len)
 }
 
 /// The primary zone's size for this configuration.
@@ -142,15 +158,17 @@ pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     Ok(())
 }
 
-/// The zone's payload, allocated (and zero-filled) in a fresh slab pool, or the one a
-/// reused zone already has.
+/// The zone's payload: allocated (and zero-filled) in a fresh slab pool, or the one a reused
+/// zone already has, found by [`zone_of`].
 ///
 /// # Safety
 /// `shm_zone` is a zone nginx is initialising; its memory is mapped.
 unsafe fn payload(shm_zone: *mut ngx_shm_zone_t, reused: bool) -> Result<Zone, String> {
-    let sp = &mut *((*shm_zone).shm.addr as *mut ngx_slab_pool_t);
-    if !reused || sp.data.is_null() {
-        let size = payload_for_shm_size((*shm_zone).shm.size, pagesize());
+    let shm = &(*shm_zone).shm;
+    if !reused {
+        // nginx has just created the slab pool, and no worker has seen it yet.
+        let sp = shm.addr as *mut ngx_slab_pool_t;
+        let size = payload_for_shm_size(shm.size, pagesize());
         // Large slab allocations are page-aligned.
         let base = ngx_slab_alloc(sp, size) as *mut u8;
         if base.is_null() {
@@ -159,11 +177,15 @@ unsafe fn payload(shm_zone: *mut ngx_shm_zone_t, reused: bool) -> Result<Zone, S
             ));
         }
         ptr::write_bytes(base, 0, size);
-        sp.data = base.cast();
+        (*sp).data = base.cast();
     }
-    let base = sp.data as *mut u8;
-    let size = (sp.end as usize).saturating_sub(base as usize);
-    let zone = Zone::from_raw(base, size).ok_or("the shared zone is misaligned")?;
+    let zone = zone_of(&*shm_zone).ok_or_else(|| {
+        format!(
+            "the shared zone \"{}\" is damaged (its payload is not where it can be); restart \
+             nginx",
+            shm.name
+        )
+    })?;
     if !zone.is_formatted() {
         zone.format();
     }
