@@ -5,26 +5,21 @@
 pub mod alert;
 pub mod firing;
 pub mod heartbeat;
-pub mod incidents;
 pub mod latency;
 pub mod slo;
-pub mod window;
-
-// The zone still names events by their old path until its own move.
-pub use crate::vocab::event;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::conf::params::AlertParams;
 use crate::evaluate::alert::{advance, AlertMachine, AlertState, Transition};
-use crate::evaluate::incidents::{IncidentKind, IncidentLog};
 use crate::evaluate::latency::{latency_level, quantile_ms};
 use crate::evaluate::slo::{burn_windows_ms, window_label, BurnWindows};
-use crate::evaluate::window::{long_step_ms, sample_step_ms, ErrorCounts, SampleCounts};
 use crate::vocab::event::{
     error_share, AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, SloEvent,
 };
 use crate::zone::counters::BucketBounds;
+use crate::zone::incidents::{IncidentKind, IncidentLog};
+use crate::zone::window::{long_step_ms, sample_step_ms, ErrorCounts, SampleCounts};
 use crate::zone::{LevelShared, NameSlot, ZoneHeader};
 
 /// How many status codes an alert lists.

@@ -4,11 +4,11 @@
 //! Four windows scale with `window`: x1, x6, x12 and x72 (5m, 30m, 1h and 6h for the default
 //! `window=5m`). CRITICAL when the burn rate is at least 14.4 over both x1 and x12, WARNING when
 //! at least 6 over both x6 and x72. Burn rate = 5xx share / (1 - SLO). A window with fewer than
-//! `min_requests` requests is not judged. Pure: the figures come from `window.rs`.
+//! `min_requests` requests is not judged. Pure: the figures come from `zone/window.rs`.
 
-use crate::evaluate::window::ErrorCounts;
 use crate::vocab::event::error_share;
 use crate::vocab::event::Level;
+use crate::zone::window::ErrorCounts;
 
 /// The burn-rate windows in multiples of `window`, in the order of the metric's `window` label.
 pub const BURN_FACTORS: [u64; 4] = [1, 6, 12, 72];

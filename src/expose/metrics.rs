@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use crate::evaluate::incidents::{IncidentKind, IncidentSummary};
 use crate::vocab::event::error_share;
 use crate::vocab::event::Level;
 use crate::vocab::reason::Reason;
 use crate::zone::counters::{BucketBounds, CountersSnapshot};
+use crate::zone::incidents::{IncidentKind, IncidentSummary};
 use crate::zone::StallReason;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
@@ -949,7 +949,7 @@ mod tests {
     }
 
     fn health() -> LocationHealth {
-        use crate::evaluate::incidents::Incident;
+        use crate::zone::incidents::Incident;
         LocationHealth {
             name: "api".into(),
             latency: Some(("0.95".into(), Some(2.4))),

@@ -16,9 +16,8 @@ use core::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::conf::probe_spec::ProbeSpec;
+use crate::vocab::reason::Reason;
 use crate::zone::ProbeShared;
-// The zone still names the reasons by this path until its own move.
-pub use crate::vocab::reason::Reason;
 
 /// One probe's result.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,18 +6,20 @@
 //! slot and never searches. This module needs no nginx: tests run it on a heap buffer.
 
 pub mod counters;
+pub mod incidents;
 #[cfg(not(test))]
 pub(crate) mod shm;
+pub mod window;
 
 use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 
-use crate::evaluate::event::Level;
-use crate::evaluate::incidents::{IncidentLog, IncidentSummary};
-use crate::evaluate::window::{LongWindowRing, WindowRing};
-use crate::probe::Reason;
+use crate::vocab::event::Level;
+use crate::vocab::reason::Reason;
 use crate::zone::counters::{BucketBounds, LocationCounters};
+use crate::zone::incidents::{IncidentLog, IncidentSummary};
+use crate::zone::window::{LongWindowRing, WindowRing};
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
 const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x07");
@@ -1372,7 +1374,7 @@ mod tests {
         assert_eq!(size_of::<ProbeSlot>(), 640);
         // Documented in the README (memory per NAME): at most 16 KiB including the histogram
         // window (6,664 bytes), the burn-rate ring (2,312) and the incident log (312).
-        assert_eq!(size_of::<crate::evaluate::window::WindowRing>(), 6664);
+        assert_eq!(size_of::<crate::zone::window::WindowRing>(), 6664);
         assert_eq!(size_of::<NameSlot>(), 13888);
         assert!(size_of::<NameSlot>() <= 16 * 1024);
         assert_eq!(auto_capacity(1), 16);
@@ -1578,7 +1580,7 @@ mod tests {
         let old = old_buf.zone();
         let o = claim_names(&old, &["a"])[0];
         o.incidents.open(
-            crate::evaluate::incidents::IncidentKind::Latency,
+            crate::zone::incidents::IncidentKind::Latency,
             1_000,
             Level::Warning,
             0.7,
@@ -1698,7 +1700,7 @@ mod tests {
         let custom = BucketBounds::new(&[100, 1000]).unwrap();
         o.adopt_bucket_bounds(&custom);
         o.counters.record_in(503, 50, custom.as_ms());
-        let current = crate::evaluate::window::SampleCounts::from_snapshot(&o.counters.snapshot());
+        let current = crate::zone::window::SampleCounts::from_snapshot(&o.counters.snapshot());
         let buckets = o.counters.snapshot().buckets;
         o.window
             .advance_with_histogram(1_000, &current, &buckets, 10_000, 1_000);
@@ -1715,7 +1717,7 @@ mod tests {
         assert!(snap.buckets.iter().all(|b| *b == 0));
         // The copied window kept its status figures but restarted its histogram: no bucket
         // count goes backwards (which would read as ~2^32 requests).
-        let current = crate::evaluate::window::SampleCounts::from_snapshot(&snap);
+        let current = crate::zone::window::SampleCounts::from_snapshot(&snap);
         let (figures, histogram) =
             n.window
                 .advance_with_histogram(12_000, &current, &snap.buckets, 10_000, 1_000);
