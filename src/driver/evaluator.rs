@@ -333,7 +333,7 @@ impl Evaluator {
         let slot = unsafe { probe.slot.as_ref() }?;
         Some(WatchedProbe {
             spec: &probe.spec,
-            shared: &slot.probe,
+            health: &slot.probe,
         })
     }
 

@@ -13,14 +13,14 @@ use crate::probe::{self, ProbeResult, ProbeTransition};
 use crate::vocab::event::{
     AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
 };
-use crate::zone::ProbeShared;
+use crate::zone::ProbeHealth;
 
 /// A probe target to report on: its configuration and its shared state.
 pub struct WatchedProbe<'a> {
     /// What is probed, under which NAME.
     pub spec: &'a ProbeSpec,
     /// Its shared state.
-    pub shared: &'a ProbeShared,
+    pub health: &'a ProbeHealth,
 }
 
 /// An event for `name` at `at_unix`, with the `link=` and `runbook=` of `params`.
@@ -53,7 +53,7 @@ pub fn apply_probe(
     r: &ProbeResult,
     now_ms: u64,
 ) -> Option<AlertEvent> {
-    let transition = probe::apply(probe.shared, probe.spec, r, now_ms)?;
+    let transition = probe::apply(probe.health, probe.spec, r, now_ms)?;
     let (up, reason, since_ms) = match transition {
         ProbeTransition::Down { reason } => (false, Some(reason.words(r.status)), now_ms),
         ProbeTransition::Up { down_since_ms } => (true, None, down_since_ms),
@@ -132,7 +132,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
         }
     }
     for t in probes {
-        let s = t.shared;
+        let s = t.health;
         if probe::is_up(s) != Some(false) {
             continue;
         }
@@ -211,7 +211,7 @@ mod tests {
         }];
         let probes = [WatchedProbe {
             spec: &s,
-            shared: &z.probes()[0].probe,
+            health: &z.probes()[0].probe,
         }];
         assert!(firing_now(&names, &probes, T0).is_empty());
     }
@@ -229,7 +229,7 @@ mod tests {
         }];
         let probes = [WatchedProbe {
             spec: &s,
-            shared: &z.probes()[0].probe,
+            health: &z.probes()[0].probe,
         }];
         // Half the requests fail for a few seconds: CRITICAL (default crit=10%).
         for t in 0..3 {

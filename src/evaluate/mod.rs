@@ -20,7 +20,7 @@ use crate::vocab::event::{
 use crate::zone::counters::BucketBounds;
 use crate::zone::incidents::{IncidentKind, IncidentLog};
 use crate::zone::window::{long_step_ms, sample_step_ms, ErrorCounts, SampleCounts};
-use crate::zone::{LevelShared, NameSlot, ZoneHeader};
+use crate::zone::{LevelState, NameSlot, ZoneHeader};
 
 /// How many status codes an alert lists.
 const TOP_CODES: usize = 5;
@@ -64,11 +64,11 @@ impl<'a> StateCells<'a> {
         }
     }
 
-    fn of(shared: &'a LevelShared) -> Self {
+    fn of(state: &'a LevelState) -> Self {
         StateCells {
-            level: &shared.level,
-            incident_since_ms: &shared.incident_since_ms,
-            last_post_ms: &shared.last_post_ms,
+            level: &state.level,
+            incident_since_ms: &state.incident_since_ms,
+            last_post_ms: &state.last_post_ms,
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::conf::probe_spec::ProbeSpec;
 use crate::vocab::reason::Reason;
-use crate::zone::ProbeShared;
+use crate::zone::ProbeHealth;
 
 /// One probe's result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,36 +51,36 @@ const UNKNOWN: u32 = 0;
 const UP: u32 = 1;
 const DOWN: u32 = 2;
 
-/// Applies a result to the target's shared state; returns the transition to announce, if any.
+/// Applies a result to the target's health state; returns the transition to announce, if any.
 /// No UP is announced for the first result after start-up (unknown -> up).
 pub fn apply(
-    shared: &ProbeShared,
+    health: &ProbeHealth,
     spec: &ProbeSpec,
     r: &ProbeResult,
     now_ms: u64,
 ) -> Option<ProbeTransition> {
-    shared
+    health
         .last_duration_us
         .store(r.duration.as_micros() as u64, Relaxed);
-    shared
+    health
         .last_status
         .store(r.status.unwrap_or(0) as u32, Relaxed);
-    let state = shared.state.load(Relaxed);
+    let state = health.state.load(Relaxed);
     match r.failure {
         None => {
-            shared.consecutive_failures.store(0, Relaxed);
-            let ok = shared.consecutive_successes.fetch_add(1, Relaxed) + 1;
+            health.consecutive_failures.store(0, Relaxed);
+            let ok = health.consecutive_successes.fetch_add(1, Relaxed) + 1;
             match state {
                 UNKNOWN => {
-                    set_state(shared, UNKNOWN, UP, now_ms);
+                    set_state(health, UNKNOWN, UP, now_ms);
                     None
                 }
                 DOWN if ok >= spec.passes => {
-                    let down_since_ms = shared.since_ms.load(Relaxed);
-                    let up = set_state(shared, DOWN, UP, now_ms);
+                    let down_since_ms = health.since_ms.load(Relaxed);
+                    let up = set_state(health, DOWN, UP, now_ms);
                     if up {
                         // nginx_probe_down_seconds_total keeps the ended down period.
-                        shared.book_down_time(down_since_ms, now_ms);
+                        health.book_down_time(down_since_ms, now_ms);
                     }
                     up.then_some(ProbeTransition::Up { down_since_ms })
                 }
@@ -88,12 +88,12 @@ pub fn apply(
             }
         }
         Some(reason) => {
-            shared.consecutive_successes.store(0, Relaxed);
-            shared.failures[reason as usize].fetch_add(1, Relaxed);
-            shared.last_reason.store(reason as u32 + 1, Relaxed);
-            let failed = shared.consecutive_failures.fetch_add(1, Relaxed) + 1;
+            health.consecutive_successes.store(0, Relaxed);
+            health.failures[reason as usize].fetch_add(1, Relaxed);
+            health.last_reason.store(reason as u32 + 1, Relaxed);
+            let failed = health.consecutive_failures.fetch_add(1, Relaxed) + 1;
             if state != DOWN && failed >= spec.fails {
-                set_state(shared, state, DOWN, now_ms).then_some(ProbeTransition::Down { reason })
+                set_state(health, state, DOWN, now_ms).then_some(ProbeTransition::Down { reason })
             } else {
                 None
             }
@@ -102,32 +102,32 @@ pub fn apply(
 }
 
 /// Moves `from` -> `to` by compare-and-swap, so that only one evaluator announces it.
-fn set_state(shared: &ProbeShared, from: u32, to: u32, now_ms: u64) -> bool {
-    let won = shared
+fn set_state(health: &ProbeHealth, from: u32, to: u32, now_ms: u64) -> bool {
+    let won = health
         .state
         .compare_exchange(from, to, Relaxed, Relaxed)
         .is_ok();
     if won {
-        shared.since_ms.store(now_ms, Relaxed);
+        health.since_ms.store(now_ms, Relaxed);
     }
     won
 }
 
 /// The reason of a target's last failure (`None` if it never failed) and the HTTP status of
 /// its last probe (`None` if none).
-pub fn last_failure(shared: &ProbeShared) -> (Option<Reason>, Option<u16>) {
-    let reason = shared
+pub fn last_failure(health: &ProbeHealth) -> (Option<Reason>, Option<u16>) {
+    let reason = health
         .last_reason
         .load(Relaxed)
         .checked_sub(1)
         .and_then(Reason::from_index);
-    let status = Some(shared.last_status.load(Relaxed) as u16).filter(|s| *s != 0);
+    let status = Some(health.last_status.load(Relaxed) as u16).filter(|s| *s != 0);
     (reason, status)
 }
 
 /// Whether the target is up: `None` until its first result.
-pub fn is_up(shared: &ProbeShared) -> Option<bool> {
-    match shared.state.load(Relaxed) {
+pub fn is_up(health: &ProbeHealth) -> Option<bool> {
+    match health.state.load(Relaxed) {
         UP => Some(true),
         DOWN => Some(false),
         _ => None,
@@ -153,7 +153,7 @@ mod tests {
 
     use crate::conf::probe_spec::parse;
 
-    fn shared() -> Box<ProbeShared> {
+    fn health() -> Box<ProbeHealth> {
         // SAFETY: all-zero bytes are a valid, unknown probe state.
         unsafe { Box::new(core::mem::zeroed()) }
     }
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn no_up_at_startup_and_down_after_fails() {
-        let s = shared();
+        let s = health();
         let sp = spec(&["http://h/", "fails=2", "passes=2"]);
         assert_eq!(apply(&s, &sp, &ok(), 1), None);
         assert_eq!(s.state.load(Relaxed), UP);
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn down_from_the_start_is_announced() {
-        let s = shared();
+        let s = health();
         let sp = spec(&["tcp://h:1"]);
         assert!(matches!(
             apply(&s, &sp, &fail(Reason::Refused), 1),

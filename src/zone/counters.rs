@@ -1,6 +1,6 @@
 //! Per-NAME request counters: exact status codes and a latency histogram.
 //!
-//! These live in shared memory. The request path only calls [`LocationCounters::record`], which is
+//! These live in shared memory. The request path only calls [`NameCounters::record`], which is
 //! three relaxed `fetch_add`s on slots computed from the status and the elapsed time.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -108,7 +108,7 @@ impl BucketBounds {
 
 /// Cumulative counters of one NAME.
 #[repr(C, align(64))]
-pub struct LocationCounters {
+pub struct NameCounters {
     /// Responses per status code, see [`status_index`].
     pub status: [AtomicU64; STATUS_SLOTS],
     /// Request time histogram, non-cumulative; bucket `bounds.len()` is `+Inf`.
@@ -119,7 +119,7 @@ pub struct LocationCounters {
     pub bounds_id: AtomicU64,
 }
 
-impl LocationCounters {
+impl NameCounters {
     /// Counts one finished request under the default buckets. Lock-free, allocation-free,
     /// cannot fail.
     #[inline(always)]
@@ -128,7 +128,7 @@ impl LocationCounters {
     }
 
     /// Counts one finished request under `bounds_ms` (at most [`MAX_BUCKET_BOUNDS`], e.g.
-    /// [`BucketBounds::as_ms`]): relaxed adds, like [`LocationCounters::record`].
+    /// [`BucketBounds::as_ms`]): relaxed adds, like [`NameCounters::record`].
     #[inline(always)]
     pub fn record_in(&self, status: usize, elapsed_ms: u64, bounds_ms: &[u64]) {
         self.status[status_index(status)].fetch_add(1, Relaxed);
@@ -158,7 +158,7 @@ impl LocationCounters {
     }
 
     /// Copies every counter (used when a reload moves counters into a new zone).
-    pub fn copy_from(&self, other: &LocationCounters) {
+    pub fn copy_from(&self, other: &NameCounters) {
         for (d, s) in self.status.iter().zip(other.status.iter()) {
             d.store(s.load(Relaxed), Relaxed);
         }
@@ -180,8 +180,8 @@ impl LocationCounters {
     /// histogram whose bounds change, while the status counts and the duration sum still move.
     /// `bounds_id` itself never moves.
     ///
-    /// [`adopt_bounds`]: LocationCounters::adopt_bounds
-    pub fn move_from(&self, other: &LocationCounters) {
+    /// [`adopt_bounds`]: NameCounters::adopt_bounds
+    pub fn move_from(&self, other: &NameCounters) {
         let same_bounds = self.bounds_id.load(Relaxed) == other.bounds_id.load(Relaxed);
         let pairs = self.status.iter().zip(other.status.iter());
         let pairs = pairs.chain(core::iter::once((
@@ -227,7 +227,7 @@ impl LocationCounters {
     }
 }
 
-/// A point-in-time copy of [`LocationCounters`].
+/// A point-in-time copy of [`NameCounters`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CountersSnapshot {
     /// Responses per status slot.
@@ -271,7 +271,7 @@ impl CountersSnapshot {
 mod tests {
     use super::*;
 
-    fn zeroed() -> Box<LocationCounters> {
+    fn zeroed() -> Box<NameCounters> {
         // SAFETY: all-zero bytes are a valid value for arrays of atomics.
         unsafe { Box::new(core::mem::zeroed()) }
     }
@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn counters_do_not_share_cache_lines() {
-        assert_eq!(core::mem::align_of::<LocationCounters>(), 64);
-        assert_eq!(core::mem::size_of::<LocationCounters>() % 64, 0);
+        assert_eq!(core::mem::align_of::<NameCounters>(), 64);
+        assert_eq!(core::mem::size_of::<NameCounters>() % 64, 0);
     }
 }

@@ -274,7 +274,7 @@ impl WindowRing {
     }
 
     /// Zeroes the recorded buckets of every sample: the histogram restarted under other bounds
-    /// (see `LocationCounters::adopt_bounds`), so the window's buckets count from then on.
+    /// (see `NameCounters::adopt_bounds`), so the window's buckets count from then on.
     pub fn reset_histogram(&self) {
         for s in &self.samples {
             s.buckets.iter().for_each(|b| b.store(0, Relaxed));
