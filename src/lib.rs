@@ -50,9 +50,9 @@ mod wiring {
     use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
     use crate::conf::directives;
+    use crate::conf::zone_setup;
     use crate::conf::{LocConf, MainConf};
     use crate::count;
-    use crate::zone::shm;
 
     /// The module's type for ngx's configuration helpers.
     pub struct HttpStatusAlertModule;
@@ -80,7 +80,7 @@ mod wiring {
         // SAFETY: only the address of the static is taken; nginx reads the table.
         commands: unsafe { ptr::addr_of_mut!(directives::COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as ngx_uint_t,
-        init_module: Some(shm::init_module),
+        init_module: Some(zone_setup::init_module),
         init_process: Some(crate::driver::init_process),
         exit_process: Some(crate::driver::exit_process),
         ..ngx_module_t::default()
@@ -135,60 +135,63 @@ mod wiring {
         unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             // SAFETY: nginx calls postconfiguration with a valid cf.
             let cf = unsafe { &mut *cf };
-            let Some(mcf) = Self::main_conf_mut(cf) else {
-                return Status::NGX_ERROR.into();
-            };
-            if let Err(e) = crate::probe::net::prepare(cf, mcf) {
-                emerg!(cf.log, "{e}");
-                return Status::NGX_ERROR.into();
+            match set_up(cf) {
+                Ok(()) => Status::NGX_OK.into(),
+                Err(status) => status.into(),
             }
-            // Before the early return: some checks are about what is missing.
-            if let Err(e) = mcf.validate() {
-                emerg!(cf.log, "{e}");
-                return Status::NGX_ERROR.into();
-            }
-            if mcf.names.is_empty() && mcf.probes.is_empty() {
-                return Status::NGX_OK.into();
-            }
-            mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();
-            if let Err(e) =
-                crate::conf::state_path::prepare(cf, mcf).and_then(|()| shm::add_zone(cf, mcf))
-            {
-                emerg!(cf.log, "{e}");
-                return Status::NGX_ERROR.into();
-            }
-            if mcf.names.is_empty() {
-                return Status::NGX_OK.into();
-            }
-            let mut name = count::BINDING_VARIABLE;
-            // SAFETY: valid cf; the variable was added in preconfiguration.
-            let index = unsafe { nginx_sys::ngx_http_get_variable_index(cf, &mut name) };
-            if index < 0 {
-                return Status::NGX_ERROR.into();
-            }
-            mcf.name_var_index = index as usize;
-            let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(cf) else {
-                return Status::NGX_ERROR.into();
-            };
-            let phases = [
-                (
-                    ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
-                    count::bind_handler as PhaseHandler,
-                ),
-                (ngx_http_phases_NGX_HTTP_LOG_PHASE, count::log_handler),
-            ];
-            for (phase, handler) in phases {
-                let handlers = &mut cmcf.phases[phase as usize].handlers;
-                // SAFETY: phases[].handlers is an ngx_array_t of ngx_http_handler_pt.
-                let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
-                if h.is_null() {
-                    return Status::NGX_ERROR.into();
-                }
-                // SAFETY: h points at the new, uninitialised array element.
-                unsafe { *h = Some(handler) };
-            }
-            Status::NGX_OK.into()
         }
+    }
+
+    /// Once the `http` block is read: the checks and set-up that need all of it (each error
+    /// logged at `emerg`), then, when there are NAMEs, the request path's hooks.
+    fn set_up(cf: &mut ngx_conf_t) -> Result<(), Status> {
+        let mcf = HttpStatusAlertModule::main_conf_mut(cf).ok_or(Status::NGX_ERROR)?;
+        let log = cf.log;
+        let emerg = move |e: &dyn core::fmt::Display| {
+            emerg!(log, "{e}");
+            Status::NGX_ERROR
+        };
+        crate::probe::net::prepare(cf, mcf).map_err(|e| emerg(&e))?;
+        // Before the early return: some checks are about what is missing.
+        mcf.validate().map_err(|e| emerg(&e))?;
+        if mcf.names.is_empty() && mcf.probes.is_empty() {
+            return Ok(());
+        }
+        mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();
+        crate::conf::state_path::prepare(cf, mcf)
+            .and_then(|()| zone_setup::add_zone(cf, mcf))
+            .map_err(|e| emerg(&e))?;
+        if mcf.names.is_empty() {
+            return Ok(());
+        }
+        hook_request_path(cf, mcf)
+    }
+
+    /// The binding variable's index and the rewrite- and log-phase handlers of `count`.
+    fn hook_request_path(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), Status> {
+        let mut name = count::BINDING_VARIABLE;
+        // SAFETY: valid cf; the variable was added in preconfiguration.
+        let index = unsafe { nginx_sys::ngx_http_get_variable_index(cf, &mut name) };
+        mcf.name_var_index = usize::try_from(index).map_err(|_| Status::NGX_ERROR)?;
+        let cmcf = NgxHttpCoreModule::main_conf_mut(cf).ok_or(Status::NGX_ERROR)?;
+        let phases = [
+            (
+                ngx_http_phases_NGX_HTTP_REWRITE_PHASE,
+                count::bind_handler as PhaseHandler,
+            ),
+            (ngx_http_phases_NGX_HTTP_LOG_PHASE, count::log_handler),
+        ];
+        for (phase, handler) in phases {
+            let handlers = &mut cmcf.phases[phase as usize].handlers;
+            // SAFETY: phases[].handlers is an ngx_array_t of ngx_http_handler_pt.
+            let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
+            if h.is_null() {
+                return Err(Status::NGX_ERROR);
+            }
+            // SAFETY: h points at the new, uninitialised array element.
+            unsafe { *h = Some(handler) };
+        }
+        Ok(())
     }
 
     /// Merges a location into its parent and resolves probes that take the location's NAME.

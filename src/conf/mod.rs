@@ -11,13 +11,16 @@ pub mod probe_spec;
 pub mod state_dir;
 #[cfg(not(test))]
 pub(crate) mod state_path;
+#[cfg(not(test))]
+pub(crate) mod zone_setup;
 
 use params::{AlertParams, WebhookFormat};
 use probe_spec::ProbeSpec;
 use thiserror::Error;
 
 use crate::zone::counters::BucketBounds;
-use crate::zone::{NameSlot, ProbeSlot, Zone};
+use crate::zone::{NameSlot, ProbeSlot, Zone, ZoneError};
+use state_dir::StateDirError;
 
 /// A configuration error, worded like nginx's own; `directives` turns it into `nginx -t` output.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -55,6 +58,47 @@ pub enum ConfError {
         /// `file:line` of the NAME, and of what it conflicts with.
         place: String,
     },
+}
+
+/// What stops a configuration from being set up once it is read: the state directory, the
+/// shared zones (`nginx -t` prints it at `emerg`).
+#[derive(Debug, Error)]
+pub enum SetupError {
+    /// A check made once the `http` block is read.
+    #[error(transparent)]
+    Conf(#[from] ConfError),
+    /// nginx would not take the state directory as one of its paths.
+    #[error("status_alert: could not register the state path \"{0}\"")]
+    StatePath(String),
+    /// The state directory is not safe from other users; `at` names the directive, if given.
+    #[error("status_alert: {source}{at}")]
+    StateDir {
+        /// What is wrong with it.
+        source: StateDirError,
+        /// ` (status_alert_state_path in file:line)`, or empty for the default path.
+        at: String,
+    },
+    /// The configuration does not fit the zone size it asks for.
+    #[error(transparent)]
+    ZoneSize(#[from] ZoneError),
+    /// The zone's name could not be allocated.
+    #[error("could not allocate the zone name")]
+    ZoneName,
+    /// nginx would not add the zone.
+    #[error("could not add the shared memory zone {0}")]
+    ZoneAdd(String),
+    /// The zone's memory could not be allocated.
+    #[error("status_alert: could not allocate {0} bytes in the shared zone")]
+    ZoneAlloc(usize),
+    /// A reused zone's payload is not where it can be.
+    #[error(
+        "status_alert: the shared zone \"{0}\" is damaged (its payload is not where it can \
+         be); restart nginx"
+    )]
+    ZoneDamaged(String),
+    /// The zone cannot hold the configuration's slots.
+    #[error("status_alert: the shared zone {0}; raise status_alert_zone")]
+    ZoneFull(ZoneError),
 }
 
 /// One distinct `status_alert` NAME of the configuration.

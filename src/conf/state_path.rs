@@ -8,7 +8,7 @@ use nginx_sys::{ngx_conf_t, ngx_core_conf_t, ngx_path_t, NGX_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use super::state_dir;
-use super::MainConf;
+use super::{MainConf, SetupError};
 
 /// The directory's name beside the client body temp path when no path is configured.
 const DEFAULT_NAME: &str = "status_alert";
@@ -17,7 +17,7 @@ const DEFAULT_NAME: &str = "status_alert";
 static PATH_TAG: u8 = 0;
 
 /// Postconfiguration: works out the state directory and registers it with nginx.
-pub fn prepare(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+pub fn prepare(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), SetupError> {
     // SAFETY: cf.cycle is the cycle being configured.
     let prefix = unsafe { (*cf.cycle).prefix }.to_string();
     let path = match &mcf.state_path {
@@ -62,8 +62,8 @@ fn client_body_temp_path(cf: &mut ngx_conf_t, prefix: &str) -> String {
 
 /// Adds `path` to the cycle's paths: nginx creates it with mode 0700 and gives it to the
 /// worker user, as it does for its temp paths.
-fn register(cf: &mut ngx_conf_t, path: &str, configured: bool) -> Result<(), String> {
-    let fail = || format!("status_alert: could not register the state path \"{path}\"");
+fn register(cf: &mut ngx_conf_t, path: &str, configured: bool) -> Result<(), SetupError> {
+    let fail = || SetupError::StatePath(path.to_string());
     // SAFETY: allocations from the configuration pool, which lives as long as the cycle.
     unsafe {
         let p = nginx_sys::ngx_pcalloc(cf.pool, core::mem::size_of::<ngx_path_t>())
@@ -93,7 +93,7 @@ fn register(cf: &mut ngx_conf_t, path: &str, configured: bool) -> Result<(), Str
 
 /// Once nginx has created the directory (zone initialisation, also under `nginx -t`): refuses
 /// one that other users can write or that belongs to someone else.
-pub fn check(mcf: &MainConf) -> Result<(), String> {
+pub fn check(mcf: &MainConf) -> Result<(), SetupError> {
     // SAFETY: geteuid has no preconditions.
     let mut owners = vec![unsafe { libc::geteuid() }];
     if let Some(cycle) = mcf.cycle {
@@ -105,10 +105,10 @@ pub fn check(mcf: &MainConf) -> Result<(), String> {
         };
         owners.extend(user.filter(|u| *u != u32::MAX));
     }
-    state_dir::check_dir(&mcf.state_dir, &owners).map_err(|e| {
-        let place = mcf.state_path.as_ref().map_or(String::new(), |(_, place)| {
+    state_dir::check_dir(&mcf.state_dir, &owners).map_err(|source| SetupError::StateDir {
+        source,
+        at: mcf.state_path.as_ref().map_or(String::new(), |(_, place)| {
             format!(" (status_alert_state_path in {place})")
-        });
-        format!("status_alert: {e}{place}")
+        }),
     })
 }

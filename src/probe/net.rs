@@ -30,7 +30,7 @@ use nginx_sys::{
 };
 
 use crate::conf::probe_spec::{ProbeSpec, Scheme};
-use crate::conf::{MainConf, ProbeConf, ProbeResolver};
+use crate::conf::{ConfError, MainConf, ProbeConf, ProbeResolver};
 use crate::probe::http::{self as probe_http, ResponseReader};
 use crate::probe::ProbeResult;
 use crate::vocab::reason::Reason;
@@ -130,7 +130,7 @@ fn exiting() -> bool {
 /// probe) or, without one, resolves the name once. A host that does not resolve is not an
 /// error (a probe exists to notice what is broken): it is logged, and each interval fails as
 /// `dns` until a reload.
-pub fn prepare(cf: &mut nginx_sys::ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+pub fn prepare(cf: &mut nginx_sys::ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> {
     if mcf.probes.iter().any(|p| p.spec.upstream.is_some()) {
         crate::probe::upstream::expand(cf, mcf)?;
     }

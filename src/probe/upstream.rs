@@ -6,11 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use nginx_sys::{ngx_addr_t, ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t};
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
-use crate::conf::{MainConf, ProbeConf};
+use crate::conf::{ConfError, MainConf, ProbeConf};
 
 /// Replaces every `upstream=` probe of `mcf` by the probes of its peers. Called once the
 /// `http` block is read, when every `upstream` block is known.
-pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> {
     let upstreams = upstream_blocks(cf);
     let mut out: Vec<ProbeConf> = Vec::with_capacity(mcf.probes.len());
     for probe in core::mem::take(&mut mcf.probes) {
@@ -18,7 +18,11 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
             out.push(probe);
             continue;
         };
-        let err = |why: String| format!("status_alert_probe: {why} in {}", probe.place);
+        let err = |message: String| ConfError::At {
+            directive: "status_alert_probe",
+            message,
+            place: probe.place.clone(),
+        };
         let Some(uscf) = upstreams.iter().find(|u| u.0 == up.name).map(|u| u.1) else {
             return Err(err(format!("unknown upstream \"{}\"", up.name)));
         };

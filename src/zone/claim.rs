@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::key::{slot_keys, SlotKey};
 use super::{
-    zone_size, Counts, NameSlot, ProbeSlot, Zone, ZoneFull, ZoneHeader, NAME_KEY_MAX,
+    zone_size, Counts, NameSlot, ProbeSlot, Zone, ZoneError, ZoneHeader, NAME_KEY_MAX,
     PROBE_KEY_MAX, SLOT_FREE, SLOT_LIVE, SLOT_RETIRED,
 };
 
@@ -98,7 +98,7 @@ impl Zone {
         names: &[impl AsRef<[u8]>],
         probes: &[impl AsRef<[u8]>],
         alive: &dyn Fn(u32) -> bool,
-    ) -> Result<Plan, ZoneFull> {
+    ) -> Result<Plan, ZoneError> {
         let next = self.header().generation.load(Relaxed).wrapping_add(1) & 0xffff_ffff;
         let mut writers = self.live_writer_generations(alive);
         // Processes that could not be recorded may live as long as they like.
@@ -122,7 +122,7 @@ impl Zone {
         };
         let needed = missing(&names, ns) + missing(&probes, ps);
         if needed > 0 {
-            return Err(ZoneFull { needed, free });
+            return Err(ZoneError::Full { needed, free });
         }
         let all = |picks: Vec<Option<Pick>>| picks.into_iter().flatten().collect();
         let (names, probes) = (all(names), all(probes));
@@ -135,7 +135,7 @@ impl Zone {
         names: &[&[u8]],
         probes: &[&[u8]],
         alive: impl Fn(u32) -> bool,
-    ) -> Result<(), ZoneFull> {
+    ) -> Result<(), ZoneError> {
         let (names, probes) = (
             slot_keys(names, NAME_KEY_MAX),
             slot_keys(probes, PROBE_KEY_MAX),
@@ -154,7 +154,7 @@ impl Zone {
         names: &[&[u8]],
         probes: &[&[u8]],
         alive: impl Fn(u32) -> bool,
-    ) -> Result<Claimed<'_>, ZoneFull> {
+    ) -> Result<Claimed<'_>, ZoneError> {
         if !self.is_formatted() {
             self.format();
         }
@@ -175,7 +175,7 @@ impl Zone {
             // The plan found room, so this cannot happen; but never index past the zone.
             let needed = zone_size(new_names, new_probes) - size_of::<ZoneHeader>();
             let free = self.free_bytes(before);
-            return Err(ZoneFull { needed, free });
+            return Err(ZoneError::Full { needed, free });
         }
         let (name_slots, probe_slots) = self.slots(after);
         let generation = self

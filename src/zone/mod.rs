@@ -18,8 +18,6 @@ mod handover;
 mod header;
 pub mod incidents;
 mod key;
-#[cfg(not(test))]
-pub(crate) mod shm;
 mod size;
 mod slots;
 pub mod window;
@@ -29,7 +27,7 @@ pub use header::{Alerting, StallReason, ZoneHeader, STALL_INTERVALS};
 pub use key::{fnv1a64, slot_key, SlotKey};
 pub use size::{
     auto_capacity, payload_for_shm_size, payload_in_mapping, shm_size_for_payload, zone_size,
-    SizePlan, ZoneFull,
+    SizePlan, ZoneError,
 };
 pub use slots::{
     ErrorRatioState, LatencyState, LevelState, NameSlot, ProbeHealth, ProbeSlot, SloState,

@@ -4,25 +4,58 @@
 use core::mem::size_of;
 use core::sync::atomic::Ordering::Relaxed;
 
+use thiserror::Error;
+
 use super::{NameSlot, ProbeSlot, Zone, ZoneHeader};
 
-/// The zone cannot hold what the configuration asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ZoneFull {
-    /// Bytes the new slots need.
-    pub needed: usize,
-    /// Bytes left in the zone.
-    pub free: usize,
-}
-
-impl core::fmt::Display for ZoneFull {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "needs {} more bytes, {} are free",
-            self.needed, self.free
-        )
-    }
+/// A zone that cannot hold what the configuration asks for.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ZoneError {
+    /// The slots the configuration needs do not fit in what is left.
+    #[error("needs {needed} more bytes, {free} are free")]
+    Full {
+        /// Bytes the new slots need.
+        needed: usize,
+        /// Bytes left in the zone.
+        free: usize,
+    },
+    /// `status_alert_zone SIZE` names a running zone that the configuration does not fit in.
+    #[error(
+        "status_alert_zone {size_k}k cannot hold {names} names and {probes} probes: it needs \
+         {needed} more bytes, {free} are free (slots of removed names are reused once the \
+         workers that count into them have exited) in {place}"
+    )]
+    SizeCannotHold {
+        /// The size, KiB.
+        size_k: usize,
+        /// NAMEs configured.
+        names: usize,
+        /// Probe targets configured.
+        probes: usize,
+        /// Bytes the new slots need.
+        needed: usize,
+        /// Bytes left in the zone.
+        free: usize,
+        /// `file:line` of `status_alert_zone`.
+        place: String,
+    },
+    /// `status_alert_zone SIZE` is too small for the configuration.
+    #[error(
+        "status_alert_zone: size {size_k}k is too small for {names} names and {probes} probes, \
+         at least {need_k}k is needed in {place}"
+    )]
+    SizeTooSmall {
+        /// The size, KiB.
+        size_k: usize,
+        /// NAMEs configured.
+        names: usize,
+        /// Probe targets configured.
+        probes: usize,
+        /// The least size that would do, KiB.
+        need_k: usize,
+        /// `file:line` of `status_alert_zone`.
+        place: String,
+    },
 }
 
 /// Bytes needed for a zone holding the given numbers of slots.
@@ -92,7 +125,7 @@ impl SizePlan<'_> {
     /// The size: an explicit one if the configuration fits (in the zone of that size that will
     /// be reused, or in a fresh one); automatically, the running primary's while it has room,
     /// else a fresh size with headroom that no old zone unable to hold us has.
-    pub fn size(&self, alive: impl Fn(u32) -> bool + Copy) -> Result<usize, String> {
+    pub fn size(&self, alive: impl Fn(u32) -> bool + Copy) -> Result<usize, ZoneError> {
         let (names, probes) = (self.names, self.probes);
         let fits_old = |size: usize| {
             self.old
@@ -103,24 +136,24 @@ impl SizePlan<'_> {
         if let Some((size, place)) = self.explicit {
             let need = zone_size(names.len(), probes.len());
             return match fits_old(size) {
-                Some(Err(full)) => Err(format!(
-                    "status_alert_zone {}k cannot hold {} names and {} probes: it {full} (slots \
-                     of removed names are reused once the workers that count into them have \
-                     exited) in {place}",
-                    size / 1024,
-                    names.len(),
-                    probes.len(),
-                )),
+                Some(Err(ZoneError::Full { needed, free })) => Err(ZoneError::SizeCannotHold {
+                    size_k: size / 1024,
+                    names: names.len(),
+                    probes: probes.len(),
+                    needed,
+                    free,
+                    place: place.to_string(),
+                }),
+                Some(Err(e)) => Err(e),
                 Some(Ok(())) => Ok(size),
                 None if payload_for_shm_size(size, self.pagesize) >= need => Ok(size),
-                None => Err(format!(
-                    "status_alert_zone: size {}k is too small for {} names and {} probes, at \
-                     least {}k is needed in {place}",
-                    size / 1024,
-                    names.len(),
-                    probes.len(),
-                    shm_size_for_payload(need, self.pagesize).div_ceil(1024)
-                )),
+                None => Err(ZoneError::SizeTooSmall {
+                    size_k: size / 1024,
+                    names: names.len(),
+                    probes: probes.len(),
+                    need_k: shm_size_for_payload(need, self.pagesize).div_ceil(1024),
+                    place: place.to_string(),
+                }),
             };
         }
         let primary = self

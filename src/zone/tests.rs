@@ -133,7 +133,7 @@ fn a_slot_is_reused_only_once_no_process_can_write_it() {
     let full = z.check(&keys(&["c", "d"]), &[], everybody);
     assert_eq!(
         full,
-        Err(ZoneFull {
+        Err(ZoneError::Full {
             needed: 2 * size_of::<NameSlot>(),
             free: 0
         })
@@ -477,13 +477,21 @@ fn size_plan_keeps_a_zone_with_room_and_grows_past_one_without() {
     let grown = plan(&many, &old, None).unwrap();
     assert!(grown > first, "40 NAMEs do not fit the zone made for 3");
     // Explicit sizes: too small is an error naming the place; the old zone is checked.
-    let err = plan(&many, &[], Some((64 * 1024, "nginx.conf:3"))).unwrap_err();
+    let err = plan(&many, &[], Some((64 * 1024, "nginx.conf:3")))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("too small") && err.contains("nginx.conf:3"),
         "{err}"
     );
-    let err = plan(&many, &old, Some((first, "nginx.conf:4"))).unwrap_err();
+    let err = plan(&many, &old, Some((first, "nginx.conf:4")))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot hold 40 names"), "{err}");
+    assert!(
+        err.contains(": it needs ") && err.ends_with(" in nginx.conf:4"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! FFI glue for the shared-memory zones: registration, initialisation and the hand-over of
 //! counters and state across reloads. The layout itself is in src/zone/mod.rs.
 //!
+//! It lives in `conf/`, not `zone/`: registering a zone means reading and filling the
+//! configuration (`MainConf`), which already holds the zone's slots, so `conf` uses `zone`
+//! and `zone` stays free of the configuration (and of nginx).
+//!
 //! Each configuration counts into one *primary* zone named `status_alert_<size>`. A reload that
 //! keeps the size reuses it in place (nginx maps it again; slots are matched by key). A reload
 //! that changes the size gets a new primary; the old one stays registered, as a *draining*
@@ -15,11 +19,11 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use nginx_sys::{
     ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t,
-    NGX_ERROR, NGX_OK,
 };
+use ngx::core::Status;
 use ngx::http::{HttpModule, HttpModuleMainConf};
 
-use crate::conf::{Draining, MainConf, OldZone};
+use crate::conf::{Draining, MainConf, OldZone, SetupError};
 use crate::zone::{self, payload_for_shm_size, payload_in_mapping, process_alive, Zone};
 use crate::HttpStatusAlertModule;
 
@@ -88,7 +92,7 @@ unsafe fn zone_of(z: &ngx_shm_zone_t) -> Option<Zone> {
 }
 
 /// The primary zone's size for this configuration.
-fn plan_size(mcf: &MainConf, old: &[(String, usize, Zone)]) -> Result<usize, String> {
+fn plan_size(mcf: &MainConf, old: &[(String, usize, Zone)]) -> Result<usize, SetupError> {
     let (names, probes) = mcf.keys();
     let old: Vec<(usize, Zone)> = old.iter().map(|(_, size, z)| (*size, *z)).collect();
     let plan = zone::SizePlan {
@@ -101,7 +105,7 @@ fn plan_size(mcf: &MainConf, old: &[(String, usize, Zone)]) -> Result<usize, Str
         old: &old,
         pagesize: pagesize(),
     };
-    plan.size(process_alive)
+    Ok(plan.size(process_alive)?)
 }
 
 fn as_slices(keys: &[Vec<u8>]) -> Vec<&[u8]> {
@@ -113,11 +117,11 @@ fn register(
     cf: &mut ngx_conf_t,
     name: &str,
     size: usize,
-) -> Result<&'static mut ngx_shm_zone_t, String> {
+) -> Result<&'static mut ngx_shm_zone_t, SetupError> {
     // SAFETY: valid pool; nginx keeps a pointer to the name for the cycle's lifetime.
     let data = unsafe { nginx_sys::ngx_pnalloc(cf.pool, name.len()) } as *mut u8;
     if data.is_null() {
-        return Err("could not allocate the zone name".into());
+        return Err(SetupError::ZoneName);
     }
     // SAFETY: data has room for name.len() bytes.
     unsafe { ptr::copy_nonoverlapping(name.as_ptr(), data, name.len()) };
@@ -128,11 +132,11 @@ fn register(
     // SAFETY: valid cf, name and tag.
     let z = unsafe { nginx_sys::ngx_shared_memory_add(cf, &mut zone_name, size, tag()) };
     // SAFETY: null or a zone owned by the cycle.
-    unsafe { z.as_mut() }.ok_or_else(|| format!("could not add the shared memory zone {name}"))
+    unsafe { z.as_mut() }.ok_or_else(|| SetupError::ZoneAdd(name.to_string()))
 }
 
 /// Registers the zones; called from postconfiguration when anything needs them.
-pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), SetupError> {
     // SAFETY: cf.cycle is the cycle being configured; its old cycle is still mapped.
     let old = unsafe { our_zones((*cf.cycle).old_cycle) };
     let size = plan_size(mcf, &old)?;
@@ -163,7 +167,7 @@ pub fn add_zone(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
 ///
 /// # Safety
 /// `shm_zone` is a zone nginx is initialising; its memory is mapped.
-unsafe fn payload(shm_zone: *mut ngx_shm_zone_t, reused: bool) -> Result<Zone, String> {
+unsafe fn payload(shm_zone: *mut ngx_shm_zone_t, reused: bool) -> Result<Zone, SetupError> {
     let shm = &(*shm_zone).shm;
     if !reused {
         // nginx has just created the slab pool, and no worker has seen it yet.
@@ -172,20 +176,12 @@ unsafe fn payload(shm_zone: *mut ngx_shm_zone_t, reused: bool) -> Result<Zone, S
         // Large slab allocations are page-aligned.
         let base = ngx_slab_alloc(sp, size) as *mut u8;
         if base.is_null() {
-            return Err(format!(
-                "could not allocate {size} bytes in the shared zone"
-            ));
+            return Err(SetupError::ZoneAlloc(size));
         }
         ptr::write_bytes(base, 0, size);
         (*sp).data = base.cast();
     }
-    let zone = zone_of(&*shm_zone).ok_or_else(|| {
-        format!(
-            "the shared zone \"{}\" is damaged (its payload is not where it can be); restart \
-             nginx",
-            shm.name
-        )
-    })?;
+    let zone = zone_of(&*shm_zone).ok_or_else(|| SetupError::ZoneDamaged(shm.name.to_string()))?;
     if !zone.is_formatted() {
         zone.format();
     }
@@ -204,28 +200,16 @@ extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx
         )
     };
     // SAFETY: as above.
-    let zone = match unsafe { payload(shm_zone, !data.is_null()) } {
-        Ok(z) => z,
-        Err(e) => {
-            emerg!(log, "status_alert: {e}");
-            return NGX_ERROR as ngx_int_t;
-        }
-    };
-    // nginx has created the state directory by now (it creates paths before zones).
-    if let Err(e) = crate::conf::state_path::check(mcf) {
-        emerg!(log, "{e}");
-        return NGX_ERROR as ngx_int_t;
-    }
-    let (names, probes) = mcf.keys();
-    if let Err(full) = zone.check(&as_slices(&names), &as_slices(&probes), process_alive) {
-        emerg!(
-            log,
-            "status_alert: the shared zone {full}; raise status_alert_zone"
-        );
-        return NGX_ERROR as ngx_int_t;
-    }
-    mcf.zone = Some(zone);
-    NGX_OK as ngx_int_t
+    let set_up = unsafe { payload(shm_zone, !data.is_null()) }.and_then(|zone| {
+        // nginx has created the state directory by now (it creates paths before zones).
+        crate::conf::state_path::check(mcf)?;
+        let (names, probes) = mcf.keys();
+        zone.check(&as_slices(&names), &as_slices(&probes), process_alive)
+            .map_err(SetupError::ZoneFull)?;
+        mcf.zone = Some(zone);
+        Ok(())
+    });
+    status(set_up, log)
 }
 
 /// Re-adopts a draining zone (always reused: it has the old zone's name and size).
@@ -233,13 +217,19 @@ extern "C" fn draining_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) ->
     // SAFETY: nginx passes a zone registered in add_zone.
     let log = unsafe { (*shm_zone).shm.log };
     // SAFETY: as above.
-    match unsafe { payload(shm_zone, !data.is_null()) } {
-        Ok(_) => NGX_OK as ngx_int_t,
+    status(unsafe { payload(shm_zone, !data.is_null()) }.map(drop), log)
+}
+
+/// What a zone's init callback returns to nginx; an error is logged at `emerg` first.
+fn status(set_up: Result<(), SetupError>, log: *mut nginx_sys::ngx_log_t) -> ngx_int_t {
+    let status = match set_up {
+        Ok(()) => Status::NGX_OK,
         Err(e) => {
-            emerg!(log, "status_alert: {e}");
-            NGX_ERROR as ngx_int_t
+            emerg!(log, "{e}");
+            Status::NGX_ERROR
         }
-    }
+    };
+    status.into()
 }
 
 /// `init_module`: the configuration has committed (nothing after this can make nginx go back
@@ -249,10 +239,10 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the new cycle.
     let cycle = unsafe { &*cycle };
     let Some(mcf) = HttpStatusAlertModule::main_conf_mut(cycle) else {
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     };
     let Some(zone) = mcf.zone else {
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     };
     let (names, probes) = mcf.keys();
     let claimed = match zone.claim(&as_slices(&names), &as_slices(&probes), process_alive) {
@@ -263,7 +253,7 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 cycle.log,
                 "status_alert: the shared zone {full}; counting is off"
             );
-            return NGX_OK as ngx_int_t;
+            return Status::NGX_OK.into();
         }
     };
     let bounds = mcf.bucket_bounds();
@@ -309,5 +299,5 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             });
         }
     }
-    NGX_OK as ngx_int_t
+    Status::NGX_OK.into()
 }
