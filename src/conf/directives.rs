@@ -13,7 +13,9 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
-use super::params::{self, WebhookFormat, WebhookTarget};
+use super::alert_params;
+use super::destination::{self, Destination, DestinationError, WebhookFormat};
+use super::params::{self, ParamError};
 use super::probe_spec;
 use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
 use crate::zone::counters::BucketBounds;
@@ -105,9 +107,17 @@ extern "C" fn set_status_alert(
             lcf.alert = AlertSetting::Off;
             return Ok(());
         }
-        params::validate_name(name).map_err(|e| err(e.to_string()))?;
-        let p = params::parse_alert_params(args[1..].iter().map(String::as_str))
-            .map_err(|e| err(format!("\"{name}\": {e}")))?;
+        params::validate_name(name).map_err(|source| ConfError::Param {
+            directive: D,
+            source,
+        })?;
+        let p = alert_params::parse_alert_params(args[1..].iter().map(String::as_str)).map_err(
+            |source| ConfError::NameParam {
+                directive: D,
+                name: name.to_string(),
+                source,
+            },
+        )?;
         let here = place(cf);
         let mcf = main_conf(cf);
         let existing = mcf.names.iter().find(|n| n.name == name);
@@ -146,15 +156,11 @@ extern "C" fn set_status_alert_probe(
 ) -> *mut c_char {
     const D: &str = "status_alert_probe";
     handle(cf, conf, |cf, lcf: &mut LocConf| {
-        let err = |message: String| ConfError::Invalid {
-            directive: D,
-            message,
-        };
         let args = args(cf, D)?;
         // In a location the NAME may come from `status_alert` (also one written later in the
         // block or inherited), so it is resolved when the location is merged.
         let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
-        let spec = probe_spec::parse(&args, !in_location).map_err(|e| err(e.to_string()))?;
+        let spec = probe_spec::parse(&args, !in_location)?;
         // The core configuration of this level: its `resolver`, known once the block is
         // merged, is the one the probe's host name is looked up with.
         let core_loc_conf =
@@ -182,25 +188,26 @@ extern "C" fn set_webhook(
 ) -> *mut c_char {
     const D: &str = "status_alert_webhook";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError::Invalid {
+        let refused = |source| ConfError::Destination {
             directive: D,
-            message,
+            source,
         };
         let args = args(cf, D)?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (target, format) = params::parse_webhook_args(&args, url_file_reader(cf, "webhook"))
-            .map_err(|e| err(e.to_string()))?;
-        match target {
-            WebhookTarget::Off => {
+        let destination = destination::parse_webhook_args(&args, url_file_reader(cf, "webhook"))
+            .map_err(|source| ConfError::Param {
+                directive: D,
+                source,
+            })?;
+        match destination {
+            None => {
                 if mcf.has_alert_destinations() || mcf.webhook_off.is_some() {
-                    return Err(err(
-                        "\"off\" cannot be combined with other destinations".into()
-                    ));
+                    return Err(refused(DestinationError::OffWithOthers));
                 }
                 mcf.webhook_off = Some(place(cf));
                 Ok(())
             }
-            WebhookTarget::Url(url) => mcf.add_destination(url, format).map_err(err),
+            Some(destination) => mcf.add_destination(destination).map_err(refused),
         }
     })
 }
@@ -235,9 +242,17 @@ extern "C" fn set_alertmanager(
             return Err(err("needs at least one URL".into()));
         }
         for url in urls {
-            let url = params::parse_alertmanager_url(&url).map_err(|e| err(e.to_string()))?;
-            mcf.add_destination(url, WebhookFormat::Alertmanager)
-                .map_err(err)?;
+            let url =
+                destination::parse_alertmanager_url(&url).map_err(|source| ConfError::Param {
+                    directive: D,
+                    source,
+                })?;
+            let format = WebhookFormat::Alertmanager;
+            mcf.add_destination(Destination { url, format })
+                .map_err(|source| ConfError::Destination {
+                    directive: D,
+                    source,
+                })?;
         }
         Ok(())
     })
@@ -256,12 +271,12 @@ extern "C" fn set_heartbeat(
         let args = args(cf, D)?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (url, interval_ms) =
-            params::parse_heartbeat_args(&args, url_file_reader(cf, "heartbeat")).map_err(|e| {
-                ConfError::Invalid {
+            destination::parse_heartbeat_args(&args, url_file_reader(cf, "heartbeat")).map_err(
+                |source| ConfError::Param {
                     directive: D,
-                    message: e.to_string(),
-                }
-            })?;
+                    source,
+                },
+            )?;
         mcf.set_heartbeat(url, interval_ms, place(cf))
     })
 }
@@ -270,12 +285,15 @@ extern "C" fn set_heartbeat(
 /// `what` names the URL in the error.
 fn url_file_reader<'a>(
     cf: &'a ngx_conf_t,
-    what: &'a str,
-) -> impl FnOnce(&str) -> Result<String, String> + 'a {
+    what: &'static str,
+) -> impl FnOnce(&str) -> Result<String, ParamError> + 'a {
     move |path| {
         let full = full_conf_path(cf, path);
-        std::fs::read_to_string(&full)
-            .map_err(|e| format!("cannot read {what} URL from \"{full}\": {e}"))
+        std::fs::read_to_string(&full).map_err(|e| ParamError::UnreadableFile {
+            what,
+            path: full,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -296,15 +314,15 @@ extern "C" fn set_interval(
 ) -> *mut c_char {
     const D: &str = "status_alert_interval";
     handle(cf, conf, |cf, mcf: &mut MainConf| {
-        let err = |message: String| ConfError::Invalid {
-            directive: D,
-            message,
-        };
         if mcf.interval_ms.is_some() {
             return Err(ConfError::Duplicate);
         }
         let value = args(cf, D)?.remove(0);
-        mcf.interval_ms = Some(params::parse_interval(&value).map_err(|e| err(e.to_string()))?);
+        let interval = params::parse_interval(&value).map_err(|source| ConfError::Param {
+            directive: D,
+            source,
+        })?;
+        mcf.interval_ms = Some(interval);
         Ok(())
     })
 }
@@ -324,8 +342,13 @@ extern "C" fn set_buckets(
             return Err(ConfError::Duplicate);
         }
         let args = args(cf, D)?;
-        let ms = params::parse_buckets(args.iter().map(String::as_str))
-            .map_err(|e| err(e.to_string()))?;
+        let ms =
+            alert_params::parse_buckets(args.iter().map(String::as_str)).map_err(|source| {
+                ConfError::Param {
+                    directive: D,
+                    source,
+                }
+            })?;
         let bounds = BucketBounds::new(&ms)
             .ok_or_else(|| err("expects 1 to 30 increasing times".to_string()))?;
         mcf.buckets = Some((bounds, place(cf)));

@@ -1,9 +1,13 @@
-//! Configuration: the per-level structs the directives fill, value parsing (`params`,
-//! `probe_spec`), the checks made once the `http` block is read, and the directive table
-//! (`directives`, FFI).
+//! Configuration: the per-level structs the directives fill, the parsing of their values
+//! (`params` for the syntax, `alert_params`, `destination`, `probe_spec`), the checks made once
+//! the `http` block is read, the private state directory (`state_dir`), and the FFI that ties
+//! them to nginx: the directive table (`directives`), the state path (`state_path`) and the
+//! shared zones (`zone_setup`).
 //!
-//! Everything here but `directives` is plain Rust, unit-tested without nginx.
+//! Everything here but those three FFI files is plain Rust, unit-tested without nginx.
 
+pub mod alert_params;
+pub mod destination;
 #[cfg(not(test))]
 pub(crate) mod directives;
 pub mod params;
@@ -14,10 +18,13 @@ pub(crate) mod state_path;
 #[cfg(not(test))]
 pub(crate) mod zone_setup;
 
-use params::{AlertParams, WebhookFormat};
-use probe_spec::ProbeSpec;
+use alert_params::AlertParams;
+use destination::{Destination, DestinationError, WebhookFormat, MAX_DESTINATIONS};
+use params::ParamError;
+use probe_spec::{ProbeSpec, ProbeSpecError};
 use thiserror::Error;
 
+use crate::vocab::redact::redact_url;
 use crate::zone::counters::BucketBounds;
 use crate::zone::{NameSlot, ProbeSlot, Zone, ZoneError};
 use state_dir::StateDirError;
@@ -36,6 +43,35 @@ pub enum ConfError {
         /// What is wrong, naming the bad value.
         message: String,
     },
+    /// A value of the directive that does not parse.
+    #[error("{directive}: {source}")]
+    Param {
+        /// The directive.
+        directive: &'static str,
+        /// What is wrong with the value.
+        source: ParamError,
+    },
+    /// A parameter of `status_alert NAME` that does not parse.
+    #[error("{directive}: \"{name}\": {source}")]
+    NameParam {
+        /// The directive.
+        directive: &'static str,
+        /// The NAME.
+        name: String,
+        /// What is wrong with the parameter.
+        source: ParamError,
+    },
+    /// A `status_alert_probe` that cannot be accepted.
+    #[error("status_alert_probe: {0}")]
+    Probe(#[from] ProbeSpecError),
+    /// A destination that cannot be added.
+    #[error("{directive}: {source}")]
+    Destination {
+        /// The directive.
+        directive: &'static str,
+        /// Why not.
+        source: DestinationError,
+    },
     /// A conflict found once the `http` block is read, at a place the message names.
     #[error("{directive}: {message} in {place}")]
     At {
@@ -47,14 +83,14 @@ pub enum ConfError {
         place: String,
     },
     /// A NAME's parameters that do not fit the rest of the `http` block.
-    #[error("{directive} \"{name}\": {message} in {place}")]
+    #[error("{directive} \"{name}\": {source} in {place}")]
     Name {
         /// The directive.
         directive: &'static str,
         /// The NAME.
         name: String,
-        /// What is wrong.
-        message: String,
+        /// What is wrong (boxed: it is the largest error, and rare).
+        source: Box<ParamError>,
         /// `file:line` of the NAME, and of what it conflicts with.
         place: String,
     },
@@ -108,7 +144,7 @@ pub enum SetupError {
 #[repr(C)]
 pub struct NameConf {
     /// The NAME's bytes (`name.len()` of them are valid).
-    pub label: [u8; crate::conf::params::MAX_NAME_LEN],
+    pub label: [u8; params::MAX_NAME_LEN],
     /// The NAME.
     pub name: String,
     /// Its parameters (identical at every place that uses the NAME).
@@ -204,30 +240,6 @@ pub struct MainConf {
     pub cycle: Option<core::ptr::NonNull<nginx_sys::ngx_cycle_t>>,
 }
 
-/// Most destinations (webhooks, Alertmanagers and the heartbeat together) one configuration
-/// may have.
-pub const MAX_DESTINATIONS: usize = crate::zone::MAX_DESTINATIONS;
-
-/// One place alerts are posted to.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Destination {
-    /// The URL, secret included: never logged or exported as is.
-    pub url: String,
-    /// Payload format.
-    pub format: WebhookFormat,
-}
-
-impl Destination {
-    /// The `destination` label of destination number `i` (0-based): format and position,
-    /// never the URL (which holds the token); `heartbeat` alone, as there is at most one.
-    pub fn label(&self, i: usize) -> String {
-        match self.format {
-            WebhookFormat::Heartbeat => self.format.name().to_string(),
-            format => format!("{}-{}", format.name(), i + 1),
-        }
-    }
-}
-
 /// A zone of the previous configuration.
 pub struct OldZone {
     /// Its memory (mapped until the new configuration commits, longer if kept).
@@ -269,27 +281,18 @@ impl MainConf {
     /// Adds an alert destination, refusing the same URL and format twice and more than
     /// [`MAX_DESTINATIONS`]. It goes before the heartbeat, which stays last: alert
     /// destinations keep their labels (`discord-1`, ...) whether or not there is one.
-    pub fn add_destination(&mut self, url: String, format: WebhookFormat) -> Result<(), String> {
+    pub fn add_destination(&mut self, destination: Destination) -> Result<(), DestinationError> {
         if let Some(place) = &self.webhook_off {
-            return Err(format!(
-                "alerts are turned off by \"status_alert_webhook off\" in {place}"
-            ));
+            return Err(DestinationError::AlertsOff(place.clone()));
         }
-        if self
-            .destinations
-            .iter()
-            .any(|d| d.url == url && d.format == format)
-        {
-            return Err(format!(
-                "{} is duplicate",
-                crate::vocab::redact::redact_url(&url)
-            ));
+        if self.destinations.contains(&destination) {
+            return Err(DestinationError::Duplicate(redact_url(&destination.url)));
         }
         if self.destinations.len() >= MAX_DESTINATIONS {
-            return Err(format!("at most {MAX_DESTINATIONS} destinations"));
+            return Err(DestinationError::TooMany);
         }
         let at = self.heartbeat().map_or(self.destinations.len(), |(i, _)| i);
-        self.destinations.insert(at, Destination { url, format });
+        self.destinations.insert(at, destination);
         Ok(())
     }
 
@@ -306,9 +309,9 @@ impl MainConf {
             return Err(ConfError::Duplicate);
         }
         if self.destinations.len() >= MAX_DESTINATIONS {
-            return Err(ConfError::Invalid {
+            return Err(ConfError::Destination {
                 directive: "status_alert_heartbeat",
-                message: format!("at most {MAX_DESTINATIONS} destinations"),
+                source: DestinationError::TooMany,
             });
         }
         self.destinations.push(Destination {
@@ -376,19 +379,21 @@ impl MainConf {
         let interval = self.interval_ms();
         let bounds = self.bucket_bounds();
         for n in &self.names {
-            params::check_window(n.params.window_ms, interval).map_err(|e| ConfError::Name {
-                directive: "status_alert",
-                name: n.name.clone(),
-                message: e.to_string(),
-                place: n.place.clone(),
+            alert_params::check_window(n.params.window_ms, interval).map_err(|source| {
+                ConfError::Name {
+                    directive: "status_alert",
+                    name: n.name.clone(),
+                    source: Box::new(source),
+                    place: n.place.clone(),
+                }
             })?;
             if let Some(latency) = &n.params.latency {
-                params::check_latency_buckets(latency, bounds.as_ms()).map_err(|e| {
+                alert_params::check_latency_buckets(latency, bounds.as_ms()).map_err(|source| {
                     let at = self.buckets.as_ref().map(|(_, p)| p.as_str());
                     ConfError::Name {
                         directive: "status_alert",
                         name: n.name.clone(),
-                        message: e.to_string(),
+                        source: Box::new(source),
                         place: format!(
                             "{}{}",
                             n.place,
@@ -484,7 +489,9 @@ mod tests {
         let name = ConfError::Name {
             directive: "status_alert",
             name: "be".into(),
-            message: "window=10s is shorter than 2 intervals".into(),
+            source: Box::new(ParamError::Conflict(
+                "window=10s is shorter than 2 intervals".into(),
+            )),
             place: "nginx.conf:12".into(),
         };
         assert_eq!(
@@ -507,10 +514,18 @@ mod tests {
         let again = mcf.set_heartbeat("https://hc-ping.com/other".into(), 1000, "a:2".into());
         assert_eq!(again, Err(ConfError::Duplicate));
         // Alert destinations given later go before it and keep their labels.
-        mcf.add_destination("https://a/1".into(), WebhookFormat::Discord)
+        let to = |url: &str, format| Destination {
+            url: url.into(),
+            format,
+        };
+        mcf.add_destination(to("https://a/1", WebhookFormat::Discord))
             .unwrap();
-        mcf.add_destination("https://a/2".into(), WebhookFormat::Slack)
+        mcf.add_destination(to("https://a/2", WebhookFormat::Slack))
             .unwrap();
+        assert_eq!(
+            mcf.add_destination(to("https://a/2", WebhookFormat::Slack)),
+            Err(DestinationError::Duplicate("https://a/***".into()))
+        );
         assert!(mcf.has_alert_destinations());
         assert_eq!(mcf.heartbeat(), Some((2, 30_000)));
         let labels: Vec<String> = mcf

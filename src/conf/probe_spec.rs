@@ -2,9 +2,9 @@
 //! [tls_verify=]` and `status_alert_probe upstream=NAME [uri=] [scheme=] [mark_down=] ...`:
 //! pure parsing of the directive's values.
 
-use core::fmt;
+use thiserror::Error;
 
-use crate::conf::params::{parse_time_ms, validate_name, ParamError};
+use crate::conf::params::{invalid, parse_time_ms, validate_name, ParamError};
 use crate::vocab::redact::hide_credentials;
 
 /// How a target is probed.
@@ -119,24 +119,50 @@ impl ProbeSpec {
 }
 
 /// A probe directive that cannot be accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeError(pub String);
-
-impl fmt::Display for ProbeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<ParamError> for ProbeError {
-    fn from(e: ParamError) -> Self {
-        ProbeError(e.to_string())
-    }
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ProbeSpecError {
+    /// A parameter that does not parse.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// No URL or `upstream=` was given.
+    #[error("a URL is required")]
+    NoUrl,
+    /// The URL (credentials hidden) does not parse.
+    #[error("invalid URL \"{url}\": {why}")]
+    InvalidUrl {
+        /// The URL as written, without credentials.
+        url: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `upstream=` names no upstream that could exist.
+    #[error("invalid upstream name \"{0}\"")]
+    InvalidUpstream(String),
+    /// `timeout=` is not below `interval=` (each as written, or its default in words).
+    #[error("{timeout} must be below {interval}")]
+    TimeoutNotBelowInterval {
+        /// `timeout=...` or `timeout (default 5s)`.
+        timeout: String,
+        /// `interval=...` or `interval (default 60s)`.
+        interval: String,
+    },
+    /// `expect=` on a TCP probe.
+    #[error("expect= applies to http:// and https:// probes only")]
+    ExpectWithoutHttp,
+    /// `uri=` on an upstream probe with `scheme=tcp`.
+    #[error("uri= applies to scheme=http and https only")]
+    UriWithoutHttp,
+    /// A probe at `http` or `server` level without `name=`.
+    #[error("name= is required outside a location with \"status_alert NAME\"")]
+    NameRequired,
 }
 
 /// Parses a probe URL.
-pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
-    let bad = |why: &str| ProbeError(format!("invalid URL \"{}\": {why}", hide_credentials(url)));
+pub fn parse_target(url: &str) -> Result<Target, ProbeSpecError> {
+    let bad = |why: &'static str| ProbeSpecError::InvalidUrl {
+        url: hide_credentials(url),
+        why,
+    };
     let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
         (Scheme::Http, r)
     } else if let Some(r) = url.strip_prefix("https://") {
@@ -209,11 +235,12 @@ pub fn parse_target(url: &str) -> Result<Target, ProbeError> {
 }
 
 /// Parses `expect=` codes: `200`, `200-399`, `200,204,300-399`.
-pub fn parse_expect(value: &str) -> Result<Vec<(u16, u16)>, ProbeError> {
+pub fn parse_expect(value: &str) -> Result<Vec<(u16, u16)>, ProbeSpecError> {
     let bad = || {
-        ProbeError(format!(
-            "invalid expect value \"{value}\", expected status codes or ranges such as \
-             \"200,204,300-399\""
+        ProbeSpecError::from(invalid(
+            "expect",
+            value,
+            "status codes or ranges such as \"200,204,300-399\"",
         ))
     };
     let code = |s: &str| {
@@ -239,16 +266,12 @@ pub fn parse_expect(value: &str) -> Result<Vec<(u16, u16)>, ProbeError> {
     Ok(out)
 }
 
-fn parse_count(key: &str, value: &str) -> Result<u32, ProbeError> {
+fn parse_count(key: &str, value: &str) -> Result<u32, ParamError> {
     value
         .parse::<u32>()
         .ok()
         .filter(|n| *n >= 1 && value.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| {
-            ProbeError(format!(
-                "invalid {key} value \"{value}\", expected 1 or more"
-            ))
-        })
+        .ok_or_else(|| invalid(key, value, "1 or more"))
 }
 
 /// Default `interval=`, as the README and error messages write it.
@@ -257,15 +280,15 @@ const DEFAULT_INTERVAL: &str = "60s";
 const DEFAULT_TIMEOUT: &str = "5s";
 
 /// Parses the directive's arguments. `name_required` is true at `http` and `server` level.
-pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeError> {
+pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeSpecError> {
     let Some(url) = args.first() else {
-        return Err(ProbeError("a URL is required".into()));
+        return Err(ProbeSpecError::NoUrl);
     };
     let upstream = url.strip_prefix("upstream=");
     let target = match upstream {
         Some(name) => {
             if name.is_empty() || name.contains(['/', ' ']) {
-                return Err(ProbeError(format!("invalid upstream name \"{name}\"")));
+                return Err(ProbeSpecError::InvalidUpstream(name.to_string()));
             }
             Target {
                 scheme: Scheme::Http,
@@ -296,17 +319,15 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
     let mut seen: Vec<&str> = Vec::new();
     for arg in &args[1..] {
         let Some((key, value)) = arg.split_once('=') else {
-            return Err(ProbeError(format!("invalid parameter \"{arg}\"")));
+            return Err(ParamError::UnknownParameter(arg.clone()).into());
         };
         if seen.contains(&key) {
-            return Err(ProbeError(format!("duplicate parameter \"{key}\"")));
+            return Err(ParamError::Duplicate(key.to_string()).into());
         }
         let time = |max_ms: u64| {
             parse_time_ms(value)
                 .filter(|ms| *ms >= 1 && *ms <= max_ms)
-                .ok_or_else(|| {
-                    ProbeError(format!("invalid {key} value \"{value}\", expected a time"))
-                })
+                .ok_or_else(|| invalid(key, value, "a time"))
         };
         match key {
             "name" => {
@@ -322,18 +343,12 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
                 spec.tls_verify = match value {
                     "on" => true,
                     "off" => false,
-                    _ => {
-                        return Err(ProbeError(format!(
-                            "invalid tls_verify value \"{value}\", expected \"on\" or \"off\""
-                        )))
-                    }
+                    _ => return Err(invalid(key, value, "\"on\" or \"off\"").into()),
                 }
             }
             "uri" if spec.upstream.is_some() => {
                 if !value.starts_with('/') || value.chars().any(|c| c.is_whitespace()) {
-                    return Err(ProbeError(format!(
-                        "invalid uri value \"{value}\", expected a path starting with \"/\""
-                    )));
+                    return Err(invalid(key, value, "a path starting with \"/\"").into());
                 }
                 spec.target.path = value.to_string();
             }
@@ -343,10 +358,8 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
                     "https" => Scheme::Https,
                     "tcp" => Scheme::Tcp,
                     _ => {
-                        return Err(ProbeError(format!(
-                            "invalid scheme value \"{value}\", expected \"http\", \"https\" or \
-                             \"tcp\""
-                        )))
+                        let expected = "\"http\", \"https\" or \"tcp\"";
+                        return Err(invalid(key, value, expected).into());
                     }
                 }
             }
@@ -354,17 +367,13 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
                 let on = match value {
                     "on" => true,
                     "off" => false,
-                    _ => {
-                        return Err(ProbeError(format!(
-                            "invalid mark_down value \"{value}\", expected \"on\" or \"off\""
-                        )))
-                    }
+                    _ => return Err(invalid(key, value, "\"on\" or \"off\"").into()),
                 };
                 if let Some(u) = &mut spec.upstream {
                     u.mark_down = on;
                 }
             }
-            _ => return Err(ProbeError(format!("invalid parameter \"{arg}\""))),
+            _ => return Err(ParamError::UnknownParameter(arg.clone()).into()),
         }
         seen.push(key);
     }
@@ -377,35 +386,26 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
     if let Some(arg) = given("interval") {
         let value = arg.split_once('=').map_or("", |kv| kv.1);
         if parse_time_ms(value).is_some_and(|ms| ms < 1000) {
-            return Err(ProbeError(format!(
-                "invalid interval value \"{value}\", expected at least 1s"
-            )));
+            return Err(invalid("interval", value, "at least 1s").into());
         }
     }
     if spec.timeout_ms >= spec.interval_ms {
-        return Err(ProbeError(format!(
-            "{} must be below {}",
-            written("timeout", DEFAULT_TIMEOUT),
-            written("interval", DEFAULT_INTERVAL)
-        )));
+        return Err(ProbeSpecError::TimeoutNotBelowInterval {
+            timeout: written("timeout", DEFAULT_TIMEOUT),
+            interval: written("interval", DEFAULT_INTERVAL),
+        });
     }
     if spec.target.scheme == Scheme::Tcp && seen.contains(&"expect") {
-        return Err(ProbeError(
-            "expect= applies to http:// and https:// probes only".into(),
-        ));
+        return Err(ProbeSpecError::ExpectWithoutHttp);
     }
     if spec.upstream.is_some() && spec.target.scheme == Scheme::Tcp {
         if seen.contains(&"uri") {
-            return Err(ProbeError(
-                "uri= applies to scheme=http and https only".into(),
-            ));
+            return Err(ProbeSpecError::UriWithoutHttp);
         }
         spec.target.path = String::new();
     }
     if name_required && spec.name.is_empty() {
-        return Err(ProbeError(
-            "name= is required outside a location with \"status_alert NAME\"".into(),
-        ));
+        return Err(ProbeSpecError::NameRequired);
     }
     Ok(spec)
 }
@@ -414,7 +414,7 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeErr
 mod tests {
     use super::*;
 
-    fn p(args: &[&str], name_required: bool) -> Result<ProbeSpec, ProbeError> {
+    fn p(args: &[&str], name_required: bool) -> Result<ProbeSpec, ProbeSpecError> {
         let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         parse(&v, name_required)
     }

@@ -4,7 +4,7 @@
 //! state plus at most one [`Transition`]. The caller stores the state in shared memory with a
 //! compare-and-swap, so two evaluators can never both announce the same transition.
 
-use crate::conf::params::AlertParams;
+use crate::conf::alert_params::AlertParams;
 use crate::vocab::event::Level;
 
 /// The persistent part of a NAME's alert state.

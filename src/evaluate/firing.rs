@@ -5,7 +5,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::conf::params::AlertParams;
+use crate::conf::alert_params::AlertParams;
 use crate::conf::probe_spec::ProbeSpec;
 use crate::evaluate::slo::{burn_windows_ms, window_label};
 use crate::evaluate::Watched;

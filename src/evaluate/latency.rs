@@ -5,7 +5,7 @@
 //! that falls into `+Inf` answers with the highest finite bound, as Prometheus does. Pure: no
 //! shared memory, no nginx.
 
-use crate::conf::params::LatencyParams;
+use crate::conf::alert_params::LatencyParams;
 use crate::vocab::event::Level;
 
 /// Estimates the `q`-quantile (0 < q < 1) of request time in milliseconds from non-cumulative

@@ -10,7 +10,7 @@ pub mod slo;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::conf::params::AlertParams;
+use crate::conf::alert_params::AlertParams;
 use crate::evaluate::alert::{advance, AlertMachine, AlertState, Transition};
 use crate::evaluate::latency::{latency_level, quantile_ms};
 use crate::evaluate::slo::{burn_windows_ms, window_label, BurnWindows};
@@ -558,8 +558,11 @@ mod tests {
 
     fn latency_params() -> AlertParams {
         AlertParams {
-            latency: crate::conf::params::parse_latency("p95:500ms:2s", "latency=p95:500ms:2s")
-                .ok(),
+            latency: crate::conf::alert_params::parse_latency(
+                "p95:500ms:2s",
+                "latency=p95:500ms:2s",
+            )
+            .ok(),
             ..params()
         }
     }

@@ -3,8 +3,8 @@
 //! heartbeat monitor (it gets beats, never alerts). Pure: worker 0's driver queues what this
 //! returns.
 
-use crate::conf::params::WebhookFormat;
-use crate::conf::Destination;
+use crate::conf::destination::Destination;
+use crate::conf::destination::WebhookFormat;
 use crate::notify::{alertmanager, discord, json_event, slack};
 use crate::vocab::event::AlertEvent;
 

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::conf::params::WebhookFormat;
-use crate::conf::Destination;
+use crate::conf::destination::Destination;
+use crate::conf::destination::WebhookFormat;
 use crate::vocab::redact::{redact_url, url_secrets};
 use policy::{fmt_secs, later};
 use worker::DeliveryLoop;
