@@ -22,11 +22,9 @@ use crate::conf::params::{
     ParamError, MAX_NAME_LEN, MAX_WINDOW_MS,
 };
 use crate::conf::probe_spec::{self, parse_expect, parse_target, Scheme};
-use crate::expose::metrics::{
-    render_json, render_prometheus, LocationMetrics, Metrics, ProbeMetrics,
-};
+use crate::expose::metrics::{render_json, render_prometheus, Metrics, NameMetrics, ProbeMetrics};
 use crate::notify::discord::build_payloads;
-use crate::vocab::event::{AlertEvent, EventDetail, Level, LocationEvent, ProbeEvent};
+use crate::vocab::event::{AlertEvent, ErrorRatioEvent, EventDetail, Level, ProbeEvent};
 use crate::vocab::title::{log_line, title};
 use crate::zone::counters::{CountersSnapshot, BUCKETS, BUCKET_SLOTS, STATUS_SLOTS};
 use proptest::prelude::*;
@@ -740,7 +738,7 @@ fn counter() -> impl Strategy<Value = u64> {
     prop_oneof![0u64..1000, 0u64..=u64::MAX >> 10]
 }
 
-fn location_metrics() -> impl Strategy<Value = LocationMetrics> {
+fn location_metrics() -> impl Strategy<Value = NameMetrics> {
     (
         hostile(),
         prop::collection::vec((0..STATUS_SLOTS, counter()), 0..8),
@@ -758,7 +756,7 @@ fn location_metrics() -> impl Strategy<Value = LocationMetrics> {
             // The default bounds (`Metrics::default()`): their BUCKETS slots, the rest unused.
             let mut slots = [0u64; BUCKET_SLOTS];
             slots[..BUCKETS].copy_from_slice(&buckets);
-            LocationMetrics {
+            NameMetrics {
                 name,
                 counters: CountersSnapshot {
                     status,
@@ -805,8 +803,8 @@ fn metrics() -> impl Strategy<Value = Metrics> {
         prop::array::uniform4(any::<u64>()),
         any::<u64>(),
     )
-        .prop_map(|(locations, probes, notifications, queue_depth)| Metrics {
-            locations,
+        .prop_map(|(names, probes, notifications, queue_depth)| Metrics {
+            names,
             probes,
             notifications,
             queue_depth,
@@ -861,11 +859,11 @@ proptest! {
         // Every NAME comes back unchanged through escaping, in order.
         let names: Vec<&str> =
             of("nginx_location_window_requests").filter_map(|s| s.label("location")).collect();
-        let want: Vec<&str> = m.locations.iter().map(|l| l.name.as_str()).collect();
+        let want: Vec<&str> = m.names.iter().map(|l| l.name.as_str()).collect();
         prop_assert_eq!(names, want);
         let values: Vec<&str> =
             of("nginx_location_window_requests").map(|s| s.value.as_str()).collect();
-        let want: Vec<String> = m.locations.iter().map(|l| l.window_requests.to_string()).collect();
+        let want: Vec<String> = m.names.iter().map(|l| l.window_requests.to_string()).collect();
         prop_assert_eq!(values, want);
         // Every probe and target likewise.
         let probes: Vec<(&str, &str)> = of("nginx_probe_duration_seconds")
@@ -884,9 +882,9 @@ proptest! {
             of("nginx_location_request_duration_seconds_bucket").collect();
         let counts: Vec<&PromSample> =
             of("nginx_location_request_duration_seconds_count").collect();
-        prop_assert_eq!(buckets.len(), m.locations.len() * BUCKETS);
-        prop_assert_eq!(counts.len(), m.locations.len());
-        for ((l, run), count) in m.locations.iter().zip(buckets.chunks(BUCKETS)).zip(counts) {
+        prop_assert_eq!(buckets.len(), m.names.len() * BUCKETS);
+        prop_assert_eq!(counts.len(), m.names.len());
+        for ((l, run), count) in m.names.iter().zip(buckets.chunks(BUCKETS)).zip(counts) {
             let total: u64 = l.counters.buckets.iter().sum();
             let values: Vec<u64> = run.iter().map(|s| s.value.parse().unwrap_or(0)).collect();
             prop_assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
@@ -908,12 +906,12 @@ proptest! {
             .as_object()
             .map(|o| o.keys().map(String::as_str).collect())
             .unwrap_or_default();
-        let want: BTreeSet<&str> = m.locations.iter().map(|l| l.name.as_str()).collect();
+        let want: BTreeSet<&str> = m.names.iter().map(|l| l.name.as_str()).collect();
         prop_assert_eq!(names, want);
-        for l in &m.locations {
+        for l in &m.names {
             let total: u64 = l.counters.status.iter().sum();
             // With a NAME given twice the last one wins; compare with that one.
-            let last = m.locations.iter().rev().find(|o| o.name == l.name).unwrap_or(l);
+            let last = m.names.iter().rev().find(|o| o.name == l.name).unwrap_or(l);
             let j = &v["locations"][&l.name];
             prop_assert_eq!(&j["window"]["requests"], &json!(last.window_requests));
             prop_assert_eq!(&j["window"]["errors"], &json!(last.window_errors));
@@ -1076,7 +1074,7 @@ fn location_event() -> impl Strategy<Value = EventDetail> {
                 top,
                 since,
             )| {
-                EventDetail::Location(LocationEvent {
+                EventDetail::ErrorRatio(ErrorRatioEvent {
                     level,
                     previous,
                     repeat,
@@ -1170,7 +1168,7 @@ proptest! {
 
     #[test]
     fn ratio_is_a_share(errors in any::<u64>(), total in any::<u64>()) {
-        let l = LocationEvent {
+        let l = ErrorRatioEvent {
             level: Level::Critical,
             previous: Level::Ok,
             repeat: false,
@@ -1285,7 +1283,7 @@ proptest! {
         let page = crate::expose::html::render_html(&m, &opts);
         prop_assert!(page.starts_with("<!DOCTYPE html>"));
         prop_assert!(!page.to_ascii_lowercase().contains("<script"), "script element");
-        for l in &m.locations {
+        for l in &m.names {
             let escaped = crate::expose::html::escape_html(&l.name);
             prop_assert!(page.contains(&escaped), "NAME {:?} missing", l.name);
         }

@@ -11,7 +11,7 @@ use crate::evaluate::slo::{burn_windows_ms, window_label};
 use crate::evaluate::Watched;
 use crate::probe::{self, ProbeResult, ProbeTransition};
 use crate::vocab::event::{
-    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
+    AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, ProbeEvent, SloEvent,
 };
 use crate::zone::ProbeHealth;
 
@@ -79,7 +79,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
         let (total, errors) = slot.alert.window();
         let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
         if level != Level::Ok {
-            let detail = EventDetail::Location(LocationEvent {
+            let detail = EventDetail::ErrorRatio(ErrorRatioEvent {
                 level,
                 previous: level,
                 repeat: true,
@@ -289,6 +289,6 @@ mod tests {
         }
         let firing = firing_now(&names, &probes, T0 + 9000);
         assert_eq!(firing.len(), 1);
-        assert!(matches!(firing[0].detail, EventDetail::Location(_)));
+        assert!(matches!(firing[0].detail, EventDetail::ErrorRatio(_)));
     }
 }

@@ -15,7 +15,7 @@ use crate::evaluate::alert::{advance, AlertMachine, AlertState, Transition};
 use crate::evaluate::latency::{latency_level, quantile_ms};
 use crate::evaluate::slo::{burn_windows_ms, window_label, BurnWindows};
 use crate::vocab::event::{
-    error_share, AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, SloEvent,
+    error_share, AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, SloEvent,
 };
 use crate::zone::counters::BucketBounds;
 use crate::zone::incidents::{IncidentKind, IncidentLog};
@@ -236,7 +236,7 @@ pub fn evaluate_with(
             hold,
         );
         if let Some(a) = announce {
-            events.push(event(EventDetail::Location(LocationEvent {
+            events.push(event(EventDetail::ErrorRatio(ErrorRatioEvent {
                 level: a.level,
                 previous: a.previous,
                 repeat: a.repeat,

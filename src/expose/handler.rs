@@ -100,7 +100,7 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
             render_html(&m, &opts)
         }
         Format::Prometheus => {
-            let mut s = String::with_capacity(256 + m.locations.len() * 2048);
+            let mut s = String::with_capacity(256 + m.names.len() * 2048);
             metrics::render_prometheus(&m, &mut s)
                 .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
             s

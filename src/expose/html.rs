@@ -15,7 +15,7 @@
 use core::fmt::Write;
 
 use crate::expose::metrics::{
-    duration_quantile, IncidentView, LocationDetail, LocationMetrics, Metrics, ProbeMetrics,
+    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics,
     NOTIFY_RESULT_LABELS,
 };
 use crate::vocab::event::Level;
@@ -177,7 +177,7 @@ color:var(--muted)}}\
 
 /// Renders the whole status page.
 pub fn render_html(m: &Metrics, opts: &HtmlOptions) -> String {
-    let mut out = String::with_capacity(8192 + m.locations.len() * 4096 + m.probes.len() * 512);
+    let mut out = String::with_capacity(8192 + m.names.len() * 4096 + m.probes.len() * 512);
     // Writing to a String cannot fail.
     let _ = write_page(&mut out, m, opts);
     out
@@ -185,12 +185,7 @@ pub fn render_html(m: &Metrics, opts: &HtmlOptions) -> String {
 
 fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::Result {
     let host = escape_html(&opts.host);
-    let worst = m
-        .locations
-        .iter()
-        .map(|l| l.level)
-        .max()
-        .unwrap_or(Level::Ok);
+    let worst = m.names.iter().map(|l| l.level).max().unwrap_or(Level::Ok);
     let down = m.probes.iter().filter(|p| p.up == Some(false)).count();
     let tab = match (worst, down) {
         (Level::Ok, 0) => "OK".to_owned(),
@@ -234,21 +229,21 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
     write_summary(out, m)?;
     out.push_str("</header>\n<main>\n");
 
-    for l in &m.locations {
+    for l in &m.names {
         let probes: Vec<&ProbeMetrics> = m.probes.iter().filter(|p| p.name == l.name).collect();
         write_location(out, m, l, &probes, opts.now_unix)?;
     }
     let orphans: Vec<&ProbeMetrics> = m
         .probes
         .iter()
-        .filter(|p| !m.locations.iter().any(|l| l.name == p.name))
+        .filter(|p| !m.names.iter().any(|l| l.name == p.name))
         .collect();
     if !orphans.is_empty() {
         out.push_str("<section class=\"card plain\">\n<div class=\"head\"><h2>Probes</h2></div>\n");
         write_probes(out, m, &orphans, opts.now_unix, true)?;
         out.push_str("</section>\n");
     }
-    if m.locations.is_empty() && m.probes.is_empty() {
+    if m.names.is_empty() && m.probes.is_empty() {
         out.push_str("<p>No <code>status_alert</code> names or probes are configured.</p>\n");
     }
     out.push_str("</main>\n");
@@ -296,7 +291,7 @@ fn write_stalled(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Result {
 fn write_summary(out: &mut String, m: &Metrics) -> core::fmt::Result {
     out.push_str("<ul class=\"summary\" aria-label=\"Summary\">");
     for level in [Level::Critical, Level::Warning, Level::Ok] {
-        let n = m.locations.iter().filter(|l| l.level == level).count();
+        let n = m.names.iter().filter(|l| l.level == level).count();
         if n > 0 {
             let (class, word) = level_badge(level);
             write!(out, "<li class=\"badge {class}\">{n} {word}</li>")?;
@@ -317,11 +312,11 @@ fn write_summary(out: &mut String, m: &Metrics) -> core::fmt::Result {
 fn write_location(
     out: &mut String,
     m: &Metrics,
-    l: &LocationMetrics,
+    l: &NameMetrics,
     probes: &[&ProbeMetrics],
     now: u64,
 ) -> core::fmt::Result {
-    let empty = LocationDetail::default();
+    let empty = NameDetail::default();
     let d = m.location_detail(&l.name).unwrap_or(&empty);
     let (class, word) = level_badge(l.level);
     let name = escape_html(&l.name);
@@ -423,7 +418,7 @@ fn trim_num(v: f64) -> String {
 }
 
 /// Inline SVG line of the 5xx share with dashed threshold lines, or a note without history.
-fn write_sparkline(out: &mut String, d: &LocationDetail, level: Level) -> core::fmt::Result {
+fn write_sparkline(out: &mut String, d: &NameDetail, level: Level) -> core::fmt::Result {
     let history = &d.error_share_history;
     if history.is_empty() {
         out.push_str("<p class=\"note\">No 5xx share history yet.</p>\n");
@@ -551,8 +546,8 @@ fn write_probes(
 
 fn write_incidents(
     out: &mut String,
-    l: &LocationMetrics,
-    d: &LocationDetail,
+    l: &NameMetrics,
+    d: &NameDetail,
     now: u64,
 ) -> core::fmt::Result {
     let mut incidents: Vec<IncidentView> = d.incidents.clone();
@@ -620,7 +615,7 @@ mod tests {
     const EVIL: &str = "\"><script>alert(1)</script>";
     const NOW: u64 = 1_795_308_505;
 
-    fn loc(name: &str, level: Level, errors: u64, total: u64) -> LocationMetrics {
+    fn loc(name: &str, level: Level, errors: u64, total: u64) -> NameMetrics {
         let mut c = CountersSnapshot {
             status: [0; STATUS_SLOTS],
             buckets: [0; BUCKET_SLOTS],
@@ -630,7 +625,7 @@ mod tests {
             c.status[status_index(status)] += n;
             c.buckets[bucket_index(ms)] += n;
         }
-        LocationMetrics {
+        NameMetrics {
             name: name.into(),
             counters: c,
             window_requests: total,
@@ -659,7 +654,7 @@ mod tests {
 
     fn sample() -> Metrics {
         let mut m = Metrics {
-            locations: vec![
+            names: vec![
                 loc("api", Level::Critical, 123, 1000),
                 loc("shop", Level::Ok, 0, 50),
             ],
@@ -671,9 +666,9 @@ mod tests {
             queue_depth: 3,
             ..Default::default()
         };
-        m.location_details.insert(
+        m.name_details.insert(
             "api".into(),
-            LocationDetail {
+            NameDetail {
                 error_share_history: vec![0.0, 0.02, 0.08, 0.123],
                 level_since_unix: Some(NOW - 430),
                 window_secs: Some(300),
@@ -717,13 +712,13 @@ mod tests {
     #[test]
     fn hostile_strings_never_become_markup() {
         let mut m = Metrics {
-            locations: vec![loc(EVIL, Level::Warning, 10, 100)],
+            names: vec![loc(EVIL, Level::Warning, 10, 100)],
             probes: vec![probe(EVIL, EVIL, Some(false)), probe("x", EVIL, Some(true))],
             ..Default::default()
         };
-        m.location_details.insert(
+        m.name_details.insert(
             EVIL.into(),
-            LocationDetail {
+            NameDetail {
                 level_since_unix: Some(NOW - 5),
                 link: Some(format!("https://x/{EVIL}")),
                 runbook: Some(EVIL.into()),
@@ -863,12 +858,12 @@ mod tests {
     #[test]
     fn recorded_incidents_newest_first() {
         let mut m = Metrics {
-            locations: vec![loc("api", Level::Ok, 0, 100)],
+            names: vec![loc("api", Level::Ok, 0, 100)],
             ..Default::default()
         };
-        m.location_details.insert(
+        m.name_details.insert(
             "api".into(),
-            LocationDetail {
+            NameDetail {
                 incidents: vec![
                     IncidentView {
                         start_unix: NOW - 7200,
@@ -913,7 +908,7 @@ mod tests {
 
     #[test]
     fn sparkline_edge_cases() {
-        let mut d = LocationDetail {
+        let mut d = NameDetail {
             error_share_history: vec![f64::NAN, -1.0, 2.0],
             ..Default::default()
         };

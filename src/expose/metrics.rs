@@ -22,7 +22,7 @@ pub const NOTIFY_RESULT_LABELS: [&str; 4] = ["sent", "retried", "failed", "dropp
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     /// One entry per NAME, in configuration order.
-    pub locations: Vec<LocationMetrics>,
+    pub names: Vec<NameMetrics>,
     /// One entry per probe target.
     pub probes: Vec<ProbeMetrics>,
     /// Alert deliveries by result, see [`NOTIFY_RESULT_LABELS`].
@@ -34,13 +34,13 @@ pub struct Metrics {
     pub queue_depth: u64,
     /// The histogram bounds the counters count by (`status_alert_buckets`).
     pub bucket_bounds: BucketBounds,
-    /// Latency, error-budget and incident figures per NAME, matched to `locations` by name.
-    pub health: Vec<LocationHealth>,
+    /// Latency, error-budget and incident figures per NAME, matched to `names` by name.
+    pub health: Vec<NameHealth>,
     /// Time each probe target spent down, matched to `probes` by name and target.
     pub probe_down: Vec<ProbeDown>,
     /// What the status page shows beyond the counters, by NAME; a NAME without an entry
-    /// simply shows less. (Kept out of [`LocationMetrics`] so existing constructors stay valid.)
-    pub location_details: BTreeMap<String, LocationDetail>,
+    /// simply shows less. (Kept out of [`NameMetrics`] so existing constructors stay valid.)
+    pub name_details: BTreeMap<String, NameDetail>,
     /// Probe state beyond the counters, by (probe NAME, target).
     pub probe_details: BTreeMap<(String, String), ProbeDetail>,
     /// `(upstream, peer, kept out)` of every `mark_down=on` peer.
@@ -51,8 +51,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// The page details of a NAME, if any were collected.
-    pub fn location_detail(&self, name: &str) -> Option<&LocationDetail> {
-        self.location_details.get(name)
+    pub fn location_detail(&self, name: &str) -> Option<&NameDetail> {
+        self.name_details.get(name)
     }
 
     /// The page details of a probe target, if any were collected.
@@ -98,7 +98,7 @@ impl AlertingStatus {
 /// Status-page data of one NAME that the cumulative counters do not carry; every field is
 /// optional, empty or `None` until the zone keeps it.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LocationDetail {
+pub struct NameDetail {
     /// 5xx share (0..=1) at successive evaluations across the window, oldest first.
     pub error_share_history: Vec<f64>,
     /// Recent incidents, any order (the page shows the newest first).
@@ -147,7 +147,7 @@ pub struct ProbeDetail {
 
 /// Latency, error-budget and incident figures of one NAME.
 #[derive(Clone, Debug, Default)]
-pub struct LocationHealth {
+pub struct NameHealth {
     /// The NAME.
     pub name: String,
     /// With `latency=`: the `quantile` label (`0.95`) and the window estimate in seconds
@@ -173,7 +173,7 @@ pub struct ProbeDown {
 
 /// Metrics of one NAME.
 #[derive(Clone, Debug)]
-pub struct LocationMetrics {
+pub struct NameMetrics {
     /// The NAME.
     pub name: String,
     /// Cumulative counters.
@@ -186,7 +186,7 @@ pub struct LocationMetrics {
     pub level: Level,
 }
 
-impl LocationMetrics {
+impl NameMetrics {
     /// 5xx share of the window (0 with no requests).
     pub fn error_ratio(&self) -> f64 {
         error_share(self.window_errors, self.window_requests, 1.0)
@@ -324,7 +324,7 @@ fn status_label(code: Option<u16>) -> String {
 
 /// Renders Prometheus text exposition format 0.0.4.
 pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
-    let locs = &m.locations;
+    let locs = &m.names;
 
     header(
         out,
@@ -649,7 +649,7 @@ fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
 }
 
 /// The JSON object of a NAME's latency, error budget and incidents.
-fn health_json(h: &LocationHealth) -> Map<String, Value> {
+fn health_json(h: &NameHealth) -> Map<String, Value> {
     let mut o = Map::new();
     if let Some((q, seconds)) = &h.latency {
         o.insert(
@@ -699,7 +699,7 @@ fn health_json(h: &LocationHealth) -> Map<String, Value> {
 /// Renders the same data as JSON.
 pub fn render_json(m: &Metrics) -> String {
     let mut locations = Map::new();
-    for l in &m.locations {
+    for l in &m.names {
         let mut requests = Map::new();
         for (code, n) in l.counters.seen_codes() {
             requests.insert(status_label(code), json!(n));
@@ -792,7 +792,7 @@ mod tests {
     use super::*;
     use crate::zone::counters::{bucket_index, status_index, BUCKET_SLOTS, STATUS_SLOTS};
 
-    fn loc(name: &str, records: &[(usize, u64)]) -> LocationMetrics {
+    fn loc(name: &str, records: &[(usize, u64)]) -> NameMetrics {
         let mut c = CountersSnapshot {
             status: [0; STATUS_SLOTS],
             buckets: [0; BUCKET_SLOTS],
@@ -803,7 +803,7 @@ mod tests {
             c.buckets[bucket_index(*ms)] += 1;
             c.duration_us_sum += ms * 1000;
         }
-        LocationMetrics {
+        NameMetrics {
             name: name.into(),
             counters: c,
             window_requests: 10,
@@ -838,7 +838,7 @@ mod tests {
     #[test]
     fn prometheus_counts_and_histogram() {
         let m = Metrics {
-            locations: vec![loc("be", &[(200, 3), (200, 30), (503, 20_000), (0, 1)])],
+            names: vec![loc("be", &[(200, 3), (200, 30), (503, 20_000), (0, 1)])],
             ..Default::default()
         };
         let text = render(&m);
@@ -931,7 +931,7 @@ mod tests {
     #[test]
     fn json_carries_the_same_data() {
         let m = Metrics {
-            locations: vec![loc("be", &[(200, 3), (502, 3)])],
+            names: vec![loc("be", &[(200, 3), (502, 3)])],
             notifications: [3, 1, 0, 0],
             ..Default::default()
         };
@@ -948,9 +948,9 @@ mod tests {
         assert_eq!(v["queue_depth"], 0);
     }
 
-    fn health() -> LocationHealth {
+    fn health() -> NameHealth {
         use crate::zone::incidents::Incident;
-        LocationHealth {
+        NameHealth {
             name: "api".into(),
             latency: Some(("0.95".into(), Some(2.4))),
             slo: Some((
@@ -978,7 +978,7 @@ mod tests {
 
     fn full() -> Metrics {
         let mut m = Metrics {
-            locations: vec![loc("api", &[(200, 3), (503, 700)])],
+            names: vec![loc("api", &[(200, 3), (503, 700)])],
             health: vec![health()],
             probe_down: vec![ProbeDown {
                 name: "api".into(),
@@ -1032,7 +1032,7 @@ mod tests {
         l.counters.buckets[0] = 2; // <= 100ms
         l.counters.buckets[2] = 1; // +Inf with two bounds
         let m = Metrics {
-            locations: vec![l],
+            names: vec![l],
             bucket_bounds: BucketBounds::new(&[100, 2500]).unwrap(),
             ..Default::default()
         };

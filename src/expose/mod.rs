@@ -14,8 +14,8 @@ use crate::conf::MainConf;
 use crate::vocab::event::Level;
 use crate::zone::StallReason;
 use metrics::{
-    AlertingStatus, LocationDetail, LocationHealth, LocationMetrics, Metrics, ProbeDetail,
-    ProbeDown, ProbeMetrics,
+    AlertingStatus, Metrics, NameDetail, NameHealth, NameMetrics, ProbeDetail, ProbeDown,
+    ProbeMetrics,
 };
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
@@ -37,9 +37,9 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         let p = &n.params;
         let since = slot.alert.incident_since_ms.load(Relaxed);
         let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
-        m.location_details.insert(
+        m.name_details.insert(
             n.name.clone(),
-            LocationDetail {
+            NameDetail {
                 error_share_history: slot.window.share_history(now_ms, p.window_ms),
                 level_since_unix: (level != Level::Ok && since != 0).then_some(since / 1000),
                 window_secs: Some(p.window_ms / 1000),
@@ -47,10 +47,10 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 crit_pct: Some(p.crit_pct),
                 link: p.link.clone(),
                 runbook: p.runbook.clone(),
-                ..LocationDetail::default()
+                ..NameDetail::default()
             },
         );
-        m.health.push(LocationHealth {
+        m.health.push(NameHealth {
             name: n.name.clone(),
             latency: p
                 .latency
@@ -63,7 +63,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             }),
             incidents: slot.incident_summary(now_ms),
         });
-        m.locations.push(LocationMetrics {
+        m.names.push(NameMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
             window_requests: slot.alert.window().0,

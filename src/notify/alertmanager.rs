@@ -21,11 +21,11 @@ pub const RESEND_SECS: u64 = 60;
 /// arrives for that long (the sender stopped).
 pub const FIRING_FOR_SECS: u64 = 5 * RESEND_SECS;
 
-/// Alertname of a location's 5xx share (as in deploy/prometheus/rules.yml).
+/// Alertname of a NAME's 5xx share (as in deploy/prometheus/rules.yml).
 pub const ERROR_RATIO: &str = "NginxLocationErrorRatio";
-/// Alertname of a location's `latency=` percentile (as in deploy/prometheus/rules.yml).
+/// Alertname of a NAME's `latency=` percentile (as in deploy/prometheus/rules.yml).
 pub const LATENCY: &str = "NginxLocationLatency";
-/// Alertname of a location's `slo=` error-budget burn (as in deploy/prometheus/rules.yml).
+/// Alertname of a NAME's `slo=` error-budget burn (as in deploy/prometheus/rules.yml).
 pub const ERROR_BUDGET: &str = "NginxLocationErrorBudgetBurn";
 /// Alertname of a probe target that is down.
 pub const PROBE_DOWN: &str = "NginxProbeDown";
@@ -42,7 +42,7 @@ fn severity(level: Level) -> &'static str {
 fn alert(event: &AlertEvent, level: Level, host: &str, ends_unix: u64) -> Value {
     let mut labels = Map::new();
     let since = match &event.detail {
-        EventDetail::Location(l) => {
+        EventDetail::ErrorRatio(l) => {
             labels.insert("alertname".into(), ERROR_RATIO.into());
             labels.insert("location".into(), event.name.clone().into());
             l.since_unix
@@ -96,7 +96,7 @@ fn levels(event: &AlertEvent) -> (Option<Level>, Option<Level>) {
         (firing, ended)
     };
     match &event.detail {
-        EventDetail::Location(l) => by_level(l.level, l.previous),
+        EventDetail::ErrorRatio(l) => by_level(l.level, l.previous),
         EventDetail::Latency(l) => by_level(l.level, l.previous),
         EventDetail::Slo(l) => by_level(l.level, l.previous),
         EventDetail::Probe(p) if p.up => (None, Some(Level::Critical)),
@@ -134,7 +134,7 @@ pub fn build_payload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::event::{LocationEvent, ProbeEvent};
+    use crate::vocab::event::{ErrorRatioEvent, ProbeEvent};
 
     fn location(level: Level, previous: Level) -> AlertEvent {
         AlertEvent {
@@ -142,7 +142,7 @@ mod tests {
             at_unix: 2_000,
             link: Some("https://logs.example.com/api".into()),
             runbook: Some("https://wiki.example.com/api".into()),
-            detail: EventDetail::Location(LocationEvent {
+            detail: EventDetail::ErrorRatio(ErrorRatioEvent {
                 level,
                 previous,
                 repeat: false,

@@ -3,7 +3,7 @@
 //! or escaped for any destination; each format does that.
 
 use crate::vocab::event::{
-    AlertEvent, EventDetail, LatencyEvent, Level, LocationEvent, ProbeEvent, SloEvent,
+    AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, ProbeEvent, SloEvent,
 };
 use crate::vocab::text::{clip, fmt_pct, format_duration, format_window, non_blank};
 use crate::vocab::title::{
@@ -13,8 +13,8 @@ use crate::vocab::title::{
 // Pieces of descriptions; the embed budget may shorten them further.
 const DESCRIPTION_REASON: usize = 500;
 
-/// One-sentence explanation for a location event.
-fn location_description(name: &str, l: &LocationEvent) -> String {
+/// One-sentence explanation for a 5xx-ratio event.
+fn error_ratio_description(name: &str, l: &ErrorRatioEvent) -> String {
     let crit = fmt_pct(l.crit_pct);
     let warn = l.warn_pct.map(fmt_pct);
     let still = l.repeat || l.previous == l.level;
@@ -120,7 +120,7 @@ fn probe_description(name: &str, at_unix: u64, p: &ProbeEvent) -> String {
 /// One-sentence explanation of an event; `name` is the (possibly shortened) NAME to mention.
 pub fn event_description(event: &AlertEvent, name: &str) -> String {
     match &event.detail {
-        EventDetail::Location(l) => location_description(name, l),
+        EventDetail::ErrorRatio(l) => error_ratio_description(name, l),
         EventDetail::Probe(p) => probe_description(name, event.at_unix, p),
         EventDetail::Latency(l) => latency_description(name, l),
         EventDetail::Slo(l) => slo_description(name, l),
@@ -137,7 +137,7 @@ pub fn event_fields(
 ) -> Vec<(&'static str, String, bool)> {
     let mut fields = Vec::new();
     match &event.detail {
-        EventDetail::Location(l) => {
+        EventDetail::ErrorRatio(l) => {
             fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
             let crit = format!("crit {}%", fmt_pct(l.crit_pct));
             let thresholds = match l.warn_pct {

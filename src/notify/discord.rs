@@ -160,7 +160,7 @@ fn discord_time(unix: u64) -> String {
 /// latency and error-budget events too).
 pub(crate) fn event_color(event: &AlertEvent) -> u32 {
     match &event.detail {
-        EventDetail::Location(l) => level_color(l.level),
+        EventDetail::ErrorRatio(l) => level_color(l.level),
         EventDetail::Latency(l) => level_color(l.level),
         EventDetail::Slo(l) => level_color(l.level),
         EventDetail::Probe(p) if p.up => COLOR_GREEN,
@@ -319,9 +319,9 @@ mod tests {
 
     #[test]
     fn title_resolved_with_duration() {
-        let mut l = loc(Level::Ok, 8, 1000);
+        let mut l = error_ratio(Level::Ok, 8, 1000);
         l.previous = Level::Critical;
-        let ev = event("be", EventDetail::Location(l));
+        let ev = event("be", EventDetail::ErrorRatio(l));
         assert_eq!(title(&ev), "RESOLVED be after 7m 10s");
         let embed = only_embed(&ev);
         assert_eq!(
@@ -336,15 +336,18 @@ mod tests {
         let red = Some(u64::from(COLOR_RED));
         let green = Some(u64::from(COLOR_GREEN));
         assert_eq!(
-            colour(EventDetail::Location(loc(Level::Critical, 1, 2))),
+            colour(EventDetail::ErrorRatio(error_ratio(Level::Critical, 1, 2))),
             red
         );
         let amber = Some(u64::from(COLOR_AMBER));
         assert_eq!(
-            colour(EventDetail::Location(loc(Level::Warning, 1, 2))),
+            colour(EventDetail::ErrorRatio(error_ratio(Level::Warning, 1, 2))),
             amber
         );
-        assert_eq!(colour(EventDetail::Location(loc(Level::Ok, 0, 2))), green);
+        assert_eq!(
+            colour(EventDetail::ErrorRatio(error_ratio(Level::Ok, 0, 2))),
+            green
+        );
         assert_eq!(colour(EventDetail::Probe(probe(false, None, None))), red);
         assert_eq!(colour(EventDetail::Probe(probe(true, None, None))), green);
     }
@@ -399,11 +402,11 @@ mod tests {
 
     #[test]
     fn optional_fields_absent() {
-        let mut l = loc(Level::Critical, 5, 40);
+        let mut l = error_ratio(Level::Critical, 5, 40);
         l.warn_pct = None;
         l.crit_pct = 12.5;
         l.top_codes.clear();
-        let mut ev = event("be", EventDetail::Location(l));
+        let mut ev = event("be", EventDetail::ErrorRatio(l));
         ev.link = None;
         ev.runbook = Some(String::new());
         let embed = only_embed(&ev);
@@ -464,7 +467,10 @@ mod tests {
 
     #[test]
     fn content_summaries() {
-        let resolved = event("api", EventDetail::Location(loc(Level::Ok, 0, 10)));
+        let resolved = event(
+            "api",
+            EventDetail::ErrorRatio(error_ratio(Level::Ok, 0, 10)),
+        );
         let down = event(
             "ai",
             EventDetail::Probe(probe(false, Some("timeout"), None)),
@@ -482,10 +488,10 @@ mod tests {
     fn hostile_multibyte_names_respect_limits() {
         for unit in ["é", "😀", "\u{301}", "a\n"] {
             let name = unit.repeat(10_000);
-            let mut l = loc(Level::Critical, 1, 3);
+            let mut l = error_ratio(Level::Critical, 1, 3);
             l.top_codes = vec![(name.clone(), 1); 30];
             let kinds = [
-                event(&name, EventDetail::Location(l)),
+                event(&name, EventDetail::ErrorRatio(l)),
                 event(
                     &name,
                     EventDetail::Probe(probe(false, Some(&name), Some(500))),
@@ -534,7 +540,7 @@ mod tests {
     #[test]
     fn single_oversized_embed_is_shrunk_to_fit() {
         let huge = "x".repeat(50_000);
-        let mut l = loc(Level::Critical, 1, 3);
+        let mut l = error_ratio(Level::Critical, 1, 3);
         l.top_codes = (0..30).map(|i| (format!("{i}{huge}"), i)).collect();
         let mut ev = event(
             &huge,
@@ -543,7 +549,7 @@ mod tests {
         ev.link = Some(huge.clone());
         ev.runbook = Some(huge.clone());
         let loc_ev = AlertEvent {
-            detail: EventDetail::Location(l),
+            detail: EventDetail::ErrorRatio(l),
             ..ev.clone()
         };
         for e in [ev, loc_ev] {
@@ -556,11 +562,11 @@ mod tests {
 
     #[test]
     fn thirty_top_codes_fit() {
-        let mut l = loc(Level::Warning, 60, 1000);
+        let mut l = error_ratio(Level::Warning, 60, 1000);
         l.top_codes = (0..30)
             .map(|i| (format!("{}", 500 + i), 1000 - i))
             .collect();
-        let ev = event("be", EventDetail::Location(l));
+        let ev = event("be", EventDetail::ErrorRatio(l));
         let embed = only_embed(&ev);
         let top = field(&embed, "Top status codes").unwrap_or_default();
         assert!(top.starts_with("500 × 1000, 501 × 999"));

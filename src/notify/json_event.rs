@@ -70,7 +70,7 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
         "runbook": event.runbook,
     });
     let extra = match &event.detail {
-        EventDetail::Location(l) => {
+        EventDetail::ErrorRatio(l) => {
             let resolved = l.level == Level::Ok;
             let top: Vec<Value> = l
                 .top_codes
@@ -169,7 +169,7 @@ pub fn build_payload(events: &[AlertEvent], host: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::event::{LocationEvent, ProbeEvent};
+    use crate::vocab::event::{ErrorRatioEvent, ProbeEvent};
 
     const AT: u64 = 1_795_308_505;
 
@@ -179,7 +179,7 @@ mod tests {
             at_unix: AT,
             link: Some("https://logs.example.com/api".into()),
             runbook: None,
-            detail: EventDetail::Location(LocationEvent {
+            detail: EventDetail::ErrorRatio(ErrorRatioEvent {
                 level,
                 previous,
                 repeat: false,

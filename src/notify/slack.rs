@@ -147,7 +147,7 @@ pub fn build_payloads(events: &[AlertEvent], host: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::event::{EventDetail, Level, LocationEvent, ProbeEvent};
+    use crate::vocab::event::{ErrorRatioEvent, EventDetail, Level, ProbeEvent};
 
     const AT: u64 = 1_795_308_505;
 
@@ -157,7 +157,7 @@ mod tests {
             at_unix: AT,
             link: Some("https://logs.example.com/be?a=1&b=2".into()),
             runbook: None,
-            detail: EventDetail::Location(LocationEvent {
+            detail: EventDetail::ErrorRatio(ErrorRatioEvent {
                 level,
                 previous: Level::Ok,
                 repeat: false,
@@ -352,7 +352,7 @@ mod tests {
         let name = "&".repeat(5000);
         let mut e = location(&name, Level::Critical);
         e.link = Some(format!("https://x/{}", "<".repeat(5000)));
-        if let EventDetail::Location(l) = &mut e.detail {
+        if let EventDetail::ErrorRatio(l) = &mut e.detail {
             l.top_codes = (0..500).map(|i| (format!("{i}"), i)).collect();
         }
         let events = vec![e; 20];

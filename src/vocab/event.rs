@@ -3,7 +3,7 @@
 //! Nothing here refers to nginx; events are built in worker 0 and handed to the helper process
 //! that delivers them.
 
-/// Alert level of a location, ordered by severity.
+/// Alert level of a NAME or probe, ordered by severity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Level {
@@ -54,19 +54,19 @@ pub struct AlertEvent {
 /// The kind-specific part of an [`AlertEvent`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventDetail {
-    /// A location's 5xx ratio changed level, repeats a firing level, or resolved.
-    Location(LocationEvent),
+    /// A NAME's 5xx ratio changed level, repeats a firing level, or resolved.
+    ErrorRatio(ErrorRatioEvent),
     /// A probe target went down or came back up.
     Probe(ProbeEvent),
-    /// A location's request-time percentile (`latency=`) changed level, repeats, or resolved.
+    /// A NAME's request-time percentile (`latency=`) changed level, repeats, or resolved.
     Latency(LatencyEvent),
-    /// A location's error-budget burn rate (`slo=`) changed level, repeats, or resolved.
+    /// A NAME's error-budget burn rate (`slo=`) changed level, repeats, or resolved.
     Slo(SloEvent),
 }
 
-/// A location's level change (or repeat) with the window figures that caused it.
+/// A NAME's 5xx-ratio level change (or repeat) with the window figures that caused it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LocationEvent {
+pub struct ErrorRatioEvent {
     /// Level now; `Level::Ok` means resolved.
     pub level: Level,
     /// Level before this event (equal to `level` for a repeat).
@@ -89,14 +89,14 @@ pub struct LocationEvent {
     pub since_unix: u64,
 }
 
-impl LocationEvent {
+impl ErrorRatioEvent {
     /// 5xx share of the window in percent (0 with no requests).
     pub fn ratio_pct(&self) -> f64 {
         error_share(self.errors, self.total, 100.0)
     }
 }
 
-/// A location's percentile alert: level change (or repeat) with the estimate that caused it.
+/// A NAME's percentile alert: level change (or repeat) with the estimate that caused it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LatencyEvent {
     /// Level now; `Level::Ok` means resolved.
@@ -121,7 +121,7 @@ pub struct LatencyEvent {
     pub since_unix: u64,
 }
 
-/// A location's error-budget alert: level change (or repeat) with the burn rates.
+/// A NAME's error-budget alert: level change (or repeat) with the burn rates.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SloEvent {
     /// Level now; `Level::Ok` means resolved.
@@ -179,8 +179,8 @@ pub mod samples {
     /// 2026-11-22T10:15:30Z, when the sample events happen.
     pub const AT: u64 = 1_795_342_530;
 
-    pub fn loc(level: Level, errors: u64, total: u64) -> LocationEvent {
-        LocationEvent {
+    pub fn error_ratio(level: Level, errors: u64, total: u64) -> ErrorRatioEvent {
+        ErrorRatioEvent {
             level,
             previous: Level::Ok,
             repeat: false,
@@ -216,7 +216,10 @@ pub mod samples {
     }
 
     pub fn critical(name: &str) -> AlertEvent {
-        event(name, EventDetail::Location(loc(Level::Critical, 123, 1000)))
+        event(
+            name,
+            EventDetail::ErrorRatio(error_ratio(Level::Critical, 123, 1000)),
+        )
     }
 
     pub fn latency(level: Level, estimate_ms: Option<f64>) -> LatencyEvent {

@@ -80,8 +80,8 @@ pub fn fmt_top(codes: &[(String, u64)]) -> String {
 /// Short upper-case word for the event kind, used in the multi-event summary line.
 pub fn kind_label(event: &AlertEvent) -> &'static str {
     match &event.detail {
-        EventDetail::Location(l) if l.level == Level::Ok => "RESOLVED",
-        EventDetail::Location(l) => l.level.label(),
+        EventDetail::ErrorRatio(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::ErrorRatio(l) => l.level.label(),
         EventDetail::Probe(p) if p.up => "UP",
         EventDetail::Probe(_) => "DOWN",
         EventDetail::Latency(l) if l.level == Level::Ok => "RESOLVED",
@@ -95,11 +95,11 @@ pub fn kind_label(event: &AlertEvent) -> &'static str {
 pub fn title(event: &AlertEvent) -> String {
     let name = clip(&event.name, TITLE_NAME);
     let t = match &event.detail {
-        EventDetail::Location(l) if l.level == Level::Ok => format!(
+        EventDetail::ErrorRatio(l) if l.level == Level::Ok => format!(
             "RESOLVED {name} after {}",
             format_duration(event.at_unix.saturating_sub(l.since_unix))
         ),
-        EventDetail::Location(l) => {
+        EventDetail::ErrorRatio(l) => {
             let mut t = format!(
                 "{} {name}: 5xx {:.1}% over {}",
                 l.level.label(),
@@ -172,7 +172,7 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
     let _ = host;
     let mut line = format!("status_alert: {}", title(event));
     let since = match &event.detail {
-        EventDetail::Location(l) => {
+        EventDetail::ErrorRatio(l) => {
             line.push_str(&format!(" ({}/{} requests", l.errors, l.total));
             if let Some(w) = l.warn_pct {
                 line.push_str(&format!(", warn {}%", fmt_pct(w)));
@@ -230,17 +230,20 @@ mod tests {
     #[test]
     fn title_critical_and_warning() {
         assert_eq!(title(&critical("be")), "CRITICAL be: 5xx 12.3% over 5m");
-        let warn = event("be", EventDetail::Location(loc(Level::Warning, 60, 1000)));
+        let warn = event(
+            "be",
+            EventDetail::ErrorRatio(error_ratio(Level::Warning, 60, 1000)),
+        );
         assert_eq!(title(&warn), "WARNING be: 5xx 6.0% over 5m");
     }
 
     #[test]
     fn title_repeat_is_still_firing() {
-        let mut l = loc(Level::Critical, 123, 1000);
+        let mut l = error_ratio(Level::Critical, 123, 1000);
         l.repeat = true;
         l.previous = Level::Critical;
         l.window_secs = 5400;
-        let ev = event("be", EventDetail::Location(l));
+        let ev = event("be", EventDetail::ErrorRatio(l));
         assert_eq!(
             title(&ev),
             "CRITICAL be: 5xx 12.3% over 1h30m (still firing)"
@@ -286,11 +289,14 @@ mod tests {
         for (errors, total, want) in cases {
             let ev = event(
                 "x",
-                EventDetail::Location(loc(Level::Critical, errors, total)),
+                EventDetail::ErrorRatio(error_ratio(Level::Critical, errors, total)),
             );
             assert_eq!(title(&ev), format!("CRITICAL x: 5xx {want}% over 5m"));
         }
-        let empty = event("x", EventDetail::Location(loc(Level::Warning, 0, 0)));
+        let empty = event(
+            "x",
+            EventDetail::ErrorRatio(error_ratio(Level::Warning, 0, 0)),
+        );
         assert_eq!(title(&empty), "WARNING x: 5xx 0.0% over 5m");
     }
 
@@ -327,10 +333,10 @@ mod tests {
             EventDetail::Probe(probe(false, Some(&nasty), Some(5))),
         );
         ev.link = Some(nasty.clone());
-        let mut l = loc(Level::Critical, 1, 2);
+        let mut l = error_ratio(Level::Critical, 1, 2);
         l.top_codes = vec![(nasty.clone(), 1)];
         let loc_ev = AlertEvent {
-            detail: EventDetail::Location(l),
+            detail: EventDetail::ErrorRatio(l),
             ..ev.clone()
         };
         for e in [ev, loc_ev] {
