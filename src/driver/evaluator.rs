@@ -135,8 +135,8 @@ impl Evaluator {
             }
         }
         if self.lease.is_some() {
-            let fail_open = crate::probe::mark_down::sync(self.mcf, self.log);
-            crate::probe::peer_down::annotate(&mut events, &fail_open);
+            let fail_open = crate::probe::mark_down::nginx_peers::sync(self.mcf, self.log);
+            crate::probe::mark_down::annotate(&mut events, &fail_open);
         }
         if self.lease.is_some() && now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();

@@ -27,7 +27,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
     // Which upstream peers mark_down keeps out: read from nginx's upstream zones.
     #[cfg(not(test))]
     {
-        m.peers_down = crate::probe::mark_down::kept_out(mcf);
+        m.peers_down = crate::probe::mark_down::nginx_peers::kept_out(mcf);
     }
     for n in &mcf.names {
         // SAFETY: slots point into the mapped zone once it is initialised.

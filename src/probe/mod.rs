@@ -1,14 +1,13 @@
 //! Active health probes: the state machine that turns [`ProbeResult`]s into DOWN / UP
 //! transitions ([`apply`]). The probes themselves run on nginx's event loop in the evaluating
-//! worker ([`net`]; requests and responses in [`http`]); `upstream=` targets come from
-//! [`upstream`], and `mark_down=on` is applied by [`mark_down`] from [`peer_down`]'s decisions.
+//! worker (`net`, FFI; requests and responses in [`http`], pure); `upstream=` targets come from
+//! `upstream` (FFI), and `mark_down=on` decides which peers are kept out in [`mark_down`]
+//! (pure) and applies it to nginx's peers in `mark_down::nginx_peers` (FFI).
 
 pub mod http;
-#[cfg(not(test))]
-pub(crate) mod mark_down;
+pub mod mark_down;
 #[cfg(not(test))]
 pub(crate) mod net;
-pub mod peer_down;
 #[cfg(not(test))]
 pub(crate) mod upstream;
 

@@ -1,8 +1,11 @@
 //! `mark_down=on`: which peers of an upstream are kept out of rotation, from their probes'
-//! states. Pure; `mark_down.rs` applies the answer to nginx's peers.
+//! states. Pure; `nginx_peers` (FFI) applies the answer to nginx's peers.
 //!
 //! A peer is kept out while one of its probes says DOWN, unless every peer of the upstream is
 //! DOWN: then all are used again (fail open), since sending to a DOWN peer beats having none.
+
+#[cfg(not(test))]
+pub(crate) mod nginx_peers;
 
 use crate::conf::probe_spec::ProbeSpec;
 use crate::vocab::event::{AlertEvent, EventDetail};

@@ -1,5 +1,5 @@
-//! `mark_down=on`: sets nginx's own `down` flag on the peers that `peer_down.rs` keeps out of
-//! rotation, in the upstream's shared zone, so that every worker stops choosing them.
+//! `mark_down=on` (FFI): sets nginx's own `down` flag on the peers that `mark_down` keeps out
+//! of rotation, in the upstream's shared zone, so that every worker stops choosing them.
 //!
 //! Stateless on purpose: on every tick the evaluator makes each peer's flag what the probe
 //! states and the `server ... down` lines say it should be. So a crash of the evaluator, a
@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 
 use nginx_sys::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_log_t};
 
+use super::{FailOpen, PeerGroup};
 use crate::conf::MainConf;
-use crate::probe::peer_down::{self, FailOpen, PeerGroup};
 use crate::probe::upstream as upstream_probe;
 
 thread_local! {
@@ -28,7 +28,7 @@ thread_local! {
 pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
     let groups = GROUPS.with(|g| {
         g.borrow_mut()
-            .get_or_insert_with(|| peer_down::groups(mcf.probes.iter().map(|p| &p.spec)))
+            .get_or_insert_with(|| super::groups(mcf.probes.iter().map(|p| &p.spec)))
             .clone()
     });
     let mut fail_open = Vec::new();
@@ -45,7 +45,7 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
         let mut last = last.borrow_mut();
         last.resize(groups.len(), (Vec::new(), false));
         for (g, prev) in groups.iter().zip(last.iter_mut()) {
-            let d = peer_down::decide(g, up);
+            let d = super::decide(g, up);
             if d.fail_open {
                 fail_open.push(FailOpen {
                     upstream: g.upstream.clone(),
@@ -152,7 +152,7 @@ fn update(
 
 /// `(upstream, peer, kept out)` of every `mark_down=on` peer, for `nginx_upstream_peer_down`.
 pub fn kept_out(mcf: &MainConf) -> Vec<(String, String, bool)> {
-    let groups = peer_down::groups(mcf.probes.iter().map(|p| &p.spec));
+    let groups = super::groups(mcf.probes.iter().map(|p| &p.spec));
     let up = |i: usize| {
         let probe = mcf.probes.get(i)?;
         // SAFETY: slots point into the mapped zone.
@@ -161,7 +161,7 @@ pub fn kept_out(mcf: &MainConf) -> Vec<(String, String, bool)> {
     };
     let mut out = Vec::new();
     for g in &groups {
-        let d = peer_down::decide(g, up);
+        let d = super::decide(g, up);
         for ((peer, _), k) in g.peers.iter().zip(d.keep_out) {
             out.push((g.upstream.clone(), peer.clone(), k));
         }
