@@ -16,6 +16,8 @@ pub mod driver;
 pub mod evaluate;
 pub mod expose;
 pub mod helper;
+#[cfg(test)]
+mod layers;
 pub mod notify;
 pub mod probe;
 #[cfg(test)]
