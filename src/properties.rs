@@ -557,7 +557,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// metrics.rs: a strict checker for the Prometheus text format 0.0.4
+// expose/metrics/prometheus.rs: a strict checker for the Prometheus text format 0.0.4
 // ---------------------------------------------------------------------------------------------
 
 /// One sample line, label values unescaped.
@@ -951,7 +951,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// discord.rs: Discord's documented limits, counted in characters
+// notify/discord.rs: Discord's documented limits, counted in characters
 // ---------------------------------------------------------------------------------------------
 
 const DISCORD_CONTENT: usize = 2000;

@@ -357,7 +357,7 @@ fn is_helper(pid: u32) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Where today's code keeps its lease and hand-over (src/evaluate/lease.rs), for the squatter and
+// Where today's code keeps its lease and hand-over (src/driver/lease.rs), for the squatter and
 // the planted files
 // ---------------------------------------------------------------------------------------------
 

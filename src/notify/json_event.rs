@@ -1,7 +1,7 @@
 //! A documented, versioned JSON message for custom receivers (`format=json`).
 //!
 //! One message per batch of events (what one evaluation produced), posted as
-//! `Content-Type: application/json`. Schema, version 1 (see also `docs/json-event.md`):
+//! `Content-Type: application/json`. Schema, version 1 (see also `docs/alerts.md`, "JSON event"):
 //!
 //! ```text
 //! {

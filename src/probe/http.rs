@@ -1,7 +1,7 @@
 //! The HTTP side of a probe, without I/O: the request bytes, reading the status line out of
 //! the response as it arrives, and how much of the rest is read and discarded.
 //!
-//! `probe_net.rs` moves the bytes over nginx connections; everything here is plain Rust.
+//! `net.rs` moves the bytes over nginx connections; everything here is plain Rust.
 
 use crate::conf::probe_spec::ProbeSpec;
 use crate::vocab::reason::Reason;

@@ -1,5 +1,5 @@
 //! Probes on nginx's event loop: a non-blocking connect with `ngx_event_connect_peer`, TLS with
-//! nginx's OpenSSL, and the HTTP exchange of `probe_http.rs`, all on nginx connections in the
+//! nginx's OpenSSL, and the HTTP exchange of `probe/http.rs`, all on nginx connections in the
 //! evaluating process. No thread per target.
 //!
 //! Probes start on the evaluating process's tick ([`run_due`], every `helper::TICK_MS`), each
