@@ -264,7 +264,8 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
     Ok(())
 }
 
-/// The red banner while alerting is not running (SPEC 11); nothing while it runs.
+/// The red banner while alerting is not running (no evaluation for three intervals); nothing
+/// while it runs.
 fn write_stalled(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Result {
     let Some(a) = &m.alerting else {
         return Ok(());

@@ -1,14 +1,14 @@
-//! The helper process that runs webhook delivery outside nginx's workers, and paces worker 0's
-//! evaluation.
+//! The helper process that runs webhook delivery outside nginx's workers.
 //!
 //! A thread anywhere in a process makes glibc leave its single-threaded fast paths (locked
 //! malloc, cancellable syscalls): `ci/bench` measured +150 to +450 instructions per request in
 //! the worker that hosted the delivery threads. So worker 0 forks one child at start, while it
 //! is still single-threaded, and the delivery threads (one per destination) live there. They
 //! talk over two non-blocking pipes in JSON lines: alert payloads go down, delivery outcomes and
-//! the queue depth come back, plus a tick every [`TICK_MS`] that wakes worker 0 through nginx's
-//! event loop for evaluation. (Probes run on worker 0's event loop itself: see `probe::net`.) The helper never calls nginx (but for the `in_child`
-//! hook its parent passes, which sets the process title).
+//! the queue depth come back, plus a tick every [`TICK_MS`] that tells worker 0 the helper still
+//! makes progress (worker 0 paces itself with its own timer: see `driver/process.rs`). The
+//! helper never calls nginx (but for the `in_child` hook its parent passes, which sets the
+//! process title).
 //!
 //! Lifecycle: the helper is double-forked, so it is no nginx process's child (nginx never
 //! reaps it, logs it as unknown or has a pid to signal). It lives while its input pipe is open.
@@ -36,7 +36,7 @@ pub const MAX_PENDING: usize = 1 << 20;
 const CHILD_POLL_MS: i32 = 50;
 /// How long queued alerts may still be delivered once worker 0 exits.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How often the child wakes worker 0 to evaluate and collect reports.
+/// How often the helper says it makes progress, and how often worker 0's timer ticks.
 pub const TICK_MS: u64 = 250;
 
 /// A report from the helper process.

@@ -30,7 +30,8 @@ pub struct ZoneHeader {
     pub destination_notifications: [[AtomicU64; NOTIFY_RESULTS]; MAX_DESTINATIONS],
     /// Messages waiting in the delivery threads' queues (as last reported by the helper process).
     pub queue_depth: AtomicU64,
-    /// The evaluator watching itself (SPEC 11): see [`Alerting`].
+    /// How the evaluator is doing, for the metrics, the status page and the other workers: see
+    /// [`Alerting`].
     pub alerting: Alerting,
     /// Processes counting into this zone: `pid << 32 | generation`, 0 for an empty entry.
     pub(super) writers: [AtomicU64; MAX_WRITERS],

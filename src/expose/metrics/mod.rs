@@ -47,7 +47,7 @@ pub struct Metrics {
     pub probe_details: BTreeMap<(String, String), ProbeDetail>,
     /// `(upstream, peer, kept out)` of every `mark_down=on` peer.
     pub peers_down: Vec<(String, String, bool)>,
-    /// How the evaluator is doing (SPEC 11); `None` without a zone (nothing evaluates then).
+    /// How the evaluator is doing; `None` without a zone (nothing evaluates then).
     pub alerting: Option<AlertingStatus>,
 }
 
@@ -64,7 +64,8 @@ impl Metrics {
     }
 }
 
-/// The evaluator watching itself (SPEC 11), as read from the zone.
+/// How the evaluator is doing (evaluations, the last one, stalls, helper restarts), as read
+/// from the zone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertingStatus {
     /// Evaluation rounds completed.

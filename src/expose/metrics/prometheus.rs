@@ -239,8 +239,8 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     }
 }
 
-/// The evaluator's own families (SPEC 11): `NginxStatusAlertStalled` compares the last
-/// evaluation's age with 3 intervals.
+/// The evaluator's own families, so that alerting watches itself: `NginxStatusAlertStalled`
+/// compares the last evaluation's age with 3 intervals.
 fn render_alerting(a: &AlertingStatus, out: &mut impl Write) -> fmt::Result {
     let name = "nginx_status_alert_evaluations_total";
     header(out, name, "counter", "Evaluation rounds completed.")?;
@@ -271,7 +271,7 @@ fn render_alerting(a: &AlertingStatus, out: &mut impl Write) -> fmt::Result {
     sample(out, name, &[], a.helper_restarts)
 }
 
-/// Incidents, latency percentiles and burn rates (SPEC section 9); a family without samples is
+/// Incidents, latency percentiles and burn rates; a family without samples is
 /// left out entirely.
 fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     if !m.health.is_empty() {
