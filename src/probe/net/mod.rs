@@ -15,25 +15,34 @@
 //! A URL probe's host name is looked up with nginx's `resolver` before every probe when the
 //! probe's level has one (`ngx_resolve_name` on this event loop, inside the probe's deadline);
 //! otherwise addresses are resolved once, when the configuration is loaded (see [`prepare`]).
+//!
+//! Files: this one schedules the targets and runs a probe's connection (connect, TLS, request,
+//! status line); `resolve` looks a host name up with nginx's resolver; `prepare` readies the
+//! targets once the configuration is read.
+
+mod prepare;
+mod resolve;
 
 use core::cell::{Cell, RefCell};
 use core::ffi::{c_int, c_void};
 use core::ptr;
 use std::ffi::CString;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use nginx_sys::{
     ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
-    ngx_http_core_loc_conf_t, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t, ngx_pool_t,
-    ngx_resolver_ctx_t, ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
+    ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t, ngx_pool_t, ngx_resolver_ctx_t,
+    ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
 };
 
 use crate::conf::probe_spec::{ProbeSpec, Scheme};
-use crate::conf::{ConfError, MainConf, ProbeConf, ProbeResolver};
+use crate::conf::{ProbeConf, ProbeResolver};
 use crate::probe::http::{self as probe_http, ResponseReader};
 use crate::probe::ProbeResult;
 use crate::vocab::reason::Reason;
+pub use prepare::prepare;
+use resolve::Lookup;
 
 /// The first probe of each target starts within this much of process start (spread evenly).
 const MAX_START_DELAY_MS: u64 = 1000;
@@ -52,12 +61,6 @@ thread_local! {
     // What the handler found for RESOLVING, taken when `ngx_resolve_name` returns.
     static RESOLVED_NOW: Cell<Option<Lookup>> = const { Cell::new(None) };
 }
-
-/// `ngx_resolve_start`'s answer when the resolver has no server (`NGX_NO_RESOLVER`).
-const NGX_NO_RESOLVER: *mut ngx_resolver_ctx_t = usize::MAX as *mut ngx_resolver_ctx_t;
-
-/// What a lookup found: the addresses (port 0), or nothing (any `NGX_RESOLVE_*` error).
-type Lookup = Vec<IpAddr>;
 
 /// Every target of this process, and what they share.
 struct Probes {
@@ -123,64 +126,6 @@ fn exiting() -> bool {
     unsafe {
         nginx_sys::ngx_exiting != 0 || nginx_sys::ngx_terminate != 0 || nginx_sys::ngx_quit != 0
     }
-}
-
-/// Configuration time: expands `upstream=` probes into one target per address, then gives
-/// every URL probe with a host name the `resolver` of its level (looked up before every
-/// probe) or, without one, resolves the name once. A host that does not resolve is not an
-/// error (a probe exists to notice what is broken): it is logged, and each interval fails as
-/// `dns` until a reload.
-pub fn prepare(cf: &mut nginx_sys::ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> {
-    if mcf.probes.iter().any(|p| p.spec.upstream.is_some()) {
-        crate::probe::upstream::expand(cf, mcf)?;
-    }
-    for p in &mut mcf.probes {
-        if !p.addrs.is_empty() {
-            continue;
-        }
-        let t = &p.spec.target;
-        if let Ok(ip) = t.host.parse::<IpAddr>() {
-            p.addrs = vec![SocketAddr::new(ip, t.port)];
-            continue;
-        }
-        // SAFETY: null, or the core configuration of the directive's level, merged by now
-        // (postconfiguration runs after the http block is merged) and alive with this cycle.
-        if let Some(r) = unsafe { configured_resolver(p.core_loc_conf.cast()) } {
-            p.resolver = Some(r);
-            continue;
-        }
-        p.addrs = (t.host.as_str(), t.port)
-            .to_socket_addrs()
-            .map(Iterator::collect)
-            .unwrap_or_default();
-        if p.addrs.is_empty() {
-            warn!(
-                cf.log,
-                "status_alert_probe: host not found in \"{}\" in {}, probes fail as \"dns\" \
-                 until the configuration is reloaded",
-                t.display(),
-                p.place
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The `resolver` of a merged core location configuration, unless it has none: nginx then
-/// holds a resolver without servers (`connections.nelts == 0`, which `ngx_resolve_start`
-/// answers with `NGX_NO_RESOLVER` and `proxy_pass` reports as "no resolver defined").
-///
-/// # Safety
-/// `clcf` is null or a valid, merged `ngx_http_core_loc_conf_t`.
-unsafe fn configured_resolver(clcf: *const ngx_http_core_loc_conf_t) -> Option<ProbeResolver> {
-    // SAFETY: per the contract.
-    let clcf = unsafe { clcf.as_ref() }?;
-    // SAFETY: null or the resolver nginx created for this configuration.
-    let r = unsafe { clcf.resolver.as_ref() }?;
-    (r.connections.nelts > 0).then_some(ProbeResolver {
-        resolver: clcf.resolver,
-        timeout_ms: clcf.resolver_timeout,
-    })
 }
 
 /// Sets up every target; from now on [`run_due`] starts their probes on this process's event
@@ -377,78 +322,6 @@ impl Target {
         match self.resolver {
             Some(r) => self.resolve(r),
             None => self.connect(),
-        }
-    }
-
-    /// Looks the host name up with nginx's resolver; [`Target::resolved`] goes on from there.
-    fn resolve(&mut self, r: ProbeResolver) {
-        self.step = Step::Resolving;
-        // SAFETY: the resolver of this cycle's configuration; no temp context (the host is
-        // not an IP address: those never get a resolver).
-        let ctx = unsafe { nginx_sys::ngx_resolve_start(r.resolver, ptr::null_mut()) };
-        if ctx.is_null() || ctx == NGX_NO_RESOLVER {
-            self.finish(Some(Reason::Dns));
-            return;
-        }
-        let me: *mut Target = self;
-        // SAFETY: a fresh context from ngx_resolve_start. The name points into this boxed
-        // target, which outlives the context: every way out ends it (`resolved`, `end`).
-        unsafe {
-            (*ctx).name = ngx_str_t {
-                len: self.host.len(),
-                data: self.host.as_mut_ptr(),
-            };
-            (*ctx).handler = Some(on_resolved);
-            (*ctx).data = me.cast();
-            (*ctx).timeout = r.timeout_ms;
-            // A lookup in flight never holds up a graceful shutdown.
-            (*ctx).set_cancelable(1);
-        }
-        self.rctx = ctx;
-        RESOLVING.with(|c| c.set(me));
-        // SAFETY: the context is set up as nginx's own callers do. On an error nginx frees
-        // the context; otherwise on_resolved runs (maybe before this returns) and ends it.
-        let rc = unsafe { nginx_sys::ngx_resolve_name(ctx) };
-        RESOLVING.with(|c| c.set(ptr::null()));
-        let now = RESOLVED_NOW.with(Cell::take);
-        if rc != NGX_OK as ngx_int_t {
-            self.rctx = ptr::null_mut();
-            self.finish(Some(Reason::Dns));
-            return;
-        }
-        if let Some(found) = now {
-            // Answered from the cache, on this stack: the context is already ended.
-            self.rctx = ptr::null_mut();
-            self.resolved(found);
-        }
-        // Otherwise nginx calls on_resolved when the answer comes or resolver_timeout passes.
-    }
-
-    /// The lookup ended (its context is already done): connect, or fail as `dns`.
-    fn resolved(&mut self, found: Lookup) {
-        if self.step != Step::Resolving {
-            return;
-        }
-        if found.is_empty() {
-            self.finish(Some(Reason::Dns));
-            return;
-        }
-        let port = self.spec.target.port;
-        self.addrs = found
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
-        self.addr_i = 0;
-        self.connect();
-    }
-
-    /// Ends the lookup in flight, if any: nginx forgets the context and never calls back.
-    fn cancel_lookup(&mut self) {
-        let ctx = core::mem::replace(&mut self.rctx, ptr::null_mut());
-        if !ctx.is_null() {
-            // SAFETY: a context of ours that nginx has not ended yet (its handler clears
-            // `rctx` first); this removes it from the waiting list and frees it.
-            unsafe { nginx_sys::ngx_resolve_name_done(ctx) };
         }
     }
 
@@ -831,63 +704,6 @@ extern "C" fn on_deadline(ev: *mut ngx_event_t) {
             None => t.finish(Some(Reason::Timeout)),
         }
     });
-}
-
-/// nginx's resolver handler: the lookup of a target's host name ended (answer, error or
-/// `resolver_timeout`). Called from the event loop, or from inside `ngx_resolve_name` when the
-/// answer is cached (then the target is told through `RESOLVED_NOW`).
-extern "C" fn on_resolved(ctx: *mut ngx_resolver_ctx_t) {
-    // SAFETY: nginx passes one of our contexts, not yet ended; its addresses are valid until
-    // this returns, so they are copied before the context is ended.
-    let (t, found) = unsafe {
-        let ctx = &*ctx;
-        let found = if ctx.state == NGX_OK as ngx_int_t && !ctx.addrs.is_null() {
-            core::slice::from_raw_parts(ctx.addrs, ctx.naddrs)
-                .iter()
-                .filter_map(|a| ip_of(a.sockaddr))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        (ctx.data.cast::<Target>(), found)
-    };
-    // SAFETY: as above; nginx does not use the context after its handler ends it.
-    unsafe { nginx_sys::ngx_resolve_name_done(ctx) };
-    if RESOLVING.with(Cell::get) == t.cast_const() {
-        RESOLVED_NOW.with(|c| c.set(Some(found)));
-        return;
-    }
-    with_target(t, |t| {
-        if t.rctx != ctx {
-            return;
-        }
-        t.rctx = ptr::null_mut();
-        t.resolved(found);
-    });
-}
-
-/// The IP address of a socket address nginx's resolver returned.
-///
-/// # Safety
-/// `sa` is null or points at a `sockaddr_in` or `sockaddr_in6` per its family.
-unsafe fn ip_of(sa: *const nginx_sys::sockaddr) -> Option<IpAddr> {
-    // SAFETY: per the contract.
-    let family = c_int::from(unsafe { sa.as_ref() }?.sa_family);
-    match family {
-        libc::AF_INET => {
-            // SAFETY: an AF_INET address is a sockaddr_in.
-            let sin = unsafe { &*sa.cast::<libc::sockaddr_in>() };
-            Some(IpAddr::from(
-                u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
-            ))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: an AF_INET6 address is a sockaddr_in6.
-            let sin6 = unsafe { &*sa.cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-        }
-        _ => None,
-    }
 }
 
 /// Read and write events of a probe connection.
