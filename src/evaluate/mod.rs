@@ -172,8 +172,9 @@ fn settle(
     Some(announce)
 }
 
-/// Evaluates every NAME at `now_ms` under the default histogram buckets; see
-/// [`evaluate_with`].
+/// Evaluates every NAME at `now_ms` under the default histogram buckets (the tests' case; worker
+/// 0 passes the configured ones to [`evaluate_with`]).
+#[cfg(test)]
 pub fn evaluate(watched: &[Watched<'_>], now_ms: u64, interval_ms: u64) -> Vec<AlertEvent> {
     evaluate_with(watched, now_ms, interval_ms, &BucketBounds::default())
 }
