@@ -80,15 +80,7 @@ fn has_control(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 
 /// nginx time units, most significant first, with their length in milliseconds.
-const UNITS: [(&str, u64); 7] = [
-    ("M", 30 * 86_400_000),
-    ("w", 7 * 86_400_000),
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1000),
-    ("ms", 1),
-];
+const UNITS: [(&str, u64); 7] = crate::conf::params::TIME_UNITS;
 
 /// A well-formed time: some units in order, each once, maybe a trailing bare number
 /// (seconds), maybe spaces after units; with the value it means (`None` on u64 overflow).

@@ -122,6 +122,31 @@ fn url_or_file(
     })
 }
 
+/// Splits the arguments of a destination directive into the one destination (a URL,
+/// `file=PATH` or `off`, as written) and the value of its one option `option=` (parsed by
+/// `parse`), in either order. A second destination is an unknown parameter, shown redacted.
+fn destination_and_option<'a, T>(
+    args: &[&'a str],
+    option: &str,
+    parse: impl Fn(&str) -> Result<T, ParamError>,
+) -> Result<(Option<&'a str>, Option<T>), ParamError> {
+    let mut destination = None;
+    let mut value = None;
+    for arg in args {
+        if let Some(v) = arg.strip_prefix(option).and_then(|r| r.strip_prefix('=')) {
+            if value.is_some() {
+                return Err(ParamError::Duplicate(option.into()));
+            }
+            value = Some(parse(v)?);
+        } else if destination.is_some() {
+            return Err(ParamError::UnknownParameter(redact_for_error(arg)));
+        } else {
+            destination = Some(*arg);
+        }
+    }
+    Ok((destination, value))
+}
+
 /// Parses the arguments of `status_alert_webhook URL | file=PATH [format=...] | off`: the
 /// destination, or `None` for `off`.
 ///
@@ -133,20 +158,7 @@ pub fn parse_webhook_args(
     args: &[&str],
     read_file: impl FnOnce(&str) -> Result<String, ParamError>,
 ) -> Result<Option<Destination>, ParamError> {
-    let mut destination: Option<&str> = None;
-    let mut format: Option<WebhookFormat> = None;
-    for arg in args {
-        if let Some(value) = arg.strip_prefix("format=") {
-            if format.is_some() {
-                return Err(ParamError::Duplicate("format".into()));
-            }
-            format = Some(WebhookFormat::parse(value)?);
-        } else if destination.is_some() {
-            return Err(ParamError::UnknownParameter(redact_for_error(arg)));
-        } else {
-            destination = Some(arg);
-        }
-    }
+    let (destination, format) = destination_and_option(args, "format", WebhookFormat::parse)?;
     let Some(destination) = destination else {
         return Err(ParamError::Conflict(
             "a webhook URL, \"file=PATH\" or \"off\" is required".into(),
@@ -178,20 +190,7 @@ pub fn parse_heartbeat_args(
     args: &[&str],
     read_file: impl FnOnce(&str) -> Result<String, ParamError>,
 ) -> Result<(String, u64), ParamError> {
-    let mut destination: Option<&str> = None;
-    let mut interval_ms: Option<u64> = None;
-    for arg in args {
-        if let Some(value) = arg.strip_prefix("interval=") {
-            if interval_ms.is_some() {
-                return Err(ParamError::Duplicate("interval".into()));
-            }
-            interval_ms = Some(parse_interval(value)?);
-        } else if destination.is_some() {
-            return Err(ParamError::UnknownParameter(redact_for_error(arg)));
-        } else {
-            destination = Some(arg);
-        }
-    }
+    let (destination, interval_ms) = destination_and_option(args, "interval", parse_interval)?;
     let Some(destination) = destination else {
         return Err(ParamError::Conflict(
             "a heartbeat URL or \"file=PATH\" is required".into(),

@@ -84,7 +84,7 @@ pub(super) fn invalid(key: &str, value: &str, expected: &str) -> ParamError {
 
 /// Units of nginx time syntax, most significant first, in milliseconds. As in nginx's
 /// millisecond directives, `y` is not accepted.
-const TIME_UNITS: [(&str, u64); 7] = [
+pub(crate) const TIME_UNITS: [(&str, u64); 7] = [
     ("M", 30 * 86_400_000),
     ("w", 7 * 86_400_000),
     ("d", 86_400_000),

@@ -4,7 +4,7 @@
 use core::mem::size_of;
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::key::{slot_keys, SlotKey};
+use super::key::{by_key, slot_keys, SlotKey};
 use super::{
     zone_size, Counts, NameSlot, ProbeSlot, Zone, ZoneError, ZoneHeader, NAME_KEY_MAX,
     PROBE_KEY_MAX, SLOT_FREE, SLOT_LIVE, SLOT_RETIRED,
@@ -241,12 +241,7 @@ impl Zone {
 
     /// Pairs every live NAME slot of this zone with the slot holding the same key in `old`.
     pub fn name_pairs<'a>(&'a self, old: &'a Zone) -> Vec<(&'a NameSlot, &'a NameSlot)> {
-        let by_key: std::collections::HashMap<Vec<u8>, &NameSlot> = old
-            .names()
-            .iter()
-            .filter(|s| s.key.is_used())
-            .map(|s| (s.key.to_vec(), s))
-            .collect();
+        let by_key = by_key(old.names(), |s: &NameSlot| &s.key);
         self.names()
             .iter()
             .filter(|s| s.key.is_live())

@@ -5,6 +5,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::claim::lossy;
+use super::key::by_key;
 use super::{NameSlot, ProbeSlot, Zone};
 use crate::vocab::reason::Reason;
 
@@ -33,12 +34,7 @@ impl Zone {
             slot.slo.set_rates(o.slo.rates());
             slot.incidents.copy_from(&o.incidents);
         }
-        let by_key: std::collections::HashMap<Vec<u8>, &ProbeSlot> = old
-            .probes()
-            .iter()
-            .filter(|s| s.key.is_used())
-            .map(|s| (s.key.to_vec(), s))
-            .collect();
+        let by_key = by_key(old.probes(), |s: &ProbeSlot| &s.key);
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {
             if let Some(o) = by_key.get(&slot.key.to_vec()) {
                 slot.probe.copy_from(&o.probe);

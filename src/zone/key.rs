@@ -81,3 +81,15 @@ impl<const N: usize> SlotKey<N> {
         self.state.load(Relaxed) != SLOT_FREE
     }
 }
+
+/// The used slots of `slots` by their key, to pair them with the slots of another zone.
+pub(super) fn by_key<S, const N: usize>(
+    slots: &[S],
+    key: impl Fn(&S) -> &SlotKey<N>,
+) -> std::collections::HashMap<Vec<u8>, &S> {
+    slots
+        .iter()
+        .filter(|s| key(s).is_used())
+        .map(|s| (key(s).to_vec(), s))
+        .collect()
+}
