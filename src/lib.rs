@@ -1,7 +1,9 @@
 //! nginx-status-alert: per-location status counters, 5xx ratio alerts, health probes, Discord
 //! notifications and Prometheus metrics, inside nginx.
 //!
-//! This file only wires the module into nginx; each concern lives in its own module.
+//! This file only wires the module into nginx; each concern lives in its own folder, in layers
+//! (lowest first): `vocab`; `zone` and `conf`; `probe` and `evaluate`; `notify` and `expose`;
+//! `helper` and worker 0's `driver` (docs/development.md, "Layers", checked by `layers`).
 //! Modules marked `cfg(not(test))` are FFI glue that only links inside nginx; everything else
 //! is plain Rust, unit-tested by `cargo test` without nginx.
 
