@@ -10,6 +10,7 @@ pub mod params;
 pub mod probe_spec;
 #[cfg(not(test))]
 pub(crate) mod state_path;
+pub mod traffic;
 
 use params::{AlertParams, WebhookFormat};
 use probe_spec::ProbeSpec;

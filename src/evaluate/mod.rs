@@ -10,6 +10,7 @@ pub mod incidents;
 pub mod latency;
 pub mod lease;
 pub mod slo;
+pub mod traffic;
 pub mod window;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};

@@ -8,3 +8,4 @@ pub mod discord;
 pub mod json_event;
 pub mod payload;
 pub mod slack;
+pub mod traffic_text;
