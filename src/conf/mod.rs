@@ -8,6 +8,7 @@
 pub(crate) mod directives;
 pub mod params;
 pub mod probe_spec;
+pub mod route;
 #[cfg(not(test))]
 pub(crate) mod state_path;
 pub mod traffic;

@@ -6,6 +6,8 @@ pub mod alertmanager;
 pub mod delivery;
 pub mod discord;
 pub mod json_event;
+pub mod mention;
 pub mod payload;
+pub mod route;
 pub mod slack;
 pub mod traffic_text;
