@@ -6,6 +6,7 @@
 
 #[cfg(not(test))]
 pub(crate) mod directives;
+pub mod maintenance;
 pub mod params;
 pub mod probe_spec;
 pub mod route;
