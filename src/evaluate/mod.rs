@@ -9,6 +9,7 @@ pub mod heartbeat;
 pub mod incidents;
 pub mod latency;
 pub mod lease;
+pub mod muting;
 pub mod slo;
 pub mod traffic;
 pub mod window;

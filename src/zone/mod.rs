@@ -6,6 +6,7 @@
 //! slot and never searches. This module needs no nginx: tests run it on a heap buffer.
 
 pub mod counters;
+pub mod mutes;
 #[cfg(not(test))]
 pub(crate) mod shm;
 
