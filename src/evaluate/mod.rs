@@ -10,6 +10,7 @@ pub mod incidents;
 pub mod latency;
 pub mod lease;
 pub mod muting;
+pub mod reliability;
 pub mod slo;
 pub mod traffic;
 pub mod window;
