@@ -8,12 +8,12 @@
 //!   a percentage threshold cannot fire; an absolute count applies from the first *whole*
 //!   window the NAME has been counted for (a window only partly counted, just after start, would
 //!   look like a drop).
-//! - **`min_requests` never silences a drop.** For the 5xx share and latency it means "too few
-//!   requests to judge"; for traffic, few requests are the very thing to report, so the current
-//!   count is never compared with it. It only gates *percentages*, on the usual traffic: a NAME
-//!   that usually sees fewer than `min_requests` requests per window is too quiet for "50% of
-//!   usual" to mean more than chance (2 instead of 4 requests), so percentages stay silent for
-//!   it. An absolute threshold (`traffic=1`: "at least one request per window") is never gated.
+//! - **`min_requests` plays no part.** For the 5xx share and latency it means "too few
+//!   requests to judge"; for traffic, few requests are the finding itself, so it must never
+//!   silence a drop. The price: a percentage of a tiny usual traffic is noisy (2 requests
+//!   instead of the usual 4 is "50%"); a quiet NAME is better watched with an absolute
+//!   threshold (`traffic=1`: "at least one request per window"), alone or mixed
+//!   (`traffic=50%:1`).
 //! - **An outage does not become the usual.** A window during which the traffic alert fired is
 //!   not recorded, so a long outage cannot drag the median down until the alert resolves itself
 //!   while traffic is still gone. The price: a lasting, intended change of traffic keeps the alert
@@ -158,18 +158,11 @@ impl TrafficHistory {
 }
 
 /// A threshold in requests per window at this usual traffic: a count as is, a percentage of
-/// the usual traffic; `None` for a percentage without usual traffic, or with usual traffic
-/// below `min_requests` (see the module docs).
-pub fn threshold_requests(
-    t: TrafficThreshold,
-    usual: Option<f64>,
-    min_requests: u64,
-) -> Option<f64> {
+/// the usual traffic; `None` for a percentage while the usual traffic is not known.
+pub fn threshold_requests(t: TrafficThreshold, usual: Option<f64>) -> Option<f64> {
     match t {
         TrafficThreshold::Requests(n) => Some(n as f64),
-        TrafficThreshold::Percent(pct) => usual
-            .filter(|u| *u > 0.0 && *u >= min_requests as f64)
-            .map(|u| u * pct / 100.0),
+        TrafficThreshold::Percent(pct) => usual.map(|u| u * pct / 100.0),
     }
 }
 
@@ -180,14 +173,13 @@ pub fn traffic_level(
     p: &TrafficParams,
     requests: u64,
     usual: Option<f64>,
-    min_requests: u64,
     whole_window: bool,
 ) -> Level {
     if !whole_window {
         return Level::Ok;
     }
     let below = |t: TrafficThreshold| {
-        threshold_requests(t, usual, min_requests).is_some_and(|limit| (requests as f64) < limit)
+        threshold_requests(t, usual).is_some_and(|limit| (requests as f64) < limit)
     };
     if p.crit.is_some_and(below) {
         Level::Critical
@@ -213,8 +205,6 @@ pub struct TrafficEvent {
     pub usual: Option<f64>,
     /// The thresholds as configured.
     pub params: TrafficParams,
-    /// `min_requests` of the NAME (it gates percentages, see the module docs).
-    pub min_requests: u64,
     /// Window length in seconds.
     pub window_secs: u64,
     /// Start of the incident (first non-ok evaluation), Unix seconds.
@@ -230,7 +220,7 @@ impl TrafficEvent {
             Level::Warning => self.params.warn,
             Level::Critical => self.params.crit.unwrap_or(self.params.warn),
         };
-        threshold_requests(t, self.usual, self.min_requests)
+        threshold_requests(t, self.usual)
     }
 }
 
@@ -383,62 +373,43 @@ mod tests {
     #[test]
     fn absolute_floor_works_from_the_first_whole_window() {
         let p = params(Requests(10), Some(Requests(1)));
-        assert_eq!(traffic_level(&p, 0, None, 20, false), Level::Ok, "partial");
-        assert_eq!(traffic_level(&p, 0, None, 20, true), Level::Critical);
-        assert_eq!(traffic_level(&p, 5, None, 20, true), Level::Warning);
-        assert_eq!(
-            traffic_level(&p, 10, None, 20, true),
-            Level::Ok,
-            "not below"
-        );
-        // min_requests never silences a drop below a count.
-        assert_eq!(
-            traffic_level(&p, 0, Some(3.0), 1_000, true),
-            Level::Critical
-        );
+        assert_eq!(traffic_level(&p, 0, None, false), Level::Ok, "partial");
+        assert_eq!(traffic_level(&p, 0, None, true), Level::Critical);
+        assert_eq!(traffic_level(&p, 5, None, true), Level::Warning);
+        assert_eq!(traffic_level(&p, 10, None, true), Level::Ok, "not below");
     }
 
     #[test]
     fn percentages_wait_for_twelve_windows() {
         let p = params(Percent(50.0), Some(Percent(10.0)));
         assert_eq!(
-            traffic_level(&p, 0, None, 20, true),
+            traffic_level(&p, 0, None, true),
             Level::Ok,
             "no history yet"
         );
-        assert_eq!(traffic_level(&p, 3, Some(412.0), 20, true), Level::Critical);
-        assert_eq!(
-            traffic_level(&p, 41, Some(412.0), 20, true),
-            Level::Critical
-        );
-        assert_eq!(traffic_level(&p, 42, Some(412.0), 20, true), Level::Warning);
-        assert_eq!(
-            traffic_level(&p, 205, Some(412.0), 20, true),
-            Level::Warning
-        );
-        assert_eq!(traffic_level(&p, 206, Some(412.0), 20, true), Level::Ok);
-        assert_eq!(traffic_level(&p, 10_000, Some(412.0), 20, true), Level::Ok);
+        assert_eq!(traffic_level(&p, 3, Some(412.0), true), Level::Critical);
+        assert_eq!(traffic_level(&p, 41, Some(412.0), true), Level::Critical);
+        assert_eq!(traffic_level(&p, 42, Some(412.0), true), Level::Warning);
+        assert_eq!(traffic_level(&p, 205, Some(412.0), true), Level::Warning);
+        assert_eq!(traffic_level(&p, 206, Some(412.0), true), Level::Ok);
+        assert_eq!(traffic_level(&p, 10_000, Some(412.0), true), Level::Ok);
         // A NAME that usually sees nothing has no drop to report.
-        assert_eq!(traffic_level(&p, 0, Some(0.0), 0, true), Level::Ok);
-        // Usual traffic below min_requests: too quiet for a percentage.
-        assert_eq!(traffic_level(&p, 0, Some(19.5), 20, true), Level::Ok);
-        assert_eq!(traffic_level(&p, 0, Some(20.0), 20, true), Level::Critical);
-        assert_eq!(traffic_level(&p, 0, Some(4.0), 0, true), Level::Critical);
+        assert_eq!(traffic_level(&p, 0, Some(0.0), true), Level::Ok);
+        // However quiet a NAME usually is, a drop is reported: min_requests plays no part.
+        assert_eq!(traffic_level(&p, 0, Some(4.0), true), Level::Critical);
+        assert_eq!(traffic_level(&p, 1, Some(4.0), true), Level::Warning);
     }
 
     #[test]
     fn mixed_thresholds() {
         // Warn at half the usual traffic, critical below 5 requests from the start.
         let p = params(Percent(50.0), Some(Requests(5)));
-        assert_eq!(traffic_level(&p, 4, None, 20, true), Level::Critical);
-        assert_eq!(traffic_level(&p, 100, None, 20, true), Level::Ok);
-        assert_eq!(
-            traffic_level(&p, 100, Some(400.0), 20, true),
-            Level::Warning
-        );
+        assert_eq!(traffic_level(&p, 4, None, true), Level::Critical);
+        assert_eq!(traffic_level(&p, 100, None, true), Level::Ok);
+        assert_eq!(traffic_level(&p, 100, Some(400.0), true), Level::Warning);
         // Only WARN: never critical.
         let p = params(Requests(10), None);
-        assert_eq!(traffic_level(&p, 0, None, 20, true), Level::Warning);
+        assert_eq!(traffic_level(&p, 0, None, true), Level::Warning);
     }
 
     #[test]
@@ -450,7 +421,6 @@ mod tests {
             requests: 3,
             usual: Some(412.0),
             params: params(Percent(50.0), Some(Percent(10.0))),
-            min_requests: 20,
             window_secs: 300,
             since_unix: 1_700_000_000,
         };

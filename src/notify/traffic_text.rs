@@ -73,11 +73,8 @@ pub fn traffic_title(name: &str, at_unix: u64, e: &TrafficEvent) -> String {
 fn describe(t: TrafficThreshold, e: &TrafficEvent) -> String {
     match t {
         TrafficThreshold::Requests(n) => n.to_string(),
-        TrafficThreshold::Percent(_) => match threshold_requests(t, e.usual, e.min_requests) {
+        TrafficThreshold::Percent(_) => match threshold_requests(t, e.usual) {
             Some(limit) => format!("{t} of usual ({})", whole(limit)),
-            None if e.usual.is_some() => {
-                format!("{t} of usual (off: usually fewer than min_requests)")
-            }
             None => format!("{t} of usual (once {USUAL_WINDOWS} windows are known)"),
         },
     }
@@ -128,7 +125,6 @@ mod tests {
                 warn: Percent(50.0),
                 crit: Some(Percent(10.0)),
             },
-            min_requests: 20,
             window_secs: 300,
             since_unix: AT - 430,
         }
@@ -191,8 +187,6 @@ mod tests {
             "{}",
             traffic_description("api", &e)
         );
-        let e = event(Level::Ok, 0, Some(4.0));
-        assert!(traffic_description("api", &e).contains("(off: usually fewer than min_requests)"));
     }
 
     #[test]
