@@ -10,11 +10,14 @@ pub mod alert_params;
 pub mod destination;
 #[cfg(not(test))]
 pub(crate) mod directives;
+pub mod maintenance;
 pub mod params;
 pub mod probe_spec;
+pub mod route;
 pub mod state_dir;
 #[cfg(not(test))]
 pub(crate) mod state_path;
+pub mod traffic;
 #[cfg(not(test))]
 pub(crate) mod zone_setup;
 

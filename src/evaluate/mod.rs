@@ -6,7 +6,10 @@ pub mod alert;
 pub mod firing;
 pub mod heartbeat;
 pub mod latency;
+pub mod muting;
+pub mod reliability;
 pub mod slo;
+pub mod traffic;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 

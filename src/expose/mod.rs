@@ -6,6 +6,7 @@
 pub(crate) mod handler;
 pub mod html;
 pub mod metrics;
+pub mod mute_control;
 pub mod negotiate;
 
 use core::sync::atomic::Ordering::Relaxed;

@@ -8,5 +8,8 @@ pub mod delivery;
 pub mod describe;
 pub mod discord;
 pub mod json_event;
+pub mod mention;
+pub mod route;
 pub mod routing;
 pub mod slack;
+pub mod traffic_text;

@@ -18,6 +18,7 @@ mod handover;
 mod header;
 pub mod incidents;
 mod key;
+pub mod mutes;
 mod size;
 mod slots;
 pub mod window;
