@@ -134,12 +134,12 @@ pub fn is_up(health: &ProbeHealth) -> Option<bool> {
 }
 
 /// The next start of a schedule of `interval_ms` whose start at `due_ms` is being made at
-/// `now_ms`: one interval on, so a start a tick late does not delay the ones after it; or one
-/// interval from now when this start is more than half an interval late (the evaluating process
-/// had no ticks for a while, or the previous probe was still running), so starts are never
-/// closer than half an interval and a pause never ends in a burst.
+/// `now_ms`: one interval on when this start is at most a tenth of an interval late, so the
+/// schedule keeps its phase; otherwise one interval from now (a late tick on a busy worker, no
+/// ticks for a while, or the previous probe still running). So a target's starts are never
+/// closer than nine tenths of `interval=`, and a pause never ends in a burst.
 pub fn next_due_ms(due_ms: u64, now_ms: u64, interval_ms: u64) -> u64 {
-    if now_ms.saturating_sub(due_ms) > interval_ms / 2 {
+    if now_ms.saturating_sub(due_ms) > interval_ms / 10 {
         now_ms + interval_ms
     } else {
         due_ms + interval_ms
@@ -231,24 +231,36 @@ mod tests {
     }
 
     #[test]
-    fn a_late_start_keeps_the_schedule() {
-        // Due at 1000, started on the tick at 1200: the next is still due at 2000.
-        assert_eq!(next_due_ms(1000, 1200, 1000), 2000);
+    fn a_start_a_little_late_keeps_the_schedule() {
+        // Due at 1000, started on the tick at 1080: the next is still due at 2000.
+        assert_eq!(next_due_ms(1000, 1080, 1000), 2000);
         // Started on time.
         assert_eq!(next_due_ms(1000, 1000, 1000), 2000);
     }
 
     #[test]
+    fn starts_are_never_closer_than_nine_tenths_of_the_interval() {
+        // A tick 200 ms late on a busy worker: the next start is a whole interval away, not
+        // 800 ms.
+        assert_eq!(next_due_ms(1000, 1200, 1000), 2200);
+        for late in 0..=1000 {
+            let next = next_due_ms(1000, 1000 + late, 1000);
+            assert!(
+                next - (1000 + late) >= 900,
+                "{late} ms late: next at {next}"
+            );
+        }
+    }
+
+    #[test]
     fn a_schedule_far_behind_restarts_from_now_without_a_burst() {
-        // No tick for 10 s (the helper was being restarted): one probe now, the next in an
+        // No tick for 10 s (worker 0 was busy or stopped): one probe now, the next in an
         // interval, not ten in a row.
         assert_eq!(next_due_ms(1000, 11_000, 1000), 12_000);
         assert_eq!(next_due_ms(1000, 2000, 1000), 3000);
-        // Late by more than half an interval: the next start is a whole interval away, not
-        // 10 ms (which would cut the probe just started short).
         assert_eq!(next_due_ms(1000, 1990, 1000), 2990);
         assert_eq!(next_due_ms(10_000, 17_000, 10_000), 27_000);
-        // Late by less than half: the schedule holds.
-        assert_eq!(next_due_ms(10_000, 14_000, 10_000), 20_000);
+        // Late by less than a tenth: the schedule holds.
+        assert_eq!(next_due_ms(10_000, 10_900, 10_000), 20_000);
     }
 }
