@@ -1,12 +1,10 @@
 //! Window evaluation and alert delivery with a real nginx (4 workers, 1s interval, 10s windows)
 //! and a local webhook receiver that enforces Discord's payload rules.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use status_alert_testkit::*;
 
 const INTERVAL_S: u64 = 1;
 

@@ -10,8 +10,6 @@
 //!
 //! Without `/usr/bin/chromium` the test prints a SKIP line and passes.
 
-mod common;
-
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -23,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use status_alert_testkit::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const HOSTILE: &str = r#"http://x/"><script>alert(1)</script>"#;

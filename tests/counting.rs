@@ -1,12 +1,10 @@
 //! Counting and `status_metrics` with a real nginx: exact counts across workers, shared NAMEs,
 //! error_page, reloads, and the exposition format checked by promtool.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use status_alert_testkit::*;
 
 fn scrape_once(port: u16) -> Vec<Sample> {
     let r = http_get(port, "/status_metrics");

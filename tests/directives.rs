@@ -4,9 +4,7 @@
 //! keeping a `file=` webhook token out of the dump, and one running nginx showing that
 //! `status_alert off` and inheritance decide what is counted.
 
-mod common;
-
-use common::*;
+use status_alert_testkit::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -15,16 +15,14 @@
 //! `prometheus-alertmanager`); prints SKIP and passes without them. Everything listens on
 //! 127.0.0.1 ports chosen by the OS; processes are killed by pid when the test ends or panics.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use status_alert_testkit::*;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";

@@ -3,12 +3,10 @@
 //! counted as destination `heartbeat`; alerts never go to the monitor and still reach the error
 //! log or the webhook as without a heartbeat.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use status_alert_testkit::*;
 
 /// Path of the monitor's ping URL.
 const PING: &str = "/ping";

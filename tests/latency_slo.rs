@@ -2,12 +2,10 @@
 //! a real slow upstream and a local webhook receiver (README, status_alert: latency= and slo=;
 //! status_alert_buckets; Metrics).
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use status_alert_testkit::*;
 
 /// Waits until a title starting with `prefix` arrives; returns how long it took.
 fn wait_title(hook: &WebhookReceiver, prefix: &str, timeout: Duration) -> Duration {
@@ -82,9 +80,7 @@ fn latency_warning_critical_resolved_each_once() {
         "{t:?}"
     );
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
-    if have_promtool() {
-        promtool_check(&http_get(nginx.port, "/status_metrics").text()).unwrap();
-    }
+    promtool_check(&http_get(nginx.port, "/status_metrics").text()).unwrap();
 }
 
 #[test]
@@ -185,9 +181,7 @@ fn incidents_are_counted_and_buckets_change_by_reload() {
     assert!(secs >= 2.0, "{secs}");
     let json = http_get(nginx.port, "/status_metrics?format=json").json();
     assert!(json.to_string().contains("incidents"), "{json}");
-    if have_promtool() {
-        promtool_check(&text).unwrap();
-    }
+    promtool_check(&text).unwrap();
 
     // Other buckets: the histogram starts from zero, said at notice; counts stay.
     nginx.write_config(&block("status_alert_buckets 1ms 1s;"));

@@ -8,10 +8,8 @@
 //! within seconds; every wait is bounded. Timing bounds are generous (the tests run in parallel
 //! on small machines) but each still fails for the bug it is about.
 
-mod common;
-
-use common::*;
 use serde_json::Value;
+use status_alert_testkit::*;
 use std::thread;
 use std::time::{Duration, Instant};
 

@@ -6,9 +6,7 @@
 //! A tiny DNS server on 127.0.0.1:0 (UDP, written here: a few lines of packet building) answers
 //! `probe.test` with 127.0.0.1, or NXDOMAIN, or nothing at all, as the test says.
 
-mod common;
-
-use common::*;
+use status_alert_testkit::*;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;

@@ -1,11 +1,9 @@
 //! The HTML status page of `status_metrics` (README, status_metrics): chosen by `?format=html`
 //! or a browser's `Accept`, self-contained, every configured or probed string escaped.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use status_alert_testkit::*;
 
 const HOSTILE: &str = r#"http://x/"><script>alert(1)</script>"#;
 

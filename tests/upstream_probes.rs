@@ -6,9 +6,7 @@
 //! Every probe runs every second with a 500ms timeout, so DOWN and UP happen within seconds;
 //! every wait is bounded.
 
-mod common;
-
-use common::*;
+use status_alert_testkit::*;
 use std::fs;
 use std::process::Command;
 use std::thread;

@@ -14,8 +14,6 @@
 //! nginx started as root runs its workers as `nobody`. Every wait is a poll with a deadline;
 //! every process a test starts is stopped by its pid.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,7 +23,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use status_alert_testkit::*;
 use tempfile::TempDir;
 
 /// The other local user: neither root nor the workers' user.
