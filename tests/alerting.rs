@@ -65,9 +65,7 @@ fn notifications(port: u16, result: &str) -> f64 {
 
 #[test]
 fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
-    if !have_module("lifecycle") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(
         &config(
@@ -147,9 +145,7 @@ fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
 
 #[test]
 fn below_min_requests_nothing_is_sent() {
-    if !have_module("min_requests") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(
         &config(Some(&hook.url()), "min_requests=20"),
@@ -175,9 +171,7 @@ fn below_min_requests_nothing_is_sent() {
 
 #[test]
 fn firing_alert_repeats() {
-    if !have_module("repeat") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=2s"), four_workers());
     send(nginx.port, "/err", 30);
@@ -205,9 +199,7 @@ fn firing_alert_repeats() {
 
 #[test]
 fn rate_limited_post_is_retried_and_delivered_once() {
-    if !have_module("429") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     hook.respond_with(vec![(
         429,
@@ -235,9 +227,7 @@ fn rate_limited_post_is_retried_and_delivered_once() {
 
 #[test]
 fn hanging_webhook_does_not_slow_requests() {
-    if !have_module("hanging_webhook") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     hook.set_hang(true);
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
@@ -258,9 +248,7 @@ fn hanging_webhook_does_not_slow_requests() {
 
 #[test]
 fn unreachable_webhook_is_counted_as_failed_and_token_stays_secret() {
-    if !have_module("webhook_down") {
-        return;
-    }
+    require_module!();
     let dead = closed_port();
     let url = format!("http://127.0.0.1:{dead}/api/webhooks/987654/secret-token-xyz");
     let nginx = Nginx::start(&config(Some(&url), "repeat=off"), four_workers());
@@ -298,9 +286,7 @@ fn unreachable_webhook_is_counted_as_failed_and_token_stays_secret() {
 
 #[test]
 fn reload_while_critical_sends_no_second_critical() {
-    if !have_module("reload_critical") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
     send(nginx.port, "/err", 40);
@@ -319,9 +305,7 @@ fn reload_while_critical_sends_no_second_critical() {
 
 #[test]
 fn without_webhook_alerts_go_to_the_error_log() {
-    if !have_module("log_sink") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(&config(None, "repeat=off"), four_workers());
     send(nginx.port, "/err", 30);
     assert!(
@@ -358,9 +342,7 @@ fn threads(pid: u32) -> usize {
 
 #[test]
 fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
-    if !have_module("helper_process") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let upstream = Upstream::start();
     let block = config(Some(&hook.url()), "repeat=off").replace(
@@ -417,9 +399,7 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
 
 #[test]
 fn a_killed_helper_is_restarted_and_alerts_still_flow() {
-    if !have_module("helper_restart") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
     let helper = || helper_processes(nginx.pid());
@@ -445,9 +425,7 @@ fn a_killed_helper_is_restarted_and_alerts_still_flow() {
 
 #[test]
 fn each_destination_gets_its_format_and_its_own_counts() {
-    if !have_module("destinations") {
-        return;
-    }
+    require_module!();
     let discord = WebhookReceiver::start();
     let other = Upstream::start();
     other.set("/slack", 200, "ok");
@@ -519,9 +497,7 @@ fn thread_sleep_ms(ms: u64) {
 
 #[test]
 fn after_a_log_reopen_a_new_helper_writes_to_the_new_log_and_alerts_flow() {
-    if !have_module("after_a_log_reopen_a_new_helper_writes_to_the_new_log_and_alerts_flow") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
     let helper = || helper_processes(nginx.pid());

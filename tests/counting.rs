@@ -49,9 +49,7 @@ const METRICS_LOCATION: &str = "location = /status_metrics { status_alert off; s
 
 #[test]
 fn exact_counts_across_two_workers_under_concurrency() {
-    if !have_module("exact_counts") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -148,9 +146,7 @@ fn exact_counts_across_two_workers_under_concurrency() {
 
 #[test]
 fn shared_name_off_and_unnamed_locations() {
-    if !have_module("shared_name") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -182,9 +178,7 @@ fn shared_name_off_and_unnamed_locations() {
 
 #[test]
 fn error_page_counts_the_final_status_once_under_the_first_name() {
-    if !have_module("error_page") {
-        return;
-    }
+    require_module!();
     let upstream = Upstream::start();
     upstream.set("/boom", 502, "bad gateway");
     let nginx = Nginx::start(
@@ -233,9 +227,7 @@ fn error_page_counts_the_final_status_once_under_the_first_name() {
 
 #[test]
 fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
-    if !have_module("reload") {
-        return;
-    }
+    require_module!();
     let block = |extra: &str, zone: &str| {
         format!(
             r#"
@@ -293,9 +285,7 @@ fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
 
 #[test]
 fn metrics_formats_methods_and_promtool() {
-    if !have_module("metrics_formats") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -369,9 +359,7 @@ fn metrics_formats_methods_and_promtool() {
 
 #[test]
 fn invalid_name_is_rejected_with_file_and_line() {
-    if !have_module("invalid_name") {
-        return;
-    }
+    require_module!();
     let (ok, err) = Nginx::test_config(
         "server {\n    listen 127.0.0.1:{PORT};\n    location / { status_alert \"bad name\"; }\n}\n",
         NginxOpts::default(),
@@ -390,9 +378,7 @@ fn invalid_name_is_rejected_with_file_and_line() {
 
 #[test]
 fn counting_survives_a_worker_crash() {
-    if !have_module("worker_crash") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             "server {{ listen 127.0.0.1:{{PORT}}; location / {{ status_alert a; return 200; }} \
@@ -420,10 +406,7 @@ fn counting_survives_a_worker_crash() {
 
 #[test]
 fn requests_rejected_before_any_location_count_under_the_server_name() {
-    if !have_module("bad_request") {
-        return;
-    }
-    use std::io::{Read, Write};
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             "server {{ listen 127.0.0.1:{{PORT}}; status_alert srv; \
@@ -431,12 +414,16 @@ fn requests_rejected_before_any_location_count_under_the_server_name() {
         ),
         NginxOpts::default(),
     );
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
-    s.write_all(b"BAD REQUEST LINE\r\n\r\n").unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 400");
-    drop(s);
+    let mut conn = RawConnection::open(nginx.port).unwrap();
+    conn.send(b"BAD REQUEST LINE\r\n\r\n").unwrap();
+    let raw = conn.read_response("GET").unwrap();
+    assert!(
+        raw.bytes.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        raw.response
+    );
+    assert!(!raw.keep_alive, "nginx closes after a bad request");
+    drop(conn);
     let m = scrape(nginx.port, 1);
     assert_eq!(count(&m, "srv", "400"), 1);
     assert_eq!(count(&m, "api", "400"), 0);
@@ -444,9 +431,7 @@ fn requests_rejected_before_any_location_count_under_the_server_name() {
 
 #[test]
 fn status_alert_name_variable_follows_the_binding_and_cannot_be_set() {
-    if !have_module("status_alert_name_variable") {
-        return;
-    }
+    require_module!();
     let block = r#"
         log_format names "$uri $status_alert_name";
         server {

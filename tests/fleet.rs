@@ -12,8 +12,9 @@
 //!   `webhook_url` points at the stand-in.
 //!
 //! Needs /usr/bin/prometheus and /usr/bin/prometheus-alertmanager (Debian packages `prometheus`,
-//! `prometheus-alertmanager`); prints SKIP and passes without them. Everything listens on
-//! 127.0.0.1 ports chosen by the OS; processes are killed by pid when the test ends or panics.
+//! `prometheus-alertmanager`); prints SKIP and passes without them, or fails under CI.
+//! Everything listens on 127.0.0.1 ports chosen by the OS; processes are killed by pid when the
+//! test ends or panics.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -193,17 +194,9 @@ fn run_dashboard_queries(prom_port: u16) -> Vec<(String, usize)> {
 
 #[test]
 fn two_hosts_one_incident_one_notification() {
-    if !have_module("fleet") {
-        return;
-    }
-    for bin in [PROMETHEUS, ALERTMANAGER] {
-        if !Path::new(bin).exists() {
-            eprintln!(
-                "SKIP fleet: {bin} not found (apt-get install prometheus prometheus-alertmanager)"
-            );
-            return;
-        }
-    }
+    require_module!();
+    require!(program_ready(PROMETHEUS));
+    require!(program_ready(ALERTMANAGER));
 
     let dir = unique_temp_dir("fleet");
     let discord = Upstream::start();
@@ -442,13 +435,8 @@ fn discord_titles(discord: &Upstream) -> Vec<String> {
 
 #[test]
 fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
-    if !have_module("fleet_module_alertmanager") {
-        return;
-    }
-    if !Path::new(ALERTMANAGER).exists() {
-        eprintln!("SKIP fleet_module_alertmanager: {ALERTMANAGER} not found");
-        return;
-    }
+    require_module!();
+    require!(program_ready(ALERTMANAGER));
     let dir = unique_temp_dir("fleet-am");
     let discord = Upstream::start();
     // The shipped routing tree, with a group interval short enough to see the resolution.

@@ -28,9 +28,7 @@ fn send(port: u16, path: &str, n: usize) {
 
 #[test]
 fn latency_warning_critical_resolved_each_once() {
-    if !have_module("latency_alerts") {
-        return;
-    }
+    require_module!();
     let upstream = Upstream::start();
     let hook = WebhookReceiver::start();
     let block = format!(
@@ -85,9 +83,7 @@ fn latency_warning_critical_resolved_each_once() {
 
 #[test]
 fn slo_burn_pages_on_a_burst_and_stays_quiet_on_a_trickle() {
-    if !have_module("slo_burn") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     // window=2s: burn-rate windows 2s, 12s, 24s, 144s. The 5xx-share alert is out of the way.
     let block = format!(
@@ -138,9 +134,7 @@ fn slo_burn_pages_on_a_burst_and_stays_quiet_on_a_trickle() {
 
 #[test]
 fn incidents_are_counted_and_buckets_change_by_reload() {
-    if !have_module("incidents_and_buckets") {
-        return;
-    }
+    require_module!();
     let block = |buckets: &str| {
         format!(
             r#"

@@ -153,9 +153,7 @@ fn assert_alive(nginx: &Nginx, step: &str) {
 /// and a reload that fails validation.
 #[test]
 fn reload_sequences_under_load_keep_nginx_up_and_counts_exact() {
-    if !have_module("reload_sequences_under_load") {
-        return;
-    }
+    require_module!();
     let few = names("svc", 3);
     let many = names("svc", 40);
     let nginx = Nginx::start(&block(&few, ""), NginxOpts::default());
@@ -286,9 +284,7 @@ fn module_trouble(log: &str) -> Vec<String> {
 
 #[test]
 fn kill_9_of_every_worker_neither_repeats_nor_swallows_an_alert() {
-    if !have_module("kill_9_workers") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
 
@@ -323,9 +319,7 @@ fn kill_9_of_every_worker_neither_repeats_nor_swallows_an_alert() {
 
 #[test]
 fn a_killed_helper_takes_nothing_uncounted_with_it() {
-    if !have_module("kill_9_helper") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     hook.set_hang(true);
     let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
@@ -376,9 +370,7 @@ fn time_to_exit(nginx: &Nginx, sig: &str) -> Duration {
 
 #[test]
 fn quit_and_stop_return_promptly_with_a_hung_webhook() {
-    if !have_module("quit_stop_hung_webhook") {
-        return;
-    }
+    require_module!();
     for sig in ["QUIT", "TERM"] {
         let hook = WebhookReceiver::start();
         hook.set_hang(true);
@@ -412,9 +404,7 @@ fn quit_and_stop_return_promptly_with_a_hung_webhook() {
 
 #[test]
 fn binary_upgrade_announces_each_event_once() {
-    if !have_module("binary_upgrade") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
     send(nginx.port, "/err", 40);
@@ -454,9 +444,7 @@ fn binary_upgrade_announces_each_event_once() {
 
 #[test]
 fn binary_upgrade_rolled_back_announces_each_event_once() {
-    if !have_module("binary_upgrade_rollback") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&alerting(&hook.url()), NginxOpts::default());
     let new = MasterGuard(nginx.start_upgrade());

@@ -202,9 +202,7 @@ fn next_probe(up: &Upstream) -> Instant {
 
 #[test]
 fn healthy_target_is_probed_silently() {
-    if !have_module("healthy_target_is_probed_silently") {
-        return;
-    }
+    require_module!();
     let (upstream, rx, target, nginx) = probe_upstream_health("");
     let started = Instant::now();
 
@@ -282,9 +280,7 @@ fn healthy_target_is_probed_silently() {
 
 #[test]
 fn status_503_down_then_up_after_passes() {
-    if !have_module("status_503_down_then_up_after_passes") {
-        return;
-    }
+    require_module!();
     let (upstream, rx, target, nginx) = probe_upstream_health("passes=2");
     wait_until_up(&nginx, &rx, &target);
 
@@ -386,9 +382,7 @@ fn status_503_down_then_up_after_passes() {
 
 #[test]
 fn tcp_probe_of_closed_port_is_refused() {
-    if !have_module("tcp_probe_of_closed_port_is_refused") {
-        return;
-    }
+    require_module!();
     let port = closed_port();
     let target = format!("tcp://127.0.0.1:{port}");
     let rx = WebhookReceiver::start();
@@ -473,9 +467,7 @@ fn ms(d: Duration) -> f64 {
 
 #[test]
 fn hanging_target_times_out_without_blocking_requests() {
-    if !have_module("hanging_target_times_out_without_blocking_requests") {
-        return;
-    }
+    require_module!();
     // One worker: it runs the probes and serves every request, so if a probe stalled its
     // event loop, the latency measurement below could not land on another worker.
     let one_worker = NginxOpts::workers(1);
@@ -589,9 +581,7 @@ fn hanging_target_times_out_without_blocking_requests() {
 
 #[test]
 fn four_workers_and_reload_announce_down_once() {
-    if !have_module("four_workers_and_reload_announce_down_once") {
-        return;
-    }
+    require_module!();
     let upstream = Upstream::start();
     upstream.set("/health", 503, "down");
     let target = upstream.url("/health");
@@ -657,9 +647,7 @@ fn four_workers_and_reload_announce_down_once() {
 
 #[test]
 fn without_webhook_down_is_logged_at_warn() {
-    if !have_module("without_webhook_down_is_logged_at_warn") {
-        return;
-    }
+    require_module!();
     let port = closed_port();
     let target = format!("http://127.0.0.1:{port}/health");
     let nginx = Nginx::start(
@@ -713,9 +701,7 @@ fn without_webhook_down_is_logged_at_warn() {
 
 #[test]
 fn fails_3_needs_three_consecutive_failures() {
-    if !have_module("fails_3_needs_three_consecutive_failures") {
-        return;
-    }
+    require_module!();
     let (upstream, rx, target, nginx) = probe_upstream_health("fails=3");
     wait_until_up(&nginx, &rx, &target);
     next_probe(&upstream);
@@ -787,9 +773,7 @@ fn fails_3_needs_three_consecutive_failures() {
 
 #[test]
 fn slow_target_within_its_timeout_stays_up_and_on_schedule() {
-    if !have_module("slow_target_within_its_timeout_stays_up_and_on_schedule") {
-        return;
-    }
+    require_module!();
     // fails=1: a single probe ended early as a timeout (the next start cutting the one in
     // flight short) would be a DOWN.
     let (upstream, rx, target, nginx) = probe_upstream_health("fails=1");
@@ -844,37 +828,38 @@ fn json_probe(nginx: &Nginx, target: &str) -> Value {
 
 #[test]
 fn json_metrics_show_probe_down() {
-    if !have_module("json_metrics_show_probe_down") {
-        return;
-    }
-    // A silent target and a 2s timeout: no result can exist until 2s after the worker started.
-    let (hang_port, _hanging) = hanging_listener();
+    require_module!();
+    // A silent target and a 5s timeout: no result can exist until 5s after the first probe
+    // connected, however long nginx took to start.
+    let timeout = Duration::from_secs(5);
+    let (hang_port, hanging) = hanging_listener();
     let target = format!("http://127.0.0.1:{hang_port}/health");
     let rx = WebhookReceiver::start();
-    let t0 = Instant::now();
     let nginx = Nginx::start(
-        &http_block(Some(&rx.url()), &format!("{target} interval=3s timeout=2s")),
+        &http_block(Some(&rx.url()), &format!("{target} interval=6s timeout=5s")),
         NginxOpts::workers(2),
     );
     let before = json_probe(&nginx, &target);
     let samples = prom(&nginx);
-    if t0.elapsed() < Duration::from_millis(1900) {
-        assert!(
-            before.get("up").map_or(true, Value::is_null),
-            "\"up\" before the first result: {before}"
-        );
-        assert_eq!(
-            metric(&samples, "nginx_probe_up", &[("target", &target)]),
-            None,
-            "nginx_probe_up must be absent until the first result"
-        );
-    } else {
-        eprintln!(
-            "json_metrics_show_probe_down: nginx took {:?} to start; the check before the \
-             first result is skipped",
-            t0.elapsed()
-        );
-    }
+    let read = Instant::now();
+    // The accept is a moment after the probe's connect, when its timeout started: allow 10%.
+    let connected = hanging.accepted_at().first().copied();
+    assert!(
+        connected.map_or(true, |at| read.saturating_duration_since(at)
+            < timeout.mul_f64(0.9)),
+        "the metrics were read {:?} after the first probe connected: too late to see them \
+         before its result",
+        connected.map(|at| read.saturating_duration_since(at))
+    );
+    assert!(
+        before.get("up").map_or(true, Value::is_null),
+        "\"up\" before the first result: {before}"
+    );
+    assert_eq!(
+        metric(&samples, "nginx_probe_up", &[("target", &target)]),
+        None,
+        "nginx_probe_up must be absent until the first result"
+    );
 
     let down = wait_for_embed(&rx, "DOWN ", PATIENCE)
         .unwrap_or_else(|| panic!("no DOWN within {PATIENCE:?}{}", report(&nginx, Some(&rx))));
@@ -887,8 +872,8 @@ fn json_metrics_show_probe_down() {
     );
     let duration = after["duration_seconds"].as_f64().unwrap_or(-1.0);
     assert!(
-        (1.8..4.0).contains(&duration),
-        "duration_seconds of a 2s timeout: {after}"
+        (4.5..8.0).contains(&duration),
+        "duration_seconds of a 5s timeout: {after}"
     );
     assert_eq!(
         probe_up(&nginx, "be", &target),

@@ -152,6 +152,7 @@ fn dns_reply_is_well_formed() {
 /// promptly with lookups in flight, and its log is clean.
 #[test]
 fn host_name_is_resolved_by_nginx_resolver_every_interval() {
+    require_module!();
     let dns = DnsServer::start();
     let up = Upstream::start();
     up.set("/health", 200, "ok");
@@ -288,6 +289,7 @@ server {{
 /// `localhost` works as before.
 #[test]
 fn without_resolver_the_name_is_resolved_at_load() {
+    require_module!();
     let up = Upstream::start();
     up.set("/health", 200, "ok");
     let target = format!("http://localhost:{}/health", up.port);

@@ -9,9 +9,7 @@ const HOSTILE: &str = r#"http://x/"><script>alert(1)</script>"#;
 
 #[test]
 fn html_page_is_negotiated_escaped_and_self_contained() {
-    if !have_module("html_page") {
-        return;
-    }
+    require_module!();
     let block = format!(
         r#"
         status_alert_interval 1s;

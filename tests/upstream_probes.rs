@@ -73,9 +73,7 @@ fn threads_of(pid: u32) -> Option<u32> {
 
 #[test]
 fn upstream_probe_downs_only_the_failing_peer() {
-    if !have_module("upstream_probe_downs_only_the_failing_peer") {
-        return;
-    }
+    require_module!();
     let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
     peers[1].set("/health", 503, "sick");
     let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
@@ -129,9 +127,7 @@ fn upstream_probe_downs_only_the_failing_peer() {
 
 #[test]
 fn silent_peer_times_out_without_delaying_requests() {
-    if !have_module("silent_peer_times_out_without_delaying_requests") {
-        return;
-    }
+    require_module!();
     let healthy = Upstream::start();
     let (hang_port, hanging) = hanging_listener();
     let rx = WebhookReceiver::start();
@@ -180,9 +176,7 @@ fn silent_peer_times_out_without_delaying_requests() {
 
 #[test]
 fn no_nginx_process_runs_a_thread_for_probes() {
-    if !have_module("no_nginx_process_runs_a_thread_for_probes") {
-        return;
-    }
+    require_module!();
     let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
     let ports: Vec<u16> = peers.iter().map(|p| p.port).collect();
     let rx = WebhookReceiver::start();
@@ -227,11 +221,11 @@ fn no_nginx_process_runs_a_thread_for_probes() {
     nginx.assert_log_clean();
 }
 
-/// A self-signed certificate for `localhost` in `dir`: (cert, key) paths, or None without
-/// the openssl command.
-fn self_signed(dir: &std::path::Path) -> Option<(String, String)> {
+/// A self-signed certificate for `localhost` in `dir`, made with the openssl command:
+/// (cert, key) paths.
+fn self_signed(dir: &std::path::Path) -> (String, String) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let ok = Command::new("openssl")
+    let out = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         ])
@@ -246,21 +240,21 @@ fn self_signed(dir: &std::path::Path) -> Option<(String, String)> {
         .arg("-out")
         .arg(&cert)
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    ok.then(|| (cert.display().to_string(), key.display().to_string()))
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.display().to_string(), key.display().to_string())
 }
 
 #[test]
 fn https_probes_use_nginx_tls_and_verify_certificates() {
-    if !have_module("https_probes_use_nginx_tls_and_verify_certificates") {
-        return;
-    }
+    require_module!();
+    require!(program_ready("openssl"));
     let tmp = temp_dir("tls");
-    let Some((cert, key)) = self_signed(tmp.path()) else {
-        eprintln!("https_probes_use_nginx_tls_and_verify_certificates: no openssl, skipped");
-        return;
-    };
+    let (cert, key) = self_signed(tmp.path());
     let rx = WebhookReceiver::start();
     // nginx probes its own TLS listener: once without verification (UP), once with (the
     // self-signed certificate is not trusted: DOWN, tls).
@@ -319,9 +313,7 @@ server {{
 
 #[test]
 fn nginx_t_checks_upstream_probes() {
-    if !have_module("nginx_t_checks_upstream_probes") {
-        return;
-    }
+    require_module!();
     let probe = |args: &str, upstream: &str| {
         format!(
             "{upstream}\nserver {{\n    listen 127.0.0.1:{{PORT}};\n    location / {{\n        \
@@ -396,9 +388,7 @@ fn peer_down_metric(nginx: &Nginx, port: u16) -> Option<f64> {
 
 #[test]
 fn mark_down_takes_a_down_peer_out_of_rotation_and_fails_open() {
-    if !have_module("mark_down_takes_a_down_peer_out_of_rotation_and_fails_open") {
-        return;
-    }
+    require_module!();
     let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
     for p in &peers {
         p.set("/x", 200, "x");
@@ -470,9 +460,7 @@ fn mark_down_takes_a_down_peer_out_of_rotation_and_fails_open() {
 
 #[test]
 fn mark_down_leaves_no_peer_down_after_the_directive_is_removed() {
-    if !have_module("mark_down_leaves_no_peer_down_after_the_directive_is_removed") {
-        return;
-    }
+    require_module!();
     let peers = [Upstream::start(), Upstream::start()];
     for p in &peers {
         p.set("/x", 200, "x");
@@ -514,9 +502,7 @@ fn mark_down_leaves_no_peer_down_after_the_directive_is_removed() {
 
 #[test]
 fn unresolvable_host_fails_as_dns_every_interval() {
-    if !have_module("unresolvable_host_fails_as_dns_every_interval") {
-        return;
-    }
+    require_module!();
     let peer = Upstream::start();
     let rx = WebhookReceiver::start();
     let target = "http://no-such-host.invalid:8080/health";
@@ -548,9 +534,7 @@ fn unresolvable_host_fails_as_dns_every_interval() {
 
 #[test]
 fn quit_during_a_hanging_probe_is_prompt_and_clean() {
-    if !have_module("quit_during_a_hanging_probe_is_prompt_and_clean") {
-        return;
-    }
+    require_module!();
     let (hang_port, hanging) = hanging_listener();
     let rx = WebhookReceiver::start();
     // A long timeout, so that the quit lands while the probe hangs.
@@ -648,9 +632,7 @@ fn flood(s: &mut std::net::TcpStream, _stop: &std::sync::atomic::AtomicBool) {
 
 #[test]
 fn trickling_and_flooding_peers_time_out_without_delaying_requests() {
-    if !have_module("trickling_and_flooding_peers") {
-        return;
-    }
+    require_module!();
     let (slow, big) = (BadPeer::start(trickle), BadPeer::start(flood));
     let rx = WebhookReceiver::start();
     let nginx = Nginx::start(

@@ -10,7 +10,8 @@
 //! In each case nginx keeps serving and evaluating, and every alert is delivered or counted.
 //!
 //! Needs root (to act as uid 4242 with `setpriv`, to `unshare -m` and bind-mount, to `prlimit`
-//! the workers), `/usr/bin/python3` for the squatter; prints SKIP and passes without them.
+//! the workers), `/usr/bin/python3` for the squatter; prints SKIP and passes without them, or
+//! fails under CI.
 //! nginx started as root runs its workers as `nobody`. Every wait is a poll with a deadline;
 //! every process a test starts is stopped by its pid.
 
@@ -37,24 +38,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 // Preconditions, configuration, requests, metrics
 // ---------------------------------------------------------------------------------------------
 
-/// True when running as root with every program in `tools`; otherwise prints a SKIP note.
-fn can_run(test: &str, tools: &[&str]) -> bool {
+/// Ok when running as root with every program in `tools`; else what is missing (for
+/// [`require!`]).
+fn can_run(tools: &[&str]) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root (setpriv, unshare, prlimit act for other users)");
-        return false;
+        return Err("needs root (setpriv, unshare, prlimit act for other users)".to_string());
     }
-    for tool in tools {
-        let found = tool.starts_with('/') && Path::new(tool).exists()
-            || ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-                .iter()
-                .any(|d| Path::new(d).join(tool).exists());
-        if !found {
-            eprintln!("SKIP {test}: {tool} not found");
-            return false;
-        }
-    }
-    true
+    tools.iter().try_for_each(|tool| program_ready(tool))
 }
 
 /// Webhook, 1 s interval, `/ok` (200, not counted), one location `/<name>` answering 500 per
@@ -718,15 +709,8 @@ impl Drop for OwnNginx {
 /// any user can bind first. Today's failure: alert_state stays 0 and nothing is posted.
 #[test]
 fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
-    if !have_module("a_lease_squatter_of_another_user_does_not_silence_alerting") {
-        return;
-    }
-    if !can_run(
-        "a_lease_squatter_of_another_user_does_not_silence_alerting",
-        &["setpriv", PYTHON],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["setpriv", PYTHON]));
     let hook = WebhookReceiver::start();
     let mut nginx = OwnNginx::prepare(&block(&hook.url(), &["api", "api2"]), None);
     let name = old_lease_name(&nginx.conf_file());
@@ -808,15 +792,8 @@ fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
 /// the new worker 0 blocks in open(2) of the FIFO and requests time out.
 #[test]
 fn planted_files_at_the_old_hand_over_paths_change_nothing() {
-    if !have_module("planted_files_at_the_old_hand_over_paths_change_nothing") {
-        return;
-    }
-    if !can_run(
-        "planted_files_at_the_old_hand_over_paths_change_nothing",
-        &["setpriv", "mkfifo"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["setpriv", "mkfifo"]));
     let hook = WebhookReceiver::start();
     let rounds = ["r1", "r2", "r3"];
     let mut names = vec!["r0"];
@@ -918,15 +895,8 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
 /// requests time out.
 #[test]
 fn binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang() {
-    if !have_module("binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang") {
-        return;
-    }
-    if !can_run(
-        "binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang",
-        &["setpriv", "mkfifo"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["setpriv", "mkfifo"]));
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&block(&hook.url(), &["r0", "r1"]), NginxOpts::workers(1));
     let conf = nginx.dir.join("nginx.conf");
@@ -1017,15 +987,8 @@ impl Drop for MountPoint {
 /// alerts (its worker 0 never gets the abstract lease name, which the first holds).
 #[test]
 fn two_instances_in_separate_mount_namespaces_each_alert() {
-    if !have_module("two_instances_in_separate_mount_namespaces_each_alert") {
-        return;
-    }
-    if !can_run(
-        "two_instances_in_separate_mount_namespaces_each_alert",
-        &["unshare", "mount"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["unshare", "mount"]));
     let common = PathBuf::from(format!("/run/sa-ns-test-{}/prefix", std::process::id()));
     fs::create_dir_all(&common).expect("create the common mount point");
     for d in [common.as_path(), common.parent().expect("parent")] {
@@ -1093,9 +1056,7 @@ impl Drop for StoppedHelper {
 /// failure: alert_state stays 0 (worker 0 evaluates only on the helper's ticks).
 #[test]
 fn a_stopped_helper_is_replaced_and_evaluation_goes_on() {
-    if !have_module("a_stopped_helper_is_replaced_and_evaluation_goes_on") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&block(&hook.url(), &["api"]), NginxOpts::default());
     let master = nginx.pid();
@@ -1174,15 +1135,8 @@ fn a_stopped_helper_is_replaced_and_evaluation_goes_on() {
 /// no helper at worker start, never retried: alert_state stays 0 and nothing is delivered.
 #[test]
 fn a_helper_that_cannot_start_is_retried_and_loses_no_event() {
-    if !have_module("a_helper_that_cannot_start_is_retried_and_loses_no_event") {
-        return;
-    }
-    if !can_run(
-        "a_helper_that_cannot_start_is_retried_and_loses_no_event",
-        &["prlimit", "setpriv"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["prlimit", "setpriv"]));
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&block(&hook.url(), &["api1", "api2"]), NginxOpts::default());
     let master = nginx.pid();
@@ -1324,9 +1278,7 @@ fn a_helper_that_cannot_start_is_retried_and_loses_no_event() {
 /// stop while the helper is down (they run on its ticks), so hardly any event happens.
 #[test]
 fn helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event() {
-    if !have_module("helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let upstream = Arc::new(Upstream::start());
     upstream.set("/health", 200, "ok");
@@ -1482,9 +1434,7 @@ fn helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event() {
 /// says which; a private one is accepted. Today's failure: the directive does not exist.
 #[test]
 fn nginx_t_refuses_a_state_directory_others_can_write() {
-    if !have_module("nginx_t_refuses_a_state_directory_others_can_write") {
-        return;
-    }
+    require_module!();
     let base = temp_dir("watchman-state");
     fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let http = |state: &Path| {

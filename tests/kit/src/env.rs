@@ -103,17 +103,6 @@ pub fn module_ready() -> Result<(), String> {
     ))
 }
 
-/// True when nginx and the module both exist; otherwise prints a skip note naming `test`.
-pub fn have_module(test: &str) -> bool {
-    match module_ready() {
-        Ok(()) => true,
-        Err(missing) => {
-            eprintln!("SKIP {test}: {missing}");
-            false
-        }
-    }
-}
-
 /// Ok when `program` is an executable file (an absolute path) or is found in the usual system
 /// directories; else what is missing. Only those directories: a test that runs a program as
 /// another user must not pick up a shim under the invoking user's home.
@@ -141,6 +130,7 @@ pub fn under_ci() -> bool {
 /// A test that cannot run because `missing` is missing: prints `SKIP <test>: <missing>` and
 /// returns, so that the caller returns and the test passes; under CI ([`under_ci`]) it panics
 /// instead, so the test fails. Use [`require!`](crate::require), which names the test.
+#[track_caller]
 pub fn skip(test: &str, missing: &str) {
     if under_ci() {
         panic!("{test}: {missing}; CI is set, so a missing prerequisite fails the test");

@@ -413,7 +413,7 @@ impl Upstream {
 pub struct HangingListener {
     pub port: u16,
     stop: Arc<AtomicBool>,
-    held: Arc<Mutex<Vec<TcpStream>>>,
+    held: Arc<Mutex<Vec<(Instant, TcpStream)>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -421,6 +421,11 @@ impl HangingListener {
     /// How many connections were accepted (and are being held).
     pub fn accepted(&self) -> usize {
         lock(&self.held).len()
+    }
+
+    /// When each connection was accepted, in order.
+    pub fn accepted_at(&self) -> Vec<Instant> {
+        lock(&self.held).iter().map(|(at, _)| *at).collect()
     }
 }
 
@@ -449,7 +454,7 @@ pub fn hanging_listener() -> (u16, HangingListener) {
                     break;
                 }
                 if let Ok(stream) = conn {
-                    lock(&held2).push(stream);
+                    lock(&held2).push((Instant::now(), stream));
                 }
             }
         })
@@ -541,6 +546,7 @@ mod tests {
             .expect_err("a hanging listener must not answer");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert_eq!(listener.accepted(), 1);
+        assert!(listener.accepted_at()[0] <= Instant::now());
         drop(listener);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert!(
