@@ -452,9 +452,9 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
                 status_alert_alertmanager http://127.0.0.1:{am_port};
                 server {{
                     listen 127.0.0.1:{{PORT}};
-                    location /ok {{ status_alert api window=3s min_requests=5 repeat=off
+                    location /ok {{ status_alert api window=8s min_requests=5 repeat=off
                                     runbook=https://wiki.example.com/api; return 200; }}
-                    location /err {{ status_alert api window=3s min_requests=5 repeat=off
+                    location /err {{ status_alert api window=8s min_requests=5 repeat=off
                                      runbook=https://wiki.example.com/api; return 500; }}
                     location = /status_metrics {{ status_alert off; status_metrics; }}
                 }}
@@ -465,6 +465,9 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
     };
     let (web1, web2) = (host(), host());
     let about_api = |t: &String| t.contains("NginxLocationErrorRatio api");
+    // window=8s: an incident fires for 8 s, longer than group_wait (3 s). A shorter one can be
+    // resolved before Alertmanager flushes its group, and a group never notified as firing is
+    // not notified as resolved either.
 
     // One incident on both hosts: one notification, then one resolved.
     for h in [&web1, &web2] {
