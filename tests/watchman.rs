@@ -25,7 +25,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use status_alert_testkit::*;
-use tempfile::TempDir;
 
 /// The other local user: neither root nor the workers' user.
 const OTHER: &str = "4242";
@@ -512,196 +511,6 @@ fn remove_planted(path: &Path) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// An nginx of this file's own: the conf path known before it starts, or in a mount namespace
-// ---------------------------------------------------------------------------------------------
-
-/// nginx started by this file rather than the harness, with the configuration the harness
-/// writes. Needed where the configuration path must be known before nginx starts (the squatter)
-/// and to start nginx in a mount namespace of its own with its directory bind-mounted at a
-/// path shared by several instances. Stopped by pid on drop: SIGQUIT, SIGKILL after 5 s.
-struct OwnNginx {
-    /// The directory, seen from the test.
-    dir: PathBuf,
-    /// The directory as nginx sees it: `dir`, or the common mount point.
-    prefix: PathBuf,
-    namespaced: bool,
-    port: u16,
-    pid: u32,
-    workers: Vec<u32>,
-    tmp: Option<TempDir>,
-}
-
-impl OwnNginx {
-    /// A fresh directory with nginx.conf for `http_block` (2 workers). With `shared_prefix`
-    /// nginx will run in its own mount namespace with the directory mounted there.
-    fn prepare(http_block: &str, shared_prefix: Option<&Path>) -> OwnNginx {
-        let tmp = temp_dir("watchman");
-        let dir = tmp.path().to_path_buf();
-        prepare_dir(&dir);
-        let prefix = shared_prefix.unwrap_or(&dir).to_path_buf();
-        let ports = free_ports(NGINX_PORTS);
-        let conf = render_config(&prefix, http_block, &NginxOpts::default(), &ports);
-        fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
-        OwnNginx {
-            dir,
-            prefix,
-            namespaced: shared_prefix.is_some(),
-            port: ports[0],
-            pid: 0,
-            workers: Vec::new(),
-            tmp: Some(tmp),
-        }
-    }
-
-    /// The configuration file as nginx is told it (`-c`).
-    fn conf_file(&self) -> PathBuf {
-        self.prefix.join("nginx.conf")
-    }
-
-    fn error_log(&self) -> String {
-        String::from_utf8_lossy(&fs::read(self.dir.join("error.log")).unwrap_or_default())
-            .into_owned()
-    }
-
-    fn failure(&self, what: &str) -> String {
-        let read = |f: &str| fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-        format!(
-            "nginx in {} (prefix {}): {what}\n--- start output ---\n{}\n--- error.log ---\n{}",
-            self.dir.display(),
-            self.prefix.display(),
-            read("start.out"),
-            tail(&self.error_log(), 40)
-        )
-    }
-
-    /// Starts nginx (daemonized) and waits until it serves.
-    fn start(&mut self) {
-        let prefix = self.prefix.display().to_string();
-        let conf = self.conf_file().display().to_string();
-        let nginx = nginx_binary().display().to_string();
-        let mut cmd = if self.namespaced {
-            let mut c = Command::new("unshare");
-            c.args([
-                "-m",
-                "--propagation",
-                "private",
-                "/bin/sh",
-                "-c",
-                "mount --bind \"$1\" \"$2\" && exec \"$3\" -p \"$2\" -c \"$4\"",
-                "sh",
-                &self.dir.display().to_string(),
-                &prefix,
-                &nginx,
-                &conf,
-            ]);
-            c
-        } else {
-            let mut c = Command::new(&nginx);
-            c.args(["-p", &prefix, "-c", &conf]);
-            c
-        };
-        // Files, not pipes: the daemonized master keeps its inherited descriptors.
-        let out = fs::File::create(self.dir.join("start.out")).expect("create start.out");
-        let err = out.try_clone().expect("clone start.out");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("run nginx");
-        let mut status = None;
-        wait_until(Duration::from_secs(20), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        match status {
-            Some(s) if s.success() => {}
-            Some(s) => panic!("{}", self.failure(&format!("start exited with {s}"))),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{}", self.failure("start did not return within 20s"));
-            }
-        }
-        let pid_file = self.dir.join("nginx.pid");
-        let mut pid = 0;
-        wait_until(Duration::from_secs(5), || {
-            pid = read_pid(&pid_file);
-            pid != 0
-        });
-        assert!(pid != 0, "{}", self.failure("no pid file within 5s"));
-        self.pid = pid;
-        assert!(
-            wait_until(Duration::from_secs(10), || children_of(pid).len() >= 2),
-            "{}",
-            self.failure("workers did not start within 10s")
-        );
-        self.workers = children_of(pid);
-        let port = self.port;
-        assert!(
-            wait_until(Duration::from_secs(10), || get_within(port, "/ok").is_ok()),
-            "{}",
-            self.failure("not serving /ok within 10s")
-        );
-    }
-
-    /// SIGHUP; waits until a new set of workers runs and the old ones are gone.
-    fn reload(&mut self) {
-        let old = children_of(self.pid);
-        assert!(send_signal(self.pid, "HUP"));
-        let done = wait_until(Duration::from_secs(10), || {
-            let now = children_of(self.pid);
-            now.len() >= 2
-                && now.iter().all(|p| !old.contains(p))
-                && old.iter().all(|&p| !process_alive(p))
-        });
-        assert!(
-            done,
-            "{}",
-            self.failure("reload did not replace the workers")
-        );
-        self.workers = children_of(self.pid);
-    }
-
-    fn stop(&mut self) {
-        if self.pid == 0 {
-            return;
-        }
-        let pid = std::mem::take(&mut self.pid);
-        let mut workers = children_of(pid);
-        workers.append(&mut self.workers);
-        send_signal(pid, "QUIT");
-        if !wait_until(Duration::from_secs(5), || !process_alive(pid)) {
-            send_signal(pid, "KILL");
-            wait_until(Duration::from_secs(2), || !process_alive(pid));
-        }
-        for w in workers {
-            let nginx = fs::read(format!("/proc/{w}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("nginx"));
-            if process_alive(w) && nginx {
-                send_signal(w, "KILL");
-            }
-        }
-    }
-}
-
-impl Drop for OwnNginx {
-    fn drop(&mut self) {
-        self.stop();
-        if thread::panicking() {
-            if let Some(tmp) = self.tmp.take() {
-                let _ = tmp.keep();
-                eprintln!(
-                    "keeping nginx test dir {}\n--- last lines of error.log ---\n{}",
-                    self.dir.display(),
-                    tail(&self.error_log(), 40)
-                );
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // 1. The lease cannot be squatted
 // ---------------------------------------------------------------------------------------------
 
@@ -712,8 +521,9 @@ fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
     require_module!();
     require!(can_run(&["setpriv", PYTHON]));
     let hook = WebhookReceiver::start();
-    let mut nginx = OwnNginx::prepare(&block(&hook.url(), &["api", "api2"]), None);
-    let name = old_lease_name(&nginx.conf_file());
+    // Prepared, not started: the lease name derives from the configuration's path.
+    let mut nginx = Nginx::prepare(&block(&hook.url(), &["api", "api2"]), NginxOpts::default());
+    let name = old_lease_name(&nginx.conf_path());
 
     // Before nginx starts.
     let squatter = Squatter::start(&name, &nginx.dir, false);
@@ -722,7 +532,7 @@ fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
         "the squatter could not bind {name:?}: {}",
         squatter.output()
     );
-    nginx.start();
+    nginx.start_prepared();
     incident(nginx.port, "api", 20, || nginx.error_log());
     let (critical, state) = wait_critical_state(nginx.port, "api", Duration::from_secs(5));
     assert!(
@@ -997,14 +807,18 @@ fn two_instances_in_separate_mount_namespaces_each_alert() {
     // Declared first: removed after both nginx have stopped.
     let _mount_point = MountPoint(common.clone());
     let hooks = [WebhookReceiver::start(), WebhookReceiver::start()];
-    let mut instances: Vec<OwnNginx> = hooks
+    let opts = NginxOpts {
+        mount_at: Some(common.clone()),
+        ..NginxOpts::default()
+    };
+    let mut instances: Vec<Nginx> = hooks
         .iter()
-        .map(|h| OwnNginx::prepare(&block(&h.url(), &["api"]), Some(&common)))
+        .map(|h| Nginx::prepare(&block(&h.url(), &["api"]), opts.clone()))
         .collect();
     for n in &mut instances {
-        n.start();
+        n.start_prepared();
     }
-    assert_eq!(instances[0].conf_file(), instances[1].conf_file());
+    assert_eq!(instances[0].conf_path(), instances[1].conf_path());
     for (i, (n, hook)) in instances.iter().zip(&hooks).enumerate() {
         incident(n.port, "api", 20, || n.error_log());
         let (critical, state) = wait_critical_state(n.port, "api", Duration::from_secs(5));

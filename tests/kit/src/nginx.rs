@@ -13,6 +13,7 @@
 
 use crate::env::{free_ports, module_path, nginx_binary, scaled, temp_dir, wait_until};
 use crate::process::{children_of, is_nginx_process, process_alive, run_with_timeout, send_signal};
+use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -34,6 +35,10 @@ pub struct NginxOpts {
     /// Extra top-level directives, placed after the fixed ones and before `events`.
     /// `{DIR}` and `{PORT}`-style placeholders are substituted here too.
     pub extra_main: String,
+    /// Run nginx in a mount namespace of its own (`unshare -m`, needs root) in which its
+    /// directory is bind-mounted at this path; nginx is told this path (`-p`, `-c`, the paths
+    /// in nginx.conf), so several instances can share one. Default: none.
+    pub mount_at: Option<PathBuf>,
 }
 
 impl Default for NginxOpts {
@@ -43,6 +48,7 @@ impl Default for NginxOpts {
             master_process: true,
             load_module: true,
             extra_main: String::new(),
+            mount_at: None,
         }
     }
 }
@@ -104,6 +110,12 @@ fn render_prelude(dir: &Path, opts: &NginxOpts, ports: &[u16]) -> String {
         if opts.master_process { "on" } else { "off" }
     );
     let _ = writeln!(c, "daemon on;");
+    // nginx passes on only the environment variables named by `env`, to its workers and to the
+    // new master of a binary upgrade: keep the ones a wrapper sets (`env NAME=VALUE ...`) and
+    // the test's name, so that the new master runs under the wrapper too.
+    for name in wrapper_env_names(&nginx_wrapper()) {
+        let _ = writeln!(c, "env {name};");
+    }
     let _ = writeln!(c, "pid {};", conf_quote(&dir.join("nginx.pid")));
     let _ = writeln!(c, "error_log {} info;", conf_quote(&dir.join("error.log")));
     if !opts.extra_main.is_empty() {
@@ -179,6 +191,28 @@ pub fn nginx_wrapper() -> Vec<String> {
         .collect()
 }
 
+/// The environment variables nginx must keep under `wrapper`: `STATUS_ALERT_TEST` and every
+/// `NAME` of a `NAME=VALUE` word; none without a wrapper.
+fn wrapper_env_names(wrapper: &[String]) -> Vec<String> {
+    if wrapper.is_empty() {
+        return Vec::new();
+    }
+    let mut names = vec!["STATUS_ALERT_TEST".to_string()];
+    for word in wrapper {
+        let Some((name, _)) = word.split_once('=') else {
+            continue;
+        };
+        let is_name = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if is_name && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
 /// The name of the running test: the test harness names each test's thread after it.
 fn current_test() -> String {
     match thread::current().name() {
@@ -187,26 +221,46 @@ fn current_test() -> String {
     }
 }
 
-/// `[wrapper...] nginx EXTRA -p DIR -c DIR/nginx.conf`, with `STATUS_ALERT_TEST` set.
-fn nginx_command(dir: &Path, extra: &[&str]) -> Command {
-    nginx_command_with(&nginx_wrapper(), dir, extra)
+/// `[wrapper...] nginx EXTRA -p PREFIX -c PREFIX/nginx.conf`, with `STATUS_ALERT_TEST` set;
+/// PREFIX is `dir`, or with `mount_at` the path `dir` is bind-mounted at in a mount namespace
+/// of nginx's own.
+fn nginx_command(dir: &Path, mount_at: Option<&Path>, extra: &[&str]) -> Command {
+    nginx_command_with(&nginx_wrapper(), dir, mount_at, extra)
 }
 
-fn nginx_command_with(wrapper: &[String], dir: &Path, extra: &[&str]) -> Command {
-    let mut cmd = match wrapper.split_first() {
-        Some((program, args)) => {
-            let mut cmd = Command::new(program);
-            cmd.args(args).arg(nginx_binary());
+fn nginx_command_with(
+    wrapper: &[String],
+    dir: &Path,
+    mount_at: Option<&Path>,
+    extra: &[&str],
+) -> Command {
+    let prefix = mount_at.unwrap_or(dir);
+    let mut words: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
+    words.push(nginx_binary().into_os_string());
+    words.extend(extra.iter().map(OsString::from));
+    words.push("-p".into());
+    words.push(prefix.as_os_str().to_owned());
+    words.push("-c".into());
+    words.push(prefix.join("nginx.conf").into_os_string());
+    let mut cmd = match mount_at {
+        Some(at) => {
+            // sh -c SCRIPT sh DIR AT COMMAND...: mount, then become the command.
+            let mut cmd = Command::new("unshare");
+            cmd.args(["-m", "--propagation", "private", "/bin/sh", "-c"])
+                .arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"")
+                .arg("sh")
+                .arg(dir)
+                .arg(at)
+                .args(&words);
             cmd
         }
-        None => Command::new(nginx_binary()),
+        None => {
+            let mut cmd = Command::new(&words[0]);
+            cmd.args(&words[1..]);
+            cmd
+        }
     };
-    cmd.args(extra)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .env("STATUS_ALERT_TEST", current_test());
+    cmd.env("STATUS_ALERT_TEST", current_test());
     cmd
 }
 
@@ -237,6 +291,8 @@ pub struct Nginx {
     pub ports: Vec<u16>,
     pid: u32,
     opts: NginxOpts,
+    /// Whether the configuration listens on `{PORT}`: then a start waits until it accepts.
+    listens: bool,
     stopped: bool,
     /// Owns `dir` and removes it on drop; None once the dir is kept (failed start, panic).
     tmp: Option<TempDir>,
@@ -277,37 +333,69 @@ impl Nginx {
     }
 
     fn try_start(http_block: &str, opts: &NginxOpts) -> Result<Nginx, StartFailure> {
+        let mut nginx = Nginx::prepare(http_block, opts.clone());
+        nginx.launch()?;
+        Ok(nginx)
+    }
+
+    /// Writes nginx.conf for `http_block` into a fresh temp dir, with fresh ports, and does not
+    /// start nginx: for a test that needs the configuration's path first. Then
+    /// [`Nginx::start_prepared`].
+    pub fn prepare(http_block: &str, opts: NginxOpts) -> Nginx {
         let tmp = temp_dir("nginx");
         let dir = tmp.path().to_path_buf();
         prepare_dir(&dir);
         let ports = free_ports(NGINX_PORTS);
-        let conf = render_config(&dir, http_block, opts, &ports);
+        let prefix = opts.mount_at.clone().unwrap_or_else(|| dir.clone());
+        let conf = render_config(&prefix, http_block, &opts, &ports);
         let conf_path = dir.join("nginx.conf");
         fs::write(&conf_path, &conf)
             .unwrap_or_else(|e| panic!("write {}: {e}", conf_path.display()));
-        let mut nginx = Nginx {
-            dir: dir.clone(),
+        Nginx {
+            dir,
             port: ports[0],
             ports,
             pid: 0,
-            opts: opts.clone(),
+            opts,
+            listens: http_block.contains("{PORT}"),
             stopped: false,
             tmp: Some(tmp),
-        };
+        }
+    }
 
+    /// The configuration file as nginx is told it (`-c`): under `dir`, or under
+    /// [`NginxOpts::mount_at`].
+    pub fn conf_path(&self) -> PathBuf {
+        self.opts
+            .mount_at
+            .as_deref()
+            .unwrap_or(&self.dir)
+            .join("nginx.conf")
+    }
+
+    /// Starts a [`Nginx::prepare`]d nginx and waits until it is serving; panics with
+    /// error.log and the numbered config if it does not come up.
+    pub fn start_prepared(&mut self) {
+        if let Err(f) = self.launch() {
+            panic!("{}", f.message);
+        }
+    }
+
+    fn launch(&mut self) -> Result<(), StartFailure> {
+        let dir = self.dir.clone();
         let run = run_with_timeout(
-            &mut nginx_command(&dir, &[]),
+            &mut nginx_command(&dir, self.opts.mount_at.as_deref(), &[]),
             &dir,
             "start",
             scaled(Duration::from_secs(20)),
         );
         let out = match run {
             Ok(out) => out,
-            Err(e) => return Err(nginx.failure(&e, "")),
+            Err(e) => return Err(self.failure(&e, "")),
         };
         if !out.status.success() {
             let what = format!("nginx exited with {}", out.status);
-            return Err(nginx.failure(&what, &format!("{}{}", out.stderr, out.stdout)));
+            return Err(self.failure(&what, &format!("{}{}", out.stderr, out.stdout)));
         }
 
         // With `daemon on` the command returns once it has forked; the master writes the pid
@@ -321,40 +409,40 @@ impl Nginx {
             pid.is_some()
         });
         match pid {
-            Some(pid) => nginx.pid = pid,
-            None => return Err(nginx.failure("no pid file appeared within 5s", &out.stderr)),
+            Some(pid) => self.pid = pid,
+            None => return Err(self.failure("no pid file appeared within 5s", &out.stderr)),
         }
 
-        let wanted = opts.worker_processes as usize;
-        if opts.master_process {
-            let pid = nginx.pid;
+        let wanted = self.opts.worker_processes as usize;
+        if self.opts.master_process {
+            let pid = self.pid;
             wait_until(Duration::from_secs(10), || {
                 !process_alive(pid) || children_of(pid).len() >= wanted
             });
             if !process_alive(pid) {
-                return Err(nginx.failure("nginx master exited right after start", ""));
+                return Err(self.failure("nginx master exited right after start", ""));
             }
             let workers = children_of(pid).len();
             if workers < wanted {
                 let what = format!("only {workers} of {wanted} workers started within 10s");
-                return Err(nginx.failure(&what, ""));
+                return Err(self.failure(&what, ""));
             }
         }
 
         // Only wait for the port when the config actually listens on it.
-        if http_block.contains("{PORT}") {
-            let addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
-            let pid = nginx.pid;
+        if self.listens {
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+            let pid = self.pid;
             let up = wait_until(Duration::from_secs(10), || {
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
                     || !process_alive(pid)
             });
             if !up || !process_alive(pid) {
                 let what = format!("nginx is not accepting on {addr} after 10s");
-                return Err(nginx.failure(&what, ""));
+                return Err(self.failure(&what, ""));
             }
         }
-        Ok(nginx)
+        Ok(())
     }
 
     /// Stops what started, keeps the dir and builds the panic message.
@@ -403,7 +491,7 @@ impl Nginx {
         )
         .unwrap_or_else(|e| panic!("write nginx.conf in {}: {e}", dir.display()));
         let run = run_with_timeout(
-            &mut nginx_command(dir, &["-t"]),
+            &mut nginx_command(dir, None, &["-t"]),
             dir,
             "test",
             scaled(Duration::from_secs(20)),
@@ -562,7 +650,7 @@ impl Nginx {
     /// output when it fails.
     pub fn signal_by_command(&self, signal: &str) -> Result<(), String> {
         let run = run_with_timeout(
-            &mut nginx_command(&self.dir, &["-s", signal]),
+            &mut nginx_command(&self.dir, self.opts.mount_at.as_deref(), &["-s", signal]),
             &self.dir,
             &format!("signal-{signal}"),
             scaled(Duration::from_secs(20)),
@@ -803,6 +891,20 @@ mod tests {
     }
 
     #[test]
+    fn a_wrappers_environment_is_kept_by_nginx() {
+        let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert!(wrapper_env_names(&[]).is_empty());
+        assert_eq!(
+            wrapper_env_names(&words("env LD_PRELOAD=/x.so ASAN_OPTIONS=a=1:b=2 lower=1")),
+            ["STATUS_ALERT_TEST", "LD_PRELOAD", "ASAN_OPTIONS"]
+        );
+        assert_eq!(
+            wrapper_env_names(&words("valgrind --tool=memcheck --log-file=/x/%p.log")),
+            ["STATUS_ALERT_TEST"]
+        );
+    }
+
+    #[test]
     fn the_wrapper_runs_in_front_of_nginx_and_sees_the_test_name() {
         crate::require_nginx!();
         let tmp = temp_dir("wrapper");
@@ -826,7 +928,9 @@ mod tests {
             seen.display()
         );
         let wrapper = vec!["sh".to_string(), "-c".to_string(), script];
-        let out = nginx_command_with(&wrapper, dir, &["-t"]).output().unwrap();
+        let out = nginx_command_with(&wrapper, dir, None, &["-t"])
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",
