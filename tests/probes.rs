@@ -212,12 +212,12 @@ fn healthy_target_is_probed_silently() {
         upstream.hits("/health"),
         report(&nginx, Some(&rx))
     );
-    // Let ~3s pass in all, so that an announcement of the first result (there must be none:
-    // no UP at start-up) would have been delivered.
-    thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
-
+    // An announcement of the first result (there must be none: no UP at start-up) would be
+    // posted within the interval after the probe; nothing arrives for two more.
+    let calls = settle(INTERVAL * 2, PATIENCE, || rx.requests_count());
+    assert!(started.elapsed() >= INTERVAL * 2);
     assert_eq!(
-        rx.requests_count(),
+        calls,
         0,
         "a healthy target must not produce any webhook call{}",
         report(&nginx, Some(&rx))
@@ -362,11 +362,14 @@ fn status_503_down_then_up_after_passes() {
         "nginx_probe_up after UP"
     );
 
-    // Nothing more while the target stays healthy.
-    thread::sleep(INTERVAL * 2 + Duration::from_millis(300));
-    let all = embeds(&rx);
+    // Nothing more while the target stays healthy: two more probes, then nothing new for two
+    // intervals.
+    let hits = upstream.hits("/health");
+    assert!(wait_until(PATIENCE, || upstream.hits("/health") >= hits + 2));
+    let all = settle(INTERVAL * 2, PATIENCE, || rx.all_titles());
+    assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(
-        (all.len(), downs(&rx).len(), ups(&rx).len()),
+        (embeds(&rx).len(), downs(&rx).len(), ups(&rx).len()),
         (2, 1, 1),
         "expected exactly one DOWN and one UP{}",
         report(&nginx, Some(&rx))
@@ -425,10 +428,13 @@ fn tcp_probe_of_closed_port_is_refused() {
     }
     assert_eq!(probe_up(&nginx, "be", &target), Some(0.0));
 
-    // Still down: no second DOWN over further intervals.
-    thread::sleep((INTERVAL * 3).saturating_sub(down.at.elapsed()));
+    // Still down: no second DOWN over two more failed probes.
+    let failed = probe_failures(&nginx, "be", &target, "refused");
+    assert!(wait_until(PATIENCE, || probe_failures(
+        &nginx, "be", &target, "refused"
+    ) >= failed + 2.0));
     assert_eq!(
-        embeds(&rx).len(),
+        settle(INTERVAL, PATIENCE, || rx.all_titles()).len(),
         1,
         "one DOWN per outage{}",
         report(&nginx, Some(&rx))
@@ -471,25 +477,6 @@ fn hanging_target_times_out_without_blocking_requests() {
     // One worker: it runs the probes and serves every request, so if a probe stalled its
     // event loop, the latency measurement below could not land on another worker.
     let one_worker = NginxOpts::workers(1);
-
-    // Baseline: the same setup probing a healthy target.
-    let upstream = Upstream::start();
-    let baseline = {
-        let rx = WebhookReceiver::start();
-        let healthy = upstream.url("/health");
-        let nginx = Nginx::start(
-            &http_block(Some(&rx.url()), &probe_args(&healthy, "")),
-            one_worker.clone(),
-        );
-        assert!(
-            wait_until(Duration::from_secs(5), || probe_up(&nginx, "be", &healthy)
-                == Some(1.0)),
-            "baseline target never up{}",
-            report(&nginx, Some(&rx))
-        );
-        request_latencies(&nginx)
-    };
-
     let (hang_port, hanging) = hanging_listener();
     let target = format!("http://127.0.0.1:{hang_port}/health");
     let rx = WebhookReceiver::start();
@@ -536,7 +523,6 @@ fn hanging_target_times_out_without_blocking_requests() {
     // probe cycle (while connecting, hanging or handling the result) hits one of them.
     let paced = paced_latencies(&nginx, INTERVAL + TIMEOUT, Duration::from_millis(10));
 
-    let (b99, d99) = (percentile(&baseline, 99.0), percentile(&during, 99.0));
     let dmax = during
         .iter()
         .chain(&paced)
@@ -544,23 +530,16 @@ fn hanging_target_times_out_without_blocking_requests() {
         .copied()
         .unwrap_or_default();
     eprintln!(
-        "hanging_target_times_out_without_blocking_requests: p99 baseline {:.2}ms, during a \
-         hanging probe {:.2}ms (300 requests in {:.0}ms after the probe connected); slowest of \
-         those and {} paced requests over {:?}: {:.2}ms",
-        ms(b99),
-        ms(d99),
+        "hanging_target_times_out_without_blocking_requests: slowest of 300 requests in {:.0}ms \
+         after the probe connected and {} paced requests over {:?}: {:.2}ms",
         ms(run),
         paced.len(),
         INTERVAL + TIMEOUT,
         ms(dmax)
     );
-    let bound = (b99 * 3).max(b99 + Duration::from_millis(20));
-    assert!(
-        d99 <= bound,
-        "p99 latency {d99:?} during a hanging probe exceeds {bound:?} (baseline p99 {b99:?})"
-    );
-    // p99 of sequential requests sees a stall only once; the slowest request must still be far
-    // below the ~500ms that a probe blocking the event loop would add to it.
+    // A probe blocking the event loop would add up to its ~500ms timeout to a request: the
+    // slowest request must stay far below that. (How much a probe slows requests down is
+    // ci/bench's measure, not a test's.)
     assert!(
         dmax < TIMEOUT / 2,
         "a request took {dmax:?} while probes of a silent target were timing out: is the event \
@@ -678,9 +657,15 @@ fn without_webhook_down_is_logged_at_warn() {
     );
 
     // Still one line per outage after further failed probes.
-    thread::sleep(INTERVAL * 3);
+    let failed = probe_failures(&nginx, "be", &target, "refused");
+    assert!(wait_until(PATIENCE, || probe_failures(
+        &nginx, "be", &target, "refused"
+    ) >= failed + 2.0));
+    let count = settle(INTERVAL, PATIENCE, || {
+        let log = nginx.error_log();
+        log.lines().filter(|l| l.contains(needle)).count()
+    });
     let log = nginx.error_log();
-    let count = log.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(
         count,
         1,

@@ -258,19 +258,6 @@ pub fn latencies(port: u16, path: &str, n: usize) -> Vec<Duration> {
         .collect()
 }
 
-/// Nearest-rank percentile; `p` is in 0..=100 (e.g. 99.0).
-pub fn percentile(durations: &[Duration], p: f64) -> Duration {
-    assert!(!durations.is_empty(), "percentile of no samples");
-    assert!(
-        (0.0..=100.0).contains(&p),
-        "percentile {p} is not in 0..=100"
-    );
-    let mut sorted = durations.to_vec();
-    sorted.sort_unstable();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -294,6 +294,25 @@ pub fn prom(nginx: &crate::Nginx) -> Vec<Sample> {
         .unwrap_or_else(|e| panic!("invalid exposition: {e}\n--- text ---\n{text}"))
 }
 
+/// `nginx_status_alert_evaluations_total` at `/status_metrics`: evaluation rounds nginx has
+/// completed (0 before the first).
+pub fn evaluations(nginx: &crate::Nginx) -> f64 {
+    metric(&prom(nginx), "nginx_status_alert_evaluations_total", &[]).unwrap_or(0.0)
+}
+
+/// Waits until nginx has completed `rounds` evaluation rounds after the count `since` (from
+/// [`evaluations`]), so that a check that nothing happened ("no alert", "no second message")
+/// follows rounds that would have done it rather than a fixed sleep. False on `timeout` (times
+/// [`crate::time_scale`]).
+pub fn wait_for_evaluations(
+    nginx: &crate::Nginx,
+    since: f64,
+    rounds: u32,
+    timeout: std::time::Duration,
+) -> bool {
+    crate::wait_until(timeout, || evaluations(nginx) >= since + f64::from(rounds))
+}
+
 /// `nginx_probe_up{probe,target}`; `None` while absent.
 pub fn probe_up(nginx: &crate::Nginx, probe: &str, target: &str) -> Option<f64> {
     metric(
