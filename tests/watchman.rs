@@ -1,5 +1,5 @@
-//! The alerter never goes silent unnoticed (SPEC 11, issue 18), tried as another local user, a
-//! neighbour in another container and an unlucky operator would:
+//! The alerter never goes silent unnoticed (README, "Alerting watches itself"), tried as
+//! another local user, a neighbour in another container and an unlucky operator would:
 //!
 //! - another user (uid 4242: neither root nor the workers' `nobody`) squats the evaluation lease
 //!   or plants a FIFO, symlinks and directories where the hand-over file used to live;
@@ -30,6 +30,9 @@ use status_alert_testkit::*;
 const OTHER: &str = "4242";
 /// Python for the squatter, by absolute path: uid 4242 cannot reach a pyenv shim under /root.
 const PYTHON: &str = "/usr/bin/python3";
+/// How long the titles a receiver got must stay the same before "exactly N" is read: two
+/// evaluation intervals and a delivery.
+const QUIET: Duration = Duration::from_secs(3);
 /// No request to nginx may take longer than this: a hung worker shows as a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -177,8 +180,9 @@ fn helper_restarts(port: u16) -> Option<f64> {
 }
 
 /// How many embeds received so far have a title starting with `prefix`.
+/// Titles starting with `prefix` among everything the receiver got (accepted or not).
 fn count_titles(hook: &WebhookReceiver, prefix: &str) -> usize {
-    hook.titles()
+    hook.all_titles()
         .iter()
         .filter(|t| t.starts_with(prefix))
         .count()
@@ -242,7 +246,7 @@ fn uid_of(user: &str) -> u32 {
         .unwrap_or_else(|| panic!("no user {user} in /etc/passwd"))
 }
 
-/// SPEC 11: the private state directory (default: `status_alert` beside the client body temp
+/// The private state directory (default: `status_alert` beside the client body temp
 /// path, `{DIR}/tmp/body` in the harness) exists, mode 0700, owned by the workers' user.
 fn assert_private_state_dir(prefix: &Path) {
     let dir = prefix.join("tmp/status_alert");
@@ -514,8 +518,8 @@ fn remove_planted(path: &Path) {
 // 1. The lease cannot be squatted
 // ---------------------------------------------------------------------------------------------
 
-/// Issue 18, 1: today the lease is the abstract socket `nginx-status-alert:<conf path>`, which
-/// any user can bind first. Today's failure: alert_state stays 0 and nothing is posted.
+/// The lease used to be the abstract socket `nginx-status-alert:<conf path>`, which any user
+/// can bind first; then alert_state stayed 0 and nothing was posted.
 #[test]
 fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
     require_module!();
@@ -594,12 +598,12 @@ fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
 // 2. Files planted where the hand-over used to live
 // ---------------------------------------------------------------------------------------------
 
-/// Issue 18, 2: today the hand-over file is `/dev/shm/nginx-status-alert.<hash>.state`, written
-/// through `.<pid>.tmp`. uid 4242 plants a FIFO, symlinks and directories there; one worker, so
-/// a hung worker 0 shows in every request. Three reloads, each with other objects planted,
-/// each followed by an incident of its own. Today's failure: after the first reload (FIFO at
-/// `.state`, symlink at the leaving worker's `.tmp`, so the old worker cannot replace the FIFO)
-/// the new worker 0 blocks in open(2) of the FIFO and requests time out.
+/// The hand-over file used to be `/dev/shm/nginx-status-alert.<hash>.state`, written through
+/// `.<pid>.tmp`. uid 4242 plants a FIFO, symlinks and directories there; one worker, so a hung
+/// worker 0 shows in every request. Three reloads, each with other objects planted, each followed
+/// by an incident of its own. The failure this guards against: after the first reload (FIFO at
+/// `.state`, symlink at the leaving worker's `.tmp`, so the old worker cannot replace the FIFO) the
+/// new worker 0 blocks in open(2) of the FIFO and requests time out.
 #[test]
 fn planted_files_at_the_old_hand_over_paths_change_nothing() {
     require_module!();
@@ -677,7 +681,7 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
     }
 
     // Exactly as without them: one CRITICAL per incident, nothing else.
-    thread::sleep(Duration::from_secs(2));
+    let all = settle(QUIET, Duration::from_secs(15), || hook.all_titles());
     for name in &names {
         assert_eq!(
             count_titles(&hook, &format!("CRITICAL {name}:")),
@@ -686,7 +690,7 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
             hook.titles()
         );
     }
-    assert_eq!(hook.titles().len(), names.len(), "{:?}", hook.titles());
+    assert_eq!(all.len(), names.len(), "{all:?}");
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
     nginx.assert_log_clean();
     assert_eq!(
@@ -699,10 +703,10 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
     drop(planted);
 }
 
-/// Issue 18, 2, binary upgrade: a FIFO at the old hand-over path, and a symlink at the old
-/// worker 0's `.tmp` name so that it cannot replace the FIFO when it leaves. Today's failure:
-/// the new master's worker 0 blocks in open(2) of the FIFO once it takes the lease, and
-/// requests time out.
+/// Planted files during a binary upgrade: a FIFO at the old hand-over path, and a symlink at the
+/// old worker 0's `.tmp` name so that it cannot replace the FIFO when it leaves. The failure this
+/// guards against: the new master's worker 0 blocks in open(2) of the FIFO once it takes the lease,
+/// and requests time out.
 #[test]
 fn binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang() {
     require_module!();
@@ -764,7 +768,7 @@ fn binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang() {
         tail(&nginx.error_log(), 30)
     );
     // The incident of the old master was handed over, not announced again.
-    thread::sleep(Duration::from_secs(2));
+    settle(QUIET, Duration::from_secs(15), || hook.all_titles());
     assert_eq!(
         count_titles(&hook, "CRITICAL r0:"),
         1,
@@ -792,8 +796,8 @@ impl Drop for MountPoint {
     }
 }
 
-/// Issue 18, 3: two nginx, each in its own mount namespace with its own directory mounted at one
-/// common path (same `-p`, same `-c`), one network namespace. Today's failure: the second never
+/// Two nginx, each in its own mount namespace with its own directory mounted at one common path
+/// (same `-p`, same `-c`), one network namespace. The failure this guards against: the second never
 /// alerts (its worker 0 never gets the abstract lease name, which the first holds).
 #[test]
 fn two_instances_in_separate_mount_namespaces_each_alert() {
@@ -837,9 +841,9 @@ fn two_instances_in_separate_mount_namespaces_each_alert() {
             tail(&n.error_log(), 30)
         );
     }
-    thread::sleep(Duration::from_secs(2));
     for (i, hook) in hooks.iter().enumerate() {
-        assert_eq!(hook.titles().len(), 1, "receiver {i}: {:?}", hook.titles());
+        let all = settle(QUIET, Duration::from_secs(15), || hook.all_titles());
+        assert_eq!(all.len(), 1, "receiver {i}: {all:?}");
     }
     for n in &instances {
         let log = n.error_log();
@@ -865,7 +869,7 @@ impl Drop for StoppedHelper {
     }
 }
 
-/// Issue 18, 4: with the helper stopped, worker 0 still evaluates; the stalled helper is
+/// With the helper stopped, worker 0 still evaluates; the stalled helper is
 /// killed and replaced within max(2 intervals, 5 s), and the replacement delivers. Today's
 /// failure: alert_state stays 0 (worker 0 evaluates only on the helper's ticks).
 #[test]
@@ -940,13 +944,13 @@ fn a_stopped_helper_is_replaced_and_evaluation_goes_on() {
     );
 }
 
-/// Issue 18, 5 and 6: a helper that cannot be started (`RLIMIT_NPROC` of worker 0's user) is
-/// retried with backoff (1 s doubling up to 60 s); meanwhile worker 0 evaluates; once a helper
-/// starts, what was evaluated is delivered; every event is delivered or counted.
+/// A helper that cannot be started (`RLIMIT_NPROC` of worker 0's user) is retried with backoff (1 s
+/// doubling up to 60 s); meanwhile worker 0 evaluates; once a helper starts, what was evaluated is
+/// delivered; every event is delivered or counted.
 ///
-/// First at worker start (the limit set on the master, inherited by the workers of a reload),
-/// then after the helper died (the limit set on worker 0, the helper killed). Today's failure:
-/// no helper at worker start, never retried: alert_state stays 0 and nothing is delivered.
+/// First at worker start (the limit set on the master, inherited by the workers of a reload), then
+/// after the helper died (the limit set on worker 0, the helper killed). The failure this guards
+/// against: no helper at worker start, never retried: alert_state stays 0 and nothing is delivered.
 #[test]
 fn a_helper_that_cannot_start_is_retried_and_loses_no_event() {
     require_module!();
@@ -1085,11 +1089,11 @@ fn a_helper_that_cannot_start_is_retried_and_loses_no_event() {
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
 }
 
-/// Issue 18, 6: a probe target that flaps at every probe (fails=1 passes=1, interval=1s) while
-/// the helper is SIGKILLed every 1.5 s for 15 s. Worker 0 must go on probing and evaluating
-/// (else the count below is vacuous), and once things settle every DOWN/UP event the error log
-/// shows is received or counted `dropped` or `failed`. Today's failure: probes and evaluation
-/// stop while the helper is down (they run on its ticks), so hardly any event happens.
+/// A probe target that flaps at every probe (fails=1 passes=1, interval=1s) while the helper is
+/// SIGKILLed every 1.5 s for 15 s. Worker 0 must go on probing and evaluating (else the count below
+/// is vacuous), and once things settle every DOWN/UP event the error log shows is received or
+/// counted `dropped` or `failed`. The failure this guards against: probes and evaluation stop while
+/// the helper is down (they run on its ticks), so hardly any event happens.
 #[test]
 fn helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event() {
     require_module!();
@@ -1244,8 +1248,8 @@ fn helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event() {
 // 7. nginx -t and the state directory
 // ---------------------------------------------------------------------------------------------
 
-/// SPEC 11: `nginx -t` refuses a `status_alert_state_path` that group or others can write, and
-/// says which; a private one is accepted. Today's failure: the directive does not exist.
+/// `nginx -t` refuses a `status_alert_state_path` that group or others can write, and says which; a
+/// private one is accepted. The failure this guards against: the directive does not exist.
 #[test]
 fn nginx_t_refuses_a_state_directory_others_can_write() {
     require_module!();
