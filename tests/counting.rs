@@ -50,6 +50,10 @@ const METRICS_LOCATION: &str = "location = /status_metrics { status_alert off; s
 #[test]
 fn exact_counts_across_two_workers_under_concurrency() {
     require_module!();
+    // Answers 120 ms and 300 ms late: requests whose duration falls in a known bucket.
+    let timed = Upstream::start();
+    timed.set_delay("/d120", Duration::from_millis(120));
+    timed.set_delay("/d300", Duration::from_millis(300));
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -60,13 +64,15 @@ fn exact_counts_across_two_workers_under_concurrency() {
                 location /err {{ status_alert api; return 503; }}
                 location /missing {{ status_alert api; return 404; }}
                 location /slow {{ status_alert slow; proxy_pass http://127.0.0.1:{{PORT2}}; }}
+                location /timed/ {{ status_alert timed; proxy_pass http://127.0.0.1:{up}/; }}
                 {METRICS_LOCATION}
             }}
             server {{
                 listen 127.0.0.1:{{PORT2}};
                 location / {{ return 200; }}
             }}
-            "#
+            "#,
+            up = timed.port
         ),
         NginxOpts {
             worker_processes: 2,
@@ -92,12 +98,18 @@ fn exact_counts_across_two_workers_under_concurrency() {
     let err = hammer(port, "/err", 1000, 8);
     let missing = hammer(port, "/missing", 500, 4);
     let slow = hammer(port, "/slow", 300, 4);
+    let t120 = hammer(port, "/timed/d120", 20, 4);
+    let t300 = hammer(port, "/timed/d300", 12, 4);
+    assert!(
+        t120.iter().chain(&t300).all(|s| *s == 200),
+        "{t120:?} {t300:?}"
+    );
     assert!(ok.iter().all(|s| *s == 200), "transport errors in /ok");
     assert!(err.iter().all(|s| *s == 503));
     assert!(missing.iter().all(|s| *s == 404));
     assert!(slow.iter().all(|s| *s == 200));
 
-    let m = scrape(port, 5000);
+    let m = scrape(port, 5032);
     assert_eq!(count(&m, "api", "200"), 3200); // + the 200 worker-discovery requests
     assert_eq!(count(&m, "api", "503"), 1000);
     assert_eq!(count(&m, "api", "404"), 500);
@@ -114,33 +126,44 @@ fn exact_counts_across_two_workers_under_concurrency() {
         "a code that was never seen must not appear"
     );
 
-    // Histogram: cumulative, +Inf equals _count equals the requests counted.
+    // Histograms, bucket by bucket. Request time is nginx's cached millisecond clock, read when
+    // the request starts and when it is logged: a `return` is answered within one pass of the
+    // event loop, so it takes 0 ms; a proxied request takes at least its upstream's delay
+    // (and well under the next bound up).
     let h = "nginx_location_request_duration_seconds";
-    let count_api = metric(&m, &format!("{h}_count"), &[("location", "api")]).unwrap();
-    assert_eq!(count_api as u64, 4700);
-    let inf = metric(
-        &m,
-        &format!("{h}_bucket"),
-        &[("location", "api"), ("le", "+Inf")],
-    );
-    assert_eq!(inf, Some(count_api));
-    let mut last = 0.0;
-    for le in [
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
-    ] {
-        let v = metric(
+    let bucket = |name: &str, le: &str| {
+        metric(
             &m,
             &format!("{h}_bucket"),
-            &[("location", "api"), ("le", le)],
+            &[("location", name), ("le", le)],
         )
-        .unwrap_or_else(|| panic!("bucket le={le} missing"));
-        assert!(
-            v >= last,
-            "buckets must be cumulative: le={le} {v} < {last}"
+        .unwrap_or_else(|| panic!("bucket {name} le={le} missing"))
+    };
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+    ];
+    let api: Vec<f64> = bounds.iter().map(|le| bucket("api", le)).collect();
+    assert_eq!(
+        api,
+        vec![4700.0; bounds.len()],
+        "api: every request in le=0.005"
+    );
+    let timed: Vec<f64> = bounds.iter().map(|le| bucket("timed", le)).collect();
+    let want = [
+        0.0, 0.0, 0.0, 0.0, 0.0, 20.0, 32.0, 32.0, 32.0, 32.0, 32.0, 32.0,
+    ];
+    assert_eq!(timed, want, "timed: 20 in (0.1, 0.25], 12 in (0.25, 0.5]");
+    for (name, n) in [("api", 4700.0), ("timed", 32.0)] {
+        assert_eq!(
+            metric(&m, &format!("{h}_count"), &[("location", name)]),
+            Some(n)
         );
-        last = v;
     }
-    assert!(last <= count_api);
+    let sum = metric(&m, &format!("{h}_sum"), &[("location", "timed")]).unwrap_or(0.0);
+    assert!(
+        (20.0 * 0.12 + 12.0 * 0.3..32.0 * 0.5).contains(&sum),
+        "timed: _sum {sum}"
+    );
     nginx.assert_log_clean();
 }
 
@@ -315,7 +338,8 @@ fn metrics_formats_methods_and_promtool() {
     assert!(
         text.contains("nginx_location_requests_total{location=\"api.v2/users\",status=\"418\"} 2")
     );
-    // The evaluator's own families (SPEC 11), with the default status_alert_interval.
+    // The evaluator's own families (it watches itself), with the default
+    // status_alert_interval.
     for family in [
         "# TYPE nginx_status_alert_evaluations_total counter",
         "# TYPE nginx_status_alert_last_evaluation_timestamp_seconds gauge",

@@ -6,10 +6,10 @@
 //! `valgrind --tool=memcheck --trace-children=yes ...` (`ci/memcheck`) or
 //! `env LD_PRELOAD=/path/to/libasan.so.8` (`ci/asan`). The wrapper must end up running nginx in
 //! its own process (valgrind, env and exec-style wrappers do): the master is found by its pid
-//! file. Every nginx process also gets `STATUS_ALERT_TEST=<the test's name>` in its environment,
-//! so that a wrapper can name its logs after the test (valgrind: `--log-file=...%q{STATUS_ALERT_TEST}...`).
-//! Under a wrapper that slows nginx down, set `STATUS_ALERT_TIME_SCALE` too (see
-//! [`crate::time_scale`]).
+//! file. Every nginx process also gets `STATUS_ALERT_TEST=<the test's name>` in its
+//! environment, so that a wrapper can name its logs after the test (valgrind:
+//! `--log-file=...%q{STATUS_ALERT_TEST}...`). Under a wrapper that slows nginx down, set
+//! `STATUS_ALERT_TIME_SCALE` too (see [`crate::time_scale`]).
 
 use crate::env::{free_ports, module_path, nginx_binary, scaled, temp_dir, wait_until};
 use crate::process::{children_of, is_nginx_process, process_alive, run_with_timeout, send_signal};
@@ -941,7 +941,8 @@ mod tests {
         assert_eq!(
             seen.trim(),
             format!(
-                "nginx::tests::the_wrapper_runs_in_front_of_nginx_and_sees_the_test_name: -t -p {0} -c {0}/nginx.conf",
+                "nginx::tests::the_wrapper_runs_in_front_of_nginx_and_sees_the_test_name: \
+                 -t -p {0} -c {0}/nginx.conf",
                 dir.display()
             )
         );
