@@ -14,7 +14,7 @@ fn scrape_once(port: u16) -> Vec<Sample> {
 
 /// Metrics once `requests` requests have been counted. A request is counted in the log phase,
 /// just after its response is sent, so a scrape served by the other worker can arrive a moment
-/// before it: poll until the total is reached, then wait a little and scrape again so that a
+/// before it: poll until the total is reached, then until the metrics stop changing, so that a
 /// request counted twice (or under the wrong NAME) still shows up in the exact checks.
 fn scrape(port: u16, requests: u64) -> Vec<Sample> {
     let total = |m: &[Sample]| -> u64 {
@@ -26,8 +26,14 @@ fn scrape(port: u16, requests: u64) -> Vec<Sample> {
     let reached = wait_until(Duration::from_secs(5), || {
         total(&scrape_once(port)) >= requests
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let m = scrape_once(port);
+    let mut m = Vec::new();
+    settle(Duration::from_millis(300), Duration::from_secs(5), || {
+        m = scrape_once(port);
+        m.iter()
+            .filter(|(n, _, _)| n == "nginx_location_requests_total")
+            .map(|(_, l, v)| (l.clone(), *v as u64))
+            .collect::<Vec<_>>()
+    });
     assert!(
         reached,
         "only {} of {requests} requests were counted",

@@ -1204,9 +1204,12 @@ fn off_and_inheritance_decide_what_is_counted() {
         total(&parse_prometheus(&fetch())) >= 6.0
     });
     assert!(settled, "counts never reached 6:\n{}", fetch());
-    // Give stray counts (of /off or /m, which must not count) time to land, then scrape again.
-    std::thread::sleep(Duration::from_millis(300));
-    let text = fetch();
+    // Until the counts stop changing: a stray count (of /off or /m, which must not count) lands.
+    let mut text = String::new();
+    settle(Duration::from_millis(300), Duration::from_secs(5), || {
+        text = fetch();
+        total(&parse_prometheus(&text)).to_bits()
+    });
     let samples = parse_prometheus(&text);
     let count = |location: &str, status: &str| {
         metric(
