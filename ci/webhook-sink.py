@@ -3,6 +3,10 @@
 
 Used by ci/run-example when STATUS_ALERT_WEBHOOK is not set, so alerts are visible on a
 machine without Discord. Listens on 127.0.0.1 only.
+
+Python rather than the test kit's Rust receiver (tests/kit, which checks every payload against
+Discord's limits): this one is for people watching a demo, needs no build and prints what
+arrives; the tests and ci/memcheck use the kit's.
 """
 import json
 import sys

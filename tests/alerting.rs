@@ -1,14 +1,15 @@
 //! Window evaluation and alert delivery with a real nginx (4 workers, 1s interval, 10s windows)
 //! and a local webhook receiver that enforces Discord's payload rules.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use status_alert_testkit::*;
 
 const INTERVAL_S: u64 = 1;
+/// How long a count must stay put before an "exactly N" check reads it: longer than an
+/// evaluation interval and a delivery.
+const QUIET: Duration = Duration::from_secs(2);
 
 /// A server with `be` on `/` (200) and `/err` (503), plus metrics.
 fn config(webhook: Option<&str>, alert_params: &str) -> String {
@@ -67,9 +68,7 @@ fn notifications(port: u16, result: &str) -> f64 {
 
 #[test]
 fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
-    if !have_module("lifecycle") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(
         &config(
@@ -95,7 +94,7 @@ fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
     let delay = received.saturating_duration_since(crossed);
     eprintln!("threshold crossing -> webhook post: {delay:?}");
     assert!(
-        delay <= Duration::from_secs(INTERVAL_S + 2),
+        delay <= scaled(Duration::from_secs(INTERVAL_S + 2)),
         "posted {delay:?} after the crossing"
     );
     // The tick may land inside the burst, so the exact figures are checked on the metrics.
@@ -139,26 +138,42 @@ fn lifecycle_critical_warning_resolved_exactly_once_across_four_workers() {
         embed_titles(&msgs)
     );
 
-    // Nothing more: no duplicate from any of the four workers.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(hook.messages().len(), 3, "{:?}", hook.titles());
+    // Nothing more: no duplicate from any of the four workers, accepted or not, over three
+    // more evaluation rounds.
+    let rounds = evaluations(&nginx);
+    assert!(wait_for_evaluations(
+        &nginx,
+        rounds,
+        3,
+        Duration::from_secs(10)
+    ));
+    let all = settle(QUIET, Duration::from_secs(10), || hook.all_titles());
+    assert_eq!(all.len(), 3, "{all:?}");
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
-    assert_eq!(notifications(port, "sent"), 3.0);
+    let sent = settle(QUIET, Duration::from_secs(10), || {
+        notifications(port, "sent")
+    });
+    assert_eq!(sent, 3.0);
     assert_eq!(notifications(port, "failed"), 0.0);
 }
 
 #[test]
 fn below_min_requests_nothing_is_sent() {
-    if !have_module("min_requests") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(
         &config(Some(&hook.url()), "min_requests=20"),
         four_workers(),
     );
     send(nginx.port, "/err", 19);
-    std::thread::sleep(Duration::from_secs(INTERVAL_S * 3));
+    // Three evaluation rounds that saw the 19 requests, and nothing was posted.
+    let rounds = evaluations(&nginx);
+    assert!(wait_for_evaluations(
+        &nginx,
+        rounds,
+        3,
+        Duration::from_secs(10)
+    ));
     assert_eq!(hook.requests_count(), 0);
     let m = metrics(nginx.port);
     assert_eq!(
@@ -177,9 +192,7 @@ fn below_min_requests_nothing_is_sent() {
 
 #[test]
 fn firing_alert_repeats() {
-    if !have_module("repeat") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=2s"), four_workers());
     send(nginx.port, "/err", 30);
@@ -207,9 +220,7 @@ fn firing_alert_repeats() {
 
 #[test]
 fn rate_limited_post_is_retried_and_delivered_once() {
-    if !have_module("429") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     hook.respond_with(vec![(
         429,
@@ -220,49 +231,58 @@ fn rate_limited_post_is_retried_and_delivered_once() {
     send(nginx.port, "/err", 30);
     let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
     assert_eq!(msgs.len(), 1);
+    // Every request, whatever was answered, once nothing more arrives.
+    let reqs = settle(QUIET, Duration::from_secs(10), || hook.requests().len());
+    assert_eq!(reqs, 2, "one 429, one accepted: {:?}", hook.all_titles());
     let reqs = hook.requests();
-    assert_eq!(reqs.len(), 2, "one 429, one accepted");
     let gap = reqs[1].at.duration_since(reqs[0].at);
     assert!(
         gap >= Duration::from_millis(450),
         "retry_after not honoured: {gap:?}"
     );
-    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(hook.messages().len(), 1, "delivered exactly once");
-    assert!(wait_until(Duration::from_secs(3), || notifications(
-        nginx.port, "sent"
-    ) == 1.0));
-    assert_eq!(notifications(nginx.port, "retried"), 1.0);
+    let sent = settle(QUIET, Duration::from_secs(10), || {
+        (
+            notifications(nginx.port, "sent"),
+            notifications(nginx.port, "retried"),
+        )
+    });
+    assert_eq!(sent, (1.0, 1.0), "(sent, retried)");
 }
 
 #[test]
 fn hanging_webhook_does_not_slow_requests() {
-    if !have_module("hanging_webhook") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     hook.set_hang(true);
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
-    let before = latencies(nginx.port, "/", 300);
     send(nginx.port, "/err", 30);
     assert!(
         hook.wait_for_requests(1, Duration::from_secs(5)) >= 1,
         "no post was attempted"
     );
-    // The webhook is now holding the notifier's connection open.
-    let during = latencies(nginx.port, "/", 300);
-    let (p99_before, p99_during) = (percentile(&before, 99.0), percentile(&during, 99.0));
-    eprintln!("p99 before {p99_before:?}, while the webhook hangs {p99_during:?}");
-    let bound = (p99_before * 3).max(p99_before + Duration::from_millis(20));
-    assert!(p99_during <= bound, "p99 {p99_during:?} > {bound:?}");
+    // The webhook is now holding the notifier's connection open. A worker waiting for it
+    // would hold its requests for the delivery timeout (seconds); a request is a millisecond.
+    // Each request on a connection of its own, so that they spread over the four workers.
+    // (How much slower requests get meanwhile is ci/bench's measure, not a test's.)
+    let slowest = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(http_get(nginx.port, "/").status, 200);
+            t.elapsed()
+        })
+        .max()
+        .unwrap_or_default();
+    assert!(
+        slowest < scaled(Duration::from_millis(500)),
+        "a request took {slowest:?} while the webhook hung"
+    );
     assert_eq!(notifications(nginx.port, "sent"), 0.0);
 }
 
 #[test]
 fn unreachable_webhook_is_counted_as_failed_and_token_stays_secret() {
-    if !have_module("webhook_down") {
-        return;
-    }
+    require_module!();
     let dead = closed_port();
     let url = format!("http://127.0.0.1:{dead}/api/webhooks/987654/secret-token-xyz");
     let nginx = Nginx::start(&config(Some(&url), "repeat=off"), four_workers());
@@ -300,20 +320,25 @@ fn unreachable_webhook_is_counted_as_failed_and_token_stays_secret() {
 
 #[test]
 fn reload_while_critical_sends_no_second_critical() {
-    if !have_module("reload_critical") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
     send(nginx.port, "/err", 40);
     assert_eq!(hook.wait_for_messages(1, Duration::from_secs(8)).len(), 1);
     nginx.reload();
-    std::thread::sleep(Duration::from_secs(INTERVAL_S * 3));
-    let t = hook.titles();
+    // Three rounds of the new workers' evaluator: no second CRITICAL, accepted or not.
+    let rounds = evaluations(&nginx);
+    assert!(wait_for_evaluations(
+        &nginx,
+        rounds,
+        3,
+        Duration::from_secs(10)
+    ));
+    let t = hook.all_titles();
     assert_eq!(t.len(), 1, "a reload must not repeat the alert: {t:?}");
     // The new workers carry the incident on: it resolves once, with its full duration.
-    let msgs = hook.wait_for_messages(2, Duration::from_secs(15));
-    let t = embed_titles(&msgs);
+    hook.wait_for_messages(2, Duration::from_secs(15));
+    let t = settle(QUIET, Duration::from_secs(10), || hook.all_titles());
     assert_eq!(t.len(), 2, "{t:?}");
     assert!(t[1].starts_with("RESOLVED be after"), "{t:?}");
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
@@ -321,9 +346,7 @@ fn reload_while_critical_sends_no_second_critical() {
 
 #[test]
 fn without_webhook_alerts_go_to_the_error_log() {
-    if !have_module("log_sink") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(&config(None, "repeat=off"), four_workers());
     send(nginx.port, "/err", 30);
     assert!(
@@ -335,13 +358,20 @@ fn without_webhook_alerts_go_to_the_error_log() {
         "{}",
         nginx.error_log()
     );
+    let rounds = evaluations(&nginx);
+    assert!(wait_for_evaluations(
+        &nginx,
+        rounds,
+        3,
+        Duration::from_secs(10)
+    ));
     let lines: Vec<String> = nginx
         .error_log()
         .lines()
         .filter(|l| l.contains("status_alert: CRITICAL"))
         .map(str::to_string)
         .collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 1, "one CRITICAL line, 3 rounds on: {lines:?}");
     assert!(lines[0].contains("[warn]"), "{}", lines[0]);
     assert!(lines[0].contains("30/30 requests"), "{}", lines[0]);
 }
@@ -360,9 +390,7 @@ fn threads(pid: u32) -> usize {
 
 #[test]
 fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
-    if !have_module("helper_process") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let upstream = Upstream::start();
     let block = config(Some(&hook.url()), "repeat=off").replace(
@@ -395,8 +423,8 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
         "nginx: status alert helper",
         "what ps shows for the helper"
     );
-    // Probes run on worker 0's event loop (issue 10): the helper has its main thread and the
-    // notifier's, and none per probe target.
+    // Probes run on worker 0's event loop: the helper has its main thread and the notifier's,
+    // and none per probe target.
     assert_eq!(threads(helper), 2, "helper main + notifier thread expected");
     for w in &workers {
         assert_eq!(threads(*w), 1, "worker {w} must stay single-threaded");
@@ -406,7 +434,8 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
     assert_eq!(hook.wait_for_messages(1, Duration::from_secs(8)).len(), 1);
 
     let log_before_stop = nginx.error_log();
-    nginx.stop();
+    // Gracefully: a stop that took SIGKILL would end the helper by force too.
+    assert_eq!(nginx.stop(), Stopped::Gracefully, "{}", nginx.error_log());
     assert!(
         wait_until(Duration::from_secs(5), || !process_alive(helper)),
         "the helper process outlived nginx"
@@ -419,9 +448,7 @@ fn workers_stay_single_threaded_and_the_helper_exits_with_nginx() {
 
 #[test]
 fn a_killed_helper_is_restarted_and_alerts_still_flow() {
-    if !have_module("helper_restart") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
     let helper = || helper_processes(nginx.pid());
@@ -440,16 +467,15 @@ fn a_killed_helper_is_restarted_and_alerts_still_flow() {
     assert!(nginx.wait_for_log("started a new helper process", Duration::from_secs(2)));
     assert!(!nginx.error_log().contains("unknown process"));
     send(nginx.port, "/err", 30);
-    let msgs = hook.wait_for_messages(1, Duration::from_secs(8));
-    assert_eq!(embed_titles(&msgs).len(), 1, "{:?}", embed_titles(&msgs));
-    assert!(embed_titles(&msgs)[0].starts_with("CRITICAL be:"));
+    hook.wait_for_messages(1, Duration::from_secs(8));
+    let t = settle(QUIET, Duration::from_secs(10), || hook.all_titles());
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t[0].starts_with("CRITICAL be:"), "{t:?}");
 }
 
 #[test]
 fn each_destination_gets_its_format_and_its_own_counts() {
-    if !have_module("destinations") {
-        return;
-    }
+    require_module!();
     let discord = WebhookReceiver::start();
     let other = Upstream::start();
     other.set("/slack", 200, "ok");
@@ -501,29 +527,26 @@ fn each_destination_gets_its_format_and_its_own_counts() {
     assert_eq!(event["name"], "be", "{json}");
     assert_eq!(event["level"], "critical", "{json}");
     // Counted per destination, labelled by format and position, never by URL.
-    thread_sleep_ms(500);
-    let m = metrics(nginx.port);
-    for d in ["discord-1", "slack-2", "json-3"] {
-        let sent = metric(
-            &m,
+    let sent = |d: &str| {
+        metric(
+            &metrics(nginx.port),
             "nginx_alert_notifications_total",
             &[("destination", d), ("result", "sent")],
-        );
-        assert_eq!(sent, Some(1.0), "{d}");
-    }
+        )
+    };
+    let counts = settle(QUIET, Duration::from_secs(10), || {
+        ["discord-1", "slack-2", "json-3"].map(sent)
+    });
+    assert_eq!(counts, [Some(1.0); 3], "discord-1, slack-2, json-3");
+    assert_eq!((other.hits("/slack"), other.hits("/json")), (1, 1));
+    assert_eq!(discord.all_titles().len(), 1, "{:?}", discord.all_titles());
     let text = http_get(nginx.port, "/status_metrics").text();
     assert!(!text.contains("127.0.0.1"), "URLs stay out of the metrics");
 }
 
-fn thread_sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
-}
-
 #[test]
 fn after_a_log_reopen_a_new_helper_writes_to_the_new_log_and_alerts_flow() {
-    if !have_module("after_a_log_reopen_a_new_helper_writes_to_the_new_log_and_alerts_flow") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&config(Some(&hook.url()), "repeat=off"), four_workers());
     let helper = || helper_processes(nginx.pid());

@@ -8,9 +8,7 @@
 //! 3. goes through a recording HTTP proxy that even loopback traffic must use: the page itself
 //!    is the only request the browser makes (no favicon, font, style sheet or image).
 //!
-//! Without `/usr/bin/chromium` the test prints a SKIP line and passes.
-
-mod common;
+//! Without `/usr/bin/chromium` the test prints a SKIP line and passes, or fails under CI.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -23,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use status_alert_testkit::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const HOSTILE: &str = r#"http://x/"><script>alert(1)</script>"#;
@@ -373,16 +371,8 @@ fn probe_row<'a>(dom: &'a str, target: &str) -> &'a str {
 
 #[test]
 fn chromium_renders_the_status_page_from_nginx_alone() {
-    if !have_module("chromium_renders_the_status_page_from_nginx_alone") {
-        return;
-    }
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!(
-            "SKIP chromium_renders_the_status_page_from_nginx_alone: {CHROMIUM} not found \
-             (Debian package chromium; ci/deps installs it)"
-        );
-        return;
-    }
+    require_module!();
+    require!(program_ready(CHROMIUM));
     let test_started = Instant::now();
     let upstream = Upstream::start();
     upstream.set("/health", 200, "ok");

@@ -1,12 +1,10 @@
 //! Counting and `status_metrics` with a real nginx: exact counts across workers, shared NAMEs,
 //! error_page, reloads, and the exposition format checked by promtool.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use status_alert_testkit::*;
 
 fn scrape_once(port: u16) -> Vec<Sample> {
     let r = http_get(port, "/status_metrics");
@@ -16,7 +14,7 @@ fn scrape_once(port: u16) -> Vec<Sample> {
 
 /// Metrics once `requests` requests have been counted. A request is counted in the log phase,
 /// just after its response is sent, so a scrape served by the other worker can arrive a moment
-/// before it: poll until the total is reached, then wait a little and scrape again so that a
+/// before it: poll until the total is reached, then until the metrics stop changing, so that a
 /// request counted twice (or under the wrong NAME) still shows up in the exact checks.
 fn scrape(port: u16, requests: u64) -> Vec<Sample> {
     let total = |m: &[Sample]| -> u64 {
@@ -28,8 +26,14 @@ fn scrape(port: u16, requests: u64) -> Vec<Sample> {
     let reached = wait_until(Duration::from_secs(5), || {
         total(&scrape_once(port)) >= requests
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let m = scrape_once(port);
+    let mut m = Vec::new();
+    settle(Duration::from_millis(300), Duration::from_secs(5), || {
+        m = scrape_once(port);
+        m.iter()
+            .filter(|(n, _, _)| n == "nginx_location_requests_total")
+            .map(|(_, l, v)| (l.clone(), *v as u64))
+            .collect::<Vec<_>>()
+    });
     assert!(
         reached,
         "only {} of {requests} requests were counted",
@@ -51,9 +55,11 @@ const METRICS_LOCATION: &str = "location = /status_metrics { status_alert off; s
 
 #[test]
 fn exact_counts_across_two_workers_under_concurrency() {
-    if !have_module("exact_counts") {
-        return;
-    }
+    require_module!();
+    // Answers 120 ms and 300 ms late: requests whose duration falls in a known bucket.
+    let timed = Upstream::start();
+    timed.set_delay("/d120", Duration::from_millis(120));
+    timed.set_delay("/d300", Duration::from_millis(300));
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -64,13 +70,15 @@ fn exact_counts_across_two_workers_under_concurrency() {
                 location /err {{ status_alert api; return 503; }}
                 location /missing {{ status_alert api; return 404; }}
                 location /slow {{ status_alert slow; proxy_pass http://127.0.0.1:{{PORT2}}; }}
+                location /timed/ {{ status_alert timed; proxy_pass http://127.0.0.1:{up}/; }}
                 {METRICS_LOCATION}
             }}
             server {{
                 listen 127.0.0.1:{{PORT2}};
                 location / {{ return 200; }}
             }}
-            "#
+            "#,
+            up = timed.port
         ),
         NginxOpts {
             worker_processes: 2,
@@ -96,12 +104,18 @@ fn exact_counts_across_two_workers_under_concurrency() {
     let err = hammer(port, "/err", 1000, 8);
     let missing = hammer(port, "/missing", 500, 4);
     let slow = hammer(port, "/slow", 300, 4);
+    let t120 = hammer(port, "/timed/d120", 20, 4);
+    let t300 = hammer(port, "/timed/d300", 12, 4);
+    assert!(
+        t120.iter().chain(&t300).all(|s| *s == 200),
+        "{t120:?} {t300:?}"
+    );
     assert!(ok.iter().all(|s| *s == 200), "transport errors in /ok");
     assert!(err.iter().all(|s| *s == 503));
     assert!(missing.iter().all(|s| *s == 404));
     assert!(slow.iter().all(|s| *s == 200));
 
-    let m = scrape(port, 5000);
+    let m = scrape(port, 5032);
     assert_eq!(count(&m, "api", "200"), 3200); // + the 200 worker-discovery requests
     assert_eq!(count(&m, "api", "503"), 1000);
     assert_eq!(count(&m, "api", "404"), 500);
@@ -118,41 +132,50 @@ fn exact_counts_across_two_workers_under_concurrency() {
         "a code that was never seen must not appear"
     );
 
-    // Histogram: cumulative, +Inf equals _count equals the requests counted.
+    // Histograms, bucket by bucket. Request time is nginx's cached millisecond clock, read when
+    // the request starts and when it is logged: a `return` is answered within one pass of the
+    // event loop, so it takes 0 ms; a proxied request takes at least its upstream's delay
+    // (and well under the next bound up).
     let h = "nginx_location_request_duration_seconds";
-    let count_api = metric(&m, &format!("{h}_count"), &[("location", "api")]).unwrap();
-    assert_eq!(count_api as u64, 4700);
-    let inf = metric(
-        &m,
-        &format!("{h}_bucket"),
-        &[("location", "api"), ("le", "+Inf")],
-    );
-    assert_eq!(inf, Some(count_api));
-    let mut last = 0.0;
-    for le in [
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
-    ] {
-        let v = metric(
+    let bucket = |name: &str, le: &str| {
+        metric(
             &m,
             &format!("{h}_bucket"),
-            &[("location", "api"), ("le", le)],
+            &[("location", name), ("le", le)],
         )
-        .unwrap_or_else(|| panic!("bucket le={le} missing"));
-        assert!(
-            v >= last,
-            "buckets must be cumulative: le={le} {v} < {last}"
+        .unwrap_or_else(|| panic!("bucket {name} le={le} missing"))
+    };
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+    ];
+    let api: Vec<f64> = bounds.iter().map(|le| bucket("api", le)).collect();
+    assert_eq!(
+        api,
+        vec![4700.0; bounds.len()],
+        "api: every request in le=0.005"
+    );
+    let timed: Vec<f64> = bounds.iter().map(|le| bucket("timed", le)).collect();
+    let want = [
+        0.0, 0.0, 0.0, 0.0, 0.0, 20.0, 32.0, 32.0, 32.0, 32.0, 32.0, 32.0,
+    ];
+    assert_eq!(timed, want, "timed: 20 in (0.1, 0.25], 12 in (0.25, 0.5]");
+    for (name, n) in [("api", 4700.0), ("timed", 32.0)] {
+        assert_eq!(
+            metric(&m, &format!("{h}_count"), &[("location", name)]),
+            Some(n)
         );
-        last = v;
     }
-    assert!(last <= count_api);
+    let sum = metric(&m, &format!("{h}_sum"), &[("location", "timed")]).unwrap_or(0.0);
+    assert!(
+        (20.0 * 0.12 + 12.0 * 0.3..32.0 * 0.5).contains(&sum),
+        "timed: _sum {sum}"
+    );
     nginx.assert_log_clean();
 }
 
 #[test]
 fn shared_name_off_and_unnamed_locations() {
-    if !have_module("shared_name") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -184,9 +207,7 @@ fn shared_name_off_and_unnamed_locations() {
 
 #[test]
 fn error_page_counts_the_final_status_once_under_the_first_name() {
-    if !have_module("error_page") {
-        return;
-    }
+    require_module!();
     let upstream = Upstream::start();
     upstream.set("/boom", 502, "bad gateway");
     let nginx = Nginx::start(
@@ -235,9 +256,7 @@ fn error_page_counts_the_final_status_once_under_the_first_name() {
 
 #[test]
 fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
-    if !have_module("reload") {
-        return;
-    }
+    require_module!();
     let block = |extra: &str, zone: &str| {
         format!(
             r#"
@@ -295,9 +314,7 @@ fn reload_keeps_counters_when_names_are_added_removed_or_the_zone_resized() {
 
 #[test]
 fn metrics_formats_methods_and_promtool() {
-    if !have_module("metrics_formats") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             r#"
@@ -327,7 +344,8 @@ fn metrics_formats_methods_and_promtool() {
     assert!(
         text.contains("nginx_location_requests_total{location=\"api.v2/users\",status=\"418\"} 2")
     );
-    // The evaluator's own families (SPEC 11), with the default status_alert_interval.
+    // The evaluator's own families (it watches itself), with the default
+    // status_alert_interval.
     for family in [
         "# TYPE nginx_status_alert_evaluations_total counter",
         "# TYPE nginx_status_alert_last_evaluation_timestamp_seconds gauge",
@@ -371,9 +389,7 @@ fn metrics_formats_methods_and_promtool() {
 
 #[test]
 fn invalid_name_is_rejected_with_file_and_line() {
-    if !have_module("invalid_name") {
-        return;
-    }
+    require_module!();
     let (ok, err) = Nginx::test_config(
         "server {\n    listen 127.0.0.1:{PORT};\n    location / { status_alert \"bad name\"; }\n}\n",
         NginxOpts::default(),
@@ -392,9 +408,7 @@ fn invalid_name_is_rejected_with_file_and_line() {
 
 #[test]
 fn counting_survives_a_worker_crash() {
-    if !have_module("worker_crash") {
-        return;
-    }
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             "server {{ listen 127.0.0.1:{{PORT}}; location / {{ status_alert a; return 200; }} \
@@ -422,10 +436,7 @@ fn counting_survives_a_worker_crash() {
 
 #[test]
 fn requests_rejected_before_any_location_count_under_the_server_name() {
-    if !have_module("bad_request") {
-        return;
-    }
-    use std::io::{Read, Write};
+    require_module!();
     let nginx = Nginx::start(
         &format!(
             "server {{ listen 127.0.0.1:{{PORT}}; status_alert srv; \
@@ -433,12 +444,16 @@ fn requests_rejected_before_any_location_count_under_the_server_name() {
         ),
         NginxOpts::default(),
     );
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
-    s.write_all(b"BAD REQUEST LINE\r\n\r\n").unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    assert_eq!(&head, b"HTTP/1.1 400");
-    drop(s);
+    let mut conn = RawConnection::open(nginx.port).unwrap();
+    conn.send(b"BAD REQUEST LINE\r\n\r\n").unwrap();
+    let raw = conn.read_response("GET").unwrap();
+    assert!(
+        raw.bytes.starts_with(b"HTTP/1.1 400 "),
+        "{:?}",
+        raw.response
+    );
+    assert!(!raw.keep_alive, "nginx closes after a bad request");
+    drop(conn);
     let m = scrape(nginx.port, 1);
     assert_eq!(count(&m, "srv", "400"), 1);
     assert_eq!(count(&m, "api", "400"), 0);
@@ -446,9 +461,7 @@ fn requests_rejected_before_any_location_count_under_the_server_name() {
 
 #[test]
 fn status_alert_name_variable_follows_the_binding_and_cannot_be_set() {
-    if !have_module("status_alert_name_variable") {
-        return;
-    }
+    require_module!();
     let block = r#"
         log_format names "$uri $status_alert_name";
         server {

@@ -4,9 +4,7 @@
 //! keeping a `file=` webhook token out of the dump, and one running nginx showing that
 //! `status_alert off` and inheritance decide what is counted.
 
-mod common;
-
-use common::*;
+use status_alert_testkit::*;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -217,9 +215,7 @@ const TOKEN: &str = "filetoken-Zq81xK3vP0wsecret";
 
 #[test]
 fn status_alert_valid_forms() {
-    if !have_module("status_alert_valid_forms") {
-        return;
-    }
+    require_module!();
     let cases = [
         (
             "all parameters",
@@ -276,9 +272,7 @@ fn status_alert_valid_forms() {
 
 #[test]
 fn status_alert_bad_parameters() {
-    if !have_module("status_alert_bad_parameters") {
-        return;
-    }
+    require_module!();
     let long = format!("status_alert {};", "n".repeat(65));
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         ("unknown key", "status_alert be foo=1;", vec!["foo=1"]),
@@ -391,9 +385,7 @@ fn status_alert_bad_parameters() {
 
 #[test]
 fn status_alert_same_name_with_different_parameters() {
-    if !have_module("status_alert_same_name_with_different_parameters") {
-        return;
-    }
+    require_module!();
     let opts = NginxOpts::default();
     let block = server(
         "    location /a {\n        status_alert be crit=20%;\n        return 204;\n    }\n\
@@ -419,9 +411,7 @@ fn status_alert_same_name_with_different_parameters() {
 
 #[test]
 fn status_alert_twice_in_one_context() {
-    if !have_module("status_alert_twice_in_one_context") {
-        return;
-    }
+    require_module!();
     let cases = [
         ("same NAME", "status_alert be;", "status_alert be; # second"),
         ("other NAME", "status_alert be;", "status_alert other;"),
@@ -446,9 +436,7 @@ fn status_alert_twice_in_one_context() {
 
 #[test]
 fn status_alert_window_below_twice_the_interval() {
-    if !have_module("status_alert_window_below_twice_the_interval") {
-        return;
-    }
+    require_module!();
     let cases = [
         (
             "explicit interval",
@@ -498,9 +486,7 @@ fn status_alert_window_below_twice_the_interval() {
 
 #[test]
 fn status_alert_in_wrong_contexts() {
-    if !have_module("status_alert_in_wrong_contexts") {
-        return;
-    }
+    require_module!();
     let not_allowed = ["\"status_alert\"", "not allowed here"];
     // Main level.
     let opts = NginxOpts {
@@ -561,9 +547,7 @@ fn status_alert_in_wrong_contexts() {
 
 #[test]
 fn probe_valid_forms() {
-    if !have_module("probe_valid_forms") {
-        return;
-    }
+    require_module!();
     let probe = "status_alert_probe http://127.0.0.1:9/health;";
     let cases = [
         (
@@ -631,9 +615,7 @@ fn probe_valid_forms() {
 
 #[test]
 fn probe_bad_parameters() {
-    if !have_module("probe_bad_parameters") {
-        return;
-    }
+    require_module!();
     // All inside a location that has a NAME, so only the parameter itself is wrong.
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (
@@ -724,9 +706,7 @@ fn probe_bad_parameters() {
 
 #[test]
 fn probe_url_credentials_stay_out_of_errors() {
-    if !have_module("probe_url_credentials_stay_out_of_errors") {
-        return;
-    }
+    require_module!();
     let line = "status_alert_probe ftp://probeuser:probesecret99@files.example.com/ name=be;";
     let block = in_location(line);
     let out = expect_rejected(&block, line, &["ftp://", "files.example.com"]).unwrap();
@@ -735,9 +715,7 @@ fn probe_url_credentials_stay_out_of_errors() {
 
 #[test]
 fn probes_differing_only_in_credentials_are_one_target() {
-    if !have_module("probes_differing_only_in_credentials") {
-        return;
-    }
+    require_module!();
     // They would share one metric series (promtool rejects that) and one slot.
     let second = "status_alert_probe http://b:two@127.0.0.1:9/health;";
     let block = in_location(&format!(
@@ -755,9 +733,7 @@ fn probes_differing_only_in_credentials_are_one_target() {
 
 #[test]
 fn webhook_url_credentials_stay_out_of_errors() {
-    if !have_module("webhook_url_credentials_stay_out_of_errors") {
-        return;
-    }
+    require_module!();
     let line = "status_alert_webhook ftp://hookuser:hooksecret77@hooks.example.com/x;";
     let (ok, out) = Nginx::test_config(&format!("{line}\n"), NginxOpts::default());
     assert!(!ok, "{out}");
@@ -770,9 +746,7 @@ fn webhook_url_credentials_stay_out_of_errors() {
 
 #[test]
 fn probe_without_a_name() {
-    if !have_module("probe_without_a_name") {
-        return;
-    }
+    require_module!();
     let probe = "status_alert_probe http://127.0.0.1:9/health;";
     let cases = [
         (
@@ -811,9 +785,7 @@ fn probe_without_a_name() {
 
 #[test]
 fn duplicate_named_probe() {
-    if !have_module("duplicate_named_probe") {
-        return;
-    }
+    require_module!();
     let opts = NginxOpts::default();
     let block = format!(
         "status_alert_probe http://127.0.0.1:9/health name=be;\n\
@@ -828,9 +800,7 @@ fn duplicate_named_probe() {
 
 #[test]
 fn duplicate_location_probe_names_its_own_line() {
-    if !have_module("duplicate_location_probe_names_its_own_line") {
-        return;
-    }
+    require_module!();
     // Both locations inherit NAME srv and probe the same target without name=, so the clash is
     // only found when the locations are merged.
     let opts = NginxOpts::default();
@@ -852,9 +822,7 @@ fn duplicate_location_probe_names_its_own_line() {
 
 #[test]
 fn webhook_valid_forms() {
-    if !have_module("webhook_valid_forms") {
-        return;
-    }
+    require_module!();
     let cases = [
         "status_alert_webhook https://discord.com/api/webhooks/123456/abcDEF-token;",
         "status_alert_webhook http://127.0.0.1:9/api/webhooks/1/local;",
@@ -887,9 +855,7 @@ fn webhook_file_block() -> String {
 
 #[test]
 fn webhook_url_from_file() {
-    if !have_module("webhook_url_from_file") {
-        return;
-    }
+    require_module!();
     let dir = OwnDir::new();
     webhook_file(
         &dir,
@@ -911,9 +877,7 @@ fn webhook_url_from_file() {
 
 #[test]
 fn webhook_file_token_not_in_nginx_dash_capital_t() {
-    if !have_module("webhook_file_token_not_in_nginx_dash_capital_t") {
-        return;
-    }
+    require_module!();
     let dir = OwnDir::new();
     webhook_file(
         &dir,
@@ -939,9 +903,7 @@ fn webhook_file_token_not_in_nginx_dash_capital_t() {
 
 #[test]
 fn webhook_file_with_bad_url_does_not_echo_the_token() {
-    if !have_module("webhook_file_with_bad_url_does_not_echo_the_token") {
-        return;
-    }
+    require_module!();
     let dir = OwnDir::new();
     let path = webhook_file(&dir, &format!("discord.com/api/webhooks/987654/{TOKEN}\n"));
     let opts = NginxOpts::default();
@@ -968,9 +930,7 @@ fn webhook_file_with_bad_url_does_not_echo_the_token() {
 
 #[test]
 fn webhook_invalid_forms() {
-    if !have_module("webhook_invalid_forms") {
-        return;
-    }
+    require_module!();
     let after = in_location("status_alert be;");
     let mut results = Vec::new();
 
@@ -1042,9 +1002,7 @@ fn webhook_invalid_forms() {
 
 #[test]
 fn interval_zone_metrics_valid_forms() {
-    if !have_module("interval_zone_metrics_valid_forms") {
-        return;
-    }
+    require_module!();
     let cases = [
         (
             "interval 1s, window 2s",
@@ -1082,9 +1040,7 @@ fn interval_zone_metrics_valid_forms() {
 
 #[test]
 fn interval_and_zone_invalid_values() {
-    if !have_module("interval_and_zone_invalid_values") {
-        return;
-    }
+    require_module!();
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (
             "interval 500ms",
@@ -1152,9 +1108,7 @@ fn many_names_block(zone: &str, n: usize) -> String {
 
 #[test]
 fn zone_too_small_for_the_names() {
-    if !have_module("zone_too_small_for_the_names") {
-        return;
-    }
+    require_module!();
     let (ok, out) = Nginx::test_config(&many_names_block("64k", 40), NginxOpts::default());
     assert!(!ok, "64k accepted for 40 names:\n{out}");
     let emerg = out
@@ -1172,18 +1126,14 @@ fn zone_too_small_for_the_names() {
 
 #[test]
 fn zone_too_small_names_the_zone_line() {
-    if !have_module("zone_too_small_names_the_zone_line") {
-        return;
-    }
+    require_module!();
     let block = many_names_block("64k", 40);
     expect_rejected(&block, "status_alert_zone 64k;", &["64k", "too small"]).unwrap();
 }
 
 #[test]
 fn status_metrics_invalid_forms() {
-    if !have_module("status_metrics_invalid_forms") {
-        return;
-    }
+    require_module!();
     let mut results = vec![(
         "with an argument".to_string(),
         expect_rejected(
@@ -1222,9 +1172,7 @@ fn status_metrics_invalid_forms() {
 
 #[test]
 fn off_and_inheritance_decide_what_is_counted() {
-    if !have_module("off_and_inheritance_decide_what_is_counted") {
-        return;
-    }
+    require_module!();
     let block = server(
         "    status_alert srv;\n\
          \x20   location /off { status_alert off; return 200; }\n\
@@ -1256,9 +1204,12 @@ fn off_and_inheritance_decide_what_is_counted() {
         total(&parse_prometheus(&fetch())) >= 6.0
     });
     assert!(settled, "counts never reached 6:\n{}", fetch());
-    // Give stray counts (of /off or /m, which must not count) time to land, then scrape again.
-    std::thread::sleep(Duration::from_millis(300));
-    let text = fetch();
+    // Until the counts stop changing: a stray count (of /off or /m, which must not count) lands.
+    let mut text = String::new();
+    settle(Duration::from_millis(300), Duration::from_secs(5), || {
+        text = fetch();
+        total(&parse_prometheus(&text)).to_bits()
+    });
     let samples = parse_prometheus(&text);
     let count = |location: &str, status: &str| {
         metric(
@@ -1289,9 +1240,7 @@ fn off_and_inheritance_decide_what_is_counted() {
 
 #[test]
 fn status_alert_off_takes_no_parameters() {
-    if !have_module("status_alert_off_takes_no_parameters") {
-        return;
-    }
+    require_module!();
     // Without this check `off warn=1%` would silently define a NAME called "off".
     let block = in_location("status_alert off warn=1%;");
     let out = expect_rejected(&block, "status_alert off", &["\"off\" takes no parameters"])
@@ -1305,9 +1254,7 @@ fn status_alert_off_takes_no_parameters() {
 
 #[test]
 fn latency_slo_and_buckets_valid_forms() {
-    if !have_module("latency_slo_buckets_valid") {
-        return;
-    }
+    require_module!();
     report_accepted([
         (
             "latency warn only",
@@ -1337,9 +1284,7 @@ fn latency_slo_and_buckets_valid_forms() {
 
 #[test]
 fn latency_slo_and_buckets_invalid_values() {
-    if !have_module("latency_slo_buckets_invalid") {
-        return;
-    }
+    require_module!();
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (
             "percentile above 99.9",
@@ -1400,9 +1345,7 @@ fn latency_slo_and_buckets_invalid_values() {
 
 #[test]
 fn destinations_valid_forms() {
-    if !have_module("destinations_valid") {
-        return;
-    }
+    require_module!();
     let body = in_location("status_alert api;");
     report_accepted([
         (
@@ -1431,9 +1374,7 @@ fn destinations_valid_forms() {
 
 #[test]
 fn destinations_invalid_values() {
-    if !have_module("destinations_invalid") {
-        return;
-    }
+    require_module!();
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (
             "unknown format",
@@ -1471,10 +1412,7 @@ fn destinations_invalid_values() {
 
 #[test]
 fn status_alert_state_path_is_created_private_and_refused_when_others_can_write() {
-    if !have_module("status_alert_state_path_is_created_private_and_refused_when_others_can_write")
-    {
-        return;
-    }
+    require_module!();
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let base = temp_dir("state-path");
     let with_path = |p: &std::path::Path| {
@@ -1555,9 +1493,7 @@ fn status_alert_state_path_is_created_private_and_refused_when_others_can_write(
 
 #[test]
 fn heartbeat_valid_forms() {
-    if !have_module("heartbeat_valid_forms") {
-        return;
-    }
+    require_module!();
     let body = in_location("status_alert be;");
     let probe_only = server("    status_alert_probe tcp://127.0.0.1:9 name=db;");
     report_accepted([
@@ -1606,9 +1542,7 @@ fn heartbeat_valid_forms() {
 
 #[test]
 fn heartbeat_url_from_file_stays_secret() {
-    if !have_module("heartbeat_url_from_file_stays_secret") {
-        return;
-    }
+    require_module!();
     let dir = OwnDir::new();
     fs::write(
         dir.0.join("heartbeat.url"),
@@ -1647,9 +1581,7 @@ fn heartbeat_url_from_file_stays_secret() {
 
 #[test]
 fn heartbeat_invalid_forms() {
-    if !have_module("heartbeat_invalid_forms") {
-        return;
-    }
+    require_module!();
     let after = in_location("status_alert be;");
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (

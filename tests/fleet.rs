@@ -12,10 +12,9 @@
 //!   `webhook_url` points at the stand-in.
 //!
 //! Needs /usr/bin/prometheus and /usr/bin/prometheus-alertmanager (Debian packages `prometheus`,
-//! `prometheus-alertmanager`); prints SKIP and passes without them. Everything listens on
-//! 127.0.0.1 ports chosen by the OS; processes are killed by pid when the test ends or panics.
-
-mod common;
+//! `prometheus-alertmanager`); prints SKIP and passes without them, or fails under CI.
+//! Everything listens on 127.0.0.1 ports chosen by the OS; processes are killed by pid when the
+//! test ends or panics.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,8 +22,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use status_alert_testkit::*;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
@@ -195,17 +194,9 @@ fn run_dashboard_queries(prom_port: u16) -> Vec<(String, usize)> {
 
 #[test]
 fn two_hosts_one_incident_one_notification() {
-    if !have_module("fleet") {
-        return;
-    }
-    for bin in [PROMETHEUS, ALERTMANAGER] {
-        if !Path::new(bin).exists() {
-            eprintln!(
-                "SKIP fleet: {bin} not found (apt-get install prometheus prometheus-alertmanager)"
-            );
-            return;
-        }
-    }
+    require_module!();
+    require!(program_ready(PROMETHEUS));
+    require!(program_ready(ALERTMANAGER));
 
     let dir = unique_temp_dir("fleet");
     let discord = Upstream::start();
@@ -348,8 +339,11 @@ scrape_configs:
     );
     // Longer than group_wait, shorter than group_interval (5m): a second notification for the
     // same group here would mean the two hosts were not deduplicated.
-    thread::sleep(Duration::from_secs(6));
-    let sent = notifications();
+    let sent = settle(
+        Duration::from_secs(6),
+        Duration::from_secs(30),
+        notifications,
+    );
     let titles: Vec<String> = sent.iter().map(title).collect();
     let api: Vec<&Value> = sent.iter().filter(|n| about_api(n)).collect();
     assert_eq!(
@@ -444,13 +438,8 @@ fn discord_titles(discord: &Upstream) -> Vec<String> {
 
 #[test]
 fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
-    if !have_module("fleet_module_alertmanager") {
-        return;
-    }
-    if !Path::new(ALERTMANAGER).exists() {
-        eprintln!("SKIP fleet_module_alertmanager: {ALERTMANAGER} not found");
-        return;
-    }
+    require_module!();
+    require!(program_ready(ALERTMANAGER));
     let dir = unique_temp_dir("fleet-am");
     let discord = Upstream::start();
     // The shipped routing tree, with a group interval short enough to see the resolution.
@@ -479,6 +468,9 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
     };
     let (web1, web2) = (host(), host());
     let about_api = |t: &String| t.contains("NginxLocationErrorRatio api");
+    // window=8s: an incident fires for 8 s, longer than group_wait (3 s). A shorter one can be
+    // resolved before Alertmanager flushes its group, and a group never notified as firing is
+    // not notified as resolved either.
 
     // One incident on both hosts: one notification, then one resolved.
     for h in [&web1, &web2] {
@@ -512,8 +504,10 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
             .iter()
             .any(|t| t.starts_with("[RESOLVED]") && about_api(t))
     }));
-    thread::sleep(Duration::from_secs(3));
-    let titles = discord_titles(&discord);
+    // Nothing more for the group once it is quiet for longer than group_interval (2s).
+    let titles = settle(Duration::from_secs(4), Duration::from_secs(20), || {
+        discord_titles(&discord)
+    });
     let firing = titles
         .iter()
         .filter(|t| t.starts_with("[FIRING") && about_api(t))
@@ -524,14 +518,21 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
         .count();
     assert_eq!((firing, resolved), (1, 1), "{titles:#?}");
 
-    // Deliveries are counted per destination, without the URL.
-    let m = parse_prometheus(&http_get(web1.port, "/status_metrics").text());
-    let sent = metric(
-        &m,
-        "nginx_alert_notifications_total",
-        &[("destination", "alertmanager-1"), ("result", "sent")],
+    // Deliveries are counted per destination, without the URL: each host posted its firing
+    // alert and its resolution (and may re-post while firing).
+    let sent = |h: &Nginx| {
+        metric(
+            &parse_prometheus(&http_get(h.port, "/status_metrics").text()),
+            "nginx_alert_notifications_total",
+            &[("destination", "alertmanager-1"), ("result", "sent")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before_silence = [sent(&web1), sent(&web2)];
+    assert!(
+        before_silence.iter().all(|n| *n >= 2.0),
+        "sent by web1, web2: {before_silence:?}"
     );
-    assert!(sent.is_some_and(|n| n >= 2.0), "{sent:?}");
 
     // A silence on the location keeps the next incident out of Discord.
     let silence = serde_json::json!({
@@ -554,17 +555,23 @@ fn module_alerts_reach_alertmanager_once_per_fleet_and_respect_silences() {
     for h in [&web1, &web2] {
         hammer(h.port, "/err", 20, 2);
     }
-    // The module posts (counted as sent), Alertmanager holds it back.
+    // Both hosts post (counted as sent), Alertmanager holds it back.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            sent(&web1) > before_silence[0] && sent(&web2) > before_silence[1]
+        }),
+        "a host did not post the silenced incident: sent by web1, web2 {:?} -> {:?}",
+        before_silence,
+        [sent(&web1), sent(&web2)]
+    );
     assert!(wait_until(Duration::from_secs(10), || api_alerts(am_port)
         .iter()
         .any(|a| a["status"]["state"] == "suppressed")));
-    thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        discord_titles(&discord).len(),
-        before,
-        "{:#?}",
+    // Longer than group_wait (3s) and group_interval (2s): a notification would be out.
+    let titles = settle(Duration::from_secs(5), Duration::from_secs(20), || {
         discord_titles(&discord)
-    );
+    });
+    assert_eq!(titles.len(), before, "{titles:#?}");
     drop(am);
     let _ = fs::remove_dir_all(&dir);
 }

@@ -3,12 +3,10 @@
 //! counted as destination `heartbeat`; alerts never go to the monitor and still reach the error
 //! log or the webhook as without a heartbeat.
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use status_alert_testkit::*;
 
 /// Path of the monitor's ping URL.
 const PING: &str = "/ping";
@@ -89,9 +87,7 @@ impl Drop for Continue {
 
 #[test]
 fn beats_follow_evaluation_and_stop_while_worker_0_is_stopped() {
-    if !have_module("heartbeat_beats") {
-        return;
-    }
+    require_module!();
     let monitor = Upstream::start();
     let nginx = Nginx::start(
         &config(&format!(
@@ -173,9 +169,7 @@ fn beats_follow_evaluation_and_stop_while_worker_0_is_stopped() {
 
 #[test]
 fn with_only_a_heartbeat_alerts_still_go_to_the_error_log() {
-    if !have_module("heartbeat_log_sink") {
-        return;
-    }
+    require_module!();
     let monitor = Upstream::start();
     let nginx = Nginx::start(
         &config(&format!(
@@ -204,9 +198,7 @@ fn with_only_a_heartbeat_alerts_still_go_to_the_error_log() {
 
 #[test]
 fn a_webhook_gets_the_alerts_and_keeps_its_label_the_monitor_only_beats() {
-    if !have_module("heartbeat_and_webhook") {
-        return;
-    }
+    require_module!();
     let monitor = Upstream::start();
     let hook = WebhookReceiver::start();
     // The heartbeat comes first in the configuration; the webhook is still `discord-1`.

@@ -8,10 +8,8 @@
 //! within seconds; every wait is bounded. Timing bounds are generous (the tests run in parallel
 //! on small machines) but each still fails for the bug it is about.
 
-mod common;
-
-use common::*;
 use serde_json::Value;
+use status_alert_testkit::*;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -204,9 +202,7 @@ fn next_probe(up: &Upstream) -> Instant {
 
 #[test]
 fn healthy_target_is_probed_silently() {
-    if !have_module("healthy_target_is_probed_silently") {
-        return;
-    }
+    require_module!();
     let (upstream, rx, target, nginx) = probe_upstream_health("");
     let started = Instant::now();
 
@@ -216,12 +212,12 @@ fn healthy_target_is_probed_silently() {
         upstream.hits("/health"),
         report(&nginx, Some(&rx))
     );
-    // Let ~3s pass in all, so that an announcement of the first result (there must be none:
-    // no UP at start-up) would have been delivered.
-    thread::sleep(Duration::from_secs(3).saturating_sub(started.elapsed()));
-
+    // An announcement of the first result (there must be none: no UP at start-up) would be
+    // posted within the interval after the probe; nothing arrives for two more.
+    let calls = settle(INTERVAL * 2, PATIENCE, || rx.requests_count());
+    assert!(started.elapsed() >= INTERVAL * 2);
     assert_eq!(
-        rx.requests_count(),
+        calls,
         0,
         "a healthy target must not produce any webhook call{}",
         report(&nginx, Some(&rx))
@@ -284,9 +280,7 @@ fn healthy_target_is_probed_silently() {
 
 #[test]
 fn status_503_down_then_up_after_passes() {
-    if !have_module("status_503_down_then_up_after_passes") {
-        return;
-    }
+    require_module!();
     let (upstream, rx, target, nginx) = probe_upstream_health("passes=2");
     wait_until_up(&nginx, &rx, &target);
 
@@ -368,11 +362,14 @@ fn status_503_down_then_up_after_passes() {
         "nginx_probe_up after UP"
     );
 
-    // Nothing more while the target stays healthy.
-    thread::sleep(INTERVAL * 2 + Duration::from_millis(300));
-    let all = embeds(&rx);
+    // Nothing more while the target stays healthy: two more probes, then nothing new for two
+    // intervals.
+    let hits = upstream.hits("/health");
+    assert!(wait_until(PATIENCE, || upstream.hits("/health") >= hits + 2));
+    let all = settle(INTERVAL * 2, PATIENCE, || rx.all_titles());
+    assert_eq!(all.len(), 2, "{all:?}");
     assert_eq!(
-        (all.len(), downs(&rx).len(), ups(&rx).len()),
+        (embeds(&rx).len(), downs(&rx).len(), ups(&rx).len()),
         (2, 1, 1),
         "expected exactly one DOWN and one UP{}",
         report(&nginx, Some(&rx))
@@ -388,9 +385,7 @@ fn status_503_down_then_up_after_passes() {
 
 #[test]
 fn tcp_probe_of_closed_port_is_refused() {
-    if !have_module("tcp_probe_of_closed_port_is_refused") {
-        return;
-    }
+    require_module!();
     let port = closed_port();
     let target = format!("tcp://127.0.0.1:{port}");
     let rx = WebhookReceiver::start();
@@ -433,10 +428,13 @@ fn tcp_probe_of_closed_port_is_refused() {
     }
     assert_eq!(probe_up(&nginx, "be", &target), Some(0.0));
 
-    // Still down: no second DOWN over further intervals.
-    thread::sleep((INTERVAL * 3).saturating_sub(down.at.elapsed()));
+    // Still down: no second DOWN over two more failed probes.
+    let failed = probe_failures(&nginx, "be", &target, "refused");
+    assert!(wait_until(PATIENCE, || probe_failures(
+        &nginx, "be", &target, "refused"
+    ) >= failed + 2.0));
     assert_eq!(
-        embeds(&rx).len(),
+        settle(INTERVAL, PATIENCE, || rx.all_titles()).len(),
         1,
         "one DOWN per outage{}",
         report(&nginx, Some(&rx))
@@ -475,31 +473,10 @@ fn ms(d: Duration) -> f64 {
 
 #[test]
 fn hanging_target_times_out_without_blocking_requests() {
-    if !have_module("hanging_target_times_out_without_blocking_requests") {
-        return;
-    }
+    require_module!();
     // One worker: it runs the probes and serves every request, so if a probe stalled its
     // event loop, the latency measurement below could not land on another worker.
     let one_worker = NginxOpts::workers(1);
-
-    // Baseline: the same setup probing a healthy target.
-    let upstream = Upstream::start();
-    let baseline = {
-        let rx = WebhookReceiver::start();
-        let healthy = upstream.url("/health");
-        let nginx = Nginx::start(
-            &http_block(Some(&rx.url()), &probe_args(&healthy, "")),
-            one_worker.clone(),
-        );
-        assert!(
-            wait_until(Duration::from_secs(5), || probe_up(&nginx, "be", &healthy)
-                == Some(1.0)),
-            "baseline target never up{}",
-            report(&nginx, Some(&rx))
-        );
-        request_latencies(&nginx)
-    };
-
     let (hang_port, hanging) = hanging_listener();
     let target = format!("http://127.0.0.1:{hang_port}/health");
     let rx = WebhookReceiver::start();
@@ -546,7 +523,6 @@ fn hanging_target_times_out_without_blocking_requests() {
     // probe cycle (while connecting, hanging or handling the result) hits one of them.
     let paced = paced_latencies(&nginx, INTERVAL + TIMEOUT, Duration::from_millis(10));
 
-    let (b99, d99) = (percentile(&baseline, 99.0), percentile(&during, 99.0));
     let dmax = during
         .iter()
         .chain(&paced)
@@ -554,23 +530,16 @@ fn hanging_target_times_out_without_blocking_requests() {
         .copied()
         .unwrap_or_default();
     eprintln!(
-        "hanging_target_times_out_without_blocking_requests: p99 baseline {:.2}ms, during a \
-         hanging probe {:.2}ms (300 requests in {:.0}ms after the probe connected); slowest of \
-         those and {} paced requests over {:?}: {:.2}ms",
-        ms(b99),
-        ms(d99),
+        "hanging_target_times_out_without_blocking_requests: slowest of 300 requests in {:.0}ms \
+         after the probe connected and {} paced requests over {:?}: {:.2}ms",
         ms(run),
         paced.len(),
         INTERVAL + TIMEOUT,
         ms(dmax)
     );
-    let bound = (b99 * 3).max(b99 + Duration::from_millis(20));
-    assert!(
-        d99 <= bound,
-        "p99 latency {d99:?} during a hanging probe exceeds {bound:?} (baseline p99 {b99:?})"
-    );
-    // p99 of sequential requests sees a stall only once; the slowest request must still be far
-    // below the ~500ms that a probe blocking the event loop would add to it.
+    // A probe blocking the event loop would add up to its ~500ms timeout to a request: the
+    // slowest request must stay far below that. (How much a probe slows requests down is
+    // ci/bench's measure, not a test's.)
     assert!(
         dmax < TIMEOUT / 2,
         "a request took {dmax:?} while probes of a silent target were timing out: is the event \
@@ -591,9 +560,7 @@ fn hanging_target_times_out_without_blocking_requests() {
 
 #[test]
 fn four_workers_and_reload_announce_down_once() {
-    if !have_module("four_workers_and_reload_announce_down_once") {
-        return;
-    }
+    require_module!();
     let upstream = Upstream::start();
     upstream.set("/health", 503, "down");
     let target = upstream.url("/health");
@@ -659,9 +626,7 @@ fn four_workers_and_reload_announce_down_once() {
 
 #[test]
 fn without_webhook_down_is_logged_at_warn() {
-    if !have_module("without_webhook_down_is_logged_at_warn") {
-        return;
-    }
+    require_module!();
     let port = closed_port();
     let target = format!("http://127.0.0.1:{port}/health");
     let nginx = Nginx::start(
@@ -692,9 +657,15 @@ fn without_webhook_down_is_logged_at_warn() {
     );
 
     // Still one line per outage after further failed probes.
-    thread::sleep(INTERVAL * 3);
+    let failed = probe_failures(&nginx, "be", &target, "refused");
+    assert!(wait_until(PATIENCE, || probe_failures(
+        &nginx, "be", &target, "refused"
+    ) >= failed + 2.0));
+    let count = settle(INTERVAL, PATIENCE, || {
+        let log = nginx.error_log();
+        log.lines().filter(|l| l.contains(needle)).count()
+    });
     let log = nginx.error_log();
-    let count = log.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(
         count,
         1,
@@ -715,9 +686,7 @@ fn without_webhook_down_is_logged_at_warn() {
 
 #[test]
 fn fails_3_needs_three_consecutive_failures() {
-    if !have_module("fails_3_needs_three_consecutive_failures") {
-        return;
-    }
+    require_module!();
     let (upstream, rx, target, nginx) = probe_upstream_health("fails=3");
     wait_until_up(&nginx, &rx, &target);
     next_probe(&upstream);
@@ -789,9 +758,7 @@ fn fails_3_needs_three_consecutive_failures() {
 
 #[test]
 fn slow_target_within_its_timeout_stays_up_and_on_schedule() {
-    if !have_module("slow_target_within_its_timeout_stays_up_and_on_schedule") {
-        return;
-    }
+    require_module!();
     // fails=1: a single probe ended early as a timeout (the next start cutting the one in
     // flight short) would be a DOWN.
     let (upstream, rx, target, nginx) = probe_upstream_health("fails=1");
@@ -846,37 +813,38 @@ fn json_probe(nginx: &Nginx, target: &str) -> Value {
 
 #[test]
 fn json_metrics_show_probe_down() {
-    if !have_module("json_metrics_show_probe_down") {
-        return;
-    }
-    // A silent target and a 2s timeout: no result can exist until 2s after the worker started.
-    let (hang_port, _hanging) = hanging_listener();
+    require_module!();
+    // A silent target and a 5s timeout: no result can exist until 5s after the first probe
+    // connected, however long nginx took to start.
+    let timeout = Duration::from_secs(5);
+    let (hang_port, hanging) = hanging_listener();
     let target = format!("http://127.0.0.1:{hang_port}/health");
     let rx = WebhookReceiver::start();
-    let t0 = Instant::now();
     let nginx = Nginx::start(
-        &http_block(Some(&rx.url()), &format!("{target} interval=3s timeout=2s")),
+        &http_block(Some(&rx.url()), &format!("{target} interval=6s timeout=5s")),
         NginxOpts::workers(2),
     );
     let before = json_probe(&nginx, &target);
     let samples = prom(&nginx);
-    if t0.elapsed() < Duration::from_millis(1900) {
-        assert!(
-            before.get("up").map_or(true, Value::is_null),
-            "\"up\" before the first result: {before}"
-        );
-        assert_eq!(
-            metric(&samples, "nginx_probe_up", &[("target", &target)]),
-            None,
-            "nginx_probe_up must be absent until the first result"
-        );
-    } else {
-        eprintln!(
-            "json_metrics_show_probe_down: nginx took {:?} to start; the check before the \
-             first result is skipped",
-            t0.elapsed()
-        );
-    }
+    let read = Instant::now();
+    // The accept is a moment after the probe's connect, when its timeout started: allow 10%.
+    let connected = hanging.accepted_at().first().copied();
+    assert!(
+        connected.map_or(true, |at| read.saturating_duration_since(at)
+            < timeout.mul_f64(0.9)),
+        "the metrics were read {:?} after the first probe connected: too late to see them \
+         before its result",
+        connected.map(|at| read.saturating_duration_since(at))
+    );
+    assert!(
+        before.get("up").map_or(true, Value::is_null),
+        "\"up\" before the first result: {before}"
+    );
+    assert_eq!(
+        metric(&samples, "nginx_probe_up", &[("target", &target)]),
+        None,
+        "nginx_probe_up must be absent until the first result"
+    );
 
     let down = wait_for_embed(&rx, "DOWN ", PATIENCE)
         .unwrap_or_else(|| panic!("no DOWN within {PATIENCE:?}{}", report(&nginx, Some(&rx))));
@@ -889,8 +857,8 @@ fn json_metrics_show_probe_down() {
     );
     let duration = after["duration_seconds"].as_f64().unwrap_or(-1.0);
     assert!(
-        (1.8..4.0).contains(&duration),
-        "duration_seconds of a 2s timeout: {after}"
+        (4.5..8.0).contains(&duration),
+        "duration_seconds of a 5s timeout: {after}"
     );
     assert_eq!(
         probe_up(&nginx, "be", &target),

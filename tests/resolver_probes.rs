@@ -1,19 +1,17 @@
 //! Integration test of URL probes whose host name is looked up with nginx's `resolver`
-//! (README, Directives > status_alert_probe; SPEC section 6): again before every probe, a
+//! (README, Directives > status_alert_probe): again before every probe, a
 //! failed lookup is a `dns` failure, and a lookup still under way when the probe's `timeout=`
 //! passes is one too.
 //!
 //! A tiny DNS server on 127.0.0.1:0 (UDP, written here: a few lines of packet building) answers
 //! `probe.test` with 127.0.0.1, or NXDOMAIN, or nothing at all, as the test says.
 
-mod common;
-
-use common::*;
+use status_alert_testkit::*;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The name the DNS server knows.
 const NAME: &str = "probe.test";
@@ -154,6 +152,7 @@ fn dns_reply_is_well_formed() {
 /// promptly with lookups in flight, and its log is clean.
 #[test]
 fn host_name_is_resolved_by_nginx_resolver_every_interval() {
+    require_module!();
     let dns = DnsServer::start();
     let up = Upstream::start();
     up.set("/health", 200, "ok");
@@ -209,6 +208,17 @@ server {{
     );
     assert!(dns.queries() > 0, "nginx's resolver was not asked");
     assert!(up.hits("/health") > 0 && up.hits("/health2") > 0);
+    // Asked again as probes go on: answers are valid for 1s (`valid=1s`, TTL 1) and both
+    // probes run every second, so 4 s see 2 to 10 lookups (not one at load, not a flood).
+    let (queries, from) = (dns.queries(), Instant::now());
+    thread::sleep(Duration::from_secs(4));
+    let more = dns.queries() - queries;
+    assert!(
+        (2..=10).contains(&more),
+        "{more} DNS queries in {:?}\n{}",
+        from.elapsed(),
+        context(&nginx)
+    );
 
     // Looked up again every interval: NXDOMAIN makes the probes fail as `dns`.
     dns.set(Mode::NxDomain);
@@ -290,6 +300,7 @@ server {{
 /// `localhost` works as before.
 #[test]
 fn without_resolver_the_name_is_resolved_at_load() {
+    require_module!();
     let up = Upstream::start();
     up.set("/health", 200, "ok");
     let target = format!("http://localhost:{}/health", up.port);

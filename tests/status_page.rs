@@ -1,19 +1,15 @@
 //! The HTML status page of `status_metrics` (README, status_metrics): chosen by `?format=html`
 //! or a browser's `Accept`, self-contained, every configured or probed string escaped.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use status_alert_testkit::*;
 
 const HOSTILE: &str = r#"http://x/"><script>alert(1)</script>"#;
 
 #[test]
 fn html_page_is_negotiated_escaped_and_self_contained() {
-    if !have_module("html_page") {
-        return;
-    }
+    require_module!();
     let block = format!(
         r#"
         status_alert_interval 1s;

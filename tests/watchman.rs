@@ -1,5 +1,5 @@
-//! The alerter never goes silent unnoticed (SPEC 11, issue 18), tried as another local user, a
-//! neighbour in another container and an unlucky operator would:
+//! The alerter never goes silent unnoticed (README, "Alerting watches itself"), tried as
+//! another local user, a neighbour in another container and an unlucky operator would:
 //!
 //! - another user (uid 4242: neither root nor the workers' `nobody`) squats the evaluation lease
 //!   or plants a FIFO, symlinks and directories where the hand-over file used to live;
@@ -10,11 +10,10 @@
 //! In each case nginx keeps serving and evaluating, and every alert is delivered or counted.
 //!
 //! Needs root (to act as uid 4242 with `setpriv`, to `unshare -m` and bind-mount, to `prlimit`
-//! the workers), `/usr/bin/python3` for the squatter; prints SKIP and passes without them.
+//! the workers), `/usr/bin/python3` for the squatter; prints SKIP and passes without them, or
+//! fails under CI.
 //! nginx started as root runs its workers as `nobody`. Every wait is a poll with a deadline;
 //! every process a test starts is stopped by its pid.
-
-mod common;
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -25,13 +24,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
-use tempfile::TempDir;
+use status_alert_testkit::*;
 
 /// The other local user: neither root nor the workers' user.
 const OTHER: &str = "4242";
 /// Python for the squatter, by absolute path: uid 4242 cannot reach a pyenv shim under /root.
 const PYTHON: &str = "/usr/bin/python3";
+/// How long the titles a receiver got must stay the same before "exactly N" is read: two
+/// evaluation intervals and a delivery.
+const QUIET: Duration = Duration::from_secs(3);
 /// No request to nginx may take longer than this: a hung worker shows as a timeout.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -39,24 +40,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 // Preconditions, configuration, requests, metrics
 // ---------------------------------------------------------------------------------------------
 
-/// True when running as root with every program in `tools`; otherwise prints a SKIP note.
-fn can_run(test: &str, tools: &[&str]) -> bool {
+/// Ok when running as root with every program in `tools`; else what is missing (for
+/// [`require!`]).
+fn can_run(tools: &[&str]) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root (setpriv, unshare, prlimit act for other users)");
-        return false;
+        return Err("needs root (setpriv, unshare, prlimit act for other users)".to_string());
     }
-    for tool in tools {
-        let found = tool.starts_with('/') && Path::new(tool).exists()
-            || ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-                .iter()
-                .any(|d| Path::new(d).join(tool).exists());
-        if !found {
-            eprintln!("SKIP {test}: {tool} not found");
-            return false;
-        }
-    }
-    true
+    tools.iter().try_for_each(|tool| program_ready(tool))
 }
 
 /// Webhook, 1 s interval, `/ok` (200, not counted), one location `/<name>` answering 500 per
@@ -189,8 +180,9 @@ fn helper_restarts(port: u16) -> Option<f64> {
 }
 
 /// How many embeds received so far have a title starting with `prefix`.
+/// Titles starting with `prefix` among everything the receiver got (accepted or not).
 fn count_titles(hook: &WebhookReceiver, prefix: &str) -> usize {
-    hook.titles()
+    hook.all_titles()
         .iter()
         .filter(|t| t.starts_with(prefix))
         .count()
@@ -254,7 +246,7 @@ fn uid_of(user: &str) -> u32 {
         .unwrap_or_else(|| panic!("no user {user} in /etc/passwd"))
 }
 
-/// SPEC 11: the private state directory (default: `status_alert` beside the client body temp
+/// The private state directory (default: `status_alert` beside the client body temp
 /// path, `{DIR}/tmp/body` in the harness) exists, mode 0700, owned by the workers' user.
 fn assert_private_state_dir(prefix: &Path) {
     let dir = prefix.join("tmp/status_alert");
@@ -523,215 +515,19 @@ fn remove_planted(path: &Path) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// An nginx of this file's own: the conf path known before it starts, or in a mount namespace
-// ---------------------------------------------------------------------------------------------
-
-/// nginx started by this file rather than the harness, with the configuration the harness
-/// writes. Needed where the configuration path must be known before nginx starts (the squatter)
-/// and to start nginx in a mount namespace of its own with its directory bind-mounted at a
-/// path shared by several instances. Stopped by pid on drop: SIGQUIT, SIGKILL after 5 s.
-struct OwnNginx {
-    /// The directory, seen from the test.
-    dir: PathBuf,
-    /// The directory as nginx sees it: `dir`, or the common mount point.
-    prefix: PathBuf,
-    namespaced: bool,
-    port: u16,
-    pid: u32,
-    workers: Vec<u32>,
-    tmp: Option<TempDir>,
-}
-
-impl OwnNginx {
-    /// A fresh directory with nginx.conf for `http_block` (2 workers). With `shared_prefix`
-    /// nginx will run in its own mount namespace with the directory mounted there.
-    fn prepare(http_block: &str, shared_prefix: Option<&Path>) -> OwnNginx {
-        let tmp = temp_dir("watchman");
-        let dir = tmp.path().to_path_buf();
-        prepare_dir(&dir);
-        let prefix = shared_prefix.unwrap_or(&dir).to_path_buf();
-        let ports = free_ports(NGINX_PORTS);
-        let conf = render_config(&prefix, http_block, &NginxOpts::default(), &ports);
-        fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
-        OwnNginx {
-            dir,
-            prefix,
-            namespaced: shared_prefix.is_some(),
-            port: ports[0],
-            pid: 0,
-            workers: Vec::new(),
-            tmp: Some(tmp),
-        }
-    }
-
-    /// The configuration file as nginx is told it (`-c`).
-    fn conf_file(&self) -> PathBuf {
-        self.prefix.join("nginx.conf")
-    }
-
-    fn error_log(&self) -> String {
-        String::from_utf8_lossy(&fs::read(self.dir.join("error.log")).unwrap_or_default())
-            .into_owned()
-    }
-
-    fn failure(&self, what: &str) -> String {
-        let read = |f: &str| fs::read_to_string(self.dir.join(f)).unwrap_or_default();
-        format!(
-            "nginx in {} (prefix {}): {what}\n--- start output ---\n{}\n--- error.log ---\n{}",
-            self.dir.display(),
-            self.prefix.display(),
-            read("start.out"),
-            tail(&self.error_log(), 40)
-        )
-    }
-
-    /// Starts nginx (daemonized) and waits until it serves.
-    fn start(&mut self) {
-        let prefix = self.prefix.display().to_string();
-        let conf = self.conf_file().display().to_string();
-        let nginx = nginx_binary().display().to_string();
-        let mut cmd = if self.namespaced {
-            let mut c = Command::new("unshare");
-            c.args([
-                "-m",
-                "--propagation",
-                "private",
-                "/bin/sh",
-                "-c",
-                "mount --bind \"$1\" \"$2\" && exec \"$3\" -p \"$2\" -c \"$4\"",
-                "sh",
-                &self.dir.display().to_string(),
-                &prefix,
-                &nginx,
-                &conf,
-            ]);
-            c
-        } else {
-            let mut c = Command::new(&nginx);
-            c.args(["-p", &prefix, "-c", &conf]);
-            c
-        };
-        // Files, not pipes: the daemonized master keeps its inherited descriptors.
-        let out = fs::File::create(self.dir.join("start.out")).expect("create start.out");
-        let err = out.try_clone().expect("clone start.out");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("run nginx");
-        let mut status = None;
-        wait_until(Duration::from_secs(20), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        match status {
-            Some(s) if s.success() => {}
-            Some(s) => panic!("{}", self.failure(&format!("start exited with {s}"))),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{}", self.failure("start did not return within 20s"));
-            }
-        }
-        let pid_file = self.dir.join("nginx.pid");
-        let mut pid = 0;
-        wait_until(Duration::from_secs(5), || {
-            pid = read_pid(&pid_file);
-            pid != 0
-        });
-        assert!(pid != 0, "{}", self.failure("no pid file within 5s"));
-        self.pid = pid;
-        assert!(
-            wait_until(Duration::from_secs(10), || children_of(pid).len() >= 2),
-            "{}",
-            self.failure("workers did not start within 10s")
-        );
-        self.workers = children_of(pid);
-        let port = self.port;
-        assert!(
-            wait_until(Duration::from_secs(10), || get_within(port, "/ok").is_ok()),
-            "{}",
-            self.failure("not serving /ok within 10s")
-        );
-    }
-
-    /// SIGHUP; waits until a new set of workers runs and the old ones are gone.
-    fn reload(&mut self) {
-        let old = children_of(self.pid);
-        assert!(send_signal(self.pid, "HUP"));
-        let done = wait_until(Duration::from_secs(10), || {
-            let now = children_of(self.pid);
-            now.len() >= 2
-                && now.iter().all(|p| !old.contains(p))
-                && old.iter().all(|&p| !process_alive(p))
-        });
-        assert!(
-            done,
-            "{}",
-            self.failure("reload did not replace the workers")
-        );
-        self.workers = children_of(self.pid);
-    }
-
-    fn stop(&mut self) {
-        if self.pid == 0 {
-            return;
-        }
-        let pid = std::mem::take(&mut self.pid);
-        let mut workers = children_of(pid);
-        workers.append(&mut self.workers);
-        send_signal(pid, "QUIT");
-        if !wait_until(Duration::from_secs(5), || !process_alive(pid)) {
-            send_signal(pid, "KILL");
-            wait_until(Duration::from_secs(2), || !process_alive(pid));
-        }
-        for w in workers {
-            let nginx = fs::read(format!("/proc/{w}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("nginx"));
-            if process_alive(w) && nginx {
-                send_signal(w, "KILL");
-            }
-        }
-    }
-}
-
-impl Drop for OwnNginx {
-    fn drop(&mut self) {
-        self.stop();
-        if thread::panicking() {
-            if let Some(tmp) = self.tmp.take() {
-                let _ = tmp.keep();
-                eprintln!(
-                    "keeping nginx test dir {}\n--- last lines of error.log ---\n{}",
-                    self.dir.display(),
-                    tail(&self.error_log(), 40)
-                );
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // 1. The lease cannot be squatted
 // ---------------------------------------------------------------------------------------------
 
-/// Issue 18, 1: today the lease is the abstract socket `nginx-status-alert:<conf path>`, which
-/// any user can bind first. Today's failure: alert_state stays 0 and nothing is posted.
+/// The lease used to be the abstract socket `nginx-status-alert:<conf path>`, which any user
+/// can bind first; then alert_state stayed 0 and nothing was posted.
 #[test]
 fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
-    if !have_module("a_lease_squatter_of_another_user_does_not_silence_alerting") {
-        return;
-    }
-    if !can_run(
-        "a_lease_squatter_of_another_user_does_not_silence_alerting",
-        &["setpriv", PYTHON],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["setpriv", PYTHON]));
     let hook = WebhookReceiver::start();
-    let mut nginx = OwnNginx::prepare(&block(&hook.url(), &["api", "api2"]), None);
-    let name = old_lease_name(&nginx.conf_file());
+    // Prepared, not started: the lease name derives from the configuration's path.
+    let mut nginx = Nginx::prepare(&block(&hook.url(), &["api", "api2"]), NginxOpts::default());
+    let name = old_lease_name(&nginx.conf_path());
 
     // Before nginx starts.
     let squatter = Squatter::start(&name, &nginx.dir, false);
@@ -740,7 +536,7 @@ fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
         "the squatter could not bind {name:?}: {}",
         squatter.output()
     );
-    nginx.start();
+    nginx.start_prepared();
     incident(nginx.port, "api", 20, || nginx.error_log());
     let (critical, state) = wait_critical_state(nginx.port, "api", Duration::from_secs(5));
     assert!(
@@ -802,23 +598,16 @@ fn a_lease_squatter_of_another_user_does_not_silence_alerting() {
 // 2. Files planted where the hand-over used to live
 // ---------------------------------------------------------------------------------------------
 
-/// Issue 18, 2: today the hand-over file is `/dev/shm/nginx-status-alert.<hash>.state`, written
-/// through `.<pid>.tmp`. uid 4242 plants a FIFO, symlinks and directories there; one worker, so
-/// a hung worker 0 shows in every request. Three reloads, each with other objects planted,
-/// each followed by an incident of its own. Today's failure: after the first reload (FIFO at
-/// `.state`, symlink at the leaving worker's `.tmp`, so the old worker cannot replace the FIFO)
-/// the new worker 0 blocks in open(2) of the FIFO and requests time out.
+/// The hand-over file used to be `/dev/shm/nginx-status-alert.<hash>.state`, written through
+/// `.<pid>.tmp`. uid 4242 plants a FIFO, symlinks and directories there; one worker, so a hung
+/// worker 0 shows in every request. Three reloads, each with other objects planted, each followed
+/// by an incident of its own. The failure this guards against: after the first reload (FIFO at
+/// `.state`, symlink at the leaving worker's `.tmp`, so the old worker cannot replace the FIFO) the
+/// new worker 0 blocks in open(2) of the FIFO and requests time out.
 #[test]
 fn planted_files_at_the_old_hand_over_paths_change_nothing() {
-    if !have_module("planted_files_at_the_old_hand_over_paths_change_nothing") {
-        return;
-    }
-    if !can_run(
-        "planted_files_at_the_old_hand_over_paths_change_nothing",
-        &["setpriv", "mkfifo"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["setpriv", "mkfifo"]));
     let hook = WebhookReceiver::start();
     let rounds = ["r1", "r2", "r3"];
     let mut names = vec!["r0"];
@@ -892,7 +681,7 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
     }
 
     // Exactly as without them: one CRITICAL per incident, nothing else.
-    thread::sleep(Duration::from_secs(2));
+    let all = settle(QUIET, Duration::from_secs(15), || hook.all_titles());
     for name in &names {
         assert_eq!(
             count_titles(&hook, &format!("CRITICAL {name}:")),
@@ -901,7 +690,7 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
             hook.titles()
         );
     }
-    assert_eq!(hook.titles().len(), names.len(), "{:?}", hook.titles());
+    assert_eq!(all.len(), names.len(), "{all:?}");
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
     nginx.assert_log_clean();
     assert_eq!(
@@ -914,21 +703,14 @@ fn planted_files_at_the_old_hand_over_paths_change_nothing() {
     drop(planted);
 }
 
-/// Issue 18, 2, binary upgrade: a FIFO at the old hand-over path, and a symlink at the old
-/// worker 0's `.tmp` name so that it cannot replace the FIFO when it leaves. Today's failure:
-/// the new master's worker 0 blocks in open(2) of the FIFO once it takes the lease, and
-/// requests time out.
+/// Planted files during a binary upgrade: a FIFO at the old hand-over path, and a symlink at the
+/// old worker 0's `.tmp` name so that it cannot replace the FIFO when it leaves. The failure this
+/// guards against: the new master's worker 0 blocks in open(2) of the FIFO once it takes the lease,
+/// and requests time out.
 #[test]
 fn binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang() {
-    if !have_module("binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang") {
-        return;
-    }
-    if !can_run(
-        "binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang",
-        &["setpriv", "mkfifo"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["setpriv", "mkfifo"]));
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&block(&hook.url(), &["r0", "r1"]), NginxOpts::workers(1));
     let conf = nginx.dir.join("nginx.conf");
@@ -986,7 +768,7 @@ fn binary_upgrade_with_a_fifo_at_the_old_hand_over_path_does_not_hang() {
         tail(&nginx.error_log(), 30)
     );
     // The incident of the old master was handed over, not announced again.
-    thread::sleep(Duration::from_secs(2));
+    settle(QUIET, Duration::from_secs(15), || hook.all_titles());
     assert_eq!(
         count_titles(&hook, "CRITICAL r0:"),
         1,
@@ -1014,20 +796,13 @@ impl Drop for MountPoint {
     }
 }
 
-/// Issue 18, 3: two nginx, each in its own mount namespace with its own directory mounted at one
-/// common path (same `-p`, same `-c`), one network namespace. Today's failure: the second never
+/// Two nginx, each in its own mount namespace with its own directory mounted at one common path
+/// (same `-p`, same `-c`), one network namespace. The failure this guards against: the second never
 /// alerts (its worker 0 never gets the abstract lease name, which the first holds).
 #[test]
 fn two_instances_in_separate_mount_namespaces_each_alert() {
-    if !have_module("two_instances_in_separate_mount_namespaces_each_alert") {
-        return;
-    }
-    if !can_run(
-        "two_instances_in_separate_mount_namespaces_each_alert",
-        &["unshare", "mount"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["unshare", "mount"]));
     let common = PathBuf::from(format!("/run/sa-ns-test-{}/prefix", std::process::id()));
     fs::create_dir_all(&common).expect("create the common mount point");
     for d in [common.as_path(), common.parent().expect("parent")] {
@@ -1036,14 +811,18 @@ fn two_instances_in_separate_mount_namespaces_each_alert() {
     // Declared first: removed after both nginx have stopped.
     let _mount_point = MountPoint(common.clone());
     let hooks = [WebhookReceiver::start(), WebhookReceiver::start()];
-    let mut instances: Vec<OwnNginx> = hooks
+    let opts = NginxOpts {
+        mount_at: Some(common.clone()),
+        ..NginxOpts::default()
+    };
+    let mut instances: Vec<Nginx> = hooks
         .iter()
-        .map(|h| OwnNginx::prepare(&block(&h.url(), &["api"]), Some(&common)))
+        .map(|h| Nginx::prepare(&block(&h.url(), &["api"]), opts.clone()))
         .collect();
     for n in &mut instances {
-        n.start();
+        n.start_prepared();
     }
-    assert_eq!(instances[0].conf_file(), instances[1].conf_file());
+    assert_eq!(instances[0].conf_path(), instances[1].conf_path());
     for (i, (n, hook)) in instances.iter().zip(&hooks).enumerate() {
         incident(n.port, "api", 20, || n.error_log());
         let (critical, state) = wait_critical_state(n.port, "api", Duration::from_secs(5));
@@ -1062,9 +841,9 @@ fn two_instances_in_separate_mount_namespaces_each_alert() {
             tail(&n.error_log(), 30)
         );
     }
-    thread::sleep(Duration::from_secs(2));
     for (i, hook) in hooks.iter().enumerate() {
-        assert_eq!(hook.titles().len(), 1, "receiver {i}: {:?}", hook.titles());
+        let all = settle(QUIET, Duration::from_secs(15), || hook.all_titles());
+        assert_eq!(all.len(), 1, "receiver {i}: {all:?}");
     }
     for n in &instances {
         let log = n.error_log();
@@ -1090,14 +869,12 @@ impl Drop for StoppedHelper {
     }
 }
 
-/// Issue 18, 4: with the helper stopped, worker 0 still evaluates; the stalled helper is
+/// With the helper stopped, worker 0 still evaluates; the stalled helper is
 /// killed and replaced within max(2 intervals, 5 s), and the replacement delivers. Today's
 /// failure: alert_state stays 0 (worker 0 evaluates only on the helper's ticks).
 #[test]
 fn a_stopped_helper_is_replaced_and_evaluation_goes_on() {
-    if !have_module("a_stopped_helper_is_replaced_and_evaluation_goes_on") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&block(&hook.url(), &["api"]), NginxOpts::default());
     let master = nginx.pid();
@@ -1167,24 +944,17 @@ fn a_stopped_helper_is_replaced_and_evaluation_goes_on() {
     );
 }
 
-/// Issue 18, 5 and 6: a helper that cannot be started (`RLIMIT_NPROC` of worker 0's user) is
-/// retried with backoff (1 s doubling up to 60 s); meanwhile worker 0 evaluates; once a helper
-/// starts, what was evaluated is delivered; every event is delivered or counted.
+/// A helper that cannot be started (`RLIMIT_NPROC` of worker 0's user) is retried with backoff (1 s
+/// doubling up to 60 s); meanwhile worker 0 evaluates; once a helper starts, what was evaluated is
+/// delivered; every event is delivered or counted.
 ///
-/// First at worker start (the limit set on the master, inherited by the workers of a reload),
-/// then after the helper died (the limit set on worker 0, the helper killed). Today's failure:
-/// no helper at worker start, never retried: alert_state stays 0 and nothing is delivered.
+/// First at worker start (the limit set on the master, inherited by the workers of a reload), then
+/// after the helper died (the limit set on worker 0, the helper killed). The failure this guards
+/// against: no helper at worker start, never retried: alert_state stays 0 and nothing is delivered.
 #[test]
 fn a_helper_that_cannot_start_is_retried_and_loses_no_event() {
-    if !have_module("a_helper_that_cannot_start_is_retried_and_loses_no_event") {
-        return;
-    }
-    if !can_run(
-        "a_helper_that_cannot_start_is_retried_and_loses_no_event",
-        &["prlimit", "setpriv"],
-    ) {
-        return;
-    }
+    require_module!();
+    require!(can_run(&["prlimit", "setpriv"]));
     let hook = WebhookReceiver::start();
     let nginx = Nginx::start(&block(&hook.url(), &["api1", "api2"]), NginxOpts::default());
     let master = nginx.pid();
@@ -1319,16 +1089,14 @@ fn a_helper_that_cannot_start_is_retried_and_loses_no_event() {
     assert!(hook.violations().is_empty(), "{:?}", hook.violations());
 }
 
-/// Issue 18, 6: a probe target that flaps at every probe (fails=1 passes=1, interval=1s) while
-/// the helper is SIGKILLed every 1.5 s for 15 s. Worker 0 must go on probing and evaluating
-/// (else the count below is vacuous), and once things settle every DOWN/UP event the error log
-/// shows is received or counted `dropped` or `failed`. Today's failure: probes and evaluation
-/// stop while the helper is down (they run on its ticks), so hardly any event happens.
+/// A probe target that flaps at every probe (fails=1 passes=1, interval=1s) while the helper is
+/// SIGKILLed every 1.5 s for 15 s. Worker 0 must go on probing and evaluating (else the count below
+/// is vacuous), and once things settle every DOWN/UP event the error log shows is received or
+/// counted `dropped` or `failed`. The failure this guards against: probes and evaluation stop while
+/// the helper is down (they run on its ticks), so hardly any event happens.
 #[test]
 fn helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event() {
-    if !have_module("helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event") {
-        return;
-    }
+    require_module!();
     let hook = WebhookReceiver::start();
     let upstream = Arc::new(Upstream::start());
     upstream.set("/health", 200, "ok");
@@ -1480,13 +1248,11 @@ fn helper_killed_in_a_loop_during_a_flapping_probe_loses_no_event() {
 // 7. nginx -t and the state directory
 // ---------------------------------------------------------------------------------------------
 
-/// SPEC 11: `nginx -t` refuses a `status_alert_state_path` that group or others can write, and
-/// says which; a private one is accepted. Today's failure: the directive does not exist.
+/// `nginx -t` refuses a `status_alert_state_path` that group or others can write, and says which; a
+/// private one is accepted. The failure this guards against: the directive does not exist.
 #[test]
 fn nginx_t_refuses_a_state_directory_others_can_write() {
-    if !have_module("nginx_t_refuses_a_state_directory_others_can_write") {
-        return;
-    }
+    require_module!();
     let base = temp_dir("watchman-state");
     fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let http = |state: &Path| {

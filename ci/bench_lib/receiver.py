@@ -1,4 +1,8 @@
-"""Local probe target and webhook receiver: the alerting stays idle; hits are counted."""
+"""Local probe target and webhook receiver: the alerting stays idle; hits are counted.
+
+Python rather than the test kit's receiver (tests/kit): the benchmark is a Python program that
+only counts hits here, inside its own process; payloads are checked by the tests.
+"""
 
 import http.server
 import threading

@@ -1,13 +1,9 @@
 //! Fake servers on 127.0.0.1:0 that nginx talks to: a scriptable upstream ([`Upstream`]) and a
 //! listener that accepts and never answers ([`hanging_listener`]), on a small threaded HTTP/1.x
-//! server core that the webhook receiver uses too.
-//!
-//! Our own server rather than a crate such as tiny_http: tests need a reply that never comes
-//! (held until the peer gives up), per-request delays, exact framing, and every connection
-//! closed when the server is dropped.
+//! server core that the webhook receiver uses too (why our own: see [`crate::wire`]).
 
-use super::env::lock;
-use super::http::{body_kind, connection_keeps_alive, find_header, invalid, read_body, read_head};
+use crate::env::lock;
+use crate::wire::{body_kind, connection_keeps_alive, find_header, invalid, read_body, read_head};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Write};
@@ -40,7 +36,7 @@ impl ReceivedRequest {
     }
 }
 
-pub(super) enum Reply {
+pub(crate) enum Reply {
     Send {
         status: u16,
         headers: Vec<(String, String)>,
@@ -51,7 +47,7 @@ pub(super) enum Reply {
     Hang,
 }
 
-pub(super) type Handler = Arc<dyn Fn(&ReceivedRequest) -> Reply + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(&ReceivedRequest) -> Reply + Send + Sync>;
 
 fn reason(status: u16) -> &'static str {
     match status {
@@ -215,15 +211,15 @@ fn serve_connection(stream: TcpStream, handler: Handler, stop: Arc<AtomicBool>) 
 }
 
 /// Accept loop + one thread per connection; stops on drop.
-pub(super) struct ServerCore {
-    pub(super) port: u16,
+pub(crate) struct ServerCore {
+    pub(crate) port: u16,
     stop: Arc<AtomicBool>,
     conns: ConnRegistry,
     accept_thread: Option<JoinHandle<()>>,
 }
 
 impl ServerCore {
-    pub(super) fn start(name: &str, handler: Handler) -> ServerCore {
+    pub(crate) fn start(name: &str, handler: Handler) -> ServerCore {
         let listener = TcpListener::bind("127.0.0.1:0").expect("test server: bind 127.0.0.1:0");
         let port = listener
             .local_addr()
@@ -417,7 +413,7 @@ impl Upstream {
 pub struct HangingListener {
     pub port: u16,
     stop: Arc<AtomicBool>,
-    held: Arc<Mutex<Vec<TcpStream>>>,
+    held: Arc<Mutex<Vec<(Instant, TcpStream)>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -425,6 +421,11 @@ impl HangingListener {
     /// How many connections were accepted (and are being held).
     pub fn accepted(&self) -> usize {
         lock(&self.held).len()
+    }
+
+    /// When each connection was accepted, in order.
+    pub fn accepted_at(&self) -> Vec<Instant> {
+        lock(&self.held).iter().map(|(at, _)| *at).collect()
     }
 }
 
@@ -453,7 +454,7 @@ pub fn hanging_listener() -> (u16, HangingListener) {
                     break;
                 }
                 if let Ok(stream) = conn {
-                    lock(&held2).push(stream);
+                    lock(&held2).push((Instant::now(), stream));
                 }
             }
         })
@@ -467,4 +468,90 @@ pub fn hanging_listener() -> (u16, HangingListener) {
             thread: Some(thread),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{hammer, http_get, http_request, try_http_request_timeout, RawConnection};
+    use std::io::Read;
+
+    #[test]
+    fn upstream_routes_hits_delay_and_keepalive() {
+        let up = Upstream::start();
+        let resp = http_get(up.port, "/anything?x=1");
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+        assert_eq!(up.hits("/anything"), 1);
+
+        up.set("/err", 503, "down");
+        up.set_headers("/err", &[("Retry-After", "3")]);
+        let resp = http_get(up.port, "/err");
+        assert_eq!((resp.status, resp.text().as_str()), (503, "down"));
+        assert_eq!(resp.header("RETRY-AFTER"), Some("3"));
+        up.set("/err", 200, "back");
+        assert_eq!(http_get(up.port, "/err").text(), "back");
+        assert_eq!(up.hits("/err"), 2);
+
+        up.set_delay("/slow", Duration::from_millis(300));
+        let t = Instant::now();
+        assert_eq!(http_get(up.port, "/slow").status, 200);
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+
+        let head = http_request(up.port, "HEAD", "/err", &[], None);
+        assert_eq!(
+            (head.status, head.header("content-length")),
+            (200, Some("4"))
+        );
+        assert!(head.body.is_empty());
+
+        let post = http_request(up.port, "POST", "/p", &[], Some(b"payload"));
+        assert_eq!(post.status, 200);
+        assert_eq!(up.requests().last().unwrap().body, b"payload");
+
+        // Keep-alive: five requests on one connection.
+        let mut conn = RawConnection::open(up.port).unwrap();
+        for _ in 0..5 {
+            let raw = conn.request("GET", "/ka", &[], None).unwrap();
+            assert_eq!(raw.response.status, 200);
+            assert!(raw.keep_alive);
+        }
+        assert_eq!(up.hits("/ka"), 5);
+
+        // nginx talks HTTP/1.0 to upstreams by default: answer, then close.
+        let mut s = TcpStream::connect(("127.0.0.1", up.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /old HTTP/1.0\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        assert!(
+            raw.starts_with("HTTP/1.1 200 OK\r\n") && raw.ends_with("\r\n\r\nok"),
+            "{raw:?}"
+        );
+
+        let statuses = hammer(up.port, "/h", 60, 4);
+        assert_eq!(statuses.len(), 60);
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+        assert_eq!(up.hits("/h"), 60);
+        assert_eq!(up.total_hits(), up.requests().len());
+    }
+
+    #[test]
+    fn hanging_listener_holds_connections_until_dropped() {
+        let (port, listener) = hanging_listener();
+        let err = try_http_request_timeout(port, "GET", "/", &[], None, Duration::from_millis(300))
+            .expect_err("a hanging listener must not answer");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert_eq!(listener.accepted(), 1);
+        assert!(listener.accepted_at()[0] <= Instant::now());
+        drop(listener);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+            "still listening"
+        );
+    }
 }

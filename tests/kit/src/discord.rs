@@ -1,6 +1,8 @@
-//! What Discord accepts on "Execute Webhook", stated here independently of `src/discord.rs`
-//! (which must stay within the same limits) so that a wrong limit in the module fails a test
-//! instead of being copied into it. Limits count characters (code points), not UTF-8 bytes.
+//! What Discord accepts on "Execute Webhook", stated here independently of the module's Discord
+//! renderer (which must stay within the same limits) so that a wrong limit in the module fails a
+//! test instead of being copied into it. Limits count characters (code points),
+//! not UTF-8 bytes. The one copy of these limits in the tests: the webhook receiver checks every
+//! request with [`check_discord_payload`], and the module's property tests can call it too.
 
 use serde_json::{json, Value};
 
@@ -243,5 +245,178 @@ pub fn check_discord_payload(v: &Value) -> Result<(), String> {
         Some(am) => Err(format!(
             "allowed_mentions must be exactly {{\"parse\": []}}, got {am}"
         )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A payload the module could send: every kind of field, within every limit.
+    pub(crate) fn valid_payload() -> Value {
+        json!({
+            "content": "5xx ratio alert",
+            "embeds": [{
+                "title": "location /api: 5xx ratio 0.42",
+                "description": "42 of 100 requests failed",
+                "color": 0xE74C3C,
+                "timestamp": "2025-01-02T03:04:05.678Z",
+                "fields": [{"name": "server", "value": "edge-1", "inline": true}],
+                "footer": {"text": "status-alert"}
+            }],
+            "allowed_mentions": {"parse": []}
+        })
+    }
+
+    fn assert_rejected(v: &Value, needle: &str) {
+        match check_discord_payload(v) {
+            Ok(()) => panic!("payload should be rejected ({needle}): {v}"),
+            Err(e) => assert!(e.contains(needle), "error {e:?} should mention {needle:?}"),
+        }
+    }
+
+    #[test]
+    fn discord_payload_limits() {
+        assert_eq!(check_discord_payload(&valid_payload()), Ok(()));
+
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = valid_payload();
+            f(&mut v);
+            v
+        };
+        let embed = |title: &str| json!({ "title": title });
+
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["title"] = json!("t".repeat(257))),
+            "title",
+        );
+        assert_eq!(
+            check_discord_payload(&with(&|v| v["embeds"][0]["title"] = json!("t".repeat(256)))),
+            Ok(())
+        );
+        assert_rejected(
+            &with(&|v| v["embeds"] = json!(vec![embed("x"); 11])),
+            "max 10",
+        );
+        assert_eq!(
+            check_discord_payload(&with(&|v| v["embeds"] = json!(vec![embed("x"); 10]))),
+            Ok(())
+        );
+        assert_rejected(
+            &with(&|v| v.as_object_mut().unwrap().clear()),
+            "empty message",
+        );
+        assert_rejected(
+            &json!({"content": "", "allowed_mentions": {"parse": []}}),
+            "empty message",
+        );
+        assert_rejected(&json!("just a string"), "not a JSON object");
+
+        // allowed_mentions: missing, or anything but exactly {"parse": []}.
+        assert_rejected(
+            &with(&|v| drop(v.as_object_mut().unwrap().remove("allowed_mentions"))),
+            "allowed_mentions missing",
+        );
+        assert_rejected(
+            &with(&|v| v["allowed_mentions"] = json!({"parse": ["everyone"]})),
+            "allowed_mentions",
+        );
+        assert_rejected(
+            &with(&|v| v["allowed_mentions"] = json!(null)),
+            "allowed_mentions",
+        );
+
+        // 6000 characters across all embeds: 6 embeds of 1000-char descriptions plus 1 char.
+        let big = |extra: usize| {
+            let mut embeds: Vec<Value> = (0..6)
+                .map(|_| json!({ "description": "d".repeat(1000) }))
+                .collect();
+            if extra > 0 {
+                embeds.push(json!({ "title": "t".repeat(extra) }));
+            }
+            json!({ "embeds": embeds, "allowed_mentions": {"parse": []} })
+        };
+        assert_eq!(check_discord_payload(&big(0)), Ok(()));
+        assert_rejected(&big(1), "6001 characters");
+        // Field names, values and footer text count toward the total too.
+        let mixed = json!({
+            "embeds": [
+                {"description": "d".repeat(4096), "footer": {"text": "f".repeat(1000)}},
+                {"fields": [{"name": "n".repeat(256), "value": "v".repeat(649)}]}
+            ],
+            "allowed_mentions": {"parse": []}
+        });
+        assert_rejected(&mixed, "6001 characters");
+
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["description"] = json!("d".repeat(4097))),
+            "description",
+        );
+        let field = json!({"name": "n", "value": "v"});
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["fields"] = json!(vec![field.clone(); 26])),
+            "max 25",
+        );
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["fields"][0]["name"] = json!("")),
+            "empty",
+        );
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["fields"][0]["name"] = json!("n".repeat(257))),
+            "name",
+        );
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["fields"][0]["value"] = json!("")),
+            "empty",
+        );
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["fields"][0]["value"] = json!("v".repeat(1025))),
+            "value",
+        );
+        assert_rejected(
+            &with(&|v| v["embeds"][0]["footer"]["text"] = json!("f".repeat(2049))),
+            "footer",
+        );
+        for bad in [json!(0x100_0000), json!(-1), json!(1.5), json!("red")] {
+            assert_rejected(&with(&|v| v["embeds"][0]["color"] = bad.clone()), "color");
+        }
+        assert_eq!(
+            check_discord_payload(&with(&|v| v["embeds"][0]["color"] = json!(0xFF_FFFF))),
+            Ok(())
+        );
+        for bad in [
+            "2025-01-02 03:04:05Z",
+            "2025-13-02T03:04:05Z",
+            "2025-01-02T03:04:05",
+            "yesterday",
+        ] {
+            assert_rejected(
+                &with(&|v| v["embeds"][0]["timestamp"] = json!(bad)),
+                "timestamp",
+            );
+        }
+        for good in [
+            "2025-01-02T03:04:05Z",
+            "2025-01-02T03:04:05.123456+02:00",
+            "2025-01-02T03:04:05-05:30",
+        ] {
+            assert!(is_iso8601(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn discord_content_counts_unicode_characters() {
+        let content =
+            |n: usize| json!({ "content": "é".repeat(n), "allowed_mentions": {"parse": []} });
+        // 2000 'é' are 4000 UTF-8 bytes but 2000 characters: Discord accepts them.
+        assert_eq!(check_discord_payload(&content(2000)), Ok(()));
+        assert_rejected(&content(2001), "2001 characters");
+        // Embed limits count characters too: '→' is 3 bytes.
+        let title = |n: usize| {
+            let embeds = json!([{ "title": "→".repeat(n) }]);
+            json!({ "embeds": embeds, "allowed_mentions": {"parse": []} })
+        };
+        assert_eq!(check_discord_payload(&title(256)), Ok(()));
+        assert_rejected(&title(257), "title");
     }
 }

@@ -75,7 +75,7 @@ pub fn helper_processes(pid: u32) -> Vec<u32> {
     pids
 }
 
-pub(super) fn is_nginx_process(pid: u32) -> bool {
+pub(crate) fn is_nginx_process(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| String::from_utf8_lossy(&c).contains("nginx"))
         .unwrap_or(false)
@@ -95,16 +95,16 @@ pub fn send_signal(pid: u32, sig: &str) -> bool {
     }
 }
 
-pub(super) struct CommandOutput {
-    pub(super) status: ExitStatus,
-    pub(super) stdout: String,
-    pub(super) stderr: String,
+pub(crate) struct CommandOutput {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `cmd` with stdout/stderr sent to files in `dir` rather than pipes: a daemonizing nginx
 /// hands its descriptors to the background master, and reading a pipe to EOF would then block
 /// for as long as that master lives.
-pub(super) fn run_with_timeout(
+pub(crate) fn run_with_timeout(
     cmd: &mut Command,
     dir: &Path,
     tag: &str,
