@@ -53,8 +53,9 @@ fn chars_of(v: Option<&Value>, what: &str, max: usize, non_empty: bool) -> Resul
     if n > max {
         return Err(format!("{what} is {n} characters long (max {max})"));
     }
-    if non_empty && n == 0 {
-        return Err(format!("{what} must not be empty"));
+    // Discord refuses a required text that is empty or only blanks.
+    if non_empty && s.trim().is_empty() {
+        return Err(format!("{what} must not be empty or blank"));
     }
     Ok(n)
 }
