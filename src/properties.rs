@@ -602,7 +602,7 @@ fn probe_metrics() -> impl Strategy<Value = ProbeMetrics> {
                 | prop::num::f64::SUBNORMAL
                 | prop::num::f64::ZERO
         ],
-        prop::array::uniform6(any::<u64>()),
+        prop::array::uniform9(any::<u64>()),
     )
         .prop_map(
             |(name, target, up, duration_seconds, failures)| ProbeMetrics {

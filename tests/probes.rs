@@ -234,7 +234,9 @@ fn healthy_target_is_probed_silently() {
         duration > 0.0 && duration < TIMEOUT.as_secs_f64(),
         "last probe duration {duration}s"
     );
-    for reason in ["refused", "timeout", "status", "reset", "tls", "dns"] {
+    for reason in [
+        "refused", "timeout", "status", "reset", "tls", "dns", "body", "header", "slow",
+    ] {
         let labels = [("probe", "be"), ("target", &target), ("reason", reason)];
         assert_eq!(
             metric(&samples, "nginx_probe_failures_total", &labels),
@@ -419,7 +421,9 @@ fn tcp_probe_of_closed_port_is_refused() {
         ) > f1),
         "nginx_probe_failures_total{{reason=\"refused\"}} stuck at {f1}"
     );
-    for other in ["timeout", "status", "reset", "tls", "dns"] {
+    for other in [
+        "timeout", "status", "reset", "tls", "dns", "body", "header", "slow",
+    ] {
         assert_eq!(
             probe_failures(&nginx, "be", &target, other),
             0.0,
@@ -867,4 +871,122 @@ fn json_metrics_show_probe_down() {
     );
     assert_no_violations(&rx);
     nginx.assert_log_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answer checks: body=, header=, max_time= (Directives > status_alert_probe)
+// ---------------------------------------------------------------------------------------------
+
+/// Waits for the `n`-th embed (counting from 1) whose title starts with `prefix`.
+fn wait_for_nth_embed(rx: &WebhookReceiver, prefix: &str, n: usize) -> Embed {
+    let mut found = None;
+    wait_until(PATIENCE, || {
+        found = embeds(rx)
+            .into_iter()
+            .filter(|e| e.title.starts_with(prefix))
+            .nth(n - 1);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no {prefix}#{n} within {PATIENCE:?}"))
+}
+
+#[test]
+fn answer_checks_fail_with_their_own_reasons() {
+    require_module!();
+    let upstream = Upstream::start();
+    let ready = [("X-Ready", "yes, all 3")];
+    upstream.set("/health", 200, "{\"status\": \"ready\"}");
+    upstream.set_headers("/health", &ready);
+    let rx = WebhookReceiver::start();
+    let target = upstream.url("/health");
+    let checks = "\"body=\\\"status\\\": \\\"ready\\\"\" header=x-ready:all max_time=250ms";
+    let nginx = Nginx::start(
+        &http_block(Some(&rx.url()), &probe_args(&target, checks)),
+        NginxOpts::workers(1),
+    );
+    wait_until_up(&nginx, &rx, &target);
+    // The probe asked for the body as sent.
+    let asked = upstream.requests();
+    let last = asked.last().expect("a probe request");
+    assert_eq!(last.header("accept-encoding"), Some("identity"));
+
+    // Each broken answer: DOWN with its reason's words, the reason's counter, then UP again.
+    let phases: [(&str, &str, &dyn Fn(), &dyn Fn()); 4] = [
+        (
+            "body",
+            "body check failed",
+            &|| upstream.set("/health", 200, "{\"status\": \"starting\"}"),
+            &|| upstream.set("/health", 200, "{\"status\": \"ready\"}"),
+        ),
+        (
+            "header",
+            "header check failed",
+            &|| upstream.set_headers("/health", &[("X-Ready", "no")]),
+            &|| upstream.set_headers("/health", &ready),
+        ),
+        (
+            "slow",
+            "answer slower than max_time",
+            // Within timeout=500ms, beyond max_time=250ms.
+            &|| upstream.set_delay("/health", Duration::from_millis(350)),
+            &|| upstream.set_delay("/health", Duration::ZERO),
+        ),
+        (
+            "body",
+            "body check failed",
+            // A compressed body is never read, whatever it holds.
+            &|| {
+                upstream.set_headers("/health", &[ready[0], ("Content-Encoding", "gzip")]);
+            },
+            &|| upstream.set_headers("/health", &ready),
+        ),
+    ];
+    for (i, (reason, words, fault, fix)) in phases.iter().enumerate() {
+        let before = probe_failures(&nginx, "be", &target, reason);
+        fault();
+        let down = wait_for_nth_embed(&rx, "DOWN ", i + 1);
+        assert!(
+            down.title.contains(words) && down.title.contains(&target),
+            "phase {i}: DOWN title {:?} lacks {words:?}{}",
+            down.title,
+            report(&nginx, Some(&rx))
+        );
+        assert!(
+            probe_failures(&nginx, "be", &target, reason) > before,
+            "phase {i}: nginx_probe_failures_total{{reason=\"{reason}\"}} did not grow"
+        );
+        fix();
+        wait_for_nth_embed(&rx, "UP ", i + 1);
+    }
+    assert_eq!(downs(&rx).len(), 4, "{}", report(&nginx, Some(&rx)));
+    for other in ["refused", "timeout", "status", "reset", "tls", "dns"] {
+        assert_eq!(probe_failures(&nginx, "be", &target, other), 0.0, "{other}");
+    }
+    assert_no_violations(&rx);
+}
+
+#[test]
+fn answer_checks_are_refused_where_they_cannot_apply() {
+    require_module!();
+    for (probe, want) in [
+        (
+            "tcp://127.0.0.1:9 body=x",
+            "body= applies to http:// and https:// probes only",
+        ),
+        (
+            "http://127.0.0.1:9/ timeout=1s max_time=2s",
+            "max_time=2s must be below timeout=1s",
+        ),
+        (
+            "http://127.0.0.1:9/ header=X-A",
+            "invalid header value \"X-A\"",
+        ),
+    ] {
+        let (ok, out) = Nginx::test_config(&http_block(None, probe), NginxOpts::default());
+        let emerg = out.lines().find(|l| l.contains("[emerg]")).unwrap_or("");
+        assert!(
+            !ok && emerg.contains(want) && emerg.contains("nginx.conf:"),
+            "{probe}: {out}"
+        );
+    }
 }

@@ -84,7 +84,32 @@ pub struct ProbeSpec {
     /// Set for `upstream=NAME` probes: the template's target has the upstream's name as host
     /// and port 0 until [`ProbeSpec::for_peer`] makes one target per address.
     pub upstream: Option<UpstreamRef>,
+    /// What the answer must say besides its status (`body=`, `header=`, `max_time=`).
+    pub checks: AnswerChecks,
 }
+
+/// Checks of an HTTP(S) probe's answer beyond its status: `body=TEXT`, `header=NAME:TEXT`,
+/// `max_time=TIME`. The decision is `probe::http::ResponseReader::verdict`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerChecks {
+    /// The body (its first [`MAX_BODY`] bytes, chunked framing removed) contains this text.
+    pub body: Option<String>,
+    /// A header of this name (case-insensitive) is present and its value contains the text
+    /// (case-sensitive; empty: the header's presence is enough).
+    pub header: Option<(String, String)>,
+    /// The whole answer took at most this long, from the start of the probe.
+    pub max_time_ms: Option<u64>,
+}
+
+impl AnswerChecks {
+    /// True when the body must be kept for a check.
+    pub fn need_body(&self) -> bool {
+        self.body.is_some()
+    }
+}
+
+/// Most bytes of an answer's body a probe reads (and checks `body=` against).
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// The upstream an `upstream=` probe watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +180,41 @@ pub enum ProbeSpecError {
     /// A probe at `http` or `server` level without `name=`.
     #[error("name= is required outside a location with \"status_alert NAME\"")]
     NameRequired,
+    /// `body=`, `header=` or `max_time=` on a TCP probe (the parameter as written).
+    #[error("{0}= applies to http:// and https:// probes only")]
+    CheckWithoutHttp(&'static str),
+    /// `max_time=` not below `timeout=` (each as written, or its default in words).
+    #[error("{max_time} must be below {timeout}")]
+    MaxTimeNotBelowTimeout {
+        /// `max_time=...`.
+        max_time: String,
+        /// `timeout=...` or `timeout (default 5s)`.
+        timeout: String,
+    },
+}
+
+/// `body=TEXT`: printable text (quote the argument in nginx.conf for spaces), at most 1024
+/// bytes.
+fn parse_body_text(value: &str) -> Result<String, ParamError> {
+    if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
+        return Err(invalid("body", value, "1 to 1024 bytes of printable text"));
+    }
+    Ok(value.to_string())
+}
+
+/// `header=NAME:TEXT`: a header name (an HTTP token) and the text its value must contain
+/// (printable, may be empty: then the header's presence is checked).
+fn parse_header_check(value: &str) -> Result<(String, String), ParamError> {
+    let expected = "NAME:TEXT, NAME a header name";
+    let (name, text) = value
+        .split_once(':')
+        .ok_or_else(|| invalid("header", value, expected))?;
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let bad_text = text.len() > 1024 || text.chars().any(char::is_control);
+    if name.is_empty() || !name.chars().all(token) || bad_text {
+        return Err(invalid("header", value, expected));
+    }
+    Ok((name.to_string(), text.trim().to_string()))
 }
 
 /// Parses a probe URL.
@@ -315,6 +375,7 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeSpe
             mark_down: false,
             peer: String::new(),
         }),
+        checks: AnswerChecks::default(),
     };
     let mut seen: Vec<&str> = Vec::new();
     for arg in &args[1..] {
@@ -339,6 +400,9 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeSpe
             "fails" => spec.fails = parse_count(key, value)?,
             "passes" => spec.passes = parse_count(key, value)?,
             "expect" => spec.expect = parse_expect(value)?,
+            "body" => spec.checks.body = Some(parse_body_text(value)?),
+            "header" => spec.checks.header = Some(parse_header_check(value)?),
+            "max_time" => spec.checks.max_time_ms = Some(time(3600 * 1000)?),
             "tls_verify" => {
                 spec.tls_verify = match value {
                     "on" => true,
@@ -397,6 +461,22 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeSpe
     }
     if spec.target.scheme == Scheme::Tcp && seen.contains(&"expect") {
         return Err(ProbeSpecError::ExpectWithoutHttp);
+    }
+    if spec.target.scheme == Scheme::Tcp {
+        if let Some(key) = ["body", "header", "max_time"]
+            .into_iter()
+            .find(|k| seen.contains(k))
+        {
+            return Err(ProbeSpecError::CheckWithoutHttp(key));
+        }
+    }
+    if let Some(max_time) = spec.checks.max_time_ms {
+        if max_time >= spec.timeout_ms {
+            return Err(ProbeSpecError::MaxTimeNotBelowTimeout {
+                max_time: written("max_time", ""),
+                timeout: written("timeout", DEFAULT_TIMEOUT),
+            });
+        }
     }
     if spec.upstream.is_some() && spec.target.scheme == Scheme::Tcp {
         if seen.contains(&"uri") {
@@ -568,6 +648,61 @@ mod tests {
             ),
             (&["upstream=b", "mark_down=yes"], "invalid mark_down value"),
             (&["upstream=b", "uri=/a", "uri=/b"], "duplicate parameter"),
+        ];
+        for (args, want) in cases {
+            let e = p(args, false).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn answer_checks() {
+        let s = p(
+            &[
+                "http://h/",
+                "body=ready",
+                "header=X-A:b c",
+                "max_time=1500ms",
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.checks.body.as_deref(), Some("ready"));
+        assert_eq!(
+            s.checks.header,
+            Some(("X-A".to_string(), "b c".to_string()))
+        );
+        assert_eq!(s.checks.max_time_ms, Some(1500));
+        assert!(s.checks.need_body());
+        let up = p(&["upstream=b", "header=Server:"], false).unwrap();
+        assert_eq!(
+            up.checks.header,
+            Some(("Server".to_string(), String::new()))
+        );
+        assert!(!up.checks.need_body());
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["tcp://h:1", "body=x"],
+                "body= applies to http:// and https://",
+            ),
+            (
+                &["upstream=b", "scheme=tcp", "max_time=1s"],
+                "max_time= applies to",
+            ),
+            (
+                &["http://h/", "max_time=5s"],
+                "max_time=5s must be below timeout (default 5s)",
+            ),
+            (
+                &["http://h/", "timeout=2s", "max_time=3s"],
+                "max_time=3s must be below timeout=2s",
+            ),
+            (&["http://h/", "header=X-A"], "invalid header value \"X-A\""),
+            (&["http://h/", "header=X A:b"], "invalid header value"),
+            (&["http://h/", "header=:b"], "invalid header value"),
+            (&["http://h/", "body="], "invalid body value"),
+            (&["http://h/", "body=a\tb"], "invalid body value"),
+            (&["http://h/", "body=a", "body=b"], "duplicate"),
         ];
         for (args, want) in cases {
             let e = p(args, false).unwrap_err().to_string();

@@ -1,9 +1,10 @@
-//! The HTTP side of a probe, without I/O: the request bytes, reading the status line out of
-//! the response as it arrives, and how much of the rest is read and discarded.
+//! The HTTP side of a probe, without I/O: the request bytes, reading the response as it
+//! arrives (status line, headers, the body when a check needs it), and what the answer means
+//! for the probe (its status, `header=`, `body=`, `max_time=`).
 //!
 //! `net.rs` moves the bytes over nginx connections; everything here is plain Rust.
 
-use crate::conf::probe_spec::ProbeSpec;
+use crate::conf::probe_spec::{ProbeSpec, MAX_BODY};
 use crate::vocab::reason::Reason;
 
 /// Most bytes of a response (status line, headers and body) a probe reads; the rest is left
@@ -15,12 +16,14 @@ const MAX_STATUS_LINE: usize = 1024;
 /// The `User-Agent` of every probe (as the thread-based probes sent it).
 pub const USER_AGENT: &str = concat!("nginx-status-alert/", env!("CARGO_PKG_VERSION"));
 
-/// The `GET` request of an HTTP(S) probe: `Host`, `User-Agent`, `Connection: close`, and basic
+/// The `GET` request of an HTTP(S) probe: `Host`, `User-Agent`, `Accept-Encoding: identity` (a
+/// `body=` check reads the body as sent, never decompressed), `Connection: close`, and basic
 /// authentication when the URL carries `user:password@`.
 pub fn request(spec: &ProbeSpec) -> Vec<u8> {
     let t = &spec.target;
     let mut req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n\
+         Accept-Encoding: identity\r\nConnection: close\r\n",
         t.path,
         t.authority()
     );
@@ -38,32 +41,47 @@ pub fn request(spec: &ProbeSpec) -> Vec<u8> {
 pub enum Progress {
     /// The status line is not complete yet.
     NeedMore,
-    /// The status line arrived; the rest is being discarded.
+    /// The status line arrived; the rest is being read.
     Status(u16),
 }
 
-/// Reads a response fed in pieces: keeps bytes only until the status line is complete, then
-/// watches for the end of the header section and counts (and drops) the rest up to
-/// [`MAX_RESPONSE`].
+/// Reads a response fed in pieces: the status line, the header section (kept, up to
+/// [`MAX_RESPONSE`]: a head that does not end within it never becomes an answer), then the body:
+/// kept up to [`MAX_BODY`] bytes as sent when a `body=` check needs it, otherwise counted and
+/// dropped up to [`MAX_RESPONSE`] bytes in all.
 #[derive(Debug, Default)]
 pub struct ResponseReader {
+    /// Keep the body for a `body=` check.
+    keep_body: bool,
     line: Vec<u8>,
     status: Option<u16>,
-    seen: usize,
+    /// The header section after the status line, while it arrives, then complete.
+    head: Vec<u8>,
     /// The blank line that ends the headers has arrived.
     head_done: bool,
-    /// The last bytes of the header section so far, to find its end across pieces.
-    tail: Vec<u8>,
+    /// The body as sent (chunked framing included), when kept.
+    body: Vec<u8>,
+    /// Body bytes received, kept or not.
+    body_seen: usize,
+    seen: usize,
 }
 
 impl ResponseReader {
+    /// A reader for the checks of `spec`: the body is kept only when a check reads it.
+    pub fn new(spec: &ProbeSpec) -> ResponseReader {
+        ResponseReader {
+            keep_body: spec.checks.need_body(),
+            ..ResponseReader::default()
+        }
+    }
+
     /// Takes the next bytes received. A response that is not HTTP/1.x fails as `reset`, as a
     /// broken connection would; one whose headers do not end within [`MAX_RESPONSE`] never
     /// becomes an answer and fails as `timeout`, like one that never comes.
     pub fn feed(&mut self, data: &[u8]) -> Result<Progress, Reason> {
         self.seen = self.seen.saturating_add(data.len());
         if let Some(status) = self.status {
-            self.watch_head(data);
+            self.take(data);
             return self.checked(status);
         }
         self.line.extend_from_slice(data);
@@ -73,9 +91,7 @@ impl ResponseReader {
                 self.status = Some(status);
                 let rest = self.line.split_off(end + 1);
                 self.line = Vec::new();
-                // The status line's own newline may start the blank line of an empty head.
-                self.tail = b"\n".to_vec();
-                self.watch_head(&rest);
+                self.take(&rest);
                 self.checked(status)
             }
             None if self.line.len() > MAX_STATUS_LINE => Err(Reason::Reset),
@@ -84,16 +100,41 @@ impl ResponseReader {
         }
     }
 
-    fn watch_head(&mut self, data: &[u8]) {
-        if self.head_done {
+    /// Bytes after the status line: the head until its blank line, then the body.
+    fn take(&mut self, data: &[u8]) {
+        let mut data = data;
+        if !self.head_done {
+            // Search from a little before the new bytes: the blank line may straddle pieces.
+            let from = self.head.len().saturating_sub(2);
+            self.head.extend_from_slice(data);
+            // A head of no headers: the status line's newline starts the blank line.
+            let end = if self.head.starts_with(b"\r\n") {
+                Some(2)
+            } else if self.head.starts_with(b"\n") {
+                Some(1)
+            } else {
+                head_end(&self.head[from..]).map(|e| from + e)
+            };
+            let Some(end) = end else { return };
+            self.head_done = true;
+            let body = self.head.split_off(end);
+            self.count_body(&body);
             return;
         }
-        let mut window = core::mem::take(&mut self.tail);
-        window.extend_from_slice(data);
-        self.head_done =
-            window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
-        let keep = window.len().saturating_sub(2);
-        self.tail = window.split_off(keep);
+        if self.keep_body {
+            let room = MAX_BODY.saturating_sub(self.body.len());
+            data = &data[..data.len().min(room)];
+            self.body.extend_from_slice(data);
+        }
+        self.body_seen = self.body_seen.saturating_add(data.len());
+    }
+
+    fn count_body(&mut self, body: &[u8]) {
+        if self.keep_body {
+            self.body
+                .extend_from_slice(&body[..body.len().min(MAX_BODY)]);
+        }
+        self.body_seen = body.len();
     }
 
     fn checked(&self, status: u16) -> Result<Progress, Reason> {
@@ -108,15 +149,136 @@ impl ResponseReader {
         self.status
     }
 
-    /// Enough has been read: the response may be abandoned.
+    /// Enough has been read: the response may be abandoned. A kept body is complete at its
+    /// `Content-Length`, its last chunk or [`MAX_BODY`] bytes (otherwise at the end of the
+    /// stream); without a body check, at [`MAX_RESPONSE`] bytes in all.
     pub fn done(&self) -> bool {
-        self.status.is_some() && self.seen >= MAX_RESPONSE
+        if self.status.is_none() {
+            return false;
+        }
+        if !self.keep_body {
+            return self.seen >= MAX_RESPONSE;
+        }
+        self.head_done && (self.body.len() >= MAX_BODY || self.body_complete())
+    }
+
+    fn body_complete(&self) -> bool {
+        if let Some(n) = self
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return self.body_seen >= n;
+        }
+        self.chunked() && dechunk(&self.body).1
+    }
+
+    fn chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
     }
 
     /// How many more bytes are worth reading.
     pub fn room(&self) -> usize {
-        MAX_RESPONSE.saturating_sub(self.seen).max(1)
+        let left = if self.keep_body && self.head_done {
+            MAX_BODY.saturating_sub(self.body.len())
+        } else {
+            MAX_RESPONSE.saturating_sub(self.seen)
+        };
+        left.max(1)
     }
+
+    /// The value of the first header called `name` (ASCII case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .split(|b| *b == b'\n')
+            .filter_map(|line| core::str::from_utf8(line).ok())
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// What the answer means for the probe, read so far (at the end of the stream, at the
+    /// deadline or when [`ResponseReader::done`]): `None` is success. In order: no status is
+    /// `reset`, an unexpected one `status`; then `header=`, `body=` (a body in a
+    /// `Content-Encoding` other than `identity` cannot be read and fails it) and `max_time=`
+    /// against `elapsed`.
+    pub fn verdict(&self, spec: &ProbeSpec, elapsed_ms: u64) -> Option<Reason> {
+        let Some(status) = self.status else {
+            return Some(Reason::Reset);
+        };
+        if !spec.expects(status) {
+            return Some(Reason::Status);
+        }
+        let checks = &spec.checks;
+        if let Some((name, text)) = &checks.header {
+            if !self.header(name).is_some_and(|v| v.contains(text.as_str())) {
+                return Some(Reason::Header);
+            }
+        }
+        if let Some(text) = &checks.body {
+            let encoded = self
+                .header("content-encoding")
+                .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+            let body = if self.chunked() {
+                dechunk(&self.body).0
+            } else {
+                self.body.clone()
+            };
+            if encoded || !contains(&body, text.as_bytes()) {
+                return Some(Reason::Body);
+            }
+        }
+        if checks.max_time_ms.is_some_and(|max| elapsed_ms > max) {
+            return Some(Reason::Slow);
+        }
+        None
+    }
+}
+
+/// Where the blank line ending a header section is, counted past it.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).find_map(|i| {
+        if bytes[i..].starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else if bytes[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// The data of a chunked body as far as it arrived, and whether its last chunk came.
+/// Chunk extensions and trailers are skipped; a malformed size ends the data there.
+fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.iter().position(|b| *b == b'\n') else {
+            return (out, false);
+        };
+        let line = core::str::from_utf8(&raw[..eol]).unwrap_or("");
+        let size = line.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size, 16) else {
+            return (out, false);
+        };
+        raw = &raw[eol + 1..];
+        if size == 0 {
+            return (out, true);
+        }
+        let n = size.min(raw.len());
+        out.extend_from_slice(&raw[..n]);
+        if n < size {
+            return (out, false);
+        }
+        raw = &raw[n..];
+        raw = raw.strip_prefix(b"\r").unwrap_or(raw);
+        raw = raw.strip_prefix(b"\n").unwrap_or(raw);
+    }
+}
+
+/// True when `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `HTTP/1.x SSS[ reason]` (with or without the `\r`): the status code.
@@ -198,7 +360,8 @@ mod tests {
             String::from_utf8(r).unwrap(),
             format!(
                 "GET /health?deep=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
-                 User-Agent: nginx-status-alert/{}\r\nConnection: close\r\n\r\n",
+                 User-Agent: nginx-status-alert/{}\r\nAccept-Encoding: identity\r\n\
+                 Connection: close\r\n\r\n",
                 env!("CARGO_PKG_VERSION")
             )
         );
@@ -265,6 +428,105 @@ mod tests {
         let mut r = ResponseReader::default();
         assert_eq!(r.feed(b"HTTP/1.1 "), Ok(Progress::NeedMore));
         assert_eq!(r.feed(&[b'9'; 2000]), Err(Reason::Reset));
+    }
+
+    /// Feeds `pieces` to a reader made for `spec` and returns its verdict after `ms`.
+    fn answer(spec: &ProbeSpec, pieces: &[&[u8]], ms: u64) -> (ResponseReader, Option<Reason>) {
+        let mut r = ResponseReader::new(spec);
+        for p in pieces {
+            r.feed(p).unwrap();
+        }
+        let v = r.verdict(spec, ms);
+        (r, v)
+    }
+
+    #[test]
+    fn answer_checks_in_order() {
+        let s = spec(&[
+            "http://h/",
+            "body=\"ok\": true",
+            "header=Content-Type:json",
+            "max_time=200ms",
+        ]);
+        let head =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 12\r\n\r\n";
+        let (r, v) = answer(&s, &[head, b"{\"ok\": true}"], 50);
+        assert_eq!(v, None);
+        assert!(r.done(), "complete at Content-Length");
+        // Each check fails with its own reason; the status comes first, then header, body, time.
+        let (_, v) = answer(&s, &[b"HTTP/1.1 500 x\r\n\r\n"], 50);
+        assert_eq!(v, Some(Reason::Status));
+        let (_, v) = answer(&s, &[b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n{\"ok\": true}"], 50);
+        assert_eq!(v, Some(Reason::Header));
+        let (_, v) = answer(&s, &[head, b"{\"ok\": fals"], 50);
+        assert_eq!(v, Some(Reason::Body));
+        let (_, v) = answer(&s, &[head, b"{\"ok\": true}"], 201);
+        assert_eq!(v, Some(Reason::Slow));
+        // No status at all: reset.
+        let (_, v) = answer(&s, &[b"HTTP/1.1 2"], 1);
+        assert_eq!(v, Some(Reason::Reset));
+        // header=NAME: checks presence only, any case.
+        let s = spec(&["http://h/", "header=X-Ready:"]);
+        let (_, v) = answer(&s, &[b"HTTP/1.1 200 OK\r\nx-ready: \r\n\r\n"], 1);
+        assert_eq!(v, None);
+    }
+
+    #[test]
+    fn chunked_bodies_are_reassembled_across_pieces() {
+        let s = spec(&["http://h/", "body=hello world"]);
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut r = ResponseReader::new(&s);
+        r.feed(head).unwrap();
+        r.feed(b"6;ext=1\r\nhello \r\n").unwrap();
+        assert!(!r.done());
+        r.feed(b"5\r\nwor").unwrap();
+        r.feed(b"ld\r\n0\r\n\r\n").unwrap();
+        assert!(r.done(), "complete at the last chunk");
+        assert_eq!(r.verdict(&s, 1), None);
+        // The framing is not part of the text: "hello \r\n5\r\nworld" would not match.
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+            (b"abcde".to_vec(), true)
+        );
+        assert_eq!(dechunk(b"3\r\nab"), (b"ab".to_vec(), false));
+        assert_eq!(dechunk(b"zz\r\n"), (Vec::new(), false));
+    }
+
+    #[test]
+    fn encoded_and_oversized_bodies() {
+        let s = spec(&["http://h/", "body=needle"]);
+        // A compressed body is not read: body fails, whatever the bytes.
+        let (_, v) = answer(
+            &s,
+            &[b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nneedle"],
+            1,
+        );
+        assert_eq!(v, Some(Reason::Body));
+        let (_, v) = answer(
+            &s,
+            &[b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\n\r\nneedle"],
+            1,
+        );
+        assert_eq!(v, None);
+        // Text within the first 64 KiB is found; beyond it is not read.
+        let mut r = ResponseReader::new(&s);
+        r.feed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        r.feed(&vec![b'x'; MAX_BODY - 6]).unwrap();
+        r.feed(b"needle").unwrap();
+        assert!(r.done(), "64 KiB of body read");
+        assert_eq!(r.verdict(&s, 1), None);
+        let mut r = ResponseReader::new(&s);
+        r.feed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        r.feed(&vec![b'x'; MAX_BODY]).unwrap();
+        r.feed(b"needle").unwrap();
+        assert_eq!(r.verdict(&s, 1), Some(Reason::Body));
+        // Without a body check nothing of the body is kept.
+        let plain = spec(&["http://h/"]);
+        let mut r = ResponseReader::new(&plain);
+        r.feed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        r.feed(&vec![b'x'; 1000]).unwrap();
+        assert!(r.body.is_empty());
+        assert_eq!(r.verdict(&plain, 1), None);
     }
 
     #[test]

@@ -223,7 +223,7 @@ mod tests {
         let labels: Vec<&str> = Reason::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(
             labels,
-            ["refused", "timeout", "status", "reset", "tls", "dns"]
+            ["refused", "timeout", "status", "reset", "tls", "dns", "body", "header", "slow"]
         );
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i, "ALL is in the order of the values");

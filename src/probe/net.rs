@@ -295,7 +295,7 @@ impl Target {
             log,
             step: Step::Idle,
             written: 0,
-            reader: ResponseReader::default(),
+            reader: ResponseReader::new(&spec),
             started: Instant::now(),
             spec,
         }
@@ -308,7 +308,7 @@ impl Target {
             self.finish(Some(Reason::Timeout));
         }
         self.started = Instant::now();
-        self.reader = ResponseReader::default();
+        self.reader = ResponseReader::new(&self.spec);
         self.written = 0;
         self.addr_i = 0;
         if self.addrs.is_empty() && self.resolver.is_none() {
@@ -517,7 +517,8 @@ impl Target {
         self.read();
     }
 
-    /// Reads the response until its status line, then discards up to 64 KiB of the rest.
+    /// Reads the response: its status line and head, then the body as far as the checks need
+    /// it (`probe::http::ResponseReader`).
     fn read(&mut self) {
         let c = self.conn;
         let mut buf = [0u8; READ_CHUNK];
@@ -548,12 +549,14 @@ impl Target {
         }
     }
 
-    /// Ends the probe on what the response said (`reset` when it said nothing).
+    /// Ends the probe on what the response said: its status and the answer's checks
+    /// (`reset` when it said nothing).
     fn finish_with_status(&mut self) {
+        let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let failure = self.reader.verdict(&self.spec, elapsed_ms);
         match self.reader.status() {
-            Some(status) if self.spec.expects(status) => self.finish_status(None, status),
-            Some(status) => self.finish_status(Some(Reason::Status), status),
-            None => self.finish(Some(Reason::Reset)),
+            Some(status) => self.finish_status(failure, status),
+            None => self.finish(failure),
         }
     }
 

@@ -17,6 +17,12 @@ pub enum Reason {
     Tls = 4,
     /// Host name did not resolve.
     Dns = 5,
+    /// The body lacks the `body=` text (or came in a `Content-Encoding` it cannot be read in).
+    Body = 6,
+    /// The `header=` header is missing or lacks its text.
+    Header = 7,
+    /// The answer took longer than `max_time=`.
+    Slow = 8,
 }
 
 impl Reason {
@@ -29,6 +35,9 @@ impl Reason {
             Reason::Reset => "connection reset".into(),
             Reason::Tls => "TLS error".into(),
             Reason::Dns => "DNS lookup failed".into(),
+            Reason::Body => "body check failed".into(),
+            Reason::Header => "header check failed".into(),
+            Reason::Slow => "answer slower than max_time".into(),
         }
     }
 
@@ -36,13 +45,16 @@ impl Reason {
     pub const COUNT: usize = Reason::ALL.len();
 
     /// Every reason, in the order of their values.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Refused,
         Reason::Timeout,
         Reason::Status,
         Reason::Reset,
         Reason::Tls,
         Reason::Dns,
+        Reason::Body,
+        Reason::Header,
+        Reason::Slow,
     ];
 
     /// The `reason` label of the failure metrics and the key in the JSON output.
@@ -54,6 +66,9 @@ impl Reason {
             Reason::Reset => "reset",
             Reason::Tls => "tls",
             Reason::Dns => "dns",
+            Reason::Body => "body",
+            Reason::Header => "header",
+            Reason::Slow => "slow",
         }
     }
 

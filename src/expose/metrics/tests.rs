@@ -101,7 +101,7 @@ fn probes_render_only_known_state() {
         target: "http://127.0.0.1:1/h".into(),
         up: None,
         duration_seconds: 0.0,
-        failures: [1, 0, 0, 0, 0, 0],
+        failures: [1, 0, 0, 0, 0, 0, 0, 0, 0],
     });
     let text = render(&m);
     assert!(!text.contains("nginx_probe_up{"));
@@ -203,7 +203,7 @@ fn full() -> Metrics {
         target: "http://10.0.0.5/health".into(),
         up: Some(false),
         duration_seconds: 0.5,
-        failures: [0, 2, 0, 0, 0, 0],
+        failures: [0, 2, 0, 0, 0, 0, 0, 0, 0],
     });
     m
 }
