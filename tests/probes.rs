@@ -981,6 +981,11 @@ fn answer_checks_are_refused_where_they_cannot_apply() {
             "http://127.0.0.1:9/ header=X-A",
             "invalid header value \"X-A\"",
         ),
+        // nginx's PCRE compiles the pattern when the configuration is read.
+        (
+            "http://127.0.0.1:9/ body_regex=(ready",
+            "status_alert_probe: invalid body_regex \"(ready\": pcre2_compile() failed",
+        ),
     ] {
         let (ok, out) = Nginx::test_config(&http_block(None, probe), NginxOpts::default());
         let emerg = out.lines().find(|l| l.contains("[emerg]")).unwrap_or("");
@@ -989,4 +994,29 @@ fn answer_checks_are_refused_where_they_cannot_apply() {
             "{probe}: {out}"
         );
     }
+}
+
+#[test]
+fn body_regex_is_matched_by_nginx_pcre() {
+    require_module!();
+    let upstream = Upstream::start();
+    upstream.set("/health", 200, "state: ready\n");
+    let rx = WebhookReceiver::start();
+    let target = upstream.url("/health");
+    let checks = "\"body_regex=^st[a-z]+: (ready|ok)$\"";
+    let nginx = Nginx::start(
+        &http_block(Some(&rx.url()), &probe_args(&target, checks)),
+        NginxOpts::workers(1),
+    );
+    wait_until_up(&nginx, &rx, &target);
+    // "ok" matches too; "starting" does not.
+    upstream.set("/health", 200, "status: ok");
+    next_probe(&upstream);
+    next_probe(&upstream);
+    assert_eq!(probe_up(&nginx, "be", &target), Some(1.0));
+    upstream.set("/health", 200, "state: starting");
+    let down = wait_for_nth_embed(&rx, "DOWN ", 1);
+    assert!(down.title.contains("body check failed"), "{}", down.title);
+    assert!(probe_failures(&nginx, "be", &target, "body") >= 1.0);
+    assert_no_violations(&rx);
 }

@@ -161,6 +161,15 @@ extern "C" fn set_status_alert_probe(
         // block or inherited), so it is resolved when the location is merged.
         let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
         let spec = probe_spec::parse(&args, !in_location)?;
+        let body_regex = match &spec.checks.body_regex {
+            Some(pattern) => {
+                super::regex::compile(cf, pattern).map_err(|why| ConfError::Invalid {
+                    directive: D,
+                    message: format!("invalid body_regex \"{pattern}\": {why}"),
+                })?
+            }
+            None => ptr::null(),
+        };
         // The core configuration of this level: its `resolver`, known once the block is
         // merged, is the one the probe's host name is looked up with.
         let core_loc_conf =
@@ -172,6 +181,7 @@ extern "C" fn set_status_alert_probe(
             addrs: Vec::new(),
             core_loc_conf,
             resolver: None,
+            body_regex,
         };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);

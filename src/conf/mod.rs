@@ -1,10 +1,10 @@
 //! Configuration: the per-level structs the directives fill, the parsing of their values
 //! (`params` for the syntax, `alert_params`, `destination`, `probe_spec`), the checks made once
 //! the `http` block is read, the private state directory (`state_dir`), and the FFI that ties
-//! them to nginx: the directive table (`directives`), the state path (`state_path`) and the
-//! shared zones (`zone_setup`).
+//! them to nginx: the directive table (`directives`), the state path (`state_path`), the
+//! shared zones (`zone_setup`) and probes' `body_regex=` (`regex`).
 //!
-//! Everything here but those three FFI files is plain Rust, unit-tested without nginx.
+//! Everything here but those four FFI files is plain Rust, unit-tested without nginx.
 
 pub mod alert_params;
 pub mod destination;
@@ -13,6 +13,8 @@ pub(crate) mod directives;
 pub mod maintenance;
 pub mod params;
 pub mod probe_spec;
+#[cfg(not(test))]
+pub(crate) mod regex;
 pub mod route;
 pub mod state_dir;
 #[cfg(not(test))]
@@ -175,6 +177,9 @@ pub struct ProbeConf {
     /// nginx's `resolver` for a host name, set once the configuration is read when one is
     /// configured: the name is then looked up before every probe.
     pub resolver: Option<ProbeResolver>,
+    /// The `ngx_regex_t` of `body_regex=`, compiled by nginx's PCRE when the directive is read
+    /// (null: none; it lives as long as the configuration).
+    pub body_regex: *const core::ffi::c_void,
 }
 
 /// The `resolver` a probe looks its host name up with, and `resolver_timeout`.
@@ -572,6 +577,7 @@ mod tests {
             addrs: Vec::new(),
             core_loc_conf: core::ptr::null(),
             resolver: None,
+            body_regex: core::ptr::null(),
         })
         .unwrap();
         assert!(mcf.validate().is_ok(), "a probe is evaluated");
@@ -590,6 +596,7 @@ mod tests {
             addrs: Vec::new(),
             core_loc_conf: core::ptr::null(),
             resolver: None,
+            body_regex: core::ptr::null(),
         };
         let mut mcf = MainConf::default();
         let args = ["http://127.0.0.1:1/health", "name=be"];
@@ -621,6 +628,7 @@ mod tests {
                 addrs: Vec::new(),
                 core_loc_conf: core::ptr::null(),
                 resolver: None,
+                body_regex: core::ptr::null(),
             })
             .unwrap();
         }

@@ -88,12 +88,14 @@ pub struct ProbeSpec {
     pub checks: AnswerChecks,
 }
 
-/// Checks of an HTTP(S) probe's answer beyond its status: `body=TEXT`, `header=NAME:TEXT`,
-/// `max_time=TIME`. The decision is `probe::http::ResponseReader::verdict`.
+/// Checks of an HTTP(S) probe's answer beyond its status: `body=TEXT`, `body_regex=REGEX`,
+/// `header=NAME:TEXT`, `max_time=TIME`. The decision is `probe::http::ResponseReader::verdict`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AnswerChecks {
     /// The body (its first [`MAX_BODY`] bytes, chunked framing removed) contains this text.
     pub body: Option<String>,
+    /// The body matches this PCRE pattern (compiled by nginx when the directive is read).
+    pub body_regex: Option<String>,
     /// A header of this name (case-insensitive) is present and its value contains the text
     /// (case-sensitive; empty: the header's presence is enough).
     pub header: Option<(String, String)>,
@@ -104,7 +106,7 @@ pub struct AnswerChecks {
 impl AnswerChecks {
     /// True when the body must be kept for a check.
     pub fn need_body(&self) -> bool {
-        self.body.is_some()
+        self.body.is_some() || self.body_regex.is_some()
     }
 }
 
@@ -193,11 +195,11 @@ pub enum ProbeSpecError {
     },
 }
 
-/// `body=TEXT`: printable text (quote the argument in nginx.conf for spaces), at most 1024
-/// bytes.
-fn parse_body_text(value: &str) -> Result<String, ParamError> {
+/// `body=TEXT` and `body_regex=REGEX`: printable text (quote the argument in nginx.conf for
+/// spaces), at most 1024 bytes.
+fn parse_body_text(key: &str, value: &str) -> Result<String, ParamError> {
     if value.is_empty() || value.len() > 1024 || value.chars().any(char::is_control) {
-        return Err(invalid("body", value, "1 to 1024 bytes of printable text"));
+        return Err(invalid(key, value, "1 to 1024 bytes of printable text"));
     }
     Ok(value.to_string())
 }
@@ -400,7 +402,8 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeSpe
             "fails" => spec.fails = parse_count(key, value)?,
             "passes" => spec.passes = parse_count(key, value)?,
             "expect" => spec.expect = parse_expect(value)?,
-            "body" => spec.checks.body = Some(parse_body_text(value)?),
+            "body" => spec.checks.body = Some(parse_body_text(key, value)?),
+            "body_regex" => spec.checks.body_regex = Some(parse_body_text(key, value)?),
             "header" => spec.checks.header = Some(parse_header_check(value)?),
             "max_time" => spec.checks.max_time_ms = Some(time(3600 * 1000)?),
             "tls_verify" => {
@@ -463,7 +466,7 @@ pub fn parse(args: &[String], name_required: bool) -> Result<ProbeSpec, ProbeSpe
         return Err(ProbeSpecError::ExpectWithoutHttp);
     }
     if spec.target.scheme == Scheme::Tcp {
-        if let Some(key) = ["body", "header", "max_time"]
+        if let Some(key) = ["body", "body_regex", "header", "max_time"]
             .into_iter()
             .find(|k| seen.contains(k))
         {
@@ -674,6 +677,9 @@ mod tests {
         );
         assert_eq!(s.checks.max_time_ms, Some(1500));
         assert!(s.checks.need_body());
+        let rx = p(&["http://h/", "body_regex=ok|ready"], false).unwrap();
+        assert_eq!(rx.checks.body_regex.as_deref(), Some("ok|ready"));
+        assert!(rx.checks.need_body());
         let up = p(&["upstream=b", "header=Server:"], false).unwrap();
         assert_eq!(
             up.checks.header,
@@ -703,6 +709,8 @@ mod tests {
             (&["http://h/", "body="], "invalid body value"),
             (&["http://h/", "body=a\tb"], "invalid body value"),
             (&["http://h/", "body=a", "body=b"], "duplicate"),
+            (&["tcp://h:1", "body_regex=x"], "body_regex= applies to"),
+            (&["http://h/", "body_regex="], "invalid body_regex value"),
         ];
         for (args, want) in cases {
             let e = p(args, false).unwrap_err().to_string();

@@ -200,9 +200,15 @@ impl ResponseReader {
     /// What the answer means for the probe, read so far (at the end of the stream, at the
     /// deadline or when [`ResponseReader::done`]): `None` is success. In order: no status is
     /// `reset`, an unexpected one `status`; then `header=`, `body=` (a body in a
-    /// `Content-Encoding` other than `identity` cannot be read and fails it) and `max_time=`
-    /// against `elapsed`.
-    pub fn verdict(&self, spec: &ProbeSpec, elapsed_ms: u64) -> Option<Reason> {
+    /// `Content-Encoding` other than `identity` cannot be read and fails it), `body_regex=`
+    /// (`regex_matches` runs the compiled pattern on the body) and `max_time=` against
+    /// `elapsed`.
+    pub fn verdict(
+        &self,
+        spec: &ProbeSpec,
+        elapsed_ms: u64,
+        regex_matches: &dyn Fn(&[u8]) -> bool,
+    ) -> Option<Reason> {
         let Some(status) = self.status else {
             return Some(Reason::Reset);
         };
@@ -215,7 +221,7 @@ impl ResponseReader {
                 return Some(Reason::Header);
             }
         }
-        if let Some(text) = &checks.body {
+        if checks.need_body() {
             let encoded = self
                 .header("content-encoding")
                 .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
@@ -224,7 +230,12 @@ impl ResponseReader {
             } else {
                 self.body.clone()
             };
-            if encoded || !contains(&body, text.as_bytes()) {
+            let text_ok = checks
+                .body
+                .as_ref()
+                .map_or(true, |text| contains(&body, text.as_bytes()));
+            let regex_ok = checks.body_regex.is_none() || regex_matches(&body);
+            if encoded || !text_ok || !regex_ok {
                 return Some(Reason::Body);
             }
         }
@@ -436,7 +447,7 @@ mod tests {
         for p in pieces {
             r.feed(p).unwrap();
         }
-        let v = r.verdict(spec, ms);
+        let v = r.verdict(spec, ms, &|b| contains(b, b"rx"));
         (r, v)
     }
 
@@ -465,6 +476,12 @@ mod tests {
         // No status at all: reset.
         let (_, v) = answer(&s, &[b"HTTP/1.1 2"], 1);
         assert_eq!(v, Some(Reason::Reset));
+        // body_regex=: the compiled pattern decides (here a stand-in matching "rx").
+        let s = spec(&["http://h/", "body_regex=r.", "body=a"]);
+        let (_, v) = answer(&s, &[b"HTTP/1.1 200 OK\r\n\r\na rx"], 1);
+        assert_eq!(v, None);
+        let (_, v) = answer(&s, &[b"HTTP/1.1 200 OK\r\n\r\na r"], 1);
+        assert_eq!(v, Some(Reason::Body));
         // header=NAME: checks presence only, any case.
         let s = spec(&["http://h/", "header=X-Ready:"]);
         let (_, v) = answer(&s, &[b"HTTP/1.1 200 OK\r\nx-ready: \r\n\r\n"], 1);
@@ -482,7 +499,7 @@ mod tests {
         r.feed(b"5\r\nwor").unwrap();
         r.feed(b"ld\r\n0\r\n\r\n").unwrap();
         assert!(r.done(), "complete at the last chunk");
-        assert_eq!(r.verdict(&s, 1), None);
+        assert_eq!(r.verdict(&s, 1, &|_| false), None);
         // The framing is not part of the text: "hello \r\n5\r\nworld" would not match.
         assert_eq!(
             dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
@@ -514,19 +531,19 @@ mod tests {
         r.feed(&vec![b'x'; MAX_BODY - 6]).unwrap();
         r.feed(b"needle").unwrap();
         assert!(r.done(), "64 KiB of body read");
-        assert_eq!(r.verdict(&s, 1), None);
+        assert_eq!(r.verdict(&s, 1, &|_| false), None);
         let mut r = ResponseReader::new(&s);
         r.feed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
         r.feed(&vec![b'x'; MAX_BODY]).unwrap();
         r.feed(b"needle").unwrap();
-        assert_eq!(r.verdict(&s, 1), Some(Reason::Body));
+        assert_eq!(r.verdict(&s, 1, &|_| false), Some(Reason::Body));
         // Without a body check nothing of the body is kept.
         let plain = spec(&["http://h/"]);
         let mut r = ResponseReader::new(&plain);
         r.feed(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
         r.feed(&vec![b'x'; 1000]).unwrap();
         assert!(r.body.is_empty());
-        assert_eq!(r.verdict(&plain, 1), None);
+        assert_eq!(r.verdict(&plain, 1, &|_| false), None);
     }
 
     #[test]

@@ -118,6 +118,8 @@ struct Target {
     step: Step,
     written: usize,
     reader: ResponseReader,
+    /// The compiled `body_regex=` (`ngx_regex_t`, null: none), from the configuration.
+    body_regex: *const core::ffi::c_void,
     started: Instant,
 }
 
@@ -296,6 +298,7 @@ impl Target {
             step: Step::Idle,
             written: 0,
             reader: ResponseReader::new(&spec),
+            body_regex: p.body_regex,
             started: Instant::now(),
             spec,
         }
@@ -553,7 +556,10 @@ impl Target {
     /// (`reset` when it said nothing).
     fn finish_with_status(&mut self) {
         let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let failure = self.reader.verdict(&self.spec, elapsed_ms);
+        let regex = self.body_regex;
+        let failure = self
+            .reader
+            .verdict(&self.spec, elapsed_ms, &|body| regex_matches(regex, body));
         match self.reader.status() {
             Some(status) => self.finish_status(failure, status),
             None => self.finish(failure),
@@ -707,6 +713,28 @@ extern "C" fn on_deadline(ev: *mut ngx_event_t) {
             None => t.finish(Some(Reason::Timeout)),
         }
     });
+}
+
+/// True when the compiled `body_regex=` pattern `re` matches somewhere in `body`.
+#[cfg(ngx_feature = "pcre")]
+fn regex_matches(re: *const core::ffi::c_void, body: &[u8]) -> bool {
+    if re.is_null() {
+        return false;
+    }
+    let mut s = nginx_sys::ngx_str_t {
+        len: body.len(),
+        data: body.as_ptr().cast_mut(),
+    };
+    // SAFETY: re is an ngx_regex_t compiled for this cycle's configuration; PCRE only reads
+    // the subject, and no captures are asked for. A negative result (no match, or a PCRE
+    // error such as its match limit) is a failed check.
+    unsafe { nginx_sys::ngx_regex_exec(re.cast_mut().cast(), &mut s, ptr::null_mut(), 0) >= 0 }
+}
+
+/// Without PCRE no pattern was compiled (`nginx -t` refuses `body_regex=`).
+#[cfg(not(ngx_feature = "pcre"))]
+fn regex_matches(_re: *const core::ffi::c_void, _body: &[u8]) -> bool {
+    false
 }
 
 /// Read and write events of a probe connection.

@@ -58,6 +58,7 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> 
                 addrs: vec![addr],
                 core_loc_conf: core::ptr::null(),
                 resolver: None,
+                body_regex: probe.body_regex,
             });
         }
     }
