@@ -19,6 +19,7 @@ fn main() {
         "DEP_NGINX_FEATURES",
     );
     forward_list_cfg("ngx_os", "DEP_NGINX_OS_CHECK", "DEP_NGINX_OS");
+    upstream_resolve_cfg();
 
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(build_dir) = env::var("DEP_NGINX_BUILD_DIR") {
@@ -31,6 +32,23 @@ fn main() {
             nginx.display()
         );
         record_nginx_path(&nginx);
+    }
+}
+
+/// `cfg(ngx_upstream_resolve)`: the nginx being built against has `server ... resolve` in
+/// `upstream` blocks (1.27.3 and later, with the upstream zone module): its
+/// `ngx_http_upstream_server_t` then carries the `host` such a server resolves at run time.
+fn upstream_resolve_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(ngx_upstream_resolve)");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    let version: u64 = env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let zone = env::var("DEP_NGINX_FEATURES")
+        .is_ok_and(|f| f.split(',').any(|x| x.trim() == "http_upstream_zone"));
+    if version >= 1_027_003 && zone {
+        println!("cargo::rustc-cfg=ngx_upstream_resolve");
     }
 }
 

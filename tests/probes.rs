@@ -890,6 +890,10 @@ fn wait_for_nth_embed(rx: &WebhookReceiver, prefix: &str, n: usize) -> Embed {
     found.unwrap_or_else(|| panic!("no {prefix}#{n} within {PATIENCE:?}"))
 }
 
+/// An answer-check phase: the reason, its words in the DOWN title, how to break the answer and
+/// how to mend it.
+type Phase<'a> = (&'a str, &'a str, &'a dyn Fn(), &'a dyn Fn());
+
 #[test]
 fn answer_checks_fail_with_their_own_reasons() {
     require_module!();
@@ -911,7 +915,7 @@ fn answer_checks_fail_with_their_own_reasons() {
     assert_eq!(last.header("accept-encoding"), Some("identity"));
 
     // Each broken answer: DOWN with its reason's words, the reason's counter, then UP again.
-    let phases: [(&str, &str, &dyn Fn(), &dyn Fn()); 4] = [
+    let phases: [Phase; 4] = [
         (
             "body",
             "body check failed",

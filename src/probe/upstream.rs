@@ -35,11 +35,27 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> 
             )));
         }
         let addrs = server_addresses(uscf);
+        let later = run_time_names(uscf);
         if addrs.is_empty() {
+            let why = if later.is_empty() {
+                String::new()
+            } else {
+                " (servers with \"resolve\" are not probed)".to_string()
+            };
             return Err(err(format!(
-                "upstream \"{}\" has no server with a fixed address",
+                "upstream \"{}\" has no server with a fixed address{why}",
                 up.name
             )));
+        }
+        if !later.is_empty() {
+            warn!(
+                cf.log,
+                "status_alert_probe: upstream \"{}\": servers with \"resolve\" are not probed: \
+                 {} in {}",
+                up.name,
+                later.join(", "),
+                probe.place
+            );
         }
         for addr in addrs {
             let spec = probe.spec.for_peer(addr);
@@ -95,7 +111,7 @@ fn server_addresses(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<SocketAddr> {
     // SAFETY: as above.
     let servers: &[ngx_http_upstream_server_t] = unsafe { servers.as_slice() };
     let mut out = Vec::new();
-    for s in servers {
+    for s in servers.iter().filter(|s| !resolved_at_run_time(s)) {
         if s.addrs.is_null() {
             continue;
         }
@@ -104,6 +120,42 @@ fn server_addresses(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<SocketAddr> {
         out.extend(addrs.iter().filter_map(|a| socket_addr(a.sockaddr.cast())));
     }
     out
+}
+
+/// True for a `server ... resolve` whose name nginx resolves at run time: its only address at
+/// configuration time is a placeholder that keeps the port, never a peer to probe.
+#[cfg(ngx_upstream_resolve)]
+fn resolved_at_run_time(s: &ngx_http_upstream_server_t) -> bool {
+    s.host.len > 0
+}
+
+/// nginx before 1.27.3 (or without the upstream zone) resolves every server when it reads the
+/// configuration.
+#[cfg(not(ngx_upstream_resolve))]
+fn resolved_at_run_time(_s: &ngx_http_upstream_server_t) -> bool {
+    false
+}
+
+/// The `server ... resolve` names of an upstream, as written.
+#[cfg(ngx_upstream_resolve)]
+pub fn run_time_names(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<String> {
+    // SAFETY: `servers` is null or an array of ngx_http_upstream_server_t.
+    let Some(servers) = (unsafe { uscf.servers.as_ref() }) else {
+        return Vec::new();
+    };
+    // SAFETY: as above.
+    let servers: &[ngx_http_upstream_server_t] = unsafe { servers.as_slice() };
+    servers
+        .iter()
+        .filter(|s| resolved_at_run_time(s))
+        .map(|s| s.name.to_string())
+        .collect()
+}
+
+/// No `resolve` servers before nginx 1.27.3.
+#[cfg(not(ngx_upstream_resolve))]
+pub fn run_time_names(_uscf: &ngx_http_upstream_srv_conf_t) -> Vec<String> {
+    Vec::new()
 }
 
 /// The `down` flag of the `server` line each address comes from.
@@ -115,7 +167,10 @@ pub fn configured_down(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<(SocketAddr, 
     // SAFETY: as above.
     let servers: &[ngx_http_upstream_server_t] = unsafe { servers.as_slice() };
     let mut out = Vec::new();
-    for s in servers.iter().filter(|s| !s.addrs.is_null()) {
+    for s in servers
+        .iter()
+        .filter(|s| !s.addrs.is_null() && !resolved_at_run_time(s))
+    {
         // SAFETY: addrs holds naddrs addresses.
         let addrs: &[ngx_addr_t] = unsafe { core::slice::from_raw_parts(s.addrs, s.naddrs) };
         out.extend(
