@@ -7,6 +7,8 @@
 //! Everything here but those four FFI files is plain Rust, unit-tested without nginx.
 
 pub mod alert_params;
+pub mod certificate_file;
+pub mod certificates;
 pub mod destination;
 #[cfg(not(test))]
 pub(crate) mod directives;

@@ -3,6 +3,7 @@
 //! Runs in the single evaluating process. Plain Rust over zone slots: no nginx types.
 
 pub mod alert;
+pub mod certificate;
 pub mod firing;
 pub mod heartbeat;
 pub mod latency;
