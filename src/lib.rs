@@ -156,9 +156,10 @@ mod wiring {
             Status::NGX_ERROR
         };
         crate::probe::net::prepare(cf, mcf).map_err(|e| emerg(&e))?;
+        crate::conf::ssl_servers::prepare(cf, mcf);
         // Before the early return: some checks are about what is missing.
         mcf.validate().map_err(|e| emerg(&e))?;
-        if mcf.names.is_empty() && mcf.probes.is_empty() {
+        if mcf.names.is_empty() && mcf.probes.is_empty() && mcf.certificates.is_empty() {
             return Ok(());
         }
         mcf.bucket_ms = mcf.bucket_bounds().as_ms().to_vec();

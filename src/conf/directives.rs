@@ -5,8 +5,8 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    ngx_command_t, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_ANY,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
@@ -14,6 +14,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
 
 use super::alert_params;
+use super::certificates;
 use super::destination::{self, Destination, DestinationError, WebhookFormat};
 use super::params::{self, ParamError};
 use super::probe_spec;
@@ -337,6 +338,27 @@ extern "C" fn set_interval(
     })
 }
 
+extern "C" fn set_certificates(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_certificates";
+    handle(cf, conf, |cf, lcf: &mut LocConf| {
+        if lcf.certificates.is_some() {
+            return Err(ConfError::Duplicate);
+        }
+        let args = args(cf, D)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let params = certificates::parse(&args).map_err(|source| ConfError::Param {
+            directive: D,
+            source,
+        })?;
+        lcf.certificates = Some(params);
+        Ok(())
+    })
+}
+
 extern "C" fn set_buckets(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -435,7 +457,7 @@ const fn command(name: ngx_str_t, type_: u32, set: SetHandler, conf: usize) -> n
 }
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 11] = [
+pub static mut COMMANDS: [ngx_command_t; 12] = [
     command(
         ngx_string!("status_alert"),
         ANY_LEVEL | NGX_CONF_1MORE,
@@ -471,6 +493,12 @@ pub static mut COMMANDS: [ngx_command_t; 11] = [
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
         set_interval,
         NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("status_alert_certificates"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_ANY,
+        set_certificates,
+        NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(
         ngx_string!("status_alert_buckets"),

@@ -18,6 +18,8 @@ pub mod probe_spec;
 #[cfg(not(test))]
 pub(crate) mod regex;
 pub mod route;
+#[cfg(not(test))]
+pub(crate) mod ssl_servers;
 pub mod state_dir;
 #[cfg(not(test))]
 pub(crate) mod state_path;
@@ -210,6 +212,8 @@ pub struct MainConf {
     /// Every NAME. Boxed: location configurations point at them while the Vec grows.
     #[allow(clippy::vec_box)]
     pub names: Vec<Box<NameConf>>,
+    /// The certificates nginx serves, read once the `http` block is merged.
+    pub certificates: Vec<WatchedCertificate>,
     /// Every probe target.
     pub probes: Vec<ProbeConf>,
     /// `status_alert_interval`, ms.
@@ -279,8 +283,9 @@ impl MainConf {
             .iter()
             .map(|n| n.name.as_bytes().to_vec())
             .collect();
-        let probes = self.probes.iter().map(ProbeConf::key).collect();
-        (names, probes)
+        let probes = self.probes.iter().map(ProbeConf::key);
+        let certificates = self.certificates.iter().map(WatchedCertificate::key);
+        (names, probes.chain(certificates).collect())
     }
 
     /// Evaluation interval in ms.
@@ -430,6 +435,33 @@ pub enum AlertSetting {
     Name(*const NameConf),
 }
 
+/// A certificate file a server serves, as read when the configuration was loaded.
+#[derive(Clone, Debug)]
+pub struct WatchedCertificate {
+    /// The server's name.
+    pub server: String,
+    /// The file (absolute).
+    pub file: String,
+    /// The thresholds in force in that server.
+    pub params: certificates::CertificateParams,
+    /// What the file held when nginx loaded it: the certificate served until the next reload.
+    pub served: Result<certificate_file::CertificateFile, certificate_file::CertificateFileError>,
+    /// Its slot in the shared zone (in the probe table); set when the zone is initialised.
+    pub slot: *const ProbeSlot,
+}
+
+impl WatchedCertificate {
+    /// The zone key: `cert:SERVER FILE` (a probe key starts with a NAME, which has no `:`).
+    pub fn key(&self) -> Vec<u8> {
+        format!("cert:{} {}", self.server, self.file).into_bytes()
+    }
+
+    /// The served certificate's expiry, Unix seconds, if the file could be read.
+    pub fn served_not_after(&self) -> Option<u64> {
+        self.served.as_ref().ok().map(|f| f.not_after_unix)
+    }
+}
+
 /// `http`, `server` and `location`-level configuration.
 #[derive(Default)]
 pub struct LocConf {
@@ -439,6 +471,8 @@ pub struct LocConf {
     pub metrics: bool,
     /// Probes of this location that take their NAME from `status_alert`.
     pub pending_probes: Vec<ProbeConf>,
+    /// `status_alert_certificates` at this level: `None` unset, `Some(None)` off.
+    pub certificates: Option<Option<certificates::CertificateParams>>,
 }
 
 impl LocConf {
@@ -446,6 +480,9 @@ impl LocConf {
     pub fn merge_into(&mut self, prev: &LocConf, mcf: &mut MainConf) -> Result<(), ConfError> {
         if let AlertSetting::Unset = self.alert {
             self.alert = prev.alert;
+        }
+        if self.certificates.is_none() {
+            self.certificates = prev.certificates;
         }
         for mut probe in core::mem::take(&mut self.pending_probes) {
             let Some(name) = self.name().map(|n| n.name.clone()) else {
@@ -472,6 +509,12 @@ impl LocConf {
 }
 
 impl LocConf {
+    /// The certificate thresholds in force here; `None` with `status_alert_certificates off`.
+    pub fn certificate_params(&self) -> Option<certificates::CertificateParams> {
+        self.certificates
+            .unwrap_or(Some(certificates::CertificateParams::default()))
+    }
+
     /// The NAME this context counts under, if any.
     pub fn name(&self) -> Option<&NameConf> {
         match self.alert {

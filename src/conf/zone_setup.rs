@@ -268,8 +268,18 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             );
         }
     }
-    for (p, slot) in mcf.probes.iter_mut().zip(&claimed.probes) {
+    let (probe_slots, certificate_slots) = claimed
+        .probes
+        .split_at(mcf.probes.len().min(claimed.probes.len()));
+    for (p, slot) in mcf.probes.iter_mut().zip(probe_slots) {
         p.slot = *slot;
+    }
+    for (c, slot) in mcf.certificates.iter_mut().zip(certificate_slots) {
+        c.slot = *slot;
+        // The certificate nginx serves from now on (0: the file could not be read).
+        slot.certificate
+            .not_after_unix
+            .store(c.served_not_after().unwrap_or(0), Relaxed);
     }
     mcf.generation = claimed.generation;
     zone.header().superseded.store(0, Relaxed);

@@ -205,6 +205,20 @@ impl Evaluator {
             generation: self.mcf.generation,
             // SAFETY: log is the cycle's valid log.
             log_level: unsafe { (*self.log).log_level },
+            certificates: self
+                .mcf
+                .certificates
+                .iter()
+                .filter_map(|c| {
+                    // SAFETY: a slot of the zone, mapped for as long as this configuration
+                    // (and the helper, which inherits the mapping) lives.
+                    let slot = unsafe { c.slot.as_ref() }?;
+                    Some(crate::helper::certificates::WatchedFile {
+                        path: c.file.clone().into(),
+                        watch: &slot.certificate,
+                    })
+                })
+                .collect(),
         };
         // Forked while this process has no thread (see helper/mod.rs).
         let helper = Helper::start(destinations, ctx)?;

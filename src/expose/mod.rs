@@ -15,8 +15,8 @@ use crate::conf::MainConf;
 use crate::vocab::event::Level;
 use crate::zone::StallReason;
 use metrics::{
-    AlertingStatus, Metrics, NameDetail, NameHealth, NameMetrics, ProbeDetail, ProbeDown,
-    ProbeMetrics,
+    AlertingStatus, CertificateMetrics, Metrics, NameDetail, NameHealth, NameMetrics, ProbeDetail,
+    ProbeDown, ProbeMetrics,
 };
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
@@ -107,6 +107,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             failures,
         });
     }
+    collect_certificates(mcf, &mut m);
     if let Some(zone) = &mcf.zone {
         let h = zone.header();
         for (d, n) in m.notifications.iter_mut().zip(h.notifications.iter()) {
@@ -134,4 +135,47 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
         });
     }
     m
+}
+
+/// The certificates nginx serves and the probe targets' certificates, from the zone.
+fn collect_certificates(mcf: &MainConf, m: &mut Metrics) {
+    for c in &mcf.certificates {
+        // SAFETY: slots point into the mapped zone once it is initialised.
+        let watch = unsafe { c.slot.as_ref() }.map(|s| &s.certificate);
+        let served = c.served_not_after();
+        let on_disk = watch
+            .map(|w| w.on_disk_not_after_unix.load(Relaxed))
+            .filter(|v| *v != 0);
+        let since = watch.map_or(0, |w| w.on_disk_since_unix.load(Relaxed));
+        let renewal = served
+            .and_then(|s| crate::evaluate::certificate::renewal(s, on_disk.map(|d| (d, since))));
+        let problem = match (&c.served, watch.map(|w| w.on_disk_error.load(Relaxed))) {
+            (Err(e), _) => Some(e.to_string()),
+            (_, Some(1)) => Some(format!("cannot read \"{}\"", c.file)),
+            (_, Some(2)) => Some(format!("no certificate in \"{}\"", c.file)),
+            _ => None,
+        };
+        m.certificates.push(CertificateMetrics {
+            server: c.server.clone(),
+            file: c.file.clone(),
+            served,
+            on_disk,
+            renewed_since: renewal.map(|r| r.since_unix),
+            problem,
+            level: watch.map_or(Level::Ok, |w| {
+                Level::from_u8(w.alert.level.load(Relaxed) as u8)
+            }),
+        });
+    }
+    for p in &mcf.probes {
+        // SAFETY: as above.
+        let Some(slot) = (unsafe { p.slot.as_ref() }) else {
+            continue;
+        };
+        let expiry = slot.certificate.not_after_unix.load(Relaxed);
+        if expiry != 0 {
+            m.probe_certificates
+                .push((p.spec.name.clone(), p.spec.target.display(), expiry));
+        }
+    }
 }

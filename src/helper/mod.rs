@@ -17,6 +17,7 @@
 //! logs them as nginx-style lines on stderr (nginx's error log), and exits. Worker 0 never waits
 //! for it. When the helper dies, worker 0 counts what it took with it and starts another.
 
+pub mod certificates;
 pub mod outbox;
 
 use std::fs::File;
@@ -155,6 +156,8 @@ pub struct HelperContext {
     pub generation: u64,
     /// nginx's error log level (NGX_LOG_*): what the helper logs itself once worker 0 is gone.
     pub log_level: usize,
+    /// The certificate files nginx serves, re-read by a thread of the helper.
+    pub certificates: Vec<certificates::WatchedFile>,
 }
 
 /// Blocks SIGCHLD until dropped, so that the short-lived middle process of the double fork is
@@ -436,6 +439,7 @@ fn child_main(
         zone.register_writer(pid, ctx.generation, crate::zone::process_alive);
     }
     let mut send = |r: &Report| up.write_all(encode(r).as_bytes()).is_ok();
+    certificates::start(ctx.certificates);
 
     // One delivery thread per destination: each has its own queue and retry state.
     let threads: Vec<Option<DeliveryThread>> = destinations

@@ -223,6 +223,7 @@ impl Zone {
                 };
                 if !matches!(*p, Pick::Existing(_)) {
                     slot.probe.reset();
+                    slot.certificate.reset();
                 }
                 slot.key.set(key);
                 slot.key.state.store(SLOT_LIVE, Relaxed);

@@ -38,6 +38,7 @@ impl Zone {
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {
             if let Some(o) = by_key.get(&slot.key.to_vec()) {
                 slot.probe.copy_from(&o.probe);
+                slot.certificate.copy_from(&o.certificate);
             }
         }
         let (h, oh) = (self.header(), old.header());

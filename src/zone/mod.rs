@@ -31,7 +31,8 @@ pub use size::{
     SizePlan, ZoneError,
 };
 pub use slots::{
-    ErrorRatioState, LatencyState, LevelState, NameSlot, ProbeHealth, ProbeSlot, SloState,
+    CertificateWatch, ErrorRatioState, LatencyState, LevelState, NameSlot, ProbeHealth, ProbeSlot,
+    SloState,
 };
 
 use core::mem::{align_of, size_of};

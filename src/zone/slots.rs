@@ -81,8 +81,9 @@ impl ErrorRatioState {
     }
 }
 
-/// Level and incident timing of one alert kind (latency, error budget).
+/// Level and incident timing of one alert kind (latency, error budget, certificate expiry).
 #[repr(C)]
+#[derive(Default)]
 pub struct LevelState {
     /// `Level` as u32, changed only by compare-and-swap.
     pub level: AtomicU32,
@@ -265,6 +266,55 @@ impl ProbeHealth {
     }
 }
 
+/// What the zone keeps about one certificate: a probe target's (the leaf it served last), or
+/// a certificate nginx serves (a slot of its own in the probe table, keyed `cert:SERVER FILE`).
+#[repr(C)]
+#[derive(Default)]
+pub struct CertificateWatch {
+    /// Expiry of the certificate served (nginx's, or the target's last), Unix seconds; 0
+    /// unknown.
+    pub not_after_unix: AtomicU64,
+    /// Expiry of the certificate in the file on disk when last re-read, Unix seconds; 0 none.
+    pub on_disk_not_after_unix: AtomicU64,
+    /// Modification time of that file, Unix seconds.
+    pub on_disk_since_unix: AtomicU64,
+    /// When the file was last re-read, Unix seconds; 0 never.
+    pub on_disk_read_unix: AtomicU64,
+    /// 0 read fine, 1 unreadable, 2 holds no certificate, at the last re-read.
+    pub on_disk_error: AtomicU32,
+    /// The expiry alert (evaluator).
+    pub alert: LevelState,
+}
+
+impl CertificateWatch {
+    pub(super) fn copy_from(&self, o: &CertificateWatch) {
+        for (d, s) in [
+            (&self.not_after_unix, &o.not_after_unix),
+            (&self.on_disk_not_after_unix, &o.on_disk_not_after_unix),
+            (&self.on_disk_since_unix, &o.on_disk_since_unix),
+            (&self.on_disk_read_unix, &o.on_disk_read_unix),
+        ] {
+            d.store(s.load(Relaxed), Relaxed);
+        }
+        self.on_disk_error
+            .store(o.on_disk_error.load(Relaxed), Relaxed);
+        self.alert.copy_from(&o.alert);
+    }
+
+    pub(super) fn reset(&self) {
+        for a in [
+            &self.not_after_unix,
+            &self.on_disk_not_after_unix,
+            &self.on_disk_since_unix,
+            &self.on_disk_read_unix,
+        ] {
+            a.store(0, Relaxed);
+        }
+        self.on_disk_error.store(0, Relaxed);
+        self.alert.copy_from(&LevelState::default());
+    }
+}
+
 /// Everything the zone keeps for one probe target.
 #[repr(C, align(64))]
 pub struct ProbeSlot {
@@ -272,6 +322,8 @@ pub struct ProbeSlot {
     pub key: SlotKey<PROBE_KEY_MAX>,
     /// Health state.
     pub probe: ProbeHealth,
+    /// The certificate: of an HTTPS target, or the served certificate this slot watches.
+    pub certificate: CertificateWatch,
 }
 
 impl NameSlot {

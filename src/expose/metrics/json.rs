@@ -149,9 +149,31 @@ pub fn render_json(m: &Metrics) -> String {
             (label.clone(), Value::Object(c))
         })
         .collect();
+    let certificates: Vec<Value> = m
+        .certificates
+        .iter()
+        .map(|c| {
+            json!({
+                "server": c.server,
+                "file": c.file,
+                "served_expiry": c.served,
+                "on_disk_expiry": c.on_disk,
+                "renewed_on_disk_since": c.renewed_since,
+                "problem": c.problem,
+                "alert_state": c.level.label().to_ascii_lowercase(),
+            })
+        })
+        .collect();
+    let probe_certificates: Vec<Value> = m
+        .probe_certificates
+        .iter()
+        .map(|(probe, target, expiry)| json!({"probe": probe, "target": target, "expiry": expiry}))
+        .collect();
     let doc = json!({
         "locations": locations,
         "probes": probes,
+        "certificates": certificates,
+        "probe_certificates": probe_certificates,
         "notifications": notifications,
         "destinations": destinations,
         "queue_depth": m.queue_depth,

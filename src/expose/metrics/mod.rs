@@ -49,6 +49,32 @@ pub struct Metrics {
     pub peers_down: Vec<(String, String, bool)>,
     /// How the evaluator is doing; `None` without a zone (nothing evaluates then).
     pub alerting: Option<AlertingStatus>,
+    /// The certificates nginx serves (`status_alert_certificates`).
+    pub certificates: Vec<CertificateMetrics>,
+    /// HTTPS probe targets' certificates: `(probe, target, expiry in Unix seconds)`, for the
+    /// targets whose certificate has been seen.
+    pub probe_certificates: Vec<(String, String, u64)>,
+}
+
+/// One certificate nginx serves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CertificateMetrics {
+    /// The server's name.
+    pub server: String,
+    /// The certificate file.
+    pub file: String,
+    /// Expiry of the certificate served, Unix seconds (`None`: the file could not be read
+    /// when the configuration was loaded).
+    pub served: Option<u64>,
+    /// Expiry of the certificate in the file when last re-read (`None`: not read yet, or
+    /// unreadable).
+    pub on_disk: Option<u64>,
+    /// Since when the file holds a later certificate than the served one, Unix seconds.
+    pub renewed_since: Option<u64>,
+    /// What is wrong with the file on disk, if anything.
+    pub problem: Option<String>,
+    /// The expiry alert's level.
+    pub level: crate::vocab::event::Level,
 }
 
 impl Metrics {

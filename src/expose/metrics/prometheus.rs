@@ -191,6 +191,42 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         }
     }
 
+    if !m.certificates.is_empty() {
+        let name = "nginx_ssl_certificate_expiry_timestamp_seconds";
+        header(
+            out,
+            name,
+            "gauge",
+            "Expiry of a certificate nginx serves (state served) and of the one in its file now \
+             (state on_disk), Unix seconds.",
+        )?;
+        for c in &m.certificates {
+            for (state, value) in [("served", c.served), ("on_disk", c.on_disk)] {
+                if let Some(v) = value {
+                    let labels = [
+                        ("server", c.server.as_str()),
+                        ("file", c.file.as_str()),
+                        ("state", state),
+                    ];
+                    sample(out, name, &labels, v)?;
+                }
+            }
+        }
+    }
+    if !m.probe_certificates.is_empty() {
+        let name = "nginx_probe_certificate_expiry_timestamp_seconds";
+        header(
+            out,
+            name,
+            "gauge",
+            "Expiry of the certificate an HTTPS probe target served last, Unix seconds.",
+        )?;
+        for (probe, target, v) in &m.probe_certificates {
+            let labels = [("probe", probe.as_str()), ("target", target.as_str())];
+            sample(out, name, &labels, v)?;
+        }
+    }
+
     if !m.peers_down.is_empty() {
         header(
             out,
