@@ -1,4 +1,4 @@
-//! What a mute (maintenance window or runtime mute, SPEC 14) does to one alert kind of one
+//! What a mute (maintenance window or runtime mute) does to one alert kind of one
 //! NAME: the NAME is still evaluated and its incidents recorded, but no event is sent while it
 //! is muted; when the mute ends, what was held back and still matters is announced.
 //!
@@ -47,6 +47,25 @@ pub struct AfterMute {
 }
 
 impl MuteGate {
+    /// The gate as the zone keeps it (`zone::mute_table::MuteGates`).
+    pub fn to_words(self) -> [u64; 3] {
+        [
+            self.since_ms,
+            self.unresolved_ms,
+            u64::from(self.announced) | u64::from(self.held_back) << 32,
+        ]
+    }
+
+    /// A gate read back from the zone; flags other than 0 and 1 read as 1.
+    pub fn from_words(w: [u64; 3]) -> MuteGate {
+        MuteGate {
+            since_ms: w[0],
+            unresolved_ms: w[1],
+            announced: u32::from(w[2] & 0xffff_ffff != 0),
+            held_back: u32::from(w[2] >> 32 != 0),
+        }
+    }
+
     fn follow(&mut self, since_ms: u64) {
         if self.since_ms != since_ms {
             *self = MuteGate {
@@ -171,6 +190,16 @@ mod tests {
         let after = g.after_mute(Ok, 0);
         assert_eq!(after.resolved_since_ms, Some(T0));
         assert_eq!(after.still_firing, None);
+    }
+
+    #[test]
+    fn words_round_trip() {
+        let mut g = MuteGate::default();
+        g.pass(false, Critical, T0);
+        g.pass(true, Ok, T0);
+        g.pass(true, Warning, T0 + 1);
+        assert_eq!(MuteGate::from_words(g.to_words()), g);
+        assert_eq!(MuteGate::from_words([0; 3]), MuteGate::default());
     }
 
     #[test]
