@@ -49,6 +49,19 @@ pub struct Metrics {
     pub peers_down: Vec<(String, String, bool)>,
     /// How the evaluator is doing; `None` without a zone (nothing evaluates then).
     pub alerting: Option<AlertingStatus>,
+    /// The NAMEs muted now (maintenance window or runtime mute), by NAME.
+    pub mutes: BTreeMap<String, MuteView>,
+    /// Seconds each NAME has been evaluated (what MTBF is measured over), by NAME.
+    pub observed_secs: BTreeMap<String, u64>,
+}
+
+/// A NAME's mute as shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MuteView {
+    /// End of the mute, Unix seconds.
+    pub until_unix: u64,
+    /// Why: the runtime mute's reason (may be empty) or "maintenance window".
+    pub reason: String,
 }
 
 impl Metrics {
