@@ -207,6 +207,40 @@ fn a_mute_that_runs_out_during_an_incident_announces_it_then() {
 }
 
 #[test]
+fn an_incident_resolved_during_a_mute_gets_its_resolved_when_the_mute_ends() {
+    require_module!();
+    let hook = WebhookReceiver::start();
+    let nginx = Nginx::start(&config(&hook.url(), ""), NginxOpts::default());
+    let port = nginx.port;
+    send(port, "/err", 40);
+    assert!(
+        wait_until(Duration::from_secs(5), || hook.all_titles().len() == 1),
+        "{}",
+        nginx.error_log()
+    );
+    let r = post(port, "/status_metrics?mute=be&for=1m&reason=fixing");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The burst leaves the 10s window: the incident resolves while muted.
+    assert!(wait_until(Duration::from_secs(15), || {
+        let m = parse_prometheus(&http_get(port, "/status_metrics").text());
+        metric(&m, "nginx_location_alert_state", &[("location", "be")]) == Some(0.0)
+    }));
+    let t = titles_after_three_rounds(&nginx, &hook);
+    assert_eq!(t.len(), 1, "the RESOLVED was sent during the mute: {t:?}");
+    post(port, "/status_metrics?unmute=be");
+    assert!(
+        wait_until(Duration::from_secs(5), || hook.all_titles().len() == 2),
+        "{}",
+        nginx.error_log()
+    );
+    let t = titles_after_three_rounds(&nginx, &hook);
+    assert!(
+        t.len() == 2 && t[0].starts_with("CRITICAL be") && t[1].starts_with("RESOLVED be after"),
+        "{t:?}"
+    );
+}
+
+#[test]
 fn control_requests_need_the_switch_post_and_good_input() {
     require_module!();
     let hook = WebhookReceiver::start();

@@ -93,6 +93,13 @@ pub fn gate_round(
             if is_muted && level != Level::Ok {
                 w.slot.incidents.mark_muted(kind, since_ms);
             }
+            // The mute ended in the round the incident resolved, and nothing of it was ever
+            // announced: its RESOLVED is held back too.
+            let silent_end = |e: &AlertEvent| {
+                let (level, since_unix) = level_and_since(e);
+                level == Level::Ok && gate.never_announced(since_unix * 1000)
+            };
+            let silent: Vec<bool> = this_round.iter().map(|e| silent_end(e)).collect();
             if !is_muted {
                 let after = gate.after_mute(level, since_key);
                 if let Some(since) = after.resolved_since_ms {
@@ -106,9 +113,9 @@ pub fn gate_round(
                     }
                 }
             }
-            for e in this_round {
+            for (e, silent) in this_round.into_iter().zip(silent) {
                 let (level, since_unix) = level_and_since(e);
-                if gate.pass(is_muted, level, since_unix * 1000) {
+                if gate.pass(is_muted || silent, level, since_unix * 1000) {
                     out.send.push(e.clone());
                 } else {
                     if level == Level::Ok {
@@ -342,6 +349,24 @@ mod tests {
         assert_eq!(titles[1].0, 40, "{titles:?}");
         assert!(titles[1].1.starts_with("RESOLVED be after"), "{titles:?}");
         assert_eq!(held.len(), 1, "{held:?}");
+    }
+
+    #[test]
+    fn an_incident_that_ends_as_the_mute_ends_is_never_announced() {
+        let z = zone();
+        let p = params();
+        // Errors in seconds 10..20 have left the 10s window at second 29, when the mute ends.
+        let (sent, held) = run(
+            &z,
+            &p,
+            0..45,
+            |s| if (10..20).contains(&s) { 20 } else { 0 },
+            |s| s < 29,
+        );
+        assert!(sent.is_empty(), "{sent:?}");
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert_eq!(held[1].0, 29, "{held:?}");
+        assert!(held[1].1.starts_with("RESOLVED be"), "{held:?}");
     }
 
     #[test]

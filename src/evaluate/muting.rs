@@ -94,6 +94,12 @@ impl MuteGate {
         true
     }
 
+    /// True when news of the incident that began at `since_ms` was held back and none of it
+    /// was ever announced: its RESOLVED, right after a mute, is no news either.
+    pub fn never_announced(&self, since_ms: u64) -> bool {
+        self.since_ms == since_ms && self.held_back != 0 && self.announced == 0
+    }
+
     /// Asked every evaluation while the NAME is not muted, before its events, with the kind's
     /// current level and incident start (`since_ms` 0 when ok): what to announce now that a
     /// mute has ended. Each thing is returned once.
@@ -190,6 +196,18 @@ mod tests {
         let after = g.after_mute(Ok, 0);
         assert_eq!(after.resolved_since_ms, Some(T0));
         assert_eq!(after.still_firing, None);
+    }
+
+    #[test]
+    fn an_incident_held_back_whole_is_known_as_never_announced() {
+        let mut g = MuteGate::default();
+        assert!(!g.pass(true, Critical, T0));
+        assert!(g.never_announced(T0));
+        assert!(!g.never_announced(T0 + 1));
+        let mut g = MuteGate::default();
+        assert!(g.pass(false, Critical, T0));
+        assert!(!g.pass(true, Critical, T0));
+        assert!(!g.never_announced(T0), "announced before the mute");
     }
 
     #[test]
