@@ -241,6 +241,39 @@ fn an_incident_resolved_during_a_mute_gets_its_resolved_when_the_mute_ends() {
 }
 
 #[test]
+fn a_probe_down_held_back_by_a_mute_is_announced_when_it_ends() {
+    require_module!();
+    let hook = WebhookReceiver::start();
+    // Up while the listener is bound (the kernel completes the handshake), refused once dropped.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let probe = format!("status_alert_probe {target} name=be interval=1s timeout=500ms;");
+    let nginx = Nginx::start(&config(&hook.url(), &probe), NginxOpts::default());
+    assert!(
+        wait_until(Duration::from_secs(5), || probe_up(&nginx, "be", &target)
+            == Some(1.0)),
+        "{}",
+        nginx.error_log()
+    );
+    let r = post(nginx.port, "/status_metrics?mute=be&for=1m");
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(listener);
+    assert!(wait_until(Duration::from_secs(5), || probe_up(
+        &nginx, "be", &target
+    ) == Some(0.0)));
+    let t = titles_after_three_rounds(&nginx, &hook);
+    assert!(t.is_empty(), "sent while muted: {t:?}");
+    post(nginx.port, "/status_metrics?unmute=be");
+    assert!(
+        wait_until(Duration::from_secs(5), || !hook.all_titles().is_empty()),
+        "{}",
+        nginx.error_log()
+    );
+    let t = titles_after_three_rounds(&nginx, &hook);
+    assert_eq!(t, [format!("DOWN be: {target} (connection refused)")]);
+}
+
+#[test]
 fn control_requests_need_the_switch_post_and_good_input() {
     require_module!();
     let hook = WebhookReceiver::start();

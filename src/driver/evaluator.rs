@@ -13,6 +13,7 @@ use crate::conf::state_dir::StateDirError;
 use crate::conf::MainConf;
 use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::heartbeat::HeartbeatSchedule;
+use crate::evaluate::mute_round::HeldDowns;
 use crate::evaluate::{self, Watched};
 use crate::helper::{Outbox, MAX_PENDING};
 use crate::notify::alertmanager;
@@ -55,6 +56,8 @@ pub(super) struct Evaluator {
     pub(super) next_alertmanager_ms: u64,
     /// `status_alert_heartbeat`: its destination index and its schedule.
     pub(super) heartbeat: Option<(usize, HeartbeatSchedule)>,
+    /// Probe DOWNs a mute held back, announced when it ends if still down.
+    pub(super) held_downs: HeldDowns,
 }
 
 /// One `dropped` outcome per payload lost for `why`, given by its destination.
@@ -99,6 +102,7 @@ impl Evaluator {
             heartbeat: mcf
                 .heartbeat()
                 .map(|(index, interval_ms)| (index, HeartbeatSchedule::new(interval_ms, now))),
+            held_downs: HeldDowns::default(),
         });
         evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);

@@ -3,6 +3,7 @@
 //! the evaluator's state to the other master of a binary upgrade.
 
 use crate::conf::mute_lock::{copy_mutes, local_offset_secs, with_mutes};
+use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::mute_round::gate_round;
 use crate::evaluate::muted::Mutes;
 use crate::evaluate::reliability::observe;
@@ -15,21 +16,32 @@ use super::evaluator::Evaluator;
 impl Evaluator {
     /// The round's `events` that may be sent at `now` (with what ended mutes release); what a
     /// mute holds back is logged instead.
-    pub(super) fn pass_mutes(&self, events: Vec<AlertEvent>, now: u64) -> Vec<AlertEvent> {
+    pub(super) fn pass_mutes(&mut self, events: Vec<AlertEvent>, now: u64) -> Vec<AlertEvent> {
         let records = copy_mutes(self.mcf);
         let mutes = Mutes {
             maintenance: &self.mcf.maintenance,
             records: &records,
             local_offset_secs: local_offset_secs(),
         };
+        let mut held_downs = core::mem::take(&mut self.held_downs);
         let watched = self.watched();
         for w in &watched {
             observe(w.slot, now);
         }
-        let gated = gate_round(&watched, events, |name| mutes.is_muted(name, now), now);
+        let is_muted = |name: &str| mutes.is_muted(name, now);
+        let mut gated = gate_round(&watched, events, is_muted, now);
         for e in &gated.held {
             notice!(self.log, "{} (muted, not sent)", log_line(e, &self.host));
         }
+        held_downs.note(&gated);
+        if !held_downs.is_empty() {
+            let probes: Vec<WatchedProbe<'_>> = (0..self.mcf.probes.len())
+                .filter_map(|i| self.watched_probe(i))
+                .collect();
+            let firing = firing::firing_now(&watched, &probes, now);
+            gated.send.extend(held_downs.release(is_muted, &firing));
+        }
+        self.held_downs = held_downs;
         gated.send
     }
 

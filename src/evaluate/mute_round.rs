@@ -8,8 +8,10 @@
 //!   back survives a reload. When a NAME is no longer muted, its gates say what to announce:
 //!   an incident still firing ("still firing", at its current level, with the figures of the
 //!   last evaluation) and the RESOLVED of one announced before the mute.
-//! - Probe DOWN/UP events of a muted NAME are held back without a gate: a target still down
-//!   when the mute ends shows on the page and in the metrics, and its UP is sent as usual.
+//! - Probe DOWN/UP events of a muted NAME are held back too. A target whose DOWN was held back
+//!   and that is still down when the mute ends is announced then ([`HeldDowns`], kept by the
+//!   evaluating process: a reload during the mute forgets it, and the target shows as DOWN on
+//!   the page and in the metrics only); its UP is sent as usual.
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -142,6 +144,56 @@ pub fn gate_round(
         }
     }
     out
+}
+
+/// Probe targets, by NAME and target, whose DOWN a mute held back and that no event since has
+/// told about.
+#[derive(Debug, Default)]
+pub struct HeldDowns(Vec<(String, String)>);
+
+impl HeldDowns {
+    /// Notes what a round held back and sent.
+    pub fn note(&mut self, gated: &Gated) {
+        let probe = |e: &AlertEvent| match &e.detail {
+            EventDetail::Probe(p) => Some(((e.name.clone(), p.target.clone()), p.up)),
+            _ => None,
+        };
+        for (key, up) in gated.held.iter().filter_map(probe) {
+            self.0.retain(|k| *k != key);
+            if !up {
+                self.0.push(key);
+            }
+        }
+        for (key, _) in gated.send.iter().filter_map(probe) {
+            self.0.retain(|k| *k != key);
+        }
+    }
+
+    /// True when nothing is held back.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The DOWN events to send now: of the targets held back whose NAME `muted` no longer
+    /// says is muted, those still down in `firing` (what fires now, `firing::firing_now`).
+    pub fn release(
+        &mut self,
+        muted: impl Fn(&str) -> bool,
+        firing: &[AlertEvent],
+    ) -> Vec<AlertEvent> {
+        let mut out = Vec::new();
+        self.0.retain(|(name, target)| {
+            if muted(name) {
+                return true;
+            }
+            out.extend(firing.iter().filter(|e| {
+                &e.name == name
+                    && matches!(&e.detail, EventDetail::Probe(p) if !p.up && &p.target == target)
+            }).cloned());
+            false
+        });
+        out
+    }
 }
 
 /// The event a mute's end releases for `kind` of `w`: `level` Ok for the RESOLVED of the
@@ -367,6 +419,34 @@ mod tests {
         assert_eq!(held.len(), 2, "{held:?}");
         assert_eq!(held[1].0, 29, "{held:?}");
         assert!(held[1].1.starts_with("RESOLVED be"), "{held:?}");
+    }
+
+    #[test]
+    fn a_probe_still_down_when_the_mute_ends_is_announced_then() {
+        let probe = |name: &str, up: bool| AlertEvent {
+            name: name.into(),
+            at_unix: 1,
+            link: None,
+            runbook: None,
+            detail: EventDetail::Probe(crate::vocab::event::samples::probe(up, None, None)),
+        };
+        let mut held = HeldDowns::default();
+        held.note(&Gated {
+            send: Vec::new(),
+            held: vec![probe("be", false), probe("db", false), probe("db", true)],
+        });
+        assert_eq!(held.0.len(), 1, "db came back up during the mute");
+        let firing = [probe("be", false), probe("db", false)];
+        assert!(held.release(|_| true, &firing).is_empty(), "still muted");
+        let released = held.release(|_| false, &firing);
+        assert_eq!(released, vec![probe("be", false)]);
+        assert!(held.is_empty());
+        // Up again by the time the mute ends: nothing.
+        held.note(&Gated {
+            send: Vec::new(),
+            held: vec![probe("be", false)],
+        });
+        assert!(held.release(|_| false, &[]).is_empty());
     }
 
     #[test]
