@@ -18,6 +18,9 @@ use crate::conf::ConfError;
 use crate::conf::LocConf;
 use crate::HttpStatusAlertModule as Module;
 
+/// What `status_metrics` takes as its one argument.
+const CONTROL_VALUES: &str = "\"control=on\" or \"control=off\"";
+
 /// `status_metrics [control=on|off]`: serve the metrics from this location (and, with
 /// `control=on`, take mutes).
 pub extern "C" fn set_metrics(
@@ -36,12 +39,11 @@ pub extern "C" fn set_metrics(
                 b"control=on" => true,
                 b"control=off" => false,
                 _ => {
+                    let message = format!("invalid parameter \"{arg}\", expected {CONTROL_VALUES}");
                     return Err(ConfError::Invalid {
                         directive: "status_metrics",
-                        message: format!(
-                        "invalid parameter \"{arg}\", expected \"control=on\" or \"control=off\""
-                    ),
-                    })
+                        message,
+                    });
                 }
             };
         }

@@ -165,10 +165,12 @@ impl IncidentLog {
     }
 
     /// Marks the incident of `kind` started at `start_ms` as muted, if its record is still kept.
+    /// Starts are compared to the second, as events carry them.
     pub fn mark_muted(&self, kind: IncidentKind, start_ms: u64) {
         let found = self.records.iter().find_map(|r| {
             let i = r.load()?;
-            (i.kind == kind && i.start_ms == start_ms && !i.muted).then_some((r, i))
+            let same = i.kind == kind && i.start_ms / 1000 == start_ms / 1000;
+            (same && !i.muted).then_some((r, i))
         });
         if let Some((r, mut i)) = found {
             i.muted = true;
@@ -261,7 +263,7 @@ mod tests {
         assert_eq!(s.firing_seconds, [180, 0, 0]);
         assert_eq!(s.recent[0].end_ms, Some(190_000));
         assert!(!s.recent[0].muted);
-        l.mark_muted(Errors, 10_000);
+        l.mark_muted(Errors, 10_999);
         let s = l.summary(500_000, [None; 3]);
         assert!(s.recent[0].muted, "marked, and kept by a later store");
         assert_eq!(s.recent[0].end_ms, Some(190_000));
