@@ -1031,6 +1031,14 @@ fn interval_zone_metrics_valid_forms() {
         ),
         ("status_metrics", in_location("status_metrics;")),
         (
+            "status_metrics control=on",
+            in_location("status_metrics control=on;"),
+        ),
+        (
+            "status_metrics control=off",
+            in_location("status_metrics control=off;"),
+        ),
+        (
             "status_metrics next to status_alert off",
             in_location("status_alert off;\n        status_metrics;"),
         ),
@@ -1134,15 +1142,35 @@ fn zone_too_small_names_the_zone_line() {
 #[test]
 fn status_metrics_invalid_forms() {
     require_module!();
-    let mut results = vec![(
-        "with an argument".to_string(),
-        expect_rejected(
-            &in_location("status_metrics on;"),
-            "status_metrics on;",
-            &["arguments"],
-        )
-        .map(drop),
-    )];
+    let mut results = vec![
+        (
+            "with a bad argument".to_string(),
+            expect_rejected(
+                &in_location("status_metrics on;"),
+                "status_metrics on;",
+                &["invalid parameter \"on\", expected \"control=on\" or \"control=off\""],
+            )
+            .map(drop),
+        ),
+        (
+            "control=yes".to_string(),
+            expect_rejected(
+                &in_location("status_metrics control=yes;"),
+                "status_metrics control=yes;",
+                &["\"control=yes\""],
+            )
+            .map(drop),
+        ),
+        (
+            "two arguments".to_string(),
+            expect_rejected(
+                &in_location("status_metrics control=on control=off;"),
+                "status_metrics control=on control=off;",
+                &["arguments"],
+            )
+            .map(drop),
+        ),
+    ];
     for (label, block) in [
         (
             "server level",
@@ -1162,6 +1190,91 @@ fn status_metrics_invalid_forms() {
     results.push((
         "twice in one location".to_string(),
         expect_rejected(&block, "status_metrics; # again", &["duplicate"]).map(drop),
+    ));
+    report(results);
+}
+
+// ---------------------------------------------------------------------------------------------
+// status_alert_maintenance
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn maintenance_valid_forms() {
+    require_module!();
+    let with_be = |line: &str| format!("{line}\n{}", in_location("status_alert be;"));
+    let cases = [
+        (
+            "weekdays at night",
+            with_be("status_alert_maintenance be mon-fri 22:00-23:30;"),
+        ),
+        (
+            "every NAME, weekends, fixed offset",
+            with_be("status_alert_maintenance * sat,sun 00:00-24:00 tz=+02:00;"),
+        ),
+        (
+            "across midnight, local time, twice",
+            with_be(
+                "status_alert_maintenance be fri-mon 23:00-01:00 tz=local;\n\
+                 status_alert_maintenance be wed 12:00-12:30 tz=UTC;",
+            ),
+        ),
+        (
+            "a NAME defined after the window",
+            format!(
+                "status_alert_maintenance api * 01:00-02:00;\n{}",
+                in_location("status_alert api;")
+            ),
+        ),
+    ];
+    report_accepted(cases);
+}
+
+#[test]
+fn maintenance_invalid_forms() {
+    require_module!();
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "bad days",
+            "status_alert_maintenance be weekdays 22:00-23:00;",
+            vec!["invalid days value \"weekdays\""],
+        ),
+        (
+            "bad hours",
+            "status_alert_maintenance be mon 9:00-17:00;",
+            vec!["invalid hours value \"9:00-17:00\""],
+        ),
+        (
+            "empty window",
+            "status_alert_maintenance be mon 10:00-10:00;",
+            vec!["the window \"10:00-10:00\" is empty"],
+        ),
+        (
+            "time zone name",
+            "status_alert_maintenance be mon 10:00-11:00 tz=Europe/Berlin;",
+            vec!["invalid tz value \"Europe/Berlin\""],
+        ),
+        (
+            "missing hours",
+            "status_alert_maintenance be mon;",
+            vec!["expects NAME or \"*\", DAYS and HH:MM-HH:MM"],
+        ),
+        (
+            "unknown NAME",
+            "status_alert_maintenance db * 01:00-02:00;",
+            vec!["\"db\" is not a NAME of any \"status_alert\""],
+        ),
+    ];
+    let mut results = rejected_lines(cases, |line| {
+        format!("{line}\n{}", in_location("status_alert be;"))
+    });
+    results.push((
+        "in a server".to_string(),
+        expect_rejected(
+            &server("    status_alert_maintenance * * 01:00-02:00;"),
+            "status_alert_maintenance",
+            &["not allowed here"],
+        )
+        .map(drop),
     ));
     report(results);
 }

@@ -16,6 +16,7 @@ use ngx::ngx_string;
 use super::alert_params;
 use super::certificates;
 use super::destination::{self, Destination, DestinationError, WebhookFormat};
+use super::maintenance;
 use super::params::{self, ParamError};
 use super::probe_spec;
 use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
@@ -437,6 +438,26 @@ extern "C" fn set_state_path(
     })
 }
 
+extern "C" fn set_maintenance(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const D: &str = "status_alert_maintenance";
+    handle(cf, conf, |cf, mcf: &mut MainConf| {
+        let args = args(cf, D)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let window = maintenance::parse_maintenance(&args).map_err(|source| ConfError::Param {
+            directive: D,
+            source,
+        })?;
+        // Whether the NAME exists is known once the http block is read (`MainConf::validate`).
+        mcf.maintenance.windows.push(window);
+        mcf.maintenance_places.push(place(cf));
+        Ok(())
+    })
+}
+
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// A directive's handler, as nginx calls it.
@@ -457,7 +478,7 @@ const fn command(name: ngx_str_t, type_: u32, set: SetHandler, conf: usize) -> n
 }
 
 /// The module's directives.
-pub static mut COMMANDS: [ngx_command_t; 12] = [
+pub static mut COMMANDS: [ngx_command_t; 13] = [
     command(
         ngx_string!("status_alert"),
         ANY_LEVEL | NGX_CONF_1MORE,
@@ -519,8 +540,14 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     command(
+        ngx_string!("status_alert_maintenance"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        set_maintenance,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
         ngx_string!("status_metrics"),
-        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
         crate::expose::handler::set_metrics,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),

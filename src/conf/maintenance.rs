@@ -1,4 +1,4 @@
-//! `status_alert_maintenance NAME|* DAYS HH:MM-HH:MM [tz=...]` (SPEC 14): weekly windows in
+//! `status_alert_maintenance NAME|* DAYS HH:MM-HH:MM [tz=...]`: weekly windows in
 //! which a NAME (or every NAME, `*`) is muted, and the question "is NAME muted now, and until
 //! when?". Pure: parsing and calendar arithmetic, no clock of its own.
 //!
@@ -23,8 +23,9 @@
 //!
 //! Depends on [`ParamError`] and [`validate_name`] of `conf::params`. Wiring: the directive
 //! (http context, repeatable) parses with [`parse_maintenance`], `MainConf::validate` refuses a
-//! NAME that no `status_alert` defines (naming file and line), the evaluator asks
-//! [`Maintenance::muted_until`] every tick with nginx's current offset for `tz=local`.
+//! NAME that no `status_alert` defines (naming file and line), and `evaluate::muted` asks
+//! [`Maintenance::muted_until`] every evaluation round (and for every `status_metrics`
+//! request) with nginx's current offset for `tz=local`.
 
 use crate::conf::params::{validate_name, ParamError};
 

@@ -13,6 +13,8 @@ pub mod destination;
 #[cfg(not(test))]
 pub(crate) mod directives;
 pub mod maintenance;
+#[cfg(not(test))]
+pub(crate) mod mute_lock;
 pub mod params;
 pub mod probe_spec;
 #[cfg(not(test))]
@@ -252,6 +254,13 @@ pub struct MainConf {
     /// The cycle this configuration belongs to (set in postconfiguration): its core
     /// configuration says, once read, which user the workers run as.
     pub cycle: Option<core::ptr::NonNull<nginx_sys::ngx_cycle_t>>,
+    /// `status_alert_maintenance` windows, in configuration order.
+    pub maintenance: maintenance::Maintenance,
+    /// Where each window of `maintenance` was set.
+    pub maintenance_places: Vec<String>,
+    /// The slab pool of the primary zone, once initialised: its lock guards the mute table
+    /// (see `conf/mute_lock.rs`).
+    pub zone_pool: Option<core::ptr::NonNull<nginx_sys::ngx_slab_pool_t>>,
 }
 
 /// A zone of the previous configuration.
@@ -391,6 +400,24 @@ impl MainConf {
                 });
             }
         }
+        for (w, place) in self
+            .maintenance
+            .windows
+            .iter()
+            .zip(&self.maintenance_places)
+        {
+            if let maintenance::MaintenanceTarget::Name(name) = &w.target {
+                if !self.names.iter().any(|n| &n.name == name) {
+                    return Err(ConfError::At {
+                        directive: "status_alert_maintenance",
+                        message: format!(
+                            "\"{name}\" is not a NAME of any \"status_alert\" (\"*\" mutes them all)"
+                        ),
+                        place: place.clone(),
+                    });
+                }
+            }
+        }
         let interval = self.interval_ms();
         let bounds = self.bucket_bounds();
         for n in &self.names {
@@ -469,6 +496,8 @@ pub struct LocConf {
     pub alert: AlertSetting,
     /// `status_metrics` handler enabled here.
     pub metrics: bool,
+    /// `status_metrics control=on`: mutes may be set here.
+    pub metrics_control: bool,
     /// Probes of this location that take their NAME from `status_alert`.
     pub pending_probes: Vec<ProbeConf>,
     /// `status_alert_certificates` at this level: `None` unset, `Some(None)` off.

@@ -207,6 +207,8 @@ extern "C" fn zone_init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx
         zone.check(&as_slices(&names), &as_slices(&probes), process_alive)
             .map_err(SetupError::ZoneFull)?;
         mcf.zone = Some(zone);
+        // SAFETY: nginx passes a zone whose mapping begins with its slab pool.
+        mcf.zone_pool = ptr::NonNull::new(unsafe { (*shm_zone).shm.addr }.cast());
         Ok(())
     });
     status(set_up, log)
@@ -293,6 +295,13 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         .find(|o| o.zone.header().superseded.load(Relaxed) == 0);
     if let Some(p) = previous {
         zone.import_state(&p.zone);
+        // Runtime mutes move with the state. The previous zone's workers may still write its
+        // table (it has no lock of ours here): what is read is checked record by record.
+        // SAFETY: see above; a torn record reads as a bounded one and is checked again.
+        let theirs = unsafe { zone::mute_table::active(p.zone.header().mutes.records(), now_ms()) };
+        crate::conf::mute_lock::with_mutes(mcf, |ours| {
+            zone::mute_table::merge(ours, &theirs, now_ms())
+        });
         mcf.predecessor = p.kept.then_some(p.zone);
     }
     for o in &old_zones {

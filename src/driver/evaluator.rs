@@ -13,6 +13,7 @@ use crate::conf::state_dir::StateDirError;
 use crate::conf::MainConf;
 use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::heartbeat::HeartbeatSchedule;
+use crate::evaluate::mute_round::HeldDowns;
 use crate::evaluate::{self, Watched};
 use crate::helper::{Outbox, MAX_PENDING};
 use crate::notify::alertmanager;
@@ -55,6 +56,8 @@ pub(super) struct Evaluator {
     pub(super) next_alertmanager_ms: u64,
     /// `status_alert_heartbeat`: its destination index and its schedule.
     pub(super) heartbeat: Option<(usize, HeartbeatSchedule)>,
+    /// Probe DOWNs a mute held back, announced when it ends if still down.
+    pub(super) held_downs: HeldDowns,
 }
 
 /// One `dropped` outcome per payload lost for `why`, given by its destination.
@@ -99,6 +102,7 @@ impl Evaluator {
             heartbeat: mcf
                 .heartbeat()
                 .map(|(index, interval_ms)| (index, HeartbeatSchedule::new(interval_ms, now))),
+            held_downs: HeldDowns::default(),
         });
         evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);
@@ -138,6 +142,7 @@ impl Evaluator {
             let fail_open = crate::probe::mark_down::nginx_peers::sync(self.mcf, self.log);
             crate::probe::mark_down::annotate(&mut events, &fail_open);
         }
+        let mut evaluated = false;
         if self.lease.is_some() && now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();
             self.next_eval_ms = now + interval;
@@ -149,11 +154,15 @@ impl Evaluator {
                     interval,
                     &bounds,
                 ));
+                evaluated = true;
                 self.zone.header().alerting.evaluated(now_ms(), pid());
                 if let Some((_, schedule)) = self.heartbeat.as_mut() {
                     schedule.on_evaluation();
                 }
             }
+        }
+        if self.lease.is_some() && (evaluated || !events.is_empty()) {
+            events = self.pass_mutes(events, now);
         }
         if !events.is_empty() {
             outcomes.extend(self.announce(&events, now));
@@ -208,7 +217,9 @@ impl Evaluator {
         if let Ok(state) = &self.state {
             let log = self.log;
             let mut report = |m: String| warn!(log, "status_alert: {m}");
-            let exported = self.zone.export_state().to_string();
+            let mut exported = self.zone.export_state();
+            exported["mutes"] = self.export_mutes(now_ms());
+            let exported = exported.to_string();
             if let Err(e) = state.leave(exported.as_bytes(), &mut report) {
                 warn!(
                     self.log,
@@ -269,6 +280,7 @@ impl Evaluator {
                 let last = state.take(HAND_OVER_MAX_AGE, &mut report);
                 if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
                     zone.import_exported(&state, now);
+                    self.import_mutes(&state["mutes"], now);
                 }
                 self.lease = Some(lease);
                 self.held_logged = false;
@@ -353,7 +365,8 @@ impl Evaluator {
         let probes: Vec<WatchedProbe<'_>> = (0..self.mcf.probes.len())
             .filter_map(|i| self.watched_probe(i))
             .collect();
-        firing::firing_now(&self.watched(), &probes, now)
+        let firing = firing::firing_now(&self.watched(), &probes, now);
+        self.without_muted(firing, now)
     }
 
     /// Logs every event and queues the payloads for every destination. Returns outcomes for

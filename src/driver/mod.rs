@@ -14,7 +14,7 @@
 //!
 //! Files: `process` (the hooks nginx calls and each process's role), `evaluator` (worker 0's
 //! rounds: lease, probes, evaluation, announcements), `helper_link` (keeping a helper process
-//! running), `watchman` (the other workers), `lease` (the lease and hand-over files, plain
+//! running), `mutes` (what mutes hold back, and their hand-over), `watchman` (the other workers), `lease` (the lease and hand-over files, plain
 //! Rust), `loop_fd` (descriptors on nginx's event loop).
 
 #[cfg(not(test))]
@@ -24,6 +24,8 @@ mod helper_link;
 pub mod lease;
 #[cfg(not(test))]
 mod loop_fd;
+#[cfg(not(test))]
+mod mutes;
 #[cfg(not(test))]
 mod process;
 #[cfg(not(test))]

@@ -7,6 +7,8 @@ pub mod certificate;
 pub mod firing;
 pub mod heartbeat;
 pub mod latency;
+pub mod mute_round;
+pub mod muted;
 pub mod muting;
 pub mod reliability;
 pub mod slo;

@@ -1,4 +1,4 @@
-//! What a mute (maintenance window or runtime mute, SPEC 14) does to one alert kind of one
+//! What a mute (maintenance window or runtime mute) does to one alert kind of one
 //! NAME: the NAME is still evaluated and its incidents recorded, but no event is sent while it
 //! is muted; when the mute ends, what was held back and still matters is announced.
 //!
@@ -47,6 +47,25 @@ pub struct AfterMute {
 }
 
 impl MuteGate {
+    /// The gate as the zone keeps it (`zone::mute_table::MuteGates`).
+    pub fn to_words(self) -> [u64; 3] {
+        [
+            self.since_ms,
+            self.unresolved_ms,
+            u64::from(self.announced) | u64::from(self.held_back) << 32,
+        ]
+    }
+
+    /// A gate read back from the zone; flags other than 0 and 1 read as 1.
+    pub fn from_words(w: [u64; 3]) -> MuteGate {
+        MuteGate {
+            since_ms: w[0],
+            unresolved_ms: w[1],
+            announced: u32::from(w[2] & 0xffff_ffff != 0),
+            held_back: u32::from(w[2] >> 32 != 0),
+        }
+    }
+
     fn follow(&mut self, since_ms: u64) {
         if self.since_ms != since_ms {
             *self = MuteGate {
@@ -73,6 +92,12 @@ impl MuteGate {
         self.held_back = 0;
         self.announced = u32::from(level != Level::Ok);
         true
+    }
+
+    /// True when news of the incident that began at `since_ms` was held back and none of it
+    /// was ever announced: its RESOLVED, right after a mute, is no news either.
+    pub fn never_announced(&self, since_ms: u64) -> bool {
+        self.since_ms == since_ms && self.held_back != 0 && self.announced == 0
     }
 
     /// Asked every evaluation while the NAME is not muted, before its events, with the kind's
@@ -171,6 +196,28 @@ mod tests {
         let after = g.after_mute(Ok, 0);
         assert_eq!(after.resolved_since_ms, Some(T0));
         assert_eq!(after.still_firing, None);
+    }
+
+    #[test]
+    fn an_incident_held_back_whole_is_known_as_never_announced() {
+        let mut g = MuteGate::default();
+        assert!(!g.pass(true, Critical, T0));
+        assert!(g.never_announced(T0));
+        assert!(!g.never_announced(T0 + 1));
+        let mut g = MuteGate::default();
+        assert!(g.pass(false, Critical, T0));
+        assert!(!g.pass(true, Critical, T0));
+        assert!(!g.never_announced(T0), "announced before the mute");
+    }
+
+    #[test]
+    fn words_round_trip() {
+        let mut g = MuteGate::default();
+        g.pass(false, Critical, T0);
+        g.pass(true, Ok, T0);
+        g.pass(true, Warning, T0 + 1);
+        assert_eq!(MuteGate::from_words(g.to_words()), g);
+        assert_eq!(MuteGate::from_words([0; 3]), MuteGate::default());
     }
 
     #[test]

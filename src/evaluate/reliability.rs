@@ -1,9 +1,9 @@
 //! MTTR and MTBF of a NAME, per alert kind, from the incident totals the module keeps
-//! ([`IncidentSummary`]): the figures the status page shows beside each NAME (SPEC 14).
+//! ([`IncidentSummary`]): the figures the status page shows beside each NAME.
 //!
 //! - **MTTR**, mean time to resolve: seconds spent firing / incidents opened. The ongoing
 //!   incident counts with its time so far, exactly as
-//!   `nginx_location_incident_seconds_total / nginx_location_incidents_total` (SPEC 9).
+//!   `nginx_location_incident_seconds_total / nginx_location_incidents_total` (docs/metrics.md).
 //! - **MTBF**, mean time between failures: time not firing / incidents opened, i.e. the mean
 //!   healthy stretch before an incident (so MTBF + MTTR is the mean time from one incident's
 //!   start to the next's). `None` before the first incident: there is no failure to measure
@@ -29,10 +29,28 @@
 //! (A series younger than 30 days makes that MTBF too long; `increase` copes with the counter
 //! resets of a binary upgrade.)
 //!
-//! Depends on `evaluate::incidents` only. The observed time is how long the NAME's slot has
-//! been counting (the zone has no such field yet; issue 22 wires it).
+//! Depends on `zone::incidents`. The observed time is how long the NAME's slot has been
+//! evaluated ([`observe`] notes its first evaluation in the slot).
+
+use core::sync::atomic::Ordering::Relaxed;
 
 use crate::zone::incidents::{IncidentKind, IncidentSummary};
+use crate::zone::NameSlot;
+
+/// Notes `now_ms` as the start of the observed time of `slot` if nothing is noted yet.
+pub fn observe(slot: &NameSlot, now_ms: u64) {
+    let _ = slot
+        .evaluated_since_ms
+        .compare_exchange(0, now_ms, Relaxed, Relaxed);
+}
+
+/// Seconds `slot` has been evaluated at `now_ms` (0 before its first evaluation).
+pub fn observed_secs(slot: &NameSlot, now_ms: u64) -> u64 {
+    match slot.evaluated_since_ms.load(Relaxed) {
+        0 => 0,
+        since => now_ms.saturating_sub(since) / 1000,
+    }
+}
 
 /// MTTR and MTBF of one alert kind of one NAME.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -18,7 +18,11 @@ use crate::conf::ConfError;
 use crate::conf::LocConf;
 use crate::HttpStatusAlertModule as Module;
 
-/// `status_metrics`: serve the metrics from this location.
+/// What `status_metrics` takes as its one argument.
+const CONTROL_VALUES: &str = "\"control=on\" or \"control=off\"";
+
+/// `status_metrics [control=on|off]`: serve the metrics from this location (and, with
+/// `control=on`, take mutes).
 pub extern "C" fn set_metrics(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -28,6 +32,21 @@ pub extern "C" fn set_metrics(
         if lcf.metrics {
             return Err(ConfError::Duplicate);
         }
+        // SAFETY: cf.args holds the directive and its arguments.
+        let args: &[ngx_str_t] = unsafe { (*cf.args).as_slice() };
+        if let Some(arg) = args.get(1) {
+            lcf.metrics_control = match arg.as_bytes() {
+                b"control=on" => true,
+                b"control=off" => false,
+                _ => {
+                    let message = format!("invalid parameter \"{arg}\", expected {CONTROL_VALUES}");
+                    return Err(ConfError::Invalid {
+                        directive: "status_metrics",
+                        message,
+                    });
+                }
+            };
+        }
         lcf.metrics = true;
         let clcf = NgxHttpCoreModule::location_conf_mut(cf).expect("http core loc conf");
         clcf.handler = Some(metrics_handler);
@@ -36,7 +55,7 @@ pub extern "C" fn set_metrics(
 }
 
 /// The value of query argument `name`, if present.
-fn arg(r: &mut ngx_http_request_t, name: &str) -> Option<String> {
+pub(super) fn arg(r: &mut ngx_http_request_t, name: &str) -> Option<String> {
     let mut value = ngx_str_t::empty();
     let mut key = name.as_bytes().to_vec();
     // SAFETY: valid request; ngx_http_arg only reads the args and writes `value`.
@@ -66,13 +85,19 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
 }
 
 /// Adds a response header; on allocation failure the header is simply missing.
-fn add_header(r: &mut ngx_http_request_t, key: &str, value: &str) {
+pub(super) fn add_header(r: &mut ngx_http_request_t, key: &str, value: &str) {
     // SAFETY: `Request` is a transparent wrapper of a valid ngx_http_request_t.
     let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
     let _ = request.add_header_out(key, value);
 }
 
 fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
+    // Only a query naming mute or unmute is a control request; everything else is served as
+    // before.
+    let query = String::from_utf8_lossy(r.args.as_bytes()).into_owned();
+    if super::mute_control::is_control_request(&query) {
+        return super::mute_handler::serve_control(r, &query);
+    }
     if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
         add_header(r, "Allow", "GET, HEAD");
         return Err(NGX_HTTP_NOT_ALLOWED as ngx_int_t);
@@ -86,7 +111,14 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
     let mcf = Module::main_conf(r).ok_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
     let now = nginx_sys::ngx_timeofday();
     let now_ms = now.sec as u64 * 1000 + now.msec as u64;
-    let m = collect(mcf, now_ms);
+    let mut m = collect(mcf, now_ms);
+    let records = crate::conf::mute_lock::copy_mutes(mcf);
+    let mutes = crate::evaluate::muted::Mutes {
+        maintenance: &mcf.maintenance,
+        records: &records,
+        local_offset_secs: crate::conf::mute_lock::local_offset_secs(),
+    };
+    super::mute_view::collect_mutes(&mut m, mcf, &mutes, now_ms);
     let format = choose_format(arg(r, "format").as_deref(), accept(r).as_deref());
     let body = match format {
         Format::Json => metrics::render_json(&m),
@@ -106,13 +138,22 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
             s
         }
     };
-    let content_type = format.content_type();
+    respond(r, 200, format.content_type(), &body)
+}
+
+/// Sends `body` with `status` and `content_type` (a static string).
+pub(super) fn respond(
+    r: &mut ngx_http_request_t,
+    status: usize,
+    content_type: &'static str,
+    body: &str,
+) -> Result<ngx_int_t, ngx_int_t> {
     let content_type = ngx_str_t {
         len: content_type.len(),
         data: content_type.as_ptr().cast_mut(),
     };
 
-    r.headers_out.status = 200;
+    r.headers_out.status = status;
     r.headers_out.content_length_n = body.len() as i64;
     r.headers_out.content_type_len = content_type.len;
     r.headers_out.content_type = content_type;

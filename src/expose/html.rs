@@ -14,6 +14,7 @@
 
 use core::fmt::Write;
 
+use crate::evaluate::reliability::reliability;
 use crate::expose::metrics::{
     duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics,
     NOTIFY_RESULT_LABELS,
@@ -337,6 +338,18 @@ fn write_location(
             fmt_when(since, now)
         )?;
     }
+    if let Some(mute) = m.mutes.get(&l.name) {
+        let why = if mute.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", escape_html(&mute.reason))
+        };
+        writeln!(
+            out,
+            "<p class=\"muted\">muted until <time datetime=\"{t}\">{t}</time>{why}</p>",
+            t = iso8601(mute.until_unix)
+        )?;
+    }
 
     let window = d.window_secs.map_or_else(
         || "window".to_owned(),
@@ -394,6 +407,7 @@ fn write_location(
 
     out.push_str("<h3>Recent incidents</h3>\n");
     write_incidents(out, l, d, now)?;
+    write_reliability(out, m, &l.name)?;
 
     let links: Vec<String> = [("Logs", &d.link), ("Runbook", &d.runbook)]
         .into_iter()
@@ -543,6 +557,44 @@ fn write_probes(
     }
     out.push_str("</tbody>\n</table>\n");
     Ok(())
+}
+
+/// MTTR and MTBF per alert kind with incidents, or how long the NAME went without one.
+fn write_reliability(out: &mut String, m: &Metrics, name: &str) -> core::fmt::Result {
+    let Some(h) = m.health.iter().find(|h| h.name == name) else {
+        return Ok(());
+    };
+    let observed = m.observed_secs.get(name).copied().unwrap_or(0);
+    let figures: Vec<String> = reliability(&h.incidents, observed)
+        .iter()
+        .filter(|r| r.incidents > 0)
+        .map(|r| {
+            let secs = |v: Option<f64>| format_duration(v.unwrap_or(0.0).round() as u64);
+            let noun = if r.incidents == 1 {
+                "incident"
+            } else {
+                "incidents"
+            };
+            format!(
+                "{}: MTTR {}, MTBF {} ({} {noun})",
+                r.kind.label(),
+                secs(r.mttr_secs),
+                secs(r.mtbf_secs),
+                r.incidents
+            )
+        })
+        .collect();
+    if figures.is_empty() {
+        if observed > 0 {
+            writeln!(
+                out,
+                "<p class=\"note\">No incident in {}.</p>",
+                format_duration(observed)
+            )?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "<p class=\"note\">{}.</p>", figures.join("; "))
 }
 
 fn write_incidents(

@@ -6,7 +6,11 @@
 pub(crate) mod handler;
 pub mod html;
 pub mod metrics;
+pub mod mute_apply;
 pub mod mute_control;
+#[cfg(not(test))]
+mod mute_handler;
+pub mod mute_view;
 pub mod negotiate;
 
 use core::sync::atomic::Ordering::Relaxed;

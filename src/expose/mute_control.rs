@@ -1,4 +1,4 @@
-//! The control requests of `status_metrics control=on` (SPEC 14): `POST ?mute=NAME&for=TIME
+//! The control requests of `status_metrics control=on`: `POST ?mute=NAME&for=TIME
 //! [&reason=TEXT]` and `POST ?unmute=NAME`, as pure parsing of the method, the switch and the
 //! query string into a [`MuteCommand`] or a [`ControlError`] with its HTTP status and text.
 //!

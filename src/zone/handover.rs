@@ -33,6 +33,9 @@ impl Zone {
             slot.slo.state.copy_from(&o.slo.state);
             slot.slo.set_rates(o.slo.rates());
             slot.incidents.copy_from(&o.incidents);
+            slot.mute_gates.copy_from(&o.mute_gates);
+            slot.evaluated_since_ms
+                .store(o.evaluated_since_ms.load(Relaxed), Relaxed);
         }
         let by_key = by_key(old.probes(), |s: &ProbeSlot| &s.key);
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {

@@ -4,6 +4,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
+use super::mute_table::MuteTable;
 use super::{MAX_DESTINATIONS, MAX_WRITERS, NOTIFY_RESULTS};
 
 /// Zone-wide state.
@@ -38,6 +39,8 @@ pub struct ZoneHeader {
     /// The lowest generation of a process that found `writers` full, plus one; 0 if none did.
     /// Never cleared (see [`Zone::register_writer`]).
     pub(super) writer_overflow: AtomicU64,
+    /// Runtime mutes, behind the zone's lock (see `mute_table`).
+    pub mutes: MuteTable,
 }
 
 /// How the evaluator is doing, written by the evaluating process (and the master at commit),

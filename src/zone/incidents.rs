@@ -59,12 +59,18 @@ pub struct Incident {
     /// Highest value seen while firing: 5xx share in percent, percentile in seconds, or burn
     /// rate, by kind.
     pub peak_value: f64,
+    /// Part of it fell in a mute (maintenance window or runtime mute): what happened then was
+    /// not sent.
+    pub muted: bool,
 }
+
+/// The tag bit of an incident that fell (partly) in a mute.
+const MUTED_BIT: u32 = 1 << 16;
 
 /// One incident in shared memory.
 #[repr(C)]
 pub struct IncidentRecord {
-    /// 0 for an empty record, else `kind + 1 | peak_level << 8`.
+    /// 0 for an empty record, else `kind + 1 | peak_level << 8 | muted << 16`.
     tag: AtomicU32,
     start_ms: AtomicU64,
     /// 0 while ongoing.
@@ -84,6 +90,7 @@ impl IncidentRecord {
             end_ms: (end != 0).then_some(end),
             peak_level: Level::from_u8((tag >> 8) as u8),
             peak_value: f64::from_bits(self.peak_value.load(Relaxed)),
+            muted: tag & MUTED_BIT != 0,
         })
     }
 
@@ -91,7 +98,8 @@ impl IncidentRecord {
         self.start_ms.store(i.start_ms, Relaxed);
         self.end_ms.store(i.end_ms.unwrap_or(0), Relaxed);
         self.peak_value.store(i.peak_value.to_bits(), Relaxed);
-        let tag = (i.kind as u32 + 1) | (i.peak_level as u32) << 8;
+        let muted = if i.muted { MUTED_BIT } else { 0 };
+        let tag = (i.kind as u32 + 1) | (i.peak_level as u32) << 8 | muted;
         self.tag.store(tag, Relaxed);
     }
 }
@@ -130,6 +138,7 @@ impl IncidentLog {
             end_ms: None,
             peak_level: level,
             peak_value: value,
+            muted: false,
         });
         self.next
             .store(((i + 1) % INCIDENT_HISTORY) as u32, Relaxed);
@@ -152,6 +161,20 @@ impl IncidentLog {
                 i.peak_value = i.peak_value.max(value);
                 r.store(&i);
             }
+        }
+    }
+
+    /// Marks the incident of `kind` started at `start_ms` as muted, if its record is still kept.
+    /// Starts are compared to the second, as events carry them.
+    pub fn mark_muted(&self, kind: IncidentKind, start_ms: u64) {
+        let found = self.records.iter().find_map(|r| {
+            let i = r.load()?;
+            let same = i.kind == kind && i.start_ms / 1000 == start_ms / 1000;
+            (same && !i.muted).then_some((r, i))
+        });
+        if let Some((r, mut i)) = found {
+            i.muted = true;
+            r.store(&i);
         }
     }
 
@@ -232,12 +255,19 @@ mod tests {
             end_ms: None,
             peak_level: Level::Critical,
             peak_value: 12.5,
+            muted: false,
         };
         assert_eq!(s.recent, vec![expect]);
         l.close(Errors, 10_000, 190_000);
         let s = l.summary(500_000, [None; 3]);
         assert_eq!(s.firing_seconds, [180, 0, 0]);
         assert_eq!(s.recent[0].end_ms, Some(190_000));
+        assert!(!s.recent[0].muted);
+        l.mark_muted(Errors, 10_999);
+        let s = l.summary(500_000, [None; 3]);
+        assert!(s.recent[0].muted, "marked, and kept by a later store");
+        assert_eq!(s.recent[0].end_ms, Some(190_000));
+        l.mark_muted(Errors, 1);
     }
 
     #[test]

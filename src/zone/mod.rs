@@ -8,7 +8,8 @@
 //!
 //! Files: `header` (zone-wide state: writers, delivery counts, how alerting is doing), `slots`
 //! (what a NAME and a probe target keep), `counters` (the request path's counters), `window`
-//! (window rings), `incidents` (incident history), `key` (slot keys), `size` (sizing and the
+//! (window rings), `incidents` (incident history), `mutes` and `mute_table` (runtime mutes and
+//! the muting gates), `key` (slot keys), `size` (sizing and the
 //! zone's errors), `claim` (which slot a key gets), `handover` (state and counts carried across
 //! reloads and binary upgrades).
 
@@ -18,6 +19,7 @@ mod handover;
 mod header;
 pub mod incidents;
 mod key;
+pub mod mute_table;
 pub mod mutes;
 mod size;
 mod slots;
@@ -39,7 +41,7 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::Relaxed;
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x08");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x09");
 
 /// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;
@@ -96,7 +98,8 @@ pub struct Zone {
     size: usize,
 }
 
-// SAFETY: a Zone only hands out shared references to atomics.
+// SAFETY: a Zone only hands out shared references to atomics, and to the mute table, whose
+// records are reached only under the zone's lock (`MuteTable::records`).
 unsafe impl Send for Zone {}
 // SAFETY: as above.
 unsafe impl Sync for Zone {}

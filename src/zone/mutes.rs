@@ -1,10 +1,11 @@
-//! Runtime mutes (`POST ?mute=NAME&for=TIME[&reason=TEXT]`, SPEC 14) as fixed-size records for
+//! Runtime mutes (`POST ?mute=NAME&for=TIME[&reason=TEXT]`) as fixed-size records for
 //! shared memory, and the few operations on a table of them.
 //!
 //! A [`MuteRecord`] is plain fields (key, end, reason bytes): the control handler writes one in
-//! whichever worker the POST lands, and the evaluator reads them every tick. Writes are rare
-//! administrative requests, never the counting path, so the table sits behind the zone's lock
-//! (an `ngx_shmtx_t`, as nginx's own slab allocator uses) rather than in atomics: a reader
+//! whichever worker the POST lands, and the evaluator reads them every round. Writes are rare
+//! administrative requests, never the counting path, so the table (`mute_table`) sits behind
+//! the zone's lock (the `ngx_shmtx_t` of the zone's slab pool, taken in `conf/mute_lock.rs`)
+//! rather than in atomics: a reader
 //! copies the records it needs under the lock, a writer changes one record under it.
 //!
 //! Mutes must survive reloads (the zone is kept) and binary upgrades (the new master has a

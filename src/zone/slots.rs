@@ -6,6 +6,7 @@ use core::sync::atomic::{fence, AtomicU32, AtomicU64};
 use super::counters::{BucketBounds, NameCounters};
 use super::incidents::{IncidentLog, IncidentSummary};
 use super::key::SlotKey;
+use super::mute_table::MuteGates;
 use super::window::{LongWindowRing, WindowRing};
 use super::{NAME_KEY_MAX, PROBE_KEY_MAX};
 use crate::vocab::event::Level;
@@ -162,7 +163,7 @@ impl SloState {
     }
 }
 
-/// Everything the zone keeps for one NAME: 13,888 bytes (see the layout test).
+/// Everything the zone keeps for one NAME: 13,952 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -181,6 +182,11 @@ pub struct NameSlot {
     pub slo: SloState,
     /// Recent incidents and per-kind totals (evaluator).
     pub incidents: IncidentLog,
+    /// What each alert kind held back during a mute (evaluator).
+    pub mute_gates: MuteGates,
+    /// Since when the slot has been evaluated, ms since the epoch; 0 before the first
+    /// evaluation (the time MTBF is measured over).
+    pub evaluated_since_ms: AtomicU64,
 }
 
 /// [`ProbeHealth::state`] of a target that is down.
@@ -337,6 +343,8 @@ impl NameSlot {
         self.slo.state.reset();
         self.slo.set_rates([0.0; 4]);
         self.incidents.reset();
+        self.mute_gates.reset();
+        self.evaluated_since_ms.store(0, Relaxed);
     }
 
     /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a

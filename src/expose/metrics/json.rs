@@ -57,6 +57,7 @@ fn health_json(h: &NameHealth) -> Map<String, Value> {
                 "end": i.end_ms.map(|ms| ms / 1000),
                 "peak_level": i.peak_level.label().to_ascii_lowercase(),
                 "peak_value": i.peak_value,
+                "muted": i.muted,
             })
         })
         .collect();
@@ -99,6 +100,11 @@ pub fn render_json(m: &Metrics) -> String {
                     "error_ratio": l.error_ratio(),
                 },
                 "alert_state": l.level.label().to_ascii_lowercase(),
+                "muted": m.mutes.get(&l.name).map(|v| json!({
+                    "until": crate::vocab::text::iso8601(v.until_unix),
+                    "until_unix": v.until_unix,
+                    "reason": v.reason,
+                })),
         });
         if let (Some(h), Some(o)) = (
             m.health.iter().find(|h| h.name == l.name),

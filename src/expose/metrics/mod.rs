@@ -54,6 +54,10 @@ pub struct Metrics {
     /// HTTPS probe targets' certificates: `(probe, target, expiry in Unix seconds)`, for the
     /// targets whose certificate has been seen.
     pub probe_certificates: Vec<(String, String, u64)>,
+    /// The NAMEs muted now (maintenance window or runtime mute), by NAME.
+    pub mutes: BTreeMap<String, MuteView>,
+    /// Seconds each NAME has been evaluated (what MTBF is measured over), by NAME.
+    pub observed_secs: BTreeMap<String, u64>,
 }
 
 /// One certificate nginx serves.
@@ -75,6 +79,15 @@ pub struct CertificateMetrics {
     pub problem: Option<String>,
     /// The expiry alert's level.
     pub level: crate::vocab::event::Level,
+}
+
+/// A NAME's mute as shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MuteView {
+    /// End of the mute, Unix seconds.
+    pub until_unix: u64,
+    /// Why: the runtime mute's reason (may be empty) or "maintenance window".
+    pub reason: String,
 }
 
 impl Metrics {

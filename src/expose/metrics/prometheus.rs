@@ -131,6 +131,21 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             l.level as u8,
         )?;
     }
+    header(
+        out,
+        "nginx_location_muted",
+        "gauge",
+        "1 while the location NAME is muted (maintenance window or runtime mute): evaluated, \
+         nothing sent.",
+    )?;
+    for l in locs {
+        sample(
+            out,
+            "nginx_location_muted",
+            &[("location", &l.name)],
+            u8::from(m.mutes.contains_key(&l.name)),
+        )?;
+    }
     render_health(m, out)?;
 
     if !m.probes.is_empty() {

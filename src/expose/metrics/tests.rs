@@ -181,6 +181,7 @@ fn health() -> NameHealth {
                 end_ms: None,
                 peak_level: Level::Critical,
                 peak_value: 2.4,
+                muted: false,
             }],
         },
     }
