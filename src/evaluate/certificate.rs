@@ -12,8 +12,78 @@
 //!   nginx to serve it"). That is the classic outage of a renewal tool that renewed the file
 //!   but whose reload hook never ran.
 
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::alert::{advance, Transition};
+use super::StateCells;
 use crate::conf::certificates::CertificateParams;
+use crate::vocab::certificate::{CertificateEvent, CertificateSubject};
 use crate::vocab::event::Level;
+use crate::zone::CertificateWatch;
+
+/// One certificate to judge at an evaluation.
+pub struct WatchedCertificate<'a> {
+    /// Whose.
+    pub subject: CertificateSubject,
+    /// The thresholds in force for it.
+    pub params: CertificateParams,
+    /// Its cell in the zone: the expiry served (0 unknown), the file re-read, the alert.
+    pub watch: &'a CertificateWatch,
+    /// Whether the file on disk is worth comparing (a served certificate; a probe target's
+    /// certificate has no file here).
+    pub has_file: bool,
+}
+
+/// Judges every certificate at `now_ms`: each level change once (compare-and-swap in the
+/// zone, so however many evaluators run), a firing level again every `repeat`, RESOLVED when
+/// the certificate judged expires far enough away (a reload served a renewal, a probe target
+/// now serves one). A certificate whose expiry is unknown (file unreadable when loaded, a
+/// target not reached yet) is not judged.
+pub fn evaluate(certs: &[WatchedCertificate<'_>], now_ms: u64) -> Vec<CertificateEvent> {
+    let mut out = Vec::new();
+    for c in certs {
+        let not_after = c.watch.not_after_unix.load(Relaxed);
+        if not_after == 0 {
+            continue;
+        }
+        let cells = StateCells::of(&c.watch.alert);
+        let old = cells.load();
+        let (new, transition) = advance(
+            old,
+            level(not_after, now_ms, &c.params),
+            now_ms,
+            c.params.repeat_ms,
+        );
+        if new != old && !cells.store(old, new) {
+            continue;
+        }
+        let Some(transition) = transition else {
+            continue;
+        };
+        let (level, previous, repeat, since_ms) = match transition {
+            Transition::Changed { from, to } => (to, from, false, new.incident_since_ms),
+            Transition::Repeat(l) => (l, l, true, new.incident_since_ms),
+            Transition::Resolved { from, .. } => (Level::Ok, from, false, old.incident_since_ms),
+        };
+        let on_disk = c.has_file.then(|| {
+            (
+                c.watch.on_disk_not_after_unix.load(Relaxed),
+                c.watch.on_disk_since_unix.load(Relaxed),
+            )
+        });
+        out.push(CertificateEvent {
+            level,
+            previous,
+            repeat,
+            subject: c.subject.clone(),
+            not_after_unix: not_after,
+            renewal: renewal(not_after, on_disk.filter(|(d, _)| *d != 0))
+                .map(|r| (r.not_after_unix, r.since_unix)),
+            since_unix: since_ms / 1000,
+        });
+    }
+    out
+}
 
 /// The level of a certificate expiring at `not_after_unix` at `now_ms`.
 pub fn level(not_after_unix: u64, now_ms: u64, p: &CertificateParams) -> Level {
@@ -87,6 +157,56 @@ mod tests {
                 since_unix: 5
             })
         );
+    }
+
+    #[test]
+    fn each_level_once_repeats_and_resolves_on_a_newer_certificate() {
+        let watch = CertificateWatch::default();
+        let now = 1_800_000_000u64;
+        let p = CertificateParams::default();
+        let subject = CertificateSubject::Served {
+            server: "a.test".into(),
+            file: "/a.pem".into(),
+        };
+        let certs = [WatchedCertificate {
+            subject,
+            params: p,
+            watch: &watch,
+            has_file: true,
+        }];
+        let at = |secs: u64| secs * 1000;
+        // Unknown expiry: nothing.
+        assert!(evaluate(&certs, at(now)).is_empty());
+        watch.not_after_unix.store(now + 10 * DAY, Relaxed);
+        let e = evaluate(&certs, at(now));
+        assert_eq!(
+            (e.len(), e[0].level, e[0].previous),
+            (1, Level::Warning, Level::Ok)
+        );
+        assert!(evaluate(&certs, at(now + 60)).is_empty(), "once");
+        // Three days later: critical, once.
+        let e = evaluate(&certs, at(now + 3 * DAY + 1));
+        assert_eq!(
+            (e[0].level, e[0].previous, e[0].repeat),
+            (Level::Critical, Level::Warning, false)
+        );
+        assert!(evaluate(&certs, at(now + 3 * DAY + 60)).is_empty());
+        // A day on: the daily repeat.
+        let e = evaluate(&certs, at(now + 4 * DAY + 2));
+        assert!(e[0].repeat && e[0].level == Level::Critical);
+        // The renewed file shows in the event; the served certificate is still judged.
+        watch.on_disk_not_after_unix.store(now + 90 * DAY, Relaxed);
+        watch.on_disk_since_unix.store(now + 4 * DAY, Relaxed);
+        let e = evaluate(&certs, at(now + 5 * DAY + 3));
+        assert_eq!(e[0].renewal, Some((now + 90 * DAY, now + 4 * DAY)));
+        // A reload serves it: RESOLVED once.
+        watch.not_after_unix.store(now + 90 * DAY, Relaxed);
+        let e = evaluate(&certs, at(now + 5 * DAY + 4));
+        assert_eq!(
+            (e[0].level, e[0].previous, e[0].renewal),
+            (Level::Ok, Level::Critical, None)
+        );
+        assert!(evaluate(&certs, at(now + 5 * DAY + 5)).is_empty());
     }
 
     #[test]

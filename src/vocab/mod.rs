@@ -3,6 +3,7 @@
 //! strings, durations, times; `title`: an event's title and error-log line) and URL redaction
 //! (`redact`). Pure Rust, no nginx.
 
+pub mod certificate;
 pub mod event;
 pub mod reason;
 pub mod redact;
