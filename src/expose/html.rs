@@ -15,11 +15,12 @@
 use core::fmt::Write;
 
 use crate::expose::metrics::{
-    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics,
+    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics, TrafficHealth,
     NOTIFY_RESULT_LABELS,
 };
 use crate::vocab::event::Level;
 use crate::vocab::text::{format_duration, format_window, iso8601};
+use crate::vocab::traffic::USUAL_WINDOWS;
 
 /// Longest auto-refresh period accepted, in seconds.
 pub const MAX_REFRESH_SECS: u32 = 3600;
@@ -384,6 +385,10 @@ fn write_location(
     if !notes.is_empty() {
         writeln!(out, "<p class=\"note\">{}</p>", notes.join(" "))?;
     }
+    let traffic = m.health.iter().find(|h| h.name == l.name);
+    if let Some(t) = traffic.and_then(|h| h.traffic.as_ref()) {
+        write_traffic(out, t)?;
+    }
 
     write_sparkline(out, d, l.level)?;
 
@@ -410,6 +415,29 @@ fn write_location(
     }
     out.push_str("</section>\n");
     Ok(())
+}
+
+/// The `traffic=` line of a NAME: its alert when it fires, the usual traffic (or how much of
+/// it is learnt), the thresholds.
+fn write_traffic(out: &mut String, t: &TrafficHealth) -> core::fmt::Result {
+    let state = if t.level == Level::Ok {
+        String::new()
+    } else {
+        let (class, word) = level_badge(t.level);
+        format!("<span class=\"badge {class}\">traffic {word}</span> ")
+    };
+    let usual = match t.usual {
+        Some(u) => format!("usually {} requests per window", u.round()),
+        None => format!(
+            "learning the usual traffic ({} of {USUAL_WINDOWS} windows)",
+            t.known_windows
+        ),
+    };
+    writeln!(
+        out,
+        "<p class=\"note traffic\">Traffic: {state}{usual}; {}.</p>",
+        escape_html(&t.thresholds)
+    )
 }
 
 /// A percentage as configured: `5`, `12.5`.

@@ -27,6 +27,8 @@ pub const ERROR_RATIO: &str = "NginxLocationErrorRatio";
 pub const LATENCY: &str = "NginxLocationLatency";
 /// Alertname of a NAME's `slo=` error-budget burn (as in deploy/prometheus/rules.yml).
 pub const ERROR_BUDGET: &str = "NginxLocationErrorBudgetBurn";
+/// Alertname of a NAME's `traffic=` drop (as in deploy/prometheus/rules.yml).
+pub const TRAFFIC_DROP: &str = "NginxLocationTrafficDrop";
 /// Alertname of a probe target that is down.
 pub const PROBE_DOWN: &str = "NginxProbeDown";
 
@@ -54,6 +56,11 @@ fn alert(event: &AlertEvent, level: Level, host: &str, ends_unix: u64) -> Value 
         }
         EventDetail::Slo(l) => {
             labels.insert("alertname".into(), ERROR_BUDGET.into());
+            labels.insert("location".into(), event.name.clone().into());
+            l.since_unix
+        }
+        EventDetail::Traffic(l) => {
+            labels.insert("alertname".into(), TRAFFIC_DROP.into());
             labels.insert("location".into(), event.name.clone().into());
             l.since_unix
         }
@@ -99,6 +106,7 @@ fn levels(event: &AlertEvent) -> (Option<Level>, Option<Level>) {
         EventDetail::ErrorRatio(l) => by_level(l.level, l.previous),
         EventDetail::Latency(l) => by_level(l.level, l.previous),
         EventDetail::Slo(l) => by_level(l.level, l.previous),
+        EventDetail::Traffic(l) => by_level(l.level, l.previous),
         EventDetail::Probe(p) if p.up => (None, Some(Level::Critical)),
         EventDetail::Probe(_) => (Some(Level::Critical), None),
     }

@@ -33,6 +33,7 @@ impl Zone {
             slot.slo.state.copy_from(&o.slo.state);
             slot.slo.set_rates(o.slo.rates());
             slot.incidents.copy_from(&o.incidents);
+            slot.traffic.copy_from(&o.traffic);
         }
         let by_key = by_key(old.probes(), |s: &ProbeSlot| &s.key);
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {
@@ -56,13 +57,15 @@ impl Zone {
 
     /// The evaluator's state of every live slot, for the evaluator that comes next when it
     /// cannot read this zone (the other master of a binary upgrade): per NAME its alert level,
-    /// incident start and last post, then the same three for `latency=` and for `slo=` (an
-    /// importer that knows only the first three ignores the rest); per probe target its health.
+    /// incident start and last post, then the same three for `latency=`, for `slo=` and for
+    /// `traffic=` (an importer that knows only the first three ignores the rest); per probe
+    /// target its health. The traffic history stays behind: the other master counts into a
+    /// zone of its own, so its history starts over (a percentage waits for 12 new windows).
     pub fn export_state(&self) -> serde_json::Value {
         let mut names = serde_json::Map::new();
         for s in self.names().iter().filter(|s| s.key.is_live()) {
             let a = &s.alert;
-            let (l, o) = (&s.latency.state, &s.slo.state);
+            let (l, o, t) = (&s.latency.state, &s.slo.state, &s.traffic.state);
             let v = [
                 u64::from(a.level.load(Relaxed)),
                 a.incident_since_ms.load(Relaxed),
@@ -73,6 +76,9 @@ impl Zone {
                 u64::from(o.level.load(Relaxed)),
                 o.incident_since_ms.load(Relaxed),
                 o.last_post_ms.load(Relaxed),
+                u64::from(t.level.load(Relaxed)),
+                t.incident_since_ms.load(Relaxed),
+                t.last_post_ms.load(Relaxed),
             ];
             names.insert(lossy(&s.key), serde_json::json!(v));
         }
@@ -94,7 +100,7 @@ impl Zone {
 
     /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
     /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
-    /// exported without the `latency=` and `slo=` levels (an older exporter) keeps its own.
+    /// exported without the `latency=`, `slo=` or `traffic=` levels (an older exporter) keeps its own.
     /// Every level taken over is held for one window (`adopted_at_ms`, see src/evaluate/mod.rs).
     pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
         if state["version"] != 1 {
@@ -110,7 +116,12 @@ impl Zone {
                 a.incident_since_ms.store(since, Relaxed);
                 a.last_post_ms.store(post, Relaxed);
                 let mut firing = level != 0;
-                for (k, state) in [(3, &s.latency.state), (6, &s.slo.state)] {
+                let kinds = [
+                    (3, &s.latency.state),
+                    (6, &s.slo.state),
+                    (9, &s.traffic.state),
+                ];
+                for (k, state) in kinds {
                     if let (Some(level), Some(since), Some(post)) =
                         (field(v, k), field(v, k + 1), field(v, k + 2))
                     {

@@ -32,13 +32,14 @@ pub use size::{
 };
 pub use slots::{
     ErrorRatioState, LatencyState, LevelState, NameSlot, ProbeHealth, ProbeSlot, SloState,
+    TrafficState, TRAFFIC_HISTORY_WORDS,
 };
 
 use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::Relaxed;
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x07");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x08");
 
 /// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;

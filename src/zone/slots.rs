@@ -161,7 +161,66 @@ impl SloState {
     }
 }
 
-/// Everything the zone keeps for one NAME: 13,888 bytes (see the layout test).
+/// Words of a NAME's traffic history (`evaluate::traffic::TrafficHistory::to_words`): four
+/// times and totals, the 12 window counts, the ring position and whether the current window
+/// counts.
+pub const TRAFFIC_HISTORY_WORDS: usize = 18;
+
+/// `traffic=` state of one NAME. Only the evaluator writes it; the request path never sees it
+/// (a window's count comes from the NAME's counters).
+#[repr(C)]
+pub struct TrafficState {
+    /// Level of the traffic-drop alert.
+    pub state: LevelState,
+    /// `f64::to_bits` of the usual traffic (the median of the last 12 windows) at the last
+    /// evaluation; 0 while it is not known.
+    pub usual_bits: AtomicU64,
+    /// The history the usual traffic is taken from, as plain words.
+    pub history: [AtomicU64; TRAFFIC_HISTORY_WORDS],
+}
+
+impl TrafficState {
+    /// The history words (one writer: the evaluator).
+    pub fn history_words(&self) -> [u64; TRAFFIC_HISTORY_WORDS] {
+        core::array::from_fn(|i| self.history[i].load(Relaxed))
+    }
+
+    /// Stores the history words.
+    pub fn set_history_words(&self, words: &[u64; TRAFFIC_HISTORY_WORDS]) {
+        for (d, w) in self.history.iter().zip(words) {
+            d.store(*w, Relaxed);
+        }
+    }
+
+    /// The usual traffic of the last evaluation, requests per window; `None` while fewer
+    /// than 12 windows are known (or without an evaluation).
+    pub fn usual(&self) -> Option<f64> {
+        let bits = self.usual_bits.load(Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// Stores the usual traffic of this evaluation.
+    pub fn set_usual(&self, usual: Option<f64>) {
+        // 0.0 is stored as zero bits too: a usual traffic of 0 has nothing to drop from, and
+        // reads as "not known", which alerts alike (never on a percentage).
+        self.usual_bits
+            .store(usual.map_or(0, f64::to_bits), Relaxed);
+    }
+
+    pub(super) fn copy_from(&self, o: &TrafficState) {
+        self.state.copy_from(&o.state);
+        self.usual_bits.store(o.usual_bits.load(Relaxed), Relaxed);
+        self.set_history_words(&o.history_words());
+    }
+
+    pub(super) fn reset(&self) {
+        self.state.reset();
+        self.usual_bits.store(0, Relaxed);
+        self.set_history_words(&[0; TRAFFIC_HISTORY_WORDS]);
+    }
+}
+
+/// Everything the zone keeps for one NAME: 14,080 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -180,6 +239,8 @@ pub struct NameSlot {
     pub slo: SloState,
     /// Recent incidents and per-kind totals (evaluator).
     pub incidents: IncidentLog,
+    /// `traffic=` state and the traffic history (evaluator).
+    pub traffic: TrafficState,
 }
 
 /// [`ProbeHealth::state`] of a target that is down.
@@ -285,6 +346,7 @@ impl NameSlot {
         self.slo.state.reset();
         self.slo.set_rates([0.0; 4]);
         self.incidents.reset();
+        self.traffic.reset();
     }
 
     /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a
@@ -308,6 +370,7 @@ impl NameSlot {
             errors_since,
             self.latency.state.ongoing_since_ms(),
             self.slo.state.ongoing_since_ms(),
+            self.traffic.state.ongoing_since_ms(),
         ];
         self.incidents.summary(now_ms, ongoing)
     }

@@ -84,7 +84,7 @@ fn layout_is_cache_line_aligned() {
     // Documented in the README (memory per NAME): at most 16 KiB including the histogram
     // window (6,664 bytes), the burn-rate ring (2,312) and the incident log (312).
     assert_eq!(size_of::<crate::zone::window::WindowRing>(), 6664);
-    assert_eq!(size_of::<NameSlot>(), 13888);
+    assert_eq!(size_of::<NameSlot>(), 14080);
     assert!(size_of::<NameSlot>() <= 16 * 1024);
     assert_eq!(auto_capacity(1), 16);
     assert_eq!(auto_capacity(100), 112);
