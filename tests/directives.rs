@@ -1340,6 +1340,66 @@ fn latency_slo_and_buckets_invalid_values() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// traffic= (docs/directives.md, status_alert: traffic drops)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn traffic_valid_forms() {
+    require_module!();
+    report_accepted([
+        ("count", in_location("status_alert api traffic=100;")),
+        ("counts", in_location("status_alert api traffic=100:10;")),
+        (
+            "percentages",
+            in_location("status_alert api traffic=50%:12.5%;"),
+        ),
+        (
+            "mixed, with min_requests",
+            in_location("status_alert api traffic=50%:1 min_requests=100;"),
+        ),
+    ]);
+}
+
+#[test]
+fn traffic_invalid_values() {
+    require_module!();
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "zero",
+            "status_alert api traffic=0;",
+            vec!["invalid threshold \"0\" in \"traffic=0\"", "request count"],
+        ),
+        (
+            "a hundred percent",
+            "status_alert api traffic=100%;",
+            vec!["invalid threshold \"100%\""],
+        ),
+        (
+            "three parts",
+            "status_alert api traffic=50%:10%:1%;",
+            vec!["invalid traffic \"50%:10%:1%\"", "WARN[:CRIT]"],
+        ),
+        (
+            "critical above warning",
+            "status_alert api traffic=10:100;",
+            vec!["critical threshold must be below the warning threshold"],
+        ),
+    ];
+    report(rejected_lines(cases, in_location));
+    // The same NAME with a different traffic= in two places.
+    let block = server(
+        "    location /a { status_alert api traffic=10; return 204; }\n    \
+         location /b { status_alert api traffic=20; return 204; }",
+    );
+    expect_rejected(
+        &block,
+        "status_alert api traffic=20;",
+        &["\"api\"", "different"],
+    )
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Destinations: status_alert_webhook ... format=, status_alert_alertmanager
 // ---------------------------------------------------------------------------------------------
 

@@ -14,6 +14,9 @@
 //!   instead of the usual 4 is "50%"); a quiet NAME is better watched with an absolute
 //!   threshold (`traffic=1`: "at least one request per window"), alone or mixed
 //!   (`traffic=50%:1`).
+//! - **No step down while traffic returns.** Once critical, a drop stays critical until the
+//!   window is at or above WARN again (`evaluate_with`): the sliding window refills over its
+//!   length when traffic comes back and passes the warning band on the way, which is no news.
 //! - **An outage does not become the usual.** A window during which the traffic alert fired is
 //!   not recorded, so a long outage cannot drag the median down until the alert resolves itself
 //!   while traffic is still gone. The price: a lasting, intended change of traffic keeps the alert

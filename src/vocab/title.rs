@@ -270,11 +270,7 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
             l.since_unix
         }
         EventDetail::Traffic(l) => {
-            line.push_str(&format!(" ({}", traffic_thresholds(l)));
-            if let Some(u) = l.usual {
-                line.push_str(&format!(", usually {}", whole_requests(u)));
-            }
-            line.push(')');
+            line.push_str(&format!(" ({})", traffic_thresholds(l)));
             l.since_unix
         }
     };
