@@ -17,10 +17,11 @@ use crate::evaluate::{self, Watched};
 use crate::helper::{Outbox, MAX_PENDING};
 use crate::notify::alertmanager;
 use crate::notify::delivery::{Outcome, OutcomeReport};
-use crate::notify::routing::{self, Post};
+use crate::notify::routing::{self, Post, ZoneEscalations};
 use crate::probe::ProbeResult;
 use crate::vocab::event::AlertEvent;
 use crate::vocab::title::log_line;
+use crate::zone::routes::route_key;
 use crate::zone::{StallReason, Zone};
 
 /// A hand-over older than this is from an earlier run of nginx, not from the previous holder.
@@ -55,6 +56,9 @@ pub(super) struct Evaluator {
     pub(super) next_alertmanager_ms: u64,
     /// `status_alert_heartbeat`: its destination index and its schedule.
     pub(super) heartbeat: Option<(usize, HeartbeatSchedule)>,
+    /// The zone's routing-state column of each destination (`zone/routes.rs`), by index;
+    /// `None` for a destination that gets everything. Set when the lease is taken.
+    pub(super) route_columns: Vec<Option<usize>>,
 }
 
 /// One `dropped` outcome per payload lost for `why`, given by its destination.
@@ -99,6 +103,7 @@ impl Evaluator {
             heartbeat: mcf
                 .heartbeat()
                 .map(|(index, interval_ms)| (index, HeartbeatSchedule::new(interval_ms, now))),
+            route_columns: Vec::new(),
         });
         evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);
@@ -159,6 +164,9 @@ impl Evaluator {
             outcomes.extend(self.announce(&events, now));
         } else if self.lease.is_some() {
             outcomes.extend(self.resend_to_alertmanager(now));
+        }
+        if self.lease.is_some() && routing::holds_back(&self.mcf.destinations) {
+            outcomes.extend(self.release_held(now));
         }
         if self.lease.is_some() {
             outcomes.extend(self.beat(now));
@@ -270,6 +278,18 @@ impl Evaluator {
                 if let Some(state) = last.and_then(|m| serde_json::from_slice(&m).ok()) {
                     zone.import_exported(&state, now);
                 }
+                // Routed destinations keep their state in the zone, in a column per
+                // destination; only the lease holder writes it.
+                let keys: Vec<u64> = self
+                    .mcf
+                    .destinations
+                    .iter()
+                    .map(|d| match d.is_routed() {
+                        true => route_key(d.format.name(), &d.url),
+                        false => 0,
+                    })
+                    .collect();
+                self.route_columns = zone.route_columns(&keys);
                 self.lease = Some(lease);
                 self.held_logged = false;
                 alerting.evaluated_elsewhere.store(0, Relaxed);
@@ -348,12 +368,34 @@ impl Evaluator {
         firing::apply_probe(names, &probe, r, now)
     }
 
+    /// Every probe target with its state.
+    pub(super) fn watched_probes(&self) -> Vec<WatchedProbe<'_>> {
+        (0..self.mcf.probes.len())
+            .filter_map(|i| self.watched_probe(i))
+            .collect()
+    }
+
     /// What fires now, read from the zone (see [`firing::firing_now`]).
     pub(super) fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
-        let probes: Vec<WatchedProbe<'_>> = (0..self.mcf.probes.len())
-            .filter_map(|i| self.watched_probe(i))
-            .collect();
-        firing::firing_now(&self.watched(), &probes, now)
+        firing::firing_now(&self.watched(), &self.watched_probes(), now)
+    }
+
+    /// Tells each `after=` destination of the incidents that have now fired long enough
+    /// (every tick while the lease is held).
+    pub(super) fn release_held(&mut self, now: u64) -> Vec<OutcomeReport> {
+        let (names, probes) = (self.watched(), self.watched_probes());
+        let firing = firing::firing_now(&names, &probes, now);
+        if firing.is_empty() {
+            return Vec::new();
+        }
+        let store = ZoneEscalations {
+            names: &names,
+            probes: &probes,
+            columns: &self.route_columns,
+        };
+        let posts = routing::releases(&self.mcf.destinations, &firing, &self.host, now, &store);
+        drop((names, probes));
+        self.submit_all(posts)
     }
 
     /// Logs every event and queues the payloads for every destination. Returns outcomes for
@@ -380,7 +422,13 @@ impl Evaluator {
         } else {
             Vec::new()
         };
-        let posts = routing::route(destinations, events, &firing, &self.host, now / 1000);
+        let (names, probes) = (self.watched(), self.watched_probes());
+        let store = ZoneEscalations {
+            names: &names,
+            probes: &probes,
+            columns: &self.route_columns,
+        };
+        let posts = routing::route(destinations, events, &firing, &self.host, now, &store);
         self.submit_all(posts)
     }
 
@@ -408,7 +456,7 @@ impl Evaluator {
         }
         self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
         let firing = self.firing_now(now);
-        let posts = routing::resend(&self.mcf.destinations, &firing, &self.host, now / 1000);
+        let posts = routing::resend(&self.mcf.destinations, &firing, &self.host, now);
         self.submit_all(posts)
     }
 

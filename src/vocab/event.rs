@@ -69,6 +69,29 @@ pub enum EventDetail {
 }
 
 impl EventDetail {
+    /// Start of the incident the event is about, Unix seconds (a probe: when it went down).
+    pub fn since_unix(&self) -> u64 {
+        match self {
+            EventDetail::ErrorRatio(l) => l.since_unix,
+            EventDetail::Latency(l) => l.since_unix,
+            EventDetail::Slo(l) => l.since_unix,
+            EventDetail::Traffic(l) => l.since_unix,
+            EventDetail::Probe(p) => p.since_unix,
+        }
+    }
+
+    /// The level before the event (a probe UP: `Critical`, its DOWN; a DOWN: `Ok`).
+    pub fn previous(&self) -> Level {
+        match self {
+            EventDetail::ErrorRatio(l) => l.previous,
+            EventDetail::Latency(l) => l.previous,
+            EventDetail::Slo(l) => l.previous,
+            EventDetail::Traffic(l) => l.previous,
+            EventDetail::Probe(p) if p.up => Level::Critical,
+            EventDetail::Probe(_) => Level::Ok,
+        }
+    }
+
     /// The level the event says a NAME's alert is at (`Ok` for a resolution); a probe DOWN is
     /// `Critical`, an UP `Ok`.
     pub fn level(&self) -> Level {

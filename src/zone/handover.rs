@@ -34,7 +34,9 @@ impl Zone {
             slot.slo.set_rates(o.slo.rates());
             slot.incidents.copy_from(&o.incidents);
             slot.traffic.copy_from(&o.traffic);
+            slot.copy_routes_from(o);
         }
+        self.copy_route_directory(old);
         let by_key = by_key(old.probes(), |s: &ProbeSlot| &s.key);
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {
             if let Some(o) = by_key.get(&slot.key.to_vec()) {

@@ -10,7 +10,8 @@
 //! (what a NAME and a probe target keep), `counters` (the request path's counters), `window`
 //! (window rings), `incidents` (incident history), `key` (slot keys), `size` (sizing and the
 //! zone's errors), `claim` (which slot a key gets), `handover` (state and counts carried across
-//! reloads and binary upgrades).
+//! reloads and binary upgrades), `routes` (what each routed destination knows of each
+//! incident).
 
 mod claim;
 pub mod counters;
@@ -19,6 +20,7 @@ mod header;
 pub mod incidents;
 mod key;
 pub mod mutes;
+pub mod routes;
 mod size;
 mod slots;
 pub mod window;

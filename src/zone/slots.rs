@@ -4,8 +4,10 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 use super::counters::{BucketBounds, NameCounters};
+use super::incidents::KINDS;
 use super::incidents::{IncidentLog, IncidentSummary};
 use super::key::SlotKey;
+use super::routes::{RouteCell, ROUTE_COLUMNS};
 use super::window::{LongWindowRing, WindowRing};
 use super::{NAME_KEY_MAX, PROBE_KEY_MAX};
 use crate::vocab::event::Level;
@@ -220,7 +222,7 @@ impl TrafficState {
     }
 }
 
-/// Everything the zone keeps for one NAME: 14,080 bytes (see the layout test).
+/// Everything the zone keeps for one NAME: 14,336 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -241,6 +243,9 @@ pub struct NameSlot {
     pub incidents: IncidentLog,
     /// `traffic=` state and the traffic history (evaluator).
     pub traffic: TrafficState,
+    /// Per routed destination (column, see `zone/routes.rs`) and alert kind: what it knows of
+    /// the current incident (evaluator).
+    pub routes: [[RouteCell; KINDS]; ROUTE_COLUMNS],
 }
 
 /// [`ProbeHealth::state`] of a target that is down.
@@ -267,6 +272,9 @@ pub struct ProbeHealth {
     pub failures: [AtomicU64; Reason::COUNT],
     /// Milliseconds spent down in periods that have ended (see [`ProbeHealth::book_down_time`]).
     pub down_ms_total: AtomicU64,
+    /// Per routed destination (column, see `zone/routes.rs`): what it knows of the current
+    /// DOWN (evaluator).
+    pub routes: [RouteCell; ROUTE_COLUMNS],
 }
 
 impl ProbeHealth {
@@ -289,6 +297,9 @@ impl ProbeHealth {
         }
         self.down_ms_total
             .store(o.down_ms_total.load(Relaxed), Relaxed);
+        for (d, s) in self.routes.iter().zip(o.routes.iter()) {
+            d.copy_from(s);
+        }
     }
 
     /// Books a down period that ended: called once per DOWN -> UP transition (the one that
@@ -323,6 +334,7 @@ impl ProbeHealth {
         self.since_ms.store(0, Relaxed);
         self.failures.iter().for_each(|f| f.store(0, Relaxed));
         self.down_ms_total.store(0, Relaxed);
+        self.routes.iter().for_each(RouteCell::reset);
     }
 }
 
@@ -347,6 +359,14 @@ impl NameSlot {
         self.slo.set_rates([0.0; 4]);
         self.incidents.reset();
         self.traffic.reset();
+        self.routes.iter().flatten().for_each(RouteCell::reset);
+    }
+
+    /// Copies the routing state of `o` (reload into another zone).
+    pub(super) fn copy_routes_from(&self, o: &NameSlot) {
+        for (d, s) in self.routes.iter().flatten().zip(o.routes.iter().flatten()) {
+            d.copy_from(s);
+        }
     }
 
     /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a
