@@ -203,6 +203,13 @@ fn discord_mentions_ping_only_the_configured_ids_whatever_a_probe_url_says() {
                 content.starts_with("<@&123456789012345678> <@42> "),
                 "{content}"
             );
+            if content.contains("DOWN be: ") {
+                // The URL's mentions reached the text, unable to ping.
+                assert!(
+                    content.contains("/@\u{200B}everyone/@\u{200B}here/"),
+                    "{content}"
+                );
+            }
         } else {
             assert!(pings.is_empty(), "{m}");
             assert_eq!(m["allowed_mentions"], no_pings(), "{m}");

@@ -97,17 +97,85 @@ impl Zone {
             ];
             probes.insert(lossy(&s.key), serde_json::json!(v));
         }
-        serde_json::json!({"version": 1, "names": names, "probes": probes})
+        serde_json::json!({
+            "version": 1,
+            "names": names,
+            "probes": probes,
+            "routes": self.export_routes(),
+        })
+    }
+
+    /// The routing state (`zone/routes.rs`) by destination key (in hex, JSON numbers lose
+    /// precision above 2^53): per NAME one word per alert kind, per probe target one word.
+    fn export_routes(&self) -> serde_json::Value {
+        let mut routes = serde_json::Map::new();
+        for (column, entry) in self.header().routes.iter().enumerate() {
+            let key = entry.load(Relaxed);
+            if key == 0 {
+                continue;
+            }
+            let mut names = serde_json::Map::new();
+            for s in self.names().iter().filter(|s| s.key.is_live()) {
+                let words: Vec<u64> = s.routes[column].iter().map(|c| c.load()).collect();
+                if words.iter().any(|w| *w != 0) {
+                    names.insert(lossy(&s.key), serde_json::json!(words));
+                }
+            }
+            let mut probes = serde_json::Map::new();
+            for s in self.probes().iter().filter(|s| s.key.is_live()) {
+                let word = s.probe.routes[column].load();
+                if word != 0 {
+                    probes.insert(lossy(&s.key), serde_json::json!(word));
+                }
+            }
+            routes.insert(
+                format!("{key:016x}"),
+                serde_json::json!({"names": names, "probes": probes}),
+            );
+        }
+        serde_json::Value::Object(routes)
+    }
+
+    /// Takes over the routing state of [`Zone::export_routes`] for the keys and slots this
+    /// zone has; a key gets a free column (the evaluator's `route_columns` then frees the
+    /// columns of destinations it no longer has).
+    fn import_routes(&self, routes: &serde_json::Value) {
+        let Some(routes) = routes.as_object() else {
+            return;
+        };
+        for (key, state) in routes {
+            let Some(key) = u64::from_str_radix(key, 16).ok().filter(|k| *k != 0) else {
+                continue;
+            };
+            let Some(column) = self.route_column_for(key) else {
+                continue;
+            };
+            for s in self.names().iter().filter(|s| s.key.is_live()) {
+                let Some(words) = state["names"][lossy(&s.key)].as_array() else {
+                    continue;
+                };
+                for (cell, w) in s.routes[column].iter().zip(words) {
+                    cell.store(w.as_u64().unwrap_or(0));
+                }
+            }
+            for s in self.probes().iter().filter(|s| s.key.is_live()) {
+                if let Some(w) = state["probes"][lossy(&s.key)].as_u64() {
+                    s.probe.routes[column].store(w);
+                }
+            }
+        }
     }
 
     /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
-    /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
+    /// has, routing state included; anything else in it (unknown keys, other versions, odd
+    /// values) is ignored. A NAME
     /// exported without the `latency=`, `slo=` or `traffic=` levels (an older exporter) keeps its own.
     /// Every level taken over is held for one window (`adopted_at_ms`, see src/evaluate/mod.rs).
     pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
         if state["version"] != 1 {
             return;
         }
+        self.import_routes(&state["routes"]);
         let field = |v: &serde_json::Value, i: usize| v.get(i).and_then(|x| x.as_u64());
         for s in self.names().iter().filter(|s| s.key.is_live()) {
             let v = &state["names"][lossy(&s.key)];

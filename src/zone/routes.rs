@@ -13,9 +13,8 @@
 //! hash of its format and URL), so a reload that reorders, adds or removes destinations keeps
 //! each one's state; a column whose destination is gone is cleared when the next evaluator
 //! takes the lease ([`Zone::route_columns`]). A reload into a new zone copies directory and
-//! cells with the rest of the state. After a binary upgrade the new master's zone starts
-//! without it: a RESOLVED then goes by what the incident shows (see `notify::route`), and an
-//! incident older than `after=` is announced to that destination once more.
+//! cells with the rest of the state; a binary upgrade carries it in the evaluator's hand-over
+//! state (`Zone::export_state`), by destination key and slot key.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -70,19 +69,20 @@ impl Zone {
             }
         }
         keys.iter()
-            .map(|&key| {
-                if key == 0 {
-                    return None;
-                }
-                if let Some(c) = directory.iter().position(|e| e.load(Relaxed) == key) {
-                    return Some(c);
-                }
-                let c = directory.iter().position(|e| e.load(Relaxed) == 0)?;
-                self.clear_route_column(c);
-                directory[c].store(key, Relaxed);
-                Some(c)
-            })
+            .map(|&key| (key != 0).then(|| self.route_column_for(key)).flatten())
             .collect()
+    }
+
+    /// The column of `key`, claiming a free one (cleared) if it has none; `None` when full.
+    pub(super) fn route_column_for(&self, key: u64) -> Option<usize> {
+        let directory = &self.header().routes;
+        if let Some(c) = directory.iter().position(|e| e.load(Relaxed) == key) {
+            return Some(c);
+        }
+        let c = directory.iter().position(|e| e.load(Relaxed) == 0)?;
+        self.clear_route_column(c);
+        directory[c].store(key, Relaxed);
+        Some(c)
     }
 
     fn clear_route_column(&self, column: usize) {

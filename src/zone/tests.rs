@@ -350,6 +350,11 @@ fn exported_state_is_taken_over_by_key_in_another_zone() {
         .store(2_000, Relaxed);
     c.names[0].slo.state.level.store(2, Relaxed);
     c.names[0].slo.state.last_post_ms.store(3_000, Relaxed);
+    // An after= destination was told of the 5xx incident and of the probe's DOWN.
+    let key = super::routes::route_key("discord", "https://a");
+    let column = a.route_columns(&[key])[0].unwrap();
+    c.names[0].routes[column][0].store(1_000 << 2 | 1);
+    c.probes[0].probe.routes[column].store(900 << 2 | 1);
     let state = a.export_state();
     // Through text, as it travels between the masters of a binary upgrade.
     let state: serde_json::Value = serde_json::from_str(&state.to_string()).unwrap();
@@ -372,6 +377,10 @@ fn exported_state_is_taken_over_by_key_in_another_zone() {
     assert_eq!(n.names[0].alert.level.load(Relaxed), 0);
     assert_eq!(n.probes[0].probe.state.load(Relaxed), 2);
     assert_eq!(n.probes[0].probe.since_ms.load(Relaxed), 900);
+    let column = b.route_columns(&[key])[0].unwrap();
+    assert_eq!(n.names[1].routes[column][0].load(), 1_000 << 2 | 1);
+    assert_eq!(n.names[0].routes[column][0].load(), 0);
+    assert_eq!(n.probes[0].probe.routes[column].load(), 900 << 2 | 1);
     // Garbage changes nothing.
     b.import_exported(
         &serde_json::json!({"version": 1, "names": {"api": ["x"]}}),
