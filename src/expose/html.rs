@@ -729,6 +729,38 @@ mod tests {
     }
 
     #[test]
+    fn a_traffic_drop_and_learning_show_on_the_page() {
+        use crate::expose::metrics::{NameHealth, TrafficHealth};
+        let mut m = sample();
+        let traffic = |name: &str, level, usual, known_windows| NameHealth {
+            name: name.into(),
+            traffic: Some(TrafficHealth {
+                thresholds: "warn below 50% of usual · crit below 10 requests".into(),
+                level,
+                usual,
+                known_windows,
+            }),
+            ..NameHealth::default()
+        };
+        m.health = vec![
+            traffic("api", Level::Critical, Some(411.5), 12),
+            traffic("shop", Level::Ok, None, 5),
+        ];
+        let html = render_html(&m, &opts());
+        assert!(
+            html.contains(
+                "Traffic: <span class=\"badge crit\">traffic CRITICAL</span> usually 412 \
+                 requests per window; warn below 50% of usual · crit below 10 requests."
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("Traffic: learning the usual traffic (5 of 12 windows);"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn escape_covers_markup_and_quotes() {
         assert_eq!(
             escape_html(EVIL),

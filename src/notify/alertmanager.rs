@@ -304,4 +304,36 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_traffic_drop_is_nginx_location_traffic_drop() {
+        use crate::vocab::event::samples::{event, traffic};
+        let mut t = traffic(Level::Critical, 0, None);
+        t.previous = Level::Warning;
+        let e = event("api", EventDetail::Traffic(t));
+        let v = build_payload(
+            std::slice::from_ref(&e),
+            std::slice::from_ref(&e),
+            "web1",
+            2_000,
+        )
+        .unwrap();
+        let labels: Vec<(&str, &str)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                assert_eq!(a["labels"]["location"], "api");
+                (
+                    a["labels"]["alertname"].as_str().unwrap(),
+                    a["labels"]["severity"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        // The warning ended, the critical fires.
+        assert_eq!(
+            labels,
+            [(TRAFFIC_DROP, "warning"), (TRAFFIC_DROP, "critical")]
+        );
+    }
 }

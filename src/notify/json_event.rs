@@ -353,6 +353,36 @@ mod tests {
     }
 
     #[test]
+    fn traffic_event_keys() {
+        use crate::vocab::event::samples::{event, traffic};
+        let e = event_json(
+            &event(
+                "api",
+                EventDetail::Traffic(traffic(Level::Critical, 3, Some(412.0))),
+            ),
+            "h",
+        );
+        assert_eq!(e["kind"], "traffic");
+        assert_eq!(e["level"], "critical");
+        assert_eq!(
+            e["title"],
+            "CRITICAL api: traffic 3 requests in 5m, usually 412"
+        );
+        assert_eq!(e["requests"], 3);
+        assert_eq!(e["usual_requests"], 412.0);
+        assert_eq!(e["warn"], serde_json::json!({ "percent_of_usual": 50.0 }));
+        assert_eq!(e["crit"], serde_json::json!({ "percent_of_usual": 10.0 }));
+        assert_eq!(e["window_seconds"], 300);
+        assert_eq!(e["duration_seconds"], Value::Null);
+        let learning = event_json(
+            &event("api", EventDetail::Traffic(traffic(Level::Ok, 0, None))),
+            "h",
+        );
+        assert_eq!(learning["level"], "resolved");
+        assert_eq!(learning["usual_requests"], Value::Null);
+    }
+
+    #[test]
     fn strings_round_trip_unchanged() {
         let mut e = location(Level::Warning, Level::Ok);
         e.name = "\"><script>\n\u{0}".into();
