@@ -145,6 +145,38 @@ fn a_short_incident_never_reaches_the_after_destination() {
 }
 
 #[test]
+fn reloads_neither_repeat_nor_lose_what_the_after_destination_is_owed() {
+    require_module!();
+    let all = WebhookReceiver::start();
+    let second_tier = WebhookReceiver::start();
+    let destinations = format!(
+        "status_alert_webhook {};\nstatus_alert_webhook {} after=4s;",
+        all.url(),
+        second_tier.url()
+    );
+    let nginx = Nginx::start(&config(&destinations, "10s"), NginxOpts::default());
+    send(nginx.port, "/err", 30);
+    wait_title(&all, "CRITICAL be: 5xx ", Duration::from_secs(5));
+    // A reload while the second tier waits: the new evaluator still owes it the start.
+    nginx.reload();
+    wait_title(&second_tier, "CRITICAL be: 5xx ", Duration::from_secs(8));
+    // A reload after it was told: no second announcement, and the end still comes.
+    nginx.reload();
+    wait_title(&second_tier, "RESOLVED be after ", Duration::from_secs(15));
+    let rounds = evaluations(&nginx);
+    assert!(wait_for_evaluations(
+        &nginx,
+        rounds,
+        3,
+        Duration::from_secs(10)
+    ));
+    let got = settled(&[&all, &second_tier]);
+    assert_eq!(got[0].len(), 2, "{got:?}");
+    assert_eq!(got[1].len(), 2, "{got:?}");
+    assert!(got[1][0].ends_with("(still firing)"), "{got:?}");
+}
+
+#[test]
 fn discord_mentions_ping_only_the_configured_ids_whatever_a_probe_url_says() {
     require_module!();
     let mentions = ["role:123456789012345678", "user:42"];
