@@ -284,9 +284,12 @@ impl Evaluator {
                     .mcf
                     .destinations
                     .iter()
-                    .map(|d| match d.is_routed() {
-                        true => route_key(d.format.name(), &d.url),
-                        false => 0,
+                    .map(|d| {
+                        if d.is_routed() {
+                            route_key(d.format.name(), &d.url)
+                        } else {
+                            0
+                        }
                     })
                     .collect();
                 self.route_columns = zone.route_columns(&keys);
@@ -393,8 +396,20 @@ impl Evaluator {
             probes: &probes,
             columns: &self.route_columns,
         };
-        let posts = routing::releases(&self.mcf.destinations, &firing, &self.host, now, &store);
-        drop((names, probes));
+        let destinations = &self.mcf.destinations;
+        let released = routing::releases(destinations, &firing, &self.host, now, &store);
+        let mut posts = Vec::new();
+        for r in released {
+            let label = destinations[r.destination].label(r.destination);
+            for e in &r.events {
+                notice!(
+                    self.log,
+                    "{} (fired for after=, queued for {label})",
+                    log_line(e, &self.host)
+                );
+            }
+            posts.extend(r.posts);
+        }
         self.submit_all(posts)
     }
 

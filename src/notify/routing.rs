@@ -212,6 +212,18 @@ pub fn route(
     posts
 }
 
+/// What one `after=` destination hears of now: the incidents released and the bodies saying
+/// so.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Released {
+    /// Index of the destination.
+    pub destination: usize,
+    /// The incidents it is told of, as repeat events.
+    pub events: Vec<AlertEvent>,
+    /// The bodies to post.
+    pub posts: Vec<Post>,
+}
+
 /// Asked every tick while something fires: the incidents of `firing` (what fires now, as
 /// repeat events) that an `after=` destination is to hear of now, because they have fired long
 /// enough at or above its `min_level`. A webhook gets them as "still firing" messages, an
@@ -223,8 +235,8 @@ pub fn releases(
     host: &str,
     now_ms: u64,
     store: &dyn Escalations,
-) -> Vec<Post> {
-    let mut posts = Vec::new();
+) -> Vec<Released> {
+    let mut released = Vec::new();
     for (destination, d) in destinations.iter().enumerate() {
         if d.route.after_ms == 0 || !d.format.carries_alerts() {
             continue;
@@ -256,9 +268,17 @@ pub fn releases(
             }
             _ => bodies_for(d, &due, host),
         };
-        posts.extend(bodies.into_iter().map(|body| Post { destination, body }));
+        let posts = bodies
+            .into_iter()
+            .map(|body| Post { destination, body })
+            .collect();
+        released.push(Released {
+            destination,
+            events: due,
+            posts,
+        });
     }
-    posts
+    released
 }
 
 /// True when some destination waits for incidents to fire long enough (`after=`), so that the
@@ -498,7 +518,8 @@ mod tests {
             if !events.is_empty() {
                 posts = route(&destinations, &events, &firing, "h", now_ms, &store);
             }
-            posts.extend(releases(&destinations, &firing, "h", now_ms, &store));
+            let released = releases(&destinations, &firing, "h", now_ms, &store);
+            posts.extend(released.into_iter().flat_map(|r| r.posts));
             for p in posts {
                 let v = parse(&p.body);
                 let title = match v["events"][0]["title"].as_str() {
@@ -561,7 +582,7 @@ mod tests {
                 Vec::new()
             };
             posts.extend(route(&destinations, &events, &firing, "h", now_ms, &store));
-            posts.extend(releases(&destinations, &firing, "h", now_ms, &store));
+            assert!(releases(&destinations, &firing, "h", now_ms, &store).is_empty());
         }
         assert!(posts.is_empty(), "{posts:?}");
     }
