@@ -1453,6 +1453,66 @@ fn latency_slo_and_buckets_invalid_values() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// traffic= (docs/directives.md, status_alert: traffic drops)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn traffic_valid_forms() {
+    require_module!();
+    report_accepted([
+        ("count", in_location("status_alert api traffic=100;")),
+        ("counts", in_location("status_alert api traffic=100:10;")),
+        (
+            "percentages",
+            in_location("status_alert api traffic=50%:12.5%;"),
+        ),
+        (
+            "mixed, with min_requests",
+            in_location("status_alert api traffic=50%:1 min_requests=100;"),
+        ),
+    ]);
+}
+
+#[test]
+fn traffic_invalid_values() {
+    require_module!();
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "zero",
+            "status_alert api traffic=0;",
+            vec!["invalid threshold \"0\" in \"traffic=0\"", "request count"],
+        ),
+        (
+            "a hundred percent",
+            "status_alert api traffic=100%;",
+            vec!["invalid threshold \"100%\""],
+        ),
+        (
+            "three parts",
+            "status_alert api traffic=50%:10%:1%;",
+            vec!["invalid traffic \"50%:10%:1%\"", "WARN[:CRIT]"],
+        ),
+        (
+            "critical above warning",
+            "status_alert api traffic=10:100;",
+            vec!["critical threshold must be below the warning threshold"],
+        ),
+    ];
+    report(rejected_lines(cases, in_location));
+    // The same NAME with a different traffic= in two places.
+    let block = server(
+        "    location /a { status_alert api traffic=10; return 204; }\n    \
+         location /b { status_alert api traffic=20; return 204; }",
+    );
+    expect_rejected(
+        &block,
+        "status_alert api traffic=20;",
+        &["\"api\"", "different"],
+    )
+    .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Destinations: status_alert_webhook ... format=, status_alert_alertmanager
 // ---------------------------------------------------------------------------------------------
 
@@ -1521,6 +1581,86 @@ fn destinations_invalid_values() {
         in_location("status_alert api;")
     );
     expect_rejected(&block, line, &["duplicate"]).unwrap();
+}
+
+#[test]
+fn routing_valid_forms() {
+    require_module!();
+    let body = in_location("status_alert api;");
+    report_accepted([
+        (
+            "min_level, after and mentions",
+            format!(
+                "status_alert_webhook http://127.0.0.1:9/a;\n\
+                 status_alert_webhook http://127.0.0.1:9/b min_level=critical \
+                 mention=role:123456789012345678,user:42,here;\n\
+                 status_alert_webhook after=15m http://127.0.0.1:9/c format=slack \
+                 mention=U012AB3CD,S0614TZR7;\n{body}"
+            ),
+        ),
+        (
+            "an Alertmanager second tier",
+            format!(
+                "status_alert_alertmanager http://127.0.0.1:9093 min_level=critical after=5m;\n{body}"
+            ),
+        ),
+    ]);
+}
+
+#[test]
+fn routing_invalid_values() {
+    require_module!();
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "unknown level",
+            "status_alert_webhook http://127.0.0.1:9/a min_level=info;",
+            vec!["invalid min_level value \"info\"", "warning or critical"],
+        ),
+        (
+            "after below 1s",
+            "status_alert_webhook http://127.0.0.1:9/a after=500ms;",
+            vec!["invalid after value \"500ms\""],
+        ),
+        (
+            "mention of everyone",
+            "status_alert_webhook http://127.0.0.1:9/a mention=@everyone;",
+            vec!["invalid mention \"@everyone\"", "role:ID, user:ID or here"],
+        ),
+        (
+            "mention for json",
+            "status_alert_webhook http://127.0.0.1:9/a format=json mention=here;",
+            vec!["mention= needs format=discord or format=slack"],
+        ),
+        (
+            "a Discord mention for Slack",
+            "status_alert_webhook http://127.0.0.1:9/a format=slack mention=role:1;",
+            vec!["invalid mention \"role:1\""],
+        ),
+        (
+            "off with routing",
+            "status_alert_webhook off min_level=critical;",
+            vec!["\"off\" takes no other parameters"],
+        ),
+        (
+            "mention for Alertmanager",
+            "status_alert_alertmanager http://127.0.0.1:9093 mention=here;",
+            vec!["mention= is not supported for Alertmanager"],
+        ),
+    ];
+    report(rejected_lines(cases, |line| {
+        format!("{line}\n{}", in_location("status_alert api;"))
+    }));
+    // A ninth routed destination.
+    let routed: String = (1..=9)
+        .map(|i| format!("status_alert_webhook http://127.0.0.1:9/{i} after=1m;\n"))
+        .collect();
+    let block = format!("{routed}{}", in_location("status_alert api;"));
+    expect_rejected(
+        &block,
+        "status_alert_webhook http://127.0.0.1:9/9 after=1m;",
+        &["at most 8 destinations with min_level= or after="],
+    )
+    .unwrap();
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! The parameters of `status_alert NAME [warn=] [crit=] [window=] [min_requests=] [repeat=]
-//! [link=] [runbook=] [latency=] [slo=]` and of `status_alert_buckets`, and the checks that need
+//! [link=] [runbook=] [latency=] [slo=] [traffic=]` and of `status_alert_buckets`, and the checks that need
 //! the rest of the `http` block. Pure Rust, no nginx types.
 
 use super::params::{
     fmt_pct, invalid, parse_duration_ms, parse_percent, parse_time_ms, validate_url, ParamError,
     MAX_WINDOW_MS,
 };
+use super::traffic::{parse_traffic, TrafficParams};
 use crate::zone::counters::MAX_BUCKET_BOUNDS;
 
 /// The parameters of one `status_alert NAME ...` directive.
@@ -29,6 +30,8 @@ pub struct AlertParams {
     pub latency: Option<LatencyParams>,
     /// Availability objective in percent from `slo=`, e.g. 99.9.
     pub slo_pct: Option<f64>,
+    /// Traffic-drop thresholds from `traffic=`.
+    pub traffic: Option<TrafficParams>,
 }
 
 /// `latency=pQ:WARN[:CRIT]`: alert when the Q-th percentile of request time reaches a threshold.
@@ -75,6 +78,7 @@ impl Default for AlertParams {
             runbook: None,
             latency: None,
             slo_pct: None,
+            traffic: None,
         }
     }
 }
@@ -250,6 +254,7 @@ pub fn parse_alert_params<'a>(
             }
             "latency" => p.latency = Some(parse_latency(value, arg)?),
             "slo" => p.slo_pct = Some(parse_slo(value)?),
+            "traffic" => p.traffic = Some(parse_traffic(value, arg)?),
             _ => return Err(ParamError::UnknownParameter(arg.to_string())),
         }
         seen.push(key);
@@ -383,6 +388,26 @@ mod tests {
         assert_eq!(parse_slo("0.5%"), Ok(0.5));
         assert_eq!(AlertParams::default().latency, None);
         assert_eq!(AlertParams::default().slo_pct, None);
+    }
+
+    #[test]
+    fn traffic_param() {
+        use crate::conf::traffic::TrafficThreshold::{Percent, Requests};
+        let p = parse_alert_params(["traffic=50%:5", "min_requests=100"]).unwrap();
+        let t = p.traffic.unwrap();
+        assert_eq!((t.warn, t.crit), (Percent(50.0), Some(Requests(5))));
+        assert_eq!(AlertParams::default().traffic, None);
+        let err = parse_alert_params(["traffic=1", "traffic=2"]).unwrap_err();
+        assert_eq!(err, ParamError::Duplicate("traffic".into()));
+        let err = parse_alert_params(["traffic=.5%"]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid threshold \".5%\" in \"traffic=.5%\""),
+            "{err}"
+        );
+        // The percentages of warn= and crit= are written alike.
+        for bad in ["warn=.5%", "crit=5.%"] {
+            assert!(parse_alert_params([bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use thiserror::Error;
 
 use super::params::{invalid, parse_interval, validate_url, ParamError};
+use super::route::{take_route_args, RouteRules};
 use crate::vocab::redact::redact_for_error;
 
 /// Most destinations (webhooks, Alertmanagers and the heartbeat together) one configuration
@@ -18,9 +19,32 @@ pub struct Destination {
     pub url: String,
     /// Payload format.
     pub format: WebhookFormat,
+    /// Which events it gets, and whom CRITICAL messages ping (`min_level=`, `after=`,
+    /// `mention=`).
+    pub route: RouteRules,
 }
 
 impl Destination {
+    /// A destination of `format` at `url` that gets every event and pings nobody.
+    pub fn new(url: String, format: WebhookFormat) -> Destination {
+        Destination {
+            url,
+            format,
+            route: RouteRules::default(),
+        }
+    }
+
+    /// True when routing keeps state for it (`min_level=critical` or `after=`; see
+    /// `zone/routes.rs`).
+    pub fn is_routed(&self) -> bool {
+        self.format.carries_alerts() && !self.route.gets_everything()
+    }
+
+    /// True when `other` posts the same format to the same URL, whatever its routing.
+    pub fn same_place(&self, other: &Destination) -> bool {
+        self.url == other.url && self.format == other.format
+    }
+
     /// The `destination` label of destination number `i` (0-based): format and position,
     /// never the URL (which holds the token); `heartbeat` alone, as there is at most one.
     pub fn label(&self, i: usize) -> String {
@@ -43,6 +67,12 @@ pub enum DestinationError {
     /// More than [`MAX_DESTINATIONS`].
     #[error("at most {max} destinations", max = MAX_DESTINATIONS)]
     TooMany,
+    /// More than `zone::routes::ROUTE_COLUMNS` destinations with `min_level=` or `after=`.
+    #[error(
+        "at most {max} destinations with min_level= or after=",
+        max = crate::zone::routes::ROUTE_COLUMNS
+    )]
+    TooManyRouted,
     /// `status_alert_webhook off` beside other destinations.
     #[error("\"off\" cannot be combined with other destinations")]
     OffWithOthers,
@@ -147,10 +177,10 @@ fn destination_and_option<'a, T>(
     Ok((destination, value))
 }
 
-/// Parses the arguments of `status_alert_webhook URL | file=PATH [format=...] | off`: the
-/// destination, or `None` for `off`.
+/// Parses the arguments of `status_alert_webhook URL | file=PATH [format=...]
+/// [min_level=...] [after=...] [mention=...] | off`: the destination, or `None` for `off`.
 ///
-/// The destination and `format=` may come in either order. `read_file` is called with the
+/// The destination and the options may come in any order. `read_file` is called with the
 /// `file=` path as written and returns the file's text or why it could not be read; the
 /// configuration glue resolves the path and does the I/O, so this stays pure. Errors never echo
 /// more than the first 24 characters of a URL (it may carry the webhook token).
@@ -158,23 +188,27 @@ pub fn parse_webhook_args(
     args: &[&str],
     read_file: impl FnOnce(&str) -> Result<String, ParamError>,
 ) -> Result<Option<Destination>, ParamError> {
-    let (destination, format) = destination_and_option(args, "format", WebhookFormat::parse)?;
+    let (route, args) = take_route_args(args)?;
+    let (destination, format) = destination_and_option(&args, "format", WebhookFormat::parse)?;
     let Some(destination) = destination else {
         return Err(ParamError::Conflict(
             "a webhook URL, \"file=PATH\" or \"off\" is required".into(),
         ));
     };
     if destination == "off" {
-        if format.is_some() {
+        if format.is_some() || !route.is_empty() {
             return Err(ParamError::Conflict(
                 "\"off\" takes no other parameters".into(),
             ));
         }
         return Ok(None);
     }
+    let format = format.unwrap_or_default();
+    let route = route.rules_for(format)?;
     Ok(Some(Destination {
         url: url_or_file("webhook", destination, read_file)?,
-        format: format.unwrap_or_default(),
+        format,
+        route,
     }))
 }
 
@@ -270,12 +304,7 @@ mod tests {
     #[test]
     fn webhook_args_accepted() {
         let url = "https://hooks.slack.com/services/T0/B0/secret";
-        let to = |url: &str, format| {
-            Some(Destination {
-                url: url.into(),
-                format,
-            })
-        };
+        let to = |url: &str, format| Some(Destination::new(url.into(), format));
         let cases: [(&[&str], Option<Destination>); 6] = [
             (&[url], to(url, WebhookFormat::Discord)),
             (&[url, "format=slack"], to(url, WebhookFormat::Slack)),

@@ -19,6 +19,7 @@ use super::destination::{self, Destination, DestinationError, WebhookFormat};
 use super::maintenance;
 use super::params::{self, ParamError};
 use super::probe_spec;
+use super::route::take_route_args;
 use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
 use crate::zone::counters::BucketBounds;
 use crate::HttpStatusAlertModule;
@@ -235,8 +236,18 @@ extern "C" fn set_alertmanager(
             directive: D,
             message,
         };
+        let param = |source| ConfError::Param {
+            directive: D,
+            source,
+        };
+        let args = args(cf, D)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (route, args) = take_route_args(&args).map_err(param)?;
+        let route = route
+            .rules_for(WebhookFormat::Alertmanager)
+            .map_err(param)?;
         let mut urls = Vec::new();
-        for arg in args(cf, D)? {
+        for arg in args {
             match arg.strip_prefix("file=") {
                 Some(path) => {
                     let full = full_conf_path(cf, path);
@@ -247,20 +258,17 @@ extern "C" fn set_alertmanager(
                     })?;
                     urls.extend(text.split_whitespace().map(str::to_string));
                 }
-                None => urls.push(arg),
+                None => urls.push(arg.to_string()),
             }
         }
         if urls.is_empty() {
             return Err(err("needs at least one URL".into()));
         }
         for url in urls {
-            let url =
-                destination::parse_alertmanager_url(&url).map_err(|source| ConfError::Param {
-                    directive: D,
-                    source,
-                })?;
+            let url = destination::parse_alertmanager_url(&url).map_err(param)?;
             let format = WebhookFormat::Alertmanager;
-            mcf.add_destination(Destination { url, format })
+            let route = route.clone();
+            mcf.add_destination(Destination { url, format, route })
                 .map_err(|source| ConfError::Destination {
                     directive: D,
                     source,

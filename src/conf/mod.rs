@@ -309,11 +309,15 @@ impl MainConf {
         if let Some(place) = &self.webhook_off {
             return Err(DestinationError::AlertsOff(place.clone()));
         }
-        if self.destinations.contains(&destination) {
+        if self.destinations.iter().any(|d| d.same_place(&destination)) {
             return Err(DestinationError::Duplicate(redact_url(&destination.url)));
         }
         if self.destinations.len() >= MAX_DESTINATIONS {
             return Err(DestinationError::TooMany);
+        }
+        let routed = self.destinations.iter().filter(|d| d.is_routed()).count();
+        if destination.is_routed() && routed >= crate::zone::routes::ROUTE_COLUMNS {
+            return Err(DestinationError::TooManyRouted);
         }
         let at = self.heartbeat().map_or(self.destinations.len(), |(i, _)| i);
         self.destinations.insert(at, destination);
@@ -338,10 +342,8 @@ impl MainConf {
                 source: DestinationError::TooMany,
             });
         }
-        self.destinations.push(Destination {
-            url,
-            format: WebhookFormat::Heartbeat,
-        });
+        self.destinations
+            .push(Destination::new(url, WebhookFormat::Heartbeat));
         self.heartbeat = Some((interval_ms, place));
         Ok(())
     }
@@ -596,10 +598,7 @@ mod tests {
         let again = mcf.set_heartbeat("https://hc-ping.com/other".into(), 1000, "a:2".into());
         assert_eq!(again, Err(ConfError::Duplicate));
         // Alert destinations given later go before it and keep their labels.
-        let to = |url: &str, format| Destination {
-            url: url.into(),
-            format,
-        };
+        let to = |url: &str, format| Destination::new(url.into(), format);
         mcf.add_destination(to("https://a/1", WebhookFormat::Discord))
             .unwrap();
         mcf.add_destination(to("https://a/2", WebhookFormat::Slack))

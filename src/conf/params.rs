@@ -178,14 +178,22 @@ pub fn parse_size(value: &str) -> Option<usize> {
     digits.parse::<usize>().ok()?.checked_mul(factor)
 }
 
+/// Parses a plain decimal number as written in a configuration: digits with at most one
+/// `.` between digits (`5`, `12.5`; not `.5`, `5.`, `+5`, `1e3`). Shared by every percentage.
+pub fn parse_decimal(number: &str) -> Option<f64> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let well_formed = match number.split_once('.') {
+        Some((whole, frac)) => digits(whole) && digits(frac),
+        None => digits(number),
+    };
+    number.parse::<f64>().ok().filter(|_| well_formed)
+}
+
 /// Parses a percentage such as `5%`, `12.5%` or `7` into (0, 100].
 pub fn parse_percent(key: &str, value: &str) -> Result<f64, ParamError> {
     let number = value.strip_suffix('%').unwrap_or(value);
-    let ok = !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && number.bytes().filter(|b| *b == b'.').count() <= 1;
-    match number.parse::<f64>() {
-        Ok(p) if ok && p > 0.0 && p <= 100.0 => Ok(p),
+    match parse_decimal(number) {
+        Some(p) if p > 0.0 && p <= 100.0 => Ok(p),
         _ => Err(invalid(key, value, "a percentage in (0, 100], e.g. \"5%\"")),
     }
 }

@@ -1,4 +1,4 @@
-//! Routing options of a destination (SPEC 14): `min_level=warning|critical`, `after=TIME` and
+//! Routing options of a destination: `min_level=warning|critical`, `after=TIME` and
 //! `mention=ID,...` on `status_alert_webhook` (and `min_level=`/`after=` on
 //! `status_alert_alertmanager`). Pure parsing; the decision per event is `notify::route`, the
 //! mention text `notify::mention`.

@@ -1,57 +1,15 @@
-//! `traffic=WARN[:CRIT]` of `status_alert NAME` (SPEC 14): alert when a NAME's traffic drops.
+//! `traffic=WARN[:CRIT]` of `status_alert NAME`: alert when a NAME's traffic drops.
 //!
 //! Each threshold is an absolute number of requests per `window` (`traffic=100:10`) or a
 //! percentage of the NAME's usual traffic, the median of its last 12 windows
 //! (`traffic=50%:10%`). A drop *below* a threshold alerts, so CRIT must be below WARN. The two
 //! may mix (`traffic=50%:5`: warn at half the usual traffic, critical below 5 requests): the
 //! order of a percentage and a count depends on the traffic, so it is only checked when both
-//! are of one kind. The evaluation is in `evaluate::traffic`.
-//!
-//! Depends only on [`ParamError`] and [`fmt_pct`] of `conf::params`, so that the errors read
-//! like every other `status_alert` parameter error. Wiring: `parse_alert_params` gets
-//! `"traffic" => p.traffic = Some(parse_traffic(value, arg)?)`.
+//! are of one kind. The types are the vocabulary's (`vocab::traffic`), the evaluation is in
+//! `evaluate::traffic`; `parse_alert_params` calls [`parse_traffic`].
 
-use core::fmt;
-
-use crate::conf::params::{fmt_pct, ParamError};
-
-/// One threshold of `traffic=`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum TrafficThreshold {
-    /// Fewer requests than this in the window alert; applies from the first whole window.
-    Requests(u64),
-    /// Fewer requests than this percentage (in (0, 100)) of the usual traffic alert; applies
-    /// once 12 windows are known.
-    Percent(f64),
-}
-
-impl fmt::Display for TrafficThreshold {
-    /// As written in the configuration: `100`, `50%`, `12.5%`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TrafficThreshold::Requests(n) => write!(f, "{n}"),
-            TrafficThreshold::Percent(p) => f.write_str(&fmt_pct(*p)),
-        }
-    }
-}
-
-/// `traffic=WARN[:CRIT]`: the thresholds of a traffic drop.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrafficParams {
-    /// WARNING below this.
-    pub warn: TrafficThreshold,
-    /// CRITICAL below this; `None` when only WARN is given.
-    pub crit: Option<TrafficThreshold>,
-}
-
-impl TrafficParams {
-    /// True when a threshold is a percentage (it waits for 12 windows of history).
-    pub fn uses_percent(&self) -> bool {
-        core::iter::once(self.warn)
-            .chain(self.crit)
-            .any(|t| matches!(t, TrafficThreshold::Percent(_)))
-    }
-}
+use crate::conf::params::{parse_decimal, ParamError};
+pub use crate::vocab::traffic::{TrafficParams, TrafficThreshold};
 
 const EXPECTED_THRESHOLD: &str =
     "a request count such as \"100\" or a percentage in (0, 100) such as \"50%\"";
@@ -93,16 +51,9 @@ pub fn parse_traffic(value: &str, arg: &str) -> Result<TrafficParams, ParamError
 /// `100` -> requests, `50%` / `12.5%` -> percent; `None` for anything else, 0 and 100%.
 fn parse_threshold(part: &str) -> Option<TrafficThreshold> {
     if let Some(number) = part.strip_suffix('%') {
-        let well_formed = !number.is_empty()
-            && !number.starts_with('.')
-            && !number.ends_with('.')
-            && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            && number.bytes().filter(|b| *b == b'.').count() <= 1;
         // 100% would be the median itself: half of all windows are below it.
-        return number
-            .parse::<f64>()
-            .ok()
-            .filter(|p| well_formed && *p > 0.0 && *p < 100.0)
+        return parse_decimal(number)
+            .filter(|p| *p > 0.0 && *p < 100.0)
             .map(TrafficThreshold::Percent);
     }
     if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
@@ -144,8 +95,6 @@ mod tests {
         assert!(parse("50%:5").unwrap().uses_percent());
         assert!(parse("100:5%").unwrap().uses_percent());
         assert!(!parse("100:5").unwrap().uses_percent());
-        assert_eq!(Percent(12.5).to_string(), "12.5%");
-        assert_eq!(Requests(100).to_string(), "100");
     }
 
     #[test]

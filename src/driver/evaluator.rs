@@ -18,10 +18,11 @@ use crate::evaluate::{self, Watched};
 use crate::helper::{Outbox, MAX_PENDING};
 use crate::notify::alertmanager;
 use crate::notify::delivery::{Outcome, OutcomeReport};
-use crate::notify::routing::{self, Post};
+use crate::notify::routing::{self, Post, ZoneEscalations};
 use crate::probe::ProbeResult;
 use crate::vocab::event::AlertEvent;
 use crate::vocab::title::log_line;
+use crate::zone::routes::route_key;
 use crate::zone::{StallReason, Zone};
 
 /// A hand-over older than this is from an earlier run of nginx, not from the previous holder.
@@ -58,6 +59,9 @@ pub(super) struct Evaluator {
     pub(super) heartbeat: Option<(usize, HeartbeatSchedule)>,
     /// Probe DOWNs a mute held back, announced when it ends if still down.
     pub(super) held_downs: HeldDowns,
+    /// The zone's routing-state column of each destination (`zone/routes.rs`), by index;
+    /// `None` for a destination that gets everything. Set when the lease is taken.
+    pub(super) route_columns: Vec<Option<usize>>,
 }
 
 /// One `dropped` outcome per payload lost for `why`, given by its destination.
@@ -103,6 +107,7 @@ impl Evaluator {
                 .heartbeat()
                 .map(|(index, interval_ms)| (index, HeartbeatSchedule::new(interval_ms, now))),
             held_downs: HeldDowns::default(),
+            route_columns: Vec::new(),
         });
         evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);
@@ -168,6 +173,9 @@ impl Evaluator {
             outcomes.extend(self.announce(&events, now));
         } else if self.lease.is_some() {
             outcomes.extend(self.resend_to_alertmanager(now));
+        }
+        if self.lease.is_some() && routing::holds_back(&self.mcf.destinations) {
+            outcomes.extend(self.release_held(now));
         }
         if self.lease.is_some() {
             outcomes.extend(self.beat(now));
@@ -282,6 +290,21 @@ impl Evaluator {
                     zone.import_exported(&state, now);
                     self.import_mutes(&state["mutes"], now);
                 }
+                // Routed destinations keep their state in the zone, in a column per
+                // destination; only the lease holder writes it.
+                let keys: Vec<u64> = self
+                    .mcf
+                    .destinations
+                    .iter()
+                    .map(|d| {
+                        if d.is_routed() {
+                            route_key(d.format.name(), &d.url)
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                self.route_columns = zone.route_columns(&keys);
                 self.lease = Some(lease);
                 self.held_logged = false;
                 alerting.evaluated_elsewhere.store(0, Relaxed);
@@ -360,13 +383,49 @@ impl Evaluator {
         firing::apply_probe(names, &probe, r, now)
     }
 
+    /// Every probe target with its state.
+    pub(super) fn watched_probes(&self) -> Vec<WatchedProbe<'_>> {
+        (0..self.mcf.probes.len())
+            .filter_map(|i| self.watched_probe(i))
+            .collect()
+    }
+
     /// What fires now, read from the zone (see [`firing::firing_now`]).
     pub(super) fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
-        let probes: Vec<WatchedProbe<'_>> = (0..self.mcf.probes.len())
-            .filter_map(|i| self.watched_probe(i))
-            .collect();
-        let firing = firing::firing_now(&self.watched(), &probes, now);
+        let firing = firing::firing_now(&self.watched(), &self.watched_probes(), now);
         self.without_muted(firing, now)
+    }
+
+    /// Tells each `after=` destination of the incidents that have now fired long enough
+    /// (every tick while the lease is held).
+    pub(super) fn release_held(&mut self, now: u64) -> Vec<OutcomeReport> {
+        let (names, probes) = (self.watched(), self.watched_probes());
+        // A muted NAME's incidents are not released: once its mute ends, the check finds
+        // them old enough and tells the second tier then.
+        let firing = self.without_muted(firing::firing_now(&names, &probes, now), now);
+        if firing.is_empty() {
+            return Vec::new();
+        }
+        let store = ZoneEscalations {
+            names: &names,
+            probes: &probes,
+            columns: &self.route_columns,
+        };
+        let destinations = &self.mcf.destinations;
+        let released = routing::releases(destinations, &firing, &self.host, now, &store);
+        let mut posts = Vec::new();
+        for r in released {
+            let label = destinations[r.destination].label(r.destination);
+            for e in &r.events {
+                notice!(
+                    self.log,
+                    "{} (fired for after=, queued for {label})",
+                    log_line(e, &self.host)
+                );
+            }
+            posts.extend(r.posts);
+        }
+        self.submit_all(posts)
     }
 
     /// Logs every event and queues the payloads for every destination. Returns outcomes for
@@ -393,7 +452,13 @@ impl Evaluator {
         } else {
             Vec::new()
         };
-        let posts = routing::route(destinations, events, &firing, &self.host, now / 1000);
+        let (names, probes) = (self.watched(), self.watched_probes());
+        let store = ZoneEscalations {
+            names: &names,
+            probes: &probes,
+            columns: &self.route_columns,
+        };
+        let posts = routing::route(destinations, events, &firing, &self.host, now, &store);
         self.submit_all(posts)
     }
 
@@ -421,7 +486,7 @@ impl Evaluator {
         }
         self.next_alertmanager_ms = now + alertmanager::RESEND_SECS * 1000;
         let firing = self.firing_now(now);
-        let posts = routing::resend(&self.mcf.destinations, &firing, &self.host, now / 1000);
+        let posts = routing::resend(&self.mcf.destinations, &firing, &self.host, now);
         self.submit_all(posts)
     }
 

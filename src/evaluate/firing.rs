@@ -12,6 +12,7 @@ use crate::evaluate::Watched;
 use crate::probe::{self, ProbeResult, ProbeTransition};
 use crate::vocab::event::{
     AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, ProbeEvent, SloEvent,
+    TrafficEvent,
 };
 use crate::zone::ProbeHealth;
 
@@ -70,7 +71,7 @@ pub fn apply_probe(
 }
 
 /// What fires at `now_ms`, as repeat events: every NAME at warning or critical (5xx share,
-/// latency, error budget) and every probe target that is down.
+/// latency, error budget, traffic drop) and every probe target that is down.
 pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Vec<AlertEvent> {
     let mut out = Vec::new();
     let at_unix = now_ms / 1000;
@@ -126,6 +127,22 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                     errors,
                     total,
                     since_unix: slot.slo.state.ongoing_since_ms().unwrap_or(now_ms) / 1000,
+                });
+                out.push(event(n.name, Some(p), at_unix, detail));
+            }
+        }
+        if let Some(t) = p.traffic {
+            let level = Level::from_u8(slot.traffic.state.level.load(Relaxed) as u8);
+            if level != Level::Ok {
+                let detail = EventDetail::Traffic(TrafficEvent {
+                    level,
+                    previous: level,
+                    repeat: true,
+                    requests: total,
+                    usual: slot.traffic.usual(),
+                    params: t,
+                    window_secs: p.window_ms / 1000,
+                    since_unix: slot.traffic.state.ongoing_since_ms().unwrap_or(now_ms) / 1000,
                 });
                 out.push(event(n.name, Some(p), at_unix, detail));
             }

@@ -20,9 +20,11 @@ use crate::conf::alert_params::AlertParams;
 use crate::evaluate::alert::{advance, AlertMachine, AlertState, Transition};
 use crate::evaluate::latency::{latency_level, quantile_ms};
 use crate::evaluate::slo::{burn_windows_ms, window_label, BurnWindows};
+use crate::evaluate::traffic::{traffic_level, TrafficHistory};
 use crate::vocab::event::{
     error_share, AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, SloEvent,
 };
+use crate::vocab::traffic::TrafficEvent;
 use crate::zone::counters::BucketBounds;
 use crate::zone::incidents::{IncidentKind, IncidentLog};
 use crate::zone::window::{long_step_ms, sample_step_ms, ErrorCounts, SampleCounts};
@@ -187,7 +189,8 @@ pub fn evaluate(watched: &[Watched<'_>], now_ms: u64, interval_ms: u64) -> Vec<A
 
 /// Evaluates every NAME at `now_ms` and returns the events to announce: the 5xx share, and
 /// where configured the `latency=` percentile (over `bounds`, the `status_alert_buckets` the
-/// counters count by) and the `slo=` burn rates. Each kind has its own level and events.
+/// counters count by), the `slo=` burn rates and a `traffic=` drop. Each kind has its own
+/// level and events.
 pub fn evaluate_with(
     watched: &[Watched<'_>],
     now_ms: u64,
@@ -353,6 +356,53 @@ pub fn evaluate_with(
                     .collect(),
                 errors: figures.errors(),
                 total: figures.total(),
+                since_unix: a.since_ms / 1000,
+            })));
+        }
+
+        // Traffic drop: the window's requests against the thresholds, whatever min_requests
+        // says (few requests are the finding here). The history records even without
+        // `traffic=`, so that a reload adding it finds the usual traffic known.
+        let mut history = TrafficHistory::from_words(&slot.traffic.history_words());
+        let usual = history.usual();
+        let requests = figures.total();
+        let cells = StateCells::of(&slot.traffic.state);
+        let level = p.traffic.map_or(Level::Ok, |t| {
+            let whole = history.counted_whole_window(now_ms, p.window_ms);
+            let level = traffic_level(&t, requests, usual, whole);
+            // No step down from critical to warning: when traffic returns, the window refills
+            // for a window's length and passes through the warning band on its way; that is
+            // no news. A drop ends with its RESOLVED once the window is above WARN again.
+            let firing = cells.load().level;
+            if firing == Level::Critical && level == Level::Warning {
+                firing
+            } else {
+                level
+            }
+        });
+        let announce = settle(
+            &cells,
+            &slot.incidents,
+            IncidentKind::Traffic,
+            level,
+            requests as f64,
+            now_ms,
+            p.repeat_ms,
+            hold,
+        );
+        let firing = cells.load().level != Level::Ok;
+        history.record(now_ms, snapshot.total(), p.window_ms, firing);
+        slot.traffic.set_history_words(&history.to_words());
+        slot.traffic.set_usual(history.usual());
+        if let (Some(a), Some(t)) = (announce, p.traffic) {
+            events.push(event(EventDetail::Traffic(TrafficEvent {
+                level: a.level,
+                previous: a.previous,
+                repeat: a.repeat,
+                requests,
+                usual,
+                params: t,
+                window_secs: p.window_ms / 1000,
                 since_unix: a.since_ms / 1000,
             })));
         }
@@ -606,8 +656,8 @@ mod tests {
         assert_eq!(log, expect);
         assert_eq!(slot.alert.level.load(Relaxed), 0, "no 5xx alert");
         let summary = slot.incident_summary(1_000_000 + 80_000);
-        assert_eq!(summary.opened, [0, 1, 0]);
-        assert_eq!(summary.firing_seconds, [0, 25, 0]);
+        assert_eq!(summary.opened, [0, 1, 0, 0]);
+        assert_eq!(summary.firing_seconds, [0, 25, 0, 0]);
         let i = summary.recent[0];
         assert_eq!((i.peak_level, i.end_ms), (Level::Critical, Some(1_047_000)));
     }
@@ -690,7 +740,7 @@ mod tests {
             events[0].1.starts_with("RESOLVED be error budget after "),
             "{events:?}"
         );
-        assert_eq!(slot.incident_summary(0).opened, [0, 0, 1]);
+        assert_eq!(slot.incident_summary(0).opened, [0, 0, 1, 0]);
     }
 
     #[test]
@@ -728,5 +778,115 @@ mod tests {
         assert_eq!(slot.slo.state.level.load(Relaxed), 0);
         assert_eq!(slot.latency.estimate_seconds(), None);
         assert_eq!(slot.incident_summary(61_000).firing_seconds[1], 60);
+    }
+
+    fn traffic_params(value: &str) -> AlertParams {
+        AlertParams {
+            traffic: crate::conf::traffic::parse_traffic(value, value).ok(),
+            repeat_ms: None,
+            ..params()
+        }
+    }
+
+    /// Runs `seconds` evaluations one second apart from `start` with `per_second` requests
+    /// each; returns the traffic titles with the second they came at.
+    fn run_traffic(
+        slot: &NameSlot,
+        w: &[Watched<'_>],
+        start: u64,
+        seconds: u64,
+        per_second: u64,
+    ) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        for s in start..start + seconds {
+            traffic(slot, per_second, 0);
+            for e in evaluate(w, 1_000_000 + s * 1000, 1000) {
+                if matches!(e.detail, EventDetail::Traffic(_)) {
+                    out.push((s, crate::vocab::title::title(&e)));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn traffic_drop_warns_then_pages_once_and_resolves_when_it_returns() {
+        // window=10s, warn below 50 requests, critical below 10; 20 req/s is 200 a window.
+        let z = zone(&["be"]);
+        let p = AlertParams {
+            min_requests: 1_000, // plays no part in a traffic drop
+            ..traffic_params("50:10")
+        };
+        let slot = &z.names()[0];
+        let w = watch(&z, &p);
+        assert!(run_traffic(slot, &w, 0, 60, 20).is_empty());
+        let events = run_traffic(slot, &w, 60, 30, 0);
+        let titles: Vec<&str> = events.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "WARNING be: traffic 40 requests in 10s, expected at least 50",
+                "CRITICAL be: traffic 0 requests in 10s, expected at least 10",
+            ],
+            "{events:?}"
+        );
+        // Critical does not step down to warning while the window refills: no news.
+        let events = run_traffic(slot, &w, 90, 20, 20);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0].1.starts_with("RESOLVED be traffic after "),
+            "{events:?}"
+        );
+        assert_eq!(slot.incident_summary(0).opened, [0, 0, 0, 1]);
+        let i = slot.incident_summary(0).recent[0];
+        assert_eq!((i.peak_level, i.peak_value), (Level::Critical, 0.0));
+        assert_eq!(slot.alert.level.load(Relaxed), 0, "no 5xx alert");
+    }
+
+    #[test]
+    fn a_percentage_waits_for_twelve_windows_and_an_absolute_floor_does_not() {
+        let z = zone(&["be", "idle"]);
+        let p = traffic_params("50%:10%");
+        let floor = traffic_params("1");
+        let slots = z.names();
+        let w = [
+            Watched {
+                name: "be",
+                params: &p,
+                slot: &slots[0],
+            },
+            Watched {
+                name: "idle",
+                params: &floor,
+                slot: &slots[1],
+            },
+        ];
+        let mut events = Vec::new();
+        // 20 req/s from 11s on, except for two stops: 60s-75s, while fewer than 12 windows
+        // are known (quiet), and 200s-215s, once they are. "idle" never gets a request.
+        for s in 0..240u64 {
+            if (11..60).contains(&s) || (75..200).contains(&s) || s >= 215 {
+                traffic(&slots[0], 20, 0);
+            }
+            for e in evaluate(&w, 1_000_000 + s * 1000, 1000) {
+                events.push((s, crate::vocab::title::title(&e)));
+            }
+            if s == 199 {
+                assert_eq!(slots[0].traffic.usual(), Some(200.0));
+            }
+        }
+        let titles: Vec<(u64, &str)> = events.iter().map(|(s, t)| (*s, t.as_str())).collect();
+        assert_eq!(
+            titles,
+            [
+                (
+                    10,
+                    "WARNING idle: traffic 0 requests in 10s, expected at least 1"
+                ),
+                (205, "WARNING be: traffic 80 requests in 10s, usually 200"),
+                (209, "CRITICAL be: traffic 0 requests in 10s, usually 200"),
+                (219, "RESOLVED be traffic after 14s"),
+            ],
+        );
     }
 }

@@ -21,6 +21,7 @@ use super::Watched;
 use crate::vocab::event::{
     AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, SloEvent,
 };
+use crate::vocab::traffic::TrafficEvent;
 use crate::zone::incidents::IncidentKind;
 use crate::zone::{LevelState, NameSlot};
 
@@ -39,6 +40,7 @@ fn kind_of(e: &AlertEvent) -> Option<IncidentKind> {
         EventDetail::ErrorRatio(_) => Some(IncidentKind::Errors),
         EventDetail::Latency(_) => Some(IncidentKind::Latency),
         EventDetail::Slo(_) => Some(IncidentKind::Slo),
+        EventDetail::Traffic(_) => Some(IncidentKind::Traffic),
         EventDetail::Probe(_) => None,
     }
 }
@@ -49,6 +51,7 @@ fn level_and_since(e: &AlertEvent) -> (Level, u64) {
         EventDetail::ErrorRatio(d) => (d.level, d.since_unix),
         EventDetail::Latency(d) => (d.level, d.since_unix),
         EventDetail::Slo(d) => (d.level, d.since_unix),
+        EventDetail::Traffic(d) => (d.level, d.since_unix),
         EventDetail::Probe(d) => (Level::Ok, d.since_unix),
     }
 }
@@ -67,6 +70,7 @@ fn state_of(slot: &NameSlot, kind: IncidentKind) -> (Level, u64) {
         ),
         IncidentKind::Latency => of(&slot.latency.state),
         IncidentKind::Slo => of(&slot.slo.state),
+        IncidentKind::Traffic => of(&slot.traffic.state),
     }
 }
 
@@ -274,6 +278,16 @@ fn released(
                 since_unix,
             })
         }
+        IncidentKind::Traffic => EventDetail::Traffic(TrafficEvent {
+            level,
+            previous,
+            repeat: !resolved,
+            requests: total,
+            usual: slot.traffic.usual(),
+            params: p.traffic?,
+            window_secs: p.window_ms / 1000,
+            since_unix,
+        }),
     };
     Some(AlertEvent {
         name: w.name.to_string(),

@@ -34,7 +34,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::zone::incidents::{IncidentKind, IncidentSummary};
+use crate::zone::incidents::{IncidentKind, IncidentSummary, KINDS};
 use crate::zone::NameSlot;
 
 /// Notes `now_ms` as the start of the observed time of `slot` if nothing is noted yet.
@@ -67,7 +67,7 @@ pub struct Reliability {
 
 /// MTTR and MTBF of every kind from `summary`, for a NAME watched for `observed_secs`; firing
 /// time beyond the observed time (history carried over from before it) counts as all of it.
-pub fn reliability(summary: &IncidentSummary, observed_secs: u64) -> [Reliability; 3] {
+pub fn reliability(summary: &IncidentSummary, observed_secs: u64) -> [Reliability; KINDS] {
     IncidentKind::ALL.map(|kind| {
         let i = kind as usize;
         let incidents = summary.opened[i];
@@ -89,11 +89,11 @@ mod tests {
     #[test]
     fn mttr_and_mtbf_per_kind() {
         let summary = IncidentSummary {
-            opened: [4, 1, 0],
-            firing_seconds: [1200, 90, 0],
+            opened: [4, 1, 0, 0],
+            firing_seconds: [1200, 90, 0, 0],
             recent: Vec::new(),
         };
-        let [errors, latency, slo] = reliability(&summary, 30 * 86_400);
+        let [errors, latency, slo, _] = reliability(&summary, 30 * 86_400);
         assert_eq!(errors.kind, IncidentKind::Errors);
         assert_eq!(errors.incidents, 4);
         assert_eq!(errors.mttr_secs, Some(300.0));
@@ -113,8 +113,8 @@ mod tests {
     fn an_ongoing_incident_counts_so_far_and_history_beyond_the_observed_time_is_clamped() {
         // Firing since the start of observation: healthy time 0.
         let summary = IncidentSummary {
-            opened: [1, 0, 0],
-            firing_seconds: [600, 0, 0],
+            opened: [1, 0, 0, 0],
+            firing_seconds: [600, 0, 0, 0],
             recent: Vec::new(),
         };
         let [errors, ..] = reliability(&summary, 600);

@@ -1,4 +1,4 @@
-//! Traffic drops (`traffic=`, SPEC 14): per-window request counts, the usual traffic and the
+//! Traffic drops (`traffic=`): per-window request counts, the usual traffic and the
 //! level a drop calls for. Pure: no shared memory, no nginx.
 //!
 //! - **Usual traffic** is the median of the last [`USUAL_WINDOWS`] completed windows of
@@ -14,20 +14,22 @@
 //!   instead of the usual 4 is "50%"); a quiet NAME is better watched with an absolute
 //!   threshold (`traffic=1`: "at least one request per window"), alone or mixed
 //!   (`traffic=50%:1`).
+//! - **No step down while traffic returns.** Once critical, a drop stays critical until the
+//!   window is at or above WARN again (`evaluate_with`): the sliding window refills over its
+//!   length when traffic comes back and passes the warning band on the way, which is no news.
 //! - **An outage does not become the usual.** A window during which the traffic alert fired is
 //!   not recorded, so a long outage cannot drag the median down until the alert resolves itself
 //!   while traffic is still gone. The price: a lasting, intended change of traffic keeps the alert
 //!   firing until traffic returns or `traffic=` is changed (or the NAME is muted).
 //!
-//! Depends on [`Level`] (the event vocabulary) and [`TrafficParams`] (`conf::traffic`) only.
-//! [`TrafficEvent`] is the event detail this kind announces; when wired it joins the other
-//! details in the event vocabulary (`EventDetail::Traffic`).
+//! The thresholds and the event are the vocabulary's (`vocab::traffic`); the zone keeps a
+//! [`TrafficHistory`] per NAME as plain words ([`TrafficHistory::to_words`]), and
+//! `evaluate_with` calls [`traffic_level`] and [`TrafficHistory::record`] at every evaluation.
 
-use crate::conf::traffic::{TrafficParams, TrafficThreshold};
 use crate::vocab::event::Level;
-
-/// Completed windows the usual traffic is the median of.
-pub const USUAL_WINDOWS: usize = 12;
+pub use crate::vocab::traffic::{threshold_requests, TrafficEvent, USUAL_WINDOWS};
+use crate::vocab::traffic::{TrafficParams, TrafficThreshold};
+use crate::zone::TRAFFIC_HISTORY_WORDS;
 
 /// Request counts of a NAME's last completed windows, for the usual traffic.
 ///
@@ -135,6 +137,39 @@ impl TrafficHistory {
         Some((sorted[mid - 1] as f64 + sorted[mid] as f64) / 2.0)
     }
 
+    /// The history as the zone keeps it: one word per `u64` field, the `u32` fields in pairs.
+    pub fn to_words(&self) -> [u64; TRAFFIC_HISTORY_WORDS] {
+        let mut w = [0u64; TRAFFIC_HISTORY_WORDS];
+        w[0] = self.window_ms;
+        w[1] = self.window_start_ms;
+        w[2] = self.start_total;
+        w[3] = self.counting_since_ms;
+        w[4..4 + USUAL_WINDOWS].copy_from_slice(&self.counts);
+        w[4 + USUAL_WINDOWS] = u64::from(self.next) | u64::from(self.len) << 32;
+        w[5 + USUAL_WINDOWS] = u64::from(self.skip_current);
+        w
+    }
+
+    /// The history from the zone's words (see [`TrafficHistory::to_words`]). Any words will
+    /// do: out-of-range indices and lengths are cut to the ring, so a damaged zone gives a
+    /// wrong median at worst.
+    pub fn from_words(w: &[u64; TRAFFIC_HISTORY_WORDS]) -> TrafficHistory {
+        let mut counts = [0u64; USUAL_WINDOWS];
+        counts.copy_from_slice(&w[4..4 + USUAL_WINDOWS]);
+        let pair = w[4 + USUAL_WINDOWS];
+        TrafficHistory {
+            window_ms: w[0],
+            window_start_ms: w[1],
+            start_total: w[2],
+            counting_since_ms: w[3],
+            counts,
+            next: (pair as u32) % USUAL_WINDOWS as u32,
+            len: ((pair >> 32) as u32).min(USUAL_WINDOWS as u32),
+            skip_current: u32::from(w[5 + USUAL_WINDOWS] != 0),
+            _reserved: 0,
+        }
+    }
+
     /// Completed windows known, at most [`USUAL_WINDOWS`] (the status page can say "learning,
     /// 5 of 12 windows").
     pub fn known_windows(&self) -> usize {
@@ -154,15 +189,6 @@ impl TrafficHistory {
     /// sliding window holds a full window of requests.
     pub fn counted_whole_window(&self, now_ms: u64, window_ms: u64) -> bool {
         self.counting_since_ms != 0 && now_ms.saturating_sub(self.counting_since_ms) >= window_ms
-    }
-}
-
-/// A threshold in requests per window at this usual traffic: a count as is, a percentage of
-/// the usual traffic; `None` for a percentage while the usual traffic is not known.
-pub fn threshold_requests(t: TrafficThreshold, usual: Option<f64>) -> Option<f64> {
-    match t {
-        TrafficThreshold::Requests(n) => Some(n as f64),
-        TrafficThreshold::Percent(pct) => usual.map(|u| u * pct / 100.0),
     }
 }
 
@@ -187,40 +213,6 @@ pub fn traffic_level(
         Level::Warning
     } else {
         Level::Ok
-    }
-}
-
-/// A NAME's traffic alert: level change (or repeat) with the counts that caused it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrafficEvent {
-    /// Level now; `Level::Ok` means resolved.
-    pub level: Level,
-    /// Level before this event (equal to `level` for a repeat).
-    pub previous: Level,
-    /// True when this re-posts a level that is still firing (`repeat=`).
-    pub repeat: bool,
-    /// Requests in the window.
-    pub requests: u64,
-    /// The usual traffic (median of the last 12 windows), if known.
-    pub usual: Option<f64>,
-    /// The thresholds as configured.
-    pub params: TrafficParams,
-    /// Window length in seconds.
-    pub window_secs: u64,
-    /// Start of the incident (first non-ok evaluation), Unix seconds.
-    pub since_unix: u64,
-}
-
-impl TrafficEvent {
-    /// The threshold behind the current level, in requests per window: CRIT's for a critical
-    /// event, WARN's for a warning; `None` when resolved.
-    pub fn crossed_requests(&self) -> Option<f64> {
-        let t = match self.level {
-            Level::Ok => return None,
-            Level::Warning => self.params.warn,
-            Level::Critical => self.params.crit.unwrap_or(self.params.warn),
-        };
-        threshold_requests(t, self.usual)
     }
 }
 
@@ -413,28 +405,6 @@ mod tests {
     }
 
     #[test]
-    fn crossed_threshold_of_an_event() {
-        let mut e = TrafficEvent {
-            level: Level::Critical,
-            previous: Level::Warning,
-            repeat: false,
-            requests: 3,
-            usual: Some(412.0),
-            params: params(Percent(50.0), Some(Percent(10.0))),
-            window_secs: 300,
-            since_unix: 1_700_000_000,
-        };
-        assert_eq!(e.crossed_requests(), Some(41.2));
-        e.level = Level::Warning;
-        assert_eq!(e.crossed_requests(), Some(206.0));
-        e.level = Level::Ok;
-        assert_eq!(e.crossed_requests(), None);
-        e.level = Level::Critical;
-        e.params = params(Requests(100), None);
-        assert_eq!(e.crossed_requests(), Some(100.0));
-    }
-
-    #[test]
     fn layout_is_fixed_and_zero_is_empty() {
         assert_eq!(
             core::mem::size_of::<TrafficHistory>(),
@@ -443,5 +413,21 @@ mod tests {
         let h = TrafficHistory::default();
         assert_eq!((h.usual(), h.known_windows()), (None, 0));
         assert!(!h.counted_whole_window(T0, W));
+        assert_eq!(h.to_words(), [0; TRAFFIC_HISTORY_WORDS]);
+    }
+
+    #[test]
+    fn words_round_trip_and_odd_words_stay_in_the_ring() {
+        let mut h = TrafficHistory::default();
+        feed(&mut h, T0, 0, 15, 600);
+        h.record(T0 + 15 * W + 10_000, 9_000, W, true);
+        assert_eq!(TrafficHistory::from_words(&h.to_words()), h);
+        let mut odd = [u64::MAX; TRAFFIC_HISTORY_WORDS];
+        odd[4 + USUAL_WINDOWS] = 99 | 99 << 32;
+        let h = TrafficHistory::from_words(&odd);
+        assert_eq!(h.known_windows(), USUAL_WINDOWS);
+        assert_eq!(h.windows().len(), USUAL_WINDOWS);
+        let mut h = h;
+        h.record(T0, 1, W, false);
     }
 }

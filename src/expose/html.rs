@@ -16,11 +16,12 @@ use core::fmt::Write;
 
 use crate::evaluate::reliability::reliability;
 use crate::expose::metrics::{
-    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics,
+    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics, TrafficHealth,
     NOTIFY_RESULT_LABELS,
 };
 use crate::vocab::event::Level;
 use crate::vocab::text::{format_duration, format_window, iso8601};
+use crate::vocab::traffic::USUAL_WINDOWS;
 
 /// Longest auto-refresh period accepted, in seconds.
 pub const MAX_REFRESH_SECS: u32 = 3600;
@@ -397,6 +398,10 @@ fn write_location(
     if !notes.is_empty() {
         writeln!(out, "<p class=\"note\">{}</p>", notes.join(" "))?;
     }
+    let traffic = m.health.iter().find(|h| h.name == l.name);
+    if let Some(t) = traffic.and_then(|h| h.traffic.as_ref()) {
+        write_traffic(out, t)?;
+    }
 
     write_sparkline(out, d, l.level)?;
 
@@ -424,6 +429,29 @@ fn write_location(
     }
     out.push_str("</section>\n");
     Ok(())
+}
+
+/// The `traffic=` line of a NAME: its alert when it fires, the usual traffic (or how much of
+/// it is learnt), the thresholds.
+fn write_traffic(out: &mut String, t: &TrafficHealth) -> core::fmt::Result {
+    let state = if t.level == Level::Ok {
+        String::new()
+    } else {
+        let (class, word) = level_badge(t.level);
+        format!("<span class=\"badge {class}\">traffic {word}</span> ")
+    };
+    let usual = match t.usual {
+        Some(u) => format!("usually {} requests per window", u.round()),
+        None => format!(
+            "learning the usual traffic ({} of {USUAL_WINDOWS} windows)",
+            t.known_windows
+        ),
+    };
+    writeln!(
+        out,
+        "<p class=\"note traffic\">Traffic: {state}{usual}; {}.</p>",
+        escape_html(&t.thresholds)
+    )
 }
 
 /// A percentage as configured: `5`, `12.5`.
@@ -750,6 +778,38 @@ mod tests {
             Some(close) if close > open => None,
             _ => Some(&html[open..i]),
         }
+    }
+
+    #[test]
+    fn a_traffic_drop_and_learning_show_on_the_page() {
+        use crate::expose::metrics::{NameHealth, TrafficHealth};
+        let mut m = sample();
+        let traffic = |name: &str, level, usual, known_windows| NameHealth {
+            name: name.into(),
+            traffic: Some(TrafficHealth {
+                thresholds: "warn below 50% of usual · crit below 10 requests".into(),
+                level,
+                usual,
+                known_windows,
+            }),
+            ..NameHealth::default()
+        };
+        m.health = vec![
+            traffic("api", Level::Critical, Some(411.5), 12),
+            traffic("shop", Level::Ok, None, 5),
+        ];
+        let html = render_html(&m, &opts());
+        assert!(
+            html.contains(
+                "Traffic: <span class=\"badge crit\">traffic CRITICAL</span> usually 412 \
+                 requests per window; warn below 50% of usual · crit below 10 requests."
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("Traffic: learning the usual traffic (5 of 12 windows);"),
+            "{html}"
+        );
     }
 
     #[test]

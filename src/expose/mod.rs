@@ -15,13 +15,27 @@ pub mod negotiate;
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use crate::conf::traffic::{TrafficParams, TrafficThreshold};
 use crate::conf::MainConf;
+use crate::evaluate::traffic::TrafficHistory;
 use crate::vocab::event::Level;
 use crate::zone::StallReason;
 use metrics::{
     AlertingStatus, CertificateMetrics, Metrics, NameDetail, NameHealth, NameMetrics, ProbeDetail,
-    ProbeDown, ProbeMetrics,
+    ProbeDown, ProbeMetrics, TrafficHealth,
 };
+
+/// `warn 50% · crit 10`: `traffic=` as the page shows it.
+fn traffic_thresholds(t: &TrafficParams) -> String {
+    let show = |t: TrafficThreshold| match t {
+        TrafficThreshold::Requests(n) => format!("{n} requests"),
+        TrafficThreshold::Percent(_) => format!("{t} of usual"),
+    };
+    match t.crit {
+        Some(c) => format!("warn below {} · crit below {}", show(t.warn), show(c)),
+        None => format!("warn below {}", show(t.warn)),
+    }
+}
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
@@ -65,6 +79,15 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 let labels = crate::evaluate::slo::burn_windows_ms(p.window_ms)
                     .map(crate::evaluate::slo::window_label);
                 (pct, labels.into_iter().zip(slot.slo.rates()).collect())
+            }),
+            traffic: p.traffic.map(|t| {
+                let history = TrafficHistory::from_words(&slot.traffic.history_words());
+                TrafficHealth {
+                    thresholds: traffic_thresholds(&t),
+                    level: Level::from_u8(slot.traffic.state.level.load(Relaxed) as u8),
+                    usual: slot.traffic.usual(),
+                    known_windows: history.known_windows(),
+                }
             }),
             incidents: slot.incident_summary(now_ms),
         });

@@ -27,6 +27,8 @@ pub const ERROR_RATIO: &str = "NginxLocationErrorRatio";
 pub const LATENCY: &str = "NginxLocationLatency";
 /// Alertname of a NAME's `slo=` error-budget burn (as in deploy/prometheus/rules.yml).
 pub const ERROR_BUDGET: &str = "NginxLocationErrorBudgetBurn";
+/// Alertname of a NAME's `traffic=` drop (as in deploy/prometheus/rules.yml).
+pub const TRAFFIC_DROP: &str = "NginxLocationTrafficDrop";
 /// Alertname of a probe target that is down.
 pub const PROBE_DOWN: &str = "NginxProbeDown";
 
@@ -54,6 +56,11 @@ fn alert(event: &AlertEvent, level: Level, host: &str, ends_unix: u64) -> Value 
         }
         EventDetail::Slo(l) => {
             labels.insert("alertname".into(), ERROR_BUDGET.into());
+            labels.insert("location".into(), event.name.clone().into());
+            l.since_unix
+        }
+        EventDetail::Traffic(l) => {
+            labels.insert("alertname".into(), TRAFFIC_DROP.into());
             labels.insert("location".into(), event.name.clone().into());
             l.since_unix
         }
@@ -99,6 +106,7 @@ fn levels(event: &AlertEvent) -> (Option<Level>, Option<Level>) {
         EventDetail::ErrorRatio(l) => by_level(l.level, l.previous),
         EventDetail::Latency(l) => by_level(l.level, l.previous),
         EventDetail::Slo(l) => by_level(l.level, l.previous),
+        EventDetail::Traffic(l) => by_level(l.level, l.previous),
         EventDetail::Probe(p) if p.up => (None, Some(Level::Critical)),
         EventDetail::Probe(_) => (Some(Level::Critical), None),
     }
@@ -294,6 +302,38 @@ mod tests {
                 (ERROR_BUDGET, "critical", "api"),
                 (LATENCY, "warning", "api"),
             ]
+        );
+    }
+
+    #[test]
+    fn a_traffic_drop_is_nginx_location_traffic_drop() {
+        use crate::vocab::event::samples::{event, traffic};
+        let mut t = traffic(Level::Critical, 0, None);
+        t.previous = Level::Warning;
+        let e = event("api", EventDetail::Traffic(t));
+        let v = build_payload(
+            std::slice::from_ref(&e),
+            std::slice::from_ref(&e),
+            "web1",
+            2_000,
+        )
+        .unwrap();
+        let labels: Vec<(&str, &str)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                assert_eq!(a["labels"]["location"], "api");
+                (
+                    a["labels"]["alertname"].as_str().unwrap(),
+                    a["labels"]["severity"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        // The warning ended, the critical fires.
+        assert_eq!(
+            labels,
+            [(TRAFFIC_DROP, "warning"), (TRAFFIC_DROP, "critical")]
         );
     }
 }

@@ -2,12 +2,14 @@
 //! Discord embeds, Slack attachments and the JSON event. Values are untrusted and not yet cut
 //! or escaped for any destination; each format does that.
 
+use crate::notify::traffic_text::traffic_description;
 use crate::vocab::event::{
     AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, ProbeEvent, SloEvent,
 };
 use crate::vocab::text::{clip, fmt_pct, format_duration, format_window, non_blank};
 use crate::vocab::title::{
     fmt_burn_windows, fmt_latency, fmt_threshold_ms, fmt_top, latency_thresholds,
+    traffic_thresholds, whole_requests,
 };
 
 // Pieces of descriptions; the embed budget may shorten them further.
@@ -124,6 +126,7 @@ pub fn event_description(event: &AlertEvent, name: &str) -> String {
         EventDetail::Probe(p) => probe_description(name, event.at_unix, p),
         EventDetail::Latency(l) => latency_description(name, l),
         EventDetail::Slo(l) => slo_description(name, l),
+        EventDetail::Traffic(l) => traffic_description(name, l),
     }
 }
 
@@ -177,6 +180,17 @@ pub fn event_fields(
             fields.push(("Burn rate", fmt_burn_windows(&l.windows), false));
             fields.push(("SLO", format!("{}%", fmt_pct(l.slo_pct)), true));
             fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
+            fields.push(("Since", time(l.since_unix), true));
+        }
+        EventDetail::Traffic(l) => {
+            fields.push(("Requests", l.requests.to_string(), true));
+            let usual = l.usual.map_or_else(
+                || "not known yet".to_string(),
+                |u| whole_requests(u).to_string(),
+            );
+            fields.push(("Usually", usual, true));
+            fields.push(("Thresholds", traffic_thresholds(l), true));
+            fields.push(("Window", format_window(l.window_secs), true));
             fields.push(("Since", time(l.since_unix), true));
         }
     }

@@ -163,6 +163,7 @@ pub(crate) fn event_color(event: &AlertEvent) -> u32 {
         EventDetail::ErrorRatio(l) => level_color(l.level),
         EventDetail::Latency(l) => level_color(l.level),
         EventDetail::Slo(l) => level_color(l.level),
+        EventDetail::Traffic(l) => level_color(l.level),
         EventDetail::Probe(p) if p.up => COLOR_GREEN,
         EventDetail::Probe(_) => COLOR_RED,
     }

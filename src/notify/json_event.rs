@@ -38,6 +38,7 @@ use crate::notify::describe::event_description;
 use crate::vocab::event::{AlertEvent, EventDetail, Level};
 use crate::vocab::text::{iso8601, MAX_TIMESTAMP};
 use crate::vocab::title::title;
+use crate::vocab::traffic::TrafficThreshold;
 
 /// Version of the message schema; changes only when a key changes meaning or goes away.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -131,6 +132,28 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "windows": windows,
                 "errors": l.errors,
                 "total": l.total,
+                "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
+            })
+        }
+        EventDetail::Traffic(l) => {
+            let resolved = l.level == Level::Ok;
+            let threshold = |t: Option<TrafficThreshold>| match t {
+                Some(TrafficThreshold::Requests(n)) => json!({ "requests": n }),
+                Some(TrafficThreshold::Percent(p)) => json!({ "percent_of_usual": p }),
+                None => Value::Null,
+            };
+            json!({
+                "kind": "traffic",
+                "level": if resolved { "resolved" } else { level_name(l.level) },
+                "previous": level_name(l.previous),
+                "repeat": l.repeat,
+                "since": rfc3339(l.since_unix),
+                "since_unix": l.since_unix,
+                "requests": l.requests,
+                "usual_requests": l.usual,
+                "warn": threshold(Some(l.params.warn)),
+                "crit": threshold(l.params.crit),
+                "window_seconds": l.window_secs,
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
             })
         }
@@ -327,6 +350,36 @@ mod tests {
                 assert!(e.get(k).is_some(), "{k} missing");
             }
         }
+    }
+
+    #[test]
+    fn traffic_event_keys() {
+        use crate::vocab::event::samples::{event, traffic};
+        let e = event_json(
+            &event(
+                "api",
+                EventDetail::Traffic(traffic(Level::Critical, 3, Some(412.0))),
+            ),
+            "h",
+        );
+        assert_eq!(e["kind"], "traffic");
+        assert_eq!(e["level"], "critical");
+        assert_eq!(
+            e["title"],
+            "CRITICAL api: traffic 3 requests in 5m, usually 412"
+        );
+        assert_eq!(e["requests"], 3);
+        assert_eq!(e["usual_requests"], 412.0);
+        assert_eq!(e["warn"], serde_json::json!({ "percent_of_usual": 50.0 }));
+        assert_eq!(e["crit"], serde_json::json!({ "percent_of_usual": 10.0 }));
+        assert_eq!(e["window_seconds"], 300);
+        assert_eq!(e["duration_seconds"], Value::Null);
+        let learning = event_json(
+            &event("api", EventDetail::Traffic(traffic(Level::Ok, 0, None))),
+            "h",
+        );
+        assert_eq!(learning["level"], "resolved");
+        assert_eq!(learning["usual_requests"], Value::Null);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `mention=` (SPEC 14): CRITICAL messages ping exactly the configured IDs, and nothing else can
+//! `mention=`: CRITICAL messages ping exactly the configured IDs, and nothing else can
 //! ping, whatever a NAME, probe URL or failure reason contains.
 //!
 //! **Discord.** Only a message's `content` notifies (embeds never do), and only the mentions
@@ -26,12 +26,14 @@
 //! critical level (a reminder nobody notices is no reminder) and a held critical released by
 //! `after=`. Warnings, RESOLVED and UP never ping.
 //!
-//! Depends on [`Mention`] (`conf::route`), [`Level`] and `truncate_chars` of
-//! `notify::discord` (moving to the vocabulary layer).
+//! Depends on [`Mention`] (`conf::route`), [`Level`], `truncate_chars` of the vocabulary and
+//! Slack's own escaping rules (`notify::slack`: escaped text is cut by the same rule there and
+//! here). `notify::routing` applies it to the payloads of a destination with `mention=`.
 
 use serde_json::{json, Value};
 
 use crate::conf::route::Mention;
+use crate::notify::slack::cut_escaped;
 use crate::vocab::event::Level;
 use crate::vocab::text::truncate_chars;
 
@@ -137,20 +139,6 @@ pub fn slack_prefix(mentions: &[Mention]) -> String {
         })
         .collect();
     parts.join(" ")
-}
-
-/// Cuts Slack text that is already escaped to at most `max` characters without splitting an
-/// entity (`&amp;`, `&lt;`, `&gt;`); a cut text ends with `…`.
-fn cut_escaped(s: &str, max: usize) -> String {
-    let cut = truncate_chars(s, max);
-    let Some(kept) = cut.strip_suffix('…').filter(|_| cut != s) else {
-        return cut;
-    };
-    let kept = match kept.rfind('&') {
-        Some(at) if !kept[at..].contains(';') => &kept[..at],
-        _ => kept,
-    };
-    format!("{kept}…")
 }
 
 /// Makes a Slack payload built by `slack::build_payloads` ping `mentions` (when `ping`) and

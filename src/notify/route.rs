@@ -1,4 +1,4 @@
-//! Which destination hears of which event (SPEC 14): `min_level=` and `after=` as a pure
+//! Which destination hears of which event: `min_level=` and `after=` as a pure
 //! decision, with the little state that makes RESOLVED go out exactly once, and only to a
 //! destination that heard of the incident.
 //!
@@ -19,8 +19,9 @@
 //! - Probe targets: DOWN routes as CRITICAL, UP as its RESOLVED ([`RoutedEvent::probe`]).
 //!
 //! State: one [`Escalation`] per destination, alert kind and NAME (or probe target), plain
-//! fixed-size fields so that it can live in the zone beside the alert state: kept there, a
-//! reload or a helper restart neither repeats a start nor loses an end. Where it was lost
+//! fixed-size fields kept in the zone beside the alert state ([`Escalation::to_word`],
+//! `zone/routes.rs` says why there): a reload or a helper restart neither repeats a start nor
+//! loses an end. Where it was lost
 //! anyway (it is about another incident), RESOLVED falls back to what the incident shows: sent
 //! when its peak reached `min_level` and it lasted `after`.
 //!
@@ -86,6 +87,21 @@ pub struct Escalation {
 }
 
 impl Escalation {
+    /// The state as the zone keeps it, in one word: `since_ms << 2 | ended << 1 | told` (a
+    /// time in ms needs 41 bits until the year 2039 and 62 for longer than anyone will care).
+    pub fn to_word(&self) -> u64 {
+        self.since_ms << 2 | u64::from(self.ended != 0) << 1 | u64::from(self.told != 0)
+    }
+
+    /// The state from the zone's word (any word will do).
+    pub fn from_word(w: u64) -> Escalation {
+        Escalation {
+            since_ms: w >> 2,
+            told: u32::from(w & 1 != 0),
+            ended: u32::from(w & 2 != 0),
+        }
+    }
+
     /// True when the destination was told of the incident that began at `since_ms`.
     pub fn told_of(&self, since_ms: u64) -> bool {
         self.since_ms == since_ms && since_ms != 0 && self.told != 0
@@ -382,5 +398,23 @@ mod tests {
     fn layout_is_fixed_and_zero_is_empty() {
         assert_eq!(core::mem::size_of::<Escalation>(), 16);
         assert!(!Escalation::default().told_of(0));
+    }
+
+    #[test]
+    fn the_zone_word_round_trips() {
+        let r = rules(Warning, 5000);
+        let mut s = Escalation::default();
+        assert_eq!(s.to_word(), 0);
+        for step in 0..3 {
+            match step {
+                0 => assert!(matches!(
+                    s.route(&r, &ev(Critical, Critical, T0)),
+                    Route::Hold { .. }
+                )),
+                1 => assert!(s.release(&r, Critical, T0, T0 + 5000)),
+                _ => assert_eq!(s.route(&r, &ev(Ok, Critical, T0 + 6000)), Route::Send),
+            }
+            assert_eq!(Escalation::from_word(s.to_word()), s, "step {step}");
+        }
     }
 }

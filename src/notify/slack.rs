@@ -77,6 +77,21 @@ pub fn escape_slack(s: &str, max: usize) -> String {
     out
 }
 
+/// Cuts Slack text that is already escaped (by [`escape_slack`]) to at most `max` characters
+/// without splitting an entity (`&amp;`, `&lt;`, `&gt;`); a cut text ends with `…`, as
+/// [`escape_slack`] ends one.
+pub fn cut_escaped(s: &str, max: usize) -> String {
+    let cut = truncate_chars(s, max);
+    let Some(kept) = cut.strip_suffix('…').filter(|_| cut != s) else {
+        return cut;
+    };
+    let kept = match kept.rfind('&') {
+        Some(at) if !kept[at..].contains(';') => &kept[..at],
+        _ => kept,
+    };
+    format!("{kept}…")
+}
+
 fn field(title: &str, value: &str, short: bool) -> Value {
     let value = escape_slack(value, MAX_FIELD_VALUE);
     json!({

@@ -3,6 +3,8 @@
 //! Nothing here refers to nginx; events are built in worker 0 and handed to the helper process
 //! that delivers them.
 
+pub use crate::vocab::traffic::TrafficEvent;
+
 /// Alert level of a NAME or probe, ordered by severity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
@@ -62,6 +64,46 @@ pub enum EventDetail {
     Latency(LatencyEvent),
     /// A NAME's error-budget burn rate (`slo=`) changed level, repeats, or resolved.
     Slo(SloEvent),
+    /// A NAME's traffic dropped (`traffic=`), repeats, or returned.
+    Traffic(TrafficEvent),
+}
+
+impl EventDetail {
+    /// Start of the incident the event is about, Unix seconds (a probe: when it went down).
+    pub fn since_unix(&self) -> u64 {
+        match self {
+            EventDetail::ErrorRatio(l) => l.since_unix,
+            EventDetail::Latency(l) => l.since_unix,
+            EventDetail::Slo(l) => l.since_unix,
+            EventDetail::Traffic(l) => l.since_unix,
+            EventDetail::Probe(p) => p.since_unix,
+        }
+    }
+
+    /// The level before the event (a probe UP: `Critical`, its DOWN; a DOWN: `Ok`).
+    pub fn previous(&self) -> Level {
+        match self {
+            EventDetail::ErrorRatio(l) => l.previous,
+            EventDetail::Latency(l) => l.previous,
+            EventDetail::Slo(l) => l.previous,
+            EventDetail::Traffic(l) => l.previous,
+            EventDetail::Probe(p) if p.up => Level::Critical,
+            EventDetail::Probe(_) => Level::Ok,
+        }
+    }
+
+    /// The level the event says a NAME's alert is at (`Ok` for a resolution); a probe DOWN is
+    /// `Critical`, an UP `Ok`.
+    pub fn level(&self) -> Level {
+        match self {
+            EventDetail::ErrorRatio(l) => l.level,
+            EventDetail::Latency(l) => l.level,
+            EventDetail::Slo(l) => l.level,
+            EventDetail::Traffic(l) => l.level,
+            EventDetail::Probe(p) if p.up => Level::Ok,
+            EventDetail::Probe(_) => Level::Critical,
+        }
+    }
 }
 
 /// A NAME's 5xx-ratio level change (or repeat) with the window figures that caused it.
@@ -234,6 +276,23 @@ pub mod samples {
             requests: 1200,
             window_secs: 300,
             since_unix: AT - 180,
+        }
+    }
+
+    pub fn traffic(level: Level, requests: u64, usual: Option<f64>) -> TrafficEvent {
+        use crate::vocab::traffic::{TrafficParams, TrafficThreshold};
+        TrafficEvent {
+            level,
+            previous: Level::Ok,
+            repeat: false,
+            requests,
+            usual,
+            params: TrafficParams {
+                warn: TrafficThreshold::Percent(50.0),
+                crit: Some(TrafficThreshold::Percent(10.0)),
+            },
+            window_secs: 300,
+            since_unix: AT - 430,
         }
     }
 

@@ -14,11 +14,15 @@
 //!   `RESOLVED api latency after 3m`
 //! - error budget (`slo=`): `CRITICAL api: error budget burning 15.2x (slo 99.9%)`,
 //!   `RESOLVED api error budget after 3m`
+//! - traffic drop (`traffic=`): `CRITICAL api: traffic 3 requests in 5m, usually 412`; before
+//!   the usual traffic is known (an absolute threshold fired): `CRITICAL api: traffic 0
+//!   requests in 5m, expected at least 100`; `RESOLVED api traffic after 7m 10s`
 
 use crate::vocab::event::{AlertEvent, EventDetail, LatencyEvent, Level};
 use crate::vocab::text::{
     clip, fmt_pct, format_duration, format_window, iso8601, non_blank, truncate_chars,
 };
+use crate::vocab::traffic::TrafficEvent;
 
 /// Longest title: the title limit of Discord and Slack alike.
 pub const MAX_TITLE: usize = 256;
@@ -59,6 +63,15 @@ pub fn latency_thresholds(l: &LatencyEvent) -> String {
     }
 }
 
+/// `warn 50% · crit 10` for a traffic alert: thresholds as configured.
+pub fn traffic_thresholds(l: &TrafficEvent) -> String {
+    let warn = format!("warn {}", l.params.warn);
+    match l.params.crit {
+        Some(c) => format!("{warn} · crit {c}"),
+        None => warn,
+    }
+}
+
 /// `5m 15.2x · 30m 7.0x · 1h 14.6x · 6h 3.1x`.
 pub fn fmt_burn_windows(windows: &[(String, f64)]) -> String {
     windows
@@ -88,7 +101,51 @@ pub fn kind_label(event: &AlertEvent) -> &'static str {
         EventDetail::Latency(l) => l.level.label(),
         EventDetail::Slo(l) if l.level == Level::Ok => "RESOLVED",
         EventDetail::Slo(l) => l.level.label(),
+        EventDetail::Traffic(l) if l.level == Level::Ok => "RESOLVED",
+        EventDetail::Traffic(l) => l.level.label(),
     }
+}
+
+/// `1 request`, `3 requests`.
+pub fn fmt_requests(n: u64) -> String {
+    if n == 1 {
+        "1 request".to_string()
+    } else {
+        format!("{n} requests")
+    }
+}
+
+/// A count of requests as shown: whole numbers, rounded (a median of an even number of
+/// windows may end in .5).
+pub fn whole_requests(v: f64) -> u64 {
+    v.round().max(0.0) as u64
+}
+
+/// The title of a traffic event for the (already clipped) `name`.
+fn traffic_title(name: &str, at_unix: u64, e: &TrafficEvent) -> String {
+    if e.level == Level::Ok {
+        return format!(
+            "RESOLVED {name} traffic after {}",
+            format_duration(at_unix.saturating_sub(e.since_unix))
+        );
+    }
+    let mut t = format!(
+        "{} {name}: traffic {} in {}",
+        e.level.label(),
+        fmt_requests(e.requests),
+        format_window(e.window_secs)
+    );
+    match (e.usual, e.crossed_requests()) {
+        (Some(usual), _) => t.push_str(&format!(", usually {}", whole_requests(usual))),
+        (None, Some(floor)) => {
+            t.push_str(&format!(", expected at least {}", whole_requests(floor)))
+        }
+        (None, None) => {}
+    }
+    if e.repeat {
+        t.push_str(" (still firing)");
+    }
+    t
 }
 
 /// One-line title of an event (see the module docs for the formats), at most 256 characters.
@@ -162,6 +219,7 @@ pub fn title(event: &AlertEvent) -> String {
             }
             t
         }
+        EventDetail::Traffic(l) => traffic_title(&name, event.at_unix, l),
     };
     truncate_chars(&t, MAX_TITLE)
 }
@@ -209,6 +267,10 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
                 " (burn {windows}, {}/{} requests)",
                 l.errors, l.total
             ));
+            l.since_unix
+        }
+        EventDetail::Traffic(l) => {
+            line.push_str(&format!(" ({})", traffic_thresholds(l)));
             l.since_unix
         }
     };
@@ -346,5 +408,61 @@ mod tests {
             assert!(line.chars().count() <= LOG_MAX);
             assert!(!title(&e).contains('\n'));
         }
+    }
+
+    fn traffic_event(e: crate::vocab::traffic::TrafficEvent) -> AlertEvent {
+        let at = e.since_unix + 430;
+        AlertEvent {
+            at_unix: at,
+            ..event("api", EventDetail::Traffic(e))
+        }
+    }
+
+    #[test]
+    fn traffic_titles() {
+        use crate::vocab::traffic::{TrafficParams, TrafficThreshold::Requests};
+        let e = traffic_event(traffic(Level::Critical, 3, Some(412.0)));
+        assert_eq!(
+            title(&e),
+            "CRITICAL api: traffic 3 requests in 5m, usually 412"
+        );
+        let mut t = traffic(Level::Warning, 1, Some(411.5));
+        t.repeat = true;
+        assert_eq!(
+            title(&traffic_event(t)),
+            "WARNING api: traffic 1 request in 5m, usually 412 (still firing)"
+        );
+        let e = traffic_event(traffic(Level::Ok, 380, Some(412.0)));
+        assert_eq!(title(&e), "RESOLVED api traffic after 7m 10s");
+        assert_eq!(kind_label(&e), "RESOLVED");
+        // An absolute floor before the usual traffic is known.
+        let mut t = traffic(Level::Critical, 0, None);
+        t.params = TrafficParams {
+            warn: Requests(100),
+            crit: Some(Requests(1)),
+        };
+        t.window_secs = 60;
+        let e = traffic_event(t);
+        assert_eq!(
+            title(&e),
+            "CRITICAL api: traffic 0 requests in 1m, expected at least 1"
+        );
+        assert!(
+            log_line(&e, "h").starts_with(
+                "status_alert: CRITICAL api: traffic 0 requests in 1m, expected at least 1 \
+                 (warn 100 · crit 1), since "
+            ),
+            "{}",
+            log_line(&e, "h")
+        );
+        // A hostile NAME stays on one line and leaves room for the figures.
+        let mut e = traffic_event(traffic(Level::Critical, 3, Some(412.0)));
+        e.name = "é\n".repeat(500);
+        let t = title(&e);
+        assert!(t.chars().count() <= MAX_TITLE && !t.contains('\n'), "{t}");
+        assert!(
+            t.ends_with(": traffic 3 requests in 5m, usually 412"),
+            "{t}"
+        );
     }
 }

@@ -36,7 +36,10 @@ impl Zone {
             slot.mute_gates.copy_from(&o.mute_gates);
             slot.evaluated_since_ms
                 .store(o.evaluated_since_ms.load(Relaxed), Relaxed);
+            slot.traffic.copy_from(&o.traffic);
+            slot.copy_routes_from(o);
         }
+        self.copy_route_directory(old);
         let by_key = by_key(old.probes(), |s: &ProbeSlot| &s.key);
         for slot in self.probes().iter().filter(|s| s.key.is_live()) {
             if let Some(o) = by_key.get(&slot.key.to_vec()) {
@@ -60,13 +63,15 @@ impl Zone {
 
     /// The evaluator's state of every live slot, for the evaluator that comes next when it
     /// cannot read this zone (the other master of a binary upgrade): per NAME its alert level,
-    /// incident start and last post, then the same three for `latency=` and for `slo=` (an
-    /// importer that knows only the first three ignores the rest); per probe target its health.
+    /// incident start and last post, then the same three for `latency=`, for `slo=` and for
+    /// `traffic=` (an importer that knows only the first three ignores the rest); per probe
+    /// target its health. The traffic history stays behind: the other master counts into a
+    /// zone of its own, so its history starts over (a percentage waits for 12 new windows).
     pub fn export_state(&self) -> serde_json::Value {
         let mut names = serde_json::Map::new();
         for s in self.names().iter().filter(|s| s.key.is_live()) {
             let a = &s.alert;
-            let (l, o) = (&s.latency.state, &s.slo.state);
+            let (l, o, t) = (&s.latency.state, &s.slo.state, &s.traffic.state);
             let v = [
                 u64::from(a.level.load(Relaxed)),
                 a.incident_since_ms.load(Relaxed),
@@ -77,6 +82,9 @@ impl Zone {
                 u64::from(o.level.load(Relaxed)),
                 o.incident_since_ms.load(Relaxed),
                 o.last_post_ms.load(Relaxed),
+                u64::from(t.level.load(Relaxed)),
+                t.incident_since_ms.load(Relaxed),
+                t.last_post_ms.load(Relaxed),
             ];
             names.insert(lossy(&s.key), serde_json::json!(v));
         }
@@ -93,17 +101,85 @@ impl Zone {
             ];
             probes.insert(lossy(&s.key), serde_json::json!(v));
         }
-        serde_json::json!({"version": 1, "names": names, "probes": probes})
+        serde_json::json!({
+            "version": 1,
+            "names": names,
+            "probes": probes,
+            "routes": self.export_routes(),
+        })
+    }
+
+    /// The routing state (`zone/routes.rs`) by destination key (in hex, JSON numbers lose
+    /// precision above 2^53): per NAME one word per alert kind, per probe target one word.
+    fn export_routes(&self) -> serde_json::Value {
+        let mut routes = serde_json::Map::new();
+        for (column, entry) in self.header().routes.iter().enumerate() {
+            let key = entry.load(Relaxed);
+            if key == 0 {
+                continue;
+            }
+            let mut names = serde_json::Map::new();
+            for s in self.names().iter().filter(|s| s.key.is_live()) {
+                let words: Vec<u64> = s.routes[column].iter().map(|c| c.load()).collect();
+                if words.iter().any(|w| *w != 0) {
+                    names.insert(lossy(&s.key), serde_json::json!(words));
+                }
+            }
+            let mut probes = serde_json::Map::new();
+            for s in self.probes().iter().filter(|s| s.key.is_live()) {
+                let word = s.probe.routes[column].load();
+                if word != 0 {
+                    probes.insert(lossy(&s.key), serde_json::json!(word));
+                }
+            }
+            routes.insert(
+                format!("{key:016x}"),
+                serde_json::json!({"names": names, "probes": probes}),
+            );
+        }
+        serde_json::Value::Object(routes)
+    }
+
+    /// Takes over the routing state of [`Zone::export_routes`] for the keys and slots this
+    /// zone has; a key gets a free column (the evaluator's `route_columns` then frees the
+    /// columns of destinations it no longer has).
+    fn import_routes(&self, routes: &serde_json::Value) {
+        let Some(routes) = routes.as_object() else {
+            return;
+        };
+        for (key, state) in routes {
+            let Some(key) = u64::from_str_radix(key, 16).ok().filter(|k| *k != 0) else {
+                continue;
+            };
+            let Some(column) = self.route_column_for(key) else {
+                continue;
+            };
+            for s in self.names().iter().filter(|s| s.key.is_live()) {
+                let Some(words) = state["names"][lossy(&s.key)].as_array() else {
+                    continue;
+                };
+                for (cell, w) in s.routes[column].iter().zip(words) {
+                    cell.store(w.as_u64().unwrap_or(0));
+                }
+            }
+            for s in self.probes().iter().filter(|s| s.key.is_live()) {
+                if let Some(w) = state["probes"][lossy(&s.key)].as_u64() {
+                    s.probe.routes[column].store(w);
+                }
+            }
+        }
     }
 
     /// Takes over state written by [`Zone::export_state`] at `now_ms` for the keys this zone
-    /// has; anything else in it (unknown keys, other versions, odd values) is ignored. A NAME
-    /// exported without the `latency=` and `slo=` levels (an older exporter) keeps its own.
+    /// has, routing state included; anything else in it (unknown keys, other versions, odd
+    /// values) is ignored. A NAME
+    /// exported without the `latency=`, `slo=` or `traffic=` levels (an older exporter) keeps its own.
     /// Every level taken over is held for one window (`adopted_at_ms`, see src/evaluate/mod.rs).
     pub fn import_exported(&self, state: &serde_json::Value, now_ms: u64) {
         if state["version"] != 1 {
             return;
         }
+        self.import_routes(&state["routes"]);
         let field = |v: &serde_json::Value, i: usize| v.get(i).and_then(|x| x.as_u64());
         for s in self.names().iter().filter(|s| s.key.is_live()) {
             let v = &state["names"][lossy(&s.key)];
@@ -114,7 +190,12 @@ impl Zone {
                 a.incident_since_ms.store(since, Relaxed);
                 a.last_post_ms.store(post, Relaxed);
                 let mut firing = level != 0;
-                for (k, state) in [(3, &s.latency.state), (6, &s.slo.state)] {
+                let kinds = [
+                    (3, &s.latency.state),
+                    (6, &s.slo.state),
+                    (9, &s.traffic.state),
+                ];
+                for (k, state) in kinds {
                     if let (Some(level), Some(since), Some(post)) =
                         (field(v, k), field(v, k + 1), field(v, k + 2))
                     {

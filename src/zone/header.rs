@@ -29,6 +29,9 @@ pub struct ZoneHeader {
     pub notifications: [AtomicU64; NOTIFY_RESULTS],
     /// The same per destination, in configuration order.
     pub destination_notifications: [[AtomicU64; NOTIFY_RESULTS]; MAX_DESTINATIONS],
+    /// Which destination's routing state each column of the slots' `routes` holds: its
+    /// `routes::route_key`, 0 for a free column (see `zone/routes.rs`).
+    pub routes: [AtomicU64; super::routes::ROUTE_COLUMNS],
     /// Messages waiting in the delivery threads' queues (as last reported by the helper process).
     pub queue_depth: AtomicU64,
     /// How the evaluator is doing, for the metrics, the status page and the other workers: see

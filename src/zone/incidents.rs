@@ -1,7 +1,7 @@
 //! Incident history of one NAME: the last [`INCIDENT_HISTORY`] incidents and per-kind totals.
 //!
 //! An incident is one ok -> warning/critical -> ok episode of one alert kind (5xx share,
-//! latency, error budget). The log lives in shared memory next to the alert states; only the
+//! latency, error budget, traffic drop). The log lives in shared memory next to the alert states; only the
 //! evaluator that won the state's compare-and-swap writes it, so each incident is booked once.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -21,23 +21,36 @@ pub enum IncidentKind {
     Latency = 1,
     /// The error-budget burn rate (`slo=`).
     Slo = 2,
+    /// A traffic drop (`traffic=`).
+    Traffic = 3,
 }
+
+/// Alert kinds, the length of the per-kind arrays.
+pub const KINDS: usize = 4;
 
 impl IncidentKind {
     /// Every kind, in the order of the per-kind arrays.
-    pub const ALL: [IncidentKind; 3] = [
+    pub const ALL: [IncidentKind; KINDS] = [
         IncidentKind::Errors,
         IncidentKind::Latency,
         IncidentKind::Slo,
+        IncidentKind::Traffic,
     ];
 
-    /// The metric's `kind` label: `errors`, `latency`, `slo`.
+    /// The metric's `kind` label: `errors`, `latency`, `slo`, `traffic`.
     pub fn label(self) -> &'static str {
         match self {
             IncidentKind::Errors => "errors",
             IncidentKind::Latency => "latency",
             IncidentKind::Slo => "slo",
+            IncidentKind::Traffic => "traffic",
         }
+    }
+
+    /// True for the kind whose worst value is the lowest: a traffic drop's requests per
+    /// window (the others' peak is their highest share, time or burn rate).
+    pub fn lower_is_worse(self) -> bool {
+        self == IncidentKind::Traffic
     }
 
     fn from_index(i: u32) -> Option<IncidentKind> {
@@ -56,8 +69,8 @@ pub struct Incident {
     pub end_ms: Option<u64>,
     /// Highest level reached.
     pub peak_level: Level,
-    /// Highest value seen while firing: 5xx share in percent, percentile in seconds, or burn
-    /// rate, by kind.
+    /// Worst value seen while firing: the highest 5xx share in percent, percentile in seconds
+    /// or burn rate, or the fewest requests in a window (traffic), by kind.
     pub peak_value: f64,
     /// Part of it fell in a mute (maintenance window or runtime mute): what happened then was
     /// not sent.
@@ -109,9 +122,9 @@ impl IncidentRecord {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IncidentSummary {
     /// Incidents opened, by [`IncidentKind`] index.
-    pub opened: [u64; 3],
+    pub opened: [u64; KINDS],
     /// Seconds spent firing (ongoing incidents included), by kind.
-    pub firing_seconds: [u64; 3],
+    pub firing_seconds: [u64; KINDS],
     /// The most recent incidents, newest first.
     pub recent: Vec<Incident>,
 }
@@ -123,9 +136,9 @@ pub struct IncidentLog {
     next: AtomicU32,
     records: [IncidentRecord; INCIDENT_HISTORY],
     /// Incidents opened, by kind.
-    opened: [AtomicU64; 3],
+    opened: [AtomicU64; KINDS],
     /// Milliseconds spent firing in resolved incidents, by kind.
-    closed_ms: [AtomicU64; 3],
+    closed_ms: [AtomicU64; KINDS],
 }
 
 impl IncidentLog {
@@ -153,12 +166,20 @@ impl IncidentLog {
         })
     }
 
-    /// Raises the peak level and value of the ongoing incident of `kind` started at `start_ms`.
+    /// Raises the peak level and value of the ongoing incident of `kind` started at `start_ms`
+    /// (for a traffic drop the worst value is the lowest).
     pub fn raise_peak(&self, kind: IncidentKind, start_ms: u64, level: Level, value: f64) {
         if let Some((r, mut i)) = self.ongoing(kind, start_ms) {
-            if level > i.peak_level || value > i.peak_value {
+            let worse = if kind.lower_is_worse() {
+                value < i.peak_value
+            } else {
+                value > i.peak_value
+            };
+            if level > i.peak_level || worse {
                 i.peak_level = i.peak_level.max(level);
-                i.peak_value = i.peak_value.max(value);
+                if worse {
+                    i.peak_value = value;
+                }
                 r.store(&i);
             }
         }
@@ -190,7 +211,7 @@ impl IncidentLog {
 
     /// Totals and recent incidents at `now_ms`; `ongoing_since_ms` holds each kind's current
     /// incident start (from its alert state), so that firing time grows while it lasts.
-    pub fn summary(&self, now_ms: u64, ongoing_since_ms: [Option<u64>; 3]) -> IncidentSummary {
+    pub fn summary(&self, now_ms: u64, ongoing_since_ms: [Option<u64>; KINDS]) -> IncidentSummary {
         let mut s = IncidentSummary::default();
         for (k, since) in ongoing_since_ms.iter().enumerate() {
             s.opened[k] = self.opened[k].load(Relaxed);
@@ -246,9 +267,9 @@ mod tests {
         l.open(Errors, 10_000, Level::Warning, 6.0);
         l.raise_peak(Errors, 10_000, Level::Critical, 12.5);
         l.raise_peak(Errors, 10_000, Level::Warning, 7.0);
-        let s = l.summary(70_000, [Some(10_000), None, None]);
-        assert_eq!(s.opened, [1, 0, 0]);
-        assert_eq!(s.firing_seconds, [60, 0, 0], "ongoing time counts");
+        let s = l.summary(70_000, [Some(10_000), None, None, None]);
+        assert_eq!(s.opened, [1, 0, 0, 0]);
+        assert_eq!(s.firing_seconds, [60, 0, 0, 0], "ongoing time counts");
         let expect = Incident {
             kind: Errors,
             start_ms: 10_000,
@@ -259,12 +280,12 @@ mod tests {
         };
         assert_eq!(s.recent, vec![expect]);
         l.close(Errors, 10_000, 190_000);
-        let s = l.summary(500_000, [None; 3]);
-        assert_eq!(s.firing_seconds, [180, 0, 0]);
+        let s = l.summary(500_000, [None; KINDS]);
+        assert_eq!(s.firing_seconds, [180, 0, 0, 0]);
         assert_eq!(s.recent[0].end_ms, Some(190_000));
         assert!(!s.recent[0].muted);
         l.mark_muted(Errors, 10_999);
-        let s = l.summary(500_000, [None; 3]);
+        let s = l.summary(500_000, [None; KINDS]);
         assert!(s.recent[0].muted, "marked, and kept by a later store");
         assert_eq!(s.recent[0].end_ms, Some(190_000));
         l.mark_muted(Errors, 1);
@@ -281,9 +302,9 @@ mod tests {
         }
         // The latency incident's record is gone, but its time is still booked.
         l.close(Latency, 1_000, 201_000);
-        let s = l.summary(300_000, [None, None, Some(250_000)]);
-        assert_eq!(s.opened, [10, 1, 0]);
-        assert_eq!(s.firing_seconds, [50, 200, 50]);
+        let s = l.summary(300_000, [None, None, Some(250_000), None]);
+        assert_eq!(s.opened, [10, 1, 0, 0]);
+        assert_eq!(s.firing_seconds, [50, 200, 50, 0]);
         assert_eq!(s.recent.len(), INCIDENT_HISTORY);
         let starts: Vec<u64> = s.recent.iter().map(|i| i.start_ms).collect();
         assert_eq!(starts[0], 100_000, "newest first");
@@ -297,12 +318,25 @@ mod tests {
         let b = log();
         a.open(Slo, 5_000, Level::Critical, 15.2);
         b.copy_from(&a);
-        assert_eq!(b.summary(6_000, [None; 3]), a.summary(6_000, [None; 3]));
+        assert_eq!(
+            b.summary(6_000, [None; KINDS]),
+            a.summary(6_000, [None; KINDS])
+        );
         b.reset();
-        assert_eq!(b.summary(6_000, [None; 3]), IncidentSummary::default());
+        assert_eq!(b.summary(6_000, [None; KINDS]), IncidentSummary::default());
         assert_eq!(
             IncidentKind::ALL.map(IncidentKind::label),
-            ["errors", "latency", "slo"]
+            ["errors", "latency", "slo", "traffic"]
         );
+    }
+
+    #[test]
+    fn a_traffic_drop_keeps_its_lowest_count() {
+        let l = log();
+        l.open(Traffic, 1_000, Level::Warning, 40.0);
+        l.raise_peak(Traffic, 1_000, Level::Critical, 3.0);
+        l.raise_peak(Traffic, 1_000, Level::Warning, 20.0);
+        let i = l.summary(2_000, [None; KINDS]).recent[0];
+        assert_eq!((i.peak_level, i.peak_value), (Level::Critical, 3.0));
     }
 }

@@ -11,7 +11,8 @@
 //! (window rings), `incidents` (incident history), `mutes` and `mute_table` (runtime mutes and
 //! the muting gates), `key` (slot keys), `size` (sizing and the
 //! zone's errors), `claim` (which slot a key gets), `handover` (state and counts carried across
-//! reloads and binary upgrades).
+//! reloads and binary upgrades), `routes` (what each routed destination knows of each
+//! incident).
 
 mod claim;
 pub mod counters;
@@ -21,6 +22,7 @@ pub mod incidents;
 mod key;
 pub mod mute_table;
 pub mod mutes;
+pub mod routes;
 mod size;
 mod slots;
 pub mod window;
@@ -34,14 +36,14 @@ pub use size::{
 };
 pub use slots::{
     CertificateWatch, ErrorRatioState, LatencyState, LevelState, NameSlot, ProbeHealth, ProbeSlot,
-    SloState,
+    SloState, TrafficState, TRAFFIC_HISTORY_WORDS,
 };
 
 use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::Relaxed;
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x09");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x0a");
 
 /// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;

@@ -4,9 +4,11 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 use super::counters::{BucketBounds, NameCounters};
+use super::incidents::KINDS;
 use super::incidents::{IncidentLog, IncidentSummary};
 use super::key::SlotKey;
 use super::mute_table::MuteGates;
+use super::routes::{RouteCell, ROUTE_COLUMNS};
 use super::window::{LongWindowRing, WindowRing};
 use super::{NAME_KEY_MAX, PROBE_KEY_MAX};
 use crate::vocab::event::Level;
@@ -163,7 +165,66 @@ impl SloState {
     }
 }
 
-/// Everything the zone keeps for one NAME: 13,952 bytes (see the layout test).
+/// Words of a NAME's traffic history (`evaluate::traffic::TrafficHistory::to_words`): four
+/// times and totals, the 12 window counts, the ring position and whether the current window
+/// counts.
+pub const TRAFFIC_HISTORY_WORDS: usize = 18;
+
+/// `traffic=` state of one NAME. Only the evaluator writes it; the request path never sees it
+/// (a window's count comes from the NAME's counters).
+#[repr(C)]
+pub struct TrafficState {
+    /// Level of the traffic-drop alert.
+    pub state: LevelState,
+    /// `f64::to_bits` of the usual traffic (the median of the last 12 windows) at the last
+    /// evaluation; 0 while it is not known.
+    pub usual_bits: AtomicU64,
+    /// The history the usual traffic is taken from, as plain words.
+    pub history: [AtomicU64; TRAFFIC_HISTORY_WORDS],
+}
+
+impl TrafficState {
+    /// The history words (one writer: the evaluator).
+    pub fn history_words(&self) -> [u64; TRAFFIC_HISTORY_WORDS] {
+        core::array::from_fn(|i| self.history[i].load(Relaxed))
+    }
+
+    /// Stores the history words.
+    pub fn set_history_words(&self, words: &[u64; TRAFFIC_HISTORY_WORDS]) {
+        for (d, w) in self.history.iter().zip(words) {
+            d.store(*w, Relaxed);
+        }
+    }
+
+    /// The usual traffic of the last evaluation, requests per window; `None` while fewer
+    /// than 12 windows are known (or without an evaluation).
+    pub fn usual(&self) -> Option<f64> {
+        let bits = self.usual_bits.load(Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    /// Stores the usual traffic of this evaluation.
+    pub fn set_usual(&self, usual: Option<f64>) {
+        // 0.0 is stored as zero bits too: a usual traffic of 0 has nothing to drop from, and
+        // reads as "not known", which alerts alike (never on a percentage).
+        self.usual_bits
+            .store(usual.map_or(0, f64::to_bits), Relaxed);
+    }
+
+    pub(super) fn copy_from(&self, o: &TrafficState) {
+        self.state.copy_from(&o.state);
+        self.usual_bits.store(o.usual_bits.load(Relaxed), Relaxed);
+        self.set_history_words(&o.history_words());
+    }
+
+    pub(super) fn reset(&self) {
+        self.state.reset();
+        self.usual_bits.store(0, Relaxed);
+        self.set_history_words(&[0; TRAFFIC_HISTORY_WORDS]);
+    }
+}
+
+/// Everything the zone keeps for one NAME: 14,400 bytes (see the layout test).
 #[repr(C, align(64))]
 pub struct NameSlot {
     /// The NAME.
@@ -187,6 +248,11 @@ pub struct NameSlot {
     /// Since when the slot has been evaluated, ms since the epoch; 0 before the first
     /// evaluation (the time MTBF is measured over).
     pub evaluated_since_ms: AtomicU64,
+    /// `traffic=` state and the traffic history (evaluator).
+    pub traffic: TrafficState,
+    /// Per routed destination (column, see `zone/routes.rs`) and alert kind: what it knows of
+    /// the current incident (evaluator).
+    pub routes: [[RouteCell; KINDS]; ROUTE_COLUMNS],
 }
 
 /// [`ProbeHealth::state`] of a target that is down.
@@ -213,6 +279,9 @@ pub struct ProbeHealth {
     pub failures: [AtomicU64; Reason::COUNT],
     /// Milliseconds spent down in periods that have ended (see [`ProbeHealth::book_down_time`]).
     pub down_ms_total: AtomicU64,
+    /// Per routed destination (column, see `zone/routes.rs`): what it knows of the current
+    /// DOWN (evaluator).
+    pub routes: [RouteCell; ROUTE_COLUMNS],
 }
 
 impl ProbeHealth {
@@ -235,6 +304,9 @@ impl ProbeHealth {
         }
         self.down_ms_total
             .store(o.down_ms_total.load(Relaxed), Relaxed);
+        for (d, s) in self.routes.iter().zip(o.routes.iter()) {
+            d.copy_from(s);
+        }
     }
 
     /// Books a down period that ended: called once per DOWN -> UP transition (the one that
@@ -269,6 +341,7 @@ impl ProbeHealth {
         self.since_ms.store(0, Relaxed);
         self.failures.iter().for_each(|f| f.store(0, Relaxed));
         self.down_ms_total.store(0, Relaxed);
+        self.routes.iter().for_each(RouteCell::reset);
     }
 }
 
@@ -345,6 +418,15 @@ impl NameSlot {
         self.incidents.reset();
         self.mute_gates.reset();
         self.evaluated_since_ms.store(0, Relaxed);
+        self.traffic.reset();
+        self.routes.iter().flatten().for_each(RouteCell::reset);
+    }
+
+    /// Copies the routing state of `o` (reload into another zone).
+    pub(super) fn copy_routes_from(&self, o: &NameSlot) {
+        for (d, s) in self.routes.iter().flatten().zip(o.routes.iter().flatten()) {
+            d.copy_from(s);
+        }
     }
 
     /// Makes the slot's histogram count by `bounds` (`status_alert_buckets`): called when a
@@ -368,6 +450,7 @@ impl NameSlot {
             errors_since,
             self.latency.state.ongoing_since_ms(),
             self.slo.state.ongoing_since_ms(),
+            self.traffic.state.ongoing_since_ms(),
         ];
         self.incidents.summary(now_ms, ongoing)
     }

@@ -80,11 +80,11 @@ fn layout_is_cache_line_aligned() {
     assert_eq!(size_of::<ZoneHeader>() % 64, 0);
     assert_eq!(size_of::<NameSlot>() % 64, 0);
     assert_eq!(size_of::<ProbeSlot>() % 64, 0);
-    assert_eq!(size_of::<ProbeSlot>(), 768);
+    assert_eq!(size_of::<ProbeSlot>(), 832);
     // Documented in the README (memory per NAME): at most 16 KiB including the histogram
     // window (6,664 bytes), the burn-rate ring (2,312) and the incident log (312).
     assert_eq!(size_of::<crate::zone::window::WindowRing>(), 6664);
-    assert_eq!(size_of::<NameSlot>(), 13952);
+    assert_eq!(size_of::<NameSlot>(), 14400);
     assert!(size_of::<NameSlot>() <= 16 * 1024);
     assert_eq!(auto_capacity(1), 16);
     assert_eq!(auto_capacity(100), 112);
@@ -350,6 +350,11 @@ fn exported_state_is_taken_over_by_key_in_another_zone() {
         .store(2_000, Relaxed);
     c.names[0].slo.state.level.store(2, Relaxed);
     c.names[0].slo.state.last_post_ms.store(3_000, Relaxed);
+    // An after= destination was told of the 5xx incident and of the probe's DOWN.
+    let key = super::routes::route_key("discord", "https://a");
+    let column = a.route_columns(&[key])[0].unwrap();
+    c.names[0].routes[column][0].store(1_000 << 2 | 1);
+    c.probes[0].probe.routes[column].store(900 << 2 | 1);
     let state = a.export_state();
     // Through text, as it travels between the masters of a binary upgrade.
     let state: serde_json::Value = serde_json::from_str(&state.to_string()).unwrap();
@@ -372,6 +377,10 @@ fn exported_state_is_taken_over_by_key_in_another_zone() {
     assert_eq!(n.names[0].alert.level.load(Relaxed), 0);
     assert_eq!(n.probes[0].probe.state.load(Relaxed), 2);
     assert_eq!(n.probes[0].probe.since_ms.load(Relaxed), 900);
+    let column = b.route_columns(&[key])[0].unwrap();
+    assert_eq!(n.names[1].routes[column][0].load(), 1_000 << 2 | 1);
+    assert_eq!(n.names[0].routes[column][0].load(), 0);
+    assert_eq!(n.probes[0].probe.routes[column].load(), 900 << 2 | 1);
     // Garbage changes nothing.
     b.import_exported(
         &serde_json::json!({"version": 1, "names": {"api": ["x"]}}),
@@ -683,4 +692,34 @@ fn unformatted_zone_has_no_slots() {
     let z = b.zone();
     assert!(!z.is_formatted());
     assert!(z.names().is_empty());
+}
+
+#[test]
+fn routing_state_keeps_its_column_across_reorders_and_is_cleared_with_its_destination() {
+    use super::routes::route_key;
+    let b = Buf::new(zone_size(1, 0));
+    let z = b.zone();
+    let slot = claim_names(&z, &["api"])[0];
+    let (discord, slack) = (
+        route_key("discord", "https://a"),
+        route_key("slack", "https://b"),
+    );
+    assert_ne!(discord, slack);
+    let columns = z.route_columns(&[0, discord, slack]);
+    let (d, s) = (columns[1].unwrap(), columns[2].unwrap());
+    assert_eq!(
+        columns[0], None,
+        "a destination that gets everything keeps no state"
+    );
+    slot.routes[d][0].store(7);
+    slot.routes[s][3].store(9);
+    // Reordered by a reload: same columns, same state.
+    assert_eq!(z.route_columns(&[slack, discord]), [Some(s), Some(d)]);
+    assert_eq!((slot.routes[d][0].load(), slot.routes[s][3].load()), (7, 9));
+    // Slack removed: its column is cleared and can go to a new destination.
+    let json = route_key("json", "https://c");
+    let columns = z.route_columns(&[discord, json]);
+    assert_eq!(columns[0], Some(d));
+    assert_eq!(slot.routes[d][0].load(), 7);
+    assert_eq!(slot.routes[columns[1].unwrap()][3].load(), 0);
 }

@@ -7,7 +7,7 @@ use super::{
     cumulative_buckets, status_label, AlertingStatus, Metrics, NameHealth, NOTIFY_RESULT_LABELS,
 };
 use crate::vocab::reason::Reason;
-use crate::zone::incidents::IncidentKind;
+use crate::zone::incidents::{IncidentKind, KINDS};
 
 /// The JSON object of [`AlertingStatus`]; times in Unix seconds like the rest of the JSON.
 fn alerting_json(a: &AlertingStatus) -> Value {
@@ -39,7 +39,18 @@ fn health_json(h: &NameHealth) -> Map<String, Value> {
             json!({ "objective_percent": objective, "burn_rates": rates }),
         );
     }
-    let per_kind = |values: [u64; 3]| -> Map<String, Value> {
+    if let Some(t) = &h.traffic {
+        o.insert(
+            "traffic".into(),
+            json!({
+                "thresholds": t.thresholds,
+                "alert_state": t.level.label().to_ascii_lowercase(),
+                "usual_requests": t.usual,
+                "known_windows": t.known_windows,
+            }),
+        );
+    }
+    let per_kind = |values: [u64; KINDS]| -> Map<String, Value> {
         IncidentKind::ALL
             .iter()
             .zip(values)

@@ -198,8 +198,23 @@ pub struct NameHealth {
     /// With `slo=`: the objective in percent and the burn rate per window label
     /// (`5m`, `30m`, `1h`, `6h` for `window=5m`), shortest first.
     pub slo: Option<(f64, Vec<(String, f64)>)>,
+    /// With `traffic=`: the thresholds, the usual traffic and how much history there is.
+    pub traffic: Option<TrafficHealth>,
     /// Incident totals and recent incidents.
     pub incidents: IncidentSummary,
+}
+
+/// The `traffic=` figures of one NAME.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficHealth {
+    /// The thresholds as configured, e.g. `warn 50% · crit 10`.
+    pub thresholds: String,
+    /// Level of the traffic alert.
+    pub level: Level,
+    /// The usual requests per window (median of the last 12 windows); `None` while learning.
+    pub usual: Option<f64>,
+    /// Completed windows known, at most 12.
+    pub known_windows: usize,
 }
 
 /// Time one probe target spent down.

@@ -389,6 +389,23 @@ fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             )?;
         }
     }
+    let usual: Vec<(&str, f64)> = m
+        .health
+        .iter()
+        .filter_map(|h| Some((h.name.as_str(), h.traffic.as_ref()?.usual?)))
+        .collect();
+    if !usual.is_empty() {
+        let name = "nginx_location_traffic_usual_requests";
+        header(
+            out,
+            name,
+            "gauge",
+            "Usual requests per window of traffic= (median of the last 12 windows), once known.",
+        )?;
+        for (location, requests) in usual {
+            sample(out, name, &[("location", location)], requests)?;
+        }
+    }
     if m.health.iter().any(|h| h.slo.is_some()) {
         let name = "nginx_location_slo_burn_rate";
         header(

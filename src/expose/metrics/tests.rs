@@ -172,9 +172,15 @@ fn health() -> NameHealth {
                 ("6h".into(), 2.0),
             ],
         )),
+        traffic: Some(TrafficHealth {
+            thresholds: "warn below 50% of usual".into(),
+            level: Level::Warning,
+            usual: Some(412.5),
+            known_windows: 12,
+        }),
         incidents: IncidentSummary {
-            opened: [3, 1, 0],
-            firing_seconds: [420, 180, 0],
+            opened: [3, 1, 0, 2],
+            firing_seconds: [420, 180, 0, 600],
             recent: vec![Incident {
                 kind: IncidentKind::Latency,
                 start_ms: 1_700_000_000_000,
@@ -221,6 +227,10 @@ fn prometheus_health_families() {
         "nginx_location_latency_seconds{location=\"api\",quantile=\"0.95\"} 2.4\n",
         "nginx_location_slo_burn_rate{location=\"api\",window=\"5m\"} 15.2\n",
         "nginx_location_slo_burn_rate{location=\"api\",window=\"6h\"} 2\n",
+        "nginx_location_incidents_total{location=\"api\",kind=\"traffic\"} 2\n",
+        "nginx_location_incident_seconds_total{location=\"api\",kind=\"traffic\"} 600\n",
+        "# TYPE nginx_location_traffic_usual_requests gauge\n",
+        "nginx_location_traffic_usual_requests{location=\"api\"} 412.5\n",
         "# TYPE nginx_probe_down_seconds_total counter\n",
         "nginx_probe_down_seconds_total{probe=\"api\",target=\"http://10.0.0.5/health\"} 95\n",
     ] {
@@ -230,7 +240,9 @@ fn prometheus_health_families() {
     let mut m = full();
     m.health[0].latency = Some(("0.95".into(), None));
     m.health[0].slo = None;
+    m.health[0].traffic.as_mut().unwrap().usual = None;
     let text = render(&m);
+    assert!(!text.contains("nginx_location_traffic_usual_requests"));
     assert!(!text.contains("nginx_location_latency_seconds"));
     assert!(!text.contains("nginx_location_slo_burn_rate"));
     assert!(text.contains("nginx_location_incidents_total{"));
@@ -275,6 +287,10 @@ fn json_health() {
     assert_eq!(recent["start"], 1_700_000_000u64);
     assert_eq!(recent["end"], Value::Null);
     assert_eq!(recent["peak_level"], "critical");
+    assert_eq!(api["incidents"]["total"]["traffic"], 2);
+    assert_eq!(api["traffic"]["usual_requests"], 412.5);
+    assert_eq!(api["traffic"]["known_windows"], 12);
+    assert_eq!(api["traffic"]["alert_state"], "warning");
     assert_eq!(v["probes"][0]["down_seconds_total"], 95);
 }
 

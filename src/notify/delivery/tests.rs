@@ -646,10 +646,7 @@ fn only_the_newest_heartbeat_waits() {
 
 #[test]
 fn each_destination_gets_its_kind_of_delivery() {
-    let destination = |format| Destination {
-        url: format!("https://h.example/{TOKEN}"),
-        format,
-    };
+    let destination = |format| Destination::new(format!("https://h.example/{TOKEN}"), format);
     for format in [
         WebhookFormat::Discord,
         WebhookFormat::Slack,

@@ -210,6 +210,114 @@ pub fn no_pings() -> Value {
 
 /// Validates a webhook payload against Discord's limits and our "no pings" rule.
 pub fn check_discord_payload(v: &Value) -> Result<(), String> {
+    check_discord_payload_pinging(v, &[])
+}
+
+/// The `allowed_mentions` of a message that pings exactly `mentions` (`role:ID`, `user:ID`,
+/// `here`, as `mention=` writes them): the roles and users listed, `everyone` parsed only for
+/// `here` (Discord has no way to allow `@here` alone).
+pub fn allowed_mentions_of(mentions: &[&str]) -> Value {
+    let ids = |kind: &str| -> Vec<String> {
+        mentions
+            .iter()
+            .filter_map(|m| m.strip_prefix(kind))
+            .map(str::to_string)
+            .collect()
+    };
+    let parse: Vec<&str> = if mentions.contains(&"here") {
+        vec!["everyone"]
+    } else {
+        vec![]
+    };
+    json!({ "parse": parse, "roles": ids("role:"), "users": ids("user:") })
+}
+
+/// Who `payload` notifies under Discord's rules: `content` only (embeds never ping), the
+/// mentions `allowed_mentions` allows. `everyone`/`here` for `@everyone`/`@here`, `role:ID`,
+/// `user:ID`; sorted, without repeats.
+pub fn discord_pings(payload: &Value) -> Vec<String> {
+    let content = payload["content"].as_str().unwrap_or("");
+    let allowed = &payload["allowed_mentions"];
+    let parse: Vec<&str> = allowed["parse"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let listed = |key: &str, id: &str| {
+        allowed[key]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(id)))
+    };
+    let mut pinged = Vec::new();
+    let bytes = content.as_bytes();
+    for (i, _) in content.match_indices('@') {
+        let rest = &content[i + 1..];
+        for word in ["everyone", "here"] {
+            if rest.starts_with(word) && parse.contains(&"everyone") {
+                pinged.push(word.to_string());
+            }
+        }
+        if i == 0 || bytes[i - 1] != b'<' {
+            continue;
+        }
+        let (kind, key, rest) = match rest.as_bytes().first() {
+            Some(b'&') => ("role", "roles", &rest[1..]),
+            Some(b'!') => ("user", "users", &rest[1..]),
+            _ => ("user", "users", rest),
+        };
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() || !rest[digits.len()..].starts_with('>') {
+            continue;
+        }
+        if listed(key, &digits) || parse.contains(&key) {
+            pinged.push(format!("{kind}:{digits}"));
+        }
+    }
+    pinged.sort();
+    pinged.dedup();
+    pinged
+}
+
+/// Validates a webhook payload against Discord's limits, for a destination configured to ping
+/// `mentions` (`mention=`): `allowed_mentions` is either `{"parse": []}` or lists exactly
+/// those (see [`allowed_mentions_of`]), and what the message notifies is among them.
+pub fn check_discord_payload_pinging(v: &Value, mentions: &[&str]) -> Result<(), String> {
+    check_discord_limits(v)?;
+    let allowed = v.get("allowed_mentions");
+    let pinging = allowed_mentions_of(mentions);
+    match allowed {
+        None => {
+            return Err(
+                "allowed_mentions missing: must be {\"parse\": []} so nobody is pinged".into(),
+            )
+        }
+        Some(am) if *am == no_pings() => {}
+        Some(am) if !mentions.is_empty() && *am == pinging => {}
+        Some(am) if mentions.is_empty() => {
+            return Err(format!(
+                "allowed_mentions must be exactly {{\"parse\": []}}, got {am}"
+            ))
+        }
+        Some(am) => {
+            return Err(format!(
+                "allowed_mentions must be {{\"parse\": []}} or exactly {pinging}, got {am}"
+            ))
+        }
+    }
+    let pinged = discord_pings(v);
+    let unexpected: Vec<&String> = pinged
+        .iter()
+        .filter(|p| !mentions.contains(&p.as_str()))
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(format!(
+            "the message would ping {unexpected:?}, configured {mentions:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Discord's limits on a payload, whoever it pings.
+fn check_discord_limits(v: &Value) -> Result<(), String> {
     let obj = v
         .as_object()
         .ok_or_else(|| format!("payload is not a JSON object: {v}"))?;
@@ -240,13 +348,7 @@ pub fn check_discord_payload(v: &Value) -> Result<(), String> {
     if obj.contains_key("username") {
         chars_of(obj.get("username"), "username", MAX_USERNAME, true)?;
     }
-    match obj.get("allowed_mentions") {
-        None => Err("allowed_mentions missing: must be {\"parse\": []} so nobody is pinged".into()),
-        Some(am) if *am == no_pings() => Ok(()),
-        Some(am) => Err(format!(
-            "allowed_mentions must be exactly {{\"parse\": []}}, got {am}"
-        )),
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -274,6 +376,28 @@ pub(crate) mod tests {
             Ok(()) => panic!("payload should be rejected ({needle}): {v}"),
             Err(e) => assert!(e.contains(needle), "error {e:?} should mention {needle:?}"),
         }
+    }
+
+    #[test]
+    fn a_pinging_payload_may_ping_exactly_the_configured_mentions() {
+        let mentions = ["role:42", "user:7"];
+        let mut p = valid_payload();
+        p["content"] = json!("<@&42> <@7> CRITICAL api: @\u{200B}everyone");
+        p["allowed_mentions"] = allowed_mentions_of(&mentions);
+        assert_eq!(discord_pings(&p), ["role:42", "user:7"]);
+        assert_eq!(check_discord_payload_pinging(&p, &mentions), Ok(()));
+        // Not for a destination that pings nobody.
+        assert!(check_discord_payload(&p).is_err());
+        // A live @everyone with `here` configured would ping the whole server.
+        let mut p = valid_payload();
+        p["content"] = json!("@here CRITICAL @everyone");
+        p["allowed_mentions"] = allowed_mentions_of(&["here"]);
+        let err = check_discord_payload_pinging(&p, &["here"]).unwrap_err();
+        assert!(err.contains("everyone"), "{err}");
+        // Listing more than configured is refused.
+        let mut p = valid_payload();
+        p["allowed_mentions"] = allowed_mentions_of(&["role:42", "role:43"]);
+        assert!(check_discord_payload_pinging(&p, &["role:42"]).is_err());
     }
 
     #[test]

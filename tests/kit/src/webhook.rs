@@ -1,7 +1,7 @@
 //! A fake Discord webhook endpoint: checks every request against [`crate::discord`], records
 //! what arrived, and answers as scripted.
 
-use crate::discord::check_discord_payload;
+use crate::discord::check_discord_payload_pinging;
 use crate::env::{lock, wait_until};
 use crate::servers::{Handler, ReceivedRequest, Reply, ServerCore};
 use serde_json::{json, Value};
@@ -47,6 +47,8 @@ struct WebhookState {
     hang: bool,
     messages: Vec<(Instant, Value)>,
     violations: Vec<String>,
+    /// Who a message may ping (`mention=` of the destination); none by default.
+    mentions: Vec<String>,
     requests: Vec<WebhookRequest>,
 }
 
@@ -61,7 +63,7 @@ pub struct WebhookReceiver {
     _server: ServerCore,
 }
 
-fn validate_webhook_request(req: &ReceivedRequest) -> Result<Value, String> {
+fn validate_webhook_request(req: &ReceivedRequest, mentions: &[String]) -> Result<Value, String> {
     if req.method != "POST" {
         return Err(format!(
             "method {} not allowed: webhooks take POST",
@@ -87,7 +89,8 @@ fn validate_webhook_request(req: &ReceivedRequest) -> Result<Value, String> {
             String::from_utf8_lossy(&req.body)
         )
     })?;
-    check_discord_payload(&value)?;
+    let mentions: Vec<&str> = mentions.iter().map(String::as_str).collect();
+    check_discord_payload_pinging(&value, &mentions)?;
     Ok(value)
 }
 
@@ -104,7 +107,7 @@ fn webhook_reply(state: &Mutex<WebhookState>, req: &ReceivedRequest) -> Reply {
     if st.hang {
         return Reply::Hang;
     }
-    let (status, headers, body) = match validate_webhook_request(req) {
+    let (status, headers, body) = match validate_webhook_request(req, &st.mentions) {
         Err(violation) => {
             let body = json!({ "message": violation, "code": 50035 }).to_string();
             st.violations.push(violation);
@@ -147,6 +150,15 @@ impl WebhookReceiver {
             state,
             _server: server,
         }
+    }
+
+    /// A receiver for a destination configured with `mention=MENTIONS` (`role:ID`,
+    /// `user:ID`, `here`): a message may ping exactly those, with `allowed_mentions` listing
+    /// exactly them, or nobody; anything else is a violation.
+    pub fn start_pinging(mentions: &[&str]) -> WebhookReceiver {
+        let receiver = WebhookReceiver::start();
+        lock(&receiver.state).mentions = mentions.iter().map(|m| m.to_string()).collect();
+        receiver
     }
 
     /// A Discord-shaped webhook URL pointing at this receiver.
