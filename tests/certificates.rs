@@ -326,3 +326,168 @@ fn bad_thresholds_fail_nginx_t() {
         );
     }
 }
+
+/// `YYYY-MM-DD` of Unix seconds, UTC (by date(1), independent of the module's calendar code).
+fn date_of(unix: i64) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{unix}"), "+%F"])
+        .output()
+        .expect("run date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The http block with a Discord-style webhook and an Alertmanager.
+fn alerting_block(webhook: &str, alertmanager: &str, servers: &str) -> String {
+    format!(
+        "status_alert_webhook {webhook};\nstatus_alert_alertmanager {alertmanager};\n{}",
+        http_block(servers)
+    )
+}
+
+fn count(titles: &[String], prefix: &str) -> usize {
+    titles.iter().filter(|t| t.starts_with(prefix)).count()
+}
+
+#[test]
+fn certificate_alerts_fire_once_per_level_tell_of_a_renewal_and_resolve_on_reload() {
+    require_module!();
+    let tmp = temp_dir("cert-alerts");
+    let dir = tmp.path();
+    let (rsa, rsa_end) = leaf(dir, "rsa", "a.test", 10, true);
+    let (ec, ec_end) = leaf(dir, "ec", "a.test", 3, false);
+    let rx = WebhookReceiver::start();
+    let am = WebhookReceiver::start();
+    let block = alerting_block(
+        &rx.url(),
+        &am.url(),
+        &ssl_server("a.test", &[&rsa, &ec], ""),
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+
+    let warning = format!(
+        "WARNING cert a.test: expires in 9 days ({})",
+        date_of(rsa_end)
+    );
+    let critical = format!(
+        "CRITICAL cert a.test: expires in 2 days ({})",
+        date_of(ec_end)
+    );
+    assert!(
+        wait_until(Duration::from_secs(8), || {
+            let t = rx.titles();
+            t.contains(&warning) && t.contains(&critical)
+        }),
+        "titles {:?}, want {warning:?} and {critical:?}",
+        rx.titles()
+    );
+    // Once each: no repeat within a day.
+    std::thread::sleep(Duration::from_secs(3));
+    let titles = rx.all_titles();
+    assert_eq!(count(&titles, "WARNING cert"), 1, "{titles:?}");
+    assert_eq!(count(&titles, "CRITICAL cert"), 1, "{titles:?}");
+
+    // certbot renews the ECDSA file; nginx is not reloaded: said at once, still critical.
+    let (_, new_end) = leaf(dir, "ec", "a.test", 90, false);
+    let renewed = |rx: &WebhookReceiver| {
+        rx.messages().iter().any(|m| {
+            m.to_string().contains("reload nginx to serve it")
+                && m.to_string().contains("(still firing)")
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(8), || renewed(&rx)),
+        "no renewal message: {:?}",
+        rx.messages()
+    );
+    let titles = rx.all_titles();
+    assert_eq!(
+        count(&titles, "CRITICAL cert"),
+        2,
+        "the renewal once: {titles:?}"
+    );
+
+    // The reload serves it: RESOLVED once; the RSA certificate's warning is not repeated.
+    nginx.reload();
+    let resolved = format!(
+        "RESOLVED cert a.test: expires in 89 days ({})",
+        date_of(new_end)
+    );
+    assert!(
+        wait_until(Duration::from_secs(8), || rx.titles().contains(&resolved)),
+        "titles {:?}, want {resolved:?}",
+        rx.titles()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let titles = rx.all_titles();
+    assert_eq!(count(&titles, "RESOLVED cert"), 1, "{titles:?}");
+    assert_eq!(count(&titles, "WARNING cert"), 1, "{titles:?}");
+    assert!(rx.violations().is_empty(), "{:?}", rx.violations());
+
+    // Alertmanager heard of both, with their labels.
+    let bodies: Vec<Value> = am
+        .requests()
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect();
+    let alerts: Vec<&Value> = bodies
+        .iter()
+        .flat_map(|b| b.as_array().into_iter().flatten())
+        .collect();
+    for (file, severity) in [(&rsa, "warning"), (&ec, "critical")] {
+        let file = file.display().to_string();
+        assert!(
+            alerts.iter().any(|a| {
+                let l = &a["labels"];
+                l["alertname"] == "NginxCertificateExpiry"
+                    && l["server"] == "a.test"
+                    && l["file"] == file.as_str()
+                    && l["severity"] == severity
+            }),
+            "no {severity} alert for {file}: {bodies:?}"
+        );
+    }
+}
+
+#[test]
+fn an_https_probe_targets_certificate_is_watched() {
+    require_module!();
+    let tmp = temp_dir("probe-cert");
+    let dir = tmp.path();
+    let (file, end) = leaf(dir, "p", "localhost", 5, false);
+    let rx = WebhookReceiver::start();
+    // nginx probes its own TLS listener, a self-signed certificate: tls_verify=off, as for an
+    // internal service; its expiry still matters.
+    let servers = format!(
+        "server {{\n    listen 127.0.0.1:{{PORT3}};\n    location / {{\n        status_alert probed;\n        \
+         status_alert_probe https://127.0.0.1:{{PORT2}}/ interval=1s timeout=500ms tls_verify=off;\n        \
+         return 200;\n    }}\n}}\n{}",
+        ssl_server("p.test", &[&file], "status_alert_certificates off;\n")
+    );
+    let block = format!(
+        "status_alert_webhook {};\n{}",
+        rx.url(),
+        http_block(&servers)
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(1));
+    let target = format!("https://127.0.0.1:{}/", nginx.ports[1]);
+    assert!(
+        wait_until(Duration::from_secs(6), || metric(
+            &prom(&nginx),
+            "nginx_probe_certificate_expiry_timestamp_seconds",
+            &[("probe", "probed"), ("target", &target)]
+        ) == Some(end as f64)),
+        "{}",
+        http_get(nginx.port, "/status_metrics").text()
+    );
+    let want = format!(
+        "CRITICAL cert probed {target}: expires in 4 days ({})",
+        date_of(end)
+    );
+    assert!(
+        wait_until(Duration::from_secs(6), || rx.titles().contains(&want)),
+        "titles {:?}, want {want:?}",
+        rx.titles()
+    );
+    // The server's own certificate watch is off there: no served-certificate alert.
+    assert_eq!(count(&rx.all_titles(), "CRITICAL cert p.test"), 0);
+}

@@ -185,6 +185,8 @@ extern "C" fn set_status_alert_probe(
             core_loc_conf,
             resolver: None,
             body_regex,
+            loc_conf: ptr::from_ref(lcf),
+            certificates: None,
         };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);

@@ -186,6 +186,11 @@ pub struct ProbeConf {
     /// The `ngx_regex_t` of `body_regex=`, compiled by nginx's PCRE when the directive is read
     /// (null: none; it lives as long as the configuration).
     pub body_regex: *const core::ffi::c_void,
+    /// This module's configuration of the level the directive is in (null in unit tests):
+    /// merged by postconfiguration, when its `status_alert_certificates` is read.
+    pub loc_conf: *const LocConf,
+    /// The certificate thresholds of an HTTPS target (`None`: off), set at postconfiguration.
+    pub certificates: Option<certificates::CertificateParams>,
 }
 
 /// The `resolver` a probe looks its host name up with, and `resolver_timeout`.
@@ -651,6 +656,8 @@ mod tests {
             core_loc_conf: core::ptr::null(),
             resolver: None,
             body_regex: core::ptr::null(),
+            loc_conf: core::ptr::null(),
+            certificates: None,
         })
         .unwrap();
         assert!(mcf.validate().is_ok(), "a probe is evaluated");
@@ -670,6 +677,8 @@ mod tests {
             core_loc_conf: core::ptr::null(),
             resolver: None,
             body_regex: core::ptr::null(),
+            loc_conf: core::ptr::null(),
+            certificates: None,
         };
         let mut mcf = MainConf::default();
         let args = ["http://127.0.0.1:1/health", "name=be"];
@@ -702,6 +711,8 @@ mod tests {
                 core_loc_conf: core::ptr::null(),
                 resolver: None,
                 body_regex: core::ptr::null(),
+                loc_conf: core::ptr::null(),
+                certificates: None,
             })
             .unwrap();
         }

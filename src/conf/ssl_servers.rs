@@ -153,6 +153,12 @@ fn full_name(cf: &ngx_conf_t, path: &str) -> String {
 /// module is in use (a NAME, probe or destination): a configuration that uses none of its
 /// directives is left alone. Certificates chosen through variables are listed at `notice`.
 pub fn prepare(cf: &mut ngx_conf_t, mcf: &mut MainConf) {
+    for p in &mut mcf.probes {
+        // SAFETY: null, or this module's configuration of the probe's level, merged by now
+        // and alive with this cycle.
+        let level = unsafe { p.loc_conf.as_ref() };
+        p.certificates = level.map_or(Some(Default::default()), LocConf::certificate_params);
+    }
     let in_use = !mcf.names.is_empty()
         || !mcf.probes.is_empty()
         || !mcf.destinations.is_empty()

@@ -159,6 +159,7 @@ impl Evaluator {
                     interval,
                     &bounds,
                 ));
+                events.extend(self.certificate_events(now));
                 evaluated = true;
                 self.zone.header().alerting.evaluated(now_ms(), pid());
                 if let Some((_, schedule)) = self.heartbeat.as_mut() {
@@ -392,7 +393,8 @@ impl Evaluator {
 
     /// What fires now, read from the zone (see [`firing::firing_now`]).
     pub(super) fn firing_now(&self, now: u64) -> Vec<AlertEvent> {
-        let firing = firing::firing_now(&self.watched(), &self.watched_probes(), now);
+        let mut firing = firing::firing_now(&self.watched(), &self.watched_probes(), now);
+        firing.extend(self.certificates_firing(now));
         self.without_muted(firing, now)
     }
 

@@ -14,9 +14,12 @@
 //!
 //! Files: `process` (the hooks nginx calls and each process's role), `evaluator` (worker 0's
 //! rounds: lease, probes, evaluation, announcements), `helper_link` (keeping a helper process
-//! running), `mutes` (what mutes hold back, and their hand-over), `watchman` (the other workers), `lease` (the lease and hand-over files, plain
-//! Rust), `loop_fd` (descriptors on nginx's event loop).
+//! running), `mutes` (what mutes hold back, and their hand-over), `certificates` (the
+//! certificate round), `watchman` (the other workers), `lease` (the lease and hand-over files,
+//! plain Rust), `loop_fd` (descriptors on nginx's event loop).
 
+#[cfg(not(test))]
+mod certificates;
 #[cfg(not(test))]
 mod evaluator;
 #[cfg(not(test))]

@@ -55,7 +55,7 @@ impl Evaluator {
         };
         events
             .into_iter()
-            .filter(|e| !mutes.is_muted(&e.name, now))
+            .filter(|e| e.detail.is_served_certificate() || !mutes.is_muted(&e.name, now))
             .collect()
     }
 

@@ -57,32 +57,70 @@ pub fn evaluate(certs: &[WatchedCertificate<'_>], now_ms: u64) -> Vec<Certificat
         if new != old && !cells.store(old, new) {
             continue;
         }
-        let Some(transition) = transition else {
-            continue;
-        };
-        let (level, previous, repeat, since_ms) = match transition {
-            Transition::Changed { from, to } => (to, from, false, new.incident_since_ms),
-            Transition::Repeat(l) => (l, l, true, new.incident_since_ms),
-            Transition::Resolved { from, .. } => (Level::Ok, from, false, old.incident_since_ms),
-        };
         let on_disk = c.has_file.then(|| {
             (
                 c.watch.on_disk_not_after_unix.load(Relaxed),
                 c.watch.on_disk_since_unix.load(Relaxed),
             )
         });
+        let renewal = renewal(not_after, on_disk.filter(|(d, _)| *d != 0));
+        let told = &c.watch.renewal_told_unix;
+        let (level, previous, repeat, since_ms) = match transition {
+            Some(Transition::Changed { from, to }) => (to, from, false, new.incident_since_ms),
+            Some(Transition::Repeat(l)) => (l, l, true, new.incident_since_ms),
+            Some(Transition::Resolved { from, .. }) => {
+                (Level::Ok, from, false, old.incident_since_ms)
+            }
+            // A renewal on disk nobody was told of yet, while firing: said at once (as a
+            // repeat), not at the next daily repeat. The compare-and-swap says it once.
+            None if new.level != Level::Ok => {
+                let Some(r) = renewal else { continue };
+                let last = told.load(Relaxed);
+                if last == r.not_after_unix
+                    || told
+                        .compare_exchange(last, r.not_after_unix, Relaxed, Relaxed)
+                        .is_err()
+                {
+                    continue;
+                }
+                (new.level, new.level, true, new.incident_since_ms)
+            }
+            None => continue,
+        };
+        // What the event tells of the renewal is remembered (nothing once resolved).
+        let told_now = if level == Level::Ok { None } else { renewal };
+        told.store(told_now.map_or(0, |r| r.not_after_unix), Relaxed);
         out.push(CertificateEvent {
             level,
             previous,
             repeat,
             subject: c.subject.clone(),
             not_after_unix: not_after,
-            renewal: renewal(not_after, on_disk.filter(|(d, _)| *d != 0))
-                .map(|r| (r.not_after_unix, r.since_unix)),
+            renewal: told_now.map(|r| (r.not_after_unix, r.since_unix)),
             since_unix: since_ms / 1000,
         });
     }
     out
+}
+
+/// What fires now, as repeat events (for the Alertmanagers' re-posts): every certificate at
+/// warning or critical.
+pub fn firing(certs: &[WatchedCertificate<'_>]) -> Vec<CertificateEvent> {
+    certs
+        .iter()
+        .filter_map(|c| {
+            let state = StateCells::of(&c.watch.alert).load();
+            (state.level != Level::Ok).then(|| CertificateEvent {
+                level: state.level,
+                previous: state.level,
+                repeat: true,
+                subject: c.subject.clone(),
+                not_after_unix: c.watch.not_after_unix.load(Relaxed),
+                renewal: None,
+                since_unix: state.incident_since_ms / 1000,
+            })
+        })
+        .collect()
 }
 
 /// The level of a certificate expiring at `not_after_unix` at `now_ms`.
@@ -194,9 +232,14 @@ mod tests {
         // A day on: the daily repeat.
         let e = evaluate(&certs, at(now + 4 * DAY + 2));
         assert!(e[0].repeat && e[0].level == Level::Critical);
-        // The renewed file shows in the event; the served certificate is still judged.
+        // A renewed file is told of at once, once; the served certificate is still judged.
         watch.on_disk_not_after_unix.store(now + 90 * DAY, Relaxed);
         watch.on_disk_since_unix.store(now + 4 * DAY, Relaxed);
+        let e = evaluate(&certs, at(now + 4 * DAY + 10));
+        assert_eq!(e[0].renewal, Some((now + 90 * DAY, now + 4 * DAY)));
+        assert!(e[0].repeat && e[0].level == Level::Critical);
+        assert!(evaluate(&certs, at(now + 4 * DAY + 20)).is_empty());
+        // The daily repeat says it too.
         let e = evaluate(&certs, at(now + 5 * DAY + 3));
         assert_eq!(e[0].renewal, Some((now + 90 * DAY, now + 4 * DAY)));
         // A reload serves it: RESOLVED once.

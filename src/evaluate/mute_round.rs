@@ -8,6 +8,9 @@
 //!   back survives a reload. When a NAME is no longer muted, its gates say what to announce:
 //!   an incident still firing ("still firing", at its current level, with the figures of the
 //!   last evaluation) and the RESOLVED of one announced before the mute.
+//! - Certificates: a probe target's follows its NAME's mute (held back like its DOWN, and
+//!   announced again by the daily repeat); a certificate a server serves belongs to no NAME
+//!   and is never held back.
 //! - Probe DOWN/UP events of a muted NAME are held back too. A target whose DOWN was held back
 //!   and that is still down when the mute ends is announced then ([`HeldDowns`], kept by the
 //!   evaluating process: a reload during the mute forgets it, and the target shows as DOWN on
@@ -41,7 +44,7 @@ fn kind_of(e: &AlertEvent) -> Option<IncidentKind> {
         EventDetail::Latency(_) => Some(IncidentKind::Latency),
         EventDetail::Slo(_) => Some(IncidentKind::Slo),
         EventDetail::Traffic(_) => Some(IncidentKind::Traffic),
-        EventDetail::Probe(_) => None,
+        EventDetail::Probe(_) | EventDetail::Certificate(_) => None,
     }
 }
 
@@ -52,6 +55,7 @@ fn level_and_since(e: &AlertEvent) -> (Level, u64) {
         EventDetail::Latency(d) => (d.level, d.since_unix),
         EventDetail::Slo(d) => (d.level, d.since_unix),
         EventDetail::Traffic(d) => (d.level, d.since_unix),
+        EventDetail::Certificate(d) => (d.level, d.since_unix),
         EventDetail::Probe(d) => (Level::Ok, d.since_unix),
     }
 }
@@ -141,7 +145,7 @@ pub fn gate_round(
         }
     }
     for e in rest {
-        if muted(&e.name) {
+        if muted(&e.name) && !e.detail.is_served_certificate() {
             out.held.push(e);
         } else {
             out.send.push(e);

@@ -245,6 +245,7 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
         write_probes(out, m, &orphans, opts.now_unix, true)?;
         out.push_str("</section>\n");
     }
+    write_certificates(out, m, opts.now_unix)?;
     if m.names.is_empty() && m.probes.is_empty() {
         out.push_str("<p>No <code>status_alert</code> names or probes are configured.</p>\n");
     }
@@ -584,6 +585,58 @@ fn write_probes(
         )?;
     }
     out.push_str("</tbody>\n</table>\n");
+    Ok(())
+}
+
+/// The certificates nginx serves and those HTTPS probe targets served last: expiry, level,
+/// and a renewal on disk nginx does not serve yet (or a file that cannot be read).
+fn write_certificates(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Result {
+    if m.certificates.is_empty() && m.probe_certificates.is_empty() {
+        return Ok(());
+    }
+    out.push_str(
+        "<section class=\"card plain\">\n<div class=\"head\"><h2>Certificates</h2></div>\n\
+         <table>\n<thead><tr><th scope=\"col\">Server or probe</th><th scope=\"col\">File or \
+         target</th><th scope=\"col\">State</th><th scope=\"col\">Expires</th>\
+         <th scope=\"col\">Note</th></tr></thead>\n<tbody>\n",
+    );
+    for c in &m.certificates {
+        let (class, word) = level_badge(c.level);
+        let expires = c.served.map_or_else(
+            || "unknown".to_owned(),
+            |e| escape_html(&crate::vocab::certificate::expiry_words(e, now)),
+        );
+        let note = match (&c.problem, c.renewed_since) {
+            (Some(p), _) => escape_html(p),
+            (None, Some(since)) => format!(
+                "a renewed certificate is on disk since {}: reload nginx to serve it",
+                fmt_when(since, now)
+            ),
+            (None, None) => "–".to_owned(),
+        };
+        writeln!(
+            out,
+            "<tr><td data-label=\"Server or probe\">{}</td><td data-label=\"File or target\">\
+             <code>{}</code></td><td data-label=\"State\"><span class=\"badge {class}\">{word}\
+             </span></td><td data-label=\"Expires\">{expires}</td><td data-label=\"Note\">{note}\
+             </td></tr>",
+            escape_html(&c.server),
+            escape_html(&c.file)
+        )?;
+    }
+    for (probe, target, expiry, level) in &m.probe_certificates {
+        let (class, word) = level_badge(*level);
+        writeln!(
+            out,
+            "<tr><td data-label=\"Server or probe\">{}</td><td data-label=\"File or target\">\
+             <code>{}</code></td><td data-label=\"State\"><span class=\"badge {class}\">{word}\
+             </span></td><td data-label=\"Expires\">{}</td><td data-label=\"Note\">–</td></tr>",
+            escape_html(probe),
+            escape_html(target),
+            escape_html(&crate::vocab::certificate::expiry_words(*expiry, now))
+        )?;
+    }
+    out.push_str("</tbody>\n</table>\n</section>\n");
     Ok(())
 }
 

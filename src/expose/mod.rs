@@ -201,8 +201,13 @@ fn collect_certificates(mcf: &MainConf, m: &mut Metrics) {
         };
         let expiry = slot.certificate.not_after_unix.load(Relaxed);
         if expiry != 0 {
-            m.probe_certificates
-                .push((p.spec.name.clone(), p.spec.target.display(), expiry));
+            let level = Level::from_u8(slot.certificate.alert.level.load(Relaxed) as u8);
+            m.probe_certificates.push((
+                p.spec.name.clone(),
+                p.spec.target.display(),
+                expiry,
+                level,
+            ));
         }
     }
 }

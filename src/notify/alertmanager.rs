@@ -9,6 +9,7 @@
 //! resends ahead, so an alert whose sender disappears resolves on its own; a resolved alert is
 //! posted with `endsAt` = now. Pure: no nginx, no I/O.
 
+use crate::vocab::certificate::CertificateSubject;
 use serde_json::{json, Map, Value};
 
 use crate::vocab::event::{AlertEvent, EventDetail, Level};
@@ -31,6 +32,12 @@ pub const ERROR_BUDGET: &str = "NginxLocationErrorBudgetBurn";
 pub const TRAFFIC_DROP: &str = "NginxLocationTrafficDrop";
 /// Alertname of a probe target that is down.
 pub const PROBE_DOWN: &str = "NginxProbeDown";
+/// Alertname of a certificate nginx serves nearing its expiry (as in
+/// deploy/prometheus/rules.yml).
+pub const CERTIFICATE_EXPIRY: &str = "NginxCertificateExpiry";
+/// Alertname of an HTTPS probe target's certificate nearing its expiry (as in
+/// deploy/prometheus/rules.yml).
+pub const PROBE_CERTIFICATE_EXPIRY: &str = "NginxProbeCertificateExpiry";
 
 fn severity(level: Level) -> &'static str {
     match level {
@@ -63,6 +70,21 @@ fn alert(event: &AlertEvent, level: Level, host: &str, ends_unix: u64) -> Value 
             labels.insert("alertname".into(), TRAFFIC_DROP.into());
             labels.insert("location".into(), event.name.clone().into());
             l.since_unix
+        }
+        EventDetail::Certificate(c) => {
+            match &c.subject {
+                CertificateSubject::Served { server, file } => {
+                    labels.insert("alertname".into(), CERTIFICATE_EXPIRY.into());
+                    labels.insert("server".into(), server.clone().into());
+                    labels.insert("file".into(), file.clone().into());
+                }
+                CertificateSubject::Probe { probe, target } => {
+                    labels.insert("alertname".into(), PROBE_CERTIFICATE_EXPIRY.into());
+                    labels.insert("probe".into(), probe.clone().into());
+                    labels.insert("target".into(), target.clone().into());
+                }
+            }
+            c.since_unix
         }
         EventDetail::Probe(p) => {
             labels.insert("alertname".into(), PROBE_DOWN.into());
@@ -107,6 +129,7 @@ fn levels(event: &AlertEvent) -> (Option<Level>, Option<Level>) {
         EventDetail::Latency(l) => by_level(l.level, l.previous),
         EventDetail::Slo(l) => by_level(l.level, l.previous),
         EventDetail::Traffic(l) => by_level(l.level, l.previous),
+        EventDetail::Certificate(c) => by_level(c.level, c.previous),
         EventDetail::Probe(p) if p.up => (None, Some(Level::Critical)),
         EventDetail::Probe(_) => (Some(Level::Critical), None),
     }

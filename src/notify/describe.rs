@@ -3,6 +3,7 @@
 //! or escaped for any destination; each format does that.
 
 use crate::notify::traffic_text::traffic_description;
+use crate::vocab::certificate::{CertificateEvent, CertificateSubject};
 use crate::vocab::event::{
     AlertEvent, ErrorRatioEvent, EventDetail, LatencyEvent, Level, ProbeEvent, SloEvent,
 };
@@ -127,7 +128,30 @@ pub fn event_description(event: &AlertEvent, name: &str) -> String {
         EventDetail::Latency(l) => latency_description(name, l),
         EventDetail::Slo(l) => slo_description(name, l),
         EventDetail::Traffic(l) => traffic_description(name, l),
+        EventDetail::Certificate(c) => certificate_description(event.at_unix, c),
     }
+}
+
+/// `The certificate of example.com (/etc/ssl/a.pem) expires in 14 days (2026-12-16).`, with
+/// the renewal nginx does not serve yet when there is one.
+fn certificate_description(at_unix: u64, c: &CertificateEvent) -> String {
+    let whose = match &c.subject {
+        CertificateSubject::Served { server, file } => format!(
+            "The certificate of {} ({})",
+            clip(server, DESCRIPTION_REASON),
+            clip(file, DESCRIPTION_REASON * 2)
+        ),
+        CertificateSubject::Probe { probe, target } => format!(
+            "The certificate probe {} sees at {}",
+            clip(probe, DESCRIPTION_REASON),
+            clip(target, DESCRIPTION_REASON * 2)
+        ),
+    };
+    let mut d = format!("{whose} {}.", c.expiry_words(at_unix));
+    if let Some(words) = c.renewal_words() {
+        d.push_str(&format!(" Note: {words}."));
+    }
+    d
 }
 
 /// The facts of an event as (name, value, inline) fields, shared by Discord embeds and Slack
@@ -181,6 +205,30 @@ pub fn event_fields(
             fields.push(("SLO", format!("{}%", fmt_pct(l.slo_pct)), true));
             fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
             fields.push(("Since", time(l.since_unix), true));
+        }
+        EventDetail::Certificate(c) => {
+            match &c.subject {
+                CertificateSubject::Served { server, file } => {
+                    fields.push(("Server", server.clone(), true));
+                    fields.push(("File", file.clone(), false));
+                }
+                CertificateSubject::Probe { target, .. } => {
+                    fields.push(("Target", target.clone(), false));
+                }
+            }
+            fields.push(("Expires", time(c.not_after_unix), true));
+            if let Some((renewed, since)) = c.renewal {
+                fields.push((
+                    "Renewed on disk",
+                    format!(
+                        "expires {}, on disk since {}: reload nginx to serve it",
+                        time(renewed),
+                        time(since)
+                    ),
+                    false,
+                ));
+            }
+            fields.push(("Since", time(c.since_unix), true));
         }
         EventDetail::Traffic(l) => {
             fields.push(("Requests", l.requests.to_string(), true));

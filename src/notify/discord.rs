@@ -164,6 +164,7 @@ pub(crate) fn event_color(event: &AlertEvent) -> u32 {
         EventDetail::Latency(l) => level_color(l.level),
         EventDetail::Slo(l) => level_color(l.level),
         EventDetail::Traffic(l) => level_color(l.level),
+        EventDetail::Certificate(c) => level_color(c.level),
         EventDetail::Probe(p) if p.up => COLOR_GREEN,
         EventDetail::Probe(_) => COLOR_RED,
     }

@@ -32,6 +32,7 @@
 //!
 //! Receivers should ignore unknown keys: new keys may be added within version 1.
 
+use crate::vocab::certificate::CertificateSubject;
 use serde_json::{json, Value};
 
 use crate::notify::describe::event_description;
@@ -155,6 +156,37 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "crit": threshold(l.params.crit),
                 "window_seconds": l.window_secs,
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
+            })
+        }
+        EventDetail::Certificate(c) => {
+            let resolved = c.level == Level::Ok;
+            let (server, file, probe, target) = match &c.subject {
+                CertificateSubject::Served { server, file } => {
+                    (Some(server), Some(file), None, None)
+                }
+                CertificateSubject::Probe { probe, target } => {
+                    (None, None, Some(probe), Some(target))
+                }
+            };
+            json!({
+                "kind": "certificate",
+                "level": if resolved { "resolved" } else { level_name(c.level) },
+                "previous": level_name(c.previous),
+                "repeat": c.repeat,
+                "since": rfc3339(c.since_unix),
+                "since_unix": c.since_unix,
+                "server": server,
+                "file": file,
+                "probe": probe,
+                "target": target,
+                "expires": rfc3339(c.not_after_unix),
+                "expires_unix": c.not_after_unix,
+                "renewed_on_disk": c.renewal.map(|(expires, since)| json!({
+                    "expires": rfc3339(expires),
+                    "since": rfc3339(since),
+                    "message": c.renewal_words(),
+                })),
+                "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(c.since_unix)),
             })
         }
         EventDetail::Probe(p) => json!({

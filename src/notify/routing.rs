@@ -60,6 +60,8 @@ impl Escalations for ZoneEscalations<'_> {
             EventDetail::Latency(_) => IncidentKind::Latency,
             EventDetail::Slo(_) => IncidentKind::Slo,
             EventDetail::Traffic(_) => IncidentKind::Traffic,
+            // No escalation state of their own: routed by level and age alone.
+            EventDetail::Certificate(_) => return None,
         };
         let name = self.names.iter().find(|n| n.name == event.name)?;
         name.slot.routes.get(column)?.get(kind as usize)

@@ -120,6 +120,8 @@ struct Target {
     reader: ResponseReader,
     /// The compiled `body_regex=` (`ngx_regex_t`, null: none), from the configuration.
     body_regex: *const core::ffi::c_void,
+    /// The target's slot in the zone (its certificate cell).
+    slot: *const crate::zone::ProbeSlot,
     started: Instant,
 }
 
@@ -299,6 +301,7 @@ impl Target {
             written: 0,
             reader: ResponseReader::new(&spec),
             body_regex: p.body_regex,
+            slot: p.slot,
             started: Instant::now(),
             spec,
         }
@@ -457,6 +460,9 @@ impl Target {
             self.finish(Some(Reason::Tls));
             return;
         }
+        // The target's certificate is watched whether or not it is verified (expiry matters
+        // for a self-signed internal service too).
+        self.note_certificate();
         if self.spec.tls_verify && !self.certificate_ok() {
             self.finish(Some(Reason::Tls));
             return;
@@ -468,6 +474,36 @@ impl Target {
         }
         self.step = Step::Writing;
         self.write();
+    }
+
+    /// Stores the expiry of the leaf certificate the target sent in its slot.
+    fn note_certificate(&mut self) {
+        let c = self.conn;
+        // SAFETY: c->ssl is a completed TLS connection; the reference taken is released below.
+        let cert = unsafe { nginx_sys::SSL_get1_peer_certificate((*(*c).ssl).connection.cast()) };
+        if cert.is_null() {
+            return;
+        }
+        // SAFETY: cert is a live X509; a null output pointer asks for the length only.
+        let len = unsafe { nginx_sys::i2d_X509(cert, ptr::null_mut()) };
+        let mut der = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let mut out = der.as_mut_ptr();
+        // SAFETY: der has room for len bytes; i2d_X509 writes them and advances out.
+        let written = unsafe { nginx_sys::i2d_X509(cert, &mut out) };
+        // SAFETY: the reference SSL_get1_peer_certificate took.
+        unsafe { nginx_sys::X509_free(cert) };
+        if written != len || len <= 0 {
+            return;
+        }
+        let not_after = openssl::x509::X509::from_der(&der)
+            .ok()
+            .and_then(|x| crate::conf::certificate_file::leaf_not_after(&x).ok());
+        // SAFETY: the slot points into the mapped zone (null before it is set up).
+        if let (Some(slot), Some(not_after)) = (unsafe { self.slot.as_ref() }, not_after) {
+            slot.certificate
+                .not_after_unix
+                .store(not_after, core::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The chain verified against the system store and, for a host name, names it. An IP

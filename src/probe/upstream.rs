@@ -75,6 +75,8 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> 
                 core_loc_conf: core::ptr::null(),
                 resolver: None,
                 body_regex: probe.body_regex,
+                loc_conf: probe.loc_conf,
+                certificates: probe.certificates,
             });
         }
     }

@@ -3,6 +3,7 @@
 //! Nothing here refers to nginx; events are built in worker 0 and handed to the helper process
 //! that delivers them.
 
+pub use crate::vocab::certificate::CertificateEvent;
 pub use crate::vocab::traffic::TrafficEvent;
 
 /// Alert level of a NAME or probe, ordered by severity.
@@ -66,9 +67,22 @@ pub enum EventDetail {
     Slo(SloEvent),
     /// A NAME's traffic dropped (`traffic=`), repeats, or returned.
     Traffic(TrafficEvent),
+    /// A certificate nginx serves, or a probe target's, nears its expiry, repeats, or a newer
+    /// one is served.
+    Certificate(CertificateEvent),
 }
 
 impl EventDetail {
+    /// True for a certificate a server serves: it belongs to no NAME, so no NAME's mute holds
+    /// it back.
+    pub fn is_served_certificate(&self) -> bool {
+        matches!(
+            self,
+            EventDetail::Certificate(c)
+                if matches!(c.subject, crate::vocab::certificate::CertificateSubject::Served { .. })
+        )
+    }
+
     /// Start of the incident the event is about, Unix seconds (a probe: when it went down).
     pub fn since_unix(&self) -> u64 {
         match self {
@@ -76,6 +90,7 @@ impl EventDetail {
             EventDetail::Latency(l) => l.since_unix,
             EventDetail::Slo(l) => l.since_unix,
             EventDetail::Traffic(l) => l.since_unix,
+            EventDetail::Certificate(c) => c.since_unix,
             EventDetail::Probe(p) => p.since_unix,
         }
     }
@@ -87,6 +102,7 @@ impl EventDetail {
             EventDetail::Latency(l) => l.previous,
             EventDetail::Slo(l) => l.previous,
             EventDetail::Traffic(l) => l.previous,
+            EventDetail::Certificate(c) => c.previous,
             EventDetail::Probe(p) if p.up => Level::Critical,
             EventDetail::Probe(_) => Level::Ok,
         }
@@ -100,6 +116,7 @@ impl EventDetail {
             EventDetail::Latency(l) => l.level,
             EventDetail::Slo(l) => l.level,
             EventDetail::Traffic(l) => l.level,
+            EventDetail::Certificate(c) => c.level,
             EventDetail::Probe(p) if p.up => Level::Ok,
             EventDetail::Probe(_) => Level::Critical,
         }

@@ -14,10 +14,14 @@
 //!   `RESOLVED api latency after 3m`
 //! - error budget (`slo=`): `CRITICAL api: error budget burning 15.2x (slo 99.9%)`,
 //!   `RESOLVED api error budget after 3m`
+//! - certificates: `WARNING cert example.com: expires in 14 days (2026-12-16)`, a probe
+//!   target's `CRITICAL cert api https://10.0.0.5/health: expired 2 days ago (2026-11-30)`,
+//!   `RESOLVED cert example.com: expires in 89 days (2027-03-01)`
 //! - traffic drop (`traffic=`): `CRITICAL api: traffic 3 requests in 5m, usually 412`; before
 //!   the usual traffic is known (an absolute threshold fired): `CRITICAL api: traffic 0
 //!   requests in 5m, expected at least 100`; `RESOLVED api traffic after 7m 10s`
 
+use crate::vocab::certificate::{CertificateEvent, CertificateSubject};
 use crate::vocab::event::{AlertEvent, EventDetail, LatencyEvent, Level};
 use crate::vocab::text::{
     clip, fmt_pct, format_duration, format_window, iso8601, non_blank, truncate_chars,
@@ -103,6 +107,8 @@ pub fn kind_label(event: &AlertEvent) -> &'static str {
         EventDetail::Slo(l) => l.level.label(),
         EventDetail::Traffic(l) if l.level == Level::Ok => "RESOLVED",
         EventDetail::Traffic(l) => l.level.label(),
+        EventDetail::Certificate(c) if c.level == Level::Ok => "RESOLVED",
+        EventDetail::Certificate(c) => c.level.label(),
     }
 }
 
@@ -143,6 +149,29 @@ fn traffic_title(name: &str, at_unix: u64, e: &TrafficEvent) -> String {
         (None, None) => {}
     }
     if e.repeat {
+        t.push_str(" (still firing)");
+    }
+    t
+}
+
+/// The title of a certificate event: `WARNING cert example.com: expires in 14 days
+/// (2026-12-16)`, `RESOLVED cert example.com: expires in 89 days (2027-03-01)`.
+fn certificate_title(at_unix: u64, c: &CertificateEvent) -> String {
+    let what = match &c.subject {
+        CertificateSubject::Served { server, .. } => format!("cert {}", clip(server, TITLE_NAME)),
+        CertificateSubject::Probe { probe, target } => format!(
+            "cert {} {}",
+            clip(probe, TITLE_NAME),
+            clip(target, TITLE_TARGET)
+        ),
+    };
+    let label = if c.level == Level::Ok {
+        "RESOLVED"
+    } else {
+        c.level.label()
+    };
+    let mut t = format!("{label} {what}: {}", c.expiry_words(at_unix));
+    if c.repeat {
         t.push_str(" (still firing)");
     }
     t
@@ -220,6 +249,7 @@ pub fn title(event: &AlertEvent) -> String {
             t
         }
         EventDetail::Traffic(l) => traffic_title(&name, event.at_unix, l),
+        EventDetail::Certificate(c) => certificate_title(event.at_unix, c),
     };
     truncate_chars(&t, MAX_TITLE)
 }
@@ -272,6 +302,15 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
         EventDetail::Traffic(l) => {
             line.push_str(&format!(" ({})", traffic_thresholds(l)));
             l.since_unix
+        }
+        EventDetail::Certificate(c) => {
+            if let CertificateSubject::Served { file, .. } = &c.subject {
+                line.push_str(&format!(" (file {})", truncate_chars(file, LOG_URL)));
+            }
+            if let Some(words) = c.renewal_words() {
+                line.push_str(&format!(", {words}"));
+            }
+            c.since_unix
         }
     };
     line.push_str(&format!(", since {}", iso8601(since)));

@@ -361,6 +361,8 @@ pub struct CertificateWatch {
     pub on_disk_read_unix: AtomicU64,
     /// 0 read fine, 1 unreadable, 2 holds no certificate, at the last re-read.
     pub on_disk_error: AtomicU32,
+    /// The expiry of the renewal on disk an alert last told of (evaluator); 0 none.
+    pub renewal_told_unix: AtomicU64,
     /// The expiry alert (evaluator).
     pub alert: LevelState,
 }
@@ -372,6 +374,7 @@ impl CertificateWatch {
             (&self.on_disk_not_after_unix, &o.on_disk_not_after_unix),
             (&self.on_disk_since_unix, &o.on_disk_since_unix),
             (&self.on_disk_read_unix, &o.on_disk_read_unix),
+            (&self.renewal_told_unix, &o.renewal_told_unix),
         ] {
             d.store(s.load(Relaxed), Relaxed);
         }
@@ -386,6 +389,7 @@ impl CertificateWatch {
             &self.on_disk_not_after_unix,
             &self.on_disk_since_unix,
             &self.on_disk_read_unix,
+            &self.renewal_told_unix,
         ] {
             a.store(0, Relaxed);
         }

@@ -184,7 +184,14 @@ pub fn render_json(m: &Metrics) -> String {
     let probe_certificates: Vec<Value> = m
         .probe_certificates
         .iter()
-        .map(|(probe, target, expiry)| json!({"probe": probe, "target": target, "expiry": expiry}))
+        .map(|(probe, target, expiry, level)| {
+            json!({
+                "probe": probe,
+                "target": target,
+                "expiry": expiry,
+                "alert_state": level.label().to_ascii_lowercase(),
+            })
+        })
         .collect();
     let doc = json!({
         "locations": locations,

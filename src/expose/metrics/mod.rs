@@ -51,9 +51,9 @@ pub struct Metrics {
     pub alerting: Option<AlertingStatus>,
     /// The certificates nginx serves (`status_alert_certificates`).
     pub certificates: Vec<CertificateMetrics>,
-    /// HTTPS probe targets' certificates: `(probe, target, expiry in Unix seconds)`, for the
-    /// targets whose certificate has been seen.
-    pub probe_certificates: Vec<(String, String, u64)>,
+    /// HTTPS probe targets' certificates: `(probe, target, expiry in Unix seconds, alert
+    /// level)`, for the targets whose certificate has been seen.
+    pub probe_certificates: Vec<(String, String, u64, crate::vocab::event::Level)>,
     /// The NAMEs muted now (maintenance window or runtime mute), by NAME.
     pub mutes: BTreeMap<String, MuteView>,
     /// Seconds each NAME has been evaluated (what MTBF is measured over), by NAME.

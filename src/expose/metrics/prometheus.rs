@@ -236,7 +236,7 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             "gauge",
             "Expiry of the certificate an HTTPS probe target served last, Unix seconds.",
         )?;
-        for (probe, target, v) in &m.probe_certificates {
+        for (probe, target, v, _) in &m.probe_certificates {
             let labels = [("probe", probe.as_str()), ("target", target.as_str())];
             sample(out, name, &labels, v)?;
         }
