@@ -16,7 +16,7 @@ use ngx::ngx_string;
 use super::alert_params;
 use super::destination::{self, Destination, DestinationError, WebhookFormat};
 use super::params::{self, ParamError};
-use super::probe_spec;
+use super::probe_spec::{self, ProbeSpecError, Scheme};
 use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
 use crate::zone::counters::BucketBounds;
 use crate::HttpStatusAlertModule;
@@ -161,6 +161,9 @@ extern "C" fn set_status_alert_probe(
         // block or inherited), so it is resolved when the location is merged.
         let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
         let spec = probe_spec::parse(&args, !in_location)?;
+        if spec.target.scheme == Scheme::Https && !cfg!(ngx_feature = "ssl") {
+            return Err(ProbeSpecError::HttpsWithoutSsl.into());
+        }
         // The core configuration of this level: its `resolver`, known once the block is
         // merged, is the one the probe's host name is looked up with.
         let core_loc_conf =

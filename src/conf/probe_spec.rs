@@ -155,6 +155,9 @@ pub enum ProbeSpecError {
     /// A probe at `http` or `server` level without `name=`.
     #[error("name= is required outside a location with \"status_alert NAME\"")]
     NameRequired,
+    /// An HTTPS probe in an nginx built without SSL: the probes speak TLS with nginx's OpenSSL.
+    #[error("https probes need nginx built with SSL (./configure --with-http_ssl_module)")]
+    HttpsWithoutSsl,
 }
 
 /// Parses a probe URL.
