@@ -7,7 +7,7 @@
 use status_alert_testkit::*;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
@@ -184,12 +184,7 @@ impl OwnDir {
     fn run(&self, conf: &str, flag: &str) -> (bool, String, String) {
         let conf_path = self.0.join("nginx.conf");
         fs::write(&conf_path, conf).expect("write nginx.conf");
-        let out = Command::new(nginx_binary())
-            .arg(flag)
-            .arg("-p")
-            .arg(&self.0)
-            .arg("-c")
-            .arg(&conf_path)
+        let out = nginx_command_in(&self.0, &[flag])
             .stdin(Stdio::null())
             .output()
             .expect("run nginx");
@@ -587,14 +582,6 @@ fn probe_valid_forms() {
             ),
         ),
         (
-            "https with tls_verify=off and every parameter",
-            in_location(
-                "status_alert_probe https://user:pw@localhost:8443/ready?deep=1 name=be \
-                 interval=10s timeout=500ms fails=3 passes=2 expect=200,204,300-399 \
-                 tls_verify=off;",
-            ),
-        ),
-        (
             "tcp host:port",
             in_location("status_alert_probe tcp://127.0.0.1:5432 name=db interval=5s timeout=2s;"),
         ),
@@ -611,6 +598,46 @@ fn probe_valid_forms() {
         ),
     ];
     report_accepted(cases);
+}
+
+/// An https probe speaks TLS with nginx's OpenSSL: an nginx built with SSL accepts it, one
+/// built without (a plain ./configure) refuses it at `nginx -t`, naming the file and line.
+#[test]
+fn https_probes_need_nginx_with_ssl() {
+    require_module!();
+    let url_probe = "status_alert_probe https://user:pw@localhost:8443/ready?deep=1 name=be \
+                     interval=10s timeout=500ms fails=3 passes=2 expect=200,204,300-399 \
+                     tls_verify=off;";
+    let upstream_probe = "status_alert_probe upstream=api scheme=https uri=/health;";
+    let with_upstream = |line: &str| {
+        format!(
+            "upstream api {{ server 127.0.0.1:9; }}\n{}",
+            in_location(&format!("status_alert api;\n        {line}"))
+        )
+    };
+    if nginx_with_ssl().is_ok() {
+        report_accepted([
+            (
+                "https with tls_verify=off and every parameter",
+                in_location(url_probe),
+            ),
+            (
+                "upstream probe with scheme=https",
+                with_upstream(upstream_probe),
+            ),
+        ]);
+        return;
+    }
+    let wants = vec!["https probes need nginx built with SSL (./configure --with-http_ssl_module)"];
+    let mut cases = rejected_lines(
+        vec![("https URL probe", url_probe, wants.clone())],
+        in_location,
+    );
+    cases.extend(rejected_lines(
+        vec![("upstream probe with scheme=https", upstream_probe, wants)],
+        with_upstream,
+    ));
+    report(cases);
 }
 
 #[test]

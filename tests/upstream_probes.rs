@@ -253,6 +253,7 @@ fn self_signed(dir: &std::path::Path) -> (String, String) {
 #[test]
 fn https_probes_use_nginx_tls_and_verify_certificates() {
     require_module!();
+    require_nginx_with!(nginx_with_ssl());
     require!(program_ready("openssl"));
     let tmp = temp_dir("tls");
     let (cert, key) = self_signed(tmp.path());
@@ -326,13 +327,18 @@ fn nginx_t_checks_upstream_probes() {
     let zoned = "upstream backend { zone backend 64k; server 127.0.0.1:9; }";
     let valid = [
         probe("upstream=backend", plain),
-        probe(
-            "upstream=backend uri=/health scheme=https tls_verify=off",
-            plain,
-        ),
         probe("upstream=backend scheme=tcp fails=2", plain),
         probe("upstream=backend mark_down=on", zoned),
     ];
+    // scheme=https without SSL in nginx: tests/directives.rs (https_probes_need_nginx_with_ssl).
+    let https = probe(
+        "upstream=backend uri=/health scheme=https tls_verify=off",
+        plain,
+    );
+    let valid: Vec<String> = valid
+        .into_iter()
+        .chain(nginx_with_ssl().is_ok().then_some(https))
+        .collect();
     for block in &valid {
         let (ok, out) = Nginx::test_config(block, NginxOpts::default());
         assert!(ok, "expected valid:\n{block}\n{out}");

@@ -18,7 +18,7 @@ use super::certificates;
 use super::destination::{self, Destination, DestinationError, WebhookFormat};
 use super::maintenance;
 use super::params::{self, ParamError};
-use super::probe_spec;
+use super::probe_spec::{self, ProbeSpecError, Scheme};
 use super::route::take_route_args;
 use super::{AlertSetting, ConfError, LocConf, MainConf, NameConf, ProbeConf};
 use crate::zone::counters::BucketBounds;
@@ -164,6 +164,9 @@ extern "C" fn set_status_alert_probe(
         // block or inherited), so it is resolved when the location is merged.
         let in_location = cf.cmd_type == NGX_HTTP_LOC_CONF as ngx_uint_t;
         let spec = probe_spec::parse(&args, !in_location)?;
+        if spec.target.scheme == Scheme::Https && !cfg!(ngx_feature = "ssl") {
+            return Err(ProbeSpecError::HttpsWithoutSsl.into());
+        }
         let body_regex = match &spec.checks.body_regex {
             Some(pattern) => {
                 super::regex::compile(cf, pattern).map_err(|why| ConfError::Invalid {

@@ -193,6 +193,9 @@ pub enum ProbeSpecError {
         /// `timeout=...` or `timeout (default 5s)`.
         timeout: String,
     },
+    /// An HTTPS probe in an nginx built without SSL: the probes speak TLS with nginx's OpenSSL.
+    #[error("https probes need nginx built with SSL (./configure --with-http_ssl_module)")]
+    HttpsWithoutSsl,
 }
 
 /// `body=TEXT` and `body_regex=REGEX`: printable text (quote the argument in nginx.conf for

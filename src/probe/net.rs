@@ -22,9 +22,16 @@
 
 mod prepare;
 mod resolve;
+// TLS on nginx's OpenSSL, which nginx has only when built with SSL (`NGX_SSL`); without it,
+// `nginx -t` refuses https probes and no_tls.rs stands in.
+#[cfg(ngx_feature = "ssl")]
+mod tls;
+#[cfg(not(ngx_feature = "ssl"))]
+#[path = "net/no_tls.rs"]
+mod tls;
 
 use core::cell::{Cell, RefCell};
-use core::ffi::{c_int, c_void};
+use core::ffi::c_int;
 use core::ptr;
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +40,7 @@ use std::time::Instant;
 use nginx_sys::{
     ngx_close_connection, ngx_connection_t, ngx_create_pool, ngx_destroy_pool, ngx_event_t,
     ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t, ngx_pool_t, ngx_resolver_ctx_t,
-    ngx_ssl_t, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
+    ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_OK,
 };
 
 use crate::conf::probe_spec::{ProbeSpec, Scheme};
@@ -70,7 +77,7 @@ struct Probes {
     /// Time 0 of the targets' schedules.
     epoch: Instant,
     /// Keeps the TLS context alive (it lives as long as the process).
-    _ssl: Option<Box<ngx_ssl_t>>,
+    _ssl: Option<Box<tls::Context>>,
     /// Keeps the probe connections' log alive.
     _log: Box<ngx_log_t>,
 }
@@ -81,6 +88,8 @@ enum Step {
     Idle,
     Resolving,
     Connecting,
+    // Without SSL no probe gets this far (no_tls.rs).
+    #[cfg_attr(not(ngx_feature = "ssl"), allow(dead_code))]
     Handshake,
     Writing,
     Reading,
@@ -105,6 +114,7 @@ struct Target {
     peer_name: Vec<u8>,
     peer_name_str: ngx_str_t,
     /// Host name for SNI and certificate checks (`None` for an IP address).
+    #[cfg_attr(not(ngx_feature = "ssl"), allow(dead_code))]
     sni: Option<CString>,
     request: Vec<u8>,
     /// When the next probe is due, in ms since [`Probes::epoch`].
@@ -113,7 +123,8 @@ struct Target {
     pc: ngx_peer_connection_t,
     conn: *mut ngx_connection_t,
     pool: *mut ngx_pool_t,
-    ssl: *mut ngx_ssl_t,
+    #[cfg_attr(not(ngx_feature = "ssl"), allow(dead_code))]
+    ssl: *mut tls::Context,
     log: *mut ngx_log_t,
     step: Step,
     written: usize,
@@ -149,7 +160,7 @@ pub fn start(probes: &[ProbeConf], log: *mut ngx_log_t) {
 
     let mut ssl = None;
     if probes.iter().any(|p| p.spec.target.scheme == Scheme::Https) {
-        match tls_context(log) {
+        match tls::context(log) {
             Some(ctx) => ssl = Some(ctx),
             None => error!(
                 log,
@@ -159,7 +170,9 @@ pub fn start(probes: &[ProbeConf], log: *mut ngx_log_t) {
     }
     let ssl_ptr = ssl
         .as_mut()
-        .map_or(ptr::null_mut(), |s: &mut Box<ngx_ssl_t>| &mut **s as *mut _);
+        .map_or(ptr::null_mut(), |s: &mut Box<tls::Context>| {
+            &mut **s as *mut _
+        });
     let count = probes.len() as u64;
     let mut targets = Vec::with_capacity(probes.len());
     for (index, p) in probes.iter().enumerate() {
@@ -242,29 +255,8 @@ fn push_result(r: ProbeResult) {
     });
 }
 
-/// An `ngx_ssl_t` for client connections, trusting the system's certificate store.
-fn tls_context(log: *mut ngx_log_t) -> Option<Box<ngx_ssl_t>> {
-    // SAFETY: all-zero is the state nginx's configuration code starts an ngx_ssl_t from.
-    let mut ssl: Box<ngx_ssl_t> = Box::new(unsafe { core::mem::zeroed() });
-    ssl.log = log;
-    let protocols = (nginx_sys::NGX_SSL_TLSv1_2 | nginx_sys::NGX_SSL_TLSv1_3) as _;
-    // SAFETY: a zeroed ngx_ssl_t with a valid log; OpenSSL was initialised by nginx.
-    if unsafe { nginx_sys::ngx_ssl_create(&mut *ssl, protocols, ptr::null_mut()) }
-        != NGX_OK as ngx_int_t
-    {
-        return None;
-    }
-    // Certificates are checked after the handshake (unless tls_verify=off), so that a bad
-    // one fails the probe as `tls` with nginx's verification result, like proxy_ssl_verify.
-    // SAFETY: ctx was just created.
-    if unsafe { nginx_sys::SSL_CTX_set_default_verify_paths(ssl.ctx.cast()) } != 1 {
-        return None;
-    }
-    Some(ssl)
-}
-
 impl Target {
-    fn new(index: usize, p: &ProbeConf, ssl: *mut ngx_ssl_t, log: *mut ngx_log_t) -> Target {
+    fn new(index: usize, p: &ProbeConf, ssl: *mut tls::Context, log: *mut ngx_log_t) -> Target {
         let spec = p.spec.clone();
         let sni = match spec.target.host.parse::<IpAddr>() {
             Ok(_) => None,
@@ -416,117 +408,6 @@ impl Target {
         }
     }
 
-    fn handshake(&mut self) {
-        let c = self.conn;
-        if self.ssl.is_null() {
-            self.finish(Some(Reason::Tls));
-            return;
-        }
-        self.step = Step::Handshake;
-        // SAFETY: c is our live connection with a pool; ssl is the process's TLS context.
-        let rc = unsafe {
-            nginx_sys::ngx_ssl_create_connection(self.ssl, c, nginx_sys::NGX_SSL_CLIENT as _)
-        };
-        if rc != NGX_OK as ngx_int_t {
-            self.finish(Some(Reason::Tls));
-            return;
-        }
-        // SAFETY: c->ssl was just created; the name outlives the handshake.
-        unsafe {
-            if let Some(sni) = &self.sni {
-                nginx_sys::SSL_ctrl(
-                    (*(*c).ssl).connection.cast(),
-                    nginx_sys::SSL_CTRL_SET_TLSEXT_HOSTNAME as c_int,
-                    nginx_sys::TLSEXT_NAMETYPE_host_name as _,
-                    sni.as_ptr().cast_mut().cast::<c_void>(),
-                );
-            }
-        }
-        // SAFETY: as above.
-        let rc = unsafe { nginx_sys::ngx_ssl_handshake(c) };
-        if rc == NGX_AGAIN as ngx_int_t {
-            // SAFETY: c->ssl is live; nginx calls this when the handshake ends.
-            unsafe { (*(*c).ssl).handler = Some(on_handshake) };
-            return;
-        }
-        self.handshake_done();
-    }
-
-    fn handshake_done(&mut self) {
-        let c = self.conn;
-        // SAFETY: c is our live connection; c->ssl is set while it is a TLS connection.
-        let ok = unsafe { !(*c).ssl.is_null() && (*(*c).ssl).handshaked() != 0 };
-        if !ok {
-            self.finish(Some(Reason::Tls));
-            return;
-        }
-        // The target's certificate is watched whether or not it is verified (expiry matters
-        // for a self-signed internal service too).
-        self.note_certificate();
-        if self.spec.tls_verify && !self.certificate_ok() {
-            self.finish(Some(Reason::Tls));
-            return;
-        }
-        // SAFETY: the handshake handler replaced ours; take the events back.
-        unsafe {
-            (*(*c).read).handler = Some(on_conn_event);
-            (*(*c).write).handler = Some(on_conn_event);
-        }
-        self.step = Step::Writing;
-        self.write();
-    }
-
-    /// Stores the expiry of the leaf certificate the target sent in its slot.
-    fn note_certificate(&mut self) {
-        let c = self.conn;
-        // SAFETY: c->ssl is a completed TLS connection; the reference taken is released below.
-        let cert = unsafe { nginx_sys::SSL_get1_peer_certificate((*(*c).ssl).connection.cast()) };
-        if cert.is_null() {
-            return;
-        }
-        // SAFETY: cert is a live X509; a null output pointer asks for the length only.
-        let len = unsafe { nginx_sys::i2d_X509(cert, ptr::null_mut()) };
-        let mut der = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        let mut out = der.as_mut_ptr();
-        // SAFETY: der has room for len bytes; i2d_X509 writes them and advances out.
-        let written = unsafe { nginx_sys::i2d_X509(cert, &mut out) };
-        // SAFETY: the reference SSL_get1_peer_certificate took.
-        unsafe { nginx_sys::X509_free(cert) };
-        if written != len || len <= 0 {
-            return;
-        }
-        let not_after = openssl::x509::X509::from_der(&der)
-            .ok()
-            .and_then(|x| crate::conf::certificate_file::leaf_not_after(&x).ok());
-        // SAFETY: the slot points into the mapped zone (null before it is set up).
-        if let (Some(slot), Some(not_after)) = (unsafe { self.slot.as_ref() }, not_after) {
-            slot.certificate
-                .not_after_unix
-                .store(not_after, core::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// The chain verified against the system store and, for a host name, names it. An IP
-    /// address target (every `upstream=` target) has no name to check: only the chain counts.
-    fn certificate_ok(&mut self) -> bool {
-        let c = self.conn;
-        // SAFETY: c->ssl is a completed TLS connection.
-        let verified = unsafe { nginx_sys::SSL_get_verify_result((*(*c).ssl).connection.cast()) };
-        if verified != nginx_sys::X509_V_OK as core::ffi::c_long {
-            return false;
-        }
-        if self.sni.is_none() {
-            return true;
-        }
-        let mut host = self.spec.target.host.clone().into_bytes();
-        let mut name = ngx_str_t {
-            len: host.len(),
-            data: host.as_mut_ptr(),
-        };
-        // SAFETY: as above; name is valid for the call.
-        unsafe { nginx_sys::ngx_ssl_check_host(c, &mut name) == NGX_OK as ngx_int_t }
-    }
-
     /// Sends what is left of the request.
     fn write(&mut self) {
         let c = self.conn;
@@ -639,11 +520,7 @@ impl Target {
             // SAFETY: our live connection; TLS is dropped without a close_notify exchange
             // (nothing waits for it), then nginx closes the socket and frees the connection.
             unsafe {
-                if !(*c).ssl.is_null() {
-                    (*(*c).ssl).set_no_wait_shutdown(1);
-                    (*(*c).ssl).set_no_send_shutdown(1);
-                    nginx_sys::ngx_ssl_shutdown(c);
-                }
+                tls::drop_session(c);
                 ngx_close_connection(c);
             }
         }
@@ -782,15 +659,4 @@ extern "C" fn on_conn_event(ev: *mut ngx_event_t) {
         ((*c).data.cast::<Target>(), (*ev).write() != 0)
     };
     with_target(t, |t| t.on_event(write));
-}
-
-/// nginx's handshake handler calls this when the TLS handshake ends, either way.
-extern "C" fn on_handshake(c: *mut ngx_connection_t) {
-    // SAFETY: c is the probe connection whose data is the target.
-    let t = unsafe { (*c).data.cast::<Target>() };
-    with_target(t, |t| {
-        if t.step == Step::Handshake && t.conn == c {
-            t.handshake_done();
-        }
-    });
 }

@@ -74,6 +74,20 @@ macro_rules! require_module {
     };
 }
 
+/// Returns from the test unless the nginx under test offers what it needs: `$ready` is a
+/// `Result<(), String>` such as [`nginx_at_least`] or [`nginx_with_ssl`], whose error says
+/// what this nginx lacks. Prints `SKIP <test>: <why>` visibly and passes, under CI too (see
+/// [`skip_for_version`]); ci/test-versions counts those lines.
+#[macro_export]
+macro_rules! require_nginx_with {
+    ($ready:expr) => {
+        if let ::std::result::Result::Err(why) = $ready {
+            $crate::skip_for_version($crate::test_name!(), &why);
+            return;
+        }
+    };
+}
+
 /// [`require!`] the nginx binary, for tests of nginx without the module.
 #[macro_export]
 macro_rules! require_nginx {

@@ -182,6 +182,63 @@ pub fn prepare_dir(dir: &Path) {
     }
 }
 
+/// What `nginx -V` prints (version, compiler, configure arguments) for the nginx under test,
+/// run under the wrapper; read once per test process. Empty if it cannot be run.
+pub fn nginx_build_info() -> &'static str {
+    static INFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| {
+        let mut words: Vec<OsString> = nginx_wrapper().iter().map(OsString::from).collect();
+        words.push(nginx_binary().into_os_string());
+        words.push("-V".into());
+        Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// The version of the nginx under test, `(1, 26, 3)`, from [`nginx_build_info`].
+pub fn nginx_version() -> Option<(u32, u32, u32)> {
+    parse_nginx_version(nginx_build_info())
+}
+
+fn parse_nginx_version(info: &str) -> Option<(u32, u32, u32)> {
+    let rest = info.split("nginx version: nginx/").nth(1)?;
+    let version = rest
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+/// Ok when the nginx under test is `min` ("1.27.3") or newer; else which version `feature`
+/// needs and which one this is. For [`require_nginx_with!`](crate::require_nginx_with).
+pub fn nginx_at_least(min: &str, feature: &str) -> Result<(), String> {
+    let wanted = parse_nginx_version(&format!("nginx version: nginx/{min}"))
+        .unwrap_or_else(|| panic!("nginx_at_least: \"{min}\" is not a version"));
+    match nginx_version() {
+        Some(v) if v >= wanted => Ok(()),
+        Some((a, b, c)) => Err(format!(
+            "needs nginx >= {min} ({feature}); this is {a}.{b}.{c}"
+        )),
+        None => Err(format!(
+            "needs nginx >= {min} ({feature}); `nginx -V` gave no version"
+        )),
+    }
+}
+
+/// Ok when the nginx under test was built with SSL (`--with-http_ssl_module`), which https
+/// probes need. For [`require_nginx_with!`](crate::require_nginx_with).
+pub fn nginx_with_ssl() -> Result<(), String> {
+    if nginx_build_info().contains("--with-http_ssl_module") {
+        Ok(())
+    } else {
+        Err("needs nginx built with SSL (--with-http_ssl_module) for https probes".to_string())
+    }
+}
+
 /// The words of `STATUS_ALERT_NGINX_WRAPPER`, empty when unset.
 pub fn nginx_wrapper() -> Vec<String> {
     std::env::var("STATUS_ALERT_NGINX_WRAPPER")
@@ -226,6 +283,12 @@ fn current_test() -> String {
 /// of nginx's own.
 fn nginx_command(dir: &Path, mount_at: Option<&Path>, extra: &[&str]) -> Command {
     nginx_command_with(&nginx_wrapper(), dir, mount_at, extra)
+}
+
+/// `[wrapper...] nginx EXTRA -p DIR -c DIR/nginx.conf`, for a test that runs nginx on a
+/// configuration of its own (`-t`, `-T`) and reads the output itself.
+pub fn nginx_command_in(dir: &Path, extra: &[&str]) -> Command {
+    nginx_command(dir, None, extra)
 }
 
 fn nginx_command_with(
@@ -888,6 +951,18 @@ mod tests {
         assert_eq!(nginx.stop(), Stopped::NotRunning);
         let err = nginx.signal_by_command("reopen").unwrap_err();
         assert!(err.contains("nginx.pid"), "{err}");
+    }
+
+    #[test]
+    fn nginx_versions_are_read_from_nginx_v() {
+        let info = "nginx version: nginx/1.26.3\nbuilt with OpenSSL 3.5.1\n";
+        assert_eq!(parse_nginx_version(info), Some((1, 26, 3)));
+        assert_eq!(
+            parse_nginx_version("nginx version: nginx/1.30.6 (Debian)\n"),
+            Some((1, 30, 6))
+        );
+        assert_eq!(parse_nginx_version("nginx version: openresty/1.2"), None);
+        assert!((1, 26, 3) < (1, 27, 3) && (1, 30, 6) > (1, 27, 3));
     }
 
     #[test]
