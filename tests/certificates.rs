@@ -355,13 +355,12 @@ fn certificate_alerts_fire_once_per_level_tell_of_a_renewal_and_resolve_on_reloa
     let dir = tmp.path();
     let (rsa, rsa_end) = leaf(dir, "rsa", "a.test", 10, true);
     let (ec, ec_end) = leaf(dir, "ec", "a.test", 3, false);
+    // Already expired two days ago (nginx serves it all the same).
+    let (old, old_end) = leaf(dir, "old", "b.test", -2, false);
     let rx = WebhookReceiver::start();
     let am = WebhookReceiver::start();
-    let block = alerting_block(
-        &rx.url(),
-        &am.url(),
-        &ssl_server("a.test", &[&rsa, &ec], ""),
-    );
+    let servers = ssl_server("a.test", &[&rsa, &ec], "") + &ssl_server("b.test", &[&old], "");
+    let block = alerting_block(&rx.url(), &am.url(), &servers);
     let nginx = Nginx::start(&block, NginxOpts::workers(2));
 
     let warning = format!(
@@ -372,19 +371,24 @@ fn certificate_alerts_fire_once_per_level_tell_of_a_renewal_and_resolve_on_reloa
         "CRITICAL cert a.test: expires in 2 days ({})",
         date_of(ec_end)
     );
+    let expired = format!(
+        "CRITICAL cert b.test: expired 2 days ago ({})",
+        date_of(old_end)
+    );
     assert!(
         wait_until(Duration::from_secs(8), || {
             let t = rx.titles();
-            t.contains(&warning) && t.contains(&critical)
+            t.contains(&warning) && t.contains(&critical) && t.contains(&expired)
         }),
-        "titles {:?}, want {warning:?} and {critical:?}",
+        "titles {:?}, want {warning:?}, {critical:?} and {expired:?}",
         rx.titles()
     );
     // Once each: no repeat within a day.
     std::thread::sleep(Duration::from_secs(3));
     let titles = rx.all_titles();
     assert_eq!(count(&titles, "WARNING cert"), 1, "{titles:?}");
-    assert_eq!(count(&titles, "CRITICAL cert"), 1, "{titles:?}");
+    assert_eq!(count(&titles, "CRITICAL cert a.test"), 1, "{titles:?}");
+    assert_eq!(count(&titles, "CRITICAL cert b.test"), 1, "{titles:?}");
 
     // certbot renews the ECDSA file; nginx is not reloaded: said at once, still critical.
     let (_, new_end) = leaf(dir, "ec", "a.test", 90, false);
@@ -401,7 +405,7 @@ fn certificate_alerts_fire_once_per_level_tell_of_a_renewal_and_resolve_on_reloa
     );
     let titles = rx.all_titles();
     assert_eq!(
-        count(&titles, "CRITICAL cert"),
+        count(&titles, "CRITICAL cert a.test"),
         2,
         "the renewal once: {titles:?}"
     );

@@ -695,3 +695,71 @@ fn slowest_plain_request(nginx: &Nginx) -> Duration {
     }
     slowest
 }
+
+/// A `server ... resolve` (nginx 1.27.3 and later) holds a placeholder address until nginx
+/// resolves it at run time: it is not probed there (nor anywhere yet), and says so.
+#[test]
+fn resolve_servers_are_named_not_probed_at_a_placeholder() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let up = Upstream::start();
+    let rx = WebhookReceiver::start();
+    let upstream = format!(
+        "resolver 127.0.0.1:9 valid=1s;\nupstream backend {{\n    zone backend 64k;\n    \
+         server 127.0.0.1:{};\n    server localhost:{} resolve;\n}}",
+        up.port, up.port
+    );
+    let nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            &upstream,
+            "upstream=backend interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(1),
+    );
+    let fixed = format!("http://127.0.0.1:{}/", up.port);
+    assert!(
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &fixed) == Some(1.0)),
+        "{}",
+        report(&nginx, &rx)
+    );
+    let targets: Vec<String> = prom(&nginx)
+        .into_iter()
+        .filter(|s| s.0 == "nginx_probe_duration_seconds")
+        .filter_map(|s| {
+            s.1.iter()
+                .find(|(k, _)| k == "target")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(targets, vec![fixed], "only the fixed address is a target");
+    // Said when the configuration was read: at a reload, into error.log.
+    nginx.reload();
+    let said = format!(
+        "servers with \"resolve\" are not probed: localhost:{}",
+        up.port
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || nginx.error_log().contains(&said)),
+        "{}",
+        report(&nginx, &rx)
+    );
+
+    // An upstream of resolve servers only has nothing to probe: nginx -t says why.
+    let only = format!(
+        "resolver 127.0.0.1:9;\nupstream backend {{\n    zone backend 64k;\n    \
+         server localhost:{} resolve;\n}}",
+        up.port
+    );
+    let (ok, out) = Nginx::test_config(
+        &http_block(&rx.url(), &only, "upstream=backend"),
+        NginxOpts::default(),
+    );
+    assert!(
+        !ok && out.contains(
+            "upstream \"backend\" has no server with a fixed address (servers with \"resolve\" \
+             are not probed)"
+        ),
+        "{out}"
+    );
+}
