@@ -739,6 +739,18 @@ fn chromium_shows_ten_thousand_names_firing_first() {
         "n-00000..n-00009, n-00007 critical"
     );
     assert!(cards("name=%5En-001").2, "100 NAMEs: compact");
+    // The compact table on a phone: ?state=ok puts it at the top.
+    let phone = screenshot_dir().join("status-page-10000-ok-390.png");
+    chromium(
+        nginx.port,
+        &format!("{url}&state=ok"),
+        &[
+            format!("--screenshot={}", phone.display()),
+            "--window-size=390,844".to_string(),
+        ],
+    );
+    let bytes = fs::read(&phone).unwrap_or_else(|e| panic!("{}: {e}", phone.display()));
+    assert_eq!(png_size(&bytes, "the phone screenshot"), (390, 844));
     // In Chromium, the filtered page.
     let run = chromium(
         nginx.port,
