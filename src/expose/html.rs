@@ -247,7 +247,7 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
     }
     out.push_str("</p>\n");
     write_summary(out, m)?;
-    write_filter_line(out, m, &opts.filter)?;
+    write_filter_line(out, m, opts)?;
     out.push_str("</header>\n<main>\n");
 
     let listed = write_listing(out, m, opts)?;
@@ -300,7 +300,8 @@ fn write_stalled(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Result {
 }
 
 /// What the filters keep, and how to see everything again; nothing without filters.
-fn write_filter_line(out: &mut String, m: &Metrics, f: &PageFilter) -> core::fmt::Result {
+fn write_filter_line(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::Result {
+    let f = &opts.filter;
     if !f.is_active() {
         return Ok(());
     }
@@ -324,11 +325,21 @@ fn write_filter_line(out: &mut String, m: &Metrics, f: &PageFilter) -> core::fmt
     writeln!(
         out,
         "<p class=\"muted filter\">Filter: {}: {names} of {} NAMEs, {probes} of {} probe targets. \
-         <a href=\"?\">Show all</a></p>",
+         <a href=\"?{}\">Show all</a></p>",
         what.join(", "),
         m.names.len(),
-        m.probes.len()
+        m.probes.len(),
+        kept_query(opts).trim_start_matches('&')
     )
+}
+
+/// What the page's own links keep of its query (unescaped): `&refresh=N` when it refreshes
+/// itself.
+fn kept_query(opts: &HtmlOptions) -> String {
+    match opts.refresh.filter(|n| *n > 0) {
+        Some(n) => format!("&refresh={}", n.min(MAX_REFRESH_SECS)),
+        None => String::new(),
+    }
 }
 
 /// The NAMEs and probe targets the filters keep: full cards for firing NAMEs (critical
@@ -391,10 +402,11 @@ fn write_listing(
     if !compact.is_empty() {
         // Leave the compact probe rows some room: about a row per target, at most 40 KiB.
         let reserve = (compact_probes.len() * 120).min(40 * 1024);
-        write_compact_names(out, &mut compact, ROWS_BUDGET - reserve)?;
+        let keep = escape_html(&kept_query(opts));
+        write_compact_names(out, &mut compact, ROWS_BUDGET - reserve, &keep)?;
     }
     if !compact_probes.is_empty() {
-        write_compact_probes(out, &compact_probes)?;
+        write_compact_probes(out, &compact_probes, &escape_html(&kept_query(opts)))?;
     }
     Ok(names.len() + probes.len())
 }
@@ -426,6 +438,7 @@ fn write_compact_names(
     out: &mut String,
     names: &mut [&NameMetrics],
     budget: usize,
+    keep: &str,
 ) -> core::fmt::Result {
     names.sort_by_key(|l| {
         (
@@ -455,7 +468,7 @@ fn write_compact_names(
         // End tags of cells and rows are optional in HTML; leaving them out keeps rows short.
         writeln!(
             out,
-            "<tr><td><a href=\"{}\">{}</a><td>{}<td class=\"num\">{}<td class=\"num\">{}",
+            "<tr><td><a href=\"{}{keep}\">{}</a><td>{}<td class=\"num\">{}<td class=\"num\">{}",
             escape_html(&only_name_query(&l.name)),
             escape_html(&l.name),
             compact_state(level_badge(l.level), l.level == Level::Ok),
@@ -470,7 +483,11 @@ fn write_compact_names(
 }
 
 /// One row per probe target that is UP or not probed yet: NAME, target, state.
-fn write_compact_probes(out: &mut String, probes: &[&ProbeMetrics]) -> core::fmt::Result {
+fn write_compact_probes(
+    out: &mut String,
+    probes: &[&ProbeMetrics],
+    keep: &str,
+) -> core::fmt::Result {
     writeln!(
         out,
         "<section class=\"card plain wide\" aria-label=\"Other probe targets\">\n\
@@ -489,7 +506,7 @@ fn write_compact_probes(out: &mut String, probes: &[&ProbeMetrics]) -> core::fmt
         }
         writeln!(
             out,
-            "<tr><td><a href=\"{}\">{}</a><td><code>{}</code><td>{}",
+            "<tr><td><a href=\"{}{keep}\">{}</a><td><code>{}</code><td>{}",
             escape_html(&only_name_query(&p.name)),
             escape_html(&p.name),
             escape_html(&p.target),
@@ -1168,6 +1185,16 @@ mod tests {
         // Nothing matches.
         let html = render_html(&m, &with_filter("name=nomatch"));
         assert!(html.contains("No NAME or probe target matches the filter."));
+        // The page's links keep its refresh.
+        let html = render_html(
+            &m,
+            &HtmlOptions {
+                refresh: Some(30),
+                ..with_filter("state=ok")
+            },
+        );
+        assert!(html.contains("<a href=\"?name=%5Eloc-6%24&amp;refresh=30\">loc-6</a>"));
+        assert!(html.contains("<a href=\"?refresh=30\">Show all</a>"));
         // The filter is shown escaped.
         let html = render_html(&m, &with_filter("name=%3Cb%3E"));
         assert!(html.contains("<code>&lt;b&gt;</code>"));
