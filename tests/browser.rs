@@ -668,7 +668,9 @@ fn chromium_shows_ten_thousand_names_firing_first() {
     );
 
     // The page as nginx serves it: within the bound, firing cards before the compact table.
+    let asked = Instant::now();
     let served = http_get(nginx.port, PAGE);
+    let page_took = asked.elapsed();
     assert_eq!(served.status, 200);
     let html = served.text();
     assert!(
@@ -784,8 +786,8 @@ fn chromium_shows_ten_thousand_names_firing_first() {
 
     nginx.assert_log_clean();
     eprintln!(
-        "browser at scale: {SCALE_NAMES} NAMEs, nginx started in {setup:?}; page {} bytes; \
-         screenshot {} in {shot_took:?}",
+        "browser at scale: {SCALE_NAMES} NAMEs, nginx started in {setup:?}; page {} bytes \
+         served in {page_took:?}; screenshot {} in {shot_took:?}",
         html.len(),
         shot.display()
     );
