@@ -910,7 +910,12 @@ proptest! {
         host in hostile(),
         refresh in prop::option::of(any::<u32>()),
     ) {
-        let opts = crate::expose::html::HtmlOptions { refresh, host, now_unix: 1_800_000_000 };
+        let opts = crate::expose::html::HtmlOptions {
+            refresh,
+            host,
+            now_unix: 1_800_000_000,
+            filter: Default::default(),
+        };
         let page = crate::expose::html::render_html(&m, &opts);
         prop_assert!(page.starts_with("<!DOCTYPE html>"));
         prop_assert!(!page.to_ascii_lowercase().contains("<script"), "script element");
@@ -920,6 +925,23 @@ proptest! {
         }
         for p in &m.probes {
             prop_assert!(page.contains(&crate::expose::html::escape_html(&p.target)));
+        }
+    }
+
+    /// Any query string: a filter or a one-line error, never a panic; a filter built from it
+    /// keeps the page within its budget and its strings escaped.
+    #[test]
+    fn page_filters_parse_any_query(query in hostile(), m in metrics()) {
+        match crate::expose::page_filter::parse_page_filter(&query) {
+            Ok(filter) => {
+                let opts = crate::expose::html::HtmlOptions {
+                    filter,
+                    ..Default::default()
+                };
+                let page = crate::expose::html::render_html(&m, &opts);
+                prop_assert!(!page.to_ascii_lowercase().contains("<script"), "script element");
+            }
+            Err(e) => prop_assert!(!e.to_string().contains('\n')),
         }
     }
 

@@ -589,3 +589,206 @@ fn chromium_renders_the_status_page_from_nginx_alone() {
         shots.display()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The page at scale
+// ---------------------------------------------------------------------------------------------
+
+/// NAMEs of the scale test: every one in its own location (set-up time is printed).
+const SCALE_NAMES: usize = 10_000;
+/// The page's size bound at any number of NAMEs.
+const PAGE_BUDGET: usize = 300 * 1024;
+
+/// `n-NNNNN` for index `i`.
+fn scale_name(i: usize) -> String {
+    format!("n-{i:05}")
+}
+
+#[test]
+fn chromium_shows_ten_thousand_names_firing_first() {
+    require_module!();
+    require!(program_ready(CHROMIUM));
+    // Critical: every 1000th NAME from 7 (all 503); warning: every 1000th from 507 (10% 5xx,
+    // between warn=5% and crit=50%).
+    let critical: Vec<usize> = (0..SCALE_NAMES / 1000).map(|k| k * 1000 + 7).collect();
+    let warning: Vec<usize> = (0..3).map(|k| k * 1000 + 507).collect();
+    let mut locations = String::with_capacity(SCALE_NAMES * 90);
+    for i in 0..SCALE_NAMES {
+        let name = scale_name(i);
+        let body = if critical.contains(&i) {
+            "return 503;".to_owned()
+        } else if warning.contains(&i) {
+            "if ($arg_e) { return 503; } return 200;".to_owned()
+        } else {
+            "return 200;".to_owned()
+        };
+        locations.push_str(&format!(
+            "location = /{name} {{ status_alert {name} window=1m warn=5% crit=50%; {body} }}\n"
+        ));
+    }
+    let block = format!(
+        r#"
+        status_alert_interval 1s;
+        server {{
+            listen 127.0.0.1:{{PORT}};
+            {locations}
+            location = /status_metrics {{ status_alert off; status_metrics; }}
+        }}
+        "#
+    );
+    let started = Instant::now();
+    let nginx = Nginx::start(&block, NginxOpts::default());
+    let setup = started.elapsed();
+    for &i in &critical {
+        assert!(hammer(nginx.port, &format!("/{}", scale_name(i)), 30, 2)
+            .iter()
+            .all(|s| *s == 503));
+    }
+    for &i in &warning {
+        let path = format!("/{}", scale_name(i));
+        assert!(hammer(nginx.port, &path, 27, 2).iter().all(|s| *s == 200));
+        assert!(hammer(nginx.port, &format!("{path}?e=1"), 3, 1)
+            .iter()
+            .all(|s| *s == 503));
+    }
+    let levels = |doc: &Value| {
+        let level = |i: &usize| doc["locations"][scale_name(*i)]["alert_state"].clone();
+        critical.iter().all(|i| level(i) == "critical")
+            && warning.iter().all(|i| level(i) == "warning")
+    };
+    let mut doc = Value::Null;
+    let settled = wait_until(Duration::from_secs(20), || {
+        doc = http_get(nginx.port, "/status_metrics?format=json").json();
+        levels(&doc)
+    });
+    assert!(settled, "levels not reached within 20s");
+    assert_eq!(
+        doc["locations"].as_object().map(|o| o.len()),
+        Some(SCALE_NAMES)
+    );
+
+    // The page as nginx serves it: within the bound, firing cards before the compact table.
+    let asked = Instant::now();
+    let served = http_get(nginx.port, PAGE);
+    let page_took = asked.elapsed();
+    assert_eq!(served.status, 200);
+    let html = served.text();
+    assert!(
+        html.len() <= PAGE_BUDGET,
+        "the page is {} bytes at {SCALE_NAMES} NAMEs",
+        html.len()
+    );
+
+    // Chromium: a desktop screenshot, and the DOM after rendering.
+    let url = nginx.url(PAGE);
+    let shot = screenshot_dir().join("status-page-10000.png");
+    let run = chromium(
+        nginx.port,
+        &url,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1280,900".to_string(),
+        ],
+    );
+    let bytes = fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
+    assert_eq!(png_size(&bytes, "the screenshot"), (1280, 900));
+    let shot_took = run.took;
+    let run = chromium(nginx.port, &url, &["--dump-dom".to_string()]);
+    let dom = run.stdout;
+    let table = dom
+        .find("Other NAMEs (")
+        .unwrap_or_else(|| panic!("no compact table in the DOM:\n{}", &dom[..4000]));
+    let first_card = |i: &usize| {
+        dom.find(&format!("<h2>{}</h2>", scale_name(*i)))
+            .unwrap_or_else(|| panic!("no card for {}", scale_name(*i)))
+    };
+    let last_critical = critical.iter().map(first_card).max().unwrap();
+    let first_warning = warning.iter().map(first_card).min().unwrap();
+    assert!(last_critical < first_warning && first_warning < table);
+    // Nothing but the firing NAMEs' cards above the table (whose own section opens there).
+    let above = &dom[..table];
+    assert_eq!(above.matches("<section class=\"card ").count(), 13 + 1);
+    assert_eq!(
+        above.matches("<section class=\"card crit\"").count()
+            + above.matches("<section class=\"card warn\"").count(),
+        13
+    );
+    // The rows: OK NAMEs, each a link that lists it alone.
+    assert!(dom[table..].contains("<a href=\"?name=%5En-00001%24\">n-00001</a>"));
+
+    // ?state=firing: the 13 cards only; ?state=warning: 3; ?state=ok: no card, the table.
+    let cards = |query: &str| {
+        let r = http_get(nginx.port, &format!("{PAGE}&{query}"));
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        let text = r.text();
+        assert!(text.len() <= PAGE_BUDGET, "{query}: {} bytes", text.len());
+        (
+            text.matches("<section class=\"card crit\"").count(),
+            text.matches("<section class=\"card warn\"").count(),
+            text.contains("Other NAMEs ("),
+        )
+    };
+    assert_eq!(cards("state=firing"), (10, 3, false));
+    assert_eq!(cards("state=warning"), (0, 3, false));
+    assert_eq!(cards("state=ok"), (0, 0, true));
+    // ?name=: a NAME alone gets its card; a few dozen too; a hundred go compact.
+    assert_eq!(cards("name=%5En-00001%24"), (0, 0, false));
+    let one = http_get(nginx.port, &format!("{PAGE}&name=%5En-00001%24")).text();
+    assert!(one.contains("<h2>n-00001</h2>") && !one.contains("n-00002"));
+    assert_eq!(
+        cards("name=%5En-0000"),
+        (1, 0, false),
+        "n-00000..n-00009, n-00007 critical"
+    );
+    assert!(cards("name=%5En-001").2, "100 NAMEs: compact");
+    // The compact table on a phone: ?state=ok puts it at the top.
+    let phone = screenshot_dir().join("status-page-10000-ok-390.png");
+    chromium(
+        nginx.port,
+        &format!("{url}&state=ok"),
+        &[
+            format!("--screenshot={}", phone.display()),
+            "--window-size=390,844".to_string(),
+        ],
+    );
+    let bytes = fs::read(&phone).unwrap_or_else(|e| panic!("{}: {e}", phone.display()));
+    assert_eq!(png_size(&bytes, "the phone screenshot"), (390, 844));
+    // In Chromium, the filtered page.
+    let run = chromium(
+        nginx.port,
+        &format!("{url}&name=%5En-0000&state=ok"),
+        &["--dump-dom".to_string()],
+    );
+    assert!(run
+        .stdout
+        .contains("name matches <code>^n-0000</code>, state ok: 9 of 10000 NAMEs"));
+    assert_eq!(run.stdout.matches("<section class=\"card ok\"").count(), 9);
+    // A bad pattern or state: 400 with one line saying why.
+    let bad = http_get(nginx.port, &format!("{PAGE}&name=n-(0"));
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.text(),
+        "invalid name pattern \"n-(0\": unclosed group\n"
+    );
+    let bad = http_get(nginx.port, &format!("{PAGE}&state=down"));
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().starts_with("invalid state \"down\""));
+    // JSON and Prometheus ignore the page's filters: every NAME, always.
+    let all = http_get(
+        nginx.port,
+        "/status_metrics?format=json&name=nothing&state=ok",
+    )
+    .json();
+    assert_eq!(
+        all["locations"].as_object().map(|o| o.len()),
+        Some(SCALE_NAMES)
+    );
+
+    nginx.assert_log_clean();
+    eprintln!(
+        "browser at scale: {SCALE_NAMES} NAMEs, nginx started in {setup:?}; page {} bytes \
+         served in {page_took:?}; screenshot {} in {shot_took:?}",
+        html.len(),
+        shot.display()
+    );
+}

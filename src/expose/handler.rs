@@ -13,6 +13,7 @@ use super::collect;
 use super::html::{render_html, HtmlOptions};
 use super::metrics;
 use super::negotiate::{choose_format, parse_refresh, Format};
+use super::page_filter::parse_page_filter;
 use crate::conf::directives::handle;
 use crate::conf::ConfError;
 use crate::conf::LocConf;
@@ -123,7 +124,15 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
     let body = match format {
         Format::Json => metrics::render_json(&m),
         Format::Html => {
+            // Only the page filters; a bad filter is the client's mistake, said in one line.
+            let filter = match parse_page_filter(&query) {
+                Ok(f) => f,
+                Err(e) => {
+                    return respond(r, 400, "text/plain; charset=utf-8", &format!("{e}\n"));
+                }
+            };
             let opts = HtmlOptions {
+                filter,
                 refresh: parse_refresh(arg(r, "refresh").as_deref()),
                 // SAFETY: ngx_cycle is this process's current cycle.
                 host: unsafe { (*nginx_sys::ngx_cycle).hostname.to_string() },

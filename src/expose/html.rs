@@ -19,6 +19,7 @@ use crate::expose::metrics::{
     duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics, TrafficHealth,
     NOTIFY_RESULT_LABELS,
 };
+use crate::expose::page_filter::{only_name_query, PageFilter};
 use crate::vocab::event::Level;
 use crate::vocab::text::{format_duration, format_window, iso8601};
 use crate::vocab::traffic::USUAL_WINDOWS;
@@ -29,6 +30,17 @@ pub const MAX_REFRESH_SECS: u32 = 3600;
 const MAX_SPARK_POINTS: usize = 512;
 /// Incidents listed per NAME at most (the newest are kept).
 const MAX_INCIDENTS: usize = 10;
+/// The page's size bound at any number of NAMEs (with cards of ordinary size).
+pub const PAGE_BUDGET: usize = 300 * 1024;
+/// A full card starts only while the page is shorter than this; later ones go compact.
+const CARDS_BUDGET: usize = 160 * 1024;
+/// A compact row is written only while the page is shorter than this; the rest are counted.
+const ROWS_BUDGET: usize = 280 * 1024;
+/// Up to this many NAMEs listed (after the filters), every one gets its full card, as do the
+/// probe targets; beyond it only firing NAMEs and DOWN targets do.
+pub const FULL_DETAIL_UP_TO: usize = 50;
+/// Probe rows in a NAME's card at most; its other targets join the probe list.
+const CARD_PROBES: usize = 20;
 /// Sparkline drawing area in SVG user units; CSS stretches it to the card's width.
 const SPARK_W: f64 = 300.0;
 const SPARK_H: f64 = 60.0;
@@ -42,6 +54,8 @@ pub struct HtmlOptions {
     pub host: String,
     /// Current time, Unix seconds: "since" and "ongoing" durations are computed against it.
     pub now_unix: u64,
+    /// `?name=` and `?state=`: which NAMEs and probe targets are listed.
+    pub filter: PageFilter,
 }
 
 /// Escapes `s` for HTML text and for double- or single-quoted attribute values.
@@ -169,11 +183,15 @@ td.num{font-variant-numeric:tabular-nums}\
 .stalled{margin:0 0 1rem;padding:.6rem 1rem;border-radius:.5rem;background:var(--crit);\
 color:#fff;font-weight:600}\
 footer{margin-top:1.5rem}\
+.wide{grid-column:1/-1}\
+table.compact td{padding:.15rem .4rem}\
 @media (max-width:40rem){body{padding:.6rem}\
-thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\
-tr{display:block;border-bottom:1px solid var(--line);padding:.25rem 0}\
-td{display:block;position:relative;border:0;padding:.1rem 0 .1rem 7rem;min-height:1.5rem}\
-td::before{content:attr(data-label);position:absolute;left:0;width:6.5rem;font-weight:600;\
+table:not(.compact) thead{position:absolute;width:1px;height:1px;overflow:hidden;\
+clip:rect(0 0 0 0)}\
+table:not(.compact) tr{display:block;border-bottom:1px solid var(--line);padding:.25rem 0}\
+table:not(.compact) td{display:block;position:relative;border:0;padding:.1rem 0 .1rem 7rem;\
+min-height:1.5rem}\
+table:not(.compact) td::before{content:attr(data-label);position:absolute;left:0;width:6.5rem;font-weight:600;\
 color:var(--muted)}}\
 ";
 
@@ -229,25 +247,15 @@ fn write_page(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::R
     }
     out.push_str("</p>\n");
     write_summary(out, m)?;
+    write_filter_line(out, m, opts)?;
     out.push_str("</header>\n<main>\n");
 
-    for l in &m.names {
-        let probes: Vec<&ProbeMetrics> = m.probes.iter().filter(|p| p.name == l.name).collect();
-        write_location(out, m, l, &probes, opts.now_unix)?;
-    }
-    let orphans: Vec<&ProbeMetrics> = m
-        .probes
-        .iter()
-        .filter(|p| !m.names.iter().any(|l| l.name == p.name))
-        .collect();
-    if !orphans.is_empty() {
-        out.push_str("<section class=\"card plain\">\n<div class=\"head\"><h2>Probes</h2></div>\n");
-        write_probes(out, m, &orphans, opts.now_unix, true)?;
-        out.push_str("</section>\n");
-    }
+    let listed = write_listing(out, m, opts)?;
     write_certificates(out, m, opts.now_unix)?;
     if m.names.is_empty() && m.probes.is_empty() {
         out.push_str("<p>No <code>status_alert</code> names or probes are configured.</p>\n");
+    } else if listed == 0 {
+        out.push_str("<p>No NAME or probe target matches the filter.</p>\n");
     }
     out.push_str("</main>\n");
 
@@ -288,6 +296,226 @@ fn write_stalled(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Result {
         ". Levels below are not updated and no new alerts are raised until it runs again; see \
          the nginx error log.</p>\n",
     );
+    Ok(())
+}
+
+/// What the filters keep, and how to see everything again; nothing without filters.
+fn write_filter_line(out: &mut String, m: &Metrics, opts: &HtmlOptions) -> core::fmt::Result {
+    let f = &opts.filter;
+    if !f.is_active() {
+        return Ok(());
+    }
+    let mut what = Vec::new();
+    if let Some((_, text)) = &f.name {
+        what.push(format!("name matches <code>{}</code>", escape_html(text)));
+    }
+    if let Some(state) = f.state {
+        what.push(format!("state {}", state.word()));
+    }
+    let names = m
+        .names
+        .iter()
+        .filter(|l| f.matches_name(&l.name, l.level))
+        .count();
+    let probes = m
+        .probes
+        .iter()
+        .filter(|p| f.matches_probe(&p.name, p.up))
+        .count();
+    writeln!(
+        out,
+        "<p class=\"muted filter\">Filter: {}: {names} of {} NAMEs, {probes} of {} probe targets. \
+         <a href=\"?{}\">Show all</a></p>",
+        what.join(", "),
+        m.names.len(),
+        m.probes.len(),
+        kept_query(opts).trim_start_matches('&')
+    )
+}
+
+/// What the page's own links keep of its query (unescaped): `&refresh=N` when it refreshes
+/// itself.
+fn kept_query(opts: &HtmlOptions) -> String {
+    match opts.refresh.filter(|n| *n > 0) {
+        Some(n) => format!("&refresh={}", n.min(MAX_REFRESH_SECS)),
+        None => String::new(),
+    }
+}
+
+/// The NAMEs and probe targets the filters keep: full cards for firing NAMEs (critical
+/// first) and for every NAME when few are listed, the others in a compact table; DOWN probe
+/// targets in full, the others compact when many. Cards and rows stop at their byte budgets
+/// and what is left out is counted, so the page stays under [`PAGE_BUDGET`] at any scale.
+/// Returns how many NAMEs and targets were listed (cards, rows or counted).
+fn write_listing(
+    out: &mut String,
+    m: &Metrics,
+    opts: &HtmlOptions,
+) -> Result<usize, core::fmt::Error> {
+    let f = &opts.filter;
+    let now = opts.now_unix;
+    let mut names: Vec<&NameMetrics> = m
+        .names
+        .iter()
+        .filter(|l| f.matches_name(&l.name, l.level))
+        .collect();
+    // Critical, then warning, then OK; configuration order within a level (stable sort).
+    names.sort_by_key(|l| core::cmp::Reverse(l.level));
+    let probes: Vec<usize> = (0..m.probes.len())
+        .filter(|&i| f.matches_probe(&m.probes[i].name, m.probes[i].up))
+        .collect();
+    let few = names.len() <= FULL_DETAIL_UP_TO;
+    // Which listed probe targets a card showed already.
+    let mut in_card = vec![false; m.probes.len()];
+    let mut compact: Vec<&NameMetrics> = Vec::new();
+    for l in &names {
+        if (few || l.level != Level::Ok) && out.len() < CARDS_BUDGET {
+            let mine: Vec<usize> = probes
+                .iter()
+                .copied()
+                .filter(|&i| m.probes[i].name == l.name)
+                .take(CARD_PROBES)
+                .collect();
+            let shown: Vec<&ProbeMetrics> = mine.iter().map(|&i| &m.probes[i]).collect();
+            write_location(out, m, l, &shown, now)?;
+            for i in mine {
+                in_card[i] = true;
+            }
+        } else {
+            compact.push(l);
+        }
+    }
+    let rest: Vec<&ProbeMetrics> = probes
+        .iter()
+        .filter(|&&i| !in_card[i])
+        .map(|&i| &m.probes[i])
+        .collect();
+    let few_probes = rest.len() <= FULL_DETAIL_UP_TO;
+    let (full, compact_probes): (Vec<&ProbeMetrics>, Vec<&ProbeMetrics>) =
+        rest.iter().partition(|p| few_probes || p.up == Some(false));
+    if !full.is_empty() {
+        out.push_str("<section class=\"card plain\">\n<div class=\"head\"><h2>Probes</h2></div>\n");
+        let left = write_probes(out, m, &full, now, true)?;
+        write_left_out(out, left, "probe targets")?;
+        out.push_str("</section>\n");
+    }
+    if !compact.is_empty() {
+        // Leave the compact probe rows some room: about a row per target, at most 40 KiB.
+        let reserve = (compact_probes.len() * 120).min(40 * 1024);
+        let keep = escape_html(&kept_query(opts));
+        write_compact_names(out, &mut compact, ROWS_BUDGET - reserve, &keep)?;
+    }
+    if !compact_probes.is_empty() {
+        write_compact_probes(out, &compact_probes, &escape_html(&kept_query(opts)))?;
+    }
+    Ok(names.len() + probes.len())
+}
+
+/// How many NAMEs or targets the page left out, and how to see them.
+fn write_left_out(out: &mut String, left: usize, what: &str) -> core::fmt::Result {
+    if left == 0 {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "<p class=\"note\">{left} more {what} not listed, to keep the page small: narrow the \
+         list with <code>?name=REGEX</code> or <code>?state=firing|warning|ok</code>.</p>"
+    )
+}
+
+/// A state in a compact row: the word alone when all is well, a badge otherwise.
+fn compact_state((class, word): (&str, &str), calm: bool) -> String {
+    if calm {
+        word.to_owned()
+    } else {
+        format!("<span class=\"badge {class}\">{word}</span>")
+    }
+}
+
+/// One row per NAME while the page is shorter than `budget`: name (a link listing only it,
+/// with its card), state, the window's requests and 5xx; firing ones first, then those with the most 5xx, then the busiest.
+fn write_compact_names(
+    out: &mut String,
+    names: &mut [&NameMetrics],
+    budget: usize,
+    keep: &str,
+) -> core::fmt::Result {
+    names.sort_by_key(|l| {
+        (
+            core::cmp::Reverse(l.level),
+            core::cmp::Reverse(l.window_errors),
+            core::cmp::Reverse(l.window_requests),
+        )
+    });
+    writeln!(
+        out,
+        "<section class=\"card plain wide\" aria-label=\"Other NAMEs\">\n<div class=\"head\">\
+         <h2>Other NAMEs ({})</h2></div>\n<p class=\"note\">A name lists only that NAME, with \
+         its details.</p>",
+        names.len()
+    )?;
+    out.push_str(
+        "<table class=\"compact\">\n<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">\
+         State</th><th scope=\"col\">Requests</th><th scope=\"col\">5xx</th></tr></thead>\n\
+         <tbody>\n",
+    );
+    let mut left = 0;
+    for l in names.iter() {
+        if out.len() >= budget {
+            left += 1;
+            continue;
+        }
+        // End tags of cells and rows are optional in HTML; leaving them out keeps rows short.
+        writeln!(
+            out,
+            "<tr><td><a href=\"{}{keep}\">{}</a><td>{}<td class=\"num\">{}<td class=\"num\">{}",
+            escape_html(&only_name_query(&l.name)),
+            escape_html(&l.name),
+            compact_state(level_badge(l.level), l.level == Level::Ok),
+            l.window_requests,
+            l.window_errors
+        )?;
+    }
+    out.push_str("</tbody>\n</table>\n");
+    write_left_out(out, left, "NAMEs")?;
+    out.push_str("</section>\n");
+    Ok(())
+}
+
+/// One row per probe target that is UP or not probed yet: NAME, target, state.
+fn write_compact_probes(
+    out: &mut String,
+    probes: &[&ProbeMetrics],
+    keep: &str,
+) -> core::fmt::Result {
+    writeln!(
+        out,
+        "<section class=\"card plain wide\" aria-label=\"Other probe targets\">\n\
+         <div class=\"head\"><h2>Other probe targets ({})</h2></div>",
+        probes.len()
+    )?;
+    out.push_str(
+        "<table class=\"compact\">\n<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">\
+         Target</th><th scope=\"col\">State</th></tr></thead>\n<tbody>\n",
+    );
+    let mut left = 0;
+    for p in probes {
+        if out.len() >= ROWS_BUDGET {
+            left += 1;
+            continue;
+        }
+        writeln!(
+            out,
+            "<tr><td><a href=\"{}{keep}\">{}</a><td><code>{}</code><td>{}",
+            escape_html(&only_name_query(&p.name)),
+            escape_html(&p.name),
+            escape_html(&p.target),
+            compact_state(probe_badge(p.up), p.up != Some(false))
+        )?;
+    }
+    out.push_str("</tbody>\n</table>\n");
+    write_left_out(out, left, "probe targets")?;
+    out.push_str("</section>\n");
     Ok(())
 }
 
@@ -537,7 +765,7 @@ fn write_probes(
     probes: &[&ProbeMetrics],
     now: u64,
     with_name: bool,
-) -> core::fmt::Result {
+) -> Result<usize, core::fmt::Error> {
     out.push_str("<table>\n<thead><tr>");
     if with_name {
         out.push_str("<th scope=\"col\">Name</th>");
@@ -546,7 +774,12 @@ fn write_probes(
         "<th scope=\"col\">Target</th><th scope=\"col\">State</th><th scope=\"col\">Since</th>\
          <th scope=\"col\">Last failure</th><th scope=\"col\">Duration</th></tr></thead>\n<tbody>\n",
     );
+    let mut left = 0;
     for p in probes {
+        if out.len() >= ROWS_BUDGET {
+            left += 1;
+            continue;
+        }
         let detail = m.probe_detail(&p.name, &p.target);
         let (class, word) = probe_badge(p.up);
         out.push_str("<tr>");
@@ -585,7 +818,7 @@ fn write_probes(
         )?;
     }
     out.push_str("</tbody>\n</table>\n");
-    Ok(())
+    Ok(left)
 }
 
 /// The certificates nginx serves and those HTTPS probe targets served last: expiry, level,
@@ -783,7 +1016,188 @@ mod tests {
             refresh: None,
             host: "web-1".into(),
             now_unix: NOW,
+            filter: PageFilter::default(),
         }
+    }
+
+    /// `count` NAMEs `loc-N` with five minutes of history each; `firing` of them (spread
+    /// through the list, every other one critical) above OK; one probe target per 100 NAMEs,
+    /// every tenth DOWN.
+    fn many(count: usize, firing: usize) -> Metrics {
+        let mut m = Metrics::default();
+        for i in 0..count {
+            let step = (count / firing.max(1)).max(1);
+            let level = match (i % step, i / step) {
+                (0, k) if k < firing && k % 2 == 0 => Level::Critical,
+                (0, k) if k < firing => Level::Warning,
+                _ => Level::Ok,
+            };
+            let name = format!("loc-{i}");
+            m.names.push(loc(&name, level, (i % 7) as u64, 1000));
+            m.name_details.insert(
+                name.clone(),
+                NameDetail {
+                    error_share_history: vec![0.01; 30],
+                    level_since_unix: (level != Level::Ok).then_some(NOW - 60),
+                    window_secs: Some(300),
+                    warn_pct: Some(5.0),
+                    crit_pct: Some(10.0),
+                    link: Some(format!("https://logs.example.com/{name}")),
+                    ..Default::default()
+                },
+            );
+            if i % 100 == 0 {
+                let up = Some(i % 1000 != 500);
+                m.probes.push(probe(
+                    &name,
+                    &format!("http://10.0.{}.1:8080/health", i / 100),
+                    up,
+                ));
+            }
+        }
+        m
+    }
+
+    fn with_filter(query: &str) -> HtmlOptions {
+        HtmlOptions {
+            filter: crate::expose::page_filter::parse_page_filter(query).unwrap(),
+            ..opts()
+        }
+    }
+
+    #[test]
+    fn ten_thousand_names_fit_the_budget_firing_first() {
+        let m = many(10_000, 10);
+        let firing: Vec<&NameMetrics> = m.names.iter().filter(|l| l.level != Level::Ok).collect();
+        assert_eq!(firing.len(), 10);
+        let html = render_html(&m, &opts());
+        assert!(html.len() <= PAGE_BUDGET, "{} bytes", html.len());
+        assert!(
+            html.len() > 200 * 1024,
+            "the budget is used: {} bytes",
+            html.len()
+        );
+        // Every firing NAME has its card, critical ones before warning ones, all before the
+        // compact table.
+        let table = html
+            .find("<h2>Other NAMEs (9990)</h2>")
+            .expect("compact table");
+        let mut last_crit = 0;
+        let mut first_warn = usize::MAX;
+        for l in &firing {
+            let card = format!(
+                "<section class=\"card {}\" aria-label=\"{}\">",
+                level_badge(l.level).0,
+                l.name
+            );
+            let at = html
+                .find(&card)
+                .unwrap_or_else(|| panic!("no card for {}", l.name));
+            assert!(at < table);
+            match l.level {
+                Level::Critical => last_crit = last_crit.max(at),
+                _ => first_warn = first_warn.min(at),
+            }
+        }
+        assert!(last_crit < first_warn);
+        // OK NAMEs are rows, not cards, with a link listing only them.
+        assert!(!html.contains("aria-label=\"loc-1\""));
+        assert!(html.contains("<tr><td><a href=\"?name=%5Eloc-6%24\">loc-6</a><td>OK<td class=\"num\">1000<td class=\"num\">6\n"), "{}", &html[html.len() - 3000..]);
+        // Rows are ordered by 5xx: a NAME with 6 comes before one with 0.
+        assert!(html.find(">loc-6<").unwrap() < html.find(">loc-7<").unwrap_or(usize::MAX));
+        // What did not fit is counted, with the way to see it.
+        let note = html
+            .split("<p class=\"note\">")
+            .find(|p| p.contains("more NAMEs not listed"))
+            .unwrap();
+        let left: usize = note.split(' ').next().unwrap().parse().unwrap();
+        let rows = html.matches("<tr><td><a href=\"?name=%5Eloc-").count();
+        assert!(left > 0 && rows > 1000, "{left} left, {rows} rows");
+        // DOWN probe targets in full (reason column), the UP ones compact.
+        assert!(html.contains("<h2>Probes</h2>"));
+        assert_eq!(
+            html.matches("<span class=\"badge crit\">DOWN</span>")
+                .count(),
+            10
+        );
+        assert!(html.contains("<h2>Other probe targets (80)</h2>"));
+        assert!(!html.contains("more probe targets not listed"));
+        assert!(html.ends_with("</html>\n"));
+    }
+
+    #[test]
+    fn page_stays_bounded_when_everything_fires() {
+        let m = many(10_000, 10_000);
+        let html = render_html(&m, &opts());
+        assert!(html.len() <= PAGE_BUDGET, "{} bytes", html.len());
+        assert!(html.contains("more NAMEs not listed"));
+    }
+
+    #[test]
+    fn few_names_keep_every_card() {
+        let m = many(FULL_DETAIL_UP_TO, 2);
+        let html = render_html(&m, &opts());
+        assert!(!html.contains("Other NAMEs"));
+        assert!(html.contains("aria-label=\"loc-1\""));
+        // Firing first even so.
+        assert!(
+            html.find("aria-label=\"loc-0\"").unwrap() < html.find("aria-label=\"loc-1\"").unwrap()
+        );
+        assert!(
+            html.find("aria-label=\"loc-25\"").unwrap()
+                < html.find("aria-label=\"loc-1\"").unwrap()
+        );
+    }
+
+    #[test]
+    fn filters_list_what_they_match() {
+        let m = many(10_000, 10);
+        // One NAME by the link of its row: its full card.
+        let html = render_html(&m, &with_filter("name=%5Eloc-1%24"));
+        assert!(html.contains("aria-label=\"loc-1\""), "{html}");
+        assert!(!html.contains("loc-10"));
+        assert!(html.contains("Filter: name matches <code>^loc-1$</code>: 1 of 10000 NAMEs, 0 of 100 probe targets. <a href=\"?\">Show all</a>"));
+        // A pattern matching a hundred NAMEs: too many for cards, all in the table.
+        let html = render_html(&m, &with_filter("name=^loc-9[0-9]%7B2%7D$"));
+        assert!(html.contains("<h2>Other NAMEs (100)</h2>"), "{html}");
+        assert!(!html.contains("not listed"));
+        // Firing only: cards, nothing compact; the DOWN targets.
+        let html = render_html(&m, &with_filter("state=firing"));
+        assert_eq!(
+            html.matches("<section class=\"card crit\"").count()
+                + html.matches("<section class=\"card warn\"").count(),
+            10
+        );
+        assert!(!html.contains("Other NAMEs"));
+        assert_eq!(html.matches(">DOWN<").count(), 10);
+        let html = render_html(&m, &with_filter("state=warning"));
+        assert_eq!(html.matches("<section class=\"card warn\"").count(), 5);
+        assert!(!html.contains("<section class=\"card crit\""));
+        assert!(!html.contains(">DOWN<"));
+        // OK only: no firing card, the table.
+        let html = render_html(&m, &with_filter("state=ok"));
+        assert!(
+            !html.contains("<section class=\"card crit\"")
+                && !html.contains("<section class=\"card warn\"")
+        );
+        assert!(html.contains("<h2>Other NAMEs (9990)</h2>"));
+        assert!(html.len() <= PAGE_BUDGET);
+        // Nothing matches.
+        let html = render_html(&m, &with_filter("name=nomatch"));
+        assert!(html.contains("No NAME or probe target matches the filter."));
+        // The page's links keep its refresh.
+        let html = render_html(
+            &m,
+            &HtmlOptions {
+                refresh: Some(30),
+                ..with_filter("state=ok")
+            },
+        );
+        assert!(html.contains("<a href=\"?name=%5Eloc-6%24&amp;refresh=30\">loc-6</a>"));
+        assert!(html.contains("<a href=\"?refresh=30\">Show all</a>"));
+        // The filter is shown escaped.
+        let html = render_html(&m, &with_filter("name=%3Cb%3E"));
+        assert!(html.contains("<code>&lt;b&gt;</code>"));
     }
 
     fn sample() -> Metrics {

@@ -1,6 +1,7 @@
 //! The `status_metrics` endpoint: what it shows ([`collect`], plain Rust over the zone), how
-//! (Prometheus text and JSON in `metrics`, the HTML page in `html`, the choice between them in
-//! `negotiate`), and the content handler with its directive (`handler`, FFI).
+//! (Prometheus text and JSON in `metrics`, the HTML page in `html` with its filters in
+//! `page_filter`, the choice between them in `negotiate`), and the content handler with its
+//! directive (`handler`, FFI).
 
 #[cfg(not(test))]
 pub(crate) mod handler;
@@ -12,6 +13,7 @@ pub mod mute_control;
 mod mute_handler;
 pub mod mute_view;
 pub mod negotiate;
+pub mod page_filter;
 
 use core::sync::atomic::Ordering::Relaxed;
 

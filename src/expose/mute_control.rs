@@ -118,7 +118,7 @@ fn shown(s: &str) -> String {
 }
 
 /// The parameters of a query string (`a=1&b=2`), raw.
-fn pairs(query: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+pub(super) fn pairs(query: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -134,7 +134,7 @@ pub fn is_control_request(query: &str) -> bool {
 }
 
 /// Decodes `%XX` and `+` (a space); `None` for a bad escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
