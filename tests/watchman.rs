@@ -803,7 +803,9 @@ impl Drop for MountPoint {
 fn two_instances_in_separate_mount_namespaces_each_alert() {
     require_module!();
     require!(can_run(&["unshare", "mount"]));
-    let common = PathBuf::from(format!("/run/sa-ns-test-{}/prefix", std::process::id()));
+    // Under the temp dir (TMPDIR), like every nginx dir of the kit: a launcher that runs nginx
+    // in another root (ci/test-versions: chroot) sees the temp dir at the same path.
+    let common = std::env::temp_dir().join(format!("sa-ns-test-{}/prefix", std::process::id()));
     fs::create_dir_all(&common).expect("create the common mount point");
     for d in [common.as_path(), common.parent().expect("parent")] {
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).expect("chmod");
