@@ -323,7 +323,11 @@ def bench_probes(args, nginx, out_dir, results):
         for i in (none, wp):
             i.cpu_result(s0[i.label], s1[i.label], secs)
         res["probes_per_s"] = (a1 - a0) / secs
-        if not 0.85 * n <= res["probes_per_s"] <= 1.15 * n:
+        # A rate over --probe-seconds: 10 s in a full run (within 15 % of the targets per
+        # second), 2 s with --quick, where a second's probes at either end of the window and a
+        # machine still busy with the previous CI step move it more (a smoke check: within 30 %).
+        slack = 0.30 if args.quick else 0.15
+        if not (1 - slack) * n <= res["probes_per_s"] <= (1 + slack) * n:
             raise StepFailed(f"the targets saw {res['probes_per_s']:.1f} probes/s, expected about {n}")
         for i in (none, wp):
             log(f"probes {i.label}: threads {i.res['threads']}, worker CPU "
