@@ -155,13 +155,6 @@ pub fn renewal(served_not_after: u64, on_disk: Option<(u64, u64)>) -> Option<Ren
     })
 }
 
-/// Days left until `not_after_unix` at `now_unix`, rounded down; negative once expired
-/// (`-1` within the first day after).
-pub fn days_left(not_after_unix: u64, now_unix: u64) -> i64 {
-    let secs = not_after_unix as i128 - now_unix as i128;
-    (secs.div_euclid(86_400)) as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,15 +243,5 @@ mod tests {
             (Level::Ok, Level::Critical, None)
         );
         assert!(evaluate(&certs, at(now + 5 * DAY + 5)).is_empty());
-    }
-
-    #[test]
-    fn days_left_rounds_down() {
-        assert_eq!(days_left(10 * DAY, 0), 10);
-        assert_eq!(days_left(10 * DAY - 1, 0), 9);
-        assert_eq!(days_left(0, 1), -1);
-        assert_eq!(days_left(0, DAY), -1);
-        assert_eq!(days_left(0, DAY + 1), -2);
-        assert_eq!(days_left(u64::MAX, 0), (u64::MAX / DAY) as i64);
     }
 }

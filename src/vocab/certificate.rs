@@ -72,11 +72,17 @@ impl CertificateEvent {
     }
 }
 
+/// Days left until `not_after_unix` at `now_unix`, rounded down; negative once expired
+/// (`-1` within the first day after).
+pub fn days_left(not_after_unix: u64, now_unix: u64) -> i64 {
+    let secs = not_after_unix as i128 - now_unix as i128;
+    (secs.div_euclid(86_400)) as i64
+}
+
 /// See [`CertificateEvent::expiry_words`].
 pub fn expiry_words(not_after_unix: u64, now_unix: u64) -> String {
     let date = &iso8601(not_after_unix)[..10];
-    let days = (not_after_unix as i128 - now_unix as i128).div_euclid(86_400);
-    match days {
+    match days_left(not_after_unix, now_unix) {
         d if d >= 2 => format!("expires in {d} days ({date})"),
         1 => format!("expires in 1 day ({date})"),
         0 => format!("expires today ({date})"),
@@ -99,6 +105,16 @@ mod tests {
     const DAY: u64 = 86_400;
     /// 2026-12-02T00:00:00Z.
     const NOW: u64 = 1_796_169_600;
+
+    #[test]
+    fn days_left_rounds_down() {
+        assert_eq!(days_left(10 * DAY, 0), 10);
+        assert_eq!(days_left(10 * DAY - 1, 0), 9);
+        assert_eq!(days_left(0, 1), -1);
+        assert_eq!(days_left(0, DAY), -1);
+        assert_eq!(days_left(0, DAY + 1), -2);
+        assert_eq!(days_left(u64::MAX, 0), (u64::MAX / DAY) as i64);
+    }
 
     #[test]
     fn words_for_every_distance() {
