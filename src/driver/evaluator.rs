@@ -8,7 +8,9 @@ use nginx_sys::{ngx_cycle_t, ngx_log_t};
 
 use super::helper_link::{HelperLink, RESTART_BACKOFF_MIN_MS};
 use super::lease::{self, Attempt, Lease, StateDir};
+use super::loop_fd::PostedEvent;
 use super::process::{exiting, now_ms, pid};
+use super::round::{Round, SLICE_BUDGET};
 use crate::conf::state_dir::StateDirError;
 use crate::conf::MainConf;
 use crate::evaluate::firing::{self, WatchedProbe};
@@ -62,6 +64,10 @@ pub(super) struct Evaluator {
     /// The zone's routing-state column of each destination (`zone/routes.rs`), by index;
     /// `None` for a destination that gets everything. Set when the lease is taken.
     pub(super) route_columns: Vec<Option<usize>>,
+    /// The evaluation round in progress, if it did not fit into one turn of the loop.
+    pub(super) round: Option<Round>,
+    /// Continues the round on the next turn of the loop.
+    pub(super) resume: PostedEvent,
 }
 
 /// One `dropped` outcome per payload lost for `why`, given by its destination.
@@ -108,6 +114,8 @@ impl Evaluator {
                 .map(|(index, interval_ms)| (index, HeartbeatSchedule::new(interval_ms, now))),
             held_downs: HeldDowns::default(),
             route_columns: Vec::new(),
+            round: None,
+            resume: PostedEvent::new(Some(super::process::on_resume), log),
         });
         evaluator.start_helper(now, true);
         crate::probe::net::start(&mcf.probes, log);
@@ -147,29 +155,84 @@ impl Evaluator {
             let fail_open = crate::probe::mark_down::nginx_peers::sync(self.mcf, self.log);
             crate::probe::mark_down::annotate(&mut events, &fail_open);
         }
-        let mut evaluated = false;
-        if self.lease.is_some() && now >= self.next_eval_ms {
+        if self.lease.is_some() && self.round.is_none() && now >= self.next_eval_ms {
             let interval = self.mcf.interval_ms();
             self.next_eval_ms = now + interval;
             if evaluate::take_tick(self.zone.header(), now, interval) {
-                let bounds = self.mcf.bucket_bounds();
-                events.extend(evaluate::evaluate_with(
-                    &self.watched(),
-                    now,
-                    interval,
-                    &bounds,
-                ));
-                events.extend(self.certificate_events(now));
-                evaluated = true;
-                self.zone.header().alerting.evaluated(now_ms(), pid());
-                if let Some((_, schedule)) = self.heartbeat.as_mut() {
-                    schedule.on_evaluation();
+                self.round = Some(Round::new(now));
+            }
+        }
+        self.continue_round(now, events, outcomes, true);
+    }
+
+    /// The posted event: the next slice of the round in progress.
+    pub(super) fn resume(&mut self, now: u64) {
+        if exiting() || self.round.is_none() {
+            // The next tick shuts down; a round is not finished on the way out.
+            return;
+        }
+        self.continue_round(now, Vec::new(), Vec::new(), false);
+    }
+
+    /// Evaluates the next slice of the round in progress (every NAME at the round's start),
+    /// then announces what this turn has: the probe `events` of a tick, and the round's events
+    /// once its last NAME is done. An unfinished round continues on the next turn of the loop;
+    /// a slice between ticks (`on_tick` false) that does not finish it has nothing to say.
+    fn continue_round(
+        &mut self,
+        now: u64,
+        mut events: Vec<AlertEvent>,
+        mut outcomes: Vec<OutcomeReport>,
+        on_tick: bool,
+    ) {
+        let mut sent = Vec::new();
+        let mut evaluated = false;
+        if let Some(mut round) = self.round.take().filter(|_| self.lease.is_some()) {
+            let (interval, bounds) = (self.mcf.interval_ms(), self.mcf.bucket_bounds());
+            let at = round.now_ms;
+            let total = self.mcf.names.len();
+            // Each slice's events pass the mutes with the slice's NAMEs (whose gates are
+            // kept in their slots), so no step of a round walks every NAME at once.
+            let mut held_downs = core::mem::take(&mut self.held_downs);
+            let done = round.advance(total, SLICE_BUDGET, |range| {
+                let watched = self.watched_range(range);
+                let events = evaluate::evaluate_with(&watched, at, interval, &bounds);
+                self.gate(&mut held_downs, &watched, events, at)
+            });
+            self.held_downs = held_downs;
+            match done {
+                Some(round_events) => {
+                    sent = round_events;
+                    events.extend(self.certificate_events(at));
+                    evaluated = true;
+                    self.zone.header().alerting.evaluated(now_ms(), pid());
+                    if let Some((_, schedule)) = self.heartbeat.as_mut() {
+                        schedule.on_evaluation();
+                    }
+                }
+                None => {
+                    self.round = Some(round);
+                    self.resume.post();
                 }
             }
         }
-        if self.lease.is_some() && (evaluated || !events.is_empty()) {
-            events = self.pass_mutes(events, now);
+        if !on_tick && !evaluated {
+            return;
         }
+        if self.lease.is_some() && (evaluated || !events.is_empty()) {
+            // The tick's probe events and the round's certificates, with their NAMEs.
+            if !events.is_empty() {
+                let mut held_downs = core::mem::take(&mut self.held_downs);
+                let watched = self.watched_of(&events);
+                let passed = self.gate(&mut held_downs, &watched, events, now);
+                self.held_downs = held_downs;
+                sent.extend(passed);
+            }
+            sent.extend(self.release_held_downs(now));
+        } else {
+            sent.extend(events);
+        }
+        let events = sent;
         if !events.is_empty() {
             outcomes.extend(self.announce(&events, now));
         } else if self.lease.is_some() {
@@ -347,8 +410,12 @@ impl Evaluator {
 
     /// The NAMEs with their slots, as the plain-Rust evaluation reads them.
     pub(super) fn watched(&self) -> Vec<Watched<'_>> {
-        self.mcf
-            .names
+        self.watched_range(0..self.mcf.names.len())
+    }
+
+    /// The NAMEs at `range` of the configuration's NAMEs with their slots.
+    pub(super) fn watched_range(&self, range: core::ops::Range<usize>) -> Vec<Watched<'_>> {
+        self.mcf.names[range]
             .iter()
             .filter_map(|n| {
                 // SAFETY: slots point into the mapped zone.

@@ -8,8 +8,8 @@ use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nginx_sys::{
-    ngx_close_connection, ngx_connection_t, ngx_event_handler_pt, ngx_int_t, ngx_log_t,
-    NGX_USE_EPOLL_EVENT,
+    ngx_close_connection, ngx_connection_t, ngx_event_handler_pt, ngx_event_t, ngx_int_t,
+    ngx_log_t, NGX_USE_EPOLL_EVENT,
 };
 
 /// nginx's `NGX_READ_EVENT` with the epoll event method.
@@ -107,4 +107,49 @@ pub fn consume_timer(fd: RawFd) {
     let mut n = 0u64;
     // SAFETY: reads 8 bytes into a u64 from a non-blocking timerfd.
     unsafe { libc::read(fd, ptr::addr_of_mut!(n).cast(), 8) };
+}
+
+/// An event posted to nginx's `ngx_posted_next_events`: its handler runs once on the next turn
+/// of the event loop, after the I/O that turn found, and the loop does not sleep meanwhile
+/// (how worker 0 spreads long work across turns, so requests of the same worker are served
+/// between the slices). `ngx_posted_events` would not do: nginx runs that queue until it is
+/// empty, so a handler posting itself there again would run again in the same turn.
+pub struct PostedEvent {
+    // Boxed: nginx links the event into its queue by address.
+    ev: Box<ngx_event_t>,
+}
+
+impl PostedEvent {
+    /// An event that calls `handler` when it runs.
+    pub fn new(handler: ngx_event_handler_pt, log: *mut ngx_log_t) -> Self {
+        // SAFETY: ngx_event_t is a C struct for which all-zero is nginx's own initial state
+        // (ngx_pcalloc'ed events); the handler and log are set below.
+        let mut ev: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
+        ev.handler = handler;
+        ev.log = log;
+        PostedEvent { ev }
+    }
+
+    /// Runs the handler on the next turn of the loop (once, however often this is called).
+    pub fn post(&mut self) {
+        // SAFETY: on the worker's event loop; the event outlives its place in the queue
+        // (Drop takes it out).
+        unsafe {
+            nginx_sys::ngx_post_event(
+                &mut *self.ev,
+                ptr::addr_of_mut!(nginx_sys::ngx_posted_next_events),
+            )
+        };
+    }
+}
+
+impl Drop for PostedEvent {
+    fn drop(&mut self) {
+        if self.ev.posted() != 0 {
+            // SAFETY: the event is linked into a posted queue (the next turn's, or the current
+            // turn's once nginx moved it); unlinking it before the memory goes keeps the queue
+            // valid.
+            unsafe { nginx_sys::ngx_delete_posted_event(&mut *self.ev) };
+        }
+    }
 }

@@ -15,7 +15,8 @@
 //! Files: `process` (the hooks nginx calls and each process's role), `evaluator` (worker 0's
 //! rounds: lease, probes, evaluation, announcements), `helper_link` (keeping a helper process
 //! running), `mutes` (what mutes hold back, and their hand-over), `certificates` (the
-//! certificate round), `watchman` (the other workers), `lease` (the lease and hand-over files,
+//! certificate round), `round` (an evaluation round spread over turns of the loop, plain Rust),
+//! `watchman` (the other workers), `lease` (the lease and hand-over files,
 //! plain Rust), `loop_fd` (descriptors on nginx's event loop).
 
 #[cfg(not(test))]
@@ -31,6 +32,7 @@ mod loop_fd;
 mod mutes;
 #[cfg(not(test))]
 mod process;
+mod round;
 #[cfg(not(test))]
 mod watchman;
 

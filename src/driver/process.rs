@@ -133,6 +133,15 @@ extern "C" fn on_timer(_ev: *mut ngx_event_t) {
     });
 }
 
+/// The posted event of an evaluation round that continues on this turn of the loop.
+pub(super) extern "C" fn on_resume(_ev: *mut ngx_event_t) {
+    with_role("evaluation", |role| {
+        if let Role::Evaluator(e) = role {
+            e.resume(now_ms());
+        }
+    });
+}
+
 /// Read event on the helper's report pipe.
 pub(super) extern "C" fn on_reports(_ev: *mut ngx_event_t) {
     with_role("reading the helper's reports", |role| {

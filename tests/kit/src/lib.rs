@@ -14,6 +14,7 @@
 //! | `nginx`      | generated nginx.conf; start, `-t`, `-s`, reload, stop; the wrapper hook |
 //! | `http`       | plain HTTP through ureq: one-shot, keep-alive, load                     |
 //! | `raw`        | the raw-socket client for wire-level cases                              |
+//! | `pinger`     | a client that times a request every millisecond (event-loop stalls)     |
 //! | `wire`       | HTTP/1.1 framing shared by the raw client and the fake servers          |
 //! | `servers`    | fake upstream and a listener that never answers                         |
 //! | `webhook`    | fake Discord webhook receiver                                           |
@@ -24,6 +25,7 @@ mod discord;
 mod env;
 mod http;
 mod nginx;
+mod pinger;
 mod process;
 mod prometheus;
 mod raw;
@@ -35,6 +37,7 @@ pub use crate::discord::*;
 pub use crate::env::*;
 pub use crate::http::*;
 pub use crate::nginx::*;
+pub use crate::pinger::*;
 pub use crate::process::*;
 pub use crate::prometheus::*;
 pub use crate::raw::*;
