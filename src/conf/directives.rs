@@ -123,7 +123,7 @@ extern "C" fn set_status_alert(
         )?;
         let here = place(cf);
         let mcf = main_conf(cf);
-        let existing = mcf.names.iter().find(|n| n.name == name);
+        let existing = mcf.name_index.get(name).map(|&i| &mcf.names[i]);
         let nc: *const NameConf = match existing {
             Some(n) if n.params != p => {
                 return Err(err(format!(
@@ -143,6 +143,7 @@ extern "C" fn set_status_alert(
                     slot: ptr::null(),
                 });
                 let p: *const NameConf = &*nc;
+                mcf.name_index.insert(name.to_string(), mcf.names.len());
                 mcf.names.push(nc);
                 p
             }

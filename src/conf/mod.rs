@@ -219,6 +219,9 @@ pub struct MainConf {
     /// Every NAME. Boxed: location configurations point at them while the Vec grows.
     #[allow(clippy::vec_box)]
     pub names: Vec<Box<NameConf>>,
+    /// Index of each NAME in `names`, so that each `status_alert` finds its NAME at once (a
+    /// search of `names` made 10,000 NAMEs 5 × 10^7 string comparisons).
+    pub name_index: std::collections::HashMap<String, usize>,
     /// The certificates nginx serves, read once the `http` block is merged.
     pub certificates: Vec<WatchedCertificate>,
     /// Every probe target.
@@ -414,7 +417,7 @@ impl MainConf {
             .zip(&self.maintenance_places)
         {
             if let maintenance::MaintenanceTarget::Name(name) = &w.target {
-                if !self.names.iter().any(|n| &n.name == name) {
+                if !self.name_index.contains_key(name) {
                     return Err(ConfError::At {
                         directive: "status_alert_maintenance",
                         message: format!(

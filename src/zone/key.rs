@@ -47,17 +47,6 @@ pub struct SlotKey<const N: usize> {
 }
 
 impl<const N: usize> SlotKey<N> {
-    pub(super) fn matches(&self, key: &[u8]) -> bool {
-        let len = self.len.load(Relaxed) as usize;
-        len <= N
-            && len == key.len()
-            && self
-                .bytes
-                .iter()
-                .zip(key)
-                .all(|(b, k)| b.load(Relaxed) == *k)
-    }
-
     /// Stores `key`, at most `N` bytes (see [`slot_key`]).
     pub(super) fn set(&self, key: &[u8]) {
         debug_assert!(key.len() <= N, "keys go through slot_key");

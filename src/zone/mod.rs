@@ -171,7 +171,28 @@ impl Zone {
         }
     }
 
-    /// Writes an empty zone over zero-filled memory.
+    /// Zeroes the slots carved between `before` and `after` (never handed out yet), so that a
+    /// slot starts as zeros whatever the memory held: the zone's creator zeroes only the
+    /// header, and zeroing a zone for 10,000 NAMEs touched every page of it (144 MB) at every
+    /// `nginx -t` and start.
+    fn zero_fresh(&self, before: Counts, after: Counts) {
+        if !after.fit_in(self.size) || before.names > after.names || before.probes > after.probes {
+            return;
+        }
+        let names_at = size_of::<ZoneHeader>() + before.names * size_of::<NameSlot>();
+        let names_len = (after.names - before.names) * size_of::<NameSlot>();
+        let probes_at = self.size - after.probes * size_of::<ProbeSlot>();
+        let probes_len = (after.probes - before.probes) * size_of::<ProbeSlot>();
+        // SAFETY: both ranges lie within the zone's `size` bytes (`after` fits, checked above)
+        // and hold slots no configuration has been given yet, so nothing refers to them; any
+        // bytes are valid slots (atomics only).
+        unsafe {
+            core::ptr::write_bytes(self.base.add(names_at), 0, names_len);
+            core::ptr::write_bytes(self.base.add(probes_at), 0, probes_len);
+        }
+    }
+
+    /// Writes an empty zone over memory whose header is zero-filled.
     pub fn format(&self) {
         let h = self.header();
         h.name_count.store(0, Relaxed);

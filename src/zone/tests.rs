@@ -723,3 +723,33 @@ fn routing_state_keeps_its_column_across_reorders_and_is_cleared_with_its_destin
     assert_eq!(slot.routes[d][0].load(), 7);
     assert_eq!(slot.routes[columns[1].unwrap()][3].load(), 0);
 }
+
+#[test]
+fn fresh_slots_start_as_zeros_whatever_the_memory_held() {
+    // Only the header is zeroed by the zone's creator; the rest holds junk (as nginx's slab
+    // allocator leaves it in a build with debug malloc).
+    let size = size_of::<ZoneHeader>() + 3 * size_of::<NameSlot>() + 2 * size_of::<ProbeSlot>();
+    let buf = Buf::new(size);
+    // SAFETY: the buffer is `size` bytes; the header is zeroed again right after.
+    unsafe {
+        core::ptr::write_bytes(buf.0, 0xA5, size);
+        core::ptr::write_bytes(buf.0, 0, size_of::<ZoneHeader>());
+    }
+    let z = buf.zone();
+    let claimed = z
+        .claim(&keys(&["a", "b"]), &keys(&["p http://x/"]), nobody)
+        .unwrap();
+    for slot in &claimed.names {
+        assert_eq!(slot.counters.snapshot().total(), 0);
+        assert_eq!(slot.alert.window(), (0, 0));
+        assert_eq!(slot.evaluated_since_ms.load(Relaxed), 0);
+        assert_eq!(slot.key.retired_generation.load(Relaxed), 0);
+    }
+    let p = claimed.probes[0];
+    assert_eq!(p.probe.since_ms.load(Relaxed), 0);
+    assert_eq!(p.key.retired_generation.load(Relaxed), 0);
+    // The space not carved yet is left alone (not written page by page).
+    let third_name = size_of::<ZoneHeader>() + 2 * size_of::<NameSlot>() + 100;
+    // SAFETY: inside the buffer, in no slot handed out.
+    assert_eq!(unsafe { *buf.0.add(third_name) }, 0xA5);
+}
