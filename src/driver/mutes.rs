@@ -1,11 +1,12 @@
 //! Worker 0's side of mutes: each round's events pass the mutes (maintenance windows and the
-//! runtime mutes in the zone) before they are announced, a slice of the round at a time, and the runtime mutes travel with
-//! the evaluator's state to the other master of a binary upgrade.
+//! runtime mutes in the zone) before they are announced, a slice of the round at a time, and
+//! the runtime mutes travel with the evaluator's state to the other master of a binary upgrade.
 
 use std::collections::HashSet;
 
 use crate::conf::mute_lock::{copy_mutes, local_offset_secs, with_mutes};
-use crate::evaluate::firing::{self, WatchedProbe};
+use crate::conf::MainConf;
+use crate::evaluate::firing;
 use crate::evaluate::mute_round::{gate_round, HeldDowns};
 use crate::evaluate::muted::Mutes;
 use crate::evaluate::reliability::observe;
@@ -15,6 +16,17 @@ use crate::vocab::title::log_line;
 use crate::zone::mute_table;
 
 use super::evaluator::Evaluator;
+
+/// Calls `f` with the mutes in force: the maintenance windows and a copy of the zone's runtime
+/// mutes (taken under the zone's lock, so `f` runs without it).
+fn in_force<T>(mcf: &MainConf, f: impl FnOnce(&Mutes<'_>) -> T) -> T {
+    let records = copy_mutes(mcf);
+    f(&Mutes {
+        maintenance: &mcf.maintenance,
+        records: &records,
+        local_offset_secs: local_offset_secs(),
+    })
+}
 
 impl Evaluator {
     /// Of `events` about the NAMEs of `watched` (a slice of a round, or the NAMEs a tick's
@@ -28,16 +40,12 @@ impl Evaluator {
         events: Vec<AlertEvent>,
         now: u64,
     ) -> Vec<AlertEvent> {
-        let records = copy_mutes(self.mcf);
-        let mutes = Mutes {
-            maintenance: &self.mcf.maintenance,
-            records: &records,
-            local_offset_secs: local_offset_secs(),
-        };
         for w in watched {
             observe(w.slot, now);
         }
-        let gated = gate_round(watched, events, |name| mutes.is_muted(name, now), now);
+        let gated = in_force(self.mcf, |mutes| {
+            gate_round(watched, events, |name| mutes.is_muted(name, now), now)
+        });
         for e in &gated.held {
             notice!(self.log, "{} (muted, not sent)", log_line(e, &self.host));
         }
@@ -58,34 +66,21 @@ impl Evaluator {
         if self.held_downs.is_empty() {
             return Vec::new();
         }
-        let records = copy_mutes(self.mcf);
-        let mutes = Mutes {
-            maintenance: &self.mcf.maintenance,
-            records: &records,
-            local_offset_secs: local_offset_secs(),
-        };
-        let probes: Vec<WatchedProbe<'_>> = (0..self.mcf.probes.len())
-            .filter_map(|i| self.watched_probe(i))
-            .collect();
-        let firing = firing::firing_now(&self.watched(), &probes, now);
-        let mut held_downs = core::mem::take(&mut self.held_downs);
-        let released = held_downs.release(|name| mutes.is_muted(name, now), &firing);
-        self.held_downs = held_downs;
-        released
+        let firing = firing::firing_now(&self.watched(), &self.watched_probes(), now);
+        let held_downs = &mut self.held_downs;
+        in_force(self.mcf, |mutes| {
+            held_downs.release(|name| mutes.is_muted(name, now), &firing)
+        })
     }
 
     /// `events` without those of NAMEs muted at `now` (what fires, for the Alertmanagers).
     pub(super) fn without_muted(&self, events: Vec<AlertEvent>, now: u64) -> Vec<AlertEvent> {
-        let records = copy_mutes(self.mcf);
-        let mutes = Mutes {
-            maintenance: &self.mcf.maintenance,
-            records: &records,
-            local_offset_secs: local_offset_secs(),
-        };
-        events
-            .into_iter()
-            .filter(|e| e.detail.is_served_certificate() || !mutes.is_muted(&e.name, now))
-            .collect()
+        in_force(self.mcf, |mutes| {
+            events
+                .into_iter()
+                .filter(|e| e.detail.is_served_certificate() || !mutes.is_muted(&e.name, now))
+                .collect()
+        })
     }
 
     /// The runtime mutes for the hand-over state.
