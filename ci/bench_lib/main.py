@@ -5,7 +5,9 @@ Measures, against the same nginx binary with and without the module:
   2. the throughput ratio under wrk (vanilla and module alternately, paired rounds),
   3. the cost of scraping /status_metrics with many NAMEs, and plain-request p99 meanwhile,
   4. the shared memory per NAME (size of the status_alert zone mapping),
-  5. what 1,000 TCP probe targets at interval=1s cost: threads, worker CPU, zone size, p99.
+  5. what 1,000 TCP probe targets at interval=1s cost: threads, worker CPU, zone size, p99,
+  6. scale: for 10, 1,000 and 10,000 NAMEs, `nginx -t` and reload time, and the waits of a
+     client of the evaluating worker (a request every millisecond) while it evaluates.
 Writes target/bench/report.md and report.json and prints the table.
 
 Every process it starts runs in its own process group and is ended on exit, also on SIGTERM /
@@ -30,11 +32,12 @@ from .probes import bench_probes
 from .procs import PROCS, StepFailed, log, run
 from .receiver import Receiver
 from .report import report
+from .scale_eval import bench_scale_eval
 from .scrape import bench_scrape
 from .throughput import bench_throughput
 
 REPO = Path(__file__).resolve().parent.parent.parent
-SECTIONS = ("callgrind", "throughput", "scrape", "memory", "probes")
+SECTIONS = ("callgrind", "throughput", "scrape", "memory", "probes", "scale")
 
 
 def describe_machine(args, results):
@@ -77,6 +80,9 @@ def main():
     ap.add_argument("--probe-seconds", type=int, help="seconds of CPU measured with the probes idle (10; quick 2)")
     ap.add_argument("--probe-rounds", type=int,
                     help="wrk rounds (of --round-seconds) with and without the probes (3; quick 1)")
+    ap.add_argument("--scale-names", help="NAME counts of the scale section (10,1000,10000; quick 10,1000)")
+    ap.add_argument("--scale-seconds", type=int,
+                    help="seconds of 1 ms pings during evaluation per NAME count (5; quick 2)")
     ap.add_argument("--top", type=int, default=10, help="module functions listed")
     args = ap.parse_args()
 
@@ -92,6 +98,8 @@ def main():
         "probe_targets": (1000, 20),
         "probe_seconds": (10, 2),
         "probe_rounds": (3, 1),
+        "scale_names": ("10,1000,10000", "10,1000"),
+        "scale_seconds": (5, 2),
     }
     for k, (full, quick) in defaults.items():
         if getattr(args, k) is None:
@@ -100,6 +108,12 @@ def main():
         ap.error("--names must be at least 2")
     if args.probe_targets < 1 or args.probe_seconds < 1 or args.probe_rounds < 1:
         ap.error("--probe-targets, --probe-seconds and --probe-rounds must be at least 1")
+    try:
+        scale_counts = [int(c) for c in args.scale_names.split(",") if c.strip()]
+    except ValueError:
+        ap.error("--scale-names must be a comma list of NAME counts")
+    if not scale_counts or min(scale_counts) < 1 or args.scale_seconds < 1:
+        ap.error("--scale-names needs counts >= 1 and --scale-seconds at least 1")
     args.cores = os.cpu_count() or 1
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
@@ -137,6 +151,8 @@ def main():
             "scrape": lambda: bench_scrape(args, nginx, out_dir, results),
             "memory": lambda: bench_memory(args, nginx, out_dir, results),
             "probes": lambda: bench_probes(args, nginx, out_dir, results),
+            "scale": lambda: bench_scale_eval(args, nginx, out_dir, results, scale_counts,
+                                              args.scale_seconds),
         }
         for name in sections:
             t0 = time.monotonic()

@@ -295,6 +295,31 @@ def report(args, results, errors, elapsed):
                  f"with the same configuration does not have.")
         L.append("")
 
+    se = (results.get("scale") or {}).get("evaluation")
+    if se:
+        base = se[0]
+        L.append(f"## Scale: configuration and evaluation (1 worker, `status_alert_interval 1s`, "
+                 f"every NAME in its own location)")
+        L.append("")
+        L.append("| NAMEs | `nginx -t` (module's part) | reload to a new worker | rounds | "
+                 "1 ms client of worker 0: p50 / p99 / max | p99 vs "
+                 f"{base['names']:,} NAMEs |")
+        L.append("|---:|---:|---:|---:|---:|---:|")
+        for r in se:
+            ratio = r["ping_p99_ms"] / base["ping_p99_ms"] if base["ping_p99_ms"] else float("nan")
+            L.append(f"| {r['names']:,} | {r['nginx_t_s']:.3f} s ({r['nginx_t_module_s']:+.3f} s) | "
+                     f"{r['reload_s']:.3f} s | {r['eval_rounds']:.0f} | "
+                     f"{fmt_ms(r['ping_p50_ms'])} / {fmt_ms(r['ping_p99_ms'])} / "
+                     f"{fmt_ms(r['ping_max_ms'])} | {ratio:.2f}x |")
+        L.append("")
+        L.append("Method: `nginx -t` is timed with and without the module on the same locations "
+                 "(best of 3, 1 in a quick run; the module's part is the difference); the reload "
+                 "is SIGHUP to the first new worker process in /proc; the client sends "
+                 "`GET /ping` (`return 204`) "
+                 "every millisecond on one kept-alive connection to the only worker, which "
+                 "evaluates every NAME each second in slices (docs/operations.md).")
+        L.append("")
+
     if "probe_hits" in results:
         L.append(f"Alerting stayed idle: the local webhook receiver got {results['webhook_posts']} "
                  f"posts; the probe target answered {results['probe_hits']} probes.")
