@@ -841,10 +841,9 @@ fn write_certificates(out: &mut String, m: &Metrics, now: u64) -> core::fmt::Res
         );
         let note = match (&c.problem, c.renewed_since) {
             (Some(p), _) => escape_html(p),
-            (None, Some(since)) => format!(
-                "a renewed certificate is on disk since {}: reload nginx to serve it",
-                fmt_when(since, now)
-            ),
+            (None, Some(since)) => {
+                crate::vocab::certificate::renewal_sentence(&fmt_when(since, now))
+            }
             (None, None) => "–".to_owned(),
         };
         writeln!(

@@ -4,7 +4,7 @@
 //! serve yet). The levels are `evaluate::certificate`.
 
 use crate::vocab::event::Level;
-use crate::vocab::text::iso8601;
+use crate::vocab::text::{clip, iso8601};
 
 /// Whose certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +47,16 @@ pub struct CertificateEvent {
 
 impl CertificateEvent {
     /// What the alert is about in a title: `cert example.com` or `cert api
-    /// https://10.0.0.5/health`.
-    pub fn what(&self) -> String {
+    /// https://10.0.0.5/health`, the server or probe name clipped to `name_max` characters and
+    /// the target to `target_max`, each flattened to one line.
+    pub fn what(&self, name_max: usize, target_max: usize) -> String {
         match &self.subject {
-            CertificateSubject::Served { server, .. } => format!("cert {server}"),
-            CertificateSubject::Probe { probe, target } => format!("cert {probe} {target}"),
+            CertificateSubject::Served { server, .. } => format!("cert {}", clip(server, name_max)),
+            CertificateSubject::Probe { probe, target } => format!(
+                "cert {} {}",
+                clip(probe, name_max),
+                clip(target, target_max)
+            ),
         }
     }
 
@@ -63,13 +68,15 @@ impl CertificateEvent {
 
     /// The renewal nginx does not serve yet, in words, if there is one.
     pub fn renewal_words(&self) -> Option<String> {
-        self.renewal.map(|(_, since)| {
-            format!(
-                "a renewed certificate is on disk since {}: reload nginx to serve it",
-                iso8601(since)
-            )
-        })
+        self.renewal
+            .map(|(_, since)| renewal_sentence(&iso8601(since)))
     }
+}
+
+/// The sentence about a renewal nginx does not serve yet; `since` is when the file changed, in
+/// the caller's format (ISO 8601 in alerts, the status page's own time format there).
+pub fn renewal_sentence(since: &str) -> String {
+    format!("a renewed certificate is on disk since {since}: reload nginx to serve it")
 }
 
 /// Days left until `not_after_unix` at `now_unix`, rounded down; negative once expired
@@ -155,7 +162,8 @@ mod tests {
             renewal: Some((NOW + 90 * DAY, NOW - 3600)),
             since_unix: NOW,
         };
-        assert_eq!(e.what(), "cert example.com");
+        assert_eq!(e.what(64, 64), "cert example.com");
+        assert_eq!(e.what(4, 64), "cert exa…");
         assert_eq!(
             e.renewal_words().unwrap(),
             "a renewed certificate is on disk since 2026-12-01T23:00:00Z: reload nginx to serve it"
@@ -168,7 +176,7 @@ mod tests {
             renewal: None,
             ..e
         };
-        assert_eq!(p.what(), "cert api https://10.0.0.5/health");
+        assert_eq!(p.what(64, 64), "cert api https://10.0.0.5/health");
         assert_eq!(p.renewal_words(), None);
     }
 }

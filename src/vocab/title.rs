@@ -157,14 +157,7 @@ fn traffic_title(name: &str, at_unix: u64, e: &TrafficEvent) -> String {
 /// The title of a certificate event: `WARNING cert example.com: expires in 14 days
 /// (2026-12-16)`, `RESOLVED cert example.com: expires in 89 days (2027-03-01)`.
 fn certificate_title(at_unix: u64, c: &CertificateEvent) -> String {
-    let what = match &c.subject {
-        CertificateSubject::Served { server, .. } => format!("cert {}", clip(server, TITLE_NAME)),
-        CertificateSubject::Probe { probe, target } => format!(
-            "cert {} {}",
-            clip(probe, TITLE_NAME),
-            clip(target, TITLE_TARGET)
-        ),
-    };
+    let what = c.what(TITLE_NAME, TITLE_TARGET);
     let label = if c.level == Level::Ok {
         "RESOLVED"
     } else {
