@@ -6,8 +6,10 @@ Measures, against the same nginx binary with and without the module:
   3. the cost of scraping /status_metrics with many NAMEs, and plain-request p99 meanwhile,
   4. the shared memory per NAME (size of the status_alert zone mapping),
   5. what 1,000 TCP probe targets at interval=1s cost: threads, worker CPU, zone size, p99,
-  6. scale: for 10, 1,000 and 10,000 NAMEs, `nginx -t` and reload time, and the waits of a
-     client of the evaluating worker (a request every millisecond) while it evaluates.
+  6. scale: for 10, 1,000 and 10,000 NAMEs, `nginx -t` and reload time, the waits of a client
+     of the evaluating worker (a request every millisecond) while it evaluates and while it is
+     scraped, scrape time and size per format (gzip or not, NAMEs with traffic or not), zone
+     size and worker private memory.
 Writes target/bench/report.md and report.json and prints the table.
 
 Every process it starts runs in its own process group and is ended on exit, also on SIGTERM /
@@ -33,6 +35,7 @@ from .procs import PROCS, StepFailed, log, run
 from .receiver import Receiver
 from .report import report
 from .scale_eval import bench_scale_eval
+from .scale_scrape import bench_scale_scrape
 from .scrape import bench_scrape
 from .throughput import bench_throughput
 
@@ -82,7 +85,7 @@ def main():
                     help="wrk rounds (of --round-seconds) with and without the probes (3; quick 1)")
     ap.add_argument("--scale-names", help="NAME counts of the scale section (10,1000,10000; quick 10,1000)")
     ap.add_argument("--scale-seconds", type=int,
-                    help="seconds of 1 ms pings during evaluation per NAME count (5; quick 2)")
+                    help="seconds of 1 ms pings per NAME count, during evaluation and during scrapes (5; quick 2)")
     ap.add_argument("--top", type=int, default=10, help="module functions listed")
     args = ap.parse_args()
 
@@ -151,8 +154,10 @@ def main():
             "scrape": lambda: bench_scrape(args, nginx, out_dir, results),
             "memory": lambda: bench_memory(args, nginx, out_dir, results),
             "probes": lambda: bench_probes(args, nginx, out_dir, results),
-            "scale": lambda: bench_scale_eval(args, nginx, out_dir, results, scale_counts,
-                                              args.scale_seconds),
+            "scale": lambda: (bench_scale_eval(args, nginx, out_dir, results, scale_counts,
+                                               args.scale_seconds),
+                              bench_scale_scrape(args, nginx, out_dir, results, scale_counts,
+                                                 args.scale_seconds)),
         }
         for name in sections:
             t0 = time.monotonic()

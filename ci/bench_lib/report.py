@@ -320,6 +320,43 @@ def report(args, results, errors, elapsed):
                  "evaluates every NAME each second in slices (docs/operations.md).")
         L.append("")
 
+    ss = (results.get("scale") or {}).get("scrapes")
+    if ss:
+        base = ss[0]
+        L.append("## Scale: scrapes (1 worker; the first 200 NAMEs with 200, 404 and 503 "
+                 "answers; median time, bytes on the wire)")
+        L.append("")
+        L.append("| NAMEs | traffic | Prometheus | gzip | JSON | gzip | HTML | gzip |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|---:|")
+        for r in ss:
+            for label, key in (("none", "without_traffic"), ("200 NAMEs", "with_traffic")):
+                f = r[key]
+                cells = []
+                for fmt in ("prometheus", "json", "html"):
+                    for k in (fmt, f"{fmt}_gzip"):
+                        e = f[k]
+                        enc = "" if e["encoding"] == "identity" else f" {e['encoding']}"
+                        cells.append(f"{fmt_ms(e['ms'])}, {e['bytes']:,} B{enc}")
+                L.append(f"| {r['names']:,} | {label} | " + " | ".join(cells) + " |")
+        L.append("")
+        L.append(f"| NAMEs | scrapes run | 1 ms client of the worker: p50 / p99 / max | "
+                 f"p99 vs {base['names']:,} NAMEs | zone | worker private memory |")
+        L.append("|---:|---:|---:|---:|---:|---:|")
+        for r in ss:
+            ratio = r["ping_p99_ms"] / base["ping_p99_ms"] if base["ping_p99_ms"] else float("nan")
+            L.append(f"| {r['names']:,} | {r['scrapes']} | {fmt_ms(r['ping_p50_ms'])} / "
+                     f"{fmt_ms(r['ping_p99_ms'])} / {fmt_ms(r['ping_max_ms'])} | {ratio:.2f}x | "
+                     f"{fmt_bytes(r['zone_bytes'])} | {fmt_bytes(r['worker_private_bytes'])} |")
+        L.append("")
+        L.append("Method: each format is scraped on a new connection, once to warm up, then "
+                 "timed (median of 5, 2 in a quick run), without and with `Accept-Encoding: gzip` "
+                 "(the size is what was sent; the encoding is named when it was not identity). "
+                 "The client sending `GET /ping` every millisecond runs in its own process while "
+                 "this one scrapes Prometheus text and JSON in turn, back to back. The zone is the "
+                 "worker's largest shared mapping; private memory is Private_Dirty + "
+                 "Private_Clean of the worker in /proc/PID/smaps.")
+        L.append("")
+
     if "probe_hits" in results:
         L.append(f"Alerting stayed idle: the local webhook receiver got {results['webhook_posts']} "
                  f"posts; the probe target answered {results['probe_hits']} probes.")
