@@ -2,10 +2,12 @@
 //! (src/driver/round.rs): a client of the same worker keeps being served promptly while rounds
 //! run, and an alert still goes out within an interval of its threshold crossing.
 //!
-//! The bound here is loose: 20 ms for any request, on a debug build, beyond the longest wait of
-//! the same client of a vanilla nginx pinged at the same time (on a busy machine both wait for
-//! a CPU now and then; an unsliced round of 10,000 NAMEs held the worker for 700 ms). The few
-//! milliseconds a slice takes on a release build are what `ci/bench --only scale` shows.
+//! The bound here is loose: 20 ms, on a debug build, beyond the longest wait of the same client
+//! of a vanilla nginx pinged at the same time, for all requests but fewer than one per four
+//! rounds (on a busy machine both wait for a CPU now and then, not at the same moments), and
+//! 200 ms for every request; an unsliced round of 10,000 NAMEs held the worker for 700 ms once a
+//! round. The few milliseconds a slice takes on a release build are what `ci/bench --only scale`
+//! shows.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,8 +16,12 @@ use status_alert_testkit::*;
 
 /// NAMEs, each in its own location.
 const NAMES: usize = 10_000;
-/// The longest any request of the other client may take.
+/// The longest a request of the other client may take, beyond the control's longest wait, but
+/// for a few (fewer than one per four rounds: the machine's hiccups).
 const STALL_BOUND: Duration = Duration::from_millis(20);
+/// The longest any request may take beyond the control's longest wait (an unsliced round of
+/// 10,000 NAMEs took 700 ms on a debug build).
+const STALL_CEILING: Duration = Duration::from_millis(200);
 
 fn name(i: usize) -> String {
     format!("n-{i:05}")
@@ -99,14 +105,18 @@ fn ten_thousand_names_evaluate_without_stalling_the_worker() {
         pings.round_trips.len()
     );
     assert!(control.failures.is_empty(), "{:?}", control.failures);
+    // An unsliced round stalls the worker once per round; a busy machine delays one request
+    // now and then, in either nginx but not at the same moment: a few requests over the bound
+    // are the machine, one per round is the module.
     let bound = scaled(STALL_BOUND) + control.max();
+    let over = pings.longer_than(bound);
     assert!(
-        pings.max() <= bound,
-        "a request waited {:?} (> {bound:?}, vanilla nginx's longest wait {:?} + \
-         {STALL_BOUND:?}) while {NAMES} NAMEs were evaluated; {} waited longer than that",
-        pings.max(),
+        (over as f64) < rounds / 4.0 && pings.max() <= scaled(STALL_CEILING) + control.max(),
+        "{over} requests waited longer than {bound:?} (vanilla nginx's longest wait {:?} + \
+         {STALL_BOUND:?}), the longest {:?}, while {NAMES} NAMEs were evaluated in {rounds} \
+         rounds",
         control.max(),
-        pings.longer_than(bound)
+        pings.max()
     );
 
     // The alert of the last NAME went out within an interval (and a little) of the crossing.
