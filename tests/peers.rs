@@ -217,3 +217,66 @@ fn a_reload_that_removes_a_peer_removes_its_series() {
     }
     assert_eq!(series(&after).len(), 3, "two peers and other");
 }
+
+#[test]
+fn an_upstream_with_a_zone_and_an_implicit_upstream_count_alike() {
+    require_module!();
+    // With `zone`, nginx copies the peers' names into shared memory: they are found by their
+    // bytes rather than by address. `proxy_pass http://ADDRESS` makes an implicit upstream.
+    let peers = [Upstream::start(), Upstream::start()];
+    peers[0].set("/", 500, "broken");
+    let direct = Upstream::start();
+    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let block = format!(
+        r#"
+upstream backend {{
+    zone backend 64k;
+    server {};
+    server {};
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be;
+        proxy_pass http://backend;
+    }}
+    location /direct/ {{
+        status_alert direct;
+        proxy_pass http://{};
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        servers[0],
+        servers[1],
+        addr(direct.port)
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+    for _ in 0..8 {
+        http_get(nginx.port, "/");
+    }
+    for _ in 0..3 {
+        assert_eq!(http_get(nginx.port, "/direct/x").status, 200);
+    }
+    let m = scrape_tries(&nginx, 11);
+    assert_eq!(total(&m), 11);
+    assert_eq!(
+        tries(&m, "backend", &servers[0], "5xx"),
+        peers[0].hits("/") as u64
+    );
+    assert_eq!(
+        tries(&m, "backend", &servers[1], "2xx"),
+        peers[1].hits("/") as u64
+    );
+    assert_eq!(tries(&m, "backend", "other", "2xx"), 0);
+    let implicit = addr(direct.port);
+    assert_eq!(tries(&m, &implicit, &implicit, "2xx"), 3);
+    assert!(
+        !series(&m).iter().any(|(u, _)| u == "-"),
+        "{:?}",
+        series(&m)
+    );
+}
