@@ -280,3 +280,63 @@ server {{
         series(&m)
     );
 }
+
+#[test]
+fn a_5xx_alert_names_the_peers_behind_it() {
+    require_module!();
+    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
+    peers[1].set("/", 503, "sick");
+    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let hook = WebhookReceiver::start();
+    let block = format!(
+        r#"
+status_alert_webhook {};
+status_alert_interval 1s;
+upstream backend {{
+    server {};
+    server {};
+    server {};
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be window=10s warn=off crit=20% min_requests=5;
+        proxy_pass http://backend;
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        hook.url(),
+        servers[0],
+        servers[1],
+        servers[2]
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+    for _ in 0..30 {
+        http_get(nginx.port, "/");
+    }
+    let critical = wait_until(PATIENCE, || {
+        hook.titles()
+            .iter()
+            .any(|t| t.starts_with("CRITICAL be: 5xx"))
+    });
+    assert!(critical, "no CRITICAL: {:?}", hook.titles());
+    let msg = hook
+        .messages()
+        .into_iter()
+        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be"))
+        .unwrap();
+    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
+    let peers_field = fields
+        .iter()
+        .find(|f| f["name"] == "Peers")
+        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
+    // Every failed try went to the 503 peer.
+    assert_eq!(
+        peers_field["value"],
+        format!("5xx mostly from {} (100 %)", servers[1])
+    );
+}
