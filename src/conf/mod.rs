@@ -280,6 +280,9 @@ pub struct MainConf {
     /// Boxed: locations point at them while the Vec grows.
     #[allow(clippy::vec_box)]
     pub peer_groups: Vec<Box<PeerGroup>>,
+    /// Index of each group in `peer_groups` by its upstream's address (`PeerGroup::identity`):
+    /// 10,000 NAMEs with an upstream each would otherwise search 5 × 10^7 times.
+    pub peer_group_index: std::collections::HashMap<usize, usize>,
     /// Tries of NAMEs' requests to an upstream not in `peer_groups`; set with the first group.
     pub peer_catch_all: Option<Box<PeerGroup>>,
     /// `ctx_index` of the modules that pass requests to upstreams (`conf/upstream_peers.rs`),
@@ -341,27 +344,28 @@ impl MainConf {
     ) -> core::ptr::NonNull<PeerGroup> {
         self.peer_catch_all
             .get_or_insert_with(|| Box::new(PeerGroup::catch_all()));
-        let at = match self.peer_groups.iter().position(|g| g.identity == identity) {
-            Some(i) => i,
-            None => {
-                self.peer_groups.push(Box::new(make()));
-                self.peer_groups.len() - 1
-            }
-        };
+        let next = self.peer_groups.len();
+        let at = *self
+            .peer_group_index
+            .entry(identity as usize)
+            .or_insert(next);
+        if at == next {
+            self.peer_groups.push(Box::new(make()));
+        }
         core::ptr::NonNull::from(&*self.peer_groups[at])
     }
 
     /// The group a try of upstream `identity` counts in: its own, else the catch-all. The
-    /// request path's slow way, for a request that went to another upstream than its
-    /// location's (a `proxy_pass` with variables).
+    /// request path's slow way, for a request that went to another upstream than its NAME's
+    /// (a `proxy_pass` with variables): a lookup in a map, no allocation.
     #[cold]
     #[inline(never)]
     pub fn peer_group_of(&self, identity: *const core::ffi::c_void) -> Option<&PeerGroup> {
-        self.peer_groups
-            .iter()
-            .find(|g| !identity.is_null() && g.identity == identity)
-            .or(self.peer_catch_all.as_ref())
-            .map(|g| &**g)
+        let own = (!identity.is_null())
+            .then(|| self.peer_group_index.get(&(identity as usize)))
+            .flatten()
+            .and_then(|i| self.peer_groups.get(*i));
+        own.or(self.peer_catch_all.as_ref()).map(|g| &**g)
     }
 
     /// Evaluation interval in ms.
@@ -626,6 +630,37 @@ impl LocConf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_upstream_gets_one_peer_group_and_others_count_in_the_catch_all() {
+        let mut mcf = MainConf::default();
+        assert!(mcf.peer_group_of(core::ptr::null()).is_none());
+        let (a, b) = (8usize as *const core::ffi::c_void, 16usize as *const _);
+        let peer = [("10.0.0.1:80".to_string(), b"10.0.0.1:80".as_ptr())];
+        let first = mcf.peer_group_for(a, || PeerGroup::new("a".into(), a, &peer));
+        let again = mcf.peer_group_for(a, || unreachable!("made once"));
+        assert_eq!(first, again);
+        mcf.peer_group_for(b, || PeerGroup::new("b".into(), b, &[]));
+        assert_eq!(mcf.peer_group_of(b).unwrap().upstream, "b");
+        assert_eq!(mcf.peer_group_of(a).unwrap().upstream, "a");
+        let elsewhere = 24usize as *const _;
+        assert_eq!(mcf.peer_group_of(elsewhere).unwrap().upstream, "-");
+        assert_eq!(mcf.peer_group_of(core::ptr::null()).unwrap().upstream, "-");
+        let (_, probes) = mcf.keys();
+        let keys: Vec<String> = probes
+            .into_iter()
+            .map(|k| String::from_utf8(k).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "peer:a 10.0.0.1:80",
+                "peer:a other",
+                "peer:b other",
+                "peer:- other"
+            ]
+        );
+    }
 
     #[test]
     fn errors_read_like_nginx() {
