@@ -124,8 +124,9 @@ pub unsafe extern "C" fn name_variable(
     NGX_OK as ngx_int_t
 }
 
-/// Log phase: counts the finished request under its NAME. Always declines; never fails or
-/// delays the request. Request path: a few pointer loads, then three relaxed adds.
+/// Log phase: counts the finished request under its NAME, and a proxied one's tries per peer
+/// (`count_peers`). Always declines; never fails or delays the request. Request path: a few
+/// pointer loads, then three relaxed adds (and one per try).
 pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a valid request to phase handlers.
     let r = unsafe { &*r };
@@ -143,8 +144,12 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         AlertSetting::Name(nc) => Some(nc),
         _ => None,
     });
-    // SAFETY: NameConfs live as long as the cycle; slot is null or points into the zone.
-    let Some(slot) = nc.and_then(|nc| unsafe { (*nc).slot.as_ref() }) else {
+    // SAFETY: NameConfs live as long as the cycle.
+    let Some(nc) = nc.map(|nc| unsafe { &*nc }) else {
+        return NGX_DECLINED as ngx_int_t;
+    };
+    // SAFETY: slot is null or points into the zone.
+    let Some(slot) = (unsafe { nc.slot.as_ref() }) else {
         return NGX_DECLINED as ngx_int_t;
     };
     // The status the client got, as $status computes it.
@@ -155,9 +160,21 @@ pub unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     // Request time from nginx's cached clock, like $request_time: no syscall.
     let now = nginx_sys::ngx_timeofday();
-    let elapsed_ms =
-        ((now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64)).max(0) as u64;
-    slot.counters
-        .record_in(status, elapsed_ms, mcf.bucket_ms.as_slice());
+    let elapsed_ms = (now.sec - r.start_sec) * 1000 + (now.msec as i64 - r.start_msec as i64);
+    if elapsed_ms > 0 {
+        slot.counters
+            .record_in(status, elapsed_ms as u64, mcf.bucket_ms.as_slice());
+    } else {
+        // Within the millisecond (or the clock stepped back): the first bucket whatever the
+        // bounds, so they are not even read (one branch, where `max(0)` then a test of zero
+        // made the compiler compute both ways).
+        slot.counters.record_in(status, 0, &[]);
+    }
+    // Proxied requests only: the tries per peer, out of line, as a tail call (so that this
+    // function needs no stack frame for it).
+    if !r.upstream.is_null() {
+        // SAFETY: a main request in its log phase, with an upstream, of mcf's cycle.
+        return unsafe { crate::count_peers::count_tries(r, nc, mcf) };
+    }
     NGX_DECLINED as ngx_int_t
 }

@@ -14,6 +14,8 @@ mod log;
 pub mod conf;
 #[cfg(not(test))]
 mod count;
+#[cfg(not(test))]
+mod count_peers;
 pub mod driver;
 pub mod evaluate;
 pub mod expose;
@@ -199,7 +201,8 @@ mod wiring {
         Ok(())
     }
 
-    /// Merges a location into its parent and resolves probes that take the location's NAME.
+    /// Merges a location into its parent, resolves probes that take the location's NAME and
+    /// finds the upstream peers a NAME's location counts.
     unsafe extern "C" fn merge_loc_conf(
         cf: *mut ngx_conf_t,
         prev: *mut c_void,
@@ -217,7 +220,10 @@ mod wiring {
             return NGX_CONF_ERROR;
         };
         match conf.merge_into(prev, mcf) {
-            Ok(()) => NGX_CONF_OK,
+            Ok(()) => {
+                crate::conf::upstream_peers::bind(cf, conf, mcf);
+                NGX_CONF_OK
+            }
             Err(e) => {
                 emerg!(cf.log, "{e}");
                 NGX_CONF_ERROR

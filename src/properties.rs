@@ -791,6 +791,7 @@ fn location_event() -> impl Strategy<Value = EventDetail> {
                     warn_pct: warn,
                     crit_pct: crit,
                     top_codes: top,
+                    top_peers: Vec::new(),
                     since_unix: since,
                 })
             },
@@ -886,6 +887,7 @@ proptest! {
             warn_pct: None,
             crit_pct: 10.0,
             top_codes: Vec::new(),
+            top_peers: Vec::new(),
             since_unix: 0,
         };
         // errors * 100 / total in floating point: at most an ulp above 100 when all failed.

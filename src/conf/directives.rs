@@ -141,6 +141,7 @@ extern "C" fn set_status_alert(
                     params: p,
                     place: here,
                     slot: ptr::null(),
+                    peers: None,
                 });
                 let p: *const NameConf = &*nc;
                 mcf.name_index.insert(name.to_string(), mcf.names.len());

@@ -16,6 +16,7 @@ pub mod maintenance;
 #[cfg(not(test))]
 pub(crate) mod mute_lock;
 pub mod params;
+pub mod peers;
 pub mod probe_spec;
 #[cfg(not(test))]
 pub(crate) mod regex;
@@ -27,11 +28,14 @@ pub mod state_dir;
 pub(crate) mod state_path;
 pub mod traffic;
 #[cfg(not(test))]
+pub(crate) mod upstream_peers;
+#[cfg(not(test))]
 pub(crate) mod zone_setup;
 
 use alert_params::AlertParams;
 use destination::{Destination, DestinationError, WebhookFormat, MAX_DESTINATIONS};
 use params::ParamError;
+use peers::PeerGroup;
 use probe_spec::{ProbeSpec, ProbeSpecError};
 use thiserror::Error;
 
@@ -164,6 +168,9 @@ pub struct NameConf {
     pub place: String,
     /// Its slot in the shared zone; set when the zone is initialised.
     pub slot: *const NameSlot,
+    /// The peer group of the upstream the NAME's first proxying location passes requests to
+    /// (in `MainConf::peer_groups`): the request path tries it first.
+    pub peers: Option<core::ptr::NonNull<PeerGroup>>,
 }
 
 /// One `status_alert_probe` target.
@@ -269,6 +276,18 @@ pub struct MainConf {
     /// The slab pool of the primary zone, once initialised: its lock guards the mute table
     /// (see `conf/mute_lock.rs`).
     pub zone_pool: Option<core::ptr::NonNull<nginx_sys::ngx_slab_pool_t>>,
+    /// The upstreams NAMEs' locations pass requests to, with their peers (`conf/peers.rs`).
+    /// Boxed: locations point at them while the Vec grows.
+    #[allow(clippy::vec_box)]
+    pub peer_groups: Vec<Box<PeerGroup>>,
+    /// Index of each group in `peer_groups` by its upstream's address (`PeerGroup::identity`):
+    /// 10,000 NAMEs with an upstream each would otherwise search 5 × 10^7 times.
+    pub peer_group_index: std::collections::HashMap<usize, usize>,
+    /// Tries of NAMEs' requests to an upstream not in `peer_groups`; set with the first group.
+    pub peer_catch_all: Option<Box<PeerGroup>>,
+    /// `ctx_index` of the modules that pass requests to upstreams (`conf/upstream_peers.rs`),
+    /// found once.
+    pub passing_modules: Option<Vec<nginx_sys::ngx_uint_t>>,
 }
 
 /// A zone of the previous configuration.
@@ -293,7 +312,9 @@ impl MainConf {
         self.buckets.as_ref().map(|(b, _)| *b).unwrap_or_default()
     }
 
-    /// Zone keys of every NAME and every probe, in configuration order.
+    /// Zone keys of every NAME, and of the probe table: every probe, every watched
+    /// certificate, then every upstream peer's cells ([`MainConf::all_peer_groups`]), each in
+    /// configuration order.
     pub fn keys(&self) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let names = self
             .names
@@ -302,7 +323,49 @@ impl MainConf {
             .collect();
         let probes = self.probes.iter().map(ProbeConf::key);
         let certificates = self.certificates.iter().map(WatchedCertificate::key);
-        (names, probes.chain(certificates).collect())
+        let peers = self.all_peer_groups().flat_map(PeerGroup::keys);
+        (names, probes.chain(certificates).chain(peers).collect())
+    }
+
+    /// The peer groups, the catch-all last.
+    pub fn all_peer_groups(&self) -> impl Iterator<Item = &PeerGroup> + '_ {
+        self.peer_groups
+            .iter()
+            .chain(self.peer_catch_all.iter())
+            .map(|g| &**g)
+    }
+
+    /// The group of the upstream `identity` (its `ngx_http_upstream_srv_conf_t`), made by
+    /// `make` the first time; the catch-all group comes with the first.
+    pub fn peer_group_for(
+        &mut self,
+        identity: *const core::ffi::c_void,
+        make: impl FnOnce() -> PeerGroup,
+    ) -> core::ptr::NonNull<PeerGroup> {
+        self.peer_catch_all
+            .get_or_insert_with(|| Box::new(PeerGroup::catch_all()));
+        let next = self.peer_groups.len();
+        let at = *self
+            .peer_group_index
+            .entry(identity as usize)
+            .or_insert(next);
+        if at == next {
+            self.peer_groups.push(Box::new(make()));
+        }
+        core::ptr::NonNull::from(&*self.peer_groups[at])
+    }
+
+    /// The group a try of upstream `identity` counts in: its own, else the catch-all. The
+    /// request path's slow way, for a request that went to another upstream than its NAME's
+    /// (a `proxy_pass` with variables): a lookup in a map, no allocation.
+    #[cold]
+    #[inline(never)]
+    pub fn peer_group_of(&self, identity: *const core::ffi::c_void) -> Option<&PeerGroup> {
+        let own = (!identity.is_null())
+            .then(|| self.peer_group_index.get(&(identity as usize)))
+            .flatten()
+            .and_then(|i| self.peer_groups.get(*i));
+        own.or(self.peer_catch_all.as_ref()).map(|g| &**g)
     }
 
     /// Evaluation interval in ms.
@@ -567,6 +630,37 @@ impl LocConf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_upstream_gets_one_peer_group_and_others_count_in_the_catch_all() {
+        let mut mcf = MainConf::default();
+        assert!(mcf.peer_group_of(core::ptr::null()).is_none());
+        let (a, b) = (8usize as *const core::ffi::c_void, 16usize as *const _);
+        let peer = [("10.0.0.1:80".to_string(), b"10.0.0.1:80".as_ptr())];
+        let first = mcf.peer_group_for(a, || PeerGroup::new("a".into(), a, &peer));
+        let again = mcf.peer_group_for(a, || unreachable!("made once"));
+        assert_eq!(first, again);
+        mcf.peer_group_for(b, || PeerGroup::new("b".into(), b, &[]));
+        assert_eq!(mcf.peer_group_of(b).unwrap().upstream, "b");
+        assert_eq!(mcf.peer_group_of(a).unwrap().upstream, "a");
+        let elsewhere = 24usize as *const _;
+        assert_eq!(mcf.peer_group_of(elsewhere).unwrap().upstream, "-");
+        assert_eq!(mcf.peer_group_of(core::ptr::null()).unwrap().upstream, "-");
+        let (_, probes) = mcf.keys();
+        let keys: Vec<String> = probes
+            .into_iter()
+            .map(|k| String::from_utf8(k).unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "peer:a 10.0.0.1:80",
+                "peer:a other",
+                "peer:b other",
+                "peer:- other"
+            ]
+        );
+    }
 
     #[test]
     fn errors_read_like_nginx() {

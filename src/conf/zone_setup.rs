@@ -272,11 +272,23 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             );
         }
     }
-    let (probe_slots, certificate_slots) = claimed
+    let (probe_slots, rest) = claimed
         .probes
         .split_at(mcf.probes.len().min(claimed.probes.len()));
+    let (certificate_slots, mut peer_slots) = rest.split_at(mcf.certificates.len().min(rest.len()));
     for (p, slot) in mcf.probes.iter_mut().zip(probe_slots) {
         p.slot = *slot;
+    }
+    let groups = mcf
+        .peer_groups
+        .iter_mut()
+        .chain(mcf.peer_catch_all.iter_mut());
+    for g in groups {
+        let (mine, others) = peer_slots.split_at(g.cells().min(peer_slots.len()));
+        let cells: Vec<*const crate::zone::peers::PeerCounts> =
+            mine.iter().map(|s| ptr::from_ref(&s.peer)).collect();
+        g.set_cells(&cells);
+        peer_slots = others;
     }
     for (c, slot) in mcf.certificates.iter_mut().zip(certificate_slots) {
         c.slot = *slot;

@@ -66,6 +66,8 @@ pub(super) struct Evaluator {
     pub(super) route_columns: Vec<Option<usize>>,
     /// The evaluation round in progress, if it did not fit into one turn of the loop.
     pub(super) round: Option<Round>,
+    /// Failed tries per peer over time, one per peer group (`driver/peers.rs`).
+    pub(super) peer_windows: Vec<crate::evaluate::peer_window::PeerWindow>,
     /// Continues the round on the next turn of the loop.
     pub(super) resume: PostedEvent,
 }
@@ -115,6 +117,7 @@ impl Evaluator {
             held_downs: HeldDowns::default(),
             route_columns: Vec::new(),
             round: None,
+            peer_windows: Vec::new(),
             resume: PostedEvent::new(Some(super::process::on_resume), log),
         });
         evaluator.start_helper(now, true);
@@ -159,6 +162,7 @@ impl Evaluator {
             let interval = self.mcf.interval_ms();
             self.next_eval_ms = now + interval;
             if evaluate::take_tick(self.zone.header(), now, interval) {
+                self.record_peers(now);
                 self.round = Some(Round::new(now));
             }
         }
@@ -196,7 +200,8 @@ impl Evaluator {
             let mut held_downs = core::mem::take(&mut self.held_downs);
             let done = round.advance(total, SLICE_BUDGET, |range| {
                 let watched = self.watched_range(range);
-                let events = evaluate::evaluate_with(&watched, at, interval, &bounds);
+                let mut events = evaluate::evaluate_with(&watched, at, interval, &bounds);
+                self.name_peers(&mut events, at);
                 self.gate(&mut held_downs, &watched, events, at)
             });
             self.held_downs = held_downs;

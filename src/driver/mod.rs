@@ -31,6 +31,8 @@ mod loop_fd;
 #[cfg(not(test))]
 mod mutes;
 #[cfg(not(test))]
+mod peers;
+#[cfg(not(test))]
 mod process;
 mod round;
 #[cfg(not(test))]

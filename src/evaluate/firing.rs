@@ -90,6 +90,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                 warn_pct: p.warn_pct,
                 crit_pct: p.crit_pct,
                 top_codes: Vec::new(),
+                top_peers: Vec::new(),
                 since_unix: slot.alert.incident_since_ms.load(Relaxed) / 1000,
             });
             out.push(event(n.name, Some(p), at_unix, detail));

@@ -10,6 +10,7 @@ pub mod latency;
 pub mod mute_round;
 pub mod muted;
 pub mod muting;
+pub mod peer_window;
 pub mod reliability;
 pub mod slo;
 pub mod traffic;
@@ -256,6 +257,7 @@ pub fn evaluate_with(
                 warn_pct: p.warn_pct,
                 crit_pct: p.crit_pct,
                 top_codes: figures.top_codes(TOP_CODES),
+                top_peers: Vec::new(),
                 since_unix: a.since_ms / 1000,
             })));
         }

@@ -239,6 +239,7 @@ fn released(
             warn_pct: p.warn_pct,
             crit_pct: p.crit_pct,
             top_codes: Vec::new(),
+            top_peers: Vec::new(),
             since_unix,
         }),
         IncidentKind::Latency => {

@@ -23,8 +23,8 @@ use crate::evaluate::traffic::TrafficHistory;
 use crate::vocab::event::Level;
 use crate::zone::StallReason;
 use metrics::{
-    AlertingStatus, CertificateMetrics, Metrics, NameDetail, NameHealth, NameMetrics, ProbeDetail,
-    ProbeDown, ProbeMetrics, TrafficHealth,
+    AlertingStatus, CertificateMetrics, Metrics, NameDetail, NameHealth, NameMetrics, PeerMetrics,
+    ProbeDetail, ProbeDown, ProbeMetrics, TrafficHealth,
 };
 
 /// `warn 50% · crit 10`: `traffic=` as the page shows it.
@@ -39,6 +39,30 @@ fn traffic_thresholds(t: &TrafficParams) -> String {
     }
 }
 
+/// The tries of every peer of NAMEs' upstreams; the catch-all group only once it counted.
+fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
+    let mut out = Vec::new();
+    for g in mcf.all_peer_groups() {
+        let catch_all = g.identity.is_null();
+        for (peer, cells) in g.labels().zip(g.cell_ptrs()) {
+            // SAFETY: cells point into the mapped zone once it is initialised.
+            let Some(cells) = (unsafe { cells.as_ref() }) else {
+                continue;
+            };
+            let classes = cells.snapshot();
+            if catch_all && classes == [0; 5] {
+                continue;
+            }
+            out.push(PeerMetrics {
+                upstream: g.upstream.clone(),
+                peer: peer.to_string(),
+                classes,
+            });
+        }
+    }
+    out
+}
+
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
     let mut m = Metrics {
@@ -50,6 +74,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
     {
         m.peers_down = crate::probe::mark_down::nginx_peers::kept_out(mcf);
     }
+    m.upstream_peers = upstream_peers(mcf);
     for n in &mcf.names {
         // SAFETY: slots point into the mapped zone once it is initialised.
         let Some(slot) = (unsafe { n.slot.as_ref() }) else {

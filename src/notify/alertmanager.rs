@@ -183,6 +183,7 @@ mod tests {
                 warn_pct: Some(5.0),
                 crit_pct: 10.0,
                 top_codes: vec![("502".into(), 30)],
+                top_peers: Vec::new(),
                 since_unix: 1_000,
             }),
         }

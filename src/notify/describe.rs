@@ -9,7 +9,7 @@ use crate::vocab::event::{
 };
 use crate::vocab::text::{clip, fmt_pct, format_duration, format_window, non_blank};
 use crate::vocab::title::{
-    fmt_burn_windows, fmt_latency, fmt_threshold_ms, fmt_top, latency_thresholds,
+    fmt_burn_windows, fmt_latency, fmt_threshold_ms, fmt_top, latency_thresholds, peers_text,
     traffic_thresholds, whole_requests,
 };
 
@@ -175,6 +175,9 @@ pub fn event_fields(
             fields.push(("Window", format_window(l.window_secs), true));
             if !l.top_codes.is_empty() {
                 fields.push(("Top status codes", fmt_top(&l.top_codes), false));
+            }
+            if let (Some(peers), false) = (peers_text(&l.top_peers), l.level == Level::Ok) {
+                fields.push(("Peers", peers, false));
             }
             fields.push(("Since", time(l.since_unix), true));
         }

@@ -403,6 +403,22 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_field_names_the_largest_shares() {
+        let mut ev = critical("be");
+        assert_eq!(field(&only_embed(&ev), "Peers"), None);
+        if let EventDetail::ErrorRatio(l) = &mut ev.detail {
+            l.top_peers = vec![
+                ("10.0.0.3:8080".into(), 0.82),
+                ("10.0.0.4:8080".into(), 0.18),
+            ];
+        }
+        assert_eq!(
+            field(&only_embed(&ev), "Peers"),
+            Some("5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)")
+        );
+    }
+
+    #[test]
     fn optional_fields_absent() {
         let mut l = error_ratio(Level::Critical, 5, 40);
         l.warn_pct = None;

@@ -23,7 +23,9 @@
 //! - location: `previous` (level before: `"ok"`, `"warning"`, `"critical"`), `repeat` (true when
 //!   re-posted by `repeat=`), `errors`, `total` (requests in the window), `ratio` (errors / total,
 //!   0..=1, 0 with no requests), `warn_pct` (`null` with `warn=off`), `crit_pct`,
-//!   `window_seconds`, `top_codes` (`[{"code": "502", "count": 120}, ...]`, most frequent first;
+//!   `window_seconds`, `top_peers` (`[{"peer": "10.0.0.3:8080", "share": 0.82}, ...]`, the
+//!   upstream peers behind the window's failed tries, at most 3, largest first; empty when not
+//!   known), `top_codes` (`[{"code": "502", "count": 120}, ...]`, most frequent first;
 //!   codes or classes such as `"4xx"`), `duration_seconds` (`resolved` only: the incident's
 //!   length).
 //! - probe: `target` (URL without credentials), `reason` (`down` only, e.g.
@@ -93,6 +95,11 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "crit_pct": l.crit_pct,
                 "window_seconds": l.window_secs,
                 "top_codes": top,
+                "top_peers": l
+                    .top_peers
+                    .iter()
+                    .map(|(peer, share)| json!({ "peer": peer, "share": share }))
+                    .collect::<Vec<Value>>(),
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
             })
         }
@@ -244,6 +251,7 @@ mod tests {
                 warn_pct: None,
                 crit_pct: 10.0,
                 top_codes: vec![("502".into(), 100), ("4xx".into(), 7)],
+                top_peers: Vec::new(),
                 since_unix: AT - 430,
             }),
         }
@@ -308,6 +316,21 @@ mod tests {
             e["top_codes"],
             json!([{"code": "502", "count": 100}, {"code": "4xx", "count": 7}])
         );
+        assert_eq!(e["top_peers"], json!([]));
+        let mut with_peers = location(Level::Critical, Level::Warning);
+        if let EventDetail::ErrorRatio(l) = &mut with_peers.detail {
+            l.top_peers = vec![
+                ("10.0.0.3:8080".into(), 0.82),
+                ("10.0.0.4:8080".into(), 0.18),
+            ];
+        }
+        assert_eq!(
+            event_json(&with_peers, "web-1")["top_peers"],
+            json!([
+                {"peer": "10.0.0.3:8080", "share": 0.82},
+                {"peer": "10.0.0.4:8080", "share": 0.18}
+            ])
+        );
         assert_eq!(e["host"], "web-1");
         assert_eq!(e["link"], "https://logs.example.com/api");
         assert_eq!(e["runbook"], Value::Null);
@@ -368,6 +391,7 @@ mod tests {
             "crit_pct",
             "window_seconds",
             "top_codes",
+            "top_peers",
         ];
         let probe_keys = ["target", "reason", "status", "probe_duration_ms"];
         for level in [Level::Ok, Level::Warning, Level::Critical] {

@@ -204,6 +204,7 @@ mod tests {
                 warn_pct: Some(5.0),
                 crit_pct: 10.0,
                 top_codes: vec![("503".into(), 50)],
+                top_peers: Vec::new(),
                 since_unix: 1_699_999_000,
             }),
         }

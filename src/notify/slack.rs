@@ -182,6 +182,7 @@ mod tests {
                 warn_pct: Some(5.0),
                 crit_pct: 10.0,
                 top_codes: vec![("502".into(), 100), ("504".into(), 23)],
+                top_peers: Vec::new(),
                 since_unix: AT - 430,
             }),
         }

@@ -144,6 +144,9 @@ pub struct ErrorRatioEvent {
     pub crit_pct: f64,
     /// Most frequent status codes (or classes such as `4xx`) in the window, most frequent first.
     pub top_codes: Vec<(String, u64)>,
+    /// The upstream peers behind the window's failed tries (5xx and no answer), with their
+    /// share of them (0..=1), largest first, at most 3; empty when not known.
+    pub top_peers: Vec<(String, f64)>,
     /// Start of the incident (first non-ok evaluation), Unix seconds.
     pub since_unix: u64,
 }
@@ -249,6 +252,7 @@ pub mod samples {
             warn_pct: Some(5.0),
             crit_pct: 10.0,
             top_codes: vec![("502".into(), 120), ("504".into(), 3)],
+            top_peers: Vec::new(),
             since_unix: AT - 430,
         }
     }

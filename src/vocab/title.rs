@@ -94,6 +94,19 @@ pub fn fmt_top(codes: &[(String, u64)]) -> String {
         .join(", ")
 }
 
+/// `5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)`: the peers behind a 5xx
+/// alert with their shares, as every format shows them; `None` when none is known.
+pub fn peers_text(peers: &[(String, f64)]) -> Option<String> {
+    if peers.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = peers
+        .iter()
+        .map(|(peer, share)| format!("{} ({:.0} %)", clip(peer, 64), share * 100.0))
+        .collect();
+    Some(format!("5xx mostly from {}", list.join(", ")))
+}
+
 /// Short upper-case word for the event kind, used in the multi-event summary line.
 pub fn kind_label(event: &AlertEvent) -> &'static str {
     match &event.detail {
@@ -263,6 +276,9 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
                 let top = truncate_chars(&fmt_top(&l.top_codes), LOG_TOP);
                 line.push_str(&format!(", top {top}"));
             }
+            if let (Some(peers), false) = (peers_text(&l.top_peers), l.level == Level::Ok) {
+                line.push_str(&format!(", {peers}"));
+            }
             line.push(')');
             l.since_unix
         }
@@ -402,6 +418,28 @@ mod tests {
              top 502 × 120, 504 × 3), since 2026-11-22T10:08:20Z, link https://logs.example/be, \
              runbook https://wiki.example/runbook"
         );
+    }
+
+    #[test]
+    fn the_peers_behind_a_5xx_alert() {
+        let peers = vec![
+            ("10.0.0.3:8080".to_string(), 0.82),
+            ("10.0.0.4:8080".to_string(), 0.18),
+        ];
+        let text = "5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)";
+        assert_eq!(peers_text(&peers).as_deref(), Some(text));
+        assert_eq!(peers_text(&[]), None);
+        let mut ev = critical("be");
+        if let EventDetail::ErrorRatio(l) = &mut ev.detail {
+            l.top_peers = peers;
+        }
+        let line = log_line(&ev, "h");
+        assert!(line.contains(&format!("504 × 3, {text}), since")), "{line}");
+        // A RESOLVED names no peers.
+        if let EventDetail::ErrorRatio(l) = &mut ev.detail {
+            l.level = Level::Ok;
+        }
+        assert!(!log_line(&ev, "h").contains("mostly"));
     }
 
     #[test]

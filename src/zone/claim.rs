@@ -231,8 +231,7 @@ impl Zone {
                     Pick::New => &probe_slots[fresh_probes.next().unwrap_or(0)],
                 };
                 if !matches!(*p, Pick::Existing(_)) {
-                    slot.probe.reset();
-                    slot.certificate.reset();
+                    slot.reset();
                 }
                 slot.key.set(key);
                 slot.key.state.store(SLOT_LIVE, Relaxed);

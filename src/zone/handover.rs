@@ -45,6 +45,8 @@ impl Zone {
             if let Some(o) = by_key.get(&slot.key.to_vec()) {
                 slot.probe.copy_from(&o.probe);
                 slot.certificate.copy_from(&o.certificate);
+                // A snapshot: tries old workers count into `old` after this are not moved.
+                slot.peer.copy_from(&o.peer);
             }
         }
         let (h, oh) = (self.header(), old.header());

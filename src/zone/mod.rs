@@ -7,11 +7,11 @@
 //! a heap buffer (the registration with nginx is `conf/zone_setup.rs`).
 //!
 //! Files: `header` (zone-wide state: writers, delivery counts, how alerting is doing), `slots`
-//! (what a NAME and a probe target keep), `counters` (the request path's counters), `window`
-//! (window rings), `incidents` (incident history), `mutes` and `mute_table` (runtime mutes and
-//! the muting gates), `key` (slot keys), `size` (sizing and the
-//! zone's errors), `claim` (which slot a key gets), `handover` (state and counts carried across
-//! reloads and binary upgrades), `routes` (what each routed destination knows of each
+//! (what a NAME and a probe target keep), `counters` (the request path's counters), `peers`
+//! (tries per upstream peer), `window` (window rings), `incidents` (incident history), `mutes`
+//! and `mute_table` (runtime mutes and the muting gates), `key` (slot keys), `size` (sizing and
+//! the zone's errors), `claim` (which slot a key gets), `handover` (state and counts carried
+//! across reloads and binary upgrades), `routes` (what each routed destination knows of each
 //! incident).
 
 mod claim;
@@ -22,6 +22,7 @@ pub mod incidents;
 mod key;
 pub mod mute_table;
 pub mod mutes;
+pub mod peers;
 pub mod routes;
 mod size;
 mod slots;
@@ -43,7 +44,7 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::Relaxed;
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x0a");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x0b");
 
 /// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;

@@ -8,6 +8,7 @@ use super::incidents::KINDS;
 use super::incidents::{IncidentLog, IncidentSummary};
 use super::key::SlotKey;
 use super::mute_table::MuteGates;
+use super::peers::PeerCounts;
 use super::routes::{RouteCell, ROUTE_COLUMNS};
 use super::window::{LongWindowRing, WindowRing};
 use super::{NAME_KEY_MAX, PROBE_KEY_MAX};
@@ -407,6 +408,17 @@ pub struct ProbeSlot {
     pub probe: ProbeHealth,
     /// The certificate: of an HTTPS target, or the served certificate this slot watches.
     pub certificate: CertificateWatch,
+    /// Tries per class, of the upstream peer a `peer:` slot counts (see `zone/peers.rs`).
+    pub peer: PeerCounts,
+}
+
+impl ProbeSlot {
+    /// Resets everything but the key (a slot given to another key).
+    pub(super) fn reset(&self) {
+        self.probe.reset();
+        self.certificate.reset();
+        self.peer.reset();
+    }
 }
 
 impl NameSlot {

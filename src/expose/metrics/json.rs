@@ -8,6 +8,7 @@ use super::{
 };
 use crate::vocab::reason::Reason;
 use crate::zone::incidents::{IncidentKind, KINDS};
+use crate::zone::peers::PEER_CLASS_LABELS;
 
 /// The JSON object of [`AlertingStatus`]; times in Unix seconds like the rest of the JSON.
 fn alerting_json(a: &AlertingStatus) -> Value {
@@ -193,8 +194,24 @@ pub fn render_json(m: &Metrics) -> String {
             })
         })
         .collect();
+    let mut upstream_peers = Map::new();
+    for p in &m.upstream_peers {
+        let classes: Map<String, Value> = PEER_CLASS_LABELS
+            .iter()
+            .zip(p.classes.iter())
+            .map(|(c, n)| (c.to_string(), json!(n)))
+            .collect();
+        if let Some(peers) = upstream_peers
+            .entry(p.upstream.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            peers.insert(p.peer.clone(), Value::Object(classes));
+        }
+    }
     let doc = json!({
         "locations": locations,
+        "upstream_peers": upstream_peers,
         "probes": probes,
         "certificates": certificates,
         "probe_certificates": probe_certificates,

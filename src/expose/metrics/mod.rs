@@ -58,6 +58,19 @@ pub struct Metrics {
     pub mutes: BTreeMap<String, MuteView>,
     /// Seconds each NAME has been evaluated (what MTBF is measured over), by NAME.
     pub observed_secs: BTreeMap<String, u64>,
+    /// Tries per upstream peer of NAMEs' requests, in configuration order.
+    pub upstream_peers: Vec<PeerMetrics>,
+}
+
+/// Tries of one upstream peer (`nginx_upstream_peer_responses_total`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerMetrics {
+    /// The upstream (`-`: none the configuration names).
+    pub upstream: String,
+    /// The peer as `$upstream_addr` prints it, or `other`.
+    pub peer: String,
+    /// Tries by class, in the order of `zone::peers::PEER_CLASS_LABELS`.
+    pub classes: [u64; 5],
 }
 
 /// One certificate nginx serves.

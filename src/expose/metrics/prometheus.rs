@@ -6,6 +6,7 @@ use core::fmt::{self, Write};
 use super::{cumulative_buckets, status_label, AlertingStatus, Metrics, NOTIFY_RESULT_LABELS};
 use crate::vocab::reason::Reason;
 use crate::zone::incidents::IncidentKind;
+use crate::zone::peers::PEER_CLASS_LABELS;
 
 /// Writes `s` escaped as a Prometheus label value.
 pub(super) fn escape_label(out: &mut impl Write, s: &str) -> fmt::Result {
@@ -252,6 +253,26 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         for (upstream, peer, down) in &m.peers_down {
             let labels = [("upstream", upstream.as_str()), ("peer", peer.as_str())];
             sample(out, "nginx_upstream_peer_down", &labels, *down as u8)?;
+        }
+    }
+
+    if !m.upstream_peers.is_empty() {
+        let name = "nginx_upstream_peer_responses_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Upstream tries of NAMEs' requests by peer and class (error: no response).",
+        )?;
+        for p in &m.upstream_peers {
+            for (class, n) in PEER_CLASS_LABELS.iter().zip(p.classes.iter()) {
+                let labels = [
+                    ("upstream", p.upstream.as_str()),
+                    ("peer", p.peer.as_str()),
+                    ("class", class),
+                ];
+                sample(out, name, &labels, n)?;
+            }
         }
     }
 

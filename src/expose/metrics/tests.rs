@@ -212,7 +212,56 @@ fn full() -> Metrics {
         duration_seconds: 0.5,
         failures: [0, 2, 0, 0, 0, 0, 0, 0, 0],
     });
+    m.upstream_peers = peers();
     m
+}
+
+fn peers() -> Vec<PeerMetrics> {
+    let peer = |upstream: &str, peer: &str, classes| PeerMetrics {
+        upstream: upstream.into(),
+        peer: peer.into(),
+        classes,
+    };
+    vec![
+        peer("backend", "10.0.0.3:8080", [7, 0, 1, 41, 0]),
+        peer("backend", "[::1]:8080", [50, 0, 0, 0, 2]),
+        peer("backend", "other", [0; 5]),
+        peer("-", "other", [3, 0, 0, 0, 0]),
+    ]
+}
+
+#[test]
+fn upstream_peer_tries_in_both_encodings() {
+    let mut m = Metrics::default();
+    assert!(!render(&m).contains("nginx_upstream_peer_responses_total"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&render_json(&m)).unwrap()["upstream_peers"],
+        serde_json::json!({})
+    );
+    m.upstream_peers = peers();
+    let text = render(&m);
+    assert!(text.contains("# TYPE nginx_upstream_peer_responses_total counter\n"));
+    let line = |u: &str, p: &str, c: &str, n: u64| {
+        format!(
+            "nginx_upstream_peer_responses_total{{upstream=\"{u}\",peer=\"{p}\",class=\"{c}\"}} {n}\n"
+        )
+    };
+    for want in [
+        line("backend", "10.0.0.3:8080", "5xx", 41),
+        line("backend", "10.0.0.3:8080", "2xx", 7),
+        line("backend", "[::1]:8080", "error", 2),
+        line("backend", "other", "3xx", 0),
+        line("-", "other", "2xx", 3),
+    ] {
+        assert!(text.contains(&want), "{want} in\n{text}");
+    }
+    let json: Value = serde_json::from_str(&render_json(&m)).unwrap();
+    let peers = &json["upstream_peers"];
+    assert_eq!(peers["backend"]["10.0.0.3:8080"]["5xx"], 41);
+    assert_eq!(peers["backend"]["[::1]:8080"]["error"], 2);
+    assert_eq!(peers["backend"]["other"]["4xx"], 0);
+    assert_eq!(peers["-"]["other"]["2xx"], 3);
+    assert!(json["locations"].is_object(), "other members stay");
 }
 
 #[test]
