@@ -5,6 +5,9 @@
 //! afterwards, so rendering is pure and testable.
 
 mod json;
+mod json_out;
+#[cfg(test)]
+mod json_tree;
 mod prometheus;
 
 use std::collections::BTreeMap;
@@ -14,7 +17,7 @@ use crate::vocab::reason::Reason;
 use crate::zone::counters::{BucketBounds, CountersSnapshot};
 use crate::zone::incidents::IncidentSummary;
 use crate::zone::StallReason;
-pub use json::render_json;
+pub use json::{render_json, write_json};
 pub use prometheus::render_prometheus;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
@@ -343,3 +346,5 @@ pub(super) fn status_label(code: Option<u16>) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_scale;
