@@ -41,8 +41,14 @@ fn traffic_thresholds(t: &TrafficParams) -> String {
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
+    // Sized up front: a NAME's entry carries its counters (4 KB), and growing by doubling
+    // copied them over and over at thousands of NAMEs.
     let mut m = Metrics {
         bucket_bounds: mcf.bucket_bounds(),
+        names: Vec::with_capacity(mcf.names.len()),
+        health: Vec::with_capacity(mcf.names.len()),
+        probes: Vec::with_capacity(mcf.probes.len()),
+        probe_down: Vec::with_capacity(mcf.probes.len()),
         ..Metrics::default()
     };
     // Which upstream peers mark_down keeps out: read from nginx's upstream zones.

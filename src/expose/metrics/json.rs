@@ -9,10 +9,10 @@ use std::collections::HashMap;
 
 use super::json_out::{sorted_members, JsonOut};
 use super::NOTIFY_RESULT_LABELS;
-use super::{le_label, AlertingStatus, Metrics, NameHealth, NameMetrics, ProbeMetrics};
+use super::{cumulative_counts, le_labels, AlertingStatus, Metrics, NameHealth, NameMetrics};
+use super::{ProbeMetrics, StatusLabel};
 use crate::vocab::event::Level;
 use crate::vocab::reason::Reason;
-use crate::zone::counters::BUCKET_SLOTS;
 use crate::zone::incidents::{IncidentKind, KINDS};
 
 /// Renders the same data as JSON, newline-terminated.
@@ -117,7 +117,7 @@ fn notifications(o: &mut JsonOut, counts: &[u64; 4]) {
 
 /// Histogram labels and the order their members print in, the same for every NAME.
 struct BucketLayout {
-    /// `le` labels, `+Inf` last, as [`super::cumulative_buckets`] gives them.
+    /// `le` labels, `+Inf` last, as [`le_labels`] gives them.
     labels: Vec<String>,
     /// Indexes into `labels` in key order.
     order: Vec<usize>,
@@ -125,13 +125,7 @@ struct BucketLayout {
 
 impl BucketLayout {
     fn new(m: &Metrics) -> Self {
-        let mut labels: Vec<String> = m
-            .bucket_bounds
-            .as_ms()
-            .iter()
-            .map(|ms| le_label(*ms))
-            .collect();
-        labels.push("+Inf".to_string());
+        let labels = le_labels(&m.bucket_bounds);
         let indexed: Vec<(&str, usize)> = labels.iter().map(String::as_str).zip(0..).collect();
         let order = sorted_members(indexed)
             .into_iter()
@@ -168,7 +162,7 @@ fn location(
     o.member("alert_state", level_word(l.level));
     o.member_object("duration_seconds");
     o.member_object("buckets");
-    let cumulative = cumulative_counts(l, m);
+    let cumulative = cumulative_counts(&l.counters, &m.bucket_bounds);
     for &i in &layout.order {
         o.member(&layout.labels[i], cumulative[i]);
     }
@@ -198,12 +192,9 @@ fn location(
     }
     // Status labels print in key order already: three-digit codes ascending, then "other".
     o.member_object("requests");
-    let mut code_buf = CodeBuffer([0; 5]);
+    let mut status = StatusLabel::new();
     for (code, n) in l.counters.seen_codes() {
-        match code {
-            Some(c) => o.member(code_buf.format(c), n),
-            None => o.member("other", n),
-        }
+        o.member(status.of(code), n);
     }
     o.close_object();
     o.member("requests_total", l.counters.total());
@@ -234,37 +225,6 @@ fn location(
     o.member("requests", l.window_requests);
     o.close_object();
     o.close_object();
-}
-
-/// Cumulative bucket counts in the order of [`super::cumulative_buckets`], without its labels.
-fn cumulative_counts(l: &NameMetrics, m: &Metrics) -> [u64; BUCKET_SLOTS] {
-    let mut out = [0u64; BUCKET_SLOTS];
-    let bounds = m.bucket_bounds.as_ms().len();
-    let mut total = 0u64;
-    for (d, n) in out.iter_mut().zip(&l.counters.buckets[..bounds]) {
-        total += n;
-        *d = total;
-    }
-    out[bounds] = total + l.counters.buckets[m.bucket_bounds.inf_index()];
-    out
-}
-
-/// Formats a status code without allocating.
-struct CodeBuffer([u8; 5]);
-
-impl CodeBuffer {
-    fn format(&mut self, mut n: u16) -> &str {
-        let mut i = self.0.len();
-        loop {
-            i -= 1;
-            self.0[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        core::str::from_utf8(&self.0[i..]).unwrap_or("")
-    }
 }
 
 /// `"incidents"`: totals and seconds by kind, and the recent ones.

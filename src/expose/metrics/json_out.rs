@@ -49,11 +49,18 @@ impl<'a> JsonOut<'a> {
         self.first = false;
     }
 
-    /// `"key":` of the next member.
+    /// `"key":` of the next member. Keys with nothing to escape (all of ours, and the usual
+    /// NAME) are copied as they are.
     pub fn key(&mut self, key: &str) {
         self.separate();
-        self.scalar(key);
-        self.buf.push(b':');
+        if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(key.as_bytes());
+            self.buf.extend_from_slice(b"\":");
+        } else {
+            self.scalar(key);
+            self.buf.push(b':');
+        }
     }
 
     /// Before an array element that is not written by [`JsonOut::value`].
@@ -149,6 +156,26 @@ mod tests {
         assert_eq!(written(|o| o.scalar(u64::MAX)), values[7].to_string());
         assert_eq!(written(|o| o.scalar(true)), "true");
         assert_eq!(written(|o| o.scalar(None::<f64>)), "null");
+    }
+
+    #[test]
+    fn keys_as_serde_json_writes_them() {
+        for key in [
+            "plain",
+            "n-00001",
+            "quote\"",
+            "back\\slash",
+            "new\nline",
+            "\u{7f}é",
+            "",
+        ] {
+            let text = written(|o| {
+                o.open_object();
+                o.member(key, 1);
+                o.close_object();
+            });
+            assert_eq!(text, json!({ key: 1 }).to_string());
+        }
     }
 
     #[test]
