@@ -1,8 +1,9 @@
 //! The `status_metrics` endpoint: what it shows ([`collect`], plain Rust over the zone), how
 //! (Prometheus text and JSON in `metrics`, the HTML page in `html` with its filters in
-//! `page_filter`, the choice between them in `negotiate`), and the content handler with its
-//! directive (`handler`, FFI).
+//! `page_filter`, the choice between them in `negotiate`, gzip in `encoding`), and the content
+//! handler with its directive (`handler`, FFI).
 
+pub mod encoding;
 #[cfg(not(test))]
 pub(crate) mod handler;
 pub mod html;
