@@ -5,11 +5,13 @@ use core::ffi::{c_char, c_void};
 
 use nginx_sys::{
     ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_request_t, ngx_int_t, ngx_str_t,
-    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_OK,
+    ngx_table_elt_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_NOT_ALLOWED, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 use super::collect;
+use super::encoding::{accepts_gzip, gzip};
 use super::html::{render_html, HtmlOptions};
 use super::metrics;
 use super::negotiate::{choose_format, parse_refresh, Format};
@@ -64,12 +66,12 @@ pub(super) fn arg(r: &mut ngx_http_request_t, name: &str) -> Option<String> {
     (found == NGX_OK as ngx_int_t).then(|| String::from_utf8_lossy(value.as_bytes()).into_owned())
 }
 
-/// The request's `Accept` header, if any.
-fn accept(r: &ngx_http_request_t) -> Option<String> {
+/// The request header `name` (lower case), if any.
+fn header_in(r: &ngx_http_request_t, name: &str) -> Option<String> {
     // SAFETY: the request's header list is valid for the request's lifetime.
     let headers = unsafe { ngx::http::list_iterator(&r.headers_in.headers) };
     for (key, value) in headers {
-        if key.as_bytes().eq_ignore_ascii_case(b"accept") {
+        if key.as_bytes().eq_ignore_ascii_case(name.as_bytes()) {
             return Some(String::from_utf8_lossy(value.as_bytes()).into_owned());
         }
     }
@@ -120,9 +122,16 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
         local_offset_secs: crate::conf::mute_lock::local_offset_secs(),
     };
     super::mute_view::collect_mutes(&mut m, mcf, &mutes, now_ms);
-    let format = choose_format(arg(r, "format").as_deref(), accept(r).as_deref());
+    let format = choose_format(
+        arg(r, "format").as_deref(),
+        header_in(r, "accept").as_deref(),
+    );
     let body = match format {
-        Format::Json => metrics::render_json(&m),
+        Format::Json => {
+            let mut buf = Vec::new();
+            metrics::write_json(&m, &mut buf);
+            buf
+        }
         Format::Html => {
             // Only the page filters; a bad filter is the client's mistake, said in one line.
             let filter = match parse_page_filter(&query) {
@@ -138,16 +147,68 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
                 host: unsafe { (*nginx_sys::ngx_cycle).hostname.to_string() },
                 now_unix: now_ms / 1000,
             };
-            render_html(&m, &opts)
+            render_html(&m, &opts).into_bytes()
         }
         Format::Prometheus => {
             let mut s = String::with_capacity(256 + m.names.len() * 2048);
             metrics::render_prometheus(&m, &mut s)
                 .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
-            s
+            s.into_bytes()
         }
     };
-    respond(r, 200, format.content_type(), &body)
+    drop(m);
+    // gzip when the client takes it; a body that cannot be compressed goes out plain.
+    let packed = accepts_gzip(header_in(r, "accept-encoding").as_deref())
+        .then(|| gzip(&body))
+        .flatten();
+    match packed {
+        Some(packed) if set_content_encoding_gzip(r) => {
+            send(r, 200, format.content_type(), &packed, Coding::Negotiated)
+        }
+        _ => send(r, 200, format.content_type(), &body, Coding::Negotiated),
+    }
+}
+
+/// Whether a response's coding depends on the request's `Accept-Encoding`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    /// Always plain (short answers, errors).
+    Fixed,
+    /// gzip when the client takes it: the response says `Vary: Accept-Encoding`.
+    Negotiated,
+}
+
+/// Marks the response as gzip-coded: `Content-Encoding: gzip`, set as nginx's own
+/// `headers_out.content_encoding` too, which is how nginx's gzip filter (when the operator
+/// turned it on here) knows the body is coded already and leaves it alone. False when the
+/// header cannot be added (then the body goes out plain).
+fn set_content_encoding_gzip(r: &mut ngx_http_request_t) -> bool {
+    const KEY: &str = "Content-Encoding";
+    const VALUE: &str = "gzip";
+    // SAFETY: the list belongs to the request; ngx_list_push returns an element allocated
+    // from the request pool, or null.
+    let h: *mut ngx_table_elt_t =
+        unsafe { nginx_sys::ngx_list_push(&mut r.headers_out.headers) }.cast();
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: `h` is a new element of the list, ours alone. Zeroed first, so that fields some
+    // nginx versions have beyond these (`next`, `lowcase_key`) are null; the key and value
+    // point to static strings, which nginx only reads.
+    unsafe {
+        core::ptr::write_bytes(h, 0, 1);
+        (*h).hash = 1;
+        (*h).key = ngx_str_t {
+            len: KEY.len(),
+            data: KEY.as_ptr().cast_mut(),
+        };
+        (*h).value = ngx_str_t {
+            len: VALUE.len(),
+            data: VALUE.as_ptr().cast_mut(),
+        };
+    }
+    r.headers_out.content_encoding = h;
+    true
 }
 
 /// Sends `body` with `status` and `content_type` (a static string).
@@ -156,6 +217,17 @@ pub(super) fn respond(
     status: usize,
     content_type: &'static str,
     body: &str,
+) -> Result<ngx_int_t, ngx_int_t> {
+    send(r, status, content_type, body.as_bytes(), Coding::Fixed)
+}
+
+/// Sends `body` (already coded as the headers say) with `status` and `content_type`.
+fn send(
+    r: &mut ngx_http_request_t,
+    status: usize,
+    content_type: &'static str,
+    body: &[u8],
+    coding: Coding,
 ) -> Result<ngx_int_t, ngx_int_t> {
     let content_type = ngx_str_t {
         len: content_type.len(),
@@ -169,6 +241,11 @@ pub(super) fn respond(
     add_header(r, "Cache-Control", "no-store");
     // The answer depends on Accept: caches must not hand a browser's HTML to Prometheus.
     add_header(r, "Vary", "Accept");
+    if coding == Coding::Negotiated {
+        // And on Accept-Encoding, coded or not: a cache must not hand gzip to a client
+        // that did not ask for it, nor plain text to one that did.
+        add_header(r, "Vary", "Accept-Encoding");
+    }
 
     // SAFETY: valid request.
     let rc = unsafe { nginx_sys::ngx_http_send_header(r) };

@@ -1,8 +1,9 @@
 //! The `status_metrics` endpoint: what it shows ([`collect`], plain Rust over the zone), how
 //! (Prometheus text and JSON in `metrics`, the HTML page in `html` with its filters in
-//! `page_filter`, the choice between them in `negotiate`), and the content handler with its
-//! directive (`handler`, FFI).
+//! `page_filter`, the choice between them in `negotiate`, gzip in `encoding`), and the content
+//! handler with its directive (`handler`, FFI).
 
+pub mod encoding;
 #[cfg(not(test))]
 pub(crate) mod handler;
 pub mod html;
@@ -65,8 +66,14 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
 
 /// Copies the zone's values for every configured NAME and probe at `now_ms`.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
+    // Sized up front: a NAME's entry carries its counters (4 KB), and growing by doubling
+    // copied them over and over at thousands of NAMEs.
     let mut m = Metrics {
         bucket_bounds: mcf.bucket_bounds(),
+        names: Vec::with_capacity(mcf.names.len()),
+        health: Vec::with_capacity(mcf.names.len()),
+        probes: Vec::with_capacity(mcf.probes.len()),
+        probe_down: Vec::with_capacity(mcf.probes.len()),
         ..Metrics::default()
     };
     // Which upstream peers mark_down keeps out: read from nginx's upstream zones.

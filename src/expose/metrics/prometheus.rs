@@ -2,23 +2,83 @@
 //! label values escaped, a family without samples left out.
 
 use core::fmt::{self, Write};
+use std::borrow::Cow;
 
-use super::{cumulative_buckets, status_label, AlertingStatus, Metrics, NOTIFY_RESULT_LABELS};
+use super::NOTIFY_RESULT_LABELS;
+use super::{cumulative_counts, le_labels, AlertingStatus, Metrics, StatusLabel};
 use crate::vocab::reason::Reason;
 use crate::zone::incidents::IncidentKind;
 use crate::zone::peers::PEER_CLASS_LABELS;
 
-/// Writes `s` escaped as a Prometheus label value.
+/// Writes `s` escaped as a Prometheus label value: runs without `\\`, `"` or newline in one
+/// piece.
 pub(super) fn escape_label(out: &mut impl Write, s: &str) -> fmt::Result {
-    for c in s.chars() {
-        match c {
-            '\\' => out.write_str("\\\\")?,
-            '"' => out.write_str("\\\"")?,
-            '\n' => out.write_str("\\n")?,
-            c => out.write_char(c)?,
-        }
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            b'\n' => "\\n",
+            _ => continue,
+        };
+        // `i` is an ASCII byte's index, so both slices end on character boundaries.
+        out.write_str(&s[start..i])?;
+        out.write_str(escaped)?;
+        start = i + 1;
     }
-    Ok(())
+    out.write_str(&s[start..])
+}
+
+/// A sample's value: integers without the formatting machinery (most samples are counts),
+/// floats as Rust prints them (shortest form that reads back the same, no exponent).
+pub(super) trait SampleValue {
+    fn write_value(&self, out: &mut impl Write) -> fmt::Result;
+}
+
+impl SampleValue for u64 {
+    fn write_value(&self, out: &mut impl Write) -> fmt::Result {
+        // Most counts of most NAMEs are single digits (often 0).
+        if *self < 10 {
+            return out.write_char(char::from(b'0' + *self as u8));
+        }
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = *self;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        // ASCII digits only.
+        out.write_str(core::str::from_utf8(&digits[i..]).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl SampleValue for u8 {
+    fn write_value(&self, out: &mut impl Write) -> fmt::Result {
+        u64::from(*self).write_value(out)
+    }
+}
+
+impl SampleValue for usize {
+    fn write_value(&self, out: &mut impl Write) -> fmt::Result {
+        (*self as u64).write_value(out)
+    }
+}
+
+impl SampleValue for f64 {
+    fn write_value(&self, out: &mut impl Write) -> fmt::Result {
+        write!(out, "{self}")
+    }
+}
+
+impl<T: SampleValue> SampleValue for &T {
+    fn write_value(&self, out: &mut impl Write) -> fmt::Result {
+        (*self).write_value(out)
+    }
 }
 
 /// A sample line: `name{k="v",...} value`.
@@ -26,7 +86,7 @@ pub(super) fn sample(
     out: &mut impl Write,
     name: &str,
     labels: &[(&str, &str)],
-    value: impl fmt::Display,
+    value: impl SampleValue,
 ) -> fmt::Result {
     out.write_str(name)?;
     if !labels.is_empty() {
@@ -35,18 +95,80 @@ pub(super) fn sample(
             if i > 0 {
                 out.write_char(',')?;
             }
-            write!(out, "{k}=\"")?;
+            out.write_str(k)?;
+            out.write_str("=\"")?;
             escape_label(out, v)?;
             out.write_char('"')?;
         }
         out.write_char('}')?;
     }
-    writeln!(out, " {value}")
+    out.write_char(' ')?;
+    value.write_value(out)?;
+    out.write_char('\n')
 }
 
 pub(super) fn header(out: &mut impl Write, name: &str, kind: &str, help: &str) -> fmt::Result {
-    writeln!(out, "# HELP {name} {help}")?;
-    writeln!(out, "# TYPE {name} {kind}")
+    for part in [
+        "# HELP ",
+        name,
+        " ",
+        help,
+        "\n# TYPE ",
+        name,
+        " ",
+        kind,
+        "\n",
+    ] {
+        out.write_str(part)?;
+    }
+    Ok(())
+}
+
+/// What follows a located sample's NAME: the closing quote and brace, or a second label.
+const END: &str = "\"} ";
+const STATUS: &str = "\",status=\"";
+const WINDOW: &str = "\",window=\"";
+
+/// `family{location="`: the start of a sample labelled by location NAME, in one piece.
+macro_rules! located {
+    ($family:literal) => {
+        concat!($family, "{location=\"")
+    };
+}
+
+/// `s` escaped as a label value; borrowed when nothing needs escaping (the usual NAME).
+fn escaped(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    // Writing to a String cannot fail.
+    let _ = escape_label(&mut out, s);
+    Cow::Owned(out)
+}
+
+/// `",key="value"} `: a second label and the end of the label set, `value` escaped.
+fn second_label(key: &str, value: &str) -> String {
+    format!("\",{key}=\"{}{END}", escaped(value))
+}
+
+/// A sample labelled by location NAME: `start` from [`located!`], the NAME already escaped,
+/// then `rest` (see [`END`]) and the value. Each NAME is escaped once per scrape, and every
+/// piece the same for all NAMEs (`",le="0.005"} `) is made once: a line is a few copies.
+fn located_sample(
+    out: &mut impl Write,
+    start: &str,
+    name: &str,
+    rest: &[&str],
+    value: impl SampleValue,
+) -> fmt::Result {
+    out.write_str(start)?;
+    out.write_str(name)?;
+    for piece in rest {
+        out.write_str(piece)?;
+    }
+    value.write_value(out)?;
+    out.write_char('\n')
 }
 
 /// Renders Prometheus text exposition format 0.0.4.
@@ -59,35 +181,34 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         "counter",
         "Responses by location NAME and status code.",
     )?;
-    for l in locs {
+    let names: Vec<Cow<str>> = locs.iter().map(|l| escaped(&l.name)).collect();
+    let mut status = StatusLabel::new();
+    for (l, name) in locs.iter().zip(&names) {
         for (code, n) in l.counters.seen_codes() {
-            let status = status_label(code);
-            sample(
-                out,
-                "nginx_location_requests_total",
-                &[("location", &l.name), ("status", &status)],
-                n,
-            )?;
+            let start = located!("nginx_location_requests_total");
+            located_sample(out, start, name, &[STATUS, status.of(code), END], n)?;
         }
     }
 
     let hist = "nginx_location_request_duration_seconds";
     header(out, hist, "histogram", "Request time by location NAME.")?;
-    for l in locs {
-        let bucket = format!("{hist}_bucket");
-        let buckets = cumulative_buckets(&l.counters, &m.bucket_bounds);
-        for (le, n) in &buckets {
-            sample(out, &bucket, &[("location", &l.name), ("le", le)], n)?;
+    // The `le` labels are the same for every NAME: worked out once per scrape.
+    let le: Vec<String> = le_labels(&m.bucket_bounds)
+        .iter()
+        .map(|le| second_label("le", le))
+        .collect();
+    for (l, name) in locs.iter().zip(&names) {
+        let cumulative = cumulative_counts(&l.counters, &m.bucket_bounds);
+        for (le, n) in le.iter().zip(&cumulative) {
+            let start = located!("nginx_location_request_duration_seconds_bucket");
+            located_sample(out, start, name, &[le], n)?;
         }
-        let count = buckets.last().map_or(0, |(_, n)| *n);
+        let count = cumulative[le.len() - 1];
         let sum = l.counters.duration_us_sum as f64 / 1e6;
-        sample(out, &format!("{hist}_sum"), &[("location", &l.name)], sum)?;
-        sample(
-            out,
-            &format!("{hist}_count"),
-            &[("location", &l.name)],
-            count,
-        )?;
+        let start = located!("nginx_location_request_duration_seconds_sum");
+        located_sample(out, start, name, &[END], sum)?;
+        let start = located!("nginx_location_request_duration_seconds_count");
+        located_sample(out, start, name, &[END], count)?;
     }
 
     header(
@@ -96,13 +217,9 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         "gauge",
         "Requests in the current window.",
     )?;
-    for l in locs {
-        sample(
-            out,
-            "nginx_location_window_requests",
-            &[("location", &l.name)],
-            l.window_requests,
-        )?;
+    for (l, name) in locs.iter().zip(&names) {
+        let start = located!("nginx_location_window_requests");
+        located_sample(out, start, name, &[END], l.window_requests)?;
     }
     header(
         out,
@@ -110,13 +227,9 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         "gauge",
         "5xx share of the requests in the current window.",
     )?;
-    for l in locs {
-        sample(
-            out,
-            "nginx_location_error_ratio",
-            &[("location", &l.name)],
-            l.error_ratio(),
-        )?;
+    for (l, name) in locs.iter().zip(&names) {
+        let start = located!("nginx_location_error_ratio");
+        located_sample(out, start, name, &[END], l.error_ratio())?;
     }
     header(
         out,
@@ -124,13 +237,9 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         "gauge",
         "Alert level: 0 ok, 1 warning, 2 critical.",
     )?;
-    for l in locs {
-        sample(
-            out,
-            "nginx_location_alert_state",
-            &[("location", &l.name)],
-            l.level as u8,
-        )?;
+    for (l, name) in locs.iter().zip(&names) {
+        let start = located!("nginx_location_alert_state");
+        located_sample(out, start, name, &[END], l.level as u8)?;
     }
     header(
         out,
@@ -139,13 +248,9 @@ pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
         "1 while the location NAME is muted (maintenance window or runtime mute): evaluated, \
          nothing sent.",
     )?;
-    for l in locs {
-        sample(
-            out,
-            "nginx_location_muted",
-            &[("location", &l.name)],
-            u8::from(m.mutes.contains_key(&l.name)),
-        )?;
+    for (l, name) in locs.iter().zip(&names) {
+        let muted = u8::from(m.mutes.contains_key(&l.name));
+        located_sample(out, located!("nginx_location_muted"), name, &[END], muted)?;
     }
     render_health(m, out)?;
 
@@ -346,6 +451,11 @@ fn render_alerting(a: &AlertingStatus, out: &mut impl Write) -> fmt::Result {
 /// Incidents, latency percentiles and burn rates; a family without samples is
 /// left out entirely.
 fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
+    let names: Vec<Cow<str>> = m.health.iter().map(|h| escaped(&h.name)).collect();
+    let kinds: Vec<String> = IncidentKind::ALL
+        .iter()
+        .map(|k| second_label("kind", k.label()))
+        .collect();
     if !m.health.is_empty() {
         let name = "nginx_location_incidents_total";
         header(
@@ -354,14 +464,10 @@ fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             "counter",
             "Incidents opened (ok -> warning/critical) by kind.",
         )?;
-        for h in &m.health {
-            for (kind, n) in IncidentKind::ALL.iter().zip(h.incidents.opened) {
-                sample(
-                    out,
-                    name,
-                    &[("location", &h.name), ("kind", kind.label())],
-                    n,
-                )?;
+        for (h, located) in m.health.iter().zip(&names) {
+            for (kind, n) in kinds.iter().zip(h.incidents.opened) {
+                let start = located!("nginx_location_incidents_total");
+                located_sample(out, start, located, &[kind], n)?;
             }
         }
         let name = "nginx_location_incident_seconds_total";
@@ -371,14 +477,10 @@ fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             "counter",
             "Seconds spent firing by kind (MTTR = this / incidents).",
         )?;
-        for h in &m.health {
-            for (kind, n) in IncidentKind::ALL.iter().zip(h.incidents.firing_seconds) {
-                sample(
-                    out,
-                    name,
-                    &[("location", &h.name), ("kind", kind.label())],
-                    n,
-                )?;
+        for (h, located) in m.health.iter().zip(&names) {
+            for (kind, n) in kinds.iter().zip(h.incidents.firing_seconds) {
+                let start = located!("nginx_location_incident_seconds_total");
+                located_sample(out, start, located, &[kind], n)?;
             }
         }
     }
@@ -435,14 +537,11 @@ fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
             "gauge",
             "Error-budget burn rate of slo= by window.",
         )?;
-        for h in &m.health {
+        for (h, located) in m.health.iter().zip(&names) {
             for (window, rate) in h.slo.iter().flat_map(|(_, rates)| rates) {
-                sample(
-                    out,
-                    name,
-                    &[("location", &h.name), ("window", window)],
-                    rate,
-                )?;
+                let start = located!("nginx_location_slo_burn_rate");
+                let window = escaped(window);
+                located_sample(out, start, located, &[WINDOW, &window, END], rate)?;
             }
         }
     }
