@@ -132,15 +132,16 @@ fn describe(uscf: &ngx_http_upstream_srv_conf_t) -> PeerGroup {
     PeerGroup::new(upstream, core::ptr::from_ref(uscf).cast::<c_void>(), &peers)
 }
 
-/// A `server ... resolve` (nginx 1.27.3 and later): its addresses come at run time, and its
-/// tries count as `other`.
+/// True for a `server ... resolve` (nginx 1.27.3 and later) whose name nginx resolves at run
+/// time: its only address at configuration time is a placeholder that keeps the port, never a
+/// peer to probe; its tries count as `other`.
 #[cfg(ngx_upstream_resolve)]
-fn resolved_at_run_time(s: &ngx_http_upstream_server_t) -> bool {
+pub fn resolved_at_run_time(s: &ngx_http_upstream_server_t) -> bool {
     s.host.len > 0
 }
 
 /// Older nginx resolves every server when it reads the configuration.
 #[cfg(not(ngx_upstream_resolve))]
-fn resolved_at_run_time(_s: &ngx_http_upstream_server_t) -> bool {
+pub fn resolved_at_run_time(_s: &ngx_http_upstream_server_t) -> bool {
     false
 }

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use nginx_sys::{ngx_addr_t, ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t};
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
+use crate::conf::upstream_peers::resolved_at_run_time;
 use crate::conf::{ConfError, MainConf, ProbeConf};
 
 /// Replaces every `upstream=` probe of `mcf` by the probes of its peers. Called once the
@@ -122,20 +123,6 @@ fn server_addresses(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<SocketAddr> {
         out.extend(addrs.iter().filter_map(|a| socket_addr(a.sockaddr.cast())));
     }
     out
-}
-
-/// True for a `server ... resolve` whose name nginx resolves at run time: its only address at
-/// configuration time is a placeholder that keeps the port, never a peer to probe.
-#[cfg(ngx_upstream_resolve)]
-fn resolved_at_run_time(s: &ngx_http_upstream_server_t) -> bool {
-    s.host.len > 0
-}
-
-/// nginx before 1.27.3 (or without the upstream zone) resolves every server when it reads the
-/// configuration.
-#[cfg(not(ngx_upstream_resolve))]
-fn resolved_at_run_time(_s: &ngx_http_upstream_server_t) -> bool {
-    false
 }
 
 /// The `server ... resolve` names of an upstream, as written.
