@@ -339,4 +339,40 @@ server {{
         peers_field["value"],
         format!("5xx mostly from {} (100 %)", servers[1])
     );
+
+    // The status page's CRITICAL card lists the upstream's peers: the 503 peer's row carries
+    // every try it received as 5xx (default retries: a 503 is not retried), share 100 %.
+    let html = http_get(nginx.port, "/status_metrics?format=html").text();
+    let card = &html[html
+        .find("aria-label=\"be\"")
+        .unwrap_or_else(|| panic!("no card for be:\n{html}"))..];
+    let card = &card[..card.find("</section>").unwrap()];
+    assert!(
+        card.contains("<h3>Upstream peers <small>(<code>backend</code>"),
+        "{card}"
+    );
+    let row = |peer: &str| -> String {
+        let at = card
+            .find(&format!("<code>{peer}</code></td>"))
+            .unwrap_or_else(|| panic!("no row for {peer}:\n{card}"));
+        card[at..at + card[at..].find("</tr>").unwrap()].to_owned()
+    };
+    let sick = row(&servers[1]);
+    let hits = peers[1].total_hits();
+    assert!(hits > 0);
+    assert!(
+        sick.contains(&format!("<td data-label=\"5xx\" class=\"num\">{hits}</td>")),
+        "{hits} tries: {sick}"
+    );
+    assert!(
+        sick.contains("<td data-label=\"5xx + error\" class=\"num\">100.0%</td>"),
+        "{sick}"
+    );
+    for healthy in [0, 2] {
+        let r = row(&servers[healthy]);
+        assert!(
+            r.contains("<td data-label=\"5xx + error\" class=\"num\">0.0%</td>"),
+            "{r}"
+        );
+    }
 }
