@@ -2,8 +2,9 @@
 //! `nginx_upstream_peer_responses_total`): every upstream try of a NAME's request counts where
 //! it went, by class; a refused connection is an `error`; a `proxy_pass` with variables that
 //! resolves to an address counts under upstream `-`, peer `other`; a reload that removes a peer
-//! removes its series. Each fake upstream counts what it received, so the expected counts are
-//! exact whichever worker and peer round-robin picked.
+//! removes its series; a 5xx or SLO alert names the failing peer, and the status page's card
+//! lists it. Each fake upstream counts what it received, so the expected counts are exact
+//! whichever worker and peer round-robin picked.
 
 use std::time::Duration;
 
@@ -375,4 +376,64 @@ server {{
             "{r}"
         );
     }
+}
+
+#[test]
+fn an_slo_alert_names_the_peers_behind_it() {
+    require_module!();
+    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
+    peers[1].set("/", 503, "sick");
+    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let hook = WebhookReceiver::start();
+    // crit=100%: only the error budget (slo=99%) alerts; a third of the answers are 503.
+    let block = format!(
+        r#"
+status_alert_webhook {};
+status_alert_interval 1s;
+upstream backend {{
+    server {};
+    server {};
+    server {};
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be window=2s min_requests=5 warn=off crit=100% slo=99% repeat=off;
+        proxy_pass http://backend;
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        hook.url(),
+        servers[0],
+        servers[1],
+        servers[2]
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+    for _ in 0..60 {
+        http_get(nginx.port, "/");
+    }
+    let critical = wait_until(PATIENCE, || {
+        hook.titles()
+            .iter()
+            .any(|t| t.starts_with("CRITICAL be: error budget burning"))
+    });
+    assert!(critical, "no CRITICAL: {:?}", hook.titles());
+    let msg = hook
+        .messages()
+        .into_iter()
+        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be"))
+        .unwrap();
+    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
+    let peers_field = fields
+        .iter()
+        .find(|f| f["name"] == "Peers")
+        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
+    assert_eq!(
+        peers_field["value"],
+        format!("5xx mostly from {} (100 %)", servers[1])
+    );
 }
