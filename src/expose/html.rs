@@ -14,6 +14,7 @@
 
 use core::fmt::Write;
 
+use crate::conf::peers::OTHER_PEER;
 use crate::evaluate::reliability::reliability;
 use crate::expose::metrics::{
     duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, PeerMetrics, ProbeMetrics,
@@ -670,12 +671,13 @@ fn write_location(
 }
 
 /// The tries of each peer of `upstream` (the NAME's), by class, with each peer's 5xx + error
-/// share; nothing until a try was counted.
+/// share; nothing until a try was counted. The `other` row only once it counted something.
 fn write_peers(out: &mut String, m: &Metrics, upstream: &str) -> core::fmt::Result {
     let peers: Vec<&PeerMetrics> = m
         .upstream_peers
         .iter()
         .filter(|p| p.upstream == upstream)
+        .filter(|p| p.peer != OTHER_PEER || p.classes != [0; 5])
         .collect();
     if peers.iter().all(|p| p.classes == [0; 5]) {
         return Ok(());
@@ -1426,6 +1428,7 @@ mod tests {
             peer("api_backend", "10.0.0.3:8080", [20, 0, 1, 75, 4]),
             peer("api_backend", "10.0.0.4:8080", [98, 1, 1, 0, 0]),
             peer("api_backend", "10.0.0.5:8080", [0; 5]),
+            peer("api_backend", "other", [0; 5]),
             peer("other_backend", "10.9.9.9:80", [0, 0, 0, 7, 0]),
             // An upstream without a counted try shows no table.
             peer("shop_backend", "10.0.1.1:8080", [0; 5]),
@@ -1452,6 +1455,10 @@ mod tests {
         assert!(api.contains("<code>10.0.0.4:8080</code>"));
         assert!(api.contains("class=\"num\">–</td></tr>"));
         assert!(!api.contains("10.9.9.9"));
+        // `other` without a try is left out, shown once it counted.
+        assert!(!api.contains("<code>other</code>"));
+        m.upstream_peers[3].classes = [0, 0, 0, 0, 2];
+        assert!(render_html(&m, &opts()).contains("<code>other</code>"));
         // Quiet NAMEs' cards show none.
         let shop = &html[html.find("aria-label=\"shop\"").unwrap()..];
         assert!(!shop.contains("Upstream peers"));
