@@ -2,7 +2,7 @@
 //! `nginx_upstream_peer_responses_total`): every upstream try of a NAME's request counts where
 //! it went, by class; a refused connection is an `error`; a `proxy_pass` with variables that
 //! resolves to an address counts under upstream `-`, peer `other`; a reload that removes a peer
-//! removes its series; a 5xx or SLO alert names the failing peer, and the status page's card
+//! removes its series; a 5xx, SLO or latency alert names the failing peer, and the status page's card
 //! lists it. Each fake upstream counts what it received, so the expected counts are exact
 //! whichever worker and peer round-robin picked.
 
@@ -426,6 +426,74 @@ server {{
         .messages()
         .into_iter()
         .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be"))
+        .unwrap();
+    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
+    let peers_field = fields
+        .iter()
+        .find(|f| f["name"] == "Peers")
+        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
+    assert_eq!(
+        peers_field["value"],
+        format!("5xx mostly from {} (100 %)", servers[1])
+    );
+}
+
+#[test]
+fn a_latency_alert_names_the_peer_that_timed_out() {
+    require_module!();
+    let peers = [Upstream::start(), Upstream::start()];
+    // The second peer never answers in time: each of its tries times out (class error) after
+    // 400 ms and is retried on the first, so half the requests take that long (max_fails=0:
+    // nginx keeps sending it its turn).
+    peers[1].set_delay("/", Duration::from_millis(1500));
+    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let hook = WebhookReceiver::start();
+    let block = format!(
+        r#"
+status_alert_webhook {};
+status_alert_interval 1s;
+upstream backend {{
+    server {};
+    server {} max_fails=0;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be window=10s min_requests=5 warn=off crit=100% repeat=off
+                     latency=p95:100ms:300ms;
+        proxy_pass http://backend;
+        proxy_read_timeout 400ms;
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        hook.url(),
+        servers[0],
+        servers[1]
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+    for _ in 0..12 {
+        assert_eq!(http_get(nginx.port, "/").status, 200);
+    }
+    // Each timed-out try is an error of the slow peer, each retry a 2xx of the other.
+    let slow = peers[1].total_hits() as u64;
+    assert!(slow >= 5, "{slow} tries of the slow peer");
+    let m = scrape_tries(&nginx, 12 + slow);
+    assert_eq!(tries(&m, "backend", &servers[1], "error"), slow);
+    assert_eq!(tries(&m, "backend", &servers[0], "2xx"), 12);
+    let critical = wait_until(PATIENCE, || {
+        hook.titles()
+            .iter()
+            .any(|t| t.starts_with("CRITICAL be: p95"))
+    });
+    assert!(critical, "no CRITICAL: {:?}", hook.titles());
+    let msg = hook
+        .messages()
+        .into_iter()
+        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be: p95"))
         .unwrap();
     let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
     let peers_field = fields
