@@ -610,15 +610,26 @@ fn scale_name(i: usize) -> String {
 fn chromium_shows_ten_thousand_names_firing_first() {
     require_module!();
     require!(program_ready(CHROMIUM));
-    // Critical: every 1000th NAME from 7 (all 503); warning: every 1000th from 507 (10% 5xx,
-    // between warn=5% and crit=50%).
+    // Critical: every 1000th NAME from 7 (all 503, from an upstream of 8 peers, so each card
+    // carries a table of them); warning: every 1000th from 507 (10% 5xx, between warn=5% and
+    // crit=50%).
     let critical: Vec<usize> = (0..SCALE_NAMES / 1000).map(|k| k * 1000 + 7).collect();
     let warning: Vec<usize> = (0..3).map(|k| k * 1000 + 507).collect();
+    let peers: Vec<Upstream> = (0..8).map(|_| Upstream::start()).collect();
+    for p in &peers {
+        for &i in &critical {
+            p.set(&format!("/{}", scale_name(i)), 503, "down");
+        }
+    }
+    let servers: String = peers
+        .iter()
+        .map(|p| format!("server 127.0.0.1:{}; ", p.port))
+        .collect();
     let mut locations = String::with_capacity(SCALE_NAMES * 90);
     for i in 0..SCALE_NAMES {
         let name = scale_name(i);
         let body = if critical.contains(&i) {
-            "return 503;".to_owned()
+            "proxy_pass http://backend;".to_owned()
         } else if warning.contains(&i) {
             "if ($arg_e) { return 503; } return 200;".to_owned()
         } else {
@@ -631,6 +642,7 @@ fn chromium_shows_ten_thousand_names_firing_first() {
     let block = format!(
         r#"
         status_alert_interval 1s;
+        upstream backend {{ {servers}}}
         server {{
             listen 127.0.0.1:{{PORT}};
             {locations}
@@ -690,6 +702,12 @@ fn chromium_shows_ten_thousand_names_firing_first() {
         html.len() <= PAGE_BUDGET,
         "the page is {} bytes at {SCALE_NAMES} NAMEs",
         html.len()
+    );
+    // Each critical card lists the 8 peers; the warning cards (no upstream) and rows none.
+    assert_eq!(html.matches("<h3>Upstream peers").count(), critical.len());
+    assert_eq!(
+        html.matches("<td data-label=\"Peer\">").count(),
+        critical.len() * peers.len()
     );
 
     // Chromium: a desktop screenshot, and the DOM after rendering.

@@ -2,8 +2,9 @@
 //! `nginx_upstream_peer_responses_total`): every upstream try of a NAME's request counts where
 //! it went, by class; a refused connection is an `error`; a `proxy_pass` with variables that
 //! resolves to an address counts under upstream `-`, peer `other`; a reload that removes a peer
-//! removes its series. Each fake upstream counts what it received, so the expected counts are
-//! exact whichever worker and peer round-robin picked.
+//! removes its series; a 5xx, SLO or latency alert names the failing peer, and the status page's card
+//! lists it. Each fake upstream counts what it received, so the expected counts are exact
+//! whichever worker and peer round-robin picked.
 
 use std::time::Duration;
 
@@ -177,7 +178,15 @@ fn a_refused_connection_is_an_error_and_a_variable_upstream_is_other() {
     }
     assert_eq!(http_get(nginx.port, "/var/x").status, 200);
     assert_eq!(var.hits("/var/x"), 1);
-    let m = scrape_tries(&nginx, 7 + 1);
+    // A request is counted just after its response, and each worker may have tried the dead
+    // peer once: wait for the last two requests' own counts, not for a total (8 tries can be
+    // 6 + 2 refused before the variable's try is counted).
+    let mut m = Vec::new();
+    let counted = wait_until(PATIENCE, || {
+        m = prom(&nginx);
+        tries(&m, "backend", &servers[1], "2xx") >= 6 && tries(&m, "-", "other", "2xx") >= 1
+    });
+    assert!(counted, "not counted: {m:?}");
     let refused = tries(&m, "backend", &servers[0], "error");
     assert!(refused >= 1, "the dead peer was tried");
     for class in ["2xx", "3xx", "4xx", "5xx"] {
@@ -335,6 +344,170 @@ server {{
         .find(|f| f["name"] == "Peers")
         .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
     // Every failed try went to the 503 peer.
+    assert_eq!(
+        peers_field["value"],
+        format!("5xx mostly from {} (100 %)", servers[1])
+    );
+
+    // The status page's CRITICAL card lists the upstream's peers: the 503 peer's row carries
+    // every try it received as 5xx (default retries: a 503 is not retried), share 100 %.
+    let html = http_get(nginx.port, "/status_metrics?format=html").text();
+    let card = &html[html
+        .find("aria-label=\"be\"")
+        .unwrap_or_else(|| panic!("no card for be:\n{html}"))..];
+    let card = &card[..card.find("</section>").unwrap()];
+    assert!(
+        card.contains("<h3>Upstream peers <small>(<code>backend</code>"),
+        "{card}"
+    );
+    let row = |peer: &str| -> String {
+        let at = card
+            .find(&format!("<code>{peer}</code></td>"))
+            .unwrap_or_else(|| panic!("no row for {peer}:\n{card}"));
+        card[at..at + card[at..].find("</tr>").unwrap()].to_owned()
+    };
+    let sick = row(&servers[1]);
+    let hits = peers[1].total_hits();
+    assert!(hits > 0);
+    assert!(
+        sick.contains(&format!("<td data-label=\"5xx\" class=\"num\">{hits}</td>")),
+        "{hits} tries: {sick}"
+    );
+    assert!(
+        sick.contains("<td data-label=\"5xx + error\" class=\"num\">100.0%</td>"),
+        "{sick}"
+    );
+    for healthy in [0, 2] {
+        let r = row(&servers[healthy]);
+        assert!(
+            r.contains("<td data-label=\"5xx + error\" class=\"num\">0.0%</td>"),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn an_slo_alert_names_the_peers_behind_it() {
+    require_module!();
+    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
+    peers[1].set("/", 503, "sick");
+    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let hook = WebhookReceiver::start();
+    // crit=100%: only the error budget (slo=99%) alerts; a third of the answers are 503.
+    let block = format!(
+        r#"
+status_alert_webhook {};
+status_alert_interval 1s;
+upstream backend {{
+    server {};
+    server {};
+    server {};
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be window=2s min_requests=5 warn=off crit=100% slo=99% repeat=off;
+        proxy_pass http://backend;
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        hook.url(),
+        servers[0],
+        servers[1],
+        servers[2]
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+    for _ in 0..60 {
+        http_get(nginx.port, "/");
+    }
+    let critical = wait_until(PATIENCE, || {
+        hook.titles()
+            .iter()
+            .any(|t| t.starts_with("CRITICAL be: error budget burning"))
+    });
+    assert!(critical, "no CRITICAL: {:?}", hook.titles());
+    let msg = hook
+        .messages()
+        .into_iter()
+        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be"))
+        .unwrap();
+    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
+    let peers_field = fields
+        .iter()
+        .find(|f| f["name"] == "Peers")
+        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
+    assert_eq!(
+        peers_field["value"],
+        format!("5xx mostly from {} (100 %)", servers[1])
+    );
+}
+
+#[test]
+fn a_latency_alert_names_the_peer_that_timed_out() {
+    require_module!();
+    let peers = [Upstream::start(), Upstream::start()];
+    // The second peer never answers in time: each of its tries times out (class error) after
+    // 400 ms and is retried on the first, so half the requests take that long (max_fails=0:
+    // nginx keeps sending it its turn).
+    peers[1].set_delay("/", Duration::from_millis(1500));
+    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let hook = WebhookReceiver::start();
+    let block = format!(
+        r#"
+status_alert_webhook {};
+status_alert_interval 1s;
+upstream backend {{
+    server {};
+    server {} max_fails=0;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be window=10s min_requests=5 warn=off crit=100% repeat=off
+                     latency=p95:100ms:300ms;
+        proxy_pass http://backend;
+        proxy_read_timeout 400ms;
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        hook.url(),
+        servers[0],
+        servers[1]
+    );
+    let nginx = Nginx::start(&block, NginxOpts::workers(2));
+    for _ in 0..12 {
+        assert_eq!(http_get(nginx.port, "/").status, 200);
+    }
+    // Each timed-out try is an error of the slow peer, each retry a 2xx of the other.
+    let slow = peers[1].total_hits() as u64;
+    assert!(slow >= 5, "{slow} tries of the slow peer");
+    let m = scrape_tries(&nginx, 12 + slow);
+    assert_eq!(tries(&m, "backend", &servers[1], "error"), slow);
+    assert_eq!(tries(&m, "backend", &servers[0], "2xx"), 12);
+    let critical = wait_until(PATIENCE, || {
+        hook.titles()
+            .iter()
+            .any(|t| t.starts_with("CRITICAL be: p95"))
+    });
+    assert!(critical, "no CRITICAL: {:?}", hook.titles());
+    let msg = hook
+        .messages()
+        .into_iter()
+        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be: p95"))
+        .unwrap();
+    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
+    let peers_field = fields
+        .iter()
+        .find(|f| f["name"] == "Peers")
+        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
     assert_eq!(
         peers_field["value"],
         format!("5xx mostly from {} (100 %)", servers[1])

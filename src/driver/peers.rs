@@ -1,10 +1,10 @@
-//! The peers behind a 5xx alert: worker 0 samples each peer group's failed tries at every
-//! evaluation tick (`evaluate/peer_window.rs`) and names the largest shares of the NAME's
-//! window in its 5xx events.
+//! The peers behind a 5xx, latency or SLO alert: worker 0 samples each peer group's failed
+//! tries at every evaluation tick (`evaluate/peer_window.rs`) and names the largest shares of
+//! the NAME's window in those events (the SLO's shortest burn window is `window=` too).
 
 use crate::conf::peers::PeerGroup;
 use crate::evaluate::peer_window::{top_shares, PeerWindow, TOP_PEERS};
-use crate::vocab::event::{AlertEvent, EventDetail, Level};
+use crate::vocab::event::{AlertEvent, Level};
 use crate::zone::peers::PeerClass;
 
 use super::evaluator::Evaluator;
@@ -41,16 +41,16 @@ impl Evaluator {
         }
     }
 
-    /// Gives each firing 5xx event the peers of its NAME's upstream with the largest shares of
-    /// the window's failed tries.
+    /// Gives each firing 5xx, latency or SLO event the peers of its NAME's upstream with the
+    /// largest shares of the window's failed tries.
     pub(super) fn name_peers(&self, events: &mut [AlertEvent], now: u64) {
         for e in events.iter_mut() {
-            let EventDetail::ErrorRatio(l) = &mut e.detail else {
-                continue;
-            };
-            if l.level == Level::Ok {
+            if e.detail.level() == Level::Ok {
                 continue;
             }
+            let Some(top_peers) = e.detail.top_peers_mut() else {
+                continue;
+            };
             let Some(nc) = self
                 .mcf
                 .name_index
@@ -71,7 +71,7 @@ impl Evaluator {
                 continue;
             };
             let in_window = w.failed_in_window(&failed(g), now, nc.params.window_ms);
-            l.top_peers = top_shares(g.labels(), &in_window, TOP_PEERS);
+            *top_peers = top_shares(g.labels(), &in_window, TOP_PEERS);
         }
     }
 }

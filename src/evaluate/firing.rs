@@ -108,6 +108,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                     crit_ms: l.crit_ms,
                     requests: total,
                     window_secs: p.window_ms / 1000,
+                    top_peers: Vec::new(),
                     since_unix: slot.latency.state.ongoing_since_ms().unwrap_or(now_ms) / 1000,
                 });
                 out.push(event(n.name, Some(p), at_unix, detail));
@@ -127,6 +128,7 @@ pub fn firing_now(names: &[Watched], probes: &[WatchedProbe], now_ms: u64) -> Ve
                     windows: labels.into_iter().zip(rates).collect(),
                     errors,
                     total,
+                    top_peers: Vec::new(),
                     since_unix: slot.slo.state.ongoing_since_ms().unwrap_or(now_ms) / 1000,
                 });
                 out.push(event(n.name, Some(p), at_unix, detail));

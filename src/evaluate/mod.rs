@@ -295,6 +295,7 @@ pub fn evaluate_with(
                 crit_ms: l.crit_ms,
                 requests: histogram.total(),
                 window_secs: p.window_ms / 1000,
+                top_peers: Vec::new(),
                 since_unix: a.since_ms / 1000,
             })));
         }
@@ -358,6 +359,7 @@ pub fn evaluate_with(
                     .collect(),
                 errors: figures.errors(),
                 total: figures.total(),
+                top_peers: Vec::new(),
                 since_unix: a.since_ms / 1000,
             })));
         }

@@ -254,6 +254,7 @@ fn released(
                 crit_ms: l.crit_ms,
                 requests: total,
                 window_secs: p.window_ms / 1000,
+                top_peers: Vec::new(),
                 since_unix,
             })
         }
@@ -280,6 +281,7 @@ fn released(
                     .collect(),
                 errors,
                 total,
+                top_peers: Vec::new(),
                 since_unix,
             })
         }

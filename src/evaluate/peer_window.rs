@@ -1,7 +1,7 @@
 //! Which upstream peers a window's failed tries came from: the evaluator samples each peer
 //! group's cumulative failed tries (`5xx` and `error` of `nginx_upstream_peer_responses_total`)
-//! at its ticks, and a 5xx alert names the peers with the largest shares over its window
-//! (`5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)`).
+//! at its ticks, and a 5xx, latency or SLO alert names the peers with the largest shares over
+//! its window (`5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)`).
 //!
 //! Kept in the evaluating process only: until it has seen a whole window (after a start or a
 //! take-over), the shares are those since the counts began.

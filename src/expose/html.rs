@@ -14,15 +14,17 @@
 
 use core::fmt::Write;
 
+use crate::conf::peers::OTHER_PEER;
 use crate::evaluate::reliability::reliability;
 use crate::expose::metrics::{
-    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, ProbeMetrics, TrafficHealth,
-    NOTIFY_RESULT_LABELS,
+    duration_quantile, IncidentView, Metrics, NameDetail, NameMetrics, PeerMetrics, ProbeMetrics,
+    TrafficHealth, NOTIFY_RESULT_LABELS,
 };
 use crate::expose::page_filter::{only_name_query, PageFilter};
 use crate::vocab::event::Level;
 use crate::vocab::text::{format_duration, format_window, iso8601};
 use crate::vocab::traffic::USUAL_WINDOWS;
+use crate::zone::peers::{PeerClass, PEER_CLASS_LABELS};
 
 /// Longest auto-refresh period accepted, in seconds.
 pub const MAX_REFRESH_SECS: u32 = 3600;
@@ -41,6 +43,8 @@ const ROWS_BUDGET: usize = 280 * 1024;
 pub const FULL_DETAIL_UP_TO: usize = 50;
 /// Probe rows in a NAME's card at most; its other targets join the probe list.
 const CARD_PROBES: usize = 20;
+/// Peer rows a NAME's card shows at most (the metrics have them all).
+const CARD_PEERS: usize = 20;
 /// Sparkline drawing area in SVG user units; CSS stretches it to the card's width.
 const SPARK_W: f64 = 300.0;
 const SPARK_H: f64 = 60.0;
@@ -639,6 +643,12 @@ fn write_location(
         write_probes(out, m, probes, now, false)?;
     }
 
+    // Firing and warning cards only: 50 quiet cards with a table of 8 peers each would not fit
+    // the cards' budget, and the question "which peer?" comes with an alert.
+    if let (Some(upstream), false) = (&d.upstream, l.level == Level::Ok) {
+        write_peers(out, m, upstream)?;
+    }
+
     out.push_str("<h3>Recent incidents</h3>\n");
     write_incidents(out, l, d, now)?;
     write_reliability(out, m, &l.name)?;
@@ -657,6 +667,60 @@ fn write_location(
         writeln!(out, "<p class=\"links\">{}</p>", links.join(" "))?;
     }
     out.push_str("</section>\n");
+    Ok(())
+}
+
+/// The tries of each peer of `upstream` (the NAME's), by class, with each peer's 5xx + error
+/// share; nothing until a try was counted. The `other` row only once it counted something.
+fn write_peers(out: &mut String, m: &Metrics, upstream: &str) -> core::fmt::Result {
+    let peers: Vec<&PeerMetrics> = m
+        .upstream_peers
+        .iter()
+        .filter(|p| p.upstream == upstream)
+        .filter(|p| p.peer != OTHER_PEER || p.classes != [0; 5])
+        .collect();
+    if peers.iter().all(|p| p.classes == [0; 5]) {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "<h3>Upstream peers <small>(<code>{}</code>, tries since start)</small></h3>",
+        escape_html(upstream)
+    )?;
+    out.push_str("<table>\n<thead><tr><th scope=\"col\">Peer</th>");
+    for label in PEER_CLASS_LABELS {
+        write!(out, "<th scope=\"col\">{label}</th>")?;
+    }
+    out.push_str("<th scope=\"col\">5xx + error</th></tr></thead>\n<tbody>\n");
+    for p in peers.iter().take(CARD_PEERS) {
+        write!(
+            out,
+            "<tr><td data-label=\"Peer\"><code>{}</code></td>",
+            escape_html(&p.peer)
+        )?;
+        for (label, n) in PEER_CLASS_LABELS.iter().zip(p.classes) {
+            write!(out, "<td data-label=\"{label}\" class=\"num\">{n}</td>")?;
+        }
+        let tries: u64 = p.classes.iter().sum();
+        let failed = p.classes[PeerClass::S5xx as usize] + p.classes[PeerClass::Error as usize];
+        let share = if tries == 0 {
+            "–".to_owned()
+        } else {
+            fmt_share(failed as f64 / tries as f64)
+        };
+        writeln!(
+            out,
+            "<td data-label=\"5xx + error\" class=\"num\">{share}</td></tr>"
+        )?;
+    }
+    out.push_str("</tbody>\n</table>\n");
+    if peers.len() > CARD_PEERS {
+        writeln!(
+            out,
+            "<p class=\"note\">{} more peers: see <code>nginx_upstream_peer_responses_total</code>.</p>",
+            peers.len() - CARD_PEERS
+        )?;
+    }
     Ok(())
 }
 
@@ -1042,6 +1106,7 @@ mod tests {
                     warn_pct: Some(5.0),
                     crit_pct: Some(10.0),
                     link: Some(format!("https://logs.example.com/{name}")),
+                    upstream: Some("backend".into()),
                     ..Default::default()
                 },
             );
@@ -1053,6 +1118,14 @@ mod tests {
                     up,
                 ));
             }
+        }
+        // Every NAME proxies to one upstream of 8 peers: the cards list them, the rows do not.
+        for k in 0..8 {
+            m.upstream_peers.push(PeerMetrics {
+                upstream: "backend".into(),
+                peer: format!("10.0.0.{k}:8080"),
+                classes: [900_000, 10, 2_000, if k == 3 { 50_000 } else { 12 }, 3],
+            });
         }
         m
     }
@@ -1099,6 +1172,9 @@ mod tests {
             }
         }
         assert!(last_crit < first_warn);
+        // Each card lists its upstream's peers; the compact table adds nothing.
+        assert_eq!(html.matches("<h3>Upstream peers").count(), 10);
+        assert!(html.rfind("<h3>Upstream peers").unwrap() < table);
         // OK NAMEs are rows, not cards, with a link listing only them.
         assert!(!html.contains("aria-label=\"loc-1\""));
         assert!(html.contains("<tr><td><a href=\"?name=%5Eloc-6%24\">loc-6</a><td>OK<td class=\"num\">1000<td class=\"num\">6\n"), "{}", &html[html.len() - 3000..]);
@@ -1301,9 +1377,15 @@ mod tests {
                 level_since_unix: Some(NOW - 5),
                 link: Some(format!("https://x/{EVIL}")),
                 runbook: Some(EVIL.into()),
+                upstream: Some(EVIL.into()),
                 ..Default::default()
             },
         );
+        m.upstream_peers.push(PeerMetrics {
+            upstream: EVIL.into(),
+            peer: EVIL.into(),
+            classes: [1, 0, 0, 1, 0],
+        });
         m.probe_details.insert(
             (EVIL.into(), EVIL.into()),
             ProbeDetail {
@@ -1324,6 +1406,77 @@ mod tests {
         assert!(html.contains("&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
         // The link with a hostile path is still a link, escaped inside its attribute.
         assert!(html.contains("href=\"https://x/&quot;&gt;&lt;script&gt;"));
+    }
+
+    #[test]
+    fn cards_list_the_peers_of_their_upstream() {
+        let mut m = sample();
+        m.name_details.get_mut("api").unwrap().upstream = Some("api_backend".into());
+        m.name_details.insert(
+            "shop".into(),
+            NameDetail {
+                upstream: Some("shop_backend".into()),
+                ..Default::default()
+            },
+        );
+        let peer = |upstream: &str, peer: &str, classes| PeerMetrics {
+            upstream: upstream.into(),
+            peer: peer.into(),
+            classes,
+        };
+        m.upstream_peers = vec![
+            peer("api_backend", "10.0.0.3:8080", [20, 0, 1, 75, 4]),
+            peer("api_backend", "10.0.0.4:8080", [98, 1, 1, 0, 0]),
+            peer("api_backend", "10.0.0.5:8080", [0; 5]),
+            peer("api_backend", "other", [0; 5]),
+            peer("other_backend", "10.9.9.9:80", [0, 0, 0, 7, 0]),
+            // An upstream without a counted try shows no table.
+            peer("shop_backend", "10.0.1.1:8080", [0; 5]),
+        ];
+        let html = render_html(&m, &opts());
+        let api = &html[html.find("aria-label=\"api\"").unwrap()..];
+        let api = &api[..api.find("</section>").unwrap()];
+        assert!(api.contains(
+            "<h3>Upstream peers <small>(<code>api_backend</code>, tries since start)</small></h3>"
+        ));
+        assert!(api.contains(
+            "<th scope=\"col\">Peer</th><th scope=\"col\">2xx</th><th scope=\"col\">3xx</th>\
+             <th scope=\"col\">4xx</th><th scope=\"col\">5xx</th><th scope=\"col\">error</th>\
+             <th scope=\"col\">5xx + error</th>"
+        ));
+        // 75 5xx + 4 errors of 100 tries; a peer without tries has no share.
+        assert!(api.contains(
+            "<tr><td data-label=\"Peer\"><code>10.0.0.3:8080</code></td>\
+             <td data-label=\"2xx\" class=\"num\">20</td><td data-label=\"3xx\" class=\"num\">0</td>\
+             <td data-label=\"4xx\" class=\"num\">1</td><td data-label=\"5xx\" class=\"num\">75</td>\
+             <td data-label=\"error\" class=\"num\">4</td>\
+             <td data-label=\"5xx + error\" class=\"num\">79.0%</td></tr>"
+        ));
+        assert!(api.contains("<code>10.0.0.4:8080</code>"));
+        assert!(api.contains("class=\"num\">–</td></tr>"));
+        assert!(!api.contains("10.9.9.9"));
+        // `other` without a try is left out, shown once it counted.
+        assert!(!api.contains("<code>other</code>"));
+        m.upstream_peers[3].classes = [0, 0, 0, 0, 2];
+        assert!(render_html(&m, &opts()).contains("<code>other</code>"));
+        // Quiet NAMEs' cards show none.
+        let shop = &html[html.find("aria-label=\"shop\"").unwrap()..];
+        assert!(!shop.contains("Upstream peers"));
+        m.names[0].level = Level::Ok;
+        assert!(!render_html(&m, &opts()).contains("Upstream peers"));
+        m.names[0].level = Level::Warning;
+        assert!(render_html(&m, &opts()).contains("Upstream peers"));
+        m.names[1].level = Level::Warning;
+        let html = render_html(&m, &opts());
+        let shop = &html[html.find("aria-label=\"shop\"").unwrap()..];
+        assert!(!shop.contains("Upstream peers"), "no counted try, no table");
+        // Past CARD_PEERS rows, the rest are counted.
+        m.upstream_peers = (0..CARD_PEERS + 3)
+            .map(|k| peer("api_backend", &format!("10.0.2.{k}:80"), [1, 0, 0, 0, 0]))
+            .collect();
+        let html = render_html(&m, &opts());
+        assert_eq!(html.matches("<code>10.0.2.").count(), CARD_PEERS);
+        assert!(html.contains("3 more peers"));
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 crit_pct: Some(p.crit_pct),
                 link: p.link.clone(),
                 runbook: p.runbook.clone(),
+                upstream: n.peers.and_then(|group| {
+                    mcf.all_peer_groups()
+                        .find(|g| core::ptr::eq(*g, group.as_ptr()))
+                        .map(|g| g.upstream.clone())
+                }),
                 ..NameDetail::default()
             },
         );

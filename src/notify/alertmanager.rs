@@ -287,6 +287,7 @@ mod tests {
                 crit_ms: Some(2000),
                 requests: 100,
                 window_secs: 300,
+                top_peers: Vec::new(),
                 since_unix: 1_000,
             }),
             ..location(Level::Ok, Level::Ok)
@@ -301,6 +302,7 @@ mod tests {
                 windows: vec![("5m".into(), 0.5)],
                 errors: 1,
                 total: 1000,
+                top_peers: Vec::new(),
                 since_unix: 1_200,
             }),
             ..location(Level::Ok, Level::Ok)
@@ -327,6 +329,25 @@ mod tests {
                 (LATENCY, "warning", "api"),
             ]
         );
+    }
+
+    #[test]
+    fn a_firing_latency_or_slo_alert_names_its_peers_in_the_description() {
+        use crate::vocab::event::samples::{event, latency, slo};
+        let peers = vec![("10.0.0.3:8080".to_string(), 0.82)];
+        let mut lat = latency(Level::Critical, Some(2400.0));
+        lat.top_peers = peers.clone();
+        let mut burn = slo(Level::Critical, 20.0);
+        burn.top_peers = peers;
+        for detail in [EventDetail::Latency(lat), EventDetail::Slo(burn)] {
+            let e = event("api", detail);
+            let v = build_payload(std::slice::from_ref(&e), &[], "web1", 2_000).unwrap();
+            let description = v[0]["annotations"]["description"].as_str().unwrap();
+            assert!(
+                description.contains("5xx mostly from 10.0.0.3:8080 (82 %)"),
+                "{description}"
+            );
+        }
     }
 
     #[test]

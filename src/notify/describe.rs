@@ -154,6 +154,17 @@ fn certificate_description(at_unix: u64, c: &CertificateEvent) -> String {
     d
 }
 
+/// The "Peers" field (`5xx mostly from ...`) while the alert fires and the peers are known.
+fn push_peers(
+    fields: &mut Vec<(&'static str, String, bool)>,
+    peers: &[(String, f64)],
+    level: Level,
+) {
+    if let (Some(peers), false) = (peers_text(peers), level == Level::Ok) {
+        fields.push(("Peers", peers, false));
+    }
+}
+
 /// The facts of an event as (name, value, inline) fields, shared by Discord embeds and Slack
 /// attachments; `time` formats the "Since" value for the destination. Values are untrusted and
 /// not yet cut or escaped.
@@ -176,9 +187,7 @@ pub fn event_fields(
             if !l.top_codes.is_empty() {
                 fields.push(("Top status codes", fmt_top(&l.top_codes), false));
             }
-            if let (Some(peers), false) = (peers_text(&l.top_peers), l.level == Level::Ok) {
-                fields.push(("Peers", peers, false));
-            }
+            push_peers(&mut fields, &l.top_peers, l.level);
             fields.push(("Since", time(l.since_unix), true));
         }
         EventDetail::Probe(p) => {
@@ -201,12 +210,14 @@ pub fn event_fields(
             fields.push(("Thresholds", latency_thresholds(l), true));
             fields.push(("Window", format_window(l.window_secs), true));
             fields.push(("Requests", l.requests.to_string(), true));
+            push_peers(&mut fields, &l.top_peers, l.level);
             fields.push(("Since", time(l.since_unix), true));
         }
         EventDetail::Slo(l) => {
             fields.push(("Burn rate", fmt_burn_windows(&l.windows), false));
             fields.push(("SLO", format!("{}%", fmt_pct(l.slo_pct)), true));
             fields.push(("5xx / total", format!("{} / {}", l.errors, l.total), true));
+            push_peers(&mut fields, &l.top_peers, l.level);
             fields.push(("Since", time(l.since_unix), true));
         }
         EventDetail::Certificate(c) => {

@@ -416,6 +416,24 @@ mod tests {
             field(&only_embed(&ev), "Peers"),
             Some("5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)")
         );
+        // Latency and SLO alerts the same way.
+        let peers = vec![("10.0.0.3:8080".to_string(), 1.0)];
+        let mut lat = latency(Level::Critical, Some(2400.0));
+        lat.top_peers = peers.clone();
+        let mut burn = slo(Level::Critical, 20.0);
+        burn.top_peers = peers;
+        for detail in [EventDetail::Latency(lat), EventDetail::Slo(burn)] {
+            let ev = event("be", detail);
+            assert_eq!(
+                field(&only_embed(&ev), "Peers"),
+                Some("5xx mostly from 10.0.0.3:8080 (100 %)")
+            );
+        }
+        let ev = event(
+            "be",
+            EventDetail::Latency(latency(Level::Critical, Some(2400.0))),
+        );
+        assert_eq!(field(&only_embed(&ev), "Peers"), None);
     }
 
     #[test]

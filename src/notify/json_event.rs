@@ -53,6 +53,15 @@ fn rfc3339(unix: u64) -> String {
     iso8601(unix.min(MAX_TIMESTAMP))
 }
 
+/// `[{"peer": "10.0.0.3:8080", "share": 0.82}, ...]`: the peers behind the window's failed
+/// tries, largest share first.
+fn peers_json(peers: &[(String, f64)]) -> Vec<Value> {
+    peers
+        .iter()
+        .map(|(peer, share)| json!({ "peer": peer, "share": share }))
+        .collect()
+}
+
 fn level_name(level: Level) -> &'static str {
     match level {
         Level::Ok => "ok",
@@ -95,11 +104,7 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "crit_pct": l.crit_pct,
                 "window_seconds": l.window_secs,
                 "top_codes": top,
-                "top_peers": l
-                    .top_peers
-                    .iter()
-                    .map(|(peer, share)| json!({ "peer": peer, "share": share }))
-                    .collect::<Vec<Value>>(),
+                "top_peers": peers_json(&l.top_peers),
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
             })
         }
@@ -118,6 +123,7 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "crit_seconds": l.crit_ms.map(|ms| ms as f64 / 1000.0),
                 "requests": l.requests,
                 "window_seconds": l.window_secs,
+                "top_peers": peers_json(&l.top_peers),
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
             })
         }
@@ -138,6 +144,7 @@ pub fn event_json(event: &AlertEvent, host: &str) -> Value {
                 "slo_pct": l.slo_pct,
                 "burn_rate": l.burn_rate,
                 "windows": windows,
+                "top_peers": peers_json(&l.top_peers),
                 "errors": l.errors,
                 "total": l.total,
                 "duration_seconds": resolved.then(|| event.at_unix.saturating_sub(l.since_unix)),
@@ -331,6 +338,23 @@ mod tests {
                 {"peer": "10.0.0.4:8080", "share": 0.18}
             ])
         );
+        // Latency and SLO events carry them too.
+        use crate::vocab::event::samples::{event, latency, slo};
+        let peers = vec![("10.0.0.3:8080".to_string(), 1.0)];
+        let mut lat = latency(Level::Critical, Some(2400.0));
+        assert_eq!(
+            event_json(&event("api", EventDetail::Latency(lat.clone())), "h")["top_peers"],
+            json!([])
+        );
+        lat.top_peers = peers.clone();
+        let mut burn = slo(Level::Critical, 20.0);
+        burn.top_peers = peers;
+        for detail in [EventDetail::Latency(lat), EventDetail::Slo(burn)] {
+            assert_eq!(
+                event_json(&event("api", detail), "h")["top_peers"],
+                json!([{"peer": "10.0.0.3:8080", "share": 1.0}])
+            );
+        }
         assert_eq!(e["host"], "web-1");
         assert_eq!(e["link"], "https://logs.example.com/api");
         assert_eq!(e["runbook"], Value::Null);

@@ -108,6 +108,17 @@ impl EventDetail {
         }
     }
 
+    /// The peers behind the window's failed tries, for the alerts that name them (5xx,
+    /// latency, SLO).
+    pub fn top_peers_mut(&mut self) -> Option<&mut Vec<(String, f64)>> {
+        match self {
+            EventDetail::ErrorRatio(l) => Some(&mut l.top_peers),
+            EventDetail::Latency(l) => Some(&mut l.top_peers),
+            EventDetail::Slo(l) => Some(&mut l.top_peers),
+            _ => None,
+        }
+    }
+
     /// The level the event says a NAME's alert is at (`Ok` for a resolution); a probe DOWN is
     /// `Critical`, an UP `Ok`.
     pub fn level(&self) -> Level {
@@ -179,6 +190,9 @@ pub struct LatencyEvent {
     pub requests: u64,
     /// Window length in seconds.
     pub window_secs: u64,
+    /// The upstream peers behind the window's failed tries (5xx and no answer), with their
+    /// share of them (0..=1), largest first, at most 3; empty when not known.
+    pub top_peers: Vec<(String, f64)>,
     /// Start of the incident (first non-ok evaluation), Unix seconds.
     pub since_unix: u64,
 }
@@ -203,6 +217,9 @@ pub struct SloEvent {
     pub errors: u64,
     /// All responses in the shortest window.
     pub total: u64,
+    /// The upstream peers behind the shortest window's failed tries (5xx and no answer), with their
+    /// share of them (0..=1), largest first, at most 3; empty when not known.
+    pub top_peers: Vec<(String, f64)>,
     /// Start of the incident (first non-ok evaluation), Unix seconds.
     pub since_unix: u64,
 }
@@ -296,6 +313,7 @@ pub mod samples {
             crit_ms: Some(2000),
             requests: 1200,
             window_secs: 300,
+            top_peers: Vec::new(),
             since_unix: AT - 180,
         }
     }
@@ -332,6 +350,7 @@ pub mod samples {
             ],
             errors: 20,
             total: 1000,
+            top_peers: Vec::new(),
             since_unix: AT - 180,
         }
     }

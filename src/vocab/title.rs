@@ -107,6 +107,13 @@ pub fn peers_text(peers: &[(String, f64)]) -> Option<String> {
     Some(format!("5xx mostly from {}", list.join(", ")))
 }
 
+/// `, 5xx mostly from ...` appended to a log line while the alert fires and the peers are known.
+fn push_peers(line: &mut String, peers: &[(String, f64)], level: Level) {
+    if let (Some(peers), false) = (peers_text(peers), level == Level::Ok) {
+        line.push_str(&format!(", {peers}"));
+    }
+}
+
 /// Short upper-case word for the event kind, used in the multi-event summary line.
 pub fn kind_label(event: &AlertEvent) -> &'static str {
     match &event.detail {
@@ -276,9 +283,7 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
                 let top = truncate_chars(&fmt_top(&l.top_codes), LOG_TOP);
                 line.push_str(&format!(", top {top}"));
             }
-            if let (Some(peers), false) = (peers_text(&l.top_peers), l.level == Level::Ok) {
-                line.push_str(&format!(", {peers}"));
-            }
+            push_peers(&mut line, &l.top_peers, l.level);
             line.push(')');
             l.since_unix
         }
@@ -292,20 +297,24 @@ pub fn log_line(event: &AlertEvent, host: &str) -> String {
         }
         EventDetail::Latency(l) => {
             line.push_str(&format!(
-                " ({} {} over {} requests, {})",
+                " ({} {} over {} requests, {}",
                 clip(&l.percentile, 8),
                 fmt_latency(l.estimate_ms),
                 l.requests,
                 latency_thresholds(l)
             ));
+            push_peers(&mut line, &l.top_peers, l.level);
+            line.push(')');
             l.since_unix
         }
         EventDetail::Slo(l) => {
             let windows = truncate_chars(&fmt_burn_windows(&l.windows), LOG_TOP);
             line.push_str(&format!(
-                " (burn {windows}, {}/{} requests)",
+                " (burn {windows}, {}/{} requests",
                 l.errors, l.total
             ));
+            push_peers(&mut line, &l.top_peers, l.level);
+            line.push(')');
             l.since_unix
         }
         EventDetail::Traffic(l) => {
@@ -440,6 +449,33 @@ mod tests {
             l.level = Level::Ok;
         }
         assert!(!log_line(&ev, "h").contains("mostly"));
+    }
+
+    #[test]
+    fn the_peers_behind_a_latency_or_slo_alert() {
+        let peers = vec![
+            ("10.0.0.3:8080".to_string(), 0.82),
+            ("10.0.0.4:8080".to_string(), 0.18),
+        ];
+        let text = "5xx mostly from 10.0.0.3:8080 (82 %), 10.0.0.4:8080 (18 %)";
+        let mut lat = latency(Level::Critical, Some(2400.0));
+        assert!(!log_line(&event("be", EventDetail::Latency(lat.clone())), "h").contains("mostly"));
+        lat.top_peers = peers.clone();
+        let line = log_line(&event("be", EventDetail::Latency(lat.clone())), "h");
+        assert!(line.contains(&format!("crit 2s, {text}), since")), "{line}");
+        let mut slo = slo(Level::Warning, 15.234);
+        slo.top_peers = peers;
+        let line = log_line(&event("be", EventDetail::Slo(slo.clone())), "h");
+        assert!(
+            line.contains(&format!("20/1000 requests, {text}), since")),
+            "{line}"
+        );
+        // A RESOLVED names no peers.
+        lat.level = Level::Ok;
+        slo.level = Level::Ok;
+        for detail in [EventDetail::Latency(lat), EventDetail::Slo(slo)] {
+            assert!(!log_line(&event("be", detail), "h").contains("mostly"));
+        }
     }
 
     #[test]

@@ -177,6 +177,9 @@ pub struct NameDetail {
     pub link: Option<String>,
     /// `runbook=` URL.
     pub runbook: Option<String>,
+    /// The upstream the NAME's location passes requests to, whose peers' tries
+    /// ([`Metrics::upstream_peers`]) its card lists.
+    pub upstream: Option<String>,
 }
 
 /// One incident of a NAME: from the first non-ok evaluation to the return to ok.
