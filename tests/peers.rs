@@ -95,6 +95,62 @@ fn scrape_tries(nginx: &Nginx, n: u64) -> Vec<Sample> {
     m
 }
 
+/// A webhook, `upstream backend` with `servers` (each line's extra parameters after the
+/// address), a NAME `be` with `alert` proxying to it on `/` (`location_extra` inside that
+/// location), and the metrics.
+fn alert_block(
+    hook: &WebhookReceiver,
+    servers: &[String],
+    alert: &str,
+    location_extra: &str,
+) -> String {
+    let servers: String = servers
+        .iter()
+        .map(|s| format!("    server {s};\n"))
+        .collect();
+    format!(
+        r#"
+status_alert_webhook {hook};
+status_alert_interval 1s;
+upstream backend {{
+{servers}}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be {alert};
+        proxy_pass http://backend;
+        {location_extra}
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#,
+        hook = hook.url()
+    )
+}
+
+/// The Discord "Peers" field of the first CRITICAL whose title starts with `title`, once it
+/// has arrived.
+fn peers_field_of_critical(hook: &WebhookReceiver, title: &str) -> serde_json::Value {
+    let critical = wait_until(PATIENCE, || {
+        hook.titles().iter().any(|t| t.starts_with(title))
+    });
+    assert!(critical, "no {title}: {:?}", hook.titles());
+    let msg = hook
+        .messages()
+        .into_iter()
+        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with(title))
+        .unwrap();
+    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
+    fields
+        .iter()
+        .find(|f| f["name"] == "Peers")
+        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"))["value"]
+        .clone()
+}
+
 #[test]
 fn each_peer_counts_its_own_answers() {
     require_module!();
@@ -297,55 +353,19 @@ fn a_5xx_alert_names_the_peers_behind_it() {
     peers[1].set("/", 503, "sick");
     let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
     let hook = WebhookReceiver::start();
-    let block = format!(
-        r#"
-status_alert_webhook {};
-status_alert_interval 1s;
-upstream backend {{
-    server {};
-    server {};
-    server {};
-}}
-server {{
-    listen 127.0.0.1:{{PORT}};
-    location / {{
-        status_alert be window=10s warn=off crit=20% min_requests=5;
-        proxy_pass http://backend;
-    }}
-    location = /status_metrics {{
-        status_alert off;
-        status_metrics;
-    }}
-}}
-"#,
-        hook.url(),
-        servers[0],
-        servers[1],
-        servers[2]
+    let block = alert_block(
+        &hook,
+        &servers,
+        "window=10s warn=off crit=20% min_requests=5",
+        "",
     );
     let nginx = Nginx::start(&block, NginxOpts::workers(2));
     for _ in 0..30 {
         http_get(nginx.port, "/");
     }
-    let critical = wait_until(PATIENCE, || {
-        hook.titles()
-            .iter()
-            .any(|t| t.starts_with("CRITICAL be: 5xx"))
-    });
-    assert!(critical, "no CRITICAL: {:?}", hook.titles());
-    let msg = hook
-        .messages()
-        .into_iter()
-        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be"))
-        .unwrap();
-    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
-    let peers_field = fields
-        .iter()
-        .find(|f| f["name"] == "Peers")
-        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
     // Every failed try went to the 503 peer.
     assert_eq!(
-        peers_field["value"],
+        peers_field_of_critical(&hook, "CRITICAL be: 5xx"),
         format!("5xx mostly from {} (100 %)", servers[1])
     );
 
@@ -394,54 +414,16 @@ fn an_slo_alert_names_the_peers_behind_it() {
     let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
     let hook = WebhookReceiver::start();
     // crit=100%: only the error budget (slo=99%) alerts; a third of the answers are 503.
-    let block = format!(
-        r#"
-status_alert_webhook {};
-status_alert_interval 1s;
-upstream backend {{
-    server {};
-    server {};
-    server {};
-}}
-server {{
-    listen 127.0.0.1:{{PORT}};
-    location / {{
-        status_alert be window=2s min_requests=5 warn=off crit=100% slo=99% repeat=off;
-        proxy_pass http://backend;
-    }}
-    location = /status_metrics {{
-        status_alert off;
-        status_metrics;
-    }}
-}}
-"#,
-        hook.url(),
-        servers[0],
-        servers[1],
-        servers[2]
+    let alert = "window=2s min_requests=5 warn=off crit=100% slo=99% repeat=off";
+    let nginx = Nginx::start(
+        &alert_block(&hook, &servers, alert, ""),
+        NginxOpts::workers(2),
     );
-    let nginx = Nginx::start(&block, NginxOpts::workers(2));
     for _ in 0..60 {
         http_get(nginx.port, "/");
     }
-    let critical = wait_until(PATIENCE, || {
-        hook.titles()
-            .iter()
-            .any(|t| t.starts_with("CRITICAL be: error budget burning"))
-    });
-    assert!(critical, "no CRITICAL: {:?}", hook.titles());
-    let msg = hook
-        .messages()
-        .into_iter()
-        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be"))
-        .unwrap();
-    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
-    let peers_field = fields
-        .iter()
-        .find(|f| f["name"] == "Peers")
-        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
     assert_eq!(
-        peers_field["value"],
+        peers_field_of_critical(&hook, "CRITICAL be: error budget burning"),
         format!("5xx mostly from {} (100 %)", servers[1])
     );
 }
@@ -456,32 +438,9 @@ fn a_latency_alert_names_the_peer_that_timed_out() {
     peers[1].set_delay("/", Duration::from_millis(1500));
     let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
     let hook = WebhookReceiver::start();
-    let block = format!(
-        r#"
-status_alert_webhook {};
-status_alert_interval 1s;
-upstream backend {{
-    server {};
-    server {} max_fails=0;
-}}
-server {{
-    listen 127.0.0.1:{{PORT}};
-    location / {{
-        status_alert be window=10s min_requests=5 warn=off crit=100% repeat=off
-                     latency=p95:100ms:300ms;
-        proxy_pass http://backend;
-        proxy_read_timeout 400ms;
-    }}
-    location = /status_metrics {{
-        status_alert off;
-        status_metrics;
-    }}
-}}
-"#,
-        hook.url(),
-        servers[0],
-        servers[1]
-    );
+    let lines = [servers[0].clone(), format!("{} max_fails=0", servers[1])];
+    let alert = "window=10s min_requests=5 warn=off crit=100% repeat=off latency=p95:100ms:300ms";
+    let block = alert_block(&hook, &lines, alert, "proxy_read_timeout 400ms;");
     let nginx = Nginx::start(&block, NginxOpts::workers(2));
     for _ in 0..12 {
         assert_eq!(http_get(nginx.port, "/").status, 200);
@@ -492,24 +451,8 @@ server {{
     let m = scrape_tries(&nginx, 12 + slow);
     assert_eq!(tries(&m, "backend", &servers[1], "error"), slow);
     assert_eq!(tries(&m, "backend", &servers[0], "2xx"), 12);
-    let critical = wait_until(PATIENCE, || {
-        hook.titles()
-            .iter()
-            .any(|t| t.starts_with("CRITICAL be: p95"))
-    });
-    assert!(critical, "no CRITICAL: {:?}", hook.titles());
-    let msg = hook
-        .messages()
-        .into_iter()
-        .find(|m| embed_titles(std::slice::from_ref(m))[0].starts_with("CRITICAL be: p95"))
-        .unwrap();
-    let fields = msg["embeds"][0]["fields"].as_array().unwrap().clone();
-    let peers_field = fields
-        .iter()
-        .find(|f| f["name"] == "Peers")
-        .unwrap_or_else(|| panic!("no Peers field: {fields:?}"));
     assert_eq!(
-        peers_field["value"],
+        peers_field_of_critical(&hook, "CRITICAL be: p95"),
         format!("5xx mostly from {} (100 %)", servers[1])
     );
 }
