@@ -53,6 +53,14 @@ fn addr(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Three fake upstreams, the second answering 503 on `sick_path`, and their addresses.
+fn three_peers(sick_path: &str) -> ([Upstream; 3], Vec<String>) {
+    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
+    peers[1].set(sick_path, 503, "sick");
+    let servers = peers.iter().map(|p| addr(p.port)).collect();
+    (peers, servers)
+}
+
 /// The peer's count of `class` (0 when absent).
 fn tries(m: &[Sample], upstream: &str, peer: &str, class: &str) -> u64 {
     metric(
@@ -154,9 +162,7 @@ fn peers_field_of_critical(hook: &WebhookReceiver, title: &str) -> serde_json::V
 #[test]
 fn each_peer_counts_its_own_answers() {
     require_module!();
-    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
-    peers[1].set("/", 503, "sick");
-    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let (peers, servers) = three_peers("/");
     let nginx = Nginx::start(&http_block(&servers, "127.0.0.1:1"), NginxOpts::workers(2));
     let mut statuses = Vec::new();
     for _ in 0..30 {
@@ -194,9 +200,7 @@ fn each_peer_counts_its_own_answers() {
 #[test]
 fn a_retry_chain_counts_each_try_where_it_went() {
     require_module!();
-    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
-    peers[1].set("/retry/x", 503, "sick");
-    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let (peers, servers) = three_peers("/retry/x");
     let nginx = Nginx::start(&http_block(&servers, "127.0.0.1:1"), NginxOpts::workers(2));
     for _ in 0..12 {
         // The 503 peer's requests go on to the next peer, which answers.
@@ -349,9 +353,7 @@ server {{
 #[test]
 fn a_5xx_alert_names_the_peers_behind_it() {
     require_module!();
-    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
-    peers[1].set("/", 503, "sick");
-    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let (peers, servers) = three_peers("/");
     let hook = WebhookReceiver::start();
     let block = alert_block(
         &hook,
@@ -409,9 +411,7 @@ fn a_5xx_alert_names_the_peers_behind_it() {
 #[test]
 fn an_slo_alert_names_the_peers_behind_it() {
     require_module!();
-    let peers = [Upstream::start(), Upstream::start(), Upstream::start()];
-    peers[1].set("/", 503, "sick");
-    let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let (_peers, servers) = three_peers("/");
     let hook = WebhookReceiver::start();
     // crit=100%: only the error budget (slo=99%) alerts; a third of the answers are 503.
     let alert = "window=2s min_requests=5 warn=off crit=100% slo=99% repeat=off";
