@@ -8,6 +8,8 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use super::negotiate::q_value;
+
 /// gzip level: 1, the fastest. The text is so repetitive that level 1 already gets most of
 /// the gain, and the worker's time matters more than a few more percent.
 const LEVEL: u32 = 1;
@@ -25,7 +27,7 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     for element in header.split(',') {
         let mut parts = element.split(';');
         let coding = parts.next().unwrap_or("").trim();
-        let Some(q) = weight(parts) else {
+        let Some(q) = q_value(parts) else {
             continue;
         };
         if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
@@ -35,21 +37,6 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         }
     }
     gzip.or(any).is_some_and(|q| q > 0.0)
-}
-
-/// The q-value among an element's parameters: 1 without one, `None` when it is not a number
-/// in 0..=1.
-fn weight<'a>(params: impl Iterator<Item = &'a str>) -> Option<f64> {
-    for param in params {
-        let Some((name, value)) = param.split_once('=') else {
-            continue;
-        };
-        if name.trim().eq_ignore_ascii_case("q") {
-            let q: f64 = value.trim().parse().ok()?;
-            return (0.0..=1.0).contains(&q).then_some(q);
-        }
-    }
-    Some(1.0)
 }
 
 /// `body` gzip-compressed; `None` if compressing failed (then the body goes out plain).

@@ -84,8 +84,14 @@ fn parse_range(range: &str) -> Option<(&str, &str, f64)> {
     if media_type.is_empty() || subtype.is_empty() || (media_type == "*" && subtype != "*") {
         return None;
     }
+    Some((media_type, subtype, q_value(parts)?))
+}
+
+/// The q-value among the parameters of one element of an `Accept` or `Accept-Encoding`
+/// header: 1 without one, the last one if several; `None` when one is not a number in 0..=1.
+pub(super) fn q_value<'a>(params: impl Iterator<Item = &'a str>) -> Option<f64> {
     let mut q = 1.0;
-    for param in parts {
+    for param in params {
         if let Some((k, v)) = param.split_once('=') {
             if k.trim().eq_ignore_ascii_case("q") {
                 q = v
@@ -96,7 +102,7 @@ fn parse_range(range: &str) -> Option<(&str, &str, f64)> {
             }
         }
     }
-    Some((media_type, subtype, q))
+    Some(q)
 }
 
 /// Chooses the response format: a known `?format=` value wins; otherwise the `Accept` format
