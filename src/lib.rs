@@ -18,6 +18,7 @@ mod count;
 mod count_peers;
 pub mod driver;
 pub mod evaluate;
+pub mod event;
 pub mod expose;
 pub mod helper;
 #[cfg(test)]

@@ -530,3 +530,74 @@ fn binary_upgrade_rolled_back_announces_each_event_once() {
     let trouble = module_trouble(&nginx.error_log());
     assert!(trouble.is_empty(), "{trouble:#?}");
 }
+
+/// A scrape's client that goes away, or stops reading: a client that closes right after its
+/// request (the scrape is still being made, in slices), one that reads a little and closes,
+/// and one that stops reading until nginx's `send_timeout` ends it. Each scrape's memory (the
+/// body nginx sends from) goes with its request: the workers stay up, the next scrape is whole,
+/// nothing is logged above `info`, and under `ci/memcheck` nothing leaks or is read after
+/// being freed.
+#[test]
+fn scrapes_abandoned_by_their_clients_leave_nothing_behind() {
+    require_module!();
+    const N: usize = 1_000;
+    let all = names("s", N);
+    let locations: String = all
+        .iter()
+        .map(|n| format!("location = /n/{n} {{ status_alert {n}; return 200; }}\n"))
+        .collect();
+    // A small send buffer and a short send_timeout: a client that stops reading blocks nginx's
+    // writes within a few KB, and nginx gives up on it within a second.
+    let block = format!(
+        "server {{\n listen 127.0.0.1:{{PORT}} sndbuf=16k;\n send_timeout 1s;\n{locations}\n\
+         {METRICS}\n}}\n"
+    );
+    let nginx = Nginx::start(&block, NginxOpts::default());
+    let workers = nginx.worker_pids();
+    let port = nginx.port;
+    let whole = |nginx: &Nginx| {
+        let v = http_get(nginx.port, "/status_metrics?format=json").json();
+        v["locations"].as_object().map_or(0, |l| l.len())
+    };
+    assert_eq!(whole(&nginx), N);
+
+    for (k, path) in ["/status_metrics", "/status_metrics?format=json"]
+        .into_iter()
+        .enumerate()
+    {
+        for gzip in [false, true] {
+            let headers: &[(&str, &str)] = if gzip {
+                &[("Accept-Encoding", "gzip")]
+            } else {
+                &[]
+            };
+            // Gone at once.
+            let mut c = RawConnection::open(port).expect("connect");
+            c.send_request("GET", path, headers, None).expect("send");
+            drop(c);
+            // Reads a little, then goes.
+            let mut c = RawConnection::open(port).expect("connect");
+            c.send_request("GET", path, headers, None).expect("send");
+            let mut first = [0u8; 1024];
+            let _ = std::io::Read::read(&mut c.stream(), &mut first);
+            drop(c);
+        }
+        // Stops reading, and stays: nginx's send_timeout ends it.
+        let mut c = RawConnection::open(port).expect("connect");
+        c.send_request("GET", path, &[], None).expect("send");
+        let timed_out = || nginx.error_log().matches("client timed out").count() > k;
+        assert!(
+            wait_until(scaled(Duration::from_secs(10)), timed_out),
+            "{path}: nginx never gave up on the client that stopped reading:\n{}",
+            nginx.error_log()
+        );
+        drop(c);
+    }
+
+    assert_eq!(nginx.worker_pids(), workers, "a worker was replaced");
+    assert_eq!(whole(&nginx), N);
+    let log = nginx.error_log();
+    let trouble = module_trouble(&log);
+    assert!(trouble.is_empty(), "{trouble:#?}");
+    nginx.assert_log_clean();
+}

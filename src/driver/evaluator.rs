@@ -8,7 +8,6 @@ use nginx_sys::{ngx_cycle_t, ngx_log_t};
 
 use super::helper_link::{HelperLink, RESTART_BACKOFF_MIN_MS};
 use super::lease::{self, Attempt, Lease, StateDir};
-use super::loop_fd::PostedEvent;
 use super::process::{exiting, now_ms, pid};
 use super::round::{Round, SLICE_BUDGET};
 use crate::conf::state_dir::StateDirError;
@@ -17,6 +16,7 @@ use crate::evaluate::firing::{self, WatchedProbe};
 use crate::evaluate::heartbeat::HeartbeatSchedule;
 use crate::evaluate::mute_round::HeldDowns;
 use crate::evaluate::{self, Watched};
+use crate::event::loop_fd::PostedEvent;
 use crate::helper::{Outbox, MAX_PENDING};
 use crate::notify::alertmanager;
 use crate::notify::delivery::{Outcome, OutcomeReport};

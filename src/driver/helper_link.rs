@@ -7,8 +7,8 @@ use core::sync::atomic::Ordering::Relaxed;
 use nginx_sys::ngx_setproctitle;
 
 use super::evaluator::{lost_outcomes, Evaluator};
-use super::loop_fd::LoopFd;
 use super::process::on_reports;
+use crate::event::loop_fd::LoopFd;
 use crate::helper::{Helper, HelperContext, Report};
 use crate::notify::delivery::{DeliveryConfig, OutcomeReport};
 use crate::zone::StallReason;

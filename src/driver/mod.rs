@@ -17,7 +17,7 @@
 //! running), `mutes` (what mutes hold back, and their hand-over), `certificates` (the
 //! certificate round), `round` (an evaluation round spread over turns of the loop, plain Rust),
 //! `watchman` (the other workers), `lease` (the lease and hand-over files,
-//! plain Rust), `loop_fd` (descriptors on nginx's event loop).
+//! plain Rust); the event-loop primitives it uses are in `crate::event`.
 
 #[cfg(not(test))]
 mod certificates;
@@ -26,8 +26,6 @@ mod evaluator;
 #[cfg(not(test))]
 mod helper_link;
 pub mod lease;
-#[cfg(not(test))]
-mod loop_fd;
 #[cfg(not(test))]
 mod mutes;
 #[cfg(not(test))]

@@ -7,8 +7,8 @@ use nginx_sys::{ngx_cycle_t, ngx_event_t, ngx_int_t, NGX_OK};
 use ngx::http::HttpModuleMainConf;
 
 use super::evaluator::Evaluator;
-use super::loop_fd::{self, LoopFd};
 use super::watchman::Watchman;
+use crate::event::loop_fd::{self, LoopFd};
 use crate::helper::TICK_MS;
 use crate::HttpStatusAlertModule;
 

@@ -10,12 +10,11 @@ use nginx_sys::{
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
-use super::collect;
-use super::encoding::{accepts_gzip, gzip};
-use super::html::{render_html, HtmlOptions};
-use super::metrics;
+use super::encoding::accepts_gzip;
+use super::html::HtmlOptions;
 use super::negotiate::{choose_format, parse_refresh, Format};
 use super::page_filter::parse_page_filter;
+use super::scrape::{Document, Scrape};
 use crate::conf::directives::handle;
 use crate::conf::ConfError;
 use crate::conf::LocConf;
@@ -87,11 +86,38 @@ pub unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_
     }
 }
 
-/// Adds a response header; on allocation failure the header is simply missing.
-pub(super) fn add_header(r: &mut ngx_http_request_t, key: &str, value: &str) {
-    // SAFETY: `Request` is a transparent wrapper of a valid ngx_http_request_t.
-    let request = unsafe { ngx::http::Request::from_ngx_http_request(r) };
-    let _ = request.add_header_out(key, value);
+/// An `ngx_str_t` of a static string, which nginx only reads.
+fn static_str(s: &'static str) -> ngx_str_t {
+    ngx_str_t {
+        len: s.len(),
+        data: s.as_ptr().cast_mut(),
+    }
+}
+
+/// Adds a response header of static strings and returns it; on allocation failure the header
+/// is missing (`None`).
+pub(super) fn add_header(
+    r: &mut ngx_http_request_t,
+    key: &'static str,
+    value: &'static str,
+) -> Option<*mut ngx_table_elt_t> {
+    // SAFETY: the list belongs to the request; ngx_list_push returns an element allocated
+    // from the request pool, or null.
+    let h: *mut ngx_table_elt_t =
+        unsafe { nginx_sys::ngx_list_push(&mut r.headers_out.headers) }.cast();
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: `h` is a new element of the list, ours alone. Zeroed first, so that fields some
+    // nginx versions have beyond these (`next`, `lowcase_key`) are null; the key and value
+    // are static strings, which nginx only reads.
+    unsafe {
+        core::ptr::write_bytes(h, 0, 1);
+        (*h).hash = 1;
+        (*h).key = static_str(key);
+        (*h).value = static_str(value);
+    }
+    Some(h)
 }
 
 fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
@@ -114,24 +140,12 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
     let mcf = Module::main_conf(r).ok_or(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
     let now = nginx_sys::ngx_timeofday();
     let now_ms = now.sec as u64 * 1000 + now.msec as u64;
-    let mut m = collect(mcf, now_ms);
-    let records = crate::conf::mute_lock::copy_mutes(mcf);
-    let mutes = crate::evaluate::muted::Mutes {
-        maintenance: &mcf.maintenance,
-        records: &records,
-        local_offset_secs: crate::conf::mute_lock::local_offset_secs(),
-    };
-    super::mute_view::collect_mutes(&mut m, mcf, &mutes, now_ms);
     let format = choose_format(
         arg(r, "format").as_deref(),
         header_in(r, "accept").as_deref(),
     );
-    let body = match format {
-        Format::Json => {
-            let mut buf = Vec::new();
-            metrics::write_json(&m, &mut buf);
-            buf
-        }
+    let document = match format {
+        Format::Json => Document::Json,
         Format::Html => {
             // Only the page filters; a bad filter is the client's mistake, said in one line.
             let filter = match parse_page_filter(&query) {
@@ -140,75 +154,31 @@ fn serve_metrics(r: &mut ngx_http_request_t) -> Result<ngx_int_t, ngx_int_t> {
                     return respond(r, 400, "text/plain; charset=utf-8", &format!("{e}\n"));
                 }
             };
-            let opts = HtmlOptions {
+            Document::Html(HtmlOptions {
                 filter,
                 refresh: parse_refresh(arg(r, "refresh").as_deref()),
                 // SAFETY: ngx_cycle is this process's current cycle.
                 host: unsafe { (*nginx_sys::ngx_cycle).hostname.to_string() },
                 now_unix: now_ms / 1000,
-            };
-            render_html(&m, &opts).into_bytes()
+            })
         }
-        Format::Prometheus => {
-            let mut s = String::with_capacity(256 + m.names.len() * 2048);
-            metrics::render_prometheus(&m, &mut s)
-                .map_err(|_| NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t)?;
-            s.into_bytes()
-        }
+        Format::Prometheus => Document::Prometheus,
     };
-    drop(m);
     // gzip when the client takes it; a body that cannot be compressed goes out plain.
-    let packed = accepts_gzip(header_in(r, "accept-encoding").as_deref())
-        .then(|| gzip(&body))
-        .flatten();
-    match packed {
-        Some(packed) if set_content_encoding_gzip(r) => {
-            send(r, 200, format.content_type(), &packed, Coding::Negotiated)
-        }
-        _ => send(r, 200, format.content_type(), &body, Coding::Negotiated),
-    }
+    let gzip = accepts_gzip(header_in(r, "accept-encoding").as_deref());
+    let scrape = Scrape::new(mcf, now_ms, document, gzip);
+    super::scrape_event::start(r, mcf, scrape, format.content_type())
 }
 
-/// Whether a response's coding depends on the request's `Accept-Encoding`.
+/// A response's coding, and whether it depends on the request's `Accept-Encoding`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Coding {
+pub(super) enum Coding {
     /// Always plain (short answers, errors).
     Fixed,
-    /// gzip when the client takes it: the response says `Vary: Accept-Encoding`.
-    Negotiated,
-}
-
-/// Marks the response as gzip-coded: `Content-Encoding: gzip`, set as nginx's own
-/// `headers_out.content_encoding` too, which is how nginx's gzip filter (when the operator
-/// turned it on here) knows the body is coded already and leaves it alone. False when the
-/// header cannot be added (then the body goes out plain).
-fn set_content_encoding_gzip(r: &mut ngx_http_request_t) -> bool {
-    const KEY: &str = "Content-Encoding";
-    const VALUE: &str = "gzip";
-    // SAFETY: the list belongs to the request; ngx_list_push returns an element allocated
-    // from the request pool, or null.
-    let h: *mut ngx_table_elt_t =
-        unsafe { nginx_sys::ngx_list_push(&mut r.headers_out.headers) }.cast();
-    if h.is_null() {
-        return false;
-    }
-    // SAFETY: `h` is a new element of the list, ours alone. Zeroed first, so that fields some
-    // nginx versions have beyond these (`next`, `lowcase_key`) are null; the key and value
-    // point to static strings, which nginx only reads.
-    unsafe {
-        core::ptr::write_bytes(h, 0, 1);
-        (*h).hash = 1;
-        (*h).key = ngx_str_t {
-            len: KEY.len(),
-            data: KEY.as_ptr().cast_mut(),
-        };
-        (*h).value = ngx_str_t {
-            len: VALUE.len(),
-            data: VALUE.as_ptr().cast_mut(),
-        };
-    }
-    r.headers_out.content_encoding = h;
-    true
+    /// Plain, for a client that takes no gzip: the response says `Vary: Accept-Encoding`.
+    Plain,
+    /// gzip, for a client that takes it: `Content-Encoding: gzip`, `Vary: Accept-Encoding`.
+    Gzip,
 }
 
 /// Sends `body` with `status` and `content_type` (a static string).
@@ -229,30 +199,9 @@ fn send(
     body: &[u8],
     coding: Coding,
 ) -> Result<ngx_int_t, ngx_int_t> {
-    let content_type = ngx_str_t {
-        len: content_type.len(),
-        data: content_type.as_ptr().cast_mut(),
-    };
-
-    r.headers_out.status = status;
-    r.headers_out.content_length_n = body.len() as i64;
-    r.headers_out.content_type_len = content_type.len;
-    r.headers_out.content_type = content_type;
-    add_header(r, "Cache-Control", "no-store");
-    // The answer depends on Accept: caches must not hand a browser's HTML to Prometheus.
-    add_header(r, "Vary", "Accept");
-    if coding == Coding::Negotiated {
-        // And on Accept-Encoding, coded or not: a cache must not hand gzip to a client
-        // that did not ask for it, nor plain text to one that did.
-        add_header(r, "Vary", "Accept-Encoding");
-    }
-
-    // SAFETY: valid request.
-    let rc = unsafe { nginx_sys::ngx_http_send_header(r) };
-    if rc == nginx_sys::NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+    if let Some(rc) = send_header(r, status, content_type, body.len(), coding) {
         return Ok(rc);
     }
-
     // SAFETY: the buffer and chain link come from the request pool and live as long as it.
     unsafe {
         let b: *mut ngx_buf_t = nginx_sys::ngx_create_temp_buf(r.pool, body.len().max(1));
@@ -269,4 +218,44 @@ fn send(
         };
         Ok(nginx_sys::ngx_http_output_filter(r, &mut out))
     }
+}
+
+/// Sets the status and headers of a body of `len` bytes and sends them; `Some(rc)` when
+/// that is the end of the response (an error, or a HEAD request), `None` when the body is to
+/// follow.
+pub(super) fn send_header(
+    r: &mut ngx_http_request_t,
+    status: usize,
+    content_type: &'static str,
+    len: usize,
+    coding: Coding,
+) -> Option<ngx_int_t> {
+    r.headers_out.status = status;
+    r.headers_out.content_length_n = len as i64;
+    r.headers_out.content_type_len = content_type.len();
+    r.headers_out.content_type = static_str(content_type);
+    add_header(r, "Cache-Control", "no-store");
+    // The answer depends on Accept: caches must not hand a browser's HTML to Prometheus.
+    add_header(r, "Vary", "Accept");
+    if coding != Coding::Fixed {
+        // And on Accept-Encoding, coded or not: a cache must not hand gzip to a client
+        // that did not ask for it, nor plain text to one that did.
+        add_header(r, "Vary", "Accept-Encoding");
+    }
+    if coding == Coding::Gzip {
+        // Also nginx's own `headers_out.content_encoding`: that is how nginx's gzip filter
+        // (when the operator turned it on here) knows the body is coded already and leaves
+        // it alone. Without the header (no memory) the response fails rather than lie.
+        match add_header(r, "Content-Encoding", "gzip") {
+            Some(h) => r.headers_out.content_encoding = h,
+            None => return Some(nginx_sys::NGX_ERROR as ngx_int_t),
+        }
+    }
+
+    // SAFETY: valid request.
+    let rc = unsafe { nginx_sys::ngx_http_send_header(r) };
+    if rc == nginx_sys::NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() != 0 {
+        return Some(rc);
+    }
+    None
 }

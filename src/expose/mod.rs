@@ -15,6 +15,9 @@ mod mute_handler;
 pub mod mute_view;
 pub mod negotiate;
 pub mod page_filter;
+pub mod scrape;
+#[cfg(not(test))]
+mod scrape_event;
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -64,36 +67,91 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
     out
 }
 
-/// Copies the zone's values for every configured NAME and probe at `now_ms`.
-pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
-    // Sized up front: a NAME's entry carries its counters (4 KB), and growing by doubling
-    // copied them over and over at thousands of NAMEs.
-    let mut m = Metrics {
-        bucket_bounds: mcf.bucket_bounds(),
-        names: Vec::with_capacity(mcf.names.len()),
-        health: Vec::with_capacity(mcf.names.len()),
-        probes: Vec::with_capacity(mcf.probes.len()),
-        probe_down: Vec::with_capacity(mcf.probes.len()),
-        ..Metrics::default()
-    };
-    // Which upstream peers mark_down keeps out: read from nginx's upstream zones.
-    #[cfg(not(test))]
-    {
-        m.peers_down = crate::probe::mark_down::nginx_peers::kept_out(mcf);
+/// The zone's values copied a few NAMEs at a time ([`Collector::names`]), so that a scrape of
+/// thousands of NAMEs can give the event loop back between slices. Each NAME's values are read
+/// together; NAMEs read in different slices are a few milliseconds apart, as are the values
+/// that are not per NAME (read when the collector is made).
+pub struct Collector {
+    m: Metrics,
+    now_ms: u64,
+    /// The runtime mutes, as copied from the zone (under its lock) when the scrape began.
+    records: Vec<crate::zone::mutes::MuteRecord>,
+    local_offset_secs: i32,
+    /// The next index into `mcf.names`.
+    next: usize,
+}
+
+impl Collector {
+    /// Copies everything but the NAMEs: probes, certificates, peers, deliveries, alerting.
+    pub fn new(mcf: &MainConf, now_ms: u64) -> Self {
+        // Sized up front: a NAME's entry carries its counters (4 KB), and growing by doubling
+        // copied them over and over at thousands of NAMEs.
+        let mut m = Metrics {
+            bucket_bounds: mcf.bucket_bounds(),
+            names: Vec::with_capacity(mcf.names.len()),
+            health: Vec::with_capacity(mcf.names.len()),
+            probes: Vec::with_capacity(mcf.probes.len()),
+            probe_down: Vec::with_capacity(mcf.probes.len()),
+            ..Metrics::default()
+        };
+        // Which upstream peers mark_down keeps out: read from nginx's upstream zones.
+        #[cfg(not(test))]
+        {
+            m.peers_down = crate::probe::mark_down::nginx_peers::kept_out(mcf);
+        }
+        m.upstream_peers = upstream_peers(mcf);
+        collect_rest(mcf, &mut m, now_ms);
+        // The runtime mutes live under the zone's lock, which unit tests have none of.
+        #[cfg(not(test))]
+        let (records, local_offset_secs) = (
+            crate::conf::mute_lock::copy_mutes(mcf),
+            crate::conf::mute_lock::local_offset_secs(),
+        );
+        #[cfg(test)]
+        let (records, local_offset_secs) = (Vec::new(), 0);
+        Collector {
+            m,
+            now_ms,
+            records,
+            local_offset_secs,
+            next: 0,
+        }
     }
-    m.upstream_peers = upstream_peers(mcf);
-    for n in &mcf.names {
+
+    /// Copies up to `count` more NAMEs; true once every NAME is copied.
+    pub fn names(&mut self, mcf: &MainConf, count: usize) -> bool {
+        let end = self.next.saturating_add(count).min(mcf.names.len());
+        for n in &mcf.names[self.next..end] {
+            self.name(mcf, n);
+        }
+        self.next = end;
+        end == mcf.names.len()
+    }
+
+    /// What was copied.
+    pub fn finish(self) -> Metrics {
+        self.m
+    }
+
+    /// One NAME's counters, window, level, health, page details and mute.
+    fn name(&mut self, mcf: &MainConf, n: &crate::conf::NameConf) {
+        let mutes = crate::evaluate::muted::Mutes {
+            maintenance: &mcf.maintenance,
+            records: &self.records,
+            local_offset_secs: self.local_offset_secs,
+        };
+        mute_view::collect_mute(&mut self.m, n, &mutes, self.now_ms);
         // SAFETY: slots point into the mapped zone once it is initialised.
         let Some(slot) = (unsafe { n.slot.as_ref() }) else {
-            continue;
+            return;
         };
         let p = &n.params;
         let since = slot.alert.incident_since_ms.load(Relaxed);
         let level = Level::from_u8(slot.alert.level.load(Relaxed) as u8);
-        m.name_details.insert(
+        self.m.name_details.insert(
             n.name.clone(),
             NameDetail {
-                error_share_history: slot.window.share_history(now_ms, p.window_ms),
+                error_share_history: slot.window.share_history(self.now_ms, p.window_ms),
                 level_since_unix: (level != Level::Ok && since != 0).then_some(since / 1000),
                 window_secs: Some(p.window_ms / 1000),
                 warn_pct: p.warn_pct,
@@ -108,7 +166,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                 ..NameDetail::default()
             },
         );
-        m.health.push(NameHealth {
+        self.m.health.push(NameHealth {
             name: n.name.clone(),
             latency: p
                 .latency
@@ -128,9 +186,9 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
                     known_windows: history.known_windows(),
                 }
             }),
-            incidents: slot.incident_summary(now_ms),
+            incidents: slot.incident_summary(self.now_ms),
         });
-        m.names.push(NameMetrics {
+        self.m.names.push(NameMetrics {
             name: n.name.clone(),
             counters: slot.counters.snapshot(),
             window_requests: slot.alert.window().0,
@@ -138,6 +196,17 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             level: Level::from_u8(slot.alert.level.load(Relaxed) as u8),
         });
     }
+}
+
+/// Copies the zone's values for every configured NAME and probe at `now_ms`, in one go.
+pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
+    let mut c = Collector::new(mcf, now_ms);
+    c.names(mcf, usize::MAX);
+    c.finish()
+}
+
+/// Probes, certificates, deliveries and the evaluator's state.
+fn collect_rest(mcf: &MainConf, m: &mut Metrics, now_ms: u64) {
     for p in &mcf.probes {
         // SAFETY: as above.
         let Some(slot) = (unsafe { p.slot.as_ref() }) else {
@@ -173,7 +242,7 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             failures,
         });
     }
-    collect_certificates(mcf, &mut m);
+    collect_certificates(mcf, m);
     if let Some(zone) = &mcf.zone {
         let h = zone.header();
         for (d, n) in m.notifications.iter_mut().zip(h.notifications.iter()) {
@@ -200,7 +269,6 @@ pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
             reason: StallReason::from_index(a.reason.load(Relaxed)),
         });
     }
-    m
 }
 
 /// The certificates nginx serves and the probe targets' certificates, from the zone.

@@ -26,64 +26,135 @@ pub fn render_json(m: &Metrics) -> String {
 
 /// Appends the JSON document (newline-terminated) to `buf`.
 pub fn write_json(m: &Metrics, buf: &mut Vec<u8>) {
-    buf.reserve(1024 + m.names.len() * 512 + m.probes.len() * 256);
-    let mut o = JsonOut::new(buf);
-    o.open_object();
-    o.key("alerting");
-    match &m.alerting {
-        Some(a) => alerting(&mut o, a),
-        None => o.null(),
+    let mut slices = JsonSlices::new(m);
+    slices.names(m, usize::MAX);
+    for piece in slices.finish(m) {
+        buf.extend_from_slice(&piece);
     }
-    o.member_array("certificates");
-    for c in &m.certificates {
-        o.element();
+}
+
+/// The JSON document written a few NAMEs at a time ([`JsonSlices::names`]), so that a scrape
+/// of thousands of NAMEs can give the event loop back between slices: what comes before the
+/// NAMEs on creation, each slice of NAMEs as a piece of its own, the rest on
+/// [`JsonSlices::finish`].
+pub struct JsonSlices {
+    /// Finished pieces of the document, in order.
+    pieces: Vec<Vec<u8>>,
+    /// Indexes into `names` in key order (of a NAME listed twice, the last).
+    order: Vec<usize>,
+    /// The index into `health` of each NAME's entry (its first), by index into `names`.
+    health_of: Vec<Option<usize>>,
+    layout: BucketLayout,
+    /// How many of `order` are written.
+    next: usize,
+}
+
+impl JsonSlices {
+    /// Writes what precedes the NAMEs and sorts them; `m` must not change until
+    /// [`Self::finish`].
+    pub fn new(m: &Metrics) -> Self {
+        let mut head = Vec::with_capacity(1024 + m.probes.len() * 256);
+        let mut o = JsonOut::new(&mut head);
         o.open_object();
-        o.member("alert_state", level_word(c.level));
-        o.member("file", &c.file);
-        o.member("on_disk_expiry", c.on_disk);
-        o.member("problem", &c.problem);
-        o.member("renewed_on_disk_since", c.renewed_since);
-        o.member("served_expiry", c.served);
-        o.member("server", &c.server);
+        o.key("alerting");
+        match &m.alerting {
+            Some(a) => alerting(&mut o, a),
+            None => o.null(),
+        }
+        o.member_array("certificates");
+        for c in &m.certificates {
+            o.element();
+            o.open_object();
+            o.member("alert_state", level_word(c.level));
+            o.member("file", &c.file);
+            o.member("on_disk_expiry", c.on_disk);
+            o.member("problem", &c.problem);
+            o.member("renewed_on_disk_since", c.renewed_since);
+            o.member("served_expiry", c.served);
+            o.member("server", &c.server);
+            o.close_object();
+        }
+        o.close_array();
+        o.member_object("destinations");
+        let destinations = m
+            .destinations
+            .iter()
+            .map(|(l, c)| (l.as_str(), c))
+            .collect();
+        for (label, counts) in sorted_members(destinations) {
+            o.key(label);
+            notifications(&mut o, counts);
+        }
         o.close_object();
+        o.member_object("locations");
+        // The first health entry of a NAME counts, as a search from the front would find it.
+        let mut health: HashMap<&str, usize> = HashMap::with_capacity(m.health.len());
+        for (i, h) in m.health.iter().enumerate() {
+            health.entry(h.name.as_str()).or_insert(i);
+        }
+        let names = m.names.iter().map(|l| l.name.as_str()).zip(0..).collect();
+        JsonSlices {
+            pieces: vec![head],
+            order: sorted_members(names).into_iter().map(|(_, i)| i).collect(),
+            health_of: m
+                .names
+                .iter()
+                .map(|l| health.get(l.name.as_str()).copied())
+                .collect(),
+            layout: BucketLayout::new(m),
+            next: 0,
+        }
     }
-    o.close_array();
-    o.member_object("destinations");
-    let destinations = m
-        .destinations
-        .iter()
-        .map(|(l, c)| (l.as_str(), c))
-        .collect();
-    for (label, counts) in sorted_members(destinations) {
-        o.key(label);
-        notifications(&mut o, counts);
+
+    /// Writes up to `count` more NAMEs as one piece; true once every NAME is written.
+    pub fn names(&mut self, m: &Metrics, count: usize) -> bool {
+        let end = self.next.saturating_add(count).min(self.order.len());
+        let mut piece = Vec::with_capacity((end - self.next) * 1024);
+        // Continues the `locations` object: a comma before every NAME but the first.
+        let mut o = JsonOut::continuing(&mut piece, self.next == 0);
+        for &i in &self.order[self.next..end] {
+            let l = &m.names[i];
+            o.key(&l.name);
+            let h = self.health_of[i].map(|h| &m.health[h]);
+            location(&mut o, m, &self.layout, l, h);
+        }
+        if !piece.is_empty() {
+            self.pieces.push(piece);
+        }
+        self.next = end;
+        end == self.order.len()
     }
-    o.close_object();
-    o.member_object("locations");
-    locations(&mut o, m);
-    o.close_object();
-    o.key("notifications");
-    notifications(&mut o, &m.notifications);
-    o.member_array("probe_certificates");
-    for (probe, target, expiry, level) in &m.probe_certificates {
-        o.element();
-        o.open_object();
-        o.member("alert_state", level_word(*level));
-        o.member("expiry", expiry);
-        o.member("probe", probe);
-        o.member("target", target);
+
+    /// The whole document as pieces in order (newline-terminated).
+    pub fn finish(mut self, m: &Metrics) -> Vec<Vec<u8>> {
+        let mut tail = Vec::with_capacity(1024 + m.probes.len() * 256);
+        let mut o = JsonOut::continuing(&mut tail, false);
         o.close_object();
+        o.key("notifications");
+        notifications(&mut o, &m.notifications);
+        o.member_array("probe_certificates");
+        for (probe, target, expiry, level) in &m.probe_certificates {
+            o.element();
+            o.open_object();
+            o.member("alert_state", level_word(*level));
+            o.member("expiry", expiry);
+            o.member("probe", probe);
+            o.member("target", target);
+            o.close_object();
+        }
+        o.close_array();
+        o.member_array("probes");
+        probes(&mut o, m);
+        o.close_array();
+        o.member("queue_depth", m.queue_depth);
+        o.member_object("upstream_peers");
+        upstream_peers(&mut o, m);
+        o.close_object();
+        o.close_object();
+        tail.push(b'\n');
+        self.pieces.push(tail);
+        self.pieces
     }
-    o.close_array();
-    o.member_array("probes");
-    probes(&mut o, m);
-    o.close_array();
-    o.member("queue_depth", m.queue_depth);
-    o.member_object("upstream_peers");
-    upstream_peers(&mut o, m);
-    o.close_object();
-    o.close_object();
-    buf.push(b'\n');
 }
 
 /// Tries per peer: `{UPSTREAM: {PEER: {CLASS: n}}}`, upstreams and peers sorted (of the same
@@ -159,21 +230,6 @@ impl BucketLayout {
             .map(|(_, i)| i)
             .collect();
         BucketLayout { labels, order }
-    }
-}
-
-/// Every NAME, keyed by NAME.
-fn locations(o: &mut JsonOut, m: &Metrics) {
-    let layout = BucketLayout::new(m);
-    // The first health entry of a NAME counts, as a search from the front would find it.
-    let mut health: HashMap<&str, &NameHealth> = HashMap::with_capacity(m.health.len());
-    for h in &m.health {
-        health.entry(h.name.as_str()).or_insert(h);
-    }
-    let names = m.names.iter().map(|l| (l.name.as_str(), l)).collect();
-    for (name, l) in sorted_members(names) {
-        o.key(name);
-        location(o, m, &layout, l, health.get(name).copied());
     }
 }
 

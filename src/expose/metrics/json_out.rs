@@ -17,6 +17,12 @@ impl<'a> JsonOut<'a> {
         JsonOut { buf, first: true }
     }
 
+    /// A writer continuing a document inside an object or array: `first` when nothing has been
+    /// written in it yet.
+    pub fn continuing(buf: &'a mut Vec<u8>, first: bool) -> Self {
+        JsonOut { buf, first }
+    }
+
     /// The comma before a member or element, unless it is the first.
     fn separate(&mut self) {
         if !self.first {

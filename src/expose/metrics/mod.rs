@@ -17,8 +17,8 @@ use crate::vocab::reason::Reason;
 use crate::zone::counters::{BucketBounds, CountersSnapshot, BUCKET_SLOTS};
 use crate::zone::incidents::IncidentSummary;
 use crate::zone::StallReason;
-pub use json::{render_json, write_json};
-pub use prometheus::render_prometheus;
+pub use json::{render_json, write_json, JsonSlices};
+pub use prometheus::{render_prometheus, PrometheusSlices};
 
 /// Results of alert deliveries, in the order of [`Metrics::notifications`].
 pub const NOTIFY_RESULT_LABELS: [&str; 4] = ["sent", "retried", "failed", "dropped"];
@@ -407,4 +407,4 @@ impl StatusLabel {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_scale;
+pub(crate) mod tests_scale;

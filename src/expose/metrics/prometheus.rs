@@ -171,89 +171,295 @@ fn located_sample(
     out.write_char('\n')
 }
 
-/// Renders Prometheus text exposition format 0.0.4.
-pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
-    let locs = &m.names;
-
-    header(
-        out,
+/// The families with a sample per NAME, in the order they print: name, type, help, and
+/// whether the family prints without samples (the others are left out then).
+const NAME_FAMILIES: [(&str, &str, &str, bool); 11] = [
+    (
         "nginx_location_requests_total",
         "counter",
         "Responses by location NAME and status code.",
-    )?;
-    let names: Vec<Cow<str>> = locs.iter().map(|l| escaped(&l.name)).collect();
-    let mut status = StatusLabel::new();
-    for (l, name) in locs.iter().zip(&names) {
-        for (code, n) in l.counters.seen_codes() {
-            let start = located!("nginx_location_requests_total");
-            located_sample(out, start, name, &[STATUS, status.of(code), END], n)?;
-        }
-    }
-
-    let hist = "nginx_location_request_duration_seconds";
-    header(out, hist, "histogram", "Request time by location NAME.")?;
-    // The `le` labels are the same for every NAME: worked out once per scrape.
-    let le: Vec<String> = le_labels(&m.bucket_bounds)
-        .iter()
-        .map(|le| second_label("le", le))
-        .collect();
-    for (l, name) in locs.iter().zip(&names) {
-        let cumulative = cumulative_counts(&l.counters, &m.bucket_bounds);
-        for (le, n) in le.iter().zip(&cumulative) {
-            let start = located!("nginx_location_request_duration_seconds_bucket");
-            located_sample(out, start, name, &[le], n)?;
-        }
-        let count = cumulative[le.len() - 1];
-        let sum = l.counters.duration_us_sum as f64 / 1e6;
-        let start = located!("nginx_location_request_duration_seconds_sum");
-        located_sample(out, start, name, &[END], sum)?;
-        let start = located!("nginx_location_request_duration_seconds_count");
-        located_sample(out, start, name, &[END], count)?;
-    }
-
-    header(
-        out,
+        true,
+    ),
+    (
+        "nginx_location_request_duration_seconds",
+        "histogram",
+        "Request time by location NAME.",
+        true,
+    ),
+    (
         "nginx_location_window_requests",
         "gauge",
         "Requests in the current window.",
-    )?;
-    for (l, name) in locs.iter().zip(&names) {
-        let start = located!("nginx_location_window_requests");
-        located_sample(out, start, name, &[END], l.window_requests)?;
-    }
-    header(
-        out,
+        true,
+    ),
+    (
         "nginx_location_error_ratio",
         "gauge",
         "5xx share of the requests in the current window.",
-    )?;
-    for (l, name) in locs.iter().zip(&names) {
-        let start = located!("nginx_location_error_ratio");
-        located_sample(out, start, name, &[END], l.error_ratio())?;
-    }
-    header(
-        out,
+        true,
+    ),
+    (
         "nginx_location_alert_state",
         "gauge",
         "Alert level: 0 ok, 1 warning, 2 critical.",
-    )?;
-    for (l, name) in locs.iter().zip(&names) {
-        let start = located!("nginx_location_alert_state");
-        located_sample(out, start, name, &[END], l.level as u8)?;
-    }
-    header(
-        out,
+        true,
+    ),
+    (
         "nginx_location_muted",
         "gauge",
         "1 while the location NAME is muted (maintenance window or runtime mute): evaluated, \
          nothing sent.",
-    )?;
-    for (l, name) in locs.iter().zip(&names) {
-        let muted = u8::from(m.mutes.contains_key(&l.name));
-        located_sample(out, located!("nginx_location_muted"), name, &[END], muted)?;
-    }
-    render_health(m, out)?;
+        true,
+    ),
+    (
+        "nginx_location_incidents_total",
+        "counter",
+        "Incidents opened (ok -> warning/critical) by kind.",
+        false,
+    ),
+    (
+        "nginx_location_incident_seconds_total",
+        "counter",
+        "Seconds spent firing by kind (MTTR = this / incidents).",
+        false,
+    ),
+    // Typed `summary`, not `gauge`: its value is a gauge (the percentile over the window, like
+    // a client library's summary over its max age), but the exposition format keeps the
+    // `quantile` label to summaries, and promtool rejects it on a gauge.
+    (
+        "nginx_location_latency_seconds",
+        "summary",
+        "Request-time percentile of latency= over the window.",
+        false,
+    ),
+    (
+        "nginx_location_traffic_usual_requests",
+        "gauge",
+        "Usual requests per window of traffic= (median of the last 12 windows), once known.",
+        false,
+    ),
+    (
+        "nginx_location_slo_burn_rate",
+        "gauge",
+        "Error-budget burn rate of slo= by window.",
+        false,
+    ),
+];
 
+/// Indexes into [`NAME_FAMILIES`].
+const REQUESTS: usize = 0;
+const DURATION: usize = 1;
+const WINDOW_REQUESTS: usize = 2;
+const ERROR_RATIO: usize = 3;
+const ALERT_STATE: usize = 4;
+const MUTED: usize = 5;
+const INCIDENTS: usize = 6;
+const INCIDENT_SECONDS: usize = 7;
+const LATENCY: usize = 8;
+const USUAL: usize = 9;
+const SLO: usize = 10;
+
+/// One family's samples so far, and whether it has any reason to print.
+#[derive(Default)]
+struct FamilyText {
+    text: String,
+    present: bool,
+}
+
+/// Prometheus text written a few NAMEs at a time ([`PrometheusSlices::names`]), so that a
+/// scrape of thousands of NAMEs can give the event loop back between slices. The samples of
+/// each per-NAME family collect in a buffer of their own, since a family's samples must stay
+/// together; [`PrometheusSlices::finish`] puts headers and buffers in order, as pieces of the
+/// body that need not be copied into one.
+pub struct PrometheusSlices {
+    /// The next index into `names` and `health`.
+    next: usize,
+    /// `",le="0.005"} ` and the like: the same for every NAME.
+    le: Vec<String>,
+    /// `",kind="5xx"} ` and the like.
+    kinds: Vec<String>,
+    status: StatusLabel,
+    families: [FamilyText; NAME_FAMILIES.len()],
+}
+
+impl PrometheusSlices {
+    /// Ready to write the NAMEs of `m` (which must not change until [`Self::finish`]).
+    pub fn new(m: &Metrics) -> Self {
+        let mut families: [FamilyText; NAME_FAMILIES.len()] = Default::default();
+        for (f, (_, _, _, always)) in families.iter_mut().zip(NAME_FAMILIES) {
+            f.present = always;
+        }
+        PrometheusSlices {
+            next: 0,
+            le: le_labels(&m.bucket_bounds)
+                .iter()
+                .map(|le| second_label("le", le))
+                .collect(),
+            kinds: IncidentKind::ALL
+                .iter()
+                .map(|k| second_label("kind", k.label()))
+                .collect(),
+            status: StatusLabel::new(),
+            families,
+        }
+    }
+
+    /// Writes the samples of up to `count` more NAMEs; true once every NAME is written.
+    pub fn names(&mut self, m: &Metrics, count: usize) -> Result<bool, fmt::Error> {
+        let total = m.names.len().max(m.health.len());
+        let end = self.next.saturating_add(count).min(total);
+        for l in m
+            .names
+            .get(self.next..end.min(m.names.len()))
+            .unwrap_or(&[])
+        {
+            self.name(m, l)?;
+        }
+        for h in m
+            .health
+            .get(self.next..end.min(m.health.len()))
+            .unwrap_or(&[])
+        {
+            self.health(h)?;
+        }
+        self.next = end;
+        Ok(end == total)
+    }
+
+    /// The counters of one NAME, in each family's buffer.
+    fn name(&mut self, m: &Metrics, l: &super::NameMetrics) -> fmt::Result {
+        let name = escaped(&l.name);
+        let f = &mut self.families;
+        let out = &mut f[REQUESTS].text;
+        for (code, n) in l.counters.seen_codes() {
+            let start = located!("nginx_location_requests_total");
+            located_sample(out, start, &name, &[STATUS, self.status.of(code), END], n)?;
+        }
+        let out = &mut f[DURATION].text;
+        let cumulative = cumulative_counts(&l.counters, &m.bucket_bounds);
+        for (le, n) in self.le.iter().zip(&cumulative) {
+            let start = located!("nginx_location_request_duration_seconds_bucket");
+            located_sample(out, start, &name, &[le], n)?;
+        }
+        let count = cumulative[self.le.len() - 1];
+        let sum = l.counters.duration_us_sum as f64 / 1e6;
+        let start = located!("nginx_location_request_duration_seconds_sum");
+        located_sample(out, start, &name, &[END], sum)?;
+        let start = located!("nginx_location_request_duration_seconds_count");
+        located_sample(out, start, &name, &[END], count)?;
+        let start = located!("nginx_location_window_requests");
+        located_sample(
+            &mut f[WINDOW_REQUESTS].text,
+            start,
+            &name,
+            &[END],
+            l.window_requests,
+        )?;
+        let start = located!("nginx_location_error_ratio");
+        located_sample(
+            &mut f[ERROR_RATIO].text,
+            start,
+            &name,
+            &[END],
+            l.error_ratio(),
+        )?;
+        let start = located!("nginx_location_alert_state");
+        located_sample(
+            &mut f[ALERT_STATE].text,
+            start,
+            &name,
+            &[END],
+            l.level as u8,
+        )?;
+        let muted = u8::from(m.mutes.contains_key(&l.name));
+        let start = located!("nginx_location_muted");
+        located_sample(&mut f[MUTED].text, start, &name, &[END], muted)
+    }
+
+    /// Incidents, latency percentile, usual traffic and burn rates of one NAME.
+    fn health(&mut self, h: &super::NameHealth) -> fmt::Result {
+        let located = escaped(&h.name);
+        let f = &mut self.families;
+        for (family, values) in [
+            (INCIDENTS, &h.incidents.opened),
+            (INCIDENT_SECONDS, &h.incidents.firing_seconds),
+        ] {
+            let start = if family == INCIDENTS {
+                located!("nginx_location_incidents_total")
+            } else {
+                located!("nginx_location_incident_seconds_total")
+            };
+            let out = &mut f[family];
+            out.present = true;
+            for (kind, n) in self.kinds.iter().zip(values) {
+                located_sample(&mut out.text, start, &located, &[kind], n)?;
+            }
+        }
+        if let Some((q, Some(seconds))) = &h.latency {
+            let out = &mut f[LATENCY];
+            out.present = true;
+            let labels = [("location", h.name.as_str()), ("quantile", q.as_str())];
+            sample(&mut out.text, NAME_FAMILIES[LATENCY].0, &labels, seconds)?;
+        }
+        if let Some(requests) = h.traffic.as_ref().and_then(|t| t.usual) {
+            let out = &mut f[USUAL];
+            out.present = true;
+            let labels = [("location", h.name.as_str())];
+            sample(&mut out.text, NAME_FAMILIES[USUAL].0, &labels, requests)?;
+        }
+        if let Some((_, rates)) = &h.slo {
+            let out = &mut f[SLO];
+            out.present = true;
+            for (window, rate) in rates {
+                let start = located!("nginx_location_slo_burn_rate");
+                let window = escaped(window);
+                located_sample(
+                    &mut out.text,
+                    start,
+                    &located,
+                    &[WINDOW, &window, END],
+                    rate,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole document as pieces in order: each family's header and samples, then the
+    /// families that are not per NAME (probes, certificates, peers, deliveries, alerting).
+    pub fn finish(self, m: &Metrics) -> Result<Vec<Vec<u8>>, fmt::Error> {
+        let mut pieces = Vec::with_capacity(2 * NAME_FAMILIES.len() + 1);
+        for ((name, kind, help, _), f) in NAME_FAMILIES.iter().zip(self.families) {
+            if !f.present {
+                continue;
+            }
+            let mut head = String::with_capacity(160);
+            header(&mut head, name, kind, help)?;
+            pieces.push(head.into_bytes());
+            if !f.text.is_empty() {
+                pieces.push(f.text.into_bytes());
+            }
+        }
+        let mut rest = String::with_capacity(4096 + m.probes.len() * 512);
+        render_rest(m, &mut rest)?;
+        pieces.push(rest.into_bytes());
+        Ok(pieces)
+    }
+}
+
+/// Renders Prometheus text exposition format 0.0.4.
+pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
+    let mut slices = PrometheusSlices::new(m);
+    slices.names(m, usize::MAX)?;
+    for piece in slices.finish(m)? {
+        // Written from `&str`s only: valid UTF-8.
+        out.write_str(core::str::from_utf8(&piece).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
+}
+
+/// The families that are not per NAME.
+fn render_rest(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     if !m.probes.is_empty() {
         header(
             out,
@@ -446,104 +652,4 @@ fn render_alerting(a: &AlertingStatus, out: &mut impl Write) -> fmt::Result {
         "Helper processes started to replace one that died, stalled or could not be started.",
     )?;
     sample(out, name, &[], a.helper_restarts)
-}
-
-/// Incidents, latency percentiles and burn rates; a family without samples is
-/// left out entirely.
-fn render_health(m: &Metrics, out: &mut impl Write) -> fmt::Result {
-    let names: Vec<Cow<str>> = m.health.iter().map(|h| escaped(&h.name)).collect();
-    let kinds: Vec<String> = IncidentKind::ALL
-        .iter()
-        .map(|k| second_label("kind", k.label()))
-        .collect();
-    if !m.health.is_empty() {
-        let name = "nginx_location_incidents_total";
-        header(
-            out,
-            name,
-            "counter",
-            "Incidents opened (ok -> warning/critical) by kind.",
-        )?;
-        for (h, located) in m.health.iter().zip(&names) {
-            for (kind, n) in kinds.iter().zip(h.incidents.opened) {
-                let start = located!("nginx_location_incidents_total");
-                located_sample(out, start, located, &[kind], n)?;
-            }
-        }
-        let name = "nginx_location_incident_seconds_total";
-        header(
-            out,
-            name,
-            "counter",
-            "Seconds spent firing by kind (MTTR = this / incidents).",
-        )?;
-        for (h, located) in m.health.iter().zip(&names) {
-            for (kind, n) in kinds.iter().zip(h.incidents.firing_seconds) {
-                let start = located!("nginx_location_incident_seconds_total");
-                located_sample(out, start, located, &[kind], n)?;
-            }
-        }
-    }
-    let latencies: Vec<(&str, &str, f64)> = m
-        .health
-        .iter()
-        .filter_map(|h| {
-            let (q, seconds) = h.latency.as_ref()?;
-            Some((h.name.as_str(), q.as_str(), (*seconds)?))
-        })
-        .collect();
-    if !latencies.is_empty() {
-        // Typed `summary`, not `gauge`: its value is a gauge (the percentile over the window,
-        // like a client library's summary over its max age), but the exposition format keeps
-        // the `quantile` label to summaries, and promtool rejects it on a gauge.
-        let name = "nginx_location_latency_seconds";
-        header(
-            out,
-            name,
-            "summary",
-            "Request-time percentile of latency= over the window.",
-        )?;
-        for (location, q, seconds) in latencies {
-            sample(
-                out,
-                name,
-                &[("location", location), ("quantile", q)],
-                seconds,
-            )?;
-        }
-    }
-    let usual: Vec<(&str, f64)> = m
-        .health
-        .iter()
-        .filter_map(|h| Some((h.name.as_str(), h.traffic.as_ref()?.usual?)))
-        .collect();
-    if !usual.is_empty() {
-        let name = "nginx_location_traffic_usual_requests";
-        header(
-            out,
-            name,
-            "gauge",
-            "Usual requests per window of traffic= (median of the last 12 windows), once known.",
-        )?;
-        for (location, requests) in usual {
-            sample(out, name, &[("location", location)], requests)?;
-        }
-    }
-    if m.health.iter().any(|h| h.slo.is_some()) {
-        let name = "nginx_location_slo_burn_rate";
-        header(
-            out,
-            name,
-            "gauge",
-            "Error-budget burn rate of slo= by window.",
-        )?;
-        for (h, located) in m.health.iter().zip(&names) {
-            for (window, rate) in h.slo.iter().flat_map(|(_, rates)| rates) {
-                let start = located!("nginx_location_slo_burn_rate");
-                let window = escaped(window);
-                located_sample(out, start, located, &[WINDOW, &window, END], rate)?;
-            }
-        }
-    }
-    Ok(())
 }

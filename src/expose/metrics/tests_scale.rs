@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::json_tree::render_json_tree;
 use super::*;
+use super::{JsonSlices, PrometheusSlices};
 use crate::vocab::event::Level;
 use crate::zone::counters::{BUCKET_SLOTS, STATUS_SLOTS};
 use crate::zone::incidents::{Incident, IncidentKind};
@@ -73,7 +74,7 @@ fn health(i: usize, name: &str) -> NameHealth {
 
 /// `n` NAMEs (in no key order, one duplicated), probes, certificates, destinations, mutes,
 /// configured buckets when `custom_buckets`.
-fn scrape(n: usize, custom_buckets: bool) -> Metrics {
+pub(crate) fn scrape(n: usize, custom_buckets: bool) -> Metrics {
     let mut m = Metrics::default();
     if custom_buckets {
         m.bucket_bounds = BucketBounds::new(&[3, 100, 250, 2500, 10_000, 60_000]).unwrap();
@@ -205,5 +206,40 @@ fn render_cost() {
             "{n} NAMEs: Prometheus {prom:?} ({prom_size} B), JSON {json:?} ({json_size} B), \
              JSON as a tree {tree:?}"
         );
+    }
+}
+
+/// Every way `m` can be cut into slices of NAMEs gives the document written in one go.
+#[test]
+fn documents_written_in_slices_are_the_whole_document() {
+    let mut short_health = scrape(20, false);
+    short_health.health.truncate(7);
+    let mut long_health = scrape(5, true);
+    long_health.names.truncate(2);
+    for m in [
+        Metrics::default(),
+        scrape(60, false),
+        scrape(60, true),
+        short_health,
+        long_health,
+    ] {
+        let mut whole = String::new();
+        render_prometheus(&m, &mut whole).unwrap();
+        let json = render_json(&m);
+        for count in [1, 7, 64] {
+            let mut p = PrometheusSlices::new(&m);
+            let mut slices = 1;
+            while !p.names(&m, count).unwrap() {
+                slices += 1;
+            }
+            assert!(slices >= m.names.len().max(m.health.len()) / count);
+            let text = String::from_utf8(p.finish(&m).unwrap().concat()).unwrap();
+            assert_eq!(text, whole, "{count} NAMEs a slice");
+
+            let mut j = JsonSlices::new(&m);
+            while !j.names(&m, count) {}
+            let text = String::from_utf8(j.finish(&m).concat()).unwrap();
+            assert_eq!(text, json, "{count} NAMEs a slice");
+        }
     }
 }

@@ -130,6 +130,11 @@ impl PostedEvent {
         PostedEvent { ev }
     }
 
+    /// Sets the event's `data`, which its handler reads.
+    pub fn set_data(&mut self, data: *mut core::ffi::c_void) {
+        self.ev.data = data;
+    }
+
     /// Runs the handler on the next turn of the loop (once, however often this is called).
     pub fn post(&mut self) {
         // SAFETY: on the worker's event loop; the event outlives its place in the queue
@@ -150,6 +155,46 @@ impl Drop for PostedEvent {
             // turn's once nginx moved it); unlinking it before the memory goes keeps the queue
             // valid.
             unsafe { nginx_sys::ngx_delete_posted_event(&mut *self.ev) };
+        }
+    }
+}
+
+/// Keeps a worker that is shutting down gracefully (`nginx -s quit`, a reload) from exiting
+/// while it lives: such a worker exits once no timer is left but cancelable ones, whatever
+/// work is posted, so work spread across turns of the loop (a sliced scrape) holds a
+/// non-cancelable timer that never fires in practice (it re-arms if it does).
+pub struct HoldWorker {
+    // Boxed: nginx links the event into its timer tree by address.
+    ev: Box<ngx_event_t>,
+}
+
+/// How long [`HoldWorker`]'s timer runs before it re-arms.
+const HOLD_MS: nginx_sys::ngx_msec_t = 3_600_000;
+
+impl HoldWorker {
+    /// Holds the worker until dropped.
+    pub fn new(log: *mut ngx_log_t) -> Self {
+        // SAFETY: all-zero is nginx's initial state of an event (and `cancelable` 0).
+        let mut ev: Box<ngx_event_t> = Box::new(unsafe { core::mem::zeroed() });
+        ev.handler = Some(rearm);
+        ev.log = log;
+        // SAFETY: on the worker's event loop; Drop takes the event out of the tree.
+        unsafe { nginx_sys::ngx_add_timer(&mut *ev, HOLD_MS) };
+        HoldWorker { ev }
+    }
+}
+
+/// [`HoldWorker`]'s timer fired: hold on.
+extern "C" fn rearm(ev: *mut ngx_event_t) {
+    // SAFETY: nginx calls the handler with the live event, out of the tree now.
+    unsafe { nginx_sys::ngx_add_timer(ev, HOLD_MS) };
+}
+
+impl Drop for HoldWorker {
+    fn drop(&mut self) {
+        if self.ev.timer_set() != 0 {
+            // SAFETY: armed on this process's loop, in the tree until now.
+            unsafe { nginx_sys::ngx_del_timer(&mut *self.ev) };
         }
     }
 }

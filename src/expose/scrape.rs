@@ -1,0 +1,274 @@
+//! One scrape of `status_metrics`, made in slices: the zone's values copied a few NAMEs at a
+//! time ([`Collector`]), the document written a few NAMEs at a time ([`PrometheusSlices`],
+//! [`JsonSlices`]; the status page is bounded in size and written at once), then gzip fed a
+//! slice at a time ([`GzipSlices`]). The content handler runs [`Scrape::step`] until the
+//! body is ready, giving the event loop back whenever its time slice is used up (FFI in
+//! `scrape_event`), so a scrape of 10,000 NAMEs never holds a worker more than a few
+//! milliseconds at a time. Plain Rust: the steps are tested without nginx.
+
+use core::fmt;
+
+use super::encoding::GzipSlices;
+use super::html::{render_html, HtmlOptions};
+use super::metrics::{JsonSlices, Metrics, PrometheusSlices};
+use super::Collector;
+use crate::conf::MainConf;
+
+/// NAMEs copied or written between two looks at the clock: about 0.1-0.5 ms of work on the
+/// release build.
+const NAMES_PER_UNIT: usize = 64;
+
+/// Bytes compressed between two looks at the clock: about 0.3 ms at gzip level 1.
+const GZIP_BYTES_PER_UNIT: usize = 64 * 1024;
+
+/// The document asked for.
+pub enum Document {
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+    /// JSON.
+    Json,
+    /// The status page, with its options.
+    Html(HtmlOptions),
+}
+
+/// Where a scrape is. One per scrape under way, moved a few times per slice: its size (the
+/// copied values inline) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Stage {
+    Collect(Collector),
+    Prometheus(Metrics, PrometheusSlices),
+    Json(Metrics, JsonSlices),
+    Html(Metrics, HtmlOptions),
+    Compress(GzipSlices),
+    Done,
+}
+
+/// A scrape under way, and its body once done: pieces in order, plain or gzip-coded.
+pub struct Scrape {
+    stage: Stage,
+    /// The document to write once the values are copied (taken when it is begun).
+    document: Option<Document>,
+    /// Whether to gzip the document.
+    gzip: bool,
+    /// The body so far: the plain document while compressing, then what goes out.
+    pieces: Vec<Vec<u8>>,
+    /// Whether `pieces` is gzip-coded.
+    gzipped: bool,
+}
+
+impl Scrape {
+    /// A scrape of `mcf`'s values at `now_ms` as `document`, gzip-coded if `gzip`. Copies
+    /// what is not per NAME (probes, certificates, peers, deliveries) at once.
+    pub fn new(mcf: &MainConf, now_ms: u64, document: Document, gzip: bool) -> Self {
+        Scrape {
+            stage: Stage::Collect(Collector::new(mcf, now_ms)),
+            document: Some(document),
+            gzip,
+            pieces: Vec::new(),
+            gzipped: false,
+        }
+    }
+
+    /// A scrape of values copied already (tests, and the benchmark of rendering alone).
+    pub fn of_metrics(m: Metrics, document: Document, gzip: bool) -> Self {
+        let mut s = Scrape {
+            stage: Stage::Done,
+            document: Some(document),
+            gzip,
+            pieces: Vec::new(),
+            gzipped: false,
+        };
+        s.begin_document(m);
+        s
+    }
+
+    /// Works on the scrape, one unit of work after another, until the body is ready (true) or
+    /// `out_of_time` says to stop (false: call again later). `mcf` is the configuration the
+    /// scrape began with. Fails only if writing the document fails, which writing into
+    /// memory does not.
+    pub fn step(
+        &mut self,
+        mcf: &MainConf,
+        out_of_time: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, fmt::Error> {
+        loop {
+            match core::mem::replace(&mut self.stage, Stage::Done) {
+                Stage::Collect(mut c) => {
+                    if c.names(mcf, NAMES_PER_UNIT) {
+                        self.begin_document(c.finish());
+                    } else {
+                        self.stage = Stage::Collect(c);
+                    }
+                }
+                Stage::Prometheus(m, mut p) => {
+                    if p.names(&m, NAMES_PER_UNIT)? {
+                        let pieces = p.finish(&m)?;
+                        self.written(pieces);
+                    } else {
+                        self.stage = Stage::Prometheus(m, p);
+                    }
+                }
+                Stage::Json(m, mut j) => {
+                    if j.names(&m, NAMES_PER_UNIT) {
+                        let pieces = j.finish(&m);
+                        self.written(pieces);
+                    } else {
+                        self.stage = Stage::Json(m, j);
+                    }
+                }
+                Stage::Html(m, opts) => {
+                    // At most a few hundred KB at any scale (the page's byte budgets).
+                    let page = render_html(&m, &opts).into_bytes();
+                    self.written(vec![page]);
+                }
+                Stage::Compress(mut g) => match g.step(&self.pieces, GZIP_BYTES_PER_UNIT) {
+                    Ok(false) => self.stage = Stage::Compress(g),
+                    Ok(true) => {
+                        // A stream that cannot be finished leaves the body plain.
+                        if let Ok(packed) = g.finish() {
+                            self.pieces = vec![packed];
+                            self.gzipped = true;
+                        }
+                    }
+                    // Writing into memory does not fail; if it did, the body goes out plain.
+                    Err(_) => {}
+                },
+                Stage::Done => return Ok(true),
+            }
+            if matches!(self.stage, Stage::Done) {
+                return Ok(true);
+            }
+            if out_of_time() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The values are copied: begin writing the document.
+    fn begin_document(&mut self, m: Metrics) {
+        self.stage = match self.document.take() {
+            Some(Document::Prometheus) | None => {
+                let p = PrometheusSlices::new(&m);
+                Stage::Prometheus(m, p)
+            }
+            Some(Document::Json) => {
+                let j = JsonSlices::new(&m);
+                Stage::Json(m, j)
+            }
+            Some(Document::Html(opts)) => Stage::Html(m, opts),
+        };
+    }
+
+    /// The document is written: compress it, or it is the body.
+    fn written(&mut self, pieces: Vec<Vec<u8>>) {
+        let len = pieces.iter().map(Vec::len).sum();
+        self.pieces = pieces;
+        if self.gzip {
+            self.stage = Stage::Compress(GzipSlices::new(len));
+        }
+    }
+
+    /// The body (once [`Self::step`] said it is ready): pieces in order.
+    pub fn body(&self) -> &[Vec<u8>] {
+        &self.pieces
+    }
+
+    /// The body's length in bytes.
+    pub fn body_len(&self) -> usize {
+        self.pieces.iter().map(Vec::len).sum()
+    }
+
+    /// Whether the body is gzip-coded.
+    pub fn gzipped(&self) -> bool {
+        self.gzipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::expose::metrics::tests_scale::scrape;
+    use crate::expose::metrics::{render_json, render_prometheus};
+
+    /// Runs `s` a unit of work at a time; the body and how many steps it took.
+    fn run(mut s: Scrape) -> (Vec<u8>, bool, usize) {
+        let mcf = MainConf::default();
+        let mut steps = 1;
+        while !s.step(&mcf, &mut || true).unwrap() {
+            steps += 1;
+        }
+        (s.body().concat(), s.gzipped(), steps)
+    }
+
+    fn gunzip(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_unit_at_a_time_gives_the_whole_document() {
+        let m = scrape(300, false);
+        let mut prometheus = String::new();
+        render_prometheus(&m, &mut prometheus).unwrap();
+        let json = render_json(&m);
+        for (document, whole) in [
+            (Document::Prometheus, prometheus.as_bytes()),
+            (Document::Json, json.as_bytes()),
+        ] {
+            let kind = matches!(document, Document::Json);
+            let (body, gzipped, steps) = run(Scrape::of_metrics(m.clone(), document, false));
+            assert!(!gzipped);
+            assert!(body == whole, "json {kind}");
+            // 300 NAMEs at 64 a unit: 5 units of writing, and one to finish.
+            assert!(steps >= 5, "{steps} steps");
+
+            let document = if kind {
+                Document::Json
+            } else {
+                Document::Prometheus
+            };
+            let (body, gzipped, steps) = run(Scrape::of_metrics(m.clone(), document, true));
+            assert!(gzipped);
+            assert!(gunzip(&body) == whole, "json {kind}");
+            // And more units to compress the hundreds of KB.
+            assert!(
+                steps >= 5 + whole.len() / GZIP_BYTES_PER_UNIT,
+                "{steps} steps"
+            );
+        }
+    }
+
+    #[test]
+    fn the_page_in_one_unit() {
+        let m = scrape(50, false);
+        let opts = HtmlOptions::default();
+        let page = render_html(&m, &opts).into_bytes();
+        let (body, _, steps) = run(Scrape::of_metrics(m.clone(), Document::Html(opts), false));
+        assert_eq!(body, page);
+        assert_eq!(steps, 1);
+        let opts = HtmlOptions::default();
+        let (body, gzipped, _) = run(Scrape::of_metrics(m, Document::Html(opts), true));
+        assert!(gzipped);
+        assert_eq!(gunzip(&body), page);
+    }
+
+    #[test]
+    fn nothing_to_collect() {
+        // A configuration without NAMEs: the collector is done at once, the document too.
+        let mcf = MainConf::default();
+        let mut s = Scrape::new(&mcf, 1_000, Document::Json, false);
+        // Copy (nothing), then write.
+        let mut steps = 1;
+        while !s.step(&mcf, &mut || true).unwrap() {
+            steps += 1;
+        }
+        assert_eq!(steps, 2);
+        let v: serde_json::Value = serde_json::from_slice(&s.body().concat()).unwrap();
+        assert!(v["locations"].as_object().unwrap().is_empty());
+    }
+}
