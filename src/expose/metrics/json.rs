@@ -87,20 +87,11 @@ impl JsonSlices {
         }
         o.close_object();
         o.member_object("locations");
-        // The first health entry of a NAME counts, as a search from the front would find it.
-        let mut health: HashMap<&str, usize> = HashMap::with_capacity(m.health.len());
-        for (i, h) in m.health.iter().enumerate() {
-            health.entry(h.name.as_str()).or_insert(i);
-        }
         let names = m.names.iter().map(|l| l.name.as_str()).zip(0..).collect();
         JsonSlices {
             pieces: vec![head],
             order: sorted_members(names).into_iter().map(|(_, i)| i).collect(),
-            health_of: m
-                .names
-                .iter()
-                .map(|l| health.get(l.name.as_str()).copied())
-                .collect(),
+            health_of: health_of(m),
             layout: BucketLayout::new(m),
             next: 0,
         }
@@ -155,6 +146,25 @@ impl JsonSlices {
         self.pieces.push(tail);
         self.pieces
     }
+}
+
+/// The index into `health` of each NAME's entry, by index into `names`: the same index when
+/// the two lists are in step (as collected; no search at 10,000 NAMEs), else the first entry
+/// of that name, as a search from the front would find it.
+fn health_of(m: &Metrics) -> Vec<Option<usize>> {
+    let in_step = m.health.len() == m.names.len()
+        && m.names.iter().zip(&m.health).all(|(l, h)| l.name == h.name);
+    if in_step {
+        return (0..m.names.len()).map(Some).collect();
+    }
+    let mut health: HashMap<&str, usize> = HashMap::with_capacity(m.health.len());
+    for (i, h) in m.health.iter().enumerate() {
+        health.entry(h.name.as_str()).or_insert(i);
+    }
+    m.names
+        .iter()
+        .map(|l| health.get(l.name.as_str()).copied())
+        .collect()
 }
 
 /// Tries per peer: `{UPSTREAM: {PEER: {CLASS: n}}}`, upstreams and peers sorted (of the same

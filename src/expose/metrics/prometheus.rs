@@ -259,11 +259,30 @@ const LATENCY: usize = 8;
 const USUAL: usize = 9;
 const SLO: usize = 10;
 
-/// One family's samples so far, and whether it has any reason to print.
+/// One family's samples so far, in pieces of about [`PIECE`] bytes, and whether it has any
+/// reason to print.
 #[derive(Default)]
 struct FamilyText {
-    text: String,
+    pieces: Vec<String>,
     present: bool,
+}
+
+/// Size of a family's pieces of text. Pieces rather than one growing buffer: growing a
+/// buffer of megabytes copies it (once freed memory is reused, glibc no longer grows large
+/// buffers in place), which held the event loop for milliseconds at 10,000 NAMEs.
+const PIECE: usize = 256 * 1024;
+
+impl FamilyText {
+    /// The piece to write the next NAME's samples to.
+    fn text(&mut self) -> &mut String {
+        if self.pieces.last().map_or(true, |p| p.len() >= PIECE) {
+            // Grown by doubling up to PIECE (and once more if the last NAME's samples run
+            // over): a few copies of at most PIECE bytes, and small documents stay small.
+            self.pieces.push(String::with_capacity(4096));
+        }
+        let last = self.pieces.len() - 1;
+        &mut self.pieces[last]
+    }
 }
 
 /// Prometheus text written a few NAMEs at a time ([`PrometheusSlices::names`]), so that a
@@ -330,12 +349,12 @@ impl PrometheusSlices {
     fn name(&mut self, m: &Metrics, l: &super::NameMetrics) -> fmt::Result {
         let name = escaped(&l.name);
         let f = &mut self.families;
-        let out = &mut f[REQUESTS].text;
+        let out = f[REQUESTS].text();
         for (code, n) in l.counters.seen_codes() {
             let start = located!("nginx_location_requests_total");
             located_sample(out, start, &name, &[STATUS, self.status.of(code), END], n)?;
         }
-        let out = &mut f[DURATION].text;
+        let out = f[DURATION].text();
         let cumulative = cumulative_counts(&l.counters, &m.bucket_bounds);
         for (le, n) in self.le.iter().zip(&cumulative) {
             let start = located!("nginx_location_request_duration_seconds_bucket");
@@ -349,31 +368,19 @@ impl PrometheusSlices {
         located_sample(out, start, &name, &[END], count)?;
         let start = located!("nginx_location_window_requests");
         located_sample(
-            &mut f[WINDOW_REQUESTS].text,
+            f[WINDOW_REQUESTS].text(),
             start,
             &name,
             &[END],
             l.window_requests,
         )?;
         let start = located!("nginx_location_error_ratio");
-        located_sample(
-            &mut f[ERROR_RATIO].text,
-            start,
-            &name,
-            &[END],
-            l.error_ratio(),
-        )?;
+        located_sample(f[ERROR_RATIO].text(), start, &name, &[END], l.error_ratio())?;
         let start = located!("nginx_location_alert_state");
-        located_sample(
-            &mut f[ALERT_STATE].text,
-            start,
-            &name,
-            &[END],
-            l.level as u8,
-        )?;
+        located_sample(f[ALERT_STATE].text(), start, &name, &[END], l.level as u8)?;
         let muted = u8::from(m.mutes.contains_key(&l.name));
         let start = located!("nginx_location_muted");
-        located_sample(&mut f[MUTED].text, start, &name, &[END], muted)
+        located_sample(f[MUTED].text(), start, &name, &[END], muted)
     }
 
     /// Incidents, latency percentile, usual traffic and burn rates of one NAME.
@@ -392,20 +399,20 @@ impl PrometheusSlices {
             let out = &mut f[family];
             out.present = true;
             for (kind, n) in self.kinds.iter().zip(values) {
-                located_sample(&mut out.text, start, &located, &[kind], n)?;
+                located_sample(out.text(), start, &located, &[kind], n)?;
             }
         }
         if let Some((q, Some(seconds))) = &h.latency {
             let out = &mut f[LATENCY];
             out.present = true;
             let labels = [("location", h.name.as_str()), ("quantile", q.as_str())];
-            sample(&mut out.text, NAME_FAMILIES[LATENCY].0, &labels, seconds)?;
+            sample(out.text(), NAME_FAMILIES[LATENCY].0, &labels, seconds)?;
         }
         if let Some(requests) = h.traffic.as_ref().and_then(|t| t.usual) {
             let out = &mut f[USUAL];
             out.present = true;
             let labels = [("location", h.name.as_str())];
-            sample(&mut out.text, NAME_FAMILIES[USUAL].0, &labels, requests)?;
+            sample(out.text(), NAME_FAMILIES[USUAL].0, &labels, requests)?;
         }
         if let Some((_, rates)) = &h.slo {
             let out = &mut f[SLO];
@@ -413,13 +420,7 @@ impl PrometheusSlices {
             for (window, rate) in rates {
                 let start = located!("nginx_location_slo_burn_rate");
                 let window = escaped(window);
-                located_sample(
-                    &mut out.text,
-                    start,
-                    &located,
-                    &[WINDOW, &window, END],
-                    rate,
-                )?;
+                located_sample(out.text(), start, &located, &[WINDOW, &window, END], rate)?;
             }
         }
         Ok(())
@@ -436,8 +437,8 @@ impl PrometheusSlices {
             let mut head = String::with_capacity(160);
             header(&mut head, name, kind, help)?;
             pieces.push(head.into_bytes());
-            if !f.text.is_empty() {
-                pieces.push(f.text.into_bytes());
+            for text in f.pieces.into_iter().filter(|t| !t.is_empty()) {
+                pieces.push(text.into_bytes());
             }
         }
         let mut rest = String::with_capacity(4096 + m.probes.len() * 512);

@@ -202,9 +202,11 @@ fn render_cost() {
         });
         let (json, json_size) = fastest(5, || render_json(&m).len());
         let (tree, _) = fastest(2, || render_json_tree(&m).len());
+        let opts = crate::expose::html::HtmlOptions::default();
+        let (page, page_size) = fastest(5, || crate::expose::html::render_html(&m, &opts).len());
         eprintln!(
             "{n} NAMEs: Prometheus {prom:?} ({prom_size} B), JSON {json:?} ({json_size} B), \
-             JSON as a tree {tree:?}"
+             JSON as a tree {tree:?}, status page {page:?} ({page_size} B)"
         );
     }
 }
