@@ -70,26 +70,29 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
 /// The zone's values copied a few NAMEs at a time ([`Collector::names`]), so that a scrape of
 /// thousands of NAMEs can give the event loop back between slices. Each NAME's values are read
 /// together; NAMEs read in different slices are a few milliseconds apart, as are the values
-/// that are not per NAME (read when the collector is made).
+/// that are not per NAME (read when the collector is made). A scrape that writes NAMEs as they
+/// come forgets each batch once written ([`Collector::forget_names`]), so its copy stays a few
+/// hundred KB however many NAMEs there are.
 pub struct Collector {
     m: Metrics,
     now_ms: u64,
     /// The runtime mutes, as copied from the zone (under its lock) when the scrape began.
     records: Vec<crate::zone::mutes::MuteRecord>,
     local_offset_secs: i32,
-    /// The next index into `mcf.names`.
+    /// The order to copy NAMEs in (indexes into `mcf.names`); `None`: configuration order.
+    order: Option<Vec<usize>>,
+    /// How many NAMEs are copied.
     next: usize,
+    /// Unit tests: NAMEs copied from these values instead of a zone.
+    #[cfg(test)]
+    replay: Option<Metrics>,
 }
 
 impl Collector {
     /// Copies everything but the NAMEs: probes, certificates, peers, deliveries, alerting.
     pub fn new(mcf: &MainConf, now_ms: u64) -> Self {
-        // Sized up front: a NAME's entry carries its counters (4 KB), and growing by doubling
-        // copied them over and over at thousands of NAMEs.
         let mut m = Metrics {
             bucket_bounds: mcf.bucket_bounds(),
-            names: Vec::with_capacity(mcf.names.len()),
-            health: Vec::with_capacity(mcf.names.len()),
             probes: Vec::with_capacity(mcf.probes.len()),
             probe_down: Vec::with_capacity(mcf.probes.len()),
             ..Metrics::default()
@@ -114,18 +117,119 @@ impl Collector {
             now_ms,
             records,
             local_offset_secs,
+            order: None,
             next: 0,
+            #[cfg(test)]
+            replay: None,
         }
+    }
+
+    /// Unit tests: a collector whose NAMEs come from `m`'s (its other values are `m`'s too).
+    #[cfg(test)]
+    pub fn replaying(m: Metrics) -> Self {
+        let mut names_of = m.clone();
+        names_of.names.clear();
+        names_of.health.clear();
+        names_of.name_details.clear();
+        names_of.mutes.clear();
+        names_of.observed_secs.clear();
+        Collector {
+            m: names_of,
+            now_ms: 0,
+            records: Vec::new(),
+            local_offset_secs: 0,
+            order: None,
+            next: 0,
+            replay: Some(m),
+        }
+    }
+
+    /// How many NAMEs there are to copy.
+    fn total(&self, mcf: &MainConf) -> usize {
+        #[cfg(test)]
+        if let Some(r) = &self.replay {
+            return r.names.len();
+        }
+        mcf.names.len()
+    }
+
+    /// Room for every NAME at once, for a scrape that keeps them all: a NAME's entry carries
+    /// its counters (4 KB), and growing by doubling copied them over and over.
+    pub fn reserve_all(&mut self, mcf: &MainConf) {
+        self.m.names.reserve(mcf.names.len());
+        self.m.health.reserve(mcf.names.len());
+    }
+
+    /// Copies the NAMEs in key order (as JSON lists them) rather than configuration order.
+    pub fn in_key_order(&mut self, mcf: &MainConf) {
+        let name = |i: usize| -> &str {
+            #[cfg(test)]
+            if let Some(r) = &self.replay {
+                return &r.names[i].name;
+            }
+            &mcf.names[i].name
+        };
+        let mut order: Vec<usize> = (0..self.total(mcf)).collect();
+        // Unstable, with the index as the tie-break: the order a stable sort gives, without
+        // its merge buffer.
+        order.sort_unstable_by(|&a, &b| (name(a), a).cmp(&(name(b), b)));
+        self.order = Some(order);
     }
 
     /// Copies up to `count` more NAMEs; true once every NAME is copied.
     pub fn names(&mut self, mcf: &MainConf, count: usize) -> bool {
-        let end = self.next.saturating_add(count).min(mcf.names.len());
-        for n in &mcf.names[self.next..end] {
-            self.name(mcf, n);
+        let total = self.total(mcf);
+        let end = self.next.saturating_add(count).min(total);
+        for i in self.next..end {
+            let at = self.order.as_ref().map_or(i, |o| o[i]);
+            #[cfg(test)]
+            if self.replay.is_some() {
+                self.replay_name(at);
+                continue;
+            }
+            self.name(mcf, &mcf.names[at]);
         }
         self.next = end;
-        end == mcf.names.len()
+        end == total
+    }
+
+    /// Unit tests: copies the NAME at `i` of the values replayed.
+    #[cfg(test)]
+    fn replay_name(&mut self, i: usize) {
+        let Some(r) = &self.replay else {
+            return;
+        };
+        let l = r.names[i].clone();
+        let m = &mut self.m;
+        // As collected: the health entry at the NAME's index.
+        if let Some(h) = r.health.get(i) {
+            m.health.push(h.clone());
+        }
+        if let Some(d) = r.name_details.get(&l.name) {
+            m.name_details.insert(l.name.clone(), d.clone());
+        }
+        if let Some(v) = r.mutes.get(&l.name) {
+            m.mutes.insert(l.name.clone(), v.clone());
+        }
+        if let Some(v) = r.observed_secs.get(&l.name) {
+            m.observed_secs.insert(l.name.clone(), *v);
+        }
+        m.names.push(l);
+    }
+
+    /// What is copied: every NAME so far (since [`Collector::forget_names`]), and the rest.
+    pub fn metrics(&self) -> &Metrics {
+        &self.m
+    }
+
+    /// Forgets the NAMEs copied so far, keeping their memory for the next ones.
+    pub fn forget_names(&mut self) {
+        let m = &mut self.m;
+        m.names.clear();
+        m.health.clear();
+        m.name_details.clear();
+        m.mutes.clear();
+        m.observed_secs.clear();
     }
 
     /// What was copied.
@@ -201,6 +305,7 @@ impl Collector {
 /// Copies the zone's values for every configured NAME and probe at `now_ms`, in one go.
 pub fn collect(mcf: &MainConf, now_ms: u64) -> Metrics {
     let mut c = Collector::new(mcf, now_ms);
+    c.reserve_all(mcf);
     c.names(mcf, usize::MAX);
     c.finish()
 }

@@ -1,7 +1,8 @@
-//! One scrape of `status_metrics`, made in slices: the zone's values copied a few NAMEs at a
-//! time ([`Collector`]), the document written a few NAMEs at a time ([`PrometheusSlices`],
-//! [`JsonSlices`]; the status page is bounded in size and written at once), then gzip fed a
-//! slice at a time ([`GzipSlices`]). The content handler runs [`Scrape::step`] until the
+//! One scrape of `status_metrics`, made in slices: for Prometheus text and JSON, a few NAMEs'
+//! values copied from the zone ([`Collector`]), written ([`PrometheusSlices`], [`JsonSlices`])
+//! and forgotten at a time; for the status page (which sorts every NAME by level, and is
+//! bounded in size) every NAME copied a few at a time, the page written at once, the copy freed
+//! a few at a time; then gzip fed a slice at a time ([`GzipSlices`]). The content handler runs [`Scrape::step`] until the
 //! body is ready, giving the event loop back whenever its time slice is used up (FFI in
 //! `scrape_event`), so a scrape of 10,000 NAMEs never holds a worker more than a few
 //! milliseconds at a time. Plain Rust: the steps are tested without nginx.
@@ -32,17 +33,19 @@ pub enum Document {
 }
 
 /// Where a scrape is. One per scrape under way, moved a few times per slice: its size (the
-/// copied values inline) costs nothing worth a box.
+/// collector's values inline) costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 enum Stage {
-    Collect(Collector),
-    /// Values copied, the document not begun (a JSON document sorts its NAMEs first).
-    Begin(Metrics),
-    Prometheus(Metrics, PrometheusSlices),
-    Json(Metrics, JsonSlices),
+    /// The JSON document lists NAMEs in key order: they are sorted before any is copied.
+    JsonBegin(Collector),
+    /// Prometheus text and JSON: a batch of NAMEs copied, written, then forgotten.
+    Prometheus(Collector, PrometheusSlices),
+    Json(Collector, JsonSlices),
+    /// The status page sorts every NAME by level: all are copied first.
+    PageCollect(Collector, HtmlOptions),
     Html(Metrics, HtmlOptions),
-    /// The document is written: the copied values are freed a few NAMEs at a time (freeing
-    /// 10,000 NAMEs' values at once took 10 ms), then the body is compressed if asked for.
+    /// The page is written: the copied values are freed a few NAMEs at a time (freeing
+    /// 10,000 NAMEs' values at once took 10 ms).
     Release(Metrics),
     Compress(GzipSlices),
     Done,
@@ -52,15 +55,13 @@ impl Stage {
     /// A unit of work of a few milliseconds at 10,000 NAMEs that does not cut into smaller
     /// ones: begun only at the start of a slice.
     fn is_long(&self) -> bool {
-        matches!(self, Stage::Begin(_) | Stage::Html(..))
+        matches!(self, Stage::JsonBegin(_) | Stage::Html(..))
     }
 }
 
 /// A scrape under way, and its body once done: pieces in order, plain or gzip-coded.
 pub struct Scrape {
     stage: Stage,
-    /// The document to write once the values are copied (taken when it is begun).
-    document: Option<Document>,
     /// Whether to gzip the document.
     gzip: bool,
     /// The body so far: the plain document while compressing, then what goes out.
@@ -73,20 +74,24 @@ impl Scrape {
     /// A scrape of `mcf`'s values at `now_ms` as `document`, gzip-coded if `gzip`. Copies
     /// what is not per NAME (probes, certificates, peers, deliveries) at once.
     pub fn new(mcf: &MainConf, now_ms: u64, document: Document, gzip: bool) -> Self {
-        Scrape {
-            stage: Stage::Collect(Collector::new(mcf, now_ms)),
-            document: Some(document),
-            gzip,
-            pieces: Vec::new(),
-            gzipped: false,
-        }
+        Self::of(mcf, Collector::new(mcf, now_ms), document, gzip)
     }
 
-    /// A scrape of values copied already (tests, and the benchmark of rendering alone).
-    pub fn of_metrics(m: Metrics, document: Document, gzip: bool) -> Self {
+    /// A scrape whose values come from `c`.
+    fn of(mcf: &MainConf, mut c: Collector, document: Document, gzip: bool) -> Self {
+        let stage = match document {
+            Document::Prometheus => {
+                let p = PrometheusSlices::new(c.metrics());
+                Stage::Prometheus(c, p)
+            }
+            Document::Json => Stage::JsonBegin(c),
+            Document::Html(opts) => {
+                c.reserve_all(mcf);
+                Stage::PageCollect(c, opts)
+            }
+        };
         Scrape {
-            stage: Stage::Begin(m),
-            document: Some(document),
+            stage,
             gzip,
             pieces: Vec::new(),
             gzipped: false,
@@ -109,41 +114,52 @@ impl Scrape {
             }
             first = false;
             match core::mem::replace(&mut self.stage, Stage::Done) {
-                Stage::Collect(mut c) => {
+                Stage::JsonBegin(mut c) => {
+                    c.in_key_order(mcf);
+                    let j = JsonSlices::new(c.metrics());
+                    self.stage = Stage::Json(c, j);
+                }
+                Stage::Prometheus(mut c, mut p) => {
+                    let all = c.names(mcf, NAMES_PER_UNIT);
+                    p.add(c.metrics())?;
+                    c.forget_names();
+                    if all {
+                        let pieces = p.finish(c.metrics())?;
+                        self.written(pieces);
+                    } else {
+                        self.stage = Stage::Prometheus(c, p);
+                    }
+                }
+                Stage::Json(mut c, mut j) => {
+                    let all = c.names(mcf, NAMES_PER_UNIT);
+                    j.add(c.metrics());
+                    c.forget_names();
+                    if all {
+                        let pieces = j.finish(c.metrics());
+                        self.written(pieces);
+                    } else {
+                        self.stage = Stage::Json(c, j);
+                    }
+                }
+                Stage::PageCollect(mut c, opts) => {
                     if c.names(mcf, NAMES_PER_UNIT) {
-                        self.stage = Stage::Begin(c.finish());
+                        self.stage = Stage::Html(c.finish(), opts);
                     } else {
-                        self.stage = Stage::Collect(c);
-                    }
-                }
-                Stage::Begin(m) => self.begin_document(m),
-                Stage::Prometheus(m, mut p) => {
-                    if p.names(&m, NAMES_PER_UNIT)? {
-                        let pieces = p.finish(&m)?;
-                        self.written(m, pieces);
-                    } else {
-                        self.stage = Stage::Prometheus(m, p);
-                    }
-                }
-                Stage::Json(m, mut j) => {
-                    if j.names(&m, NAMES_PER_UNIT) {
-                        let pieces = j.finish(&m);
-                        self.written(m, pieces);
-                    } else {
-                        self.stage = Stage::Json(m, j);
+                        self.stage = Stage::PageCollect(c, opts);
                     }
                 }
                 Stage::Html(m, opts) => {
                     // At most a few hundred KB at any scale (the page's byte budgets).
                     let page = render_html(&m, &opts).into_bytes();
-                    self.written(m, vec![page]);
+                    self.pieces = vec![page];
+                    self.stage = Stage::Release(m);
                 }
                 Stage::Release(mut m) => {
-                    if !m.shed(NAMES_PER_UNIT) {
+                    if m.shed(NAMES_PER_UNIT) {
+                        let page = core::mem::take(&mut self.pieces);
+                        self.written(page);
+                    } else {
                         self.stage = Stage::Release(m);
-                    } else if self.gzip {
-                        let len = self.pieces.iter().map(Vec::len).sum();
-                        self.stage = Stage::Compress(GzipSlices::new(len));
                     }
                 }
                 Stage::Compress(mut g) => {
@@ -169,26 +185,13 @@ impl Scrape {
         }
     }
 
-    /// The values are copied: begin writing the document.
-    fn begin_document(&mut self, m: Metrics) {
-        self.stage = match self.document.take() {
-            Some(Document::Prometheus) | None => {
-                let p = PrometheusSlices::new(&m);
-                Stage::Prometheus(m, p)
-            }
-            Some(Document::Json) => {
-                let j = JsonSlices::new(&m);
-                Stage::Json(m, j)
-            }
-            Some(Document::Html(opts)) => Stage::Html(m, opts),
-        };
-    }
-
-    /// The document is written from `m`: free `m`, then compress the document, or it is the
-    /// body.
-    fn written(&mut self, m: Metrics, pieces: Vec<Vec<u8>>) {
+    /// The document is written: compress it, or it is the body.
+    fn written(&mut self, pieces: Vec<Vec<u8>>) {
+        let len = pieces.iter().map(Vec::len).sum();
         self.pieces = pieces;
-        self.stage = Stage::Release(m);
+        if self.gzip {
+            self.stage = Stage::Compress(GzipSlices::new(len));
+        }
     }
 
     /// The body (once [`Self::step`] said it is ready): pieces in order.
@@ -212,8 +215,19 @@ mod tests {
     use std::io::Read;
 
     use super::*;
-    use crate::expose::metrics::tests_scale::scrape;
+    use crate::expose::metrics::tests_scale::collected;
     use crate::expose::metrics::{render_json, render_prometheus};
+    use crate::expose::Collector;
+
+    /// A scrape of `m`'s values.
+    fn of_metrics(m: Metrics, document: Document, gzip: bool) -> Scrape {
+        Scrape::of(
+            &MainConf::default(),
+            Collector::replaying(m),
+            document,
+            gzip,
+        )
+    }
 
     /// Runs `s` a unit of work at a time; the body and how many steps it took.
     fn run(mut s: Scrape) -> (Vec<u8>, bool, usize) {
@@ -235,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_unit_at_a_time_gives_the_whole_document() {
-        let m = scrape(300, false);
+        let m = collected(300, false);
         let mut prometheus = String::new();
         render_prometheus(&m, &mut prometheus).unwrap();
         let json = render_json(&m);
@@ -244,7 +258,7 @@ mod tests {
             (Document::Json, json.as_bytes()),
         ] {
             let kind = matches!(document, Document::Json);
-            let (body, gzipped, steps) = run(Scrape::of_metrics(m.clone(), document, false));
+            let (body, gzipped, steps) = run(of_metrics(m.clone(), document, false));
             assert!(!gzipped);
             assert!(body == whole, "json {kind}");
             // 300 NAMEs at 64 a unit: 5 units of writing, and one to finish.
@@ -255,7 +269,7 @@ mod tests {
             } else {
                 Document::Prometheus
             };
-            let (body, gzipped, steps) = run(Scrape::of_metrics(m.clone(), document, true));
+            let (body, gzipped, steps) = run(of_metrics(m.clone(), document, true));
             assert!(gzipped);
             assert!(gunzip(&body) == whole, "json {kind}");
             // And more units to compress the hundreds of KB.
@@ -268,15 +282,15 @@ mod tests {
 
     #[test]
     fn the_page_in_one_unit() {
-        let m = scrape(50, false);
+        let m = collected(50, false);
         let opts = HtmlOptions::default();
         let page = render_html(&m, &opts).into_bytes();
-        let (body, _, steps) = run(Scrape::of_metrics(m.clone(), Document::Html(opts), false));
+        let (body, _, steps) = run(of_metrics(m.clone(), Document::Html(opts), false));
         assert_eq!(body, page);
-        // Begin, the page, free the values.
+        // Copy, the page, free the values.
         assert_eq!(steps, 3);
         let opts = HtmlOptions::default();
-        let (body, gzipped, _) = run(Scrape::of_metrics(m, Document::Html(opts), true));
+        let (body, gzipped, _) = run(of_metrics(m, Document::Html(opts), true));
         assert!(gzipped);
         assert_eq!(gunzip(&body), page);
     }
@@ -286,12 +300,12 @@ mod tests {
         // A configuration without NAMEs: the collector is done at once, the document too.
         let mcf = MainConf::default();
         let mut s = Scrape::new(&mcf, 1_000, Document::Json, false);
-        // Copy (nothing), begin, write, free.
+        // Sort (nothing), then copy and write (nothing).
         let mut steps = 1;
         while !s.step(&mcf, &mut || true).unwrap() {
             steps += 1;
         }
-        assert_eq!(steps, 4);
+        assert_eq!(steps, 2);
         let v: serde_json::Value = serde_json::from_slice(&s.body().concat()).unwrap();
         assert!(v["locations"].as_object().unwrap().is_empty());
     }

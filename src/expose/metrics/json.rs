@@ -27,31 +27,30 @@ pub fn render_json(m: &Metrics) -> String {
 /// Appends the JSON document (newline-terminated) to `buf`.
 pub fn write_json(m: &Metrics, buf: &mut Vec<u8>) {
     let mut slices = JsonSlices::new(m);
-    slices.names(m, usize::MAX);
+    // NAMEs in key order; of a NAME listed twice, the last.
+    let names = m.names.iter().map(|l| l.name.as_str()).zip(0..).collect();
+    let order: Vec<usize> = sorted_members(names).into_iter().map(|(_, i)| i).collect();
+    slices.add_in(m, &order);
     for piece in slices.finish(m) {
         buf.extend_from_slice(&piece);
     }
 }
 
-/// The JSON document written a few NAMEs at a time ([`JsonSlices::names`]), so that a scrape
+/// The JSON document written a few NAMEs at a time ([`JsonSlices::add`]), so that a scrape
 /// of thousands of NAMEs can give the event loop back between slices: what comes before the
-/// NAMEs on creation, each slice of NAMEs as a piece of its own, the rest on
-/// [`JsonSlices::finish`].
+/// NAMEs on creation, each batch of NAMEs as a piece of its own, the rest on
+/// [`JsonSlices::finish`]. The NAMEs must come in key order (a scrape copies them in that
+/// order).
 pub struct JsonSlices {
     /// Finished pieces of the document, in order.
     pieces: Vec<Vec<u8>>,
-    /// Indexes into `names` in key order (of a NAME listed twice, the last).
-    order: Vec<usize>,
-    /// The index into `health` of each NAME's entry (its first), by index into `names`.
-    health_of: Vec<Option<usize>>,
     layout: BucketLayout,
-    /// How many of `order` are written.
-    next: usize,
+    /// Whether a NAME has been written (the next one needs a comma).
+    any: bool,
 }
 
 impl JsonSlices {
-    /// Writes what precedes the NAMEs and sorts them; `m` must not change until
-    /// [`Self::finish`].
+    /// Writes what precedes the NAMEs of `m` (which needs none of its NAMEs).
     pub fn new(m: &Metrics) -> Self {
         let mut head = Vec::with_capacity(1024 + m.probes.len() * 256);
         let mut o = JsonOut::new(&mut head);
@@ -87,33 +86,35 @@ impl JsonSlices {
         }
         o.close_object();
         o.member_object("locations");
-        let names = m.names.iter().map(|l| l.name.as_str()).zip(0..).collect();
         JsonSlices {
             pieces: vec![head],
-            order: sorted_members(names).into_iter().map(|(_, i)| i).collect(),
-            health_of: health_of(m),
             layout: BucketLayout::new(m),
-            next: 0,
+            any: false,
         }
     }
 
-    /// Writes up to `count` more NAMEs as one piece; true once every NAME is written.
-    pub fn names(&mut self, m: &Metrics, count: usize) -> bool {
-        let end = self.next.saturating_add(count).min(self.order.len());
-        let mut piece = Vec::with_capacity((end - self.next) * 1024);
+    /// Writes every NAME of `m`, in the order given, as one piece.
+    pub fn add(&mut self, m: &Metrics) {
+        let order: Vec<usize> = (0..m.names.len()).collect();
+        self.add_in(m, &order);
+    }
+
+    /// Writes the NAMEs of `m` at `order`, as one piece.
+    fn add_in(&mut self, m: &Metrics, order: &[usize]) {
+        let health_of = health_of(m);
+        let mut piece = Vec::with_capacity(order.len() * 1024);
         // Continues the `locations` object: a comma before every NAME but the first.
-        let mut o = JsonOut::continuing(&mut piece, self.next == 0);
-        for &i in &self.order[self.next..end] {
+        let mut o = JsonOut::continuing(&mut piece, !self.any);
+        for &i in order {
             let l = &m.names[i];
             o.key(&l.name);
-            let h = self.health_of[i].map(|h| &m.health[h]);
+            let h = health_of[i].map(|h| &m.health[h]);
             location(&mut o, m, &self.layout, l, h);
         }
+        self.any |= !order.is_empty();
         if !piece.is_empty() {
             self.pieces.push(piece);
         }
-        self.next = end;
-        end == self.order.len()
     }
 
     /// The whole document as pieces in order (newline-terminated).

@@ -285,14 +285,12 @@ impl FamilyText {
     }
 }
 
-/// Prometheus text written a few NAMEs at a time ([`PrometheusSlices::names`]), so that a
+/// Prometheus text written a few NAMEs at a time ([`PrometheusSlices::add`]), so that a
 /// scrape of thousands of NAMEs can give the event loop back between slices. The samples of
 /// each per-NAME family collect in a buffer of their own, since a family's samples must stay
 /// together; [`PrometheusSlices::finish`] puts headers and buffers in order, as pieces of the
 /// body that need not be copied into one.
 pub struct PrometheusSlices {
-    /// The next index into `names` and `health`.
-    next: usize,
     /// `",le="0.005"} ` and the like: the same for every NAME.
     le: Vec<String>,
     /// `",kind="5xx"} ` and the like.
@@ -309,7 +307,6 @@ impl PrometheusSlices {
             f.present = always;
         }
         PrometheusSlices {
-            next: 0,
             le: le_labels(&m.bucket_bounds)
                 .iter()
                 .map(|le| second_label("le", le))
@@ -323,26 +320,16 @@ impl PrometheusSlices {
         }
     }
 
-    /// Writes the samples of up to `count` more NAMEs; true once every NAME is written.
-    pub fn names(&mut self, m: &Metrics, count: usize) -> Result<bool, fmt::Error> {
-        let total = m.names.len().max(m.health.len());
-        let end = self.next.saturating_add(count).min(total);
-        for l in m
-            .names
-            .get(self.next..end.min(m.names.len()))
-            .unwrap_or(&[])
-        {
+    /// Writes the samples of every NAME of `m`: a scrape passes the NAMEs a few at a time,
+    /// each batch in a [`Metrics`] of its own (with the same bucket bounds).
+    pub fn add(&mut self, m: &Metrics) -> fmt::Result {
+        for l in &m.names {
             self.name(m, l)?;
         }
-        for h in m
-            .health
-            .get(self.next..end.min(m.health.len()))
-            .unwrap_or(&[])
-        {
+        for h in &m.health {
             self.health(h)?;
         }
-        self.next = end;
-        Ok(end == total)
+        Ok(())
     }
 
     /// The counters of one NAME, in each family's buffer.
@@ -451,7 +438,7 @@ impl PrometheusSlices {
 /// Renders Prometheus text exposition format 0.0.4.
 pub fn render_prometheus(m: &Metrics, out: &mut impl Write) -> fmt::Result {
     let mut slices = PrometheusSlices::new(m);
-    slices.names(m, usize::MAX)?;
+    slices.add(m)?;
     for piece in slices.finish(m)? {
         // Written from `&str`s only: valid UTF-8.
         out.write_str(core::str::from_utf8(&piece).map_err(|_| fmt::Error)?)?;

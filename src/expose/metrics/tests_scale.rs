@@ -211,9 +211,71 @@ fn render_cost() {
     }
 }
 
-/// Every way `m` can be cut into slices of NAMEs gives the document written in one go.
+/// `m` cut into batches of `count` NAMEs (and health entries, by index), as a scrape copies
+/// them: each batch with every value that is not per NAME, and its own NAMEs' mutes and details.
+fn batches(m: &Metrics, count: usize) -> Vec<Metrics> {
+    let total = m.names.len().max(m.health.len());
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < total {
+        let end = (start + count).min(total);
+        let mut b = m.clone();
+        b.names = m
+            .names
+            .get(start..end.min(m.names.len()))
+            .unwrap_or(&[])
+            .to_vec();
+        b.health = m
+            .health
+            .get(start..end.min(m.health.len()))
+            .unwrap_or(&[])
+            .to_vec();
+        let mine = |n: &String| b.names.iter().any(|l| &l.name == n);
+        b.mutes.retain(|n, _| mine(n));
+        b.name_details.retain(|n, _| mine(n));
+        b.observed_secs.retain(|n, _| mine(n));
+        out.push(b);
+        start = end;
+    }
+    out
+}
+
+/// [`scrape`]'s values as a scrape copies them: every NAME once, each with a health entry at
+/// the same index (its own, or an empty one).
+pub(crate) fn collected(n: usize, custom_buckets: bool) -> Metrics {
+    let mut m = scrape(n, custom_buckets);
+    m.names.pop(); // the NAME listed twice
+    m.health = m
+        .names
+        .iter()
+        .map(|l| {
+            let own = m.health.iter().find(|h| h.name == l.name).cloned();
+            own.unwrap_or_else(|| NameHealth {
+                name: l.name.clone(),
+                ..NameHealth::default()
+            })
+        })
+        .collect();
+    m
+}
+
+/// `m` with its NAMEs (and their health entries) in key order.
+fn in_key_order(m: &Metrics) -> Metrics {
+    let mut sorted = m.clone();
+    let mut pairs: Vec<(NameMetrics, NameHealth)> = m
+        .names
+        .iter()
+        .cloned()
+        .zip(m.health.iter().cloned())
+        .collect();
+    pairs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    (sorted.names, sorted.health) = pairs.into_iter().unzip();
+    sorted
+}
+
+/// Every way `m` can be cut into batches of NAMEs gives the document written in one go.
 #[test]
-fn documents_written_in_slices_are_the_whole_document() {
+fn documents_written_in_batches_are_the_whole_document() {
     let mut short_health = scrape(20, false);
     short_health.health.truncate(7);
     let mut long_health = scrape(5, true);
@@ -227,21 +289,31 @@ fn documents_written_in_slices_are_the_whole_document() {
     ] {
         let mut whole = String::new();
         render_prometheus(&m, &mut whole).unwrap();
-        let json = render_json(&m);
         for count in [1, 7, 64] {
             let mut p = PrometheusSlices::new(&m);
-            let mut slices = 1;
-            while !p.names(&m, count).unwrap() {
-                slices += 1;
+            for b in batches(&m, count) {
+                p.add(&b).unwrap();
             }
-            assert!(slices >= m.names.len().max(m.health.len()) / count);
             let text = String::from_utf8(p.finish(&m).unwrap().concat()).unwrap();
-            assert_eq!(text, whole, "{count} NAMEs a slice");
-
+            assert!(text == whole, "{count} NAMEs a batch");
+        }
+    }
+    // JSON batches come in key order, each NAME with its health entry (as a scrape copies
+    // them).
+    for m in [
+        Metrics::default(),
+        collected(60, false),
+        collected(60, true),
+    ] {
+        let json = render_json(&m);
+        let sorted = in_key_order(&m);
+        for count in [1, 7, 64] {
             let mut j = JsonSlices::new(&m);
-            while !j.names(&m, count) {}
+            for b in batches(&sorted, count) {
+                j.add(&b);
+            }
             let text = String::from_utf8(j.finish(&m).concat()).unwrap();
-            assert_eq!(text, json, "{count} NAMEs a slice");
+            assert!(text == json, "{count} NAMEs a batch");
         }
     }
 }
