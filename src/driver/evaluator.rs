@@ -142,6 +142,11 @@ impl Evaluator {
         let mut outcomes = self.read_reports(now);
         self.watch_helper(now, &mut outcomes);
         self.follow_reopened_log(now);
+        // `server ... resolve` slots follow nginx's re-resolution before the tick's probes.
+        if self.lease.is_some() {
+            crate::probe::resolve_pool::nginx_pools::sync(self.mcf, self.log);
+        }
+        crate::probe::net::follow_slots();
         // The probes due start on ticks only, at the same phase each time, so a target's
         // starts stay an interval apart.
         crate::probe::net::run_due();
@@ -440,7 +445,8 @@ impl Evaluator {
         // SAFETY: slots point into the mapped zone.
         let slot = unsafe { probe.slot.as_ref() }?;
         Some(WatchedProbe {
-            spec: &probe.spec,
+            // A `server ... resolve` slot that holds no address is no target now.
+            spec: probe.current()?,
             health: &slot.probe,
         })
     }
