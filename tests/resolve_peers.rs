@@ -129,6 +129,11 @@ fn dns_reply_answers_every_address() {
 /// `status_alert be` in `/` proxying to `backend`, whose only server is `app.test:PORT
 /// resolve`, probed with `probe`; metrics.
 fn http_block(webhook: &str, dns_port: u16, port: u16, probe: &str) -> String {
+    http_block_with(webhook, dns_port, port, "", probe)
+}
+
+/// [`http_block`] with `servers` (lines) before the `resolve` one.
+fn http_block_with(webhook: &str, dns_port: u16, port: u16, servers: &str, probe: &str) -> String {
     format!(
         r#"
 status_alert_webhook {webhook};
@@ -136,7 +141,7 @@ status_alert_interval 1s;
 resolver 127.0.0.1:{dns_port} valid=1s ipv6=off;
 upstream backend {{
     zone backend 64k;
-    server {NAME}:{port} resolve;
+{servers}    server {NAME}:{port} resolve;
 }}
 server {{
     listen 127.0.0.1:{{PORT}};
@@ -397,5 +402,43 @@ fn mark_down_keeps_a_down_resolve_peer_out_and_fails_open() {
     for ip in ["127.0.0.1", "127.0.0.2"] {
         assert_eq!(peer_down_metric(&nginx, ip, port), Some(0.0), "{ip}");
     }
+    nginx.assert_log_clean();
+}
+
+/// A name resolving to a fixed server's address and to a new one, in an upstream with both:
+/// each address is one target with one series, whichever line it comes from.
+#[test]
+fn an_address_of_a_fixed_server_and_a_resolved_name_is_one_target() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let (a, _b) = two_peers();
+    let port = a.port;
+    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let rx = WebhookReceiver::start();
+    let fixed = format!("    server 127.0.0.1:{port};\n");
+    let nginx = Nginx::start(
+        &http_block_with(
+            &rx.url(),
+            dns.port,
+            port,
+            &fixed,
+            "upstream=backend uri=/health interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(1),
+    );
+    let (ta, tb) = (target("127.0.0.1", port), target("127.0.0.2", port));
+    assert!(
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &tb) == Some(1.0)),
+        "127.0.0.2 never probed{}",
+        report(&nginx, &rx)
+    );
+    // Two more ticks of re-resolution and probes.
+    thread::sleep(Duration::from_secs(2));
+    let ups: Vec<String> = series_by_target(&nginx)
+        .into_iter()
+        .filter(|(_, name)| name == "nginx_probe_up")
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(ups, vec![ta, tb], "{}", report(&nginx, &rx));
     nginx.assert_log_clean();
 }

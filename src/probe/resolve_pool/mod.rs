@@ -14,10 +14,11 @@ pub(crate) mod nginx_pools;
 
 use std::net::SocketAddr;
 
+use crate::conf::probe_spec::ProbeSpec;
 use crate::conf::ProbeConf;
 
 /// The slots of one `server ... resolve` of one probe directive.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Pool {
     /// `upstream NAME`.
     pub upstream: String,
@@ -25,6 +26,55 @@ pub struct Pool {
     pub server: String,
     /// The indexes of its slots' probes in the configuration, in pool order.
     pub members: Vec<usize>,
+    /// The probe of its slots, without an address.
+    pub template: ProbeSpec,
+}
+
+/// A target as its series show it: (NAME, target).
+pub type Shown = (String, String);
+
+impl Pool {
+    /// How the slot given to `addr` would be shown.
+    pub fn shows(&self, addr: SocketAddr) -> Shown {
+        (
+            self.template.name.clone(),
+            self.template.for_peer(addr).target.display(),
+        )
+    }
+}
+
+/// The fixed targets as shown, which no pool's slot may show again (one series each).
+pub fn fixed_targets(probes: &[ProbeConf]) -> Vec<Shown> {
+    probes
+        .iter()
+        .filter(|p| p.resolve.is_none())
+        .map(|p| (p.spec.name.clone(), p.spec.target.display()))
+        .collect()
+}
+
+/// Of the addresses `resolved` for pool `at`, those no other target shows already under the
+/// same NAME and target: not a fixed target (`fixed`), nor one another pool's slot holds
+/// (`held[pool]`, as shown). A second `server` resolving to an address the first has, or a
+/// name resolving to a fixed server's address, would otherwise make a second series of it.
+pub fn not_shown_elsewhere(
+    pools: &[Pool],
+    at: usize,
+    resolved: &[SocketAddr],
+    fixed: &[Shown],
+    held: &[Vec<Shown>],
+) -> Vec<SocketAddr> {
+    resolved
+        .iter()
+        .copied()
+        .filter(|a| {
+            let shown = pools[at].shows(*a);
+            !fixed.contains(&shown)
+                && !held
+                    .iter()
+                    .enumerate()
+                    .any(|(other, h)| other != at && h.contains(&shown))
+        })
+        .collect()
 }
 
 /// The pools of a configuration's probes, in configuration order.
@@ -42,6 +92,7 @@ pub fn pools(probes: &[ProbeConf]) -> Vec<Pool> {
                     upstream: u.name.clone(),
                     server: r.server.clone(),
                     members: vec![index],
+                    template: p.spec.clone(),
                 },
             )),
         }
@@ -150,5 +201,28 @@ mod tests {
         );
         assert_eq!(p[0].members, vec![1, 2]);
         assert_eq!(p[1].members, vec![3]);
+    }
+
+    #[test]
+    fn an_address_shown_elsewhere_is_not_taken_again() {
+        use crate::conf::probe_spec::parse;
+        let spec = parse(&["upstream=u".to_string(), "uri=/h".to_string()], false).unwrap();
+        let pool = |server: &str| Pool {
+            upstream: "u".into(),
+            server: server.into(),
+            members: vec![],
+            template: spec.clone(),
+        };
+        let pools = [pool("a:80"), pool("b:80")];
+        let (x, y, z) = (a("10.0.0.1:80"), a("10.0.0.2:80"), a("10.0.0.3:80"));
+        let fixed = vec![pools[0].shows(z)];
+        let held = vec![vec![], vec![pools[1].shows(y)]];
+        // z is a fixed server's, y the other pool holds: only x is left to pool 0.
+        assert_eq!(
+            not_shown_elsewhere(&pools, 0, &[x, y, z], &fixed, &held),
+            vec![x]
+        );
+        // Pool 1 keeps what it holds itself.
+        assert_eq!(not_shown_elsewhere(&pools, 1, &[y], &fixed, &held), vec![y]);
     }
 }

@@ -7,34 +7,49 @@ use std::net::SocketAddr;
 
 use nginx_sys::ngx_log_t;
 
-use super::Pool;
+use super::{Pool, Shown};
 use crate::conf::MainConf;
 use crate::probe::upstream as upstream_probe;
 
 thread_local! {
     // The pools (built once per process) and, per pool, the addresses last left without a
     // slot, so that the log says so once per change.
-    static POOLS: RefCell<Option<Vec<Pool>>> = const { RefCell::new(None) };
+    static POOLS: RefCell<Option<(Vec<Pool>, Vec<Shown>)>> = const { RefCell::new(None) };
     static LEFT: RefCell<Vec<Vec<SocketAddr>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Makes every pool's slots hold the addresses its server resolves to now. Call only while
 /// holding the evaluation lease (one writer), before the probes of the tick start.
 pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) {
-    let pools = POOLS.with(|p| {
+    let (pools, fixed) = POOLS.with(|p| {
         p.borrow_mut()
-            .get_or_insert_with(|| super::pools(&mcf.probes))
+            .get_or_insert_with(|| (super::pools(&mcf.probes), super::fixed_targets(&mcf.probes)))
             .clone()
     });
     if pools.is_empty() {
         return;
     }
+    let slots_of = |pool: &Pool| -> Vec<&crate::zone::ProbeSlot> {
+        pool.members
+            .iter()
+            // SAFETY: slots point into the mapped zone.
+            .filter_map(|i| unsafe { mcf.probes.get(*i)?.slot.as_ref() })
+            .collect()
+    };
+    // What each pool's slots show now; updated as each pool is synced.
+    let mut shown: Vec<Vec<Shown>> = pools
+        .iter()
+        .map(|p| {
+            let held = slots_of(p).into_iter().filter_map(|s| s.address.get());
+            held.map(|a| p.shows(a)).collect()
+        })
+        .collect();
     // Each upstream's zone is read once per tick, however many pools it has.
     let mut resolved: Vec<(&str, upstream_probe::ResolvedServers)> = Vec::new();
     LEFT.with(|left| {
         let mut left = left.borrow_mut();
         left.resize(pools.len(), Vec::new());
-        for (pool, last_left) in pools.iter().zip(left.iter_mut()) {
+        for (at, (pool, last_left)) in pools.iter().zip(left.iter_mut()).enumerate() {
             if !resolved.iter().any(|(u, _)| *u == pool.upstream) {
                 let now = upstream_probe::find_in_cycle(&pool.upstream)
                     // SAFETY: a live upstream configuration of the current cycle.
@@ -42,20 +57,17 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) {
                     .unwrap_or_default();
                 resolved.push((&pool.upstream, now));
             }
-            let wanted = resolved
+            let resolved_now = resolved
                 .iter()
                 .find(|(u, _)| *u == pool.upstream)
                 .and_then(|(_, servers)| servers.iter().find(|(s, _)| *s == pool.server))
                 .map(|(_, addrs)| addrs.as_slice())
                 .unwrap_or_default();
-            let slots: Vec<_> = pool
-                .members
-                .iter()
-                // SAFETY: slots point into the mapped zone.
-                .filter_map(|i| unsafe { mcf.probes.get(*i)?.slot.as_ref() })
-                .collect();
+            let wanted = super::not_shown_elsewhere(&pools, at, resolved_now, &fixed, &shown);
+            let slots = slots_of(pool);
             let held: Vec<Option<SocketAddr>> = slots.iter().map(|s| s.address.get()).collect();
-            let (now, unprobed) = super::assign(&held, wanted);
+            let (now, unprobed) = super::assign(&held, &wanted);
+            shown[at] = now.iter().flatten().map(|a| pool.shows(*a)).collect();
             for ((slot, was), is) in slots.iter().zip(&held).zip(&now) {
                 if was == is {
                     continue;
