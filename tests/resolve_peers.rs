@@ -439,6 +439,22 @@ fn an_address_of_a_fixed_server_and_a_resolved_name_is_one_target() {
         .filter(|(_, name)| name == "nginx_probe_up")
         .map(|(t, _)| t)
         .collect();
-    assert_eq!(ups, vec![ta, tb], "{}", report(&nginx, &rx));
+    assert_eq!(ups, vec![ta.clone(), tb.clone()], "{}", report(&nginx, &rx));
+
+    // A reload keeps the targets; reading the configuration looked up no host of its own for
+    // the resolve server's slots (their address comes at run time).
+    let probes_before = a.hits("/health");
+    nginx.reload();
+    assert!(
+        wait_until(PATIENCE, || a.hits("/health") > probes_before + 1),
+        "no probes after the reload{}",
+        report(&nginx, &rx)
+    );
+    assert_eq!(targets(&nginx), BTreeSet::from([ta, tb]));
+    assert!(
+        !nginx.error_log().contains("host not found"),
+        "{}",
+        report(&nginx, &rx)
+    );
     nginx.assert_log_clean();
 }
