@@ -61,6 +61,8 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
     };
     FAILED_OPEN.with(|failed| {
         let mut failed = failed.borrow_mut();
+        // An upstream with no group now (its resolved addresses are all gone) starts afresh.
+        failed.retain(|u| groups.iter().any(|g| g.upstream == *u));
         for g in &groups {
             let d = super::decide(g, up);
             let before = failed.contains(&g.upstream);
