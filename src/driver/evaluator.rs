@@ -68,6 +68,8 @@ pub(super) struct Evaluator {
     pub(super) round: Option<Round>,
     /// Failed tries per peer over time, one per peer group (`driver/peers.rs`).
     pub(super) peer_windows: Vec<crate::evaluate::peer_window::PeerWindow>,
+    /// How long `peer_windows` keep samples: the longest `window=` (`driver/peers.rs`).
+    pub(super) peer_keep_ms: u64,
     /// Continues the round on the next turn of the loop.
     pub(super) resume: PostedEvent,
 }
@@ -118,6 +120,7 @@ impl Evaluator {
             route_columns: Vec::new(),
             round: None,
             peer_windows: Vec::new(),
+            peer_keep_ms: super::peers::peer_keep_ms(mcf),
             resume: PostedEvent::new(Some(super::process::on_resume), log),
         });
         evaluator.start_helper(now, true);
