@@ -458,3 +458,70 @@ fn an_address_of_a_fixed_server_and_a_resolved_name_is_one_target() {
     );
     nginx.assert_log_clean();
 }
+
+/// `nginx_upstream_peer_responses_total{upstream, peer, class}` of `backend`, if present.
+fn peer_tries(nginx: &Nginx, peer: &str, class: &str) -> Option<f64> {
+    metric(
+        &prom(nginx),
+        "nginx_upstream_peer_responses_total",
+        &[("upstream", "backend"), ("peer", peer), ("class", class)],
+    )
+}
+
+/// The tries of requests to `server ... resolve` peers count under the address they went
+/// to, not `other`; when the name stops resolving to an address, its series go.
+#[test]
+fn tries_of_resolve_peers_count_under_their_address() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let (a, b) = two_peers();
+    let port = a.port;
+    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let rx = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            dns.port,
+            port,
+            "upstream=backend uri=/health interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(2),
+    );
+    let (pa, pb) = (format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}"));
+    // Their series appear (with zeros) once the evaluator has given them cells.
+    assert!(
+        wait_until(PATIENCE, || peer_tries(&nginx, &pa, "2xx").is_some()
+            && peer_tries(&nginx, &pb, "2xx").is_some()),
+        "no series of the resolved peers{}",
+        report(&nginx, &rx)
+    );
+    proxied(&nginx, 20);
+    let counted = |p: &str| peer_tries(&nginx, p, "2xx").unwrap_or(0.0);
+    assert!(
+        wait_until(PATIENCE, || counted(&pa) + counted(&pb) == 20.0),
+        "{} + {} tries counted of 20{}",
+        counted(&pa),
+        counted(&pb),
+        report(&nginx, &rx)
+    );
+    assert_eq!(counted(&pa), a.hits("/x") as f64);
+    assert_eq!(counted(&pb), b.hits("/x") as f64);
+    assert!(counted(&pa) > 0.0 && counted(&pb) > 0.0);
+    assert_eq!(peer_tries(&nginx, "other", "2xx"), Some(0.0));
+
+    // 127.0.0.1 goes: its series go, tries count under 127.0.0.2.
+    dns.set(&[[127, 0, 0, 2]]);
+    assert!(
+        wait_until(PATIENCE, || peer_tries(&nginx, &pa, "2xx").is_none()),
+        "the vanished address's series stay{}",
+        report(&nginx, &rx)
+    );
+    let before = counted(&pb);
+    proxied(&nginx, 10);
+    assert!(
+        wait_until(PATIENCE, || counted(&pb) == before + 10.0),
+        "{}",
+        report(&nginx, &rx)
+    );
+    nginx.assert_log_clean();
+}

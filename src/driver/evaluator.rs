@@ -148,6 +148,7 @@ impl Evaluator {
         // `server ... resolve` slots follow nginx's re-resolution before the tick's probes.
         if self.lease.is_some() {
             crate::probe::resolve_pool::nginx_pools::sync(self.mcf, self.log);
+            crate::probe::resolve_pool::nginx_pools::sync_peer_cells(self.mcf);
         }
         crate::probe::net::follow_slots();
         // The probes due start on ticks only, at the same phase each time, so a target's

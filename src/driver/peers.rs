@@ -76,7 +76,9 @@ impl Evaluator {
                 continue;
             };
             let in_window = w.failed_in_window(&failed(g), now, nc.params.window_ms);
-            *top_peers = top_shares(g.labels(), &in_window, TOP_PEERS);
+            let labels = g.labels_now();
+            let labels = labels.iter().map(|l| l.as_deref().unwrap_or(""));
+            *top_peers = top_shares(labels, &in_window, TOP_PEERS);
         }
     }
 }

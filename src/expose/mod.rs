@@ -45,7 +45,11 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
     let mut out = Vec::new();
     for g in mcf.all_peer_groups() {
         let catch_all = g.identity.is_null();
-        for (peer, cells) in g.labels().zip(g.cell_ptrs()) {
+        for (peer, cells) in g.labels_now().into_iter().zip(g.cell_ptrs()) {
+            // A cell for resolved addresses that holds none has no series.
+            let Some(peer) = peer else {
+                continue;
+            };
             // SAFETY: cells point into the mapped zone once it is initialised.
             let Some(cells) = (unsafe { cells.as_ref() }) else {
                 continue;
@@ -56,7 +60,7 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
             }
             out.push(PeerMetrics {
                 upstream: g.upstream.clone(),
-                peer: peer.to_string(),
+                peer,
                 classes,
             });
         }

@@ -109,3 +109,47 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) {
         }
     });
 }
+
+/// Gives the cells that count the tries of `server ... resolve` peers
+/// (`nginx_upstream_peer_responses_total`, see `conf::peers`) to the addresses the upstream's
+/// servers resolve to now, like the probe slots: an address keeps its cells while nginx keeps
+/// the peer, a vanished one's are reset and freed. An address with no cell left, or one a fixed
+/// `server` names too, is counted where it was before: `other`, or that server's cells. Call
+/// only while holding the evaluation lease.
+pub fn sync_peer_cells(mcf: &MainConf) {
+    for g in &mcf.peer_groups {
+        if g.resolved_slots().is_empty() {
+            continue;
+        }
+        // SAFETY: the identity of a group is its upstream's configuration, of this cycle.
+        let Some(uscf) = (unsafe {
+            g.identity
+                .cast::<nginx_sys::ngx_http_upstream_srv_conf_t>()
+                .as_ref()
+        }) else {
+            continue;
+        };
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for a in upstream_probe::resolved_now(uscf)
+            .into_iter()
+            .flat_map(|(_, a)| a)
+        {
+            if !addrs.contains(&a) && !g.peers.contains(&a.to_string()) {
+                addrs.push(a);
+            }
+        }
+        let slots: Vec<&crate::zone::ProbeSlot> = g
+            .resolved_slots()
+            .iter()
+            // SAFETY: null, or a slot in the mapped zone.
+            .filter_map(|s| unsafe { s.as_ref() })
+            .collect();
+        let held: Vec<Option<SocketAddr>> = slots.iter().map(|s| s.address.get()).collect();
+        let (now, _) = super::assign(&held, &addrs);
+        for ((slot, was), is) in slots.iter().zip(&held).zip(&now) {
+            if was != is {
+                slot.hold(*is);
+            }
+        }
+    }
+}
