@@ -365,6 +365,13 @@ fn nginx_t_checks_upstream_probes() {
             probe("upstream=backend mark_down=on", plain),
             "mark_down=on requires \"zone\" in upstream \"backend\"",
         ),
+        (
+            probe(
+                "upstream=backend",
+                "upstream backend { server unix:/nonexistent/sock; }",
+            ),
+            "upstream \"backend\" has no server with an IP address",
+        ),
     ];
     for (block, want) in &invalid {
         let (ok, out) = Nginx::test_config(block, NginxOpts::default());
