@@ -13,17 +13,23 @@ use status_alert_testkit::*;
 const PATIENCE: Duration = Duration::from_secs(8);
 const FAMILY: &str = "nginx_upstream_peer_responses_total";
 
-/// `upstream backend` with `servers`, a NAME proxying to it on `/` (default retries), on
-/// `/retry/` (also on 503) and on `/var/` through a variable, and the metrics.
-fn http_block(servers: &[String], var_target: &str) -> String {
+/// `upstream backend { EXTRA server S; ... }`: `extra` (lines) first, then a `server` line per
+/// entry of `servers` (an address, maybe with parameters after it).
+fn upstream_block(servers: &[String], extra: &str) -> String {
     let servers: String = servers
         .iter()
         .map(|s| format!("    server {s};\n"))
         .collect();
+    format!("upstream backend {{\n{extra}{servers}}}")
+}
+
+/// `upstream backend` with `servers`, a NAME proxying to it on `/` (default retries), on
+/// `/retry/` (also on 503) and on `/var/` through a variable, and the metrics.
+fn http_block(servers: &[String], var_target: &str) -> String {
+    let upstream = upstream_block(servers, "");
     format!(
         r#"
-upstream backend {{
-{servers}}}
+{upstream}
 server {{
     listen 127.0.0.1:{{PORT}};
     location / {{
@@ -112,16 +118,12 @@ fn alert_block(
     alert: &str,
     location_extra: &str,
 ) -> String {
-    let servers: String = servers
-        .iter()
-        .map(|s| format!("    server {s};\n"))
-        .collect();
+    let upstream = upstream_block(servers, "");
     format!(
         r#"
 status_alert_webhook {hook};
 status_alert_interval 1s;
-upstream backend {{
-{servers}}}
+{upstream}
 server {{
     listen 127.0.0.1:{{PORT}};
     location / {{
@@ -296,13 +298,10 @@ fn an_upstream_with_a_zone_and_an_implicit_upstream_count_alike() {
     peers[0].set("/", 500, "broken");
     let direct = Upstream::start();
     let servers: Vec<String> = peers.iter().map(|p| addr(p.port)).collect();
+    let upstream = upstream_block(&servers, "    zone backend 64k;\n");
     let block = format!(
         r#"
-upstream backend {{
-    zone backend 64k;
-    server {};
-    server {};
-}}
+{upstream}
 server {{
     listen 127.0.0.1:{{PORT}};
     location / {{
@@ -319,8 +318,6 @@ server {{
     }}
 }}
 "#,
-        servers[0],
-        servers[1],
         addr(direct.port)
     );
     let nginx = Nginx::start(&block, NginxOpts::workers(2));

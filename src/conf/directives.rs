@@ -192,6 +192,7 @@ extern "C" fn set_status_alert_probe(
             body_regex,
             loc_conf: ptr::from_ref(lcf),
             certificates: None,
+            resolve: None,
         };
         if probe.spec.name.is_empty() {
             lcf.pending_probes.push(probe);

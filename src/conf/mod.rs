@@ -198,7 +198,27 @@ pub struct ProbeConf {
     pub loc_conf: *const LocConf,
     /// The certificate thresholds of an HTTPS target (`None`: off), set at postconfiguration.
     pub certificates: Option<certificates::CertificateParams>,
+    /// Set for a slot of the pool of a `server ... resolve` peer: its target is whatever
+    /// address the slot holds now (see [`ProbeConf::current`]).
+    pub resolve: Option<ResolveMember>,
 }
+
+/// One of the probe slots reserved for a `server ... resolve` of an `upstream=` probe
+/// ([`RESOLVE_POOL`] per server): the evaluator gives it to one of the addresses nginx
+/// resolves the name to now (`probe/resolve_pool.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolveMember {
+    /// Which pool: the same for the slots of one server of one probe directive.
+    pub pool: usize,
+    /// The `server` as written (`app.internal:8080`).
+    pub server: String,
+    /// Its place in the pool, from 0.
+    pub member: usize,
+}
+
+/// Probe slots reserved per `server ... resolve` of an `upstream=` probe: the addresses it is
+/// probed at, at most. Beyond them an address is not probed (the evaluator logs which).
+pub const RESOLVE_POOL: usize = 8;
 
 /// The `resolver` a probe looks its host name up with, and `resolver_timeout`.
 #[derive(Clone, Copy, Debug)]
@@ -216,7 +236,22 @@ impl ProbeConf {
         let mut k = self.spec.name.clone().into_bytes();
         k.push(b' ');
         k.extend_from_slice(self.spec.target.display().as_bytes());
+        if let Some(r) = &self.resolve {
+            k.extend_from_slice(format!(" resolve {} #{}", r.server, r.member).as_bytes());
+        }
         k
+    }
+
+    /// The probe as it stands now: a fixed target's own, or for a slot of a `server ...
+    /// resolve` pool the probe of the address the slot holds (`None` while it holds none).
+    pub fn current(&self) -> Option<std::borrow::Cow<'_, ProbeSpec>> {
+        if self.resolve.is_none() {
+            return Some(std::borrow::Cow::Borrowed(&self.spec));
+        }
+        // SAFETY: slots point into the mapped zone once it is initialised.
+        let slot = unsafe { self.slot.as_ref() }?;
+        let addr = slot.address.get()?;
+        Some(std::borrow::Cow::Owned(self.spec.for_peer(addr)))
     }
 }
 
@@ -755,6 +790,7 @@ mod tests {
             body_regex: core::ptr::null(),
             loc_conf: core::ptr::null(),
             certificates: None,
+            resolve: None,
         })
         .unwrap();
         assert!(mcf.validate().is_ok(), "a probe is evaluated");
@@ -776,6 +812,7 @@ mod tests {
             body_regex: core::ptr::null(),
             loc_conf: core::ptr::null(),
             certificates: None,
+            resolve: None,
         };
         let mut mcf = MainConf::default();
         let args = ["http://127.0.0.1:1/health", "name=be"];
@@ -810,6 +847,7 @@ mod tests {
                 body_regex: core::ptr::null(),
                 loc_conf: core::ptr::null(),
                 certificates: None,
+                resolve: None,
             })
             .unwrap();
         }

@@ -8,7 +8,10 @@
 //! requests that went to no known upstream (a `proxy_pass` with variables that resolves to an
 //! address) count in the catch-all group, upstream `-`.
 
+use std::net::SocketAddr;
+
 use crate::zone::peers::PeerCounts;
+use crate::zone::ProbeSlot;
 
 /// The `peer` label of a group's cell for peers it does not name.
 pub const OTHER_PEER: &str = "other";
@@ -44,6 +47,10 @@ pub struct PeerGroup {
     pub peers: Vec<String>,
     /// One per peer, then `other`'s: never empty, which the request path's loop relies on.
     refs: Vec<PeerRef>,
+    /// The slots whose cells count the tries of `server ... resolve` peers, each under the
+    /// address it holds now (`probe/resolve_pool`): claimed with the configuration, given to
+    /// addresses as nginx resolves them. Null before the zone is claimed.
+    resolved: Vec<*const ProbeSlot>,
 }
 
 impl PeerGroup {
@@ -58,6 +65,7 @@ impl PeerGroup {
             identity,
             peers: Vec::new(),
             refs: Vec::new(),
+            resolved: Vec::new(),
         };
         let unclaimed = core::ptr::from_ref(&UNCLAIMED);
         for (name, data) in peers {
@@ -82,10 +90,40 @@ impl PeerGroup {
         PeerGroup::new(NO_UPSTREAM.to_string(), core::ptr::null(), &[])
     }
 
-    /// Zone keys of the group's cells: each peer's, then `other`'s.
+    /// The group with `n` cells for the addresses of its `server ... resolve` peers.
+    pub fn with_resolved(mut self, n: usize) -> PeerGroup {
+        self.resolved = vec![core::ptr::null(); n];
+        self
+    }
+
+    /// Zone keys of the group's cells: each peer's, `other`'s, then those of the cells for
+    /// resolved addresses (`peer:UPSTREAM resolve #N`).
     pub fn keys(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let resolved =
+            (0..self.resolved.len()).map(|i| format!("peer:{} resolve #{i}", self.upstream));
         self.labels()
-            .map(|peer| format!("peer:{} {peer}", self.upstream).into_bytes())
+            .map(|peer| format!("peer:{} {peer}", self.upstream))
+            .chain(resolved)
+            .map(String::into_bytes)
+    }
+
+    /// The `peer` label of each cell now, in the order of [`PeerGroup::cell_ptrs`]: a cell for
+    /// resolved addresses is labelled by the address it holds, `None` while it holds none.
+    pub fn labels_now(&self) -> Vec<Option<String>> {
+        let resolved = self.resolved.iter().map(|s| {
+            // SAFETY: null, or a slot in the zone, mapped for as long as the configuration.
+            let slot = unsafe { s.as_ref() }?;
+            slot.address.get().map(|a| a.to_string())
+        });
+        self.labels()
+            .map(|l| Some(l.to_string()))
+            .chain(resolved)
+            .collect()
+    }
+
+    /// The slots of the cells for resolved addresses (null: not claimed).
+    pub fn resolved_slots(&self) -> &[*const ProbeSlot] {
+        &self.resolved
     }
 
     /// The `peer` labels of the group's cells, in the order of [`PeerGroup::keys`].
@@ -98,7 +136,7 @@ impl PeerGroup {
 
     /// Number of cells (keys).
     pub fn cells(&self) -> usize {
-        self.refs.len()
+        self.refs.len() + self.resolved.len()
     }
 
     /// Gives the group its cells, in the order of [`PeerGroup::keys`] (null: none).
@@ -108,15 +146,28 @@ impl PeerGroup {
         }
     }
 
-    /// The cells of each label, in the order of [`PeerGroup::labels`] (null: not claimed).
+    /// Gives the cells for resolved addresses their slots, in order (null: none).
+    pub fn set_resolved_slots(&mut self, slots: &[*const ProbeSlot]) {
+        for (r, s) in self.resolved.iter_mut().zip(slots) {
+            *r = *s;
+        }
+    }
+
+    /// The cells of each label, in the order of [`PeerGroup::labels`], then those for resolved
+    /// addresses (null: not claimed).
     pub fn cell_ptrs(&self) -> impl Iterator<Item = *const PeerCounts> + '_ {
-        self.refs.iter().map(|r| {
+        let fixed = self.refs.iter().map(|r| {
             if core::ptr::eq(r.counts, &UNCLAIMED) {
                 core::ptr::null()
             } else {
                 r.counts
             }
-        })
+        });
+        let resolved = self.resolved.iter().map(|s| {
+            // SAFETY: null, or a slot in the zone, mapped for as long as the configuration.
+            unsafe { s.as_ref() }.map_or(core::ptr::null(), |s| core::ptr::from_ref(&s.peer))
+        });
+        fixed.chain(resolved)
     }
 
     /// The cells of the peer whose name nginx holds at `nginx_data`, `other`'s for a null
@@ -151,17 +202,42 @@ impl PeerGroup {
     #[cold]
     #[inline(never)]
     pub fn find_by_name(&self, name: &[u8]) -> &PeerCounts {
-        let at = self
-            .peers
-            .iter()
-            .position(|p| p.as_bytes() == name)
-            .unwrap_or(self.peers.len());
+        let Some(at) = self.peers.iter().position(|p| p.as_bytes() == name) else {
+            return self
+                .find_resolved(name)
+                .unwrap_or_else(|| self.other_cells());
+        };
         let counts = self
             .refs
             .get(at)
             .map_or(&UNCLAIMED as *const _, |r| r.counts);
         // SAFETY: as above.
         unsafe { &*counts }
+    }
+
+    /// `other`'s cells.
+    fn other_cells(&self) -> &PeerCounts {
+        let counts = self
+            .refs
+            .last()
+            .map_or(&UNCLAIMED as *const _, |r| r.counts);
+        // SAFETY: cells point into the zone, mapped for as long as the configuration lives,
+        // or at UNCLAIMED.
+        unsafe { &*counts }
+    }
+
+    /// The cells of the resolved address named `name` (`10.0.0.7:8080`, `[::1]:80`), if a
+    /// cell holds it now: a parse and a few reads of the zone, no allocation.
+    fn find_resolved(&self, name: &[u8]) -> Option<&PeerCounts> {
+        if self.resolved.is_empty() {
+            return None;
+        }
+        let addr: SocketAddr = core::str::from_utf8(name).ok()?.parse().ok()?;
+        self.resolved.iter().find_map(|s| {
+            // SAFETY: null, or a slot in the zone, mapped for as long as the configuration.
+            let slot = unsafe { s.as_ref() }?;
+            (slot.address.get() == Some(addr)).then_some(&slot.peer)
+        })
     }
 }
 
@@ -219,5 +295,50 @@ mod tests {
         is(Some(g.find_by_name(b"")), 3);
         is(g.find_by_address(core::ptr::null()), 3);
         assert_eq!(g.cell_ptrs().collect::<Vec<_>>(), ptrs);
+    }
+
+    #[test]
+    fn a_resolved_address_counts_in_the_cells_that_hold_it() {
+        let mut g = group(&["10.0.0.1:80"]).with_resolved(2);
+        assert_eq!(g.cells(), 4);
+        let keys: Vec<String> = g.keys().map(|k| String::from_utf8(k).unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "peer:backend 10.0.0.1:80",
+                "peer:backend other",
+                "peer:backend resolve #0",
+                "peer:backend resolve #1"
+            ]
+        );
+        let cells: Vec<PeerCounts> = (0..2).map(|_| PeerCounts::default()).collect();
+        g.set_cells(&cells.iter().map(core::ptr::from_ref).collect::<Vec<_>>());
+        // SAFETY: all-zero bytes are a free probe slot.
+        let slots: Vec<Box<ProbeSlot>> = (0..2)
+            .map(|_| unsafe { Box::new(core::mem::zeroed()) })
+            .collect();
+        let ptrs: Vec<*const ProbeSlot> = slots.iter().map(|s| core::ptr::from_ref(&**s)).collect();
+        g.set_resolved_slots(&ptrs);
+        slots[1].hold(Some("10.0.0.7:80".parse().unwrap()));
+        assert!(core::ptr::eq(
+            g.find_by_name(b"10.0.0.7:80"),
+            &slots[1].peer
+        ));
+        // Not held (or not an address): other.
+        assert!(core::ptr::eq(g.find_by_name(b"10.0.0.8:80"), &cells[1]));
+        assert!(core::ptr::eq(
+            g.find_by_name(b"no live upstreams"),
+            &cells[1]
+        ));
+        assert_eq!(
+            g.labels_now(),
+            [
+                Some("10.0.0.1:80".to_string()),
+                Some("other".to_string()),
+                None,
+                Some("10.0.0.7:80".to_string())
+            ]
+        );
+        assert_eq!(g.cell_ptrs().count(), 4);
     }
 }

@@ -16,7 +16,7 @@ use nginx_sys::{
 };
 
 use super::peers::PeerGroup;
-use super::{LocConf, MainConf};
+use super::{LocConf, MainConf, RESOLVE_POOL};
 
 /// Modules whose location configuration begins with an `ngx_http_upstream_conf_t`.
 const PASSING_MODULES: [&str; 6] = [
@@ -114,10 +114,12 @@ fn describe(uscf: &ngx_http_upstream_srv_conf_t) -> PeerGroup {
         format!("{}:{}", uscf.host, uscf.port)
     };
     let mut peers = Vec::new();
+    let mut resolved = 0;
     // SAFETY: `servers` is null or an array of ngx_http_upstream_server_t.
     if let Some(servers) = unsafe { uscf.servers.as_ref() } {
         // SAFETY: as above.
         let servers: &[ngx_http_upstream_server_t] = unsafe { servers.as_slice() };
+        resolved = servers.iter().filter(|s| resolved_at_run_time(s)).count();
         for s in servers
             .iter()
             .filter(|s| !s.addrs.is_null() && !resolved_at_run_time(s))
@@ -129,12 +131,14 @@ fn describe(uscf: &ngx_http_upstream_srv_conf_t) -> PeerGroup {
             }
         }
     }
+    // The addresses of `server ... resolve` peers get cells as nginx resolves them.
     PeerGroup::new(upstream, core::ptr::from_ref(uscf).cast::<c_void>(), &peers)
+        .with_resolved(resolved * RESOLVE_POOL)
 }
 
 /// True for a `server ... resolve` (nginx 1.27.3 and later) whose name nginx resolves at run
 /// time: its only address at configuration time is a placeholder that keeps the port, never a
-/// peer to probe; its tries count as `other`.
+/// peer to probe; its tries count in the cells of the address they went to (`with_resolved`).
 #[cfg(ngx_upstream_resolve)]
 pub fn resolved_at_run_time(s: &ngx_http_upstream_server_t) -> bool {
     s.host.len > 0

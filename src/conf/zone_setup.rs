@@ -285,9 +285,14 @@ pub extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         .chain(mcf.peer_catch_all.iter_mut());
     for g in groups {
         let (mine, others) = peer_slots.split_at(g.cells().min(peer_slots.len()));
+        let fixed = g.cells() - g.resolved_slots().len();
+        let (named, resolved) = mine.split_at(fixed.min(mine.len()));
         let cells: Vec<*const crate::zone::peers::PeerCounts> =
-            mine.iter().map(|s| ptr::from_ref(&s.peer)).collect();
+            named.iter().map(|s| ptr::from_ref(&s.peer)).collect();
         g.set_cells(&cells);
+        let resolved: Vec<*const crate::zone::ProbeSlot> =
+            resolved.iter().map(|s| ptr::from_ref(*s)).collect();
+        g.set_resolved_slots(&resolved);
         peer_slots = others;
     }
     for (c, slot) in mcf.certificates.iter_mut().zip(certificate_slots) {

@@ -31,10 +31,12 @@ impl Evaluator {
             }
             // SAFETY: as above.
             let slot = unsafe { p.slot.as_ref() }?;
+            // A `server ... resolve` slot: the address it holds now, if any.
+            let spec = p.current()?;
             Some(WatchedCertificate {
                 subject: CertificateSubject::Probe {
-                    probe: p.spec.name.clone(),
-                    target: p.spec.target.display(),
+                    probe: spec.name.clone(),
+                    target: spec.target.display(),
                 },
                 params: p.certificates?,
                 watch: &slot.certificate,

@@ -68,6 +68,8 @@ pub(super) struct Evaluator {
     pub(super) round: Option<Round>,
     /// Failed tries per peer over time, one per peer group (`driver/peers.rs`).
     pub(super) peer_windows: Vec<crate::evaluate::peer_window::PeerWindow>,
+    /// How long `peer_windows` keep samples: the longest `window=` (`driver/peers.rs`).
+    pub(super) peer_keep_ms: u64,
     /// Continues the round on the next turn of the loop.
     pub(super) resume: PostedEvent,
 }
@@ -118,6 +120,7 @@ impl Evaluator {
             route_columns: Vec::new(),
             round: None,
             peer_windows: Vec::new(),
+            peer_keep_ms: super::peers::peer_keep_ms(mcf),
             resume: PostedEvent::new(Some(super::process::on_resume), log),
         });
         evaluator.start_helper(now, true);
@@ -142,6 +145,12 @@ impl Evaluator {
         let mut outcomes = self.read_reports(now);
         self.watch_helper(now, &mut outcomes);
         self.follow_reopened_log(now);
+        // `server ... resolve` slots follow nginx's re-resolution before the tick's probes.
+        if self.lease.is_some() {
+            crate::probe::resolve_pool::nginx_pools::sync(self.mcf, self.log);
+            crate::probe::resolve_pool::nginx_pools::sync_peer_cells(self.mcf);
+        }
+        crate::probe::net::follow_slots();
         // The probes due start on ticks only, at the same phase each time, so a target's
         // starts stay an interval apart.
         crate::probe::net::run_due();
@@ -440,7 +449,8 @@ impl Evaluator {
         // SAFETY: slots point into the mapped zone.
         let slot = unsafe { probe.slot.as_ref() }?;
         Some(WatchedProbe {
-            spec: &probe.spec,
+            // A `server ... resolve` slot that holds no address is no target now.
+            spec: probe.current()?,
             health: &slot.probe,
         })
     }

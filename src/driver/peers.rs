@@ -23,21 +23,26 @@ fn failed(group: &PeerGroup) -> Vec<u64> {
         .collect()
 }
 
+/// How long the peer windows keep samples: the longest `window=` of any NAME (once per
+/// configuration).
+pub(super) fn peer_keep_ms(mcf: &crate::conf::MainConf) -> u64 {
+    mcf.names
+        .iter()
+        .map(|n| n.params.window_ms)
+        .max()
+        .unwrap_or(0)
+}
+
 impl Evaluator {
     /// Samples every peer group's failed tries at the start of an evaluation round.
     pub(super) fn record_peers(&mut self, now: u64) {
-        let keep_ms = self
-            .mcf
-            .names
-            .iter()
-            .map(|n| n.params.window_ms)
-            .max()
-            .unwrap_or(0);
+        let keep_ms = self.peer_keep_ms;
         let groups: Vec<&PeerGroup> = self.mcf.all_peer_groups().collect();
         self.peer_windows
             .resize_with(groups.len(), PeerWindow::default);
         for (w, g) in self.peer_windows.iter_mut().zip(groups) {
-            w.record(now, failed(g), keep_ms);
+            // The cells are read only when a sample is due.
+            w.record(now, || failed(g), keep_ms);
         }
     }
 
@@ -71,7 +76,9 @@ impl Evaluator {
                 continue;
             };
             let in_window = w.failed_in_window(&failed(g), now, nc.params.window_ms);
-            *top_peers = top_shares(g.labels(), &in_window, TOP_PEERS);
+            let labels = g.labels_now();
+            let labels = labels.iter().map(|l| l.as_deref().unwrap_or(""));
+            *top_peers = top_shares(labels, &in_window, TOP_PEERS);
         }
     }
 }

@@ -18,8 +18,9 @@ use crate::zone::ProbeHealth;
 
 /// A probe target to report on: its configuration and its shared state.
 pub struct WatchedProbe<'a> {
-    /// What is probed, under which NAME.
-    pub spec: &'a ProbeSpec,
+    /// What is probed, under which NAME (owned for a `server ... resolve` slot: the probe of
+    /// the address it holds now).
+    pub spec: std::borrow::Cow<'a, ProbeSpec>,
     /// Its shared state.
     pub health: &'a ProbeHealth,
 }
@@ -54,7 +55,7 @@ pub fn apply_probe(
     r: &ProbeResult,
     now_ms: u64,
 ) -> Option<AlertEvent> {
-    let transition = probe::apply(probe.health, probe.spec, r, now_ms)?;
+    let transition = probe::apply(probe.health, &probe.spec, r, now_ms)?;
     let (up, reason, since_ms) = match transition {
         ProbeTransition::Down { reason } => (false, Some(reason.words(r.status)), now_ms),
         ProbeTransition::Up { down_since_ms } => (true, None, down_since_ms),
@@ -230,7 +231,7 @@ mod tests {
             slot: &z.names()[0],
         }];
         let probes = [WatchedProbe {
-            spec: &s,
+            spec: std::borrow::Cow::Borrowed(&s),
             health: &z.probes()[0].probe,
         }];
         assert!(firing_now(&names, &probes, T0).is_empty());
@@ -248,7 +249,7 @@ mod tests {
             slot,
         }];
         let probes = [WatchedProbe {
-            spec: &s,
+            spec: std::borrow::Cow::Borrowed(&s),
             health: &z.probes()[0].probe,
         }];
         // Half the requests fail for a few seconds: CRITICAL (default crit=10%).

@@ -21,9 +21,10 @@ pub struct PeerWindow {
 }
 
 impl PeerWindow {
-    /// Records the cumulative failed tries of each cell at `now_ms`, keeping what a window of
-    /// `keep_ms` needs (a sample at most every `keep_ms / 120`).
-    pub fn record(&mut self, now_ms: u64, failed: Vec<u64>, keep_ms: u64) {
+    /// Records the cumulative failed tries of each cell at `now_ms` (`failed` reads them, only
+    /// when a sample is due), keeping what a window of `keep_ms` needs (a sample at most every
+    /// `keep_ms / 120`).
+    pub fn record(&mut self, now_ms: u64, failed: impl FnOnce() -> Vec<u64>, keep_ms: u64) {
         let gap = keep_ms / (MAX_SAMPLES as u64 - 8);
         if self
             .samples
@@ -32,7 +33,7 @@ impl PeerWindow {
         {
             return;
         }
-        self.samples.push_back((now_ms, failed));
+        self.samples.push_back((now_ms, failed()));
         // The newest sample at or before the start of the longest window is the oldest needed.
         let start = now_ms.saturating_sub(keep_ms);
         while self.samples.len() > 1 && self.samples[1].0 <= start {
@@ -98,17 +99,35 @@ mod tests {
         let mut w = PeerWindow::default();
         // No sample yet: everything so far.
         assert_eq!(w.failed_in_window(&[5, 1], 0, 60_000), [5, 1]);
-        w.record(0, vec![0, 0], 300_000);
-        w.record(60_000, vec![10, 0], 300_000);
-        w.record(120_000, vec![30, 5], 300_000);
+        w.record(0, || vec![0, 0], 300_000);
+        w.record(60_000, || vec![10, 0], 300_000);
+        w.record(120_000, || vec![30, 5], 300_000);
         // A 1-minute window at 2m counts since the 1m sample.
         assert_eq!(w.failed_in_window(&[40, 5], 120_000, 60_000), [30, 5]);
         // A window longer than what was seen counts since the counts began.
         assert_eq!(w.failed_in_window(&[40, 5], 120_000, 600_000), [40, 5]);
-        w.record(180_000, vec![35, 5], 300_000);
+        w.record(180_000, || vec![35, 5], 300_000);
         assert_eq!(w.failed_in_window(&[40, 5], 180_000, 600_000), [40, 5]);
         // A cell the samples do not have (a reload added a peer) counts from zero.
         assert_eq!(w.failed_in_window(&[40, 5, 2], 120_000, 60_000), [30, 5, 2]);
+    }
+
+    #[test]
+    fn the_counts_are_read_only_when_a_sample_is_due() {
+        let mut w = PeerWindow::default();
+        let mut reads = 0;
+        // keep 120 s: a sample a second at most; ticks every 250 ms read every fourth time.
+        for t in 0..8u64 {
+            w.record(
+                t * 250,
+                || {
+                    reads += 1;
+                    vec![t]
+                },
+                120_000,
+            );
+        }
+        assert_eq!(reads, 2);
     }
 
     #[test]
@@ -116,11 +135,11 @@ mod tests {
         let mut w = PeerWindow::default();
         // keep 120 s: one sample a second at most.
         for t in 0..1000u64 {
-            w.record(t * 100, vec![t], 120_000);
+            w.record(t * 100, || vec![t], 120_000);
         }
         assert!(w.samples.len() <= 101, "{}", w.samples.len());
         for t in 0..400u64 {
-            w.record(100_000 + t * 1000, vec![t], 120_000);
+            w.record(100_000 + t * 1000, || vec![t], 120_000);
         }
         assert!(w.samples.len() <= MAX_SAMPLES);
         let (oldest, _) = w.samples.front().unwrap();

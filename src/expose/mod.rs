@@ -48,7 +48,11 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
     let mut out = Vec::new();
     for g in mcf.all_peer_groups() {
         let catch_all = g.identity.is_null();
-        for (peer, cells) in g.labels().zip(g.cell_ptrs()) {
+        for (peer, cells) in g.labels_now().into_iter().zip(g.cell_ptrs()) {
+            // A cell for resolved addresses that holds none has no series.
+            let Some(peer) = peer else {
+                continue;
+            };
             // SAFETY: cells point into the mapped zone once it is initialised.
             let Some(cells) = (unsafe { cells.as_ref() }) else {
                 continue;
@@ -59,7 +63,7 @@ fn upstream_peers(mcf: &MainConf) -> Vec<PeerMetrics> {
             }
             out.push(PeerMetrics {
                 upstream: g.upstream.clone(),
-                peer: peer.to_string(),
+                peer,
                 classes,
             });
         }
@@ -317,6 +321,10 @@ fn collect_rest(mcf: &MainConf, m: &mut Metrics, now_ms: u64) {
         let Some(slot) = (unsafe { p.slot.as_ref() }) else {
             continue;
         };
+        // A `server ... resolve` slot shows the address it holds now; none, no series.
+        let Some(p) = p.current() else {
+            continue;
+        };
         let s = &slot.probe;
         let mut failures = [0u64; crate::vocab::reason::Reason::COUNT];
         for (d, f) in failures.iter_mut().zip(s.failures.iter()) {
@@ -325,7 +333,7 @@ fn collect_rest(mcf: &MainConf, m: &mut Metrics, now_ms: u64) {
         let since = s.since_ms.load(Relaxed);
         let (reason, status) = crate::probe::last_failure(s);
         m.probe_details.insert(
-            (p.spec.name.clone(), p.spec.target.display()),
+            (p.name.clone(), p.target.display()),
             ProbeDetail {
                 since_unix: (since != 0).then_some(since / 1000),
                 last_reason: reason.map(|r| r.words(status)),
@@ -335,13 +343,13 @@ fn collect_rest(mcf: &MainConf, m: &mut Metrics, now_ms: u64) {
             },
         );
         m.probe_down.push(ProbeDown {
-            name: p.spec.name.clone(),
-            target: p.spec.target.display(),
+            name: p.name.clone(),
+            target: p.target.display(),
             seconds: s.down_seconds(now_ms),
         });
         m.probes.push(ProbeMetrics {
-            name: p.spec.name.clone(),
-            target: p.spec.target.display(),
+            name: p.name.clone(),
+            target: p.target.display(),
             up: crate::probe::is_up(s),
             duration_seconds: s.last_duration_us.load(Relaxed) as f64 / 1e6,
             failures,
@@ -411,15 +419,14 @@ fn collect_certificates(mcf: &MainConf, m: &mut Metrics) {
         let Some(slot) = (unsafe { p.slot.as_ref() }) else {
             continue;
         };
+        let Some(p) = p.current() else {
+            continue;
+        };
         let expiry = slot.certificate.not_after_unix.load(Relaxed);
         if expiry != 0 {
             let level = Level::from_u8(slot.certificate.alert.level.load(Relaxed) as u8);
-            m.probe_certificates.push((
-                p.spec.name.clone(),
-                p.spec.target.display(),
-                expiry,
-                level,
-            ));
+            m.probe_certificates
+                .push((p.name.clone(), p.target.display(), expiry, level));
         }
     }
 }

@@ -2,12 +2,14 @@
 //! transitions ([`apply`]). The probes themselves run on nginx's event loop in the evaluating
 //! worker (`net`, FFI; requests and responses in [`http`], pure); `upstream=` targets come from
 //! `upstream` (FFI), and `mark_down=on` decides which peers are kept out in [`mark_down`]
-//! (pure) and applies it to nginx's peers in `mark_down::nginx_peers` (FFI).
+//! (pure) and applies it to nginx's peers in `mark_down::nginx_peers` (FFI); the slots of
+//! `server ... resolve` peers follow nginx's re-resolution in [`resolve_pool`].
 
 pub mod http;
 pub mod mark_down;
 #[cfg(not(test))]
 pub(crate) mod net;
+pub mod resolve_pool;
 #[cfg(not(test))]
 pub(crate) mod upstream;
 

@@ -134,6 +134,9 @@ struct Target {
     /// The target's slot in the zone (its certificate cell).
     slot: *const crate::zone::ProbeSlot,
     started: Instant,
+    /// For a slot of a `server ... resolve` pool, the probe without its address: the target is
+    /// the address the slot holds ([`follow_slots`]), none while it holds none.
+    template: Option<ProbeSpec>,
 }
 
 fn exiting() -> bool {
@@ -229,6 +232,8 @@ pub fn run_due() {
             // A probe still in flight (it has `timeout=` < `interval=` to end) starts again on
             // the first tick after it ended: never cut short by the next one.
             .filter(|t| t.due_ms <= now && t.step == Step::Idle)
+            // A pool's slot that holds no address has nothing to probe.
+            .filter(|t| t.template.is_none() || !t.addrs.is_empty())
             .map(|t| {
                 t.due_ms = crate::probe::next_due_ms(t.due_ms, now, t.spec.interval_ms);
                 &mut **t as *mut Target
@@ -238,6 +243,42 @@ pub fn run_due() {
     for t in due {
         with_target(t, Target::begin);
     }
+}
+
+/// Points the targets of `server ... resolve` pools at the addresses their slots hold now
+/// (the evaluator gives them out as nginx re-resolves, see `probe::resolve_pool`). A target
+/// whose address changed drops its probe in flight and its results not yet taken, which were
+/// of the old address, and is probed at the new one on this tick.
+pub fn follow_slots() {
+    // Collected first, like in run_due: ending a probe calls into nginx.
+    let changed: Vec<(*mut Target, Option<SocketAddr>, u64)> = PROBES.with(|p| {
+        let mut p = p.borrow_mut();
+        let Some(probes) = p.as_mut() else {
+            return Vec::new();
+        };
+        let now = probes.epoch.elapsed().as_millis() as u64;
+        probes
+            .targets
+            .iter_mut()
+            .filter(|t| t.template.is_some())
+            .filter_map(|t| {
+                // SAFETY: slots point into the mapped zone.
+                let held = unsafe { t.slot.as_ref() }.and_then(|s| s.address.get());
+                (held != t.addrs.first().copied()).then_some((&mut **t as *mut Target, held, now))
+            })
+            .collect()
+    });
+    if changed.is_empty() {
+        return;
+    }
+    let mut indexes = Vec::with_capacity(changed.len());
+    for (t, addr, now) in changed {
+        with_target(t, |t| {
+            indexes.push(t.index);
+            t.retarget(addr, now);
+        });
+    }
+    RESULTS.with(|r| r.borrow_mut().retain(|x| !indexes.contains(&x.index)));
 }
 
 /// Results since the last call, oldest first.
@@ -295,8 +336,31 @@ impl Target {
             body_regex: p.body_regex,
             slot: p.slot,
             started: Instant::now(),
+            template: p.resolve.is_some().then(|| spec.clone()),
             spec,
         }
+    }
+
+    /// Points a pool's target at `addr` (`None`: at nothing, it is not probed), probed at
+    /// once; the probe in flight, if any, is dropped first.
+    fn retarget(&mut self, addr: Option<SocketAddr>, now_ms: u64) {
+        self.end();
+        let Some(template) = &self.template else {
+            return;
+        };
+        self.addrs.clear();
+        let Some(addr) = addr else {
+            return;
+        };
+        self.spec = template.for_peer(addr);
+        self.request = match self.spec.target.scheme {
+            Scheme::Tcp => Vec::new(),
+            _ => probe_http::request(&self.spec),
+        };
+        self.reader = ResponseReader::new(&self.spec);
+        self.sni = None;
+        self.addrs.push(addr);
+        self.due_ms = now_ms;
     }
 
     /// Starts one probe.

@@ -1,19 +1,23 @@
 //! `status_alert_probe upstream=NAME`: finds `upstream NAME { ... }` in the configuration and
-//! turns the directive into one probe per address of each of its `server`s.
+//! turns the directive into one probe per address of each of its `server`s, and a pool of
+//! probe slots per `server ... resolve`, whose addresses nginx finds at run time
+//! ([`resolved_now`] reads them from the upstream's zone).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use nginx_sys::{ngx_addr_t, ngx_conf_t, ngx_http_upstream_server_t, ngx_http_upstream_srv_conf_t};
 use ngx::http::{HttpModuleMainConf, NgxHttpUpstreamModule};
 
+use crate::conf::probe_spec::ProbeSpec;
 use crate::conf::upstream_peers::resolved_at_run_time;
-use crate::conf::{ConfError, MainConf, ProbeConf};
+use crate::conf::{ConfError, MainConf, ProbeConf, ResolveMember, RESOLVE_POOL};
 
 /// Replaces every `upstream=` probe of `mcf` by the probes of its peers. Called once the
 /// `http` block is read, when every `upstream` block is known.
 pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> {
     let upstreams = upstream_blocks(cf);
     let mut out: Vec<ProbeConf> = Vec::with_capacity(mcf.probes.len());
+    let mut next_pool = 0;
     for probe in core::mem::take(&mut mcf.probes) {
         let Some(up) = probe.spec.upstream.clone() else {
             out.push(probe);
@@ -37,48 +41,58 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> 
         }
         let addrs = server_addresses(uscf);
         let later = run_time_names(uscf);
-        if addrs.is_empty() {
-            let why = if later.is_empty() {
-                String::new()
-            } else {
-                " (servers with \"resolve\" are not probed)".to_string()
-            };
+        if addrs.is_empty() && later.is_empty() {
             return Err(err(format!(
-                "upstream \"{}\" has no server with a fixed address{why}",
+                "upstream \"{}\" has no server with an IP address",
                 up.name
             )));
         }
-        if !later.is_empty() {
-            warn!(
-                cf.log,
-                "status_alert_probe: upstream \"{}\": servers with \"resolve\" are not probed: \
-                 {} in {}",
-                up.name,
-                later.join(", "),
-                probe.place
-            );
-        }
+        let peer = |spec: ProbeSpec, addrs: Vec<SocketAddr>, resolve| ProbeConf {
+            spec,
+            place: probe.place.clone(),
+            slot: core::ptr::null(),
+            addrs,
+            core_loc_conf: core::ptr::null(),
+            resolver: None,
+            body_regex: probe.body_regex,
+            loc_conf: probe.loc_conf,
+            certificates: probe.certificates,
+            resolve,
+        };
         for addr in addrs {
             let spec = probe.spec.for_peer(addr);
             let shown = spec.target.display();
-            if out
-                .iter()
-                .any(|o| o.spec.name == spec.name && o.spec.target.display() == shown)
-            {
+            if out.iter().any(|o| {
+                o.resolve.is_none() && o.spec.name == spec.name && o.spec.target.display() == shown
+            }) {
                 // The same address twice in one upstream (or in two probes): probe it once.
                 continue;
             }
-            out.push(ProbeConf {
-                spec,
-                place: probe.place.clone(),
-                slot: core::ptr::null(),
-                addrs: vec![addr],
-                core_loc_conf: core::ptr::null(),
-                resolver: None,
-                body_regex: probe.body_regex,
-                loc_conf: probe.loc_conf,
-                certificates: probe.certificates,
-            });
+            out.push(peer(spec, vec![addr], None));
+        }
+        // A `server ... resolve`: a pool of slots, given to its addresses as nginx resolves
+        // them (`probe/resolve_pool.rs`).
+        for server in later {
+            let shown = probe.spec.target.display();
+            let same = |o: &ProbeConf| {
+                o.resolve.as_ref().is_some_and(|r| r.server == server)
+                    && o.spec.name == probe.spec.name
+                    && o.spec.target.display() == shown
+            };
+            if out.iter().any(same) {
+                // The same server twice, or probed twice alike: one pool.
+                continue;
+            }
+            let pool = next_pool;
+            next_pool += 1;
+            for member in 0..RESOLVE_POOL {
+                let resolve = Some(ResolveMember {
+                    pool,
+                    server: server.clone(),
+                    member,
+                });
+                out.push(peer(probe.spec.clone(), Vec::new(), resolve));
+            }
         }
     }
     mcf.probes = out;
@@ -104,8 +118,8 @@ fn upstream_blocks(cf: &mut ngx_conf_t) -> Vec<(String, *const ngx_http_upstream
 }
 
 /// The addresses of every `server` of an upstream block, in configuration order. Servers
-/// whose addresses nginx re-resolves at run time (`resolve`) have none at this point and are
-/// not probed.
+/// whose addresses nginx re-resolves at run time (`resolve`) have none at this point: their
+/// pools follow [`resolved_now`].
 fn server_addresses(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<SocketAddr> {
     // SAFETY: `servers` is null or an array of ngx_http_upstream_server_t.
     let Some(servers) = (unsafe { uscf.servers.as_ref() }) else {
@@ -125,7 +139,10 @@ fn server_addresses(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<SocketAddr> {
     out
 }
 
-/// The `server ... resolve` names of an upstream, as written.
+/// Each `server ... resolve` of an upstream (as written) with the addresses it resolves to.
+pub type ResolvedServers = Vec<(String, Vec<SocketAddr>)>;
+
+/// The `server ... resolve` names of an upstream, as written, each once.
 #[cfg(ngx_upstream_resolve)]
 pub fn run_time_names(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<String> {
     // SAFETY: `servers` is null or an array of ngx_http_upstream_server_t.
@@ -134,11 +151,67 @@ pub fn run_time_names(uscf: &ngx_http_upstream_srv_conf_t) -> Vec<String> {
     };
     // SAFETY: as above.
     let servers: &[ngx_http_upstream_server_t] = unsafe { servers.as_slice() };
-    servers
-        .iter()
-        .filter(|s| resolved_at_run_time(s))
-        .map(|s| s.name.to_string())
-        .collect()
+    let mut out: Vec<String> = Vec::new();
+    for s in servers.iter().filter(|s| resolved_at_run_time(s)) {
+        let name = s.name.to_string();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The addresses nginx resolved each `server ... resolve` of the upstream to, as it stands
+/// now: `(server as written, addresses)`, read from the upstream's zone under its read lock
+/// (the peers nginx's resolver adds and removes, `ngx_http_upstream_zone_module.c`). Each
+/// resolved peer points at the `host` of its server's template, in the list's `resolve`.
+#[cfg(ngx_upstream_resolve)]
+pub fn resolved_now(uscf: &ngx_http_upstream_srv_conf_t) -> ResolvedServers {
+    use nginx_sys::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t};
+    let mut out: Vec<(String, Vec<SocketAddr>)> = Vec::new();
+    let mut list = uscf.peer.data.cast::<ngx_http_upstream_rr_peers_t>();
+    // The primary peers, then the backup ones; each list has its own lock.
+    // SAFETY: null or a peer list of this upstream, in its shared zone for the cycle's life.
+    while let Some(peers) = unsafe { list.as_mut() } {
+        if peers.shpool.is_null() {
+            // Not in a zone: no server is resolved at run time (nginx -t requires one).
+            break;
+        }
+        // SAFETY: nginx's resolver changes the list only under the write lock.
+        unsafe { nginx_sys::ngx_rwlock_rlock(&mut peers.rwlock) };
+        let mut templates = Vec::new();
+        let mut t: *mut ngx_http_upstream_rr_peer_t = peers.resolve;
+        // SAFETY: the lists are stable while the read lock is held.
+        while let Some(tp) = unsafe { t.as_ref() } {
+            templates.push((tp.host, tp.server.to_string()));
+            t = tp.next;
+        }
+        let mut p: *mut ngx_http_upstream_rr_peer_t = peers.peer;
+        // SAFETY: as above.
+        while let Some(pp) = unsafe { p.as_ref() } {
+            let server = templates
+                .iter()
+                .find(|(h, _)| !pp.host.is_null() && *h == pp.host);
+            if let (Some((_, server)), Some(addr)) = (server, socket_addr(pp.sockaddr.cast())) {
+                match out.iter_mut().find(|(s, _)| s == server) {
+                    Some((_, addrs)) if !addrs.contains(&addr) => addrs.push(addr),
+                    Some(_) => {}
+                    None => out.push((server.clone(), vec![addr])),
+                }
+            }
+            p = pp.next;
+        }
+        // SAFETY: taken above.
+        unsafe { nginx_sys::ngx_rwlock_unlock(&mut peers.rwlock) };
+        list = peers.next;
+    }
+    out
+}
+
+/// No `resolve` servers before nginx 1.27.3.
+#[cfg(not(ngx_upstream_resolve))]
+pub fn resolved_now(_uscf: &ngx_http_upstream_srv_conf_t) -> ResolvedServers {
+    Vec::new()
 }
 
 /// No `resolve` servers before nginx 1.27.3.

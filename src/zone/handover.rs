@@ -47,6 +47,7 @@ impl Zone {
                 slot.certificate.copy_from(&o.certificate);
                 // A snapshot: tries old workers count into `old` after this are not moved.
                 slot.peer.copy_from(&o.peer);
+                slot.address.copy_from(&o.address);
             }
         }
         let (h, oh) = (self.header(), old.header());

@@ -12,8 +12,9 @@
 //! and `mute_table` (runtime mutes and the muting gates), `key` (slot keys), `size` (sizing and
 //! the zone's errors), `claim` (which slot a key gets), `handover` (state and counts carried
 //! across reloads and binary upgrades), `routes` (what each routed destination knows of each
-//! incident).
+//! incident), `address` (the address a `server ... resolve` peer's probe slot holds now).
 
+pub mod address;
 mod claim;
 pub mod counters;
 mod handover;
@@ -44,7 +45,7 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::Ordering::Relaxed;
 
 /// "STALRT" + layout version; a zone written by another layout is never read.
-const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x0b");
+const ZONE_MAGIC: u64 = u64::from_le_bytes(*b"STALRT\x00\x0c");
 
 /// Longest NAME key (a NAME is at most as long, see `conf::params::MAX_NAME_LEN`).
 pub const NAME_KEY_MAX: usize = 64;

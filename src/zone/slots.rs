@@ -3,6 +3,7 @@
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicU32, AtomicU64};
 
+use super::address::HeldAddress;
 use super::counters::{BucketBounds, NameCounters};
 use super::incidents::KINDS;
 use super::incidents::{IncidentLog, IncidentSummary};
@@ -410,6 +411,8 @@ pub struct ProbeSlot {
     pub certificate: CertificateWatch,
     /// Tries per class, of the upstream peer a `peer:` slot counts (see `zone/peers.rs`).
     pub peer: PeerCounts,
+    /// The address a `server ... resolve` peer's slot probes now (none for other slots).
+    pub address: HeldAddress,
 }
 
 impl ProbeSlot {
@@ -418,6 +421,15 @@ impl ProbeSlot {
         self.probe.reset();
         self.certificate.reset();
         self.peer.reset();
+        self.address.set(None);
+    }
+
+    /// Gives the slot of a `server ... resolve` peer to `addr` (`None`: to no address): what
+    /// it knew of the address it held before is reset, so nothing carries over to another
+    /// peer.
+    pub fn hold(&self, addr: Option<std::net::SocketAddr>) {
+        self.reset();
+        self.address.set(addr);
     }
 }
 

@@ -80,7 +80,7 @@ fn layout_is_cache_line_aligned() {
     assert_eq!(size_of::<ZoneHeader>() % 64, 0);
     assert_eq!(size_of::<NameSlot>() % 64, 0);
     assert_eq!(size_of::<ProbeSlot>() % 64, 0);
-    assert_eq!(size_of::<ProbeSlot>(), 832);
+    assert_eq!(size_of::<ProbeSlot>(), 896);
     // Documented in the README (memory per NAME): at most 16 KiB including the histogram
     // window (6,664 bytes), the burn-rate ring (2,312) and the incident log (312).
     assert_eq!(size_of::<crate::zone::window::WindowRing>(), 6664);

@@ -19,10 +19,11 @@ pub struct PeerGroup {
     pub peers: Vec<(String, Vec<usize>)>,
 }
 
-/// Groups the `mark_down=on` probes by upstream, in configuration order.
-pub fn groups<'a>(probes: impl IntoIterator<Item = &'a ProbeSpec>) -> Vec<PeerGroup> {
+/// Groups the `mark_down=on` probes, given with their indexes, by upstream, in configuration
+/// order. A `server ... resolve` slot comes in with the address it holds now, or not at all.
+pub fn groups<'a>(probes: impl IntoIterator<Item = (usize, &'a ProbeSpec)>) -> Vec<PeerGroup> {
     let mut out: Vec<PeerGroup> = Vec::new();
-    for (index, spec) in probes.into_iter().enumerate() {
+    for (index, spec) in probes {
         let Some(u) = spec.upstream.as_ref().filter(|u| u.mark_down) else {
             continue;
         };
@@ -124,7 +125,7 @@ mod tests {
             peer(&["upstream=a", "mark_down=on", "uri=/x"], "127.0.0.1:1"),
             parse(&["http://h/".to_string()], false).unwrap(),
         ];
-        let g = groups(&specs);
+        let g = groups(specs.iter().enumerate());
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].upstream, "a");
         assert_eq!(

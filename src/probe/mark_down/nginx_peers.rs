@@ -8,29 +8,47 @@
 //! the directive and reloading brings every peer back.
 
 use core::cell::RefCell;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use nginx_sys::{ngx_http_upstream_rr_peer_t, ngx_http_upstream_rr_peers_t, ngx_log_t};
 
 use super::{FailOpen, PeerGroup};
+use crate::conf::probe_spec::ProbeSpec;
 use crate::conf::MainConf;
 use crate::probe::upstream as upstream_probe;
 
 thread_local! {
-    // The groups (built once per process) and the last decision per group, for logging.
+    // The groups (built once per process, unless `server ... resolve` slots change them) and
+    // the upstreams that failed open at the last tick, for logging.
     static GROUPS: RefCell<Option<Vec<PeerGroup>>> = const { RefCell::new(None) };
-    static LAST: RefCell<Vec<(Vec<bool>, bool)>> = const { RefCell::new(Vec::new()) };
+    static FAILED_OPEN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The groups as they stand: with the address each `server ... resolve` slot holds now.
+fn current_groups(mcf: &MainConf) -> Vec<PeerGroup> {
+    let specs: Vec<(usize, Cow<'_, ProbeSpec>)> = mcf
+        .probes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.current()?)))
+        .collect();
+    super::groups(specs.iter().map(|(i, s)| (*i, &**s)))
 }
 
 /// Makes every `mark_down=on` peer's `down` flag match its probes. Call only while holding
 /// the evaluation lease (one writer), after the tick's probe results are applied. Returns the
 /// upstreams that fail open (every peer DOWN), for the DOWN messages to say so.
 pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
-    let groups = GROUPS.with(|g| {
-        g.borrow_mut()
-            .get_or_insert_with(|| super::groups(mcf.probes.iter().map(|p| &p.spec)))
-            .clone()
-    });
+    let groups = if mcf.probes.iter().any(|p| p.resolve.is_some()) {
+        current_groups(mcf)
+    } else {
+        GROUPS.with(|g| {
+            g.borrow_mut()
+                .get_or_insert_with(|| current_groups(mcf))
+                .clone()
+        })
+    };
     let mut fail_open = Vec::new();
     if groups.is_empty() {
         return fail_open;
@@ -41,11 +59,13 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
         let slot = unsafe { probe.slot.as_ref() }?;
         crate::probe::is_up(&slot.probe)
     };
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        last.resize(groups.len(), (Vec::new(), false));
-        for (g, prev) in groups.iter().zip(last.iter_mut()) {
+    FAILED_OPEN.with(|failed| {
+        let mut failed = failed.borrow_mut();
+        // An upstream with no group now (its resolved addresses are all gone) starts afresh.
+        failed.retain(|u| groups.iter().any(|g| g.upstream == *u));
+        for g in &groups {
             let d = super::decide(g, up);
+            let before = failed.contains(&g.upstream);
             if d.fail_open {
                 fail_open.push(FailOpen {
                     upstream: g.upstream.clone(),
@@ -53,18 +73,21 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
                         .peers
                         .iter()
                         .flat_map(|(_, probes)| probes.iter())
-                        .filter_map(|i| mcf.probes.get(*i))
-                        .map(|p| p.spec.target.display())
+                        .filter_map(|i| mcf.probes.get(*i)?.current())
+                        .map(|p| p.target.display())
                         .collect(),
                 });
-            }
-            if d.fail_open && !prev.1 {
-                warn!(
-                    log,
-                    "status_alert: every peer of upstream \"{}\" is DOWN, all are used again \
-                     (mark_down fails open)",
-                    g.upstream
-                );
+                if !before {
+                    warn!(
+                        log,
+                        "status_alert: every peer of upstream \"{}\" is DOWN, all are used \
+                         again (mark_down fails open)",
+                        g.upstream
+                    );
+                    failed.push(g.upstream.clone());
+                }
+            } else if before {
+                failed.retain(|u| *u != g.upstream);
             }
             let keep_out: Vec<(SocketAddr, bool)> = g
                 .peers
@@ -73,7 +96,6 @@ pub fn sync(mcf: &MainConf, log: *mut ngx_log_t) -> Vec<FailOpen> {
                 .filter_map(|((peer, _), out)| Some((peer.parse().ok()?, *out)))
                 .collect();
             apply(&g.upstream, &keep_out, log);
-            *prev = (d.keep_out, d.fail_open);
         }
     });
     fail_open
@@ -101,7 +123,19 @@ fn apply(upstream: &str, keep_out: &[(SocketAddr, bool)], log: *mut ngx_log_t) {
         let mut peer = peers.peer;
         // SAFETY: the list is stable while the write lock is held.
         while let Some(p) = unsafe { peer.as_mut() } {
-            update(&mut peers.tries, p, keep_out, &configured, upstream, log);
+            let configured_down = template_down(peers, p).unwrap_or_else(|| {
+                configured
+                    .iter()
+                    .any(|(a, down)| Some(*a) == addr_of(p) && *down)
+            });
+            update(
+                &mut peers.tries,
+                p,
+                keep_out,
+                configured_down,
+                upstream,
+                log,
+            );
             peer = p.next;
         }
         // SAFETY: taken above.
@@ -115,17 +149,16 @@ fn update(
     tries: &mut nginx_sys::ngx_uint_t,
     p: &mut ngx_http_upstream_rr_peer_t,
     keep_out: &[(SocketAddr, bool)],
-    configured: &[(SocketAddr, bool)],
+    configured_down: bool,
     upstream: &str,
     log: *mut ngx_log_t,
 ) {
-    let Some(addr) = upstream_probe::socket_addr(p.sockaddr.cast()) else {
+    let Some(addr) = addr_of(p) else {
         return;
     };
     let Some(out) = keep_out.iter().find(|(a, _)| *a == addr).map(|k| k.1) else {
         return;
     };
-    let configured_down = configured.iter().any(|(a, down)| *a == addr && *down);
     let want = out || configured_down;
     if (p.down != 0) == want {
         return;
@@ -150,9 +183,44 @@ fn update(
     }
 }
 
+/// A peer's address.
+fn addr_of(p: &ngx_http_upstream_rr_peer_t) -> Option<SocketAddr> {
+    upstream_probe::socket_addr(p.sockaddr.cast())
+}
+
+/// For a peer nginx resolved at run time, the `down` of its `server ... resolve` line (its
+/// template in the list's `resolve`, whose `host` it shares); `None` for other peers.
+#[cfg(ngx_upstream_resolve)]
+fn template_down(
+    peers: &ngx_http_upstream_rr_peers_t,
+    p: &ngx_http_upstream_rr_peer_t,
+) -> Option<bool> {
+    if p.host.is_null() {
+        return None;
+    }
+    let mut t = peers.resolve;
+    // SAFETY: the list's templates, stable while its lock is held.
+    while let Some(tp) = unsafe { t.as_ref() } {
+        if tp.host == p.host {
+            return Some(tp.down != 0);
+        }
+        t = tp.next;
+    }
+    None
+}
+
+/// No peer is resolved at run time before nginx 1.27.3.
+#[cfg(not(ngx_upstream_resolve))]
+fn template_down(
+    _peers: &ngx_http_upstream_rr_peers_t,
+    _p: &ngx_http_upstream_rr_peer_t,
+) -> Option<bool> {
+    None
+}
+
 /// `(upstream, peer, kept out)` of every `mark_down=on` peer, for `nginx_upstream_peer_down`.
 pub fn kept_out(mcf: &MainConf) -> Vec<(String, String, bool)> {
-    let groups = super::groups(mcf.probes.iter().map(|p| &p.spec));
+    let groups = current_groups(mcf);
     let up = |i: usize| {
         let probe = mcf.probes.get(i)?;
         // SAFETY: slots point into the mapped zone.

@@ -17,7 +17,8 @@ pub fn prepare(cf: &mut nginx_sys::ngx_conf_t, mcf: &mut MainConf) -> Result<(),
         crate::probe::upstream::expand(cf, mcf)?;
     }
     for p in &mut mcf.probes {
-        if !p.addrs.is_empty() {
+        // A `server ... resolve` slot gets its address at run time (`probe::resolve_pool`).
+        if !p.addrs.is_empty() || p.resolve.is_some() {
             continue;
         }
         let t = &p.spec.target;

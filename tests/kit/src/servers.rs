@@ -213,6 +213,8 @@ fn serve_connection(stream: TcpStream, handler: Handler, stop: Arc<AtomicBool>) 
 /// Accept loop + one thread per connection; stops on drop.
 pub(crate) struct ServerCore {
     pub(crate) port: u16,
+    /// Where it listens.
+    addr: SocketAddr,
     stop: Arc<AtomicBool>,
     conns: ConnRegistry,
     accept_thread: Option<JoinHandle<()>>,
@@ -220,11 +222,19 @@ pub(crate) struct ServerCore {
 
 impl ServerCore {
     pub(crate) fn start(name: &str, handler: Handler) -> ServerCore {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("test server: bind 127.0.0.1:0");
-        let port = listener
-            .local_addr()
-            .expect("test server: local_addr")
-            .port();
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServerCore::start_on(name, handler, any).expect("test server: bind 127.0.0.1:0")
+    }
+
+    /// A server listening on `addr` (port 0: any free port).
+    pub(crate) fn start_on(
+        name: &str,
+        handler: Handler,
+        addr: SocketAddr,
+    ) -> std::io::Result<ServerCore> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let port = addr.port();
         let stop = Arc::new(AtomicBool::new(false));
         let conns: ConnRegistry = Arc::new(Mutex::new(HashMap::new()));
         let (stop2, conns2) = (stop.clone(), conns.clone());
@@ -263,18 +273,18 @@ impl ServerCore {
                 }
             })
             .expect("spawn test server accept thread");
-        ServerCore {
+        Ok(ServerCore {
             port,
+            addr,
             stop,
             conns,
             accept_thread: Some(accept_thread),
-        }
+        })
     }
 }
 
-fn wake_and_join(port: u16, stop: &AtomicBool, thread: Option<JoinHandle<()>>) {
+fn wake_and_join(addr: SocketAddr, stop: &AtomicBool, thread: Option<JoinHandle<()>>) {
     stop.store(true, Ordering::SeqCst);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let woke = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok();
     if let Some(t) = thread {
         // If the wake-up connection failed the accept thread may block forever; detach it
@@ -287,7 +297,7 @@ fn wake_and_join(port: u16, stop: &AtomicBool, thread: Option<JoinHandle<()>>) {
 
 impl Drop for ServerCore {
     fn drop(&mut self) {
-        wake_and_join(self.port, &self.stop, self.accept_thread.take());
+        wake_and_join(self.addr, &self.stop, self.accept_thread.take());
         // Unblock connection threads sitting in read().
         for stream in lock(&self.conns).values() {
             let _ = stream.shutdown(Shutdown::Both);
@@ -332,6 +342,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Upstream::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).expect("upstream: bind")
+    }
+
+    /// An upstream listening on `addr` (another loopback address, say 127.0.0.2, with the port
+    /// of one on 127.0.0.1); port 0 takes any free port.
+    pub fn start_on(addr: SocketAddr) -> std::io::Result<Upstream> {
         let state = Arc::new(Mutex::new(UpstreamState::default()));
         let st = state.clone();
         let handler: Handler = Arc::new(move |req: &ReceivedRequest| {
@@ -350,12 +366,12 @@ impl Upstream {
                 delay: route.delay,
             }
         });
-        let server = ServerCore::start("upstream", handler);
-        Upstream {
+        let server = ServerCore::start_on("upstream", handler, addr)?;
+        Ok(Upstream {
             port: server.port,
             state,
             _server: server,
-        }
+        })
     }
 
     /// Answer `path` with `status` and `body` from now on (the delay is kept).
@@ -431,7 +447,11 @@ impl HangingListener {
 
 impl Drop for HangingListener {
     fn drop(&mut self) {
-        wake_and_join(self.port, &self.stop, self.thread.take());
+        wake_and_join(
+            SocketAddr::from(([127, 0, 0, 1], self.port)),
+            &self.stop,
+            self.thread.take(),
+        );
         lock(&self.held).clear();
     }
 }

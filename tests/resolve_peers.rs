@@ -1,0 +1,527 @@
+//! Integration tests of `server ... resolve` peers under `status_alert_probe upstream=`
+//! (docs/directives.md, status_alert_probe; SPEC section 15): nginx 1.27.3 and later
+//! re-resolves such a server at run time, and the probes follow: each address it resolves to
+//! now is a target, a new address's series appear and a vanished one's disappear, at most
+//! 8 addresses per server are probed (the rest are logged), and `mark_down=on` keeps a DOWN
+//! resolved peer out and still fails open when every peer is DOWN.
+//!
+//! A tiny DNS server on 127.0.0.1:0 (UDP, written here) answers `app.test A` with the
+//! addresses the test gives it; nginx's `resolver ... valid=1s` asks again every second. The
+//! peers are test upstreams on 127.0.0.1 and 127.0.0.2 with the same port, since a `server`
+//! line names one port.
+
+use status_alert_testkit::*;
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// The name the DNS server knows.
+const NAME: &str = "app.test";
+/// How long to wait for what should come: a re-resolution (1 s), a probe (1 s), `fails=`.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A UDP DNS server on loopback answering [`NAME`] A with the addresses set, until dropped.
+struct DnsServer {
+    port: u16,
+    answer: Arc<Mutex<Vec<[u8; 4]>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl DnsServer {
+    fn start(answer: &[[u8; 4]]) -> DnsServer {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind DNS socket");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        let port = sock.local_addr().expect("local addr").port();
+        let answer = Arc::new(Mutex::new(answer.to_vec()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (answer.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !s.load(SeqCst) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let addrs = a.lock().unwrap().clone();
+                if let Some(reply) = dns_reply(&buf[..n], &addrs) {
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        DnsServer {
+            port,
+            answer,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Answers with `addrs` from now on.
+    fn set(&self, addrs: &[[u8; 4]]) {
+        *self.answer.lock().unwrap() = addrs.to_vec();
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reply to one query (RFC 1035 4.1): [`NAME`] A gets `addrs` (TTL 1 s), any other type
+/// of it no records, any other name NXDOMAIN; `None` for a malformed query.
+fn dns_reply(query: &[u8], addrs: &[[u8; 4]]) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *query.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(i..i + len)?).to_lowercase());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(i)?, *query.get(i + 1)?]);
+    let question = query.get(12..i + 4)?;
+    let known = labels.join(".") == NAME;
+    let answers: &[[u8; 4]] = if known && qtype == 1 { addrs } else { &[] };
+    let rcode = if known { 0 } else { 3 };
+    let mut out = Vec::with_capacity(64 + 16 * answers.len());
+    out.extend_from_slice(&query[..2]); // ID
+    out.extend_from_slice(&(0x8180u16 | rcode).to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes()); // ANCOUNT
+    out.extend_from_slice(&[0, 0, 0, 0]); // NSCOUNT, ARCOUNT
+    out.extend_from_slice(question);
+    for a in answers {
+        out.extend_from_slice(&[0xc0, 12]); // the question's name
+        out.extend_from_slice(&[0, 1, 0, 1]); // A, IN
+        out.extend_from_slice(&1u32.to_be_bytes()); // TTL 1s
+        out.extend_from_slice(&[0, 4]);
+        out.extend_from_slice(a);
+    }
+    Some(out)
+}
+
+#[test]
+fn dns_reply_answers_every_address() {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x03app\x04test\x00\x00\x01\x00\x01");
+    let r = dns_reply(&q, &[[127, 0, 0, 1], [127, 0, 0, 2]]).unwrap();
+    assert_eq!(&r[..4], &[0x12, 0x34, 0x81, 0x80]);
+    assert_eq!(&r[6..8], &[0, 2], "two answers");
+    assert_eq!(&r[r.len() - 4..], &[127, 0, 0, 2]);
+    let none = dns_reply(&q, &[]).unwrap();
+    assert_eq!((&none[2..4], &none[6..8]), (&[0x81, 0x80][..], &[0, 0][..]));
+}
+
+/// `status_alert be` in `/` proxying to `backend`, whose only server is `app.test:PORT
+/// resolve`, probed with `probe`; metrics.
+fn http_block(webhook: &str, dns_port: u16, port: u16, probe: &str) -> String {
+    http_block_with(webhook, dns_port, port, "", probe)
+}
+
+/// [`http_block`] with `servers` (lines) before the `resolve` one.
+fn http_block_with(webhook: &str, dns_port: u16, port: u16, servers: &str, probe: &str) -> String {
+    format!(
+        r#"
+status_alert_webhook {webhook};
+status_alert_interval 1s;
+resolver 127.0.0.1:{dns_port} valid=1s ipv6=off;
+upstream backend {{
+    zone backend 64k;
+{servers}    server {NAME}:{port} resolve;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{
+        status_alert be;
+        status_alert_probe {probe};
+        proxy_pass http://backend;
+    }}
+    location = /status_metrics {{
+        status_alert off;
+        status_metrics;
+    }}
+}}
+"#
+    )
+}
+
+/// A test upstream on 127.0.0.1 and one on 127.0.0.2 with the same port.
+fn two_peers() -> (Upstream, Upstream) {
+    let a = Upstream::start();
+    let b = Upstream::start_on(SocketAddr::from(([127, 0, 0, 2], a.port)))
+        .expect("a test upstream on 127.0.0.2 with the port of one on 127.0.0.1");
+    (a, b)
+}
+
+/// `http://IP:PORT/health`.
+fn target(ip: &str, port: u16) -> String {
+    format!("http://{ip}:{port}/health")
+}
+
+/// Every `target` label of probe `be` in any series, with the series' names.
+fn series_by_target(nginx: &Nginx) -> Vec<(String, String)> {
+    prom(nginx)
+        .into_iter()
+        .filter(|s| s.1.iter().any(|(k, v)| k == "probe" && v == "be"))
+        .filter_map(|s| {
+            let t = s.1.iter().find(|(k, _)| k == "target")?.1.clone();
+            Some((t, s.0))
+        })
+        .collect()
+}
+
+/// The targets of probe `be` in the metrics.
+fn targets(nginx: &Nginx) -> BTreeSet<String> {
+    series_by_target(nginx)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect()
+}
+
+fn report(nginx: &Nginx, rx: &WebhookReceiver) -> String {
+    let log = nginx.error_log();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!(
+        "\n--- targets ---\n{:?}\n--- embed titles ---\n{}\n--- last lines of error.log ---\n{}",
+        targets(nginx),
+        rx.titles().join("\n"),
+        tail.join("\n")
+    )
+}
+
+/// The probes follow the DNS answer: 127.0.0.1 is a target; when the answer becomes
+/// 127.0.0.2 the new address is probed and every series of the old one goes; two addresses
+/// are two targets; ten addresses are eight targets, and the log names the two left out.
+#[test]
+fn probes_follow_the_dns_answer_as_nginx_re_resolves() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let (a, b) = two_peers();
+    let port = a.port;
+    let dns = DnsServer::start(&[[127, 0, 0, 1]]);
+    let rx = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            dns.port,
+            port,
+            "upstream=backend uri=/health interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(2),
+    );
+    let (ta, tb) = (target("127.0.0.1", port), target("127.0.0.2", port));
+    assert!(
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &ta) == Some(1.0)),
+        "127.0.0.1 never probed{}",
+        report(&nginx, &rx)
+    );
+    assert_eq!(targets(&nginx), BTreeSet::from([ta.clone()]));
+    assert!(a.hits("/health") >= 1);
+    assert_eq!(
+        b.hits("/health"),
+        0,
+        "127.0.0.2 probed before it was resolved"
+    );
+
+    // The answer changes: the probes move to the new address, the old one's series go.
+    dns.set(&[[127, 0, 0, 2]]);
+    assert!(
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &tb) == Some(1.0)
+            && targets(&nginx) == BTreeSet::from([tb.clone()])),
+        "the probes did not follow the answer{}",
+        report(&nginx, &rx)
+    );
+    let old: Vec<(String, String)> = series_by_target(&nginx)
+        .into_iter()
+        .filter(|(t, _)| *t == ta)
+        .collect();
+    assert!(old.is_empty(), "series of the vanished address: {old:?}");
+    assert!(b.hits("/health") >= 1, "127.0.0.2 never got a probe");
+    let hits_a = a.hits("/health");
+    thread::sleep(Duration::from_millis(2500));
+    assert!(
+        a.hits("/health") <= hits_a + 1,
+        "the vanished address is still probed"
+    );
+    assert!(nginx
+        .error_log()
+        .contains(&format!("no longer resolves to 127.0.0.1:{port}")));
+    // Not a DOWN: the address went away, it did not fail.
+    assert!(
+        !rx.titles().iter().any(|t| t.starts_with("DOWN")),
+        "{}",
+        report(&nginx, &rx)
+    );
+
+    // Both: two targets.
+    dns.set(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    assert!(
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &ta) == Some(1.0)
+            && probe_up(&nginx, "be", &tb) == Some(1.0)),
+        "not both probed{}",
+        report(&nginx, &rx)
+    );
+
+    // Ten addresses: eight slots per server, the other two are logged, not probed.
+    let ten: Vec<[u8; 4]> = (1..=10).map(|i| [127, 0, 0, i]).collect();
+    dns.set(&ten);
+    assert!(
+        wait_until(PATIENCE, || targets(&nginx).len() == 8),
+        "not eight targets{}",
+        report(&nginx, &rx)
+    );
+    assert!(
+        nginx.wait_for_log("resolves to more than 8 addresses", PATIENCE),
+        "{}",
+        report(&nginx, &rx)
+    );
+    // The two that were probed keep their slots.
+    let now = targets(&nginx);
+    assert!(now.contains(&ta) && now.contains(&tb), "{now:?}");
+    nginx.assert_log_clean();
+}
+
+/// `/x` through the proxy, `n` times; panics on anything but 200.
+fn proxied(nginx: &Nginx, n: usize) {
+    let mut client = KeepAliveClient::new(nginx.port);
+    for _ in 0..n {
+        assert_eq!(client.get("/x").status, 200);
+    }
+}
+
+fn peer_down_metric(nginx: &Nginx, ip: &str, port: u16) -> Option<f64> {
+    metric(
+        &prom(nginx),
+        "nginx_upstream_peer_down",
+        &[("upstream", "backend"), ("peer", &format!("{ip}:{port}"))],
+    )
+}
+
+/// `mark_down=on` with a server resolved to two addresses: the DOWN one gets no requests
+/// until it is UP again; when both are DOWN, both are used (fail open) and the DOWN message
+/// says so.
+#[test]
+fn mark_down_keeps_a_down_resolve_peer_out_and_fails_open() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let (a, b) = two_peers();
+    let port = a.port;
+    for p in [&a, &b] {
+        p.set("/x", 200, "x");
+    }
+    b.set("/health", 503, "sick");
+    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let rx = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            dns.port,
+            port,
+            "upstream=backend uri=/health interval=1s timeout=500ms mark_down=on",
+        ),
+        NginxOpts::workers(2),
+    );
+    assert!(
+        wait_until(PATIENCE, || peer_down_metric(&nginx, "127.0.0.2", port)
+            == Some(1.0)),
+        "127.0.0.2 never marked down{}",
+        report(&nginx, &rx)
+    );
+    assert_eq!(peer_down_metric(&nginx, "127.0.0.1", port), Some(0.0));
+    let want = format!(
+        "DOWN be: {} (unexpected status 503)",
+        target("127.0.0.2", port)
+    );
+    assert!(
+        wait_until(PATIENCE, || rx.titles().contains(&want)),
+        "no {want:?}{}",
+        report(&nginx, &rx)
+    );
+    // The worker that evaluates applies the flag on its tick.
+    thread::sleep(Duration::from_millis(600));
+    let before = b.hits("/x");
+    proxied(&nginx, 30);
+    assert_eq!(b.hits("/x"), before, "a DOWN resolve peer got requests");
+    assert!(a.hits("/x") >= 30);
+
+    // Back UP: back in rotation.
+    b.set("/health", 200, "ok");
+    assert!(
+        wait_until(PATIENCE, || peer_down_metric(&nginx, "127.0.0.2", port)
+            == Some(0.0)),
+        "127.0.0.2 never back{}",
+        report(&nginx, &rx)
+    );
+    thread::sleep(Duration::from_millis(600));
+    let before = b.hits("/x");
+    proxied(&nginx, 30);
+    assert!(b.hits("/x") > before, "an UP resolve peer got no requests");
+
+    // Both DOWN: both are used (fail open).
+    for p in [&a, &b] {
+        p.set("/health", 503, "sick");
+    }
+    assert!(
+        nginx.wait_for_log("mark_down fails open", PATIENCE),
+        "no fail-open notice{}",
+        report(&nginx, &rx)
+    );
+    assert!(
+        wait_until(PATIENCE, || rx.titles().iter().any(|t| t
+            .starts_with("DOWN be: ")
+            && t.contains("; fail open, every peer"))),
+        "no DOWN message says fail open{}",
+        report(&nginx, &rx)
+    );
+    thread::sleep(Duration::from_millis(600));
+    let before = [a.hits("/x"), b.hits("/x")];
+    proxied(&nginx, 30);
+    assert!(
+        a.hits("/x") > before[0],
+        "127.0.0.1 unused while failing open"
+    );
+    assert!(
+        b.hits("/x") > before[1],
+        "127.0.0.2 unused while failing open"
+    );
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        assert_eq!(peer_down_metric(&nginx, ip, port), Some(0.0), "{ip}");
+    }
+    nginx.assert_log_clean();
+}
+
+/// A name resolving to a fixed server's address and to a new one, in an upstream with both:
+/// each address is one target with one series, whichever line it comes from.
+#[test]
+fn an_address_of_a_fixed_server_and_a_resolved_name_is_one_target() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let (a, _b) = two_peers();
+    let port = a.port;
+    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let rx = WebhookReceiver::start();
+    let fixed = format!("    server 127.0.0.1:{port};\n");
+    let nginx = Nginx::start(
+        &http_block_with(
+            &rx.url(),
+            dns.port,
+            port,
+            &fixed,
+            "upstream=backend uri=/health interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(1),
+    );
+    let (ta, tb) = (target("127.0.0.1", port), target("127.0.0.2", port));
+    assert!(
+        wait_until(PATIENCE, || probe_up(&nginx, "be", &tb) == Some(1.0)),
+        "127.0.0.2 never probed{}",
+        report(&nginx, &rx)
+    );
+    // Two more ticks of re-resolution and probes.
+    thread::sleep(Duration::from_secs(2));
+    let ups: Vec<String> = series_by_target(&nginx)
+        .into_iter()
+        .filter(|(_, name)| name == "nginx_probe_up")
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(ups, vec![ta.clone(), tb.clone()], "{}", report(&nginx, &rx));
+
+    // A reload keeps the targets; reading the configuration looked up no host of its own for
+    // the resolve server's slots (their address comes at run time).
+    let probes_before = a.hits("/health");
+    nginx.reload();
+    assert!(
+        wait_until(PATIENCE, || a.hits("/health") > probes_before + 1),
+        "no probes after the reload{}",
+        report(&nginx, &rx)
+    );
+    assert_eq!(targets(&nginx), BTreeSet::from([ta, tb]));
+    assert!(
+        !nginx.error_log().contains("host not found"),
+        "{}",
+        report(&nginx, &rx)
+    );
+    nginx.assert_log_clean();
+}
+
+/// `nginx_upstream_peer_responses_total{upstream, peer, class}` of `backend`, if present.
+fn peer_tries(nginx: &Nginx, peer: &str, class: &str) -> Option<f64> {
+    metric(
+        &prom(nginx),
+        "nginx_upstream_peer_responses_total",
+        &[("upstream", "backend"), ("peer", peer), ("class", class)],
+    )
+}
+
+/// The tries of requests to `server ... resolve` peers count under the address they went
+/// to, not `other`; when the name stops resolving to an address, its series go.
+#[test]
+fn tries_of_resolve_peers_count_under_their_address() {
+    require_module!();
+    require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
+    let (a, b) = two_peers();
+    let port = a.port;
+    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let rx = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &http_block(
+            &rx.url(),
+            dns.port,
+            port,
+            "upstream=backend uri=/health interval=1s timeout=500ms",
+        ),
+        NginxOpts::workers(2),
+    );
+    let (pa, pb) = (format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}"));
+    // Their series appear (with zeros) once the evaluator has given them cells.
+    assert!(
+        wait_until(PATIENCE, || peer_tries(&nginx, &pa, "2xx").is_some()
+            && peer_tries(&nginx, &pb, "2xx").is_some()),
+        "no series of the resolved peers{}",
+        report(&nginx, &rx)
+    );
+    proxied(&nginx, 20);
+    let counted = |p: &str| peer_tries(&nginx, p, "2xx").unwrap_or(0.0);
+    assert!(
+        wait_until(PATIENCE, || counted(&pa) + counted(&pb) == 20.0),
+        "{} + {} tries counted of 20{}",
+        counted(&pa),
+        counted(&pb),
+        report(&nginx, &rx)
+    );
+    assert_eq!(counted(&pa), a.hits("/x") as f64);
+    assert_eq!(counted(&pb), b.hits("/x") as f64);
+    assert!(counted(&pa) > 0.0 && counted(&pb) > 0.0);
+    assert_eq!(peer_tries(&nginx, "other", "2xx"), Some(0.0));
+
+    // 127.0.0.1 goes: its series go, tries count under 127.0.0.2.
+    dns.set(&[[127, 0, 0, 2]]);
+    assert!(
+        wait_until(PATIENCE, || peer_tries(&nginx, &pa, "2xx").is_none()),
+        "the vanished address's series stay{}",
+        report(&nginx, &rx)
+    );
+    let before = counted(&pb);
+    proxied(&nginx, 10);
+    assert!(
+        wait_until(PATIENCE, || counted(&pb) == before + 10.0),
+        "{}",
+        report(&nginx, &rx)
+    );
+    nginx.assert_log_clean();
+}
