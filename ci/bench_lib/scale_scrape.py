@@ -129,7 +129,7 @@ def _memory(master_pid):
     return private, max(shared, default=0)
 
 
-def vts_nginx(args, nginx):
+def _vts_nginx(args, nginx):
     """The nginx that runs VTS: the one ci/vts-build built beside the .so (the same source and
     arguments, plus the stub_status module whose counters VTS reads), else the benchmark's."""
     own = os.path.join(os.path.dirname(args.vts_module), "nginx")
@@ -205,7 +205,7 @@ def bench_scale_scrape(args, nginx, out_dir, results, counts, ping_seconds):
             "        location / {", ping_loc, 1)
         conf = nginx.conf(module=False, master=True, workers=1, servers=servers,
                           http_extra=f"    {VTS_ZONE}", load=args.vts_module)
-        vnginx = vts_nginx(args, nginx)
+        vnginx = _vts_nginx(args, nginx)
         row = _measure(vnginx, nginx.prepare(out_dir / f"scale-scrape-{n}-vts"), conf, port, n,
                        runs, ping_seconds, True)
         row["nginx"] = vnginx.bin
