@@ -9,7 +9,7 @@ Measures, against the same nginx binary with and without the module:
   6. scale: for 10, 1,000 and 10,000 NAMEs, `nginx -t` and reload time, the waits of a client
      of the evaluating worker (a request every millisecond) while it evaluates and while it is
      scraped, scrape time and size per format (gzip or not, NAMEs with traffic or not), zone
-     size and worker private memory.
+     size and worker private memory; with --vts-module, the scrape side for VTS too.
 Writes target/bench/report.md and report.json and prints the table.
 
 Every process it starts runs in its own process group and is ended on exit, also on SIGTERM /
@@ -86,6 +86,10 @@ def main():
     ap.add_argument("--scale-names", help="NAME counts of the scale section (10,1000,10000; quick 10,1000)")
     ap.add_argument("--scale-seconds", type=int,
                     help="seconds of 1 ms pings per NAME count, during evaluation and during scrapes (5; quick 2)")
+    ap.add_argument("--vts-module", default=os.environ.get("STATUS_ALERT_VTS_MODULE") or None,
+                    help="a VTS .so (ci/vts-build): the scale section measures VTS's scrapes "
+                         "beside the module's, one filter key per NAME "
+                         "(default: $STATUS_ALERT_VTS_MODULE; none: no VTS rows)")
     ap.add_argument("--top", type=int, default=10, help="module functions listed")
     args = ap.parse_args()
 
@@ -117,6 +121,10 @@ def main():
         ap.error("--scale-names must be a comma list of NAME counts")
     if not scale_counts or min(scale_counts) < 1 or args.scale_seconds < 1:
         ap.error("--scale-names needs counts >= 1 and --scale-seconds at least 1")
+    if args.vts_module and not Path(args.vts_module).is_file():
+        ap.error(f"--vts-module / STATUS_ALERT_VTS_MODULE: no file {args.vts_module}")
+    if args.vts_module:
+        args.vts_module = str(Path(args.vts_module).resolve())
     args.cores = os.cpu_count() or 1
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)

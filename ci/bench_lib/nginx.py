@@ -12,10 +12,14 @@ class Nginx:
         self.module = args.module
 
     def conf(self, *, module, master, workers, servers, http_extra="", worker_connections=4096,
-             rlimit_nofile=None, log_level="warn"):
+             rlimit_nofile=None, log_level="warn", load=None):
+        """`load`: another module's .so to load (VTS, the reference point of the scale
+        section)."""
         lines = []
         if module:
             lines.append(f"load_module {self.module};")
+        if load:
+            lines.append(f"load_module {load};")
         lines += [
             "daemon off;",
             f"master_process {'on' if master else 'off'};",
@@ -101,14 +105,18 @@ def front_servers(cfg, p_ret, p_proxy, p_up, receiver_port=None, metrics=False):
     return http_extra, servers
 
 
-def names_servers(n, port, module):
+def names_servers(n, port, module, vts=False):
     """n exact locations, each its own NAME (mixed statuses via ?s=), a plain location counted
-    under the first NAME, and /status_metrics."""
+    under the first NAME, and /status_metrics. With `vts` (and not `module`), each location has
+    its own VTS filter key instead (group `names`) and /status is VTS's status page, gzipped by
+    nginx for clients that accept it (VTS does not compress; level 1, as the module's)."""
     locs = []
     # Every slot has room for latency= and slo= state: the memory per NAME is theirs too.
     params = "latency=p95:500ms:2s slo=99.9%"
     for i in range(n):
         alert = f"status_alert n{i:04d} {params}; " if module else ""
+        if vts:
+            alert = f"vhost_traffic_status_filter_by_set_key n{i:04d} names; "
         locs.append(
             f"        location = /n/{i:04d} {{ {alert}"
             f"if ($arg_s = 404) {{ return 404; }} if ($arg_s = 503) {{ return 503; }} return 200; }}"
@@ -116,6 +124,9 @@ def names_servers(n, port, module):
     # A NAME used in several locations must have the same parameters in each (nginx -t fails).
     plain_alert = f"status_alert n0000 {params}; " if module and n else ""
     metrics = "        location = /status_metrics { status_metrics; }\n" if module else ""
+    if vts:
+        metrics = ("        location /status { vhost_traffic_status_display; gzip on; "
+                   "gzip_types text/plain application/json; }\n")
     return (
         "    server {\n"
         f"        listen 127.0.0.1:{port};\n"

@@ -2,6 +2,8 @@
 
 import datetime
 
+from .scale_scrape import VTS_ZONE
+
 # Anchors from the issue: nginx 1.28.3, 1 worker, instructions per request under callgrind.
 ANCHORS = {
     "return": {"vanilla": 10027, "json_log": 2117, "vts": 2532},
@@ -322,31 +324,51 @@ def report(args, results, errors, elapsed):
 
     ss = (results.get("scale") or {}).get("scrapes")
     if ss:
-        base = ss[0]
+        # VTS's rows (if measured) follow the module's of the same count, labelled VTS.
+        vts = {r["names"]: r for r in (results["scale"].get("vts_scrapes") or [])}
+        base, vts_base = ss[0], vts.get(ss[0]["names"])
         L.append("## Scale: scrapes (1 worker; the first 200 NAMEs with 200, 404 and 503 "
                  "answers; median time, bytes on the wire)")
         L.append("")
         L.append("| NAMEs | traffic | Prometheus | gzip | JSON | gzip | HTML | gzip |")
         L.append("|---:|---|---:|---:|---:|---:|---:|---:|")
         for r in ss:
-            for label, key in (("none", "without_traffic"), ("200 NAMEs", "with_traffic")):
-                f = r[key]
+            n = r["names"]
+            lines = [(f"{n:,}", "none", r["without_traffic"]),
+                     (f"{n:,}", "200 NAMEs", r["with_traffic"])]
+            if n in vts:
+                v = vts[n]
+                lines += [(f"{n:,} VTS", "none (no keys)", v["without_traffic"]),
+                          (f"{n:,} VTS", f"{min(n, 200):,} keys", v["with_traffic"])]
+                if n > 200:
+                    lines.append((f"{n:,} VTS", f"all {n:,} keys (1 request on {n - 200:,})",
+                                  v["all_keys"]))
+            for names, label, f in lines:
                 cells = []
                 for fmt in ("prometheus", "json", "html"):
                     for k in (fmt, f"{fmt}_gzip"):
-                        e = f[k]
+                        e = f.get(k)
+                        if e is None:
+                            cells.append("-")
+                            continue
                         enc = "" if e["encoding"] == "identity" else f" {e['encoding']}"
                         cells.append(f"{fmt_ms(e['ms'])}, {e['bytes']:,} B{enc}")
-                L.append(f"| {r['names']:,} | {label} | " + " | ".join(cells) + " |")
+                L.append(f"| {names} | {label} | " + " | ".join(cells) + " |")
         L.append("")
         L.append(f"| NAMEs | scrapes run | 1 ms client of the worker: p50 / p99 / max | "
                  f"p99 vs {base['names']:,} NAMEs | zone | worker private memory |")
         L.append("|---:|---:|---:|---:|---:|---:|")
         for r in ss:
-            ratio = r["ping_p99_ms"] / base["ping_p99_ms"] if base["ping_p99_ms"] else float("nan")
-            L.append(f"| {r['names']:,} | {r['scrapes']} | {fmt_ms(r['ping_p50_ms'])} / "
-                     f"{fmt_ms(r['ping_p99_ms'])} / {fmt_ms(r['ping_max_ms'])} | {ratio:.2f}x | "
-                     f"{fmt_bytes(r['zone_bytes'])} | {fmt_bytes(r['worker_private_bytes'])} |")
+            rows = [(f"{r['names']:,}", r, base, fmt_bytes(r["zone_bytes"]))]
+            v = vts.get(r["names"])
+            if v:
+                rows.append((f"{r['names']:,} VTS", v, vts_base,
+                             f"{fmt_bytes(v['zone_bytes'])}, used {fmt_bytes(v['zone_used_bytes'])}"))
+            for names, x, b, zone in rows:
+                ratio = x["ping_p99_ms"] / b["ping_p99_ms"] if b and b["ping_p99_ms"] else float("nan")
+                L.append(f"| {names} | {x['scrapes']} | {fmt_ms(x['ping_p50_ms'])} / "
+                         f"{fmt_ms(x['ping_p99_ms'])} / {fmt_ms(x['ping_max_ms'])} | {ratio:.2f}x | "
+                         f"{zone} | {fmt_bytes(x['worker_private_bytes'])} |")
         L.append("")
         L.append("Method: each format is scraped on a new connection, once to warm up, then "
                  "timed (median of 5, 2 in a quick run), without and with `Accept-Encoding: gzip` "
@@ -356,6 +378,24 @@ def report(args, results, errors, elapsed):
                  "worker's largest shared mapping; private memory is Private_Dirty + "
                  "Private_Clean of the worker in /proc/PID/smaps.")
         L.append("")
+        if vts:
+            v = next(iter(vts.values()))
+            L.append(f"VTS rows: nginx-module-vts {v.get('vts_version', '?')} "
+                     f"(`{args.vts_module}`) in `{v['nginx']}` "
+                     + ("(ci/vts-build's: the same nginx source and arguments plus "
+                        "`--with-http_stub_status_module`, whose counters VTS reads)"
+                        if v["nginx"] != args.nginx else "(the same binary)")
+                     + ", without this module, "
+                     f"`{VTS_ZONE}`, each location with its own "
+                     "`vhost_traffic_status_filter_by_set_key nNNNN names`, scraped at "
+                     "`/status/format/prometheus` and `/status/format/json` (its HTML page is "
+                     "static and fetches the JSON: not measured). VTS does not compress: gzip is "
+                     "nginx's gzip filter on `/status` (level 1, as the module's). VTS makes a "
+                     "filter key at the key's first request, so 'none' has no keys and the "
+                     "second row only those with traffic; 'all' has every key (one more request "
+                     "to each other location), as many as the module's NAMEs, and the 1 ms "
+                     "client runs then.")
+            L.append("")
 
     if "probe_hits" in results:
         L.append(f"Alerting stayed idle: the local webhook receiver got {results['webhook_posts']} "
