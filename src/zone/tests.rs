@@ -88,6 +88,11 @@ fn layout_is_cache_line_aligned() {
     assert!(size_of::<NameSlot>() <= 16 * 1024);
     assert_eq!(auto_capacity(1), 16);
     assert_eq!(auto_capacity(100), 112);
+    assert_eq!(auto_capacity(4_096), 4_608);
+    assert_eq!(auto_capacity(10_000), 10_512);
+    // Shared memory per configured NAME at 10,000, with the headroom and the slab's overhead.
+    let shm = shm_size_for_payload(zone_size(auto_capacity(10_000), 0), 4096);
+    assert!(shm / 10_000 <= 16 * 1024, "{} bytes per NAME", shm / 10_000);
 }
 
 #[test]
