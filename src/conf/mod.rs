@@ -205,7 +205,7 @@ pub struct ProbeConf {
 
 /// One of the probe slots reserved for a `server ... resolve` of an `upstream=` probe
 /// ([`RESOLVE_POOL`] per server): the evaluator gives it to one of the addresses nginx
-/// resolves the name to now (`probe/resolve_pool.rs`).
+/// resolves the name to now (`probe/resolve_pool/mod.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolveMember {
     /// Which pool: the same for the slots of one server of one probe directive.

@@ -71,7 +71,7 @@ pub fn expand(cf: &mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), ConfError> 
             out.push(peer(spec, vec![addr], None));
         }
         // A `server ... resolve`: a pool of slots, given to its addresses as nginx resolves
-        // them (`probe/resolve_pool.rs`).
+        // them (`probe/resolve_pool/mod.rs`).
         for server in later {
             let shown = probe.spec.target.display();
             let same = |o: &ProbeConf| {
