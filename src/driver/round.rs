@@ -15,12 +15,12 @@ use crate::vocab::event::AlertEvent;
 const CHUNK: usize = 16;
 
 /// How long one turn of the loop may spend on a round: a slice ends at the first look at the
-/// clock past it, so it holds the loop for the budget plus at most one chunk. 1 ms: a request
-/// that arrives during a slice waits about that long at most, so other requests' p99 stays
-/// near that of a configuration with few NAMEs (with 3 ms it was 3.8 times it at 10,000
-/// NAMEs, `ci/bench --only scale`).
+/// clock past it, so it holds the loop for the budget plus at most one chunk. Half a
+/// millisecond: a request that arrives during a slice waits about that long at most, so other
+/// requests' p99 stays near that of a configuration with few NAMEs (at 10,000 NAMEs, 1.6 times
+/// it; with 3 ms slices 3.8 times, `ci/bench --only scale`).
 #[cfg_attr(test, allow(dead_code))] // used by the evaluator, which unit tests do not build
-pub(super) const SLICE_BUDGET: Duration = Duration::from_millis(1);
+pub(super) const SLICE_BUDGET: Duration = Duration::from_micros(500);
 
 /// A round in progress.
 pub(super) struct Round {

@@ -23,9 +23,10 @@ use crate::event::loop_fd::{HoldWorker, PostedEvent};
 
 /// The longest a slice of a scrape may run before it gives the loop back (a unit of work that
 /// began in time adds a fraction of a millisecond): a request that arrives during a slice
-/// waits about that long at most, so other requests' p99 stays near that of a configuration
-/// with few NAMEs (with 2 ms it was 2.6 times it at 10,000 NAMEs, `ci/bench --only scale`).
-const SLICE: Duration = Duration::from_millis(1);
+/// waits about that long at most. With back-to-back scrapes of 10,000 NAMEs the p99 of another
+/// client was 3.7 ms with 2 ms slices, 2.1 ms with 1 ms, 1.8 ms with 0.5 ms (10 NAMEs: 0.7-1.0
+/// ms), `ci/bench --only scale`; what is left is sending and freeing the body.
+const SLICE: Duration = Duration::from_micros(500);
 
 /// A scrape and what it needs to go on.
 struct Pending {
