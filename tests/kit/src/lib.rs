@@ -18,10 +18,12 @@
 //! | `wire`       | HTTP/1.1 framing shared by the raw client and the fake servers          |
 //! | `servers`    | fake upstream and a listener that never answers                         |
 //! | `webhook`    | fake Discord webhook receiver                                           |
+//! | `dns`        | DNS server for nginx's `resolver`: A records to set, NXDOMAIN, silence  |
 //! | `discord`    | Discord's documented payload limits, and the check against them         |
 //! | `prometheus` | Prometheus text parser and checker, metric lookup, `promtool`           |
 
 mod discord;
+mod dns;
 mod env;
 mod http;
 mod nginx;
@@ -34,6 +36,7 @@ mod webhook;
 mod wire;
 
 pub use crate::discord::*;
+pub use crate::dns::*;
 pub use crate::env::*;
 pub use crate::http::*;
 pub use crate::nginx::*;
