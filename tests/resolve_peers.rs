@@ -5,16 +5,14 @@
 //! 8 addresses per server are probed (the rest are logged), and `mark_down=on` keeps a DOWN
 //! resolved peer out and still fails open when every peer is DOWN.
 //!
-//! A tiny DNS server on 127.0.0.1:0 (UDP, written here) answers `app.test A` with the
+//! The kit's DNS server ([`DnsServer`], UDP on 127.0.0.1:0) answers `app.test A` with the
 //! addresses the test gives it; nginx's `resolver ... valid=1s` asks again every second. The
 //! peers are test upstreams on 127.0.0.1 and 127.0.0.2 with the same port, since a `server`
 //! line names one port.
 
 use status_alert_testkit::*;
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
@@ -22,109 +20,6 @@ use std::time::Duration;
 const NAME: &str = "app.test";
 /// How long to wait for what should come: a re-resolution (1 s), a probe (1 s), `fails=`.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A UDP DNS server on loopback answering [`NAME`] A with the addresses set, until dropped.
-struct DnsServer {
-    port: u16,
-    answer: Arc<Mutex<Vec<[u8; 4]>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl DnsServer {
-    fn start(answer: &[[u8; 4]]) -> DnsServer {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind DNS socket");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
-        let port = sock.local_addr().expect("local addr").port();
-        let answer = Arc::new(Mutex::new(answer.to_vec()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (answer.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while !s.load(SeqCst) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let addrs = a.lock().unwrap().clone();
-                if let Some(reply) = dns_reply(&buf[..n], &addrs) {
-                    let _ = sock.send_to(&reply, from);
-                }
-            }
-        });
-        DnsServer {
-            port,
-            answer,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Answers with `addrs` from now on.
-    fn set(&self, addrs: &[[u8; 4]]) {
-        *self.answer.lock().unwrap() = addrs.to_vec();
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The reply to one query (RFC 1035 4.1): [`NAME`] A gets `addrs` (TTL 1 s), any other type
-/// of it no records, any other name NXDOMAIN; `None` for a malformed query.
-fn dns_reply(query: &[u8], addrs: &[[u8; 4]]) -> Option<Vec<u8>> {
-    if query.len() < 12 {
-        return None;
-    }
-    let mut i = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *query.get(i)? as usize;
-        i += 1;
-        if len == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(i..i + len)?).to_lowercase());
-        i += len;
-    }
-    let qtype = u16::from_be_bytes([*query.get(i)?, *query.get(i + 1)?]);
-    let question = query.get(12..i + 4)?;
-    let known = labels.join(".") == NAME;
-    let answers: &[[u8; 4]] = if known && qtype == 1 { addrs } else { &[] };
-    let rcode = if known { 0 } else { 3 };
-    let mut out = Vec::with_capacity(64 + 16 * answers.len());
-    out.extend_from_slice(&query[..2]); // ID
-    out.extend_from_slice(&(0x8180u16 | rcode).to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
-    out.extend_from_slice(&(answers.len() as u16).to_be_bytes()); // ANCOUNT
-    out.extend_from_slice(&[0, 0, 0, 0]); // NSCOUNT, ARCOUNT
-    out.extend_from_slice(question);
-    for a in answers {
-        out.extend_from_slice(&[0xc0, 12]); // the question's name
-        out.extend_from_slice(&[0, 1, 0, 1]); // A, IN
-        out.extend_from_slice(&1u32.to_be_bytes()); // TTL 1s
-        out.extend_from_slice(&[0, 4]);
-        out.extend_from_slice(a);
-    }
-    Some(out)
-}
-
-#[test]
-fn dns_reply_answers_every_address() {
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    q.extend_from_slice(b"\x03app\x04test\x00\x00\x01\x00\x01");
-    let r = dns_reply(&q, &[[127, 0, 0, 1], [127, 0, 0, 2]]).unwrap();
-    assert_eq!(&r[..4], &[0x12, 0x34, 0x81, 0x80]);
-    assert_eq!(&r[6..8], &[0, 2], "two answers");
-    assert_eq!(&r[r.len() - 4..], &[127, 0, 0, 2]);
-    let none = dns_reply(&q, &[]).unwrap();
-    assert_eq!((&none[2..4], &none[6..8]), (&[0x81, 0x80][..], &[0, 0][..]));
-}
 
 /// `status_alert be` in `/` proxying to `backend`, whose only server is `app.test:PORT
 /// resolve`, probed with `probe`; metrics.
@@ -213,7 +108,7 @@ fn probes_follow_the_dns_answer_as_nginx_re_resolves() {
     require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
     let (a, b) = two_peers();
     let port = a.port;
-    let dns = DnsServer::start(&[[127, 0, 0, 1]]);
+    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1]]);
     let rx = WebhookReceiver::start();
     let nginx = Nginx::start(
         &http_block(
@@ -239,7 +134,7 @@ fn probes_follow_the_dns_answer_as_nginx_re_resolves() {
     );
 
     // The answer changes: the probes move to the new address, the old one's series go.
-    dns.set(&[[127, 0, 0, 2]]);
+    dns.set_addrs(&[[127, 0, 0, 2]]);
     assert!(
         wait_until(PATIENCE, || probe_up(&nginx, "be", &tb) == Some(1.0)
             && targets(&nginx) == BTreeSet::from([tb.clone()])),
@@ -269,7 +164,7 @@ fn probes_follow_the_dns_answer_as_nginx_re_resolves() {
     );
 
     // Both: two targets.
-    dns.set(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    dns.set_addrs(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
     assert!(
         wait_until(PATIENCE, || probe_up(&nginx, "be", &ta) == Some(1.0)
             && probe_up(&nginx, "be", &tb) == Some(1.0)),
@@ -279,7 +174,7 @@ fn probes_follow_the_dns_answer_as_nginx_re_resolves() {
 
     // Ten addresses: eight slots per server, the other two are logged, not probed.
     let ten: Vec<[u8; 4]> = (1..=10).map(|i| [127, 0, 0, i]).collect();
-    dns.set(&ten);
+    dns.set_addrs(&ten);
     assert!(
         wait_until(PATIENCE, || targets(&nginx).len() == 8),
         "not eight targets{}",
@@ -325,7 +220,7 @@ fn mark_down_keeps_a_down_resolve_peer_out_and_fails_open() {
         p.set("/x", 200, "x");
     }
     b.set("/health", 503, "sick");
-    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1], [127, 0, 0, 2]]);
     let rx = WebhookReceiver::start();
     let nginx = Nginx::start(
         &http_block(
@@ -413,7 +308,7 @@ fn an_address_of_a_fixed_server_and_a_resolved_name_is_one_target() {
     require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
     let (a, _b) = two_peers();
     let port = a.port;
-    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1], [127, 0, 0, 2]]);
     let rx = WebhookReceiver::start();
     let fixed = format!("    server 127.0.0.1:{port};\n");
     let nginx = Nginx::start(
@@ -476,7 +371,7 @@ fn tries_of_resolve_peers_count_under_their_address() {
     require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
     let (a, b) = two_peers();
     let port = a.port;
-    let dns = DnsServer::start(&[[127, 0, 0, 1], [127, 0, 0, 2]]);
+    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1], [127, 0, 0, 2]]);
     let rx = WebhookReceiver::start();
     let nginx = Nginx::start(
         &http_block(
@@ -510,7 +405,7 @@ fn tries_of_resolve_peers_count_under_their_address() {
     assert_eq!(peer_tries(&nginx, "other", "2xx"), Some(0.0));
 
     // 127.0.0.1 goes: its series go, tries count under 127.0.0.2.
-    dns.set(&[[127, 0, 0, 2]]);
+    dns.set_addrs(&[[127, 0, 0, 2]]);
     assert!(
         wait_until(PATIENCE, || peer_tries(&nginx, &pa, "2xx").is_none()),
         "the vanished address's series stay{}",

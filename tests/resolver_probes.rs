@@ -3,147 +3,15 @@
 //! failed lookup is a `dns` failure, and a lookup still under way when the probe's `timeout=`
 //! passes is one too.
 //!
-//! A tiny DNS server on 127.0.0.1:0 (UDP, written here: a few lines of packet building) answers
-//! `probe.test` with 127.0.0.1, or NXDOMAIN, or nothing at all, as the test says.
+//! The kit's DNS server ([`DnsServer`], UDP on 127.0.0.1:0) answers `probe.test` with 127.0.0.1,
+//! or NXDOMAIN, or nothing at all, as the test says.
 
 use status_alert_testkit::*;
-use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 /// The name the DNS server knows.
 const NAME: &str = "probe.test";
-
-/// What the DNS server does with a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Mode {
-    /// `probe.test A` is 127.0.0.1; AAAA (and any other type) has no records.
-    Answer = 0,
-    /// Every name is NXDOMAIN.
-    NxDomain = 1,
-    /// No answer at all.
-    Silent = 2,
-}
-
-/// A UDP DNS server on loopback, in a thread, until dropped.
-struct DnsServer {
-    port: u16,
-    mode: Arc<AtomicU8>,
-    queries: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl DnsServer {
-    fn start() -> DnsServer {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind DNS socket");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
-        let port = sock.local_addr().expect("local addr").port();
-        let mode = Arc::new(AtomicU8::new(Mode::Answer as u8));
-        let queries = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, q, s) = (mode.clone(), queries.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while !s.load(SeqCst) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                q.fetch_add(1, SeqCst);
-                let mode = match m.load(SeqCst) {
-                    0 => Mode::Answer,
-                    1 => Mode::NxDomain,
-                    _ => Mode::Silent,
-                };
-                if let Some(reply) = dns_reply(&buf[..n], mode) {
-                    let _ = sock.send_to(&reply, from);
-                }
-            }
-        });
-        DnsServer {
-            port,
-            mode,
-            queries,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn set(&self, mode: Mode) {
-        self.mode.store(mode as u8, SeqCst);
-    }
-
-    fn queries(&self) -> usize {
-        self.queries.load(SeqCst)
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The reply to one query (RFC 1035 4.1), or `None` to stay silent or for a malformed query.
-fn dns_reply(query: &[u8], mode: Mode) -> Option<Vec<u8>> {
-    if mode == Mode::Silent || query.len() < 12 {
-        return None;
-    }
-    // The question: labels up to the root label, then QTYPE and QCLASS.
-    let mut i = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *query.get(i)? as usize;
-        i += 1;
-        if len == 0 {
-            break;
-        }
-        labels.push(String::from_utf8_lossy(query.get(i..i + len)?).to_lowercase());
-        i += len;
-    }
-    let qtype = u16::from_be_bytes([*query.get(i)?, *query.get(i + 1)?]);
-    let question = &query[12..i + 4];
-    let known = labels.join(".") == NAME;
-    let answer_a = mode == Mode::Answer && known && qtype == 1;
-    // QR, opcode 0, RD, RA; RCODE 3 (NXDOMAIN) unless the name is known.
-    let rcode = if mode == Mode::Answer && known { 0 } else { 3 };
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&query[..2]); // ID
-    out.extend_from_slice(&(0x8180u16 | rcode).to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
-    out.extend_from_slice(&u16::from(answer_a).to_be_bytes()); // ANCOUNT
-    out.extend_from_slice(&[0, 0, 0, 0]); // NSCOUNT, ARCOUNT
-    out.extend_from_slice(question);
-    if answer_a {
-        out.extend_from_slice(&[0xc0, 12]); // the question's name
-        out.extend_from_slice(&[0, 1, 0, 1]); // A, IN
-        out.extend_from_slice(&1u32.to_be_bytes()); // TTL 1s
-        out.extend_from_slice(&[0, 4, 127, 0, 0, 1]);
-    }
-    Some(out)
-}
-
-#[test]
-fn dns_reply_is_well_formed() {
-    // A query for probe.test A, as nginx sends it (ID 0x1234, RD).
-    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    q.extend_from_slice(b"\x05probe\x04test\x00\x00\x01\x00\x01");
-    let r = dns_reply(&q, Mode::Answer).unwrap();
-    assert_eq!(&r[..4], &[0x12, 0x34, 0x81, 0x80]);
-    assert_eq!(&r[6..8], &[0, 1], "one answer");
-    assert_eq!(&r[r.len() - 4..], &[127, 0, 0, 1]);
-    let nx = dns_reply(&q, Mode::NxDomain).unwrap();
-    assert_eq!(&nx[2..4], &[0x81, 0x83]);
-    assert_eq!(nx.len(), q.len(), "question only");
-    assert!(dns_reply(&q, Mode::Silent).is_none());
-}
 
 /// Probes `http://probe.test:PORT/health` through the resolver: UP; NXDOMAIN makes it fail
 /// as `dns` and go DOWN; answering again brings it UP; a silent DNS server makes it `dns`
@@ -153,7 +21,7 @@ fn dns_reply_is_well_formed() {
 #[test]
 fn host_name_is_resolved_by_nginx_resolver_every_interval() {
     require_module!();
-    let dns = DnsServer::start();
+    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1]]);
     let up = Upstream::start();
     up.set("/health", 200, "ok");
     up.set("/health2", 200, "ok");
@@ -221,7 +89,7 @@ server {{
     );
 
     // Looked up again every interval: NXDOMAIN makes the probes fail as `dns`.
-    dns.set(Mode::NxDomain);
+    dns.set_mode(DnsMode::NxDomain);
     assert!(
         wait_until(Duration::from_secs(10), || both(0.0)),
         "probes did not go DOWN on NXDOMAIN\n{}",
@@ -238,7 +106,7 @@ server {{
         }
     }
 
-    dns.set(Mode::Answer);
+    dns.set_mode(DnsMode::Answer);
     assert!(
         wait_until(Duration::from_secs(10), || both(1.0)),
         "probes did not come back UP\n{}",
@@ -250,7 +118,7 @@ server {{
         probe_failures(&nginx, "be", &target, "dns"),
         probe_failures(&nginx, "be2", &target2, "dns"),
     ];
-    dns.set(Mode::Silent);
+    dns.set_mode(DnsMode::Silent);
     assert!(
         wait_until(Duration::from_secs(12), || both(0.0)),
         "probes did not go DOWN with a silent DNS server\n{}",
