@@ -21,14 +21,9 @@ const NAME: &str = "app.test";
 /// How long to wait for what should come: a re-resolution (1 s), a probe (1 s), `fails=`.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// `status_alert be` in `/` proxying to `backend`, whose only server is `app.test:PORT
-/// resolve`, probed with `probe`; metrics.
-fn http_block(webhook: &str, dns_port: u16, port: u16, probe: &str) -> String {
-    http_block_with(webhook, dns_port, port, "", probe)
-}
-
-/// [`http_block`] with `servers` (lines) before the `resolve` one.
-fn http_block_with(webhook: &str, dns_port: u16, port: u16, servers: &str, probe: &str) -> String {
+/// `status_alert be` in `/` proxying to `backend`, whose servers are `servers` (lines), then
+/// `app.test:PORT resolve`, probed with `probe`; metrics.
+fn http_block(webhook: &str, dns_port: u16, port: u16, servers: &str, probe: &str) -> String {
     format!(
         r#"
 status_alert_webhook {webhook};
@@ -60,6 +55,28 @@ fn two_peers() -> (Upstream, Upstream) {
     let b = Upstream::start_on(SocketAddr::from(([127, 0, 0, 2], a.port)))
         .expect("a test upstream on 127.0.0.2 with the port of one on 127.0.0.1");
     (a, b)
+}
+
+/// The probe of `backend` in every test (one adds `mark_down=on`).
+const PROBE: &str = "upstream=backend uri=/health interval=1s timeout=500ms";
+
+/// nginx with `workers` workers and [`http_block`] (`servers`, `probe`) for peers on `port`,
+/// resolving [`NAME`] with a DNS server that answers `answer` (keep it while nginx runs: nginx
+/// asks it again every second), alerting a webhook receiver.
+fn start_nginx(
+    port: u16,
+    answer: &[[u8; 4]],
+    servers: &str,
+    probe: &str,
+    workers: u32,
+) -> (DnsServer, WebhookReceiver, Nginx) {
+    let dns = DnsServer::start(NAME, answer);
+    let rx = WebhookReceiver::start();
+    let nginx = Nginx::start(
+        &http_block(&rx.url(), dns.port, port, servers, probe),
+        NginxOpts::workers(workers),
+    );
+    (dns, rx, nginx)
 }
 
 /// `http://IP:PORT/health`.
@@ -108,17 +125,7 @@ fn probes_follow_the_dns_answer_as_nginx_re_resolves() {
     require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
     let (a, b) = two_peers();
     let port = a.port;
-    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1]]);
-    let rx = WebhookReceiver::start();
-    let nginx = Nginx::start(
-        &http_block(
-            &rx.url(),
-            dns.port,
-            port,
-            "upstream=backend uri=/health interval=1s timeout=500ms",
-        ),
-        NginxOpts::workers(2),
-    );
+    let (dns, rx, nginx) = start_nginx(port, &[[127, 0, 0, 1]], "", PROBE, 2);
     let (ta, tb) = (target("127.0.0.1", port), target("127.0.0.2", port));
     assert!(
         wait_until(PATIENCE, || probe_up(&nginx, "be", &ta) == Some(1.0)),
@@ -220,16 +227,12 @@ fn mark_down_keeps_a_down_resolve_peer_out_and_fails_open() {
         p.set("/x", 200, "x");
     }
     b.set("/health", 503, "sick");
-    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1], [127, 0, 0, 2]]);
-    let rx = WebhookReceiver::start();
-    let nginx = Nginx::start(
-        &http_block(
-            &rx.url(),
-            dns.port,
-            port,
-            "upstream=backend uri=/health interval=1s timeout=500ms mark_down=on",
-        ),
-        NginxOpts::workers(2),
+    let (_dns, rx, nginx) = start_nginx(
+        port,
+        &[[127, 0, 0, 1], [127, 0, 0, 2]],
+        "",
+        &format!("{PROBE} mark_down=on"),
+        2,
     );
     assert!(
         wait_until(PATIENCE, || peer_down_metric(&nginx, "127.0.0.2", port)
@@ -308,19 +311,8 @@ fn an_address_of_a_fixed_server_and_a_resolved_name_is_one_target() {
     require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
     let (a, _b) = two_peers();
     let port = a.port;
-    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1], [127, 0, 0, 2]]);
-    let rx = WebhookReceiver::start();
     let fixed = format!("    server 127.0.0.1:{port};\n");
-    let nginx = Nginx::start(
-        &http_block_with(
-            &rx.url(),
-            dns.port,
-            port,
-            &fixed,
-            "upstream=backend uri=/health interval=1s timeout=500ms",
-        ),
-        NginxOpts::workers(1),
-    );
+    let (_dns, rx, nginx) = start_nginx(port, &[[127, 0, 0, 1], [127, 0, 0, 2]], &fixed, PROBE, 1);
     let (ta, tb) = (target("127.0.0.1", port), target("127.0.0.2", port));
     assert!(
         wait_until(PATIENCE, || probe_up(&nginx, "be", &tb) == Some(1.0)),
@@ -371,17 +363,7 @@ fn tries_of_resolve_peers_count_under_their_address() {
     require_nginx_with!(nginx_at_least("1.27.3", "server ... resolve in upstream"));
     let (a, b) = two_peers();
     let port = a.port;
-    let dns = DnsServer::start(NAME, &[[127, 0, 0, 1], [127, 0, 0, 2]]);
-    let rx = WebhookReceiver::start();
-    let nginx = Nginx::start(
-        &http_block(
-            &rx.url(),
-            dns.port,
-            port,
-            "upstream=backend uri=/health interval=1s timeout=500ms",
-        ),
-        NginxOpts::workers(2),
-    );
+    let (dns, rx, nginx) = start_nginx(port, &[[127, 0, 0, 1], [127, 0, 0, 2]], "", PROBE, 2);
     let (pa, pb) = (format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}"));
     // Their series appear (with zeros) once the evaluator has given them cells.
     assert!(
